@@ -1,0 +1,144 @@
+//! Identifier newtypes used across the data plane (DESIGN §4).
+//!
+//! Objects live in slabs and refer to each other by these ids; none of them
+//! allocates, so they are cheap to copy on the packet path.
+
+use std::fmt;
+
+/// RTP synchronization source identifier (RFC 3550 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ssrc(pub u32);
+
+/// RTP payload type, 7 bits (RFC 3550 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pt(pub u8);
+
+/// Extended RTP sequence number: the 16-bit wire value plus the count of
+/// wrap-arounds in the upper bits, so wrap-around is handled once (RFC 3550 §A.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeqNo(pub u64);
+
+impl SeqNo {
+    /// The 16-bit value as carried in the RTP header.
+    pub fn wire(self) -> u16 {
+        self.0 as u16
+    }
+}
+
+/// Maximum length in bytes of a MID or RID value we accept (RFC 8843 §15
+/// places no limit; browsers use 1–3 characters and a one-byte header
+/// extension carries at most 16 bytes, RFC 8285 §4.2).
+pub const MAX_TOKEN_LEN: usize = 16;
+
+macro_rules! token_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name {
+            len: u8,
+            bytes: [u8; MAX_TOKEN_LEN],
+        }
+
+        impl $name {
+            /// Builds the id from its SDP token. Returns `None` when the value is
+            /// empty, longer than [`MAX_TOKEN_LEN`] bytes or not printable ASCII.
+            pub fn new(value: &str) -> Option<Self> {
+                let b = value.as_bytes();
+                if b.is_empty() || b.len() > MAX_TOKEN_LEN || !b.iter().all(|c| c.is_ascii_graphic()) {
+                    return None;
+                }
+                let mut bytes = [0u8; MAX_TOKEN_LEN];
+                bytes[..b.len()].copy_from_slice(b);
+                Some(Self { len: b.len() as u8, bytes })
+            }
+
+            /// The raw bytes, as written into an RTP header extension.
+            pub fn as_bytes(&self) -> &[u8] {
+                &self.bytes[..self.len as usize]
+            }
+
+            /// The value as a string slice.
+            pub fn as_str(&self) -> &str {
+                // Only printable ASCII is ever stored (checked in `new`).
+                std::str::from_utf8(self.as_bytes()).unwrap_or("")
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.as_str())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+token_id!(
+    /// Media identification tag of an m-section (RFC 8843 §2, `a=mid`).
+    Mid
+);
+token_id!(
+    /// RTP stream identifier of a simulcast layer (RFC 8851, `a=rid`).
+    Rid
+);
+
+macro_rules! slab_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+slab_id!(
+    /// A Router (one room) — unique within the process.
+    RouterId
+);
+slab_id!(
+    /// A WebRtcTransport — unique within its Router.
+    TransportId
+);
+slab_id!(
+    /// A Producer (incoming track) — unique within its Router.
+    ProducerId
+);
+slab_id!(
+    /// A Consumer (one subscriber's copy of a Producer) — unique within its Router.
+    ConsumerId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mid_accepts_short_printable_tokens_only() {
+        assert_eq!(
+            Mid::new("0").map(|m| m.as_bytes().to_vec()),
+            Some(b"0".to_vec())
+        );
+        assert!(Mid::new("").is_none());
+        assert!(Mid::new("a b").is_none());
+        assert!(Mid::new(&"x".repeat(17)).is_none());
+        assert_eq!(
+            Mid::new("audio").map(|m| m.to_string()),
+            Some("audio".into())
+        );
+    }
+
+    #[test]
+    fn seqno_wire_truncates() {
+        assert_eq!(SeqNo(65536 + 7).wire(), 7);
+    }
+}

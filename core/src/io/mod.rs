@@ -1,0 +1,117 @@
+//! The only code that touches sockets: binding a room's UDP socket from a
+//! port range with socket2 (RFC-free plumbing; see DESIGN §6).
+
+use std::net::{IpAddr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::{Error, Result};
+
+/// Where and how rooms' sockets are bound.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    /// Local address to bind (e.g. 0.0.0.0, 127.0.0.1).
+    pub bind_ip: IpAddr,
+    /// Lowest UDP port of the range (inclusive).
+    pub port_min: u16,
+    /// Highest UDP port of the range (inclusive).
+    pub port_max: u16,
+    /// SO_RCVBUF in bytes.
+    pub recv_buffer: usize,
+    /// SO_SNDBUF in bytes.
+    pub send_buffer: usize,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            port_min: 40000,
+            port_max: 40999,
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+        }
+    }
+}
+
+/// Binds a non-blocking UDP socket on the first free port of the range,
+/// starting the scan at `start_hint` (so workers do not all probe the same
+/// ports). A port in use is skipped. Without SO_REUSEPORT, so the kernel
+/// never spreads one room over several sockets.
+///
+/// Errors: [`Error::PortRangeExhausted`] when no port is free or the range
+/// is empty; [`Error::Io`] for other socket failures.
+pub fn bind_udp(cfg: &SocketConfig, start_hint: u16) -> Result<(Socket, SocketAddr)> {
+    if cfg.port_min == 0 || cfg.port_min > cfg.port_max {
+        return Err(Error::PortRangeExhausted {
+            min: cfg.port_min,
+            max: cfg.port_max,
+        });
+    }
+    let span = (cfg.port_max - cfg.port_min) as u32 + 1;
+    for i in 0..span {
+        let port = cfg.port_min + ((start_hint as u32 + i) % span) as u16;
+        let addr = SocketAddr::new(cfg.bind_ip, port);
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_nonblocking(true)?;
+        // Buffer sizes are best effort: the kernel clamps them to rmem_max/wmem_max.
+        let _ = socket.set_recv_buffer_size(cfg.recv_buffer);
+        let _ = socket.set_send_buffer_size(cfg.send_buffer);
+        match socket.bind(&addr.into()) {
+            Ok(()) => return Ok((socket, addr)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Err(Error::PortRangeExhausted {
+        min: cfg.port_min,
+        max: cfg.port_max,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(min: u16, max: u16) -> SocketConfig {
+        SocketConfig {
+            port_min: min,
+            port_max: max,
+            ..SocketConfig::default()
+        }
+    }
+
+    #[test]
+    fn skips_ports_in_use_and_reports_exhaustion() {
+        // Find two adjacent free ports by binding an ephemeral one first.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = probe.local_addr().expect("addr").port();
+        drop(probe);
+        let (min, max) = if port < 65000 {
+            (port, port + 1)
+        } else {
+            (port - 1, port)
+        };
+        let held = std::net::UdpSocket::bind(("127.0.0.1", min));
+        let (_s, addr) = bind_udp(&cfg(min, max), 0).expect("a free port");
+        if held.is_ok() {
+            assert_eq!(addr.port(), max, "the port in use was skipped");
+            assert!(matches!(
+                bind_udp(&cfg(min, max), 0),
+                Err(Error::PortRangeExhausted { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn empty_range_is_an_error_not_a_panic() {
+        assert!(matches!(
+            bind_udp(&cfg(10, 9), 0),
+            Err(Error::PortRangeExhausted { .. })
+        ));
+        assert!(matches!(
+            bind_udp(&cfg(0, 0), 0),
+            Err(Error::PortRangeExhausted { .. })
+        ));
+    }
+}

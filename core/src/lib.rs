@@ -1,0 +1,27 @@
+//! `sfu-core`: the thread-per-core data plane of the sfu WebRTC SFU.
+//!
+//! # Threading model
+//! One [`worker::Worker`] per selected CPU runs a glommio `LocalExecutor`
+//! pinned with `Placement::Fixed(cpu)`. Each [`router::Router`] (a room) lives
+//! on exactly one worker and owns one UDP socket; nothing on the packet path
+//! takes a lock or crosses a core. The control plane talks to a worker only
+//! through [`worker::Command`]s on a crossbeam channel and reads
+//! [`worker::Event`]s and lock-free counters ([`stats`]) back.
+//!
+//! # Run-loop contract
+//! Protocol state ([`proto`], [`transport`], [`router`]) is sans-IO: it is
+//! fed `(Instant, datagram, from)` and polled for datagrams to send and for the
+//! next timeout. Only [`io`] and [`worker`] touch sockets and the executor.
+
+pub mod client;
+pub mod error;
+pub mod ids;
+pub mod io;
+pub mod proto;
+pub mod router;
+pub mod stats;
+pub mod transport;
+pub mod worker;
+
+pub use error::{Error, Result};
+pub use ids::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, SeqNo, Ssrc, TransportId};

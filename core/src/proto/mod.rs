@@ -1,0 +1,11 @@
+//! Sans-IO protocol layers: no sockets, no clocks, no glommio.
+//!
+//! Each parser returns "no packet" (`None`/`Err`) on bad input and never
+//! panics; the caller counts and drops.
+
+pub mod demux;
+pub mod dtls;
+pub mod rtcp;
+pub mod rtp;
+pub mod srtp;
+pub mod stun;

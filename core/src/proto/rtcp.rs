@@ -1,0 +1,245 @@
+//! RTCP compound packet walking and the few packets an SFU writes
+//! (RFC 3550 §6, RFC 4585 §6, RFC 5104 §4.3.1).
+
+use crate::ids::Ssrc;
+
+/// RTCP packet type: sender report (RFC 3550 §6.4.1).
+pub const PT_SR: u8 = 200;
+/// RTCP packet type: receiver report (RFC 3550 §6.4.2).
+pub const PT_RR: u8 = 201;
+/// RTCP packet type: source description (RFC 3550 §6.5).
+pub const PT_SDES: u8 = 202;
+/// RTCP packet type: goodbye (RFC 3550 §6.6).
+pub const PT_BYE: u8 = 203;
+/// RTCP packet type: transport-layer feedback (RFC 4585 §6.2).
+pub const PT_RTPFB: u8 = 205;
+/// RTCP packet type: payload-specific feedback (RFC 4585 §6.3).
+pub const PT_PSFB: u8 = 206;
+
+/// One packet of a compound RTCP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcpPacket<'a> {
+    /// Count (RC/SC) or feedback message type (FMT), the low 5 bits of byte 0.
+    pub count_or_fmt: u8,
+    /// Packet type (200–206 …).
+    pub pt: u8,
+    /// The whole packet including its 4-byte header.
+    pub bytes: &'a [u8],
+}
+
+impl RtcpPacket<'_> {
+    /// Sender SSRC (the first word after the header), if present.
+    pub fn sender_ssrc(&self) -> Option<Ssrc> {
+        self.bytes
+            .get(4..8)
+            .map(|b| Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+    }
+
+    /// Media source SSRC of a feedback packet (RFC 4585 §6.1).
+    pub fn media_ssrc(&self) -> Option<Ssrc> {
+        self.bytes
+            .get(8..12)
+            .map(|b| Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+    }
+
+    /// The media SSRCs a FIR asks a keyframe for (RFC 5104 §4.3.1: FCI entries
+    /// of 8 bytes, SSRC first).
+    pub fn fir_ssrcs(&self) -> impl Iterator<Item = Ssrc> + '_ {
+        self.bytes
+            .get(12..)
+            .unwrap_or(&[])
+            .chunks_exact(8)
+            .map(|c| Ssrc(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+    }
+}
+
+/// Iterates the packets of a compound RTCP packet (RFC 3550 §6.1). Stops at the
+/// first malformed packet; [`RtcpIter::malformed`] then tells so.
+#[derive(Debug)]
+pub struct RtcpIter<'a> {
+    rest: &'a [u8],
+    malformed: bool,
+}
+
+impl<'a> RtcpIter<'a> {
+    /// Starts walking `buf` (plain RTCP, after SRTCP unprotect).
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self {
+            rest: buf,
+            malformed: false,
+        }
+    }
+
+    /// True when the walk stopped on a malformed packet.
+    pub fn malformed(&self) -> bool {
+        self.malformed
+    }
+}
+
+impl<'a> Iterator for RtcpIter<'a> {
+    type Item = RtcpPacket<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        if self.rest.len() < 4 || self.rest[0] >> 6 != 2 {
+            self.malformed = true;
+            self.rest = &[];
+            return None;
+        }
+        let len = (u16::from_be_bytes([self.rest[2], self.rest[3]]) as usize + 1) * 4;
+        if len > self.rest.len() {
+            self.malformed = true;
+            self.rest = &[];
+            return None;
+        }
+        let (pkt, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Some(RtcpPacket {
+            count_or_fmt: pkt[0] & 0x1f,
+            pt: pkt[1],
+            bytes: pkt,
+        })
+    }
+}
+
+/// Checks a compound RTCP packet is well-formed end to end.
+pub fn is_well_formed(buf: &[u8]) -> bool {
+    let mut it = RtcpIter::new(buf);
+    let mut n = 0;
+    for _ in it.by_ref() {
+        n += 1;
+    }
+    n > 0 && !it.malformed()
+}
+
+/// Appends a Picture Loss Indication (RFC 4585 §6.3.1) to `out`: 12 bytes.
+pub fn write_pli(sender: Ssrc, media: Ssrc, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x81, PT_PSFB, 0, 2]);
+    out.extend_from_slice(&sender.0.to_be_bytes());
+    out.extend_from_slice(&media.0.to_be_bytes());
+}
+
+/// Appends a Generic NACK (RFC 4585 §6.2.1) to `out` with the given
+/// (PID, BLP) pairs.
+pub fn write_nack(sender: Ssrc, media: Ssrc, items: &[(u16, u16)], out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x81, PT_RTPFB]);
+    out.extend_from_slice(&((2 + items.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&sender.0.to_be_bytes());
+    out.extend_from_slice(&media.0.to_be_bytes());
+    for (pid, blp) in items {
+        out.extend_from_slice(&pid.to_be_bytes());
+        out.extend_from_slice(&blp.to_be_bytes());
+    }
+}
+
+/// The sender info of a sender report (RFC 3550 §6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderInfo {
+    /// Sender SSRC.
+    pub ssrc: Ssrc,
+    /// NTP timestamp (64-bit fixed point, seconds since 1900).
+    pub ntp: u64,
+    /// RTP timestamp corresponding to `ntp`, in clock-rate ticks.
+    pub rtp_ts: u32,
+    /// Sender's packet count.
+    pub packets: u32,
+    /// Sender's payload octet count.
+    pub octets: u32,
+}
+
+impl SenderInfo {
+    /// Reads the sender info of an SR packet; `None` if `pkt` is not one.
+    pub fn parse(pkt: &RtcpPacket<'_>) -> Option<Self> {
+        if pkt.pt != PT_SR {
+            return None;
+        }
+        let b = pkt.bytes.get(4..28)?;
+        let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Some(Self {
+            ssrc: Ssrc(u32_at(0)),
+            ntp: ((u32_at(4) as u64) << 32) | u32_at(8) as u64,
+            rtp_ts: u32_at(12),
+            packets: u32_at(16),
+            octets: u32_at(20),
+        })
+    }
+
+    /// Appends an SR with no report blocks (28 bytes) to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0x80, PT_SR, 0, 6]);
+        out.extend_from_slice(&self.ssrc.0.to_be_bytes());
+        out.extend_from_slice(&self.ntp.to_be_bytes());
+        out.extend_from_slice(&self.rtp_ts.to_be_bytes());
+        out.extend_from_slice(&self.packets.to_be_bytes());
+        out.extend_from_slice(&self.octets.to_be_bytes());
+    }
+}
+
+/// Appends an empty receiver report (RFC 3550 §6.4.2, 8 bytes): the first
+/// packet of a compound when we have nothing to report.
+pub fn write_empty_rr(sender: Ssrc, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x80, PT_RR, 0, 1]);
+    out.extend_from_slice(&sender.0.to_be_bytes());
+}
+
+/// Iterates the (PID, BLP) items of a Generic NACK (RFC 4585 §6.2.1) as the
+/// individual lost sequence numbers.
+pub fn nack_seqs<'a>(pkt: &RtcpPacket<'a>) -> impl Iterator<Item = u16> + 'a {
+    pkt.bytes
+        .get(12..)
+        .unwrap_or(&[])
+        .chunks_exact(4)
+        .flat_map(|c| {
+            let pid = u16::from_be_bytes([c[0], c[1]]);
+            let blp = u16::from_be_bytes([c[2], c[3]]);
+            std::iter::once(pid).chain(
+                (0..16)
+                    .filter(move |i| blp & (1 << i) != 0)
+                    .map(move |i| pid.wrapping_add(i + 1)),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_compound_and_flags_truncation() {
+        let mut buf = Vec::new();
+        write_empty_rr(Ssrc(1), &mut buf);
+        write_pli(Ssrc(1), Ssrc(2), &mut buf);
+        let pkts: Vec<_> = RtcpIter::new(&buf).collect();
+        assert_eq!(pkts.len(), 2);
+        assert_eq!((pkts[1].pt, pkts[1].count_or_fmt), (PT_PSFB, 1));
+        assert_eq!(pkts[1].media_ssrc(), Some(Ssrc(2)));
+        assert!(is_well_formed(&buf));
+        assert!(!is_well_formed(&buf[..buf.len() - 1]));
+        assert!(!is_well_formed(&[]));
+    }
+
+    #[test]
+    fn sender_info_round_trips() {
+        let si = SenderInfo {
+            ssrc: Ssrc(5),
+            ntp: 0x0102_0304_0506_0708,
+            rtp_ts: 9,
+            packets: 10,
+            octets: 11,
+        };
+        let mut buf = Vec::new();
+        si.write(&mut buf);
+        let p = RtcpIter::new(&buf).next().expect("one packet");
+        assert_eq!(SenderInfo::parse(&p), Some(si));
+    }
+
+    #[test]
+    fn nack_expands_bitmask() {
+        let mut buf = Vec::new();
+        write_nack(Ssrc(1), Ssrc(2), &[(65534, 0b101)], &mut buf);
+        let p = RtcpIter::new(&buf).next().expect("one packet");
+        assert_eq!(nack_seqs(&p).collect::<Vec<_>>(), vec![65534, 65535, 1]);
+    }
+}

@@ -1,0 +1,236 @@
+//! Zero-copy RTP header parsing and the per-consumer header rewrite
+//! (RFC 3550 §5.1, one-byte and two-byte header extensions RFC 8285 §4).
+
+use crate::ids::{Mid, Pt, Ssrc};
+
+/// Fixed RTP header length in bytes (RFC 3550 §5.1).
+pub const FIXED_HEADER_LEN: usize = 12;
+
+/// A parsed view of an RTP header. Offsets index the packet it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpHeader {
+    /// Marker bit (end of a video frame).
+    pub marker: bool,
+    /// Payload type.
+    pub pt: Pt,
+    /// 16-bit sequence number.
+    pub seq: u16,
+    /// Media timestamp in clock-rate ticks (48 kHz Opus, 90 kHz video).
+    pub timestamp: u32,
+    /// Synchronization source.
+    pub ssrc: Ssrc,
+    /// Extension profile (0xBEDE one-byte, 0x100x two-byte) if the X bit is set.
+    pub ext_profile: Option<u16>,
+    /// Byte range of the extension data (after the 4-byte extension header).
+    pub ext_range: (usize, usize),
+    /// Header length in bytes, where the payload starts.
+    pub header_len: usize,
+}
+
+impl RtpHeader {
+    /// Parses the header of a plain (or SRTP: the header is clear) RTP packet.
+    /// Returns `None` if the version is not 2 or a length runs past the end.
+    pub fn parse(pkt: &[u8]) -> Option<Self> {
+        if pkt.len() < FIXED_HEADER_LEN || pkt[0] >> 6 != 2 {
+            return None;
+        }
+        let cc = (pkt[0] & 0x0f) as usize;
+        let has_ext = pkt[0] & 0x10 != 0;
+        let mut len = FIXED_HEADER_LEN + 4 * cc;
+        let mut ext_profile = None;
+        let mut ext_range = (len, len);
+        if has_ext {
+            let h = pkt.get(len..len + 4)?;
+            let profile = u16::from_be_bytes([h[0], h[1]]);
+            let words = u16::from_be_bytes([h[2], h[3]]) as usize;
+            ext_range = (len + 4, len + 4 + 4 * words);
+            len = ext_range.1;
+            ext_profile = Some(profile);
+        }
+        if len > pkt.len() {
+            return None;
+        }
+        Some(Self {
+            marker: pkt[1] & 0x80 != 0,
+            pt: Pt(pkt[1] & 0x7f),
+            seq: u16::from_be_bytes([pkt[2], pkt[3]]),
+            timestamp: u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]),
+            ssrc: Ssrc(u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]])),
+            ext_profile,
+            ext_range,
+            header_len: len,
+        })
+    }
+
+    /// Finds the value of header extension `id` in `pkt` (RFC 8285 §4.2 one-byte
+    /// or §4.3 two-byte form). `None` when absent or malformed.
+    pub fn extension<'a>(&self, pkt: &'a [u8], id: u8) -> Option<&'a [u8]> {
+        let data = pkt.get(self.ext_range.0..self.ext_range.1)?;
+        let profile = self.ext_profile?;
+        let mut i = 0;
+        if profile == 0xBEDE {
+            while i < data.len() {
+                let b = data[i];
+                if b == 0 {
+                    i += 1;
+                    continue;
+                }
+                let eid = b >> 4;
+                let elen = (b & 0x0f) as usize + 1;
+                if eid == 15 {
+                    return None;
+                }
+                let v = data.get(i + 1..i + 1 + elen)?;
+                if eid == id {
+                    return Some(v);
+                }
+                i += 1 + elen;
+            }
+        } else if profile & 0xfff0 == 0x1000 {
+            while i + 1 < data.len() {
+                let eid = data[i];
+                if eid == 0 {
+                    i += 1;
+                    continue;
+                }
+                let elen = data[i + 1] as usize;
+                let v = data.get(i + 2..i + 2 + elen)?;
+                if eid == id {
+                    return Some(v);
+                }
+                i += 2 + elen;
+            }
+        }
+        None
+    }
+}
+
+/// What a consumer changes in a forwarded packet's header.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite {
+    /// The consumer's SSRC.
+    pub ssrc: Ssrc,
+    /// The payload type the subscriber negotiated for this codec.
+    pub pt: Pt,
+    /// The consumer's sequence number.
+    pub seq: u16,
+    /// The consumer's timestamp (same clock rate as the producer's).
+    pub timestamp: u32,
+    /// The MID header extension to write: (extension id 1–14, value).
+    pub mid: Option<(u8, Mid)>,
+}
+
+/// Writes the forwarded copy of `pkt` (plain RTP with header `hdr`) into
+/// `out`, which is cleared first: the fixed header with the values of `rw`,
+/// the CSRCs, a fresh one-byte extension block holding only the MID (when
+/// `rw.mid` is set), then the payload and padding unchanged.
+///
+/// Extensions of the producer's side are not forwarded: their ids were
+/// negotiated with the publisher, not with this subscriber.
+pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<u8>) {
+    out.clear();
+    let cc = (pkt[0] & 0x0f) as usize;
+    let mut b0 = pkt[0] & 0xef; // V, P, CC; X cleared
+    if rw.mid.is_some() {
+        b0 |= 0x10;
+    }
+    out.push(b0);
+    out.push((pkt[1] & 0x80) | (rw.pt.0 & 0x7f));
+    out.extend_from_slice(&rw.seq.to_be_bytes());
+    out.extend_from_slice(&rw.timestamp.to_be_bytes());
+    out.extend_from_slice(&rw.ssrc.0.to_be_bytes());
+    out.extend_from_slice(&pkt[FIXED_HEADER_LEN..FIXED_HEADER_LEN + 4 * cc]);
+    if let Some((id, mid)) = rw.mid {
+        let v = mid.as_bytes();
+        let ext_len = 1 + v.len();
+        let words = ext_len.div_ceil(4);
+        out.extend_from_slice(&[0xBE, 0xDE]);
+        out.extend_from_slice(&(words as u16).to_be_bytes());
+        out.push((id << 4) | (v.len() as u8 - 1));
+        out.extend_from_slice(v);
+        out.resize(out.len() + words * 4 - ext_len, 0);
+    }
+    out.extend_from_slice(&pkt[hdr.header_len..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet_with_ext() -> Vec<u8> {
+        let mut p = vec![
+            0x90,
+            0x80 | 111,
+            0x12,
+            0x34,
+            0,
+            0,
+            0x10,
+            0,
+            0xde,
+            0xad,
+            0xbe,
+            0xef,
+        ];
+        // one-byte ext: id 1 len 1 (audio level), id 4 len 1 ("0"), padding.
+        p.extend_from_slice(&[0xBE, 0xDE, 0, 2, 0x10, 0x7f, 0x40, b'0', 0, 0, 0, 0]);
+        p.extend_from_slice(b"payload");
+        p
+    }
+
+    #[test]
+    fn parses_header_and_extensions() {
+        let p = packet_with_ext();
+        let h = RtpHeader::parse(&p).expect("valid");
+        assert!(h.marker);
+        assert_eq!(h.pt, Pt(111));
+        assert_eq!(h.seq, 0x1234);
+        assert_eq!(h.timestamp, 0x1000);
+        assert_eq!(h.ssrc, Ssrc(0xdead_beef));
+        assert_eq!(h.header_len, 24);
+        assert_eq!(h.extension(&p, 4), Some(&b"0"[..]));
+        assert_eq!(h.extension(&p, 1), Some(&[0x7f][..]));
+        assert_eq!(h.extension(&p, 5), None);
+        assert_eq!(&p[h.header_len..], b"payload");
+    }
+
+    #[test]
+    fn rejects_truncated_and_wrong_version() {
+        let p = packet_with_ext();
+        for n in 0..24 {
+            assert!(RtpHeader::parse(&p[..n]).is_none(), "len {n}");
+        }
+        let mut v1 = p.clone();
+        v1[0] = 0x50;
+        assert!(RtpHeader::parse(&v1).is_none());
+    }
+
+    #[test]
+    fn forwarded_copy_has_new_ids_and_only_the_mid_extension() {
+        let p = packet_with_ext();
+        let h = RtpHeader::parse(&p).expect("valid");
+        let rw = Rewrite {
+            ssrc: Ssrc(7),
+            pt: Pt(109),
+            seq: 65535,
+            timestamp: 99,
+            mid: Some((9, Mid::new("m12").expect("mid"))),
+        };
+        let mut out = Vec::new();
+        write_forwarded(&p, &h, &rw, &mut out);
+        let o = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(
+            (o.ssrc, o.pt, o.seq, o.timestamp, o.marker),
+            (Ssrc(7), Pt(109), 65535, 99, true)
+        );
+        assert_eq!(o.extension(&out, 9), Some(&b"m12"[..]));
+        assert_eq!(o.extension(&out, 1), None);
+        assert_eq!(&out[o.header_len..], b"payload");
+
+        let rw = Rewrite { mid: None, ..rw };
+        write_forwarded(&p, &h, &rw, &mut out);
+        let o = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(o.header_len, 12);
+        assert_eq!(o.ext_profile, None);
+    }
+}

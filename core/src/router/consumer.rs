@@ -1,0 +1,68 @@
+//! Consumer: one subscriber's outgoing copy of a Producer.
+
+use crate::ids::{Mid, ProducerId, Pt, Ssrc, TransportId};
+use crate::router::seq_manager::SeqManager;
+
+/// What the control plane tells the data plane about a subscription.
+#[derive(Debug, Clone)]
+pub struct ConsumerParams {
+    /// The subscriber's transport.
+    pub transport: TransportId,
+    /// The track it copies.
+    pub producer: ProducerId,
+    /// SSRC announced to the subscriber (`a=ssrc` of our offer).
+    pub ssrc: Ssrc,
+    /// MID of the subscriber's m-section.
+    pub mid: Option<Mid>,
+    /// Header extension id of `urn:ietf:params:rtp-hdrext:sdes:mid` negotiated
+    /// with the subscriber (1–14), if any.
+    pub mid_ext_id: Option<u8>,
+    /// (producer PT, subscriber PT) pairs; packets with other PTs are not forwarded.
+    pub pt_map: Vec<(Pt, Pt)>,
+    /// Start paused.
+    pub paused: bool,
+}
+
+/// A subscriber's copy of a producer.
+#[derive(Debug)]
+pub struct Consumer {
+    pub(crate) params: ConsumerParams,
+    pub(crate) seq: SeqManager,
+    /// Added to the producer's RTP timestamp (wrapping).
+    pub(crate) ts_offset: u32,
+    pub(crate) paused: bool,
+    pub(crate) packets_sent: u32,
+    pub(crate) octets_sent: u32,
+}
+
+impl Consumer {
+    pub(crate) fn new(params: ConsumerParams, initial_seq: u16, ts_offset: u32) -> Self {
+        let paused = params.paused;
+        Self {
+            params,
+            seq: SeqManager::new(initial_seq),
+            ts_offset,
+            paused,
+            packets_sent: 0,
+            octets_sent: 0,
+        }
+    }
+
+    /// The parameters it was created with.
+    pub fn params(&self) -> &ConsumerParams {
+        &self.params
+    }
+
+    /// Whether forwarding is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    pub(crate) fn map_pt(&self, pt: Pt) -> Option<Pt> {
+        self.params
+            .pt_map
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, c)| *c)
+    }
+}

@@ -1,0 +1,744 @@
+//! Router: one room's forwarding graph — its transports, producers and
+//! consumers — driven sans-IO by the worker that owns the room's socket.
+//!
+//! Feed datagrams with [`Router::handle_datagram`], time with
+//! [`Router::handle_timeout`] (no later than [`Router::poll_timeout`]), and
+//! after each call drain [`Router::poll_transmit`] and [`Router::poll_event`].
+
+pub mod consumer;
+pub mod producer;
+pub mod seq_manager;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+pub use consumer::{Consumer, ConsumerParams};
+pub use producer::{MediaKind, Producer, ProducerParams};
+
+use crate::error::{Error, Result};
+use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
+use crate::proto::demux::{PacketClass, classify};
+use crate::proto::dtls::Certificate;
+use crate::proto::rtcp::{self, RtcpIter, SenderInfo};
+use crate::proto::rtp::{Rewrite, RtpHeader, write_forwarded};
+use crate::proto::stun;
+use crate::stats::{Counters, DropReason};
+use crate::transport::{
+    CloseReason, Received, Transmit, TransportEvent, TransportParams, TransportTimeouts,
+    WebRtcTransport,
+};
+
+/// Settings of a router.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterConfig {
+    /// Transport timers (ICE, DTLS, consent).
+    pub timeouts: TransportTimeouts,
+    /// At most one keyframe request per producer per this interval (500 ms).
+    pub keyframe_min_interval: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            timeouts: TransportTimeouts::default(),
+            keyframe_min_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a router reports to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterEvent {
+    /// ICE and DTLS completed on the transport.
+    TransportConnected(TransportId),
+    /// The transport closed (and with it its producers and consumers).
+    TransportClosed(TransportId, CloseReason),
+}
+
+#[derive(Debug)]
+struct TransportEntry {
+    transport: WebRtcTransport,
+    producers: Vec<ProducerId>,
+    consumers: Vec<ConsumerId>,
+}
+
+/// One room's forwarding graph.
+#[derive(Debug)]
+pub struct Router {
+    id: RouterId,
+    cert: Certificate,
+    dtls_config: Arc<dimpl::Config>,
+    config: RouterConfig,
+    transports: Slab<TransportEntry>,
+    by_addr: HashMap<SocketAddr, TransportId>,
+    by_ufrag: HashMap<Box<[u8]>, TransportId>,
+    producers: Slab<Producer>,
+    consumers: Slab<Consumer>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<RouterEvent>,
+    counters: Arc<Counters>,
+    worker_counters: Arc<Counters>,
+    scratch: Vec<u8>,
+    rtcp_buf: Vec<u8>,
+    rtcp_ssrc: Ssrc,
+}
+
+impl Router {
+    /// Creates an empty router. `counters` are this router's, `worker_counters`
+    /// the owning worker's; both are updated on the packet path.
+    pub fn new(
+        id: RouterId,
+        cert: Certificate,
+        dtls_config: Arc<dimpl::Config>,
+        config: RouterConfig,
+        counters: Arc<Counters>,
+        worker_counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            id,
+            cert,
+            dtls_config,
+            config,
+            transports: Slab::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            producers: Slab::new(),
+            consumers: Slab::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters,
+            worker_counters,
+            scratch: Vec::with_capacity(1500),
+            rtcp_buf: Vec::with_capacity(256),
+            rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
+        }
+    }
+
+    /// This router's id.
+    pub fn id(&self) -> RouterId {
+        self.id
+    }
+
+    /// This router's counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Number of live transports.
+    pub fn transport_count(&self) -> usize {
+        self.transports.len()
+    }
+
+    /// The transport, if it exists (for inspection in tests).
+    pub fn transport(&self, id: TransportId) -> Option<&WebRtcTransport> {
+        self.transports.get(id.0 as usize).map(|e| &e.transport)
+    }
+
+    fn gauge(&self, f: impl Fn(&Counters)) {
+        f(&self.counters);
+        f(&self.worker_counters);
+    }
+
+    fn count_drop(&self, r: DropReason) {
+        self.counters.count_drop(r);
+        self.worker_counters.count_drop(r);
+    }
+
+    /// Adds a WebRtcTransport.
+    ///
+    /// Errors: [`Error::InvalidParams`] if the ufrag is already used in this
+    /// router or the credentials are out of the RFC 8839 §5.4 lengths.
+    pub fn create_transport(
+        &mut self,
+        now: Instant,
+        params: TransportParams,
+    ) -> Result<TransportId> {
+        let u = params.local_ufrag.as_bytes();
+        if !(4..=256).contains(&u.len()) || !(22..=256).contains(&params.local_pwd.len()) {
+            return Err(Error::InvalidParams(
+                "ICE ufrag must be 4-256 and pwd 22-256 characters".into(),
+            ));
+        }
+        if u.contains(&b':') {
+            return Err(Error::InvalidParams(
+                "ICE ufrag must not contain ':'".into(),
+            ));
+        }
+        if self.by_ufrag.contains_key(u) {
+            return Err(Error::InvalidParams("ICE ufrag already in use".into()));
+        }
+        let ufrag: Box<[u8]> = u.into();
+        let t = WebRtcTransport::new(
+            params,
+            self.config.timeouts,
+            &self.cert,
+            self.dtls_config.clone(),
+            now,
+        );
+        let id = TransportId(self.transports.insert(TransportEntry {
+            transport: t,
+            producers: Vec::new(),
+            consumers: Vec::new(),
+        }) as u32);
+        self.by_ufrag.insert(ufrag, id);
+        self.gauge(|c| c.transports.add(1));
+        Ok(id)
+    }
+
+    /// Closes a transport and everything it owns: its producers (with all
+    /// their consumers) and its consumers.
+    ///
+    /// Errors: [`Error::UnknownTransport`].
+    pub fn close_transport(&mut self, id: TransportId) -> Result<()> {
+        let entry = self
+            .transports
+            .get_mut(id.0 as usize)
+            .ok_or(Error::UnknownTransport(id))?;
+        entry.transport.close(CloseReason::Closed);
+        self.after_transport(id);
+        Ok(())
+    }
+
+    fn remove_transport(&mut self, id: TransportId) {
+        let Some(entry) = self.transports.try_remove(id.0 as usize) else {
+            return;
+        };
+        self.by_ufrag
+            .remove(entry.transport.local_ufrag().as_bytes());
+        self.by_addr.retain(|_, t| *t != id);
+        for p in entry.producers {
+            self.remove_producer(p);
+        }
+        for c in entry.consumers {
+            self.remove_consumer(c);
+        }
+        self.gauge(|c| c.transports.add(-1));
+    }
+
+    /// Adds a producer on `params.transport`.
+    ///
+    /// Errors: [`Error::UnknownTransport`]; [`Error::InvalidParams`] if the
+    /// transport already has a producer with that SSRC.
+    pub fn create_producer(&mut self, params: ProducerParams) -> Result<ProducerId> {
+        let tid = params.transport;
+        let entry = self
+            .transports
+            .get(tid.0 as usize)
+            .ok_or(Error::UnknownTransport(tid))?;
+        if entry
+            .producers
+            .iter()
+            .any(|p| self.producers[p.0 as usize].params.ssrc == params.ssrc)
+        {
+            return Err(Error::InvalidParams(format!(
+                "SSRC {} already produced on this transport",
+                params.ssrc.0
+            )));
+        }
+        let id = ProducerId(self.producers.insert(Producer::new(params)) as u32);
+        self.transports[tid.0 as usize].producers.push(id);
+        self.gauge(|c| c.producers.add(1));
+        Ok(id)
+    }
+
+    /// Closes a producer and all its consumers.
+    ///
+    /// Errors: [`Error::UnknownProducer`].
+    pub fn close_producer(&mut self, id: ProducerId) -> Result<()> {
+        let p = self
+            .producers
+            .get(id.0 as usize)
+            .ok_or(Error::UnknownProducer(id))?;
+        let tid = p.params.transport;
+        if let Some(e) = self.transports.get_mut(tid.0 as usize) {
+            e.producers.retain(|x| *x != id);
+        }
+        self.remove_producer(id);
+        Ok(())
+    }
+
+    fn remove_producer(&mut self, id: ProducerId) {
+        let Some(p) = self.producers.try_remove(id.0 as usize) else {
+            return;
+        };
+        for c in p.consumers {
+            if let Some(cons) = self.consumers.get(c.0 as usize) {
+                let tid = cons.params.transport;
+                if let Some(e) = self.transports.get_mut(tid.0 as usize) {
+                    e.consumers.retain(|x| *x != c);
+                }
+            }
+            self.remove_consumer(c);
+        }
+        self.gauge(|c| c.producers.add(-1));
+    }
+
+    /// Adds a consumer of `params.producer` on `params.transport` and asks the
+    /// producer for a keyframe so the subscriber can start decoding.
+    ///
+    /// Errors: [`Error::UnknownTransport`], [`Error::UnknownProducer`],
+    /// [`Error::InvalidParams`] (SSRC in use on that transport, bad ext id).
+    pub fn create_consumer(&mut self, now: Instant, params: ConsumerParams) -> Result<ConsumerId> {
+        let tid = params.transport;
+        let entry = self
+            .transports
+            .get(tid.0 as usize)
+            .ok_or(Error::UnknownTransport(tid))?;
+        if !self.producers.contains(params.producer.0 as usize) {
+            return Err(Error::UnknownProducer(params.producer));
+        }
+        if entry
+            .consumers
+            .iter()
+            .any(|c| self.consumers[c.0 as usize].params.ssrc == params.ssrc)
+        {
+            return Err(Error::InvalidParams(format!(
+                "SSRC {} already consumed on this transport",
+                params.ssrc.0
+            )));
+        }
+        if params.mid_ext_id.is_some_and(|id| !(1..=14).contains(&id)) {
+            return Err(Error::InvalidParams("mid extension id must be 1-14".into()));
+        }
+        let pid = params.producer;
+        let paused = params.paused;
+        let c = Consumer::new(params, rand::random(), rand::random());
+        let id = ConsumerId(self.consumers.insert(c) as u32);
+        self.transports[tid.0 as usize].consumers.push(id);
+        self.producers[pid.0 as usize].consumers.push(id);
+        self.gauge(|c| c.consumers.add(1));
+        if !paused {
+            self.request_keyframe(now, pid);
+        }
+        Ok(id)
+    }
+
+    /// Closes a consumer; forwarding to it stops at once.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn close_consumer(&mut self, id: ConsumerId) -> Result<()> {
+        let c = self
+            .consumers
+            .get(id.0 as usize)
+            .ok_or(Error::UnknownConsumer(id))?;
+        let tid = c.params.transport;
+        if let Some(e) = self.transports.get_mut(tid.0 as usize) {
+            e.consumers.retain(|x| *x != id);
+        }
+        self.remove_consumer(id);
+        Ok(())
+    }
+
+    fn remove_consumer(&mut self, id: ConsumerId) {
+        let Some(c) = self.consumers.try_remove(id.0 as usize) else {
+            return;
+        };
+        if let Some(p) = self.producers.get_mut(c.params.producer.0 as usize) {
+            p.consumers.retain(|x| *x != id);
+        }
+        self.gauge(|c| c.consumers.add(-1));
+    }
+
+    /// Pauses or resumes a consumer. Pausing stops forwarding at once;
+    /// resuming continues the sequence numbers without a jump and asks the
+    /// producer for a keyframe.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn set_consumer_paused(
+        &mut self,
+        now: Instant,
+        id: ConsumerId,
+        paused: bool,
+    ) -> Result<()> {
+        let c = self
+            .consumers
+            .get_mut(id.0 as usize)
+            .ok_or(Error::UnknownConsumer(id))?;
+        if c.paused == paused {
+            return Ok(());
+        }
+        c.paused = paused;
+        if !paused {
+            c.seq.sync();
+            let pid = c.params.producer;
+            self.request_keyframe(now, pid);
+        }
+        Ok(())
+    }
+
+    /// The consumer, if it exists.
+    pub fn consumer(&self, id: ConsumerId) -> Option<&Consumer> {
+        self.consumers.get(id.0 as usize)
+    }
+
+    /// Handles one datagram received on the router's socket from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.counters.packets_in.add(1);
+        self.counters.bytes_in.add(data.len() as u64);
+        self.worker_counters.packets_in.add(1);
+        self.worker_counters.bytes_in.add(data.len() as u64);
+        let tid = match self.by_addr.get(&from) {
+            Some(t) => *t,
+            None => {
+                if classify(data) != PacketClass::Stun {
+                    self.count_drop(DropReason::UnknownAddress);
+                    return;
+                }
+                match stun::peek_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) {
+                    Some(t) => *t,
+                    None => {
+                        self.count_drop(DropReason::BadStun);
+                        return;
+                    }
+                }
+            }
+        };
+        let Some(entry) = self.transports.get_mut(tid.0 as usize) else {
+            return;
+        };
+        let res = entry.transport.handle_datagram(now, from, data);
+        self.after_transport(tid);
+        match res {
+            Err(r) => self.count_drop(r),
+            Ok(Received::Nothing) => {}
+            Ok(Received::Rtp(pkt)) => self.on_rtp(now, tid, &pkt),
+            Ok(Received::Rtcp(pkt)) => self.on_rtcp(now, tid, &pkt),
+        }
+    }
+
+    /// Drains a transport's transmits and events after any call into it.
+    fn after_transport(&mut self, tid: TransportId) {
+        let Some(entry) = self.transports.get_mut(tid.0 as usize) else {
+            return;
+        };
+        while let Some(t) = entry.transport.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        let mut closed = None;
+        while let Some(ev) = entry.transport.poll_event() {
+            match ev {
+                TransportEvent::Selected(addr) => {
+                    self.by_addr.retain(|_, t| *t != tid);
+                    self.by_addr.insert(addr, tid);
+                }
+                TransportEvent::Connected => {
+                    self.events.push_back(RouterEvent::TransportConnected(tid))
+                }
+                TransportEvent::Closed(reason) => closed = Some(reason),
+            }
+        }
+        if let Some(reason) = closed {
+            if matches!(reason, CloseReason::DtlsFailed(_)) {
+                self.count_drop(DropReason::Dtls);
+            }
+            self.remove_transport(tid);
+            self.events
+                .push_back(RouterEvent::TransportClosed(tid, reason));
+        }
+    }
+
+    fn on_rtp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
+        let _ = now;
+        let Some(hdr) = RtpHeader::parse(pkt) else {
+            self.count_drop(DropReason::MalformedRtp);
+            return;
+        };
+        let Self {
+            transports,
+            producers,
+            consumers,
+            transmits,
+            scratch,
+            counters,
+            worker_counters,
+            ..
+        } = self;
+        let entry = &transports[tid.0 as usize];
+        let Some(pid) = entry
+            .producers
+            .iter()
+            .copied()
+            .find(|p| producers[p.0 as usize].params.ssrc == hdr.ssrc)
+        else {
+            let rtx = entry
+                .producers
+                .iter()
+                .any(|p| producers[p.0 as usize].params.rtx_ssrc == Some(hdr.ssrc));
+            if !rtx {
+                counters.count_drop(DropReason::UnknownSsrc);
+                worker_counters.count_drop(DropReason::UnknownSsrc);
+            }
+            return;
+        };
+        let producer = &producers[pid.0 as usize];
+        if !producer.params.payload_types.contains(&hdr.pt) {
+            counters.count_drop(DropReason::UnknownSsrc);
+            worker_counters.count_drop(DropReason::UnknownSsrc);
+            return;
+        }
+        let payload_len = (pkt.len() - hdr.header_len) as u32;
+        for cid in &producer.consumers {
+            let c = &mut consumers[cid.0 as usize];
+            if c.paused {
+                continue;
+            }
+            let Some(pt) = c.map_pt(hdr.pt) else { continue };
+            let Some(seq) = c.seq.input(hdr.seq) else {
+                continue;
+            };
+            let rw = Rewrite {
+                ssrc: c.params.ssrc,
+                pt,
+                seq,
+                timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
+                mid: c.params.mid_ext_id.zip(c.params.mid),
+            };
+            write_forwarded(pkt, &hdr, &rw, scratch);
+            let Some(t) = transports.get_mut(c.params.transport.0 as usize) else {
+                continue;
+            };
+            if let Some(tx) = t.transport.protect_rtp(scratch) {
+                transmits.push_back(tx);
+                c.packets_sent = c.packets_sent.wrapping_add(1);
+                c.octets_sent = c.octets_sent.wrapping_add(payload_len);
+                counters.rtp_forwarded.add(1);
+                worker_counters.rtp_forwarded.add(1);
+            }
+        }
+    }
+
+    fn on_rtcp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
+        if !rtcp::is_well_formed(pkt) {
+            self.count_drop(DropReason::MalformedRtcp);
+            return;
+        }
+        for p in RtcpIter::new(pkt) {
+            match (p.pt, p.count_or_fmt) {
+                (rtcp::PT_SR, _) => {
+                    if let Some(si) = SenderInfo::parse(&p) {
+                        self.relay_sender_report(tid, si);
+                    }
+                }
+                (rtcp::PT_PSFB, 1) => {
+                    if let Some(ssrc) = p.media_ssrc() {
+                        self.keyframe_for_consumer_ssrc(now, tid, ssrc);
+                    }
+                }
+                (rtcp::PT_PSFB, 4) => {
+                    for ssrc in p.fir_ssrcs() {
+                        self.keyframe_for_consumer_ssrc(now, tid, ssrc);
+                    }
+                }
+                (rtcp::PT_RTPFB, 1) => self.relay_nack(tid, &p),
+                // Receiver reports, SDES, BYE, transport-cc, REMB: consumed.
+                _ => {}
+            }
+        }
+    }
+
+    fn find_consumer(&self, tid: TransportId, ssrc: Ssrc) -> Option<ConsumerId> {
+        let entry = self.transports.get(tid.0 as usize)?;
+        entry
+            .consumers
+            .iter()
+            .copied()
+            .find(|c| self.consumers[c.0 as usize].params.ssrc == ssrc)
+    }
+
+    fn keyframe_for_consumer_ssrc(&mut self, now: Instant, tid: TransportId, ssrc: Ssrc) {
+        if let Some(cid) = self.find_consumer(tid, ssrc) {
+            let pid = self.consumers[cid.0 as usize].params.producer;
+            self.request_keyframe(now, pid);
+        }
+    }
+
+    /// Sends a PLI to the producer's publisher, at most one per
+    /// `keyframe_min_interval`; a request inside the interval is deferred to
+    /// its end rather than lost.
+    fn request_keyframe(&mut self, now: Instant, pid: ProducerId) {
+        let interval = self.config.keyframe_min_interval;
+        let Some(p) = self.producers.get_mut(pid.0 as usize) else {
+            return;
+        };
+        if p.params.kind != MediaKind::Video {
+            return;
+        }
+        if p.last_keyframe_request.is_some_and(|t| now < t + interval) {
+            p.keyframe_pending = true;
+            return;
+        }
+        p.last_keyframe_request = Some(now);
+        p.keyframe_pending = false;
+        let (tid, media) = (p.params.transport, p.params.ssrc);
+        self.rtcp_buf.clear();
+        rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
+        rtcp::write_pli(self.rtcp_ssrc, media, &mut self.rtcp_buf);
+        if let Some(e) = self.transports.get_mut(tid.0 as usize)
+            && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
+        {
+            self.transmits.push_back(tx);
+            self.counters.keyframe_requests.add(1);
+            self.worker_counters.keyframe_requests.add(1);
+        }
+    }
+
+    /// Rewrites a producer's SR for each of its consumers (SSRC, RTP timestamp
+    /// offset, the consumer's own counts) so subscribers can sync audio and video.
+    fn relay_sender_report(&mut self, tid: TransportId, si: SenderInfo) {
+        let Self {
+            transports,
+            producers,
+            consumers,
+            transmits,
+            rtcp_buf,
+            ..
+        } = self;
+        let Some(entry) = transports.get(tid.0 as usize) else {
+            return;
+        };
+        let Some(pid) = entry
+            .producers
+            .iter()
+            .copied()
+            .find(|p| producers[p.0 as usize].params.ssrc == si.ssrc)
+        else {
+            return;
+        };
+        let producer = &mut producers[pid.0 as usize];
+        producer.last_sr = Some(si);
+        for cid in &producer.consumers {
+            let c = &consumers[cid.0 as usize];
+            if c.paused {
+                continue;
+            }
+            rtcp_buf.clear();
+            SenderInfo {
+                ssrc: c.params.ssrc,
+                ntp: si.ntp,
+                rtp_ts: si.rtp_ts.wrapping_add(c.ts_offset),
+                packets: c.packets_sent,
+                octets: c.octets_sent,
+            }
+            .write(rtcp_buf);
+            if let Some(t) = transports.get_mut(c.params.transport.0 as usize)
+                && let Some(tx) = t.transport.protect_rtcp(rtcp_buf)
+            {
+                transmits.push_back(tx);
+            }
+        }
+    }
+
+    /// Relays a subscriber's NACK to the publisher, with sequence numbers
+    /// mapped back to the producer's.
+    fn relay_nack(&mut self, tid: TransportId, p: &rtcp::RtcpPacket<'_>) {
+        let Some(ssrc) = p.media_ssrc() else { return };
+        let Some(cid) = self.find_consumer(tid, ssrc) else {
+            return;
+        };
+        let c = &self.consumers[cid.0 as usize];
+        let Some(prod) = self.producers.get(c.params.producer.0 as usize) else {
+            return;
+        };
+        let (ptid, media) = (prod.params.transport, prod.params.ssrc);
+        let mut items: Vec<(u16, u16)> = Vec::new();
+        for seq in rtcp::nack_seqs(p) {
+            let s = c.seq.output_to_input(seq);
+            match items.last_mut() {
+                Some((pid, blp)) if s.wrapping_sub(*pid) >= 1 && s.wrapping_sub(*pid) <= 16 => {
+                    *blp |= 1 << (s.wrapping_sub(*pid) - 1);
+                }
+                _ => items.push((s, 0)),
+            }
+        }
+        if items.is_empty() {
+            return;
+        }
+        self.rtcp_buf.clear();
+        rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
+        rtcp::write_nack(self.rtcp_ssrc, media, &items, &mut self.rtcp_buf);
+        if let Some(e) = self.transports.get_mut(ptid.0 as usize)
+            && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
+        {
+            self.transmits.push_back(tx);
+        }
+    }
+
+    /// Advances timers of all transports and deferred keyframe requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<usize> = self.transports.iter().map(|(k, _)| k).collect();
+        for k in ids {
+            if let Some(e) = self.transports.get_mut(k) {
+                e.transport.handle_timeout(now);
+            }
+            self.after_transport(TransportId(k as u32));
+        }
+        let interval = self.config.keyframe_min_interval;
+        let due: Vec<usize> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| {
+                p.keyframe_pending && p.last_keyframe_request.is_none_or(|t| now >= t + interval)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in due {
+            self.request_keyframe(now, ProducerId(k as u32));
+        }
+    }
+
+    /// The latest instant by which [`Router::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = self
+            .transports
+            .iter()
+            .filter_map(|(_, e)| e.transport.poll_timeout())
+            .min();
+        let interval = self.config.keyframe_min_interval;
+        let k = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.keyframe_pending)
+            .filter_map(|(_, p)| p.last_keyframe_request.map(|t| t + interval))
+            .min();
+        match (t, k) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Next datagram to send on the router's socket.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        Some(t)
+    }
+
+    /// Records that a datagram was sent (or failed), for the counters.
+    pub fn count_sent(&self, bytes: usize, ok: bool) {
+        if ok {
+            self.counters.packets_out.add(1);
+            self.counters.bytes_out.add(bytes as u64);
+            self.worker_counters.packets_out.add(1);
+            self.worker_counters.bytes_out.add(bytes as u64);
+        } else {
+            self.counters.send_errors.add(1);
+            self.worker_counters.send_errors.add(1);
+        }
+    }
+
+    /// Next event for the control plane.
+    pub fn poll_event(&mut self) -> Option<RouterEvent> {
+        self.events.pop_front()
+    }
+
+    /// Closes every transport (router shutdown).
+    pub fn close_all(&mut self) {
+        let ids: Vec<usize> = self.transports.iter().map(|(k, _)| k).collect();
+        for k in ids {
+            let _ = self.close_transport(TransportId(k as u32));
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Producer: an incoming track of a WebRtcTransport.
+
+use std::time::Instant;
+
+use crate::ids::{ConsumerId, Mid, Pt, Ssrc, TransportId};
+use crate::proto::rtcp::SenderInfo;
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// Audio (Opus, 48 kHz clock).
+    Audio,
+    /// Video (VP8/H264, 90 kHz clock).
+    Video,
+}
+
+impl MediaKind {
+    /// `"audio"` or `"video"`, as in SDP `m=` lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Audio => "audio",
+            Self::Video => "video",
+        }
+    }
+}
+
+/// What the control plane tells the data plane about a track (from the offer).
+#[derive(Debug, Clone)]
+pub struct ProducerParams {
+    /// The transport the track arrives on.
+    pub transport: TransportId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Media SSRC (`a=ssrc`, or the first of `a=ssrc-group:FID`).
+    pub ssrc: Ssrc,
+    /// RTX SSRC (second of `a=ssrc-group:FID`), if RTX was negotiated.
+    pub rtx_ssrc: Option<Ssrc>,
+    /// MID of the m-section.
+    pub mid: Option<Mid>,
+    /// Payload types accepted from the publisher; others are dropped.
+    pub payload_types: Vec<Pt>,
+}
+
+/// An incoming track.
+#[derive(Debug)]
+pub struct Producer {
+    pub(crate) params: ProducerParams,
+    pub(crate) consumers: Vec<ConsumerId>,
+    pub(crate) last_keyframe_request: Option<Instant>,
+    pub(crate) keyframe_pending: bool,
+    pub(crate) last_sr: Option<SenderInfo>,
+}
+
+impl Producer {
+    pub(crate) fn new(params: ProducerParams) -> Self {
+        Self {
+            params,
+            consumers: Vec::new(),
+            last_keyframe_request: None,
+            keyframe_pending: false,
+            last_sr: None,
+        }
+    }
+
+    /// The parameters it was created with.
+    pub fn params(&self) -> &ProducerParams {
+        &self.params
+    }
+}

@@ -1,0 +1,145 @@
+//! Lock-free counters of the data plane, readable from the control plane
+//! (for `/metrics`) without locking or slowing the packet path.
+//!
+//! Each counter has exactly one writer (the worker thread that owns it), so
+//! an increment is a relaxed load and store, not a locked read-modify-write.
+//! Readers on other threads see monotonically growing values.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a datagram or packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DropReason {
+    /// From an address no transport has selected, and not a valid STUN request.
+    UnknownAddress,
+    /// STUN that failed USERNAME, MESSAGE-INTEGRITY or FINGERPRINT checks, or is malformed.
+    BadStun,
+    /// DTLS record that failed, or a DTLS association that failed.
+    Dtls,
+    /// SRTP/SRTCP authentication tag did not verify.
+    SrtpAuth,
+    /// SRTP/SRTCP index already seen.
+    Replay,
+    /// RTP that is truncated or not version 2, or SRTP too short.
+    MalformedRtp,
+    /// RTCP that is truncated or malformed.
+    MalformedRtcp,
+    /// RTP/RTCP before ICE and DTLS both completed.
+    NotConnected,
+    /// RTP whose SSRC belongs to no producer of the transport.
+    UnknownSsrc,
+    /// A datagram whose first byte matches no protocol (RFC 7983).
+    UnknownProtocol,
+}
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; 10] = [
+        Self::UnknownAddress,
+        Self::BadStun,
+        Self::Dtls,
+        Self::SrtpAuth,
+        Self::Replay,
+        Self::MalformedRtp,
+        Self::MalformedRtcp,
+        Self::NotConnected,
+        Self::UnknownSsrc,
+        Self::UnknownProtocol,
+    ];
+
+    /// Label used in metrics (`reason="…"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownAddress => "unknown_address",
+            Self::BadStun => "bad_stun",
+            Self::Dtls => "dtls",
+            Self::SrtpAuth => "srtp_auth",
+            Self::Replay => "replay",
+            Self::MalformedRtp => "malformed_rtp",
+            Self::MalformedRtcp => "malformed_rtcp",
+            Self::NotConnected => "not_connected",
+            Self::UnknownSsrc => "unknown_ssrc",
+            Self::UnknownProtocol => "unknown_protocol",
+        }
+    }
+}
+
+/// A single-writer monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Must only be called from the owning worker thread.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A single-writer gauge (a value that goes up and down).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Adds `d` (may be negative). Must only be called from the owning worker thread.
+    #[inline]
+    pub fn add(&self, d: i64) {
+        let v = self.0.load(Ordering::Relaxed) as i64 + d;
+        self.0.store(v.max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one worker or one router.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Datagrams received.
+    pub packets_in: Counter,
+    /// Bytes received (UDP payload).
+    pub bytes_in: Counter,
+    /// Datagrams sent.
+    pub packets_out: Counter,
+    /// Bytes sent (UDP payload).
+    pub bytes_out: Counter,
+    /// RTP packets forwarded to consumers (one per consumer copy).
+    pub rtp_forwarded: Counter,
+    /// Datagrams the socket refused to send.
+    pub send_errors: Counter,
+    /// Keyframe requests (PLI) sent to producers.
+    pub keyframe_requests: Counter,
+    drops: [Counter; DropReason::ALL.len()],
+    /// Live routers (worker counters only).
+    pub routers: Gauge,
+    /// Live WebRtcTransports.
+    pub transports: Gauge,
+    /// Live producers.
+    pub producers: Gauge,
+    /// Live consumers.
+    pub consumers: Gauge,
+}
+
+impl Counters {
+    /// Counts one dropped datagram or packet.
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].add(1);
+    }
+
+    /// Number of drops for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].get()
+    }
+}

@@ -1,0 +1,374 @@
+//! WebRtcTransport: one peer's ICE-lite + DTLS + SRTP state, sans-IO.
+//!
+//! Feed it datagrams with [`WebRtcTransport::handle_datagram`] and time with
+//! [`WebRtcTransport::handle_timeout`]; take datagrams to send with
+//! [`WebRtcTransport::poll_transmit`] after each call, and call
+//! `handle_timeout` no later than [`WebRtcTransport::poll_timeout`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::proto::demux::{PacketClass, classify};
+use crate::proto::dtls::{Certificate, DtlsEndpoint, DtlsRole, Fingerprint};
+use crate::proto::srtp::{SrtpError, SrtpSession};
+use crate::proto::stun;
+use crate::stats::DropReason;
+
+/// What the control plane tells a transport (from the SDP exchange).
+#[derive(Debug, Clone)]
+pub struct TransportParams {
+    /// Our ICE ufrag (`a=ice-ufrag` of our SDP), 4–256 chars (RFC 8839 §5.4).
+    pub local_ufrag: String,
+    /// Our ICE password (`a=ice-pwd`), 22–256 chars.
+    pub local_pwd: String,
+    /// SHA-256 fingerprint of the peer's DTLS certificate (`a=fingerprint`).
+    pub remote_fingerprint: Fingerprint,
+    /// Our DTLS role: `Server` when we answered `a=setup:passive`.
+    pub dtls_role: DtlsRole,
+}
+
+/// Timers of a transport.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportTimeouts {
+    /// No valid STUN request for this long closes a connected transport (RFC 7675 §5.1: 30 s).
+    pub consent: Duration,
+    /// ICE must select an address within this long of creation.
+    pub ice: Duration,
+    /// DTLS must complete within this long of ICE selection.
+    pub dtls: Duration,
+}
+
+impl Default for TransportTimeouts {
+    fn default() -> Self {
+        Self {
+            consent: Duration::from_secs(30),
+            ice: Duration::from_secs(15),
+            dtls: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Why a transport closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No valid consent check within the consent timeout (RFC 7675).
+    ConsentExpired,
+    /// No nominated ICE pair within the ICE timeout.
+    IceTimeout,
+    /// DTLS did not complete within the DTLS timeout.
+    DtlsTimeout,
+    /// DTLS failed (wrong fingerprint, alert, …).
+    DtlsFailed(String),
+    /// Closed by the control plane.
+    Closed,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ConsentExpired => f.write_str("ICE consent expired"),
+            Self::IceTimeout => f.write_str("ICE did not complete in time"),
+            Self::DtlsTimeout => f.write_str("DTLS did not complete in time"),
+            Self::DtlsFailed(e) => write!(f, "DTLS failed: {e}"),
+            Self::Closed => f.write_str("closed"),
+        }
+    }
+}
+
+/// State changes the router must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// ICE nominated `addr`: datagrams from it now belong to this transport.
+    Selected(SocketAddr),
+    /// ICE and DTLS are done; SRTP flows.
+    Connected,
+    /// The transport is dead and must be removed.
+    Closed(CloseReason),
+}
+
+/// A received packet after demux and SRTP.
+#[derive(Debug)]
+pub enum Received {
+    /// Handled internally (STUN, DTLS) — nothing for the router.
+    Nothing,
+    /// Decrypted RTP packet.
+    Rtp(Bytes),
+    /// Decrypted compound RTCP packet.
+    Rtcp(Bytes),
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// Destination.
+    pub dest: SocketAddr,
+    /// UDP payload.
+    pub data: Bytes,
+}
+
+/// One peer's ICE-lite + DTLS + SRTP.
+#[derive(Debug)]
+pub struct WebRtcTransport {
+    params: TransportParams,
+    timeouts: TransportTimeouts,
+    dtls: DtlsEndpoint,
+    srtp: Option<SrtpSession>,
+    selected: Option<SocketAddr>,
+    created: Instant,
+    selected_at: Option<Instant>,
+    last_consent: Instant,
+    closed: Option<CloseReason>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TransportEvent>,
+    stun_buf: [u8; 128],
+}
+
+impl WebRtcTransport {
+    /// Creates a transport at `now` with our `cert`.
+    pub fn new(
+        params: TransportParams,
+        timeouts: TransportTimeouts,
+        cert: &Certificate,
+        dtls_config: Arc<dimpl::Config>,
+        now: Instant,
+    ) -> Self {
+        let dtls = DtlsEndpoint::new(
+            dtls_config,
+            cert,
+            params.dtls_role,
+            params.remote_fingerprint,
+            now,
+        );
+        Self {
+            params,
+            timeouts,
+            dtls,
+            srtp: None,
+            selected: None,
+            created: now,
+            selected_at: None,
+            last_consent: now,
+            closed: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stun_buf: [0; 128],
+        }
+    }
+
+    /// Our ICE ufrag.
+    pub fn local_ufrag(&self) -> &str {
+        &self.params.local_ufrag
+    }
+
+    /// The nominated remote address, once ICE selected one.
+    pub fn selected(&self) -> Option<SocketAddr> {
+        self.selected
+    }
+
+    /// True when ICE and DTLS are done and SRTP keys are in place.
+    pub fn is_connected(&self) -> bool {
+        self.srtp.is_some() && self.closed.is_none()
+    }
+
+    /// True once closed for any reason.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// Handles one datagram from `from`. The router calls this only for
+    /// datagrams from the selected address, or for STUN whose USERNAME named
+    /// our ufrag. Errors say why it was dropped.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<Received, DropReason> {
+        if self.closed.is_some() {
+            return Err(DropReason::UnknownAddress);
+        }
+        match classify(data) {
+            PacketClass::Stun => self.handle_stun(now, from, data).map(|_| Received::Nothing),
+            _ if Some(from) != self.selected => Err(DropReason::UnknownAddress),
+            PacketClass::Dtls => {
+                self.dtls.handle_packet(now, data);
+                self.after_dtls();
+                if self.dtls.error().is_some() {
+                    Err(DropReason::Dtls)
+                } else {
+                    Ok(Received::Nothing)
+                }
+            }
+            PacketClass::Rtp => {
+                let srtp = self.srtp.as_mut().ok_or(DropReason::NotConnected)?;
+                srtp.unprotect_rtp(data)
+                    .map(Received::Rtp)
+                    .map_err(srtp_drop)
+            }
+            PacketClass::Rtcp => {
+                let srtp = self.srtp.as_mut().ok_or(DropReason::NotConnected)?;
+                srtp.unprotect_rtcp(data)
+                    .map(Received::Rtcp)
+                    .map_err(|e| match srtp_drop(e) {
+                        DropReason::MalformedRtp => DropReason::MalformedRtcp,
+                        r => r,
+                    })
+            }
+            PacketClass::Unknown => Err(DropReason::UnknownProtocol),
+        }
+    }
+
+    fn handle_stun(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
+        let req =
+            stun::verify_binding_request(data, &self.params.local_ufrag, &self.params.local_pwd)
+                .map_err(|_| DropReason::BadStun)?;
+        if Some(from) == self.selected || req.use_candidate {
+            self.last_consent = now;
+        }
+        if req.use_candidate && self.selected != Some(from) {
+            self.selected = Some(from);
+            self.selected_at.get_or_insert(now);
+            self.events.push_back(TransportEvent::Selected(from));
+            self.flush_dtls();
+        }
+        let n = stun::encode_binding_success(
+            req.transaction_id,
+            from,
+            &self.params.local_pwd,
+            &mut self.stun_buf,
+        )
+        .map_err(|_| DropReason::BadStun)?;
+        self.transmits.push_back(Transmit {
+            dest: from,
+            data: Bytes::copy_from_slice(&self.stun_buf[..n]),
+        });
+        Ok(())
+    }
+
+    fn after_dtls(&mut self) {
+        if let Some(e) = self.dtls.error() {
+            let reason = CloseReason::DtlsFailed(e.to_string());
+            self.close(reason);
+            return;
+        }
+        self.flush_dtls();
+        if self.srtp.is_none()
+            && let Some(keys) = self.dtls.take_keys()
+        {
+            let is_client = self.params.dtls_role == DtlsRole::Client;
+            match SrtpSession::new(keys.profile, &keys.material, is_client) {
+                Ok(s) => {
+                    self.srtp = Some(s);
+                    self.events.push_back(TransportEvent::Connected);
+                }
+                Err(e) => self.close(CloseReason::DtlsFailed(e.to_string())),
+            }
+        }
+    }
+
+    fn flush_dtls(&mut self) {
+        let Some(dest) = self.selected else { return };
+        while let Some(p) = self.dtls.poll_transmit() {
+            self.transmits.push_back(Transmit {
+                dest,
+                data: Bytes::from(p),
+            });
+        }
+    }
+
+    /// Advances timers: DTLS retransmission, ICE/DTLS deadlines, consent.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.selected.is_none() {
+            if now >= self.created + self.timeouts.ice {
+                self.close(CloseReason::IceTimeout);
+            }
+            return;
+        }
+        if now >= self.last_consent + self.timeouts.consent {
+            self.close(CloseReason::ConsentExpired);
+            return;
+        }
+        if self.srtp.is_none() {
+            if let Some(at) = self.selected_at
+                && now >= at + self.timeouts.dtls
+            {
+                self.close(CloseReason::DtlsTimeout);
+                return;
+            }
+            self.dtls.handle_timeout(now);
+            self.after_dtls();
+        }
+    }
+
+    /// The latest instant by which [`WebRtcTransport::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let Some(at) = self.selected_at else {
+            return Some(self.created + self.timeouts.ice);
+        };
+        let mut t = self.last_consent + self.timeouts.consent;
+        if self.srtp.is_none() {
+            t = t.min(at + self.timeouts.dtls);
+            if let Some(d) = self.dtls.poll_timeout() {
+                t = t.min(d);
+            }
+        }
+        Some(t)
+    }
+
+    /// Closes the transport; emits [`TransportEvent::Closed`] once.
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.closed.is_none() {
+            self.closed = Some(reason.clone());
+            self.srtp = None;
+            self.events.push_back(TransportEvent::Closed(reason));
+        }
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next state change.
+    pub fn poll_event(&mut self) -> Option<TransportEvent> {
+        self.events.pop_front()
+    }
+
+    /// Protects a plain RTP packet for sending to this peer. `None` when not
+    /// connected (no RTP is sent before ICE and DTLS complete) or on error.
+    pub fn protect_rtp(&mut self, rtp: &[u8]) -> Option<Transmit> {
+        let dest = self.selected?;
+        let data = self.srtp.as_mut()?.protect_rtp(rtp).ok()?;
+        Some(Transmit { dest, data })
+    }
+
+    /// Protects a plain compound RTCP packet for sending to this peer.
+    pub fn protect_rtcp(&mut self, rtcp: &[u8]) -> Option<Transmit> {
+        let dest = self.selected?;
+        let data = self.srtp.as_mut()?.protect_rtcp(rtcp).ok()?;
+        Some(Transmit { dest, data })
+    }
+}
+
+fn srtp_drop(e: SrtpError) -> DropReason {
+    match e {
+        SrtpError::Auth => DropReason::SrtpAuth,
+        SrtpError::Replay => DropReason::Replay,
+        _ => DropReason::MalformedRtp,
+    }
+}

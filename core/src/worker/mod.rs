@@ -1,0 +1,508 @@
+//! Worker: one data-plane thread, a glommio `LocalExecutor` pinned to a CPU,
+//! owning the Routers placed on it.
+//!
+//! The control plane sends [`Command`]s over a crossbeam channel and receives
+//! [`Event`]s on another. The worker drains its inbox between packet batches
+//! without blocking (a control task polls it every [`INBOX_POLL`]), so control
+//! work never stalls forwarding. Replies travel in the command as a
+//! [`Reply`] callback, so the control plane may use any runtime.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use glommio::net::UdpSocket;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::error::{Error, Result};
+use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::io::{SocketConfig, bind_udp};
+use crate::proto::dtls::{self, Certificate};
+use crate::router::{ConsumerParams, ProducerParams, Router, RouterConfig, RouterEvent};
+use crate::stats::Counters;
+use crate::transport::{CloseReason, TransportParams};
+
+/// How often the control task looks at the inbox when idle.
+pub const INBOX_POLL: Duration = Duration::from_millis(2);
+/// Longest a router task waits on its socket before checking timers and shutdown.
+const MAX_RECV_WAIT: Duration = Duration::from_millis(50);
+/// Largest datagram we read (bytes); WebRTC stays under the 1500 B path MTU.
+const RECV_BUF: usize = 2048;
+
+/// A reply to a command, called exactly once on the worker thread.
+pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+/// What a new router tells the control plane.
+#[derive(Debug, Clone)]
+pub struct RouterInfo {
+    /// The router's socket address (the port goes in the ICE candidate).
+    pub local_addr: SocketAddr,
+    /// The router's counters (read without locking).
+    pub counters: Arc<Counters>,
+}
+
+/// Requests from the control plane.
+#[non_exhaustive]
+pub enum Command {
+    /// Bind a socket and create a router for a room.
+    CreateRouter {
+        /// Id chosen by the control plane, unique in the process.
+        router: RouterId,
+        /// Gets the socket address or [`Error::PortRangeExhausted`].
+        reply: Reply<RouterInfo>,
+    },
+    /// Close a router, its transports and its socket.
+    CloseRouter {
+        /// The router.
+        router: RouterId,
+    },
+    /// Add a WebRtcTransport to a router.
+    CreateTransport {
+        /// The router.
+        router: RouterId,
+        /// ICE and DTLS parameters.
+        params: TransportParams,
+        /// Gets the transport id.
+        reply: Reply<TransportId>,
+    },
+    /// Close a transport and what it owns.
+    CloseTransport {
+        /// The router.
+        router: RouterId,
+        /// The transport.
+        transport: TransportId,
+    },
+    /// Add a producer.
+    CreateProducer {
+        /// The router.
+        router: RouterId,
+        /// Track parameters.
+        params: ProducerParams,
+        /// Gets the producer id.
+        reply: Reply<ProducerId>,
+    },
+    /// Close a producer and its consumers.
+    CloseProducer {
+        /// The router.
+        router: RouterId,
+        /// The producer.
+        producer: ProducerId,
+    },
+    /// Add a consumer.
+    CreateConsumer {
+        /// The router.
+        router: RouterId,
+        /// Subscription parameters.
+        params: ConsumerParams,
+        /// Gets the consumer id.
+        reply: Reply<ConsumerId>,
+    },
+    /// Close a consumer.
+    CloseConsumer {
+        /// The router.
+        router: RouterId,
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+    /// Pause or resume a consumer.
+    SetConsumerPaused {
+        /// The router.
+        router: RouterId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// New state.
+        paused: bool,
+    },
+    /// Close every router and stop the thread.
+    Shutdown,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Self::CreateRouter { .. } => "CreateRouter",
+            Self::CloseRouter { .. } => "CloseRouter",
+            Self::CreateTransport { .. } => "CreateTransport",
+            Self::CloseTransport { .. } => "CloseTransport",
+            Self::CreateProducer { .. } => "CreateProducer",
+            Self::CloseProducer { .. } => "CloseProducer",
+            Self::CreateConsumer { .. } => "CreateConsumer",
+            Self::CloseConsumer { .. } => "CloseConsumer",
+            Self::SetConsumerPaused { .. } => "SetConsumerPaused",
+            Self::Shutdown => "Shutdown",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Notifications to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// ICE and DTLS completed.
+    TransportConnected {
+        /// The router.
+        router: RouterId,
+        /// The transport.
+        transport: TransportId,
+    },
+    /// A transport closed by itself (consent, timeouts, DTLS failure) or on request.
+    TransportClosed {
+        /// The router.
+        router: RouterId,
+        /// The transport.
+        transport: TransportId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// The worker thread stopped.
+    WorkerStopped {
+        /// Index of the worker.
+        worker: usize,
+    },
+}
+
+/// Settings of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// CPU to pin to (`Placement::Fixed`), or `None` to let the OS place it.
+    pub cpu: Option<usize>,
+    /// Socket binding.
+    pub socket: SocketConfig,
+    /// Router settings.
+    pub router: RouterConfig,
+    /// glommio io_uring registered memory in bytes (1 MiB: the default 10 MiB
+    /// silently fails with a low `ulimit -l`, DESIGN §6).
+    pub io_memory: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            cpu: None,
+            socket: SocketConfig::default(),
+            router: RouterConfig::default(),
+            io_memory: 1 << 20,
+        }
+    }
+}
+
+/// Handle to a running worker thread. Dropping it shuts the worker down and joins it.
+#[derive(Debug)]
+pub struct Worker {
+    index: usize,
+    tx: Sender<Command>,
+    join: Option<glommio::ExecutorJoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Worker {
+    /// Starts worker `index`. Events go to `events`.
+    ///
+    /// Errors: [`Error::Io`] if the executor cannot start (io_uring missing, CPU absent).
+    pub fn spawn(
+        index: usize,
+        config: WorkerConfig,
+        cert: Certificate,
+        events: Sender<Event>,
+    ) -> Result<Self> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let counters = Arc::new(Counters::default());
+        let placement = match config.cpu {
+            Some(cpu) => Placement::Fixed(cpu),
+            None => Placement::Unbound,
+        };
+        let c = counters.clone();
+        let join = LocalExecutorBuilder::new(placement)
+            .name(&format!("sfu-worker-{index}"))
+            .io_memory(config.io_memory)
+            .spawn(move || async move {
+                run(index, config, cert, rx, events.clone(), c).await;
+                let _ = events.send(Event::WorkerStopped { worker: index });
+            })
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        Ok(Self {
+            index,
+            tx,
+            join: Some(join),
+            counters,
+        })
+    }
+
+    /// Index given at spawn.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// A sender for commands (clone freely).
+    pub fn sender(&self) -> Sender<Command> {
+        self.tx.clone()
+    }
+
+    /// Sends a command. Errors: [`Error::WorkerGone`] if the thread stopped.
+    pub fn send(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).map_err(|_| Error::WorkerGone)
+    }
+
+    /// The worker's counters (read without locking).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Shuts down: closes every router, then joins the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(j) = self.join.take()
+            && let Err(e) = j.join()
+        {
+            tracing::error!(worker = self.index, error = %e, "worker thread ended with an error");
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct RouterSlot {
+    router: Rc<RefCell<Router>>,
+    closed: Rc<Cell<bool>>,
+    task: glommio::task::JoinHandle<()>,
+}
+
+async fn run(
+    index: usize,
+    config: WorkerConfig,
+    cert: Certificate,
+    rx: Receiver<Command>,
+    events: Sender<Event>,
+    counters: Arc<Counters>,
+) {
+    let dtls_config = dtls::default_config();
+    let mut routers: HashMap<RouterId, RouterSlot> = HashMap::new();
+    let mut port_hint: u16 = (index as u16).wrapping_mul(97);
+    loop {
+        let cmd = match rx.try_recv() {
+            Ok(c) => c,
+            Err(TryRecvError::Empty) => {
+                glommio::timer::sleep(INBOX_POLL).await;
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        let now = Instant::now();
+        let with = |routers: &HashMap<RouterId, RouterSlot>, id: RouterId| {
+            routers
+                .get(&id)
+                .map(|s| s.router.clone())
+                .ok_or(Error::UnknownRouter(id))
+        };
+        match cmd {
+            Command::Shutdown => break,
+            Command::CreateRouter { router, reply } => {
+                if routers.contains_key(&router) {
+                    reply(Err(Error::InvalidParams(format!("router {router} exists"))));
+                    continue;
+                }
+                match bind_udp(&config.socket, port_hint) {
+                    Err(e) => reply(Err(e)),
+                    Ok((sock, addr)) => {
+                        port_hint = port_hint.wrapping_add(1);
+                        // SAFETY: `into_raw_fd` hands over sole ownership of a valid UDP socket fd.
+                        let sock = Rc::new(unsafe { UdpSocket::from_raw_fd(sock.into_raw_fd()) });
+                        let rc = Arc::new(Counters::default());
+                        let r = Router::new(
+                            router,
+                            cert.clone(),
+                            dtls_config.clone(),
+                            config.router,
+                            rc.clone(),
+                            counters.clone(),
+                        );
+                        counters.routers.add(1);
+                        let r = Rc::new(RefCell::new(r));
+                        let closed = Rc::new(Cell::new(false));
+                        let task = glommio::spawn_local(router_task(
+                            r.clone(),
+                            sock,
+                            closed.clone(),
+                            events.clone(),
+                        ))
+                        .detach();
+                        routers.insert(
+                            router,
+                            RouterSlot {
+                                router: r,
+                                closed,
+                                task,
+                            },
+                        );
+                        reply(Ok(RouterInfo {
+                            local_addr: addr,
+                            counters: rc,
+                        }));
+                    }
+                }
+            }
+            Command::CloseRouter { router } => {
+                if let Some(slot) = routers.remove(&router) {
+                    close_router(slot, &events, &counters).await;
+                }
+            }
+            Command::CreateTransport {
+                router,
+                params,
+                reply,
+            } => {
+                reply(
+                    with(&routers, router)
+                        .and_then(|r| r.borrow_mut().create_transport(now, params)),
+                );
+            }
+            Command::CloseTransport { router, transport } => {
+                if let Ok(r) = with(&routers, router) {
+                    let _ = r.borrow_mut().close_transport(transport);
+                }
+            }
+            Command::CreateProducer {
+                router,
+                params,
+                reply,
+            } => {
+                reply(with(&routers, router).and_then(|r| r.borrow_mut().create_producer(params)));
+            }
+            Command::CloseProducer { router, producer } => {
+                if let Ok(r) = with(&routers, router) {
+                    let _ = r.borrow_mut().close_producer(producer);
+                }
+            }
+            Command::CreateConsumer {
+                router,
+                params,
+                reply,
+            } => {
+                reply(
+                    with(&routers, router)
+                        .and_then(|r| r.borrow_mut().create_consumer(now, params)),
+                );
+            }
+            Command::CloseConsumer { router, consumer } => {
+                if let Ok(r) = with(&routers, router) {
+                    let _ = r.borrow_mut().close_consumer(consumer);
+                }
+            }
+            Command::SetConsumerPaused {
+                router,
+                consumer,
+                paused,
+            } => {
+                if let Ok(r) = with(&routers, router) {
+                    let _ = r.borrow_mut().set_consumer_paused(now, consumer, paused);
+                }
+            }
+        }
+    }
+    for (_, slot) in routers.drain() {
+        close_router(slot, &events, &counters).await;
+    }
+}
+
+async fn close_router(slot: RouterSlot, events: &Sender<Event>, counters: &Counters) {
+    slot.router.borrow_mut().close_all();
+    slot.closed.set(true);
+    // The task sees the flag within MAX_RECV_WAIT, sends what is queued and
+    // forwards the close events; then the socket is dropped.
+    let _ = slot.task.await;
+    let _ = events;
+    counters.routers.add(-1);
+}
+
+async fn router_task(
+    router: Rc<RefCell<Router>>,
+    sock: Rc<UdpSocket>,
+    closed: Rc<Cell<bool>>,
+    events: Sender<Event>,
+) {
+    let mut buf = vec![0u8; RECV_BUF];
+    let id = router.borrow().id();
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        flush(&router, &sock, &events, id).await;
+        if closed.get() {
+            break;
+        }
+        let now = Instant::now();
+        let wait = router
+            .borrow()
+            .poll_timeout()
+            .map_or(MAX_RECV_WAIT, |t| t.saturating_duration_since(now))
+            .clamp(Duration::from_millis(1), MAX_RECV_WAIT);
+        let _ = sock.set_read_timeout(Some(wait));
+        match sock.recv_from(&mut buf).await {
+            Ok((n, from)) => router
+                .borrow_mut()
+                .handle_datagram(Instant::now(), from, &buf[..n]),
+            Err(glommio::GlommioError::TimedOut(_)) => {}
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                let timed_out = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                );
+                if !timed_out
+                    && last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+                {
+                    tracing::warn!(router = %id, error = %e, "UDP receive failed");
+                    last_error_log = Some(Instant::now());
+                }
+            }
+        }
+        let now = Instant::now();
+        let due = router.borrow().poll_timeout().is_some_and(|t| t <= now);
+        if due {
+            router.borrow_mut().handle_timeout(now);
+        }
+    }
+    flush(&router, &sock, &events, id).await;
+}
+
+async fn flush(
+    router: &Rc<RefCell<Router>>,
+    sock: &UdpSocket,
+    events: &Sender<Event>,
+    id: RouterId,
+) {
+    loop {
+        let next = router.borrow_mut().poll_transmit();
+        let Some(t) = next else { break };
+        let ok = sock.send_to(&t.data, t.dest).await.is_ok();
+        router.borrow().count_sent(t.data.len(), ok);
+    }
+    loop {
+        let ev = router.borrow_mut().poll_event();
+        let Some(ev) = ev else { break };
+        let ev = match ev {
+            RouterEvent::TransportConnected(transport) => Event::TransportConnected {
+                router: id,
+                transport,
+            },
+            RouterEvent::TransportClosed(transport, reason) => Event::TransportClosed {
+                router: id,
+                transport,
+                reason,
+            },
+        };
+        let _ = events.send(ev);
+    }
+}

@@ -1,0 +1,77 @@
+//! No RTP is accepted before ICE and DTLS complete; SRTP with a bad tag and
+//! replayed SRTP are dropped and counted (RFC 3711 §3.3).
+
+mod common;
+
+use common::{Net, rtp};
+use sfu_core::proto::stun;
+use sfu_core::router::MediaKind;
+use sfu_core::stats::DropReason;
+
+#[test]
+fn rtp_before_dtls_is_dropped() {
+    let mut net = Net::new();
+    let p = net.add_peer();
+    let ufrag = net
+        .router
+        .transport(net.peers[p].transport)
+        .expect("t")
+        .local_ufrag()
+        .to_string();
+    let mut buf = [0u8; 256];
+    let n = stun::encode_binding_request(
+        [9; 12],
+        &ufrag,
+        "cli0",
+        "serverpassword-0123456789",
+        true,
+        &mut buf,
+    )
+    .expect("encode");
+    let (now, from) = (net.now, net.peers[p].addr);
+    net.router.handle_datagram(now, from, &buf[..n]); // ICE done, DTLS not started
+    let pkt = rtp(96, 1, 1, 1, &[0u8; 40]);
+    net.router.handle_datagram(now, from, &pkt);
+    assert_eq!(net.counters().drops(DropReason::NotConnected), 1);
+    // From an address ICE never selected: unknown address.
+    net.router
+        .handle_datagram(now, "127.0.0.1:1".parse().expect("addr"), &pkt);
+    assert_eq!(net.counters().drops(DropReason::UnknownAddress), 1);
+    assert_eq!(net.counters().rtp_forwarded.get(), 0);
+}
+
+fn connected_pair() -> Net {
+    let mut net = Net::new();
+    let (a, b) = (net.add_peer(), net.add_peer());
+    net.connect_all();
+    let prod = net.produce(a, MediaKind::Audio, 5, 111);
+    net.consume(b, prod, 6, (111, 111));
+    net
+}
+
+#[test]
+fn srtp_with_a_bad_auth_tag_is_dropped() {
+    let mut net = connected_pair();
+    assert!(net.peers[0].client.send_rtp(&rtp(111, 1, 0, 5, b"hello")));
+    let mut d = net.peers[0].client.poll_transmit().expect("srtp").to_vec();
+    let last = d.len() - 1;
+    d[last] ^= 0x01;
+    let (now, from) = (net.now, net.peers[0].addr);
+    net.router.handle_datagram(now, from, &d);
+    assert_eq!(net.counters().drops(DropReason::SrtpAuth), 1);
+    net.step();
+    assert!(net.peers[1].rtp.is_empty());
+}
+
+#[test]
+fn replayed_srtp_is_dropped() {
+    let mut net = connected_pair();
+    assert!(net.peers[0].client.send_rtp(&rtp(111, 1, 0, 5, b"hello")));
+    let d = net.peers[0].client.poll_transmit().expect("srtp");
+    let (now, from) = (net.now, net.peers[0].addr);
+    net.router.handle_datagram(now, from, &d);
+    net.router.handle_datagram(now, from, &d);
+    assert_eq!(net.counters().drops(DropReason::Replay), 1);
+    net.step();
+    assert_eq!(net.peers[1].rtp.len(), 1, "forwarded once");
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian 12 machine, if missing:
+# Debian's chromium (the reference browser) and the e2e driver's npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/lib/chromium/chromium ]; then
+  echo "installing chromium (Debian package)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -o DPkg::Lock::Timeout=300 chromium
+fi
+
+if ! command -v node >/dev/null; then
+  echo "node (>= 18) is required for the browser tests" >&2
+  exit 1
+fi
+
+if [ -f scripts/e2e/package.json ] && [ ! -d scripts/e2e/node_modules/playwright-core ]; then
+  echo "installing the e2e driver's npm packages"
+  (cd scripts/e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi

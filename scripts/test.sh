@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): installs what it needs if missing,
+# runs every Rust test, then the end-to-end tests in real headless Chromium.
+#
+#   scripts/test.sh            everything
+#   SFU_SKIP_E2E=1 scripts/test.sh   Rust tests only (no browser)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+if [ -z "${SFU_SKIP_E2E:-}" ]; then
+  scripts/install-deps.sh
+fi
+
+log "cargo test --workspace"
+timeout 1800 cargo test --workspace --locked
+
+if [ -z "${SFU_SKIP_E2E:-}" ]; then
+  log "end-to-end tests in headless Chromium"
+  timeout 900 scripts/e2e.sh
+fi

@@ -1,0 +1,635 @@
+//! SDP ↔ typed parameters (RFC 8829 JSEP, RFC 8843 BUNDLE, RFC 8839 ICE,
+//! RFC 8122 fingerprints), with the `sdp` crate. The data plane never sees SDP.
+
+use std::io::Cursor;
+use std::net::IpAddr;
+
+use sdp::description::common::{Address, Attribute, ConnectionInformation};
+use sdp::description::media::{MediaDescription, MediaName, RangedPort};
+use sdp::description::session::{Origin, SessionDescription};
+use sfu_core::proto::dtls::{Fingerprint, parse_fingerprint};
+use sfu_core::router::MediaKind;
+
+/// The header extension we negotiate: the MID of the m-section (RFC 8843 §15).
+pub const MID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+
+/// Why an SDP cannot be served. `code()` is the signaling error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// Not parseable as SDP.
+    #[error("the SDP could not be parsed: {0}")]
+    Parse(String),
+    /// No m-section at all.
+    #[error("the offer has no audio or video m-section")]
+    NoMedia,
+    /// `a=ice-ufrag`/`a=ice-pwd` missing or malformed.
+    #[error("the offer has no ICE credentials (a=ice-ufrag and a=ice-pwd)")]
+    NoIceCredentials,
+    /// `a=fingerprint:sha-256` missing or malformed.
+    #[error("the offer has no usable DTLS fingerprint (a=fingerprint:sha-256 with 32 hex bytes)")]
+    NoFingerprint,
+    /// No m-section offers a codec we forward.
+    #[error("the offer has no usable codec (opus/48000/2, VP8, or H264 packetization-mode=1)")]
+    NoUsableCodec,
+    /// An m-section lacks `a=mid` (BUNDLE requires it).
+    #[error("an m-section has no a=mid")]
+    NoMid,
+}
+
+impl SdpError {
+    /// Stable error code for the signaling protocol (docs/signaling.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Parse(_) => "sdp-invalid",
+            Self::NoMedia => "sdp-no-media",
+            Self::NoIceCredentials => "sdp-no-ice-credentials",
+            Self::NoFingerprint => "sdp-no-fingerprint",
+            Self::NoUsableCodec => "sdp-no-usable-codec",
+            Self::NoMid => "sdp-no-mid",
+        }
+    }
+}
+
+/// Media direction of an m-section, from the writer's point of view (RFC 8866 §6.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `a=sendrecv` (the default).
+    SendRecv,
+    /// `a=sendonly`.
+    SendOnly,
+    /// `a=recvonly`.
+    RecvOnly,
+    /// `a=inactive`.
+    Inactive,
+}
+
+impl Direction {
+    /// True when the writer sends media.
+    pub fn sends(self) -> bool {
+        matches!(self, Self::SendRecv | Self::SendOnly)
+    }
+
+    /// True when the writer receives media.
+    pub fn receives(self) -> bool {
+        matches!(self, Self::SendRecv | Self::RecvOnly)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+}
+
+/// An RTP codec of an m-section (`a=rtpmap`, `a=fmtp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codec {
+    /// Payload type.
+    pub pt: u8,
+    /// Encoding name as written (`opus`, `VP8`, `H264`, …).
+    pub name: String,
+    /// Clock rate in Hz.
+    pub clock_rate: u32,
+    /// Audio channels, if given.
+    pub channels: Option<u8>,
+    /// `a=fmtp` parameters, if any.
+    pub fmtp: Option<String>,
+}
+
+impl Codec {
+    fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+}
+
+/// One m-section of a peer's SDP.
+#[derive(Debug, Clone)]
+pub struct MediaSection {
+    /// `a=mid`.
+    pub mid: String,
+    /// Audio or video; `None` for other media (application …).
+    pub kind: Option<MediaKind>,
+    /// Port of the m-line; 0 means rejected or removed.
+    pub port: u16,
+    /// Direction from the writer's point of view.
+    pub direction: Direction,
+    /// Codecs in preference order.
+    pub codecs: Vec<Codec>,
+    /// Media SSRC the writer sends with (first of `a=ssrc-group:FID`, or the only `a=ssrc`).
+    pub ssrc: Option<u32>,
+    /// RTX SSRC (second of `a=ssrc-group:FID`).
+    pub rtx_ssrc: Option<u32>,
+    /// Id of the MID header extension, if offered.
+    pub mid_ext_id: Option<u8>,
+}
+
+impl MediaSection {
+    /// The codec we forward for this kind: Opus 48000/2 for audio; VP8, else
+    /// H264 with packetization-mode=1, for video.
+    pub fn preferred_codec(&self) -> Option<&Codec> {
+        match self.kind? {
+            MediaKind::Audio => self
+                .codecs
+                .iter()
+                .find(|c| c.is("opus") && c.clock_rate == 48000),
+            MediaKind::Video => self.codecs.iter().find(|c| c.is("VP8")).or_else(|| {
+                self.codecs.iter().find(|c| {
+                    c.is("H264")
+                        && c.fmtp
+                            .as_deref()
+                            .is_some_and(|f| f.contains("packetization-mode=1"))
+                })
+            }),
+        }
+    }
+
+    /// The offered codec that matches `codec` (same name, clock, and for H264
+    /// packetization-mode=1), for choosing the subscriber-side payload type.
+    pub fn matching_codec(&self, codec: &Codec) -> Option<&Codec> {
+        self.codecs.iter().find(|c| {
+            c.is(&codec.name)
+                && c.clock_rate == codec.clock_rate
+                && (!c.is("H264")
+                    || c.fmtp
+                        .as_deref()
+                        .is_some_and(|f| f.contains("packetization-mode=1")))
+        })
+    }
+}
+
+/// What we need of a peer's SDP.
+#[derive(Debug, Clone)]
+pub struct PeerSdp {
+    /// `a=ice-ufrag`.
+    pub ice_ufrag: String,
+    /// `a=ice-pwd`.
+    pub ice_pwd: String,
+    /// `a=fingerprint:sha-256`.
+    pub fingerprint: Fingerprint,
+    /// `a=setup` value (`actpass`, `active`, `passive`).
+    pub setup: String,
+    /// The m-sections in order.
+    pub media: Vec<MediaSection>,
+}
+
+fn attr<'a>(attrs: &'a [Attribute], key: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_deref())
+}
+
+fn parse_direction(attrs: &[Attribute]) -> Direction {
+    for a in attrs {
+        match a.key.as_str() {
+            "sendonly" => return Direction::SendOnly,
+            "recvonly" => return Direction::RecvOnly,
+            "inactive" => return Direction::Inactive,
+            "sendrecv" => return Direction::SendRecv,
+            _ => {}
+        }
+    }
+    Direction::SendRecv
+}
+
+fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
+    let attrs = &md.attributes;
+    let mid = attr(attrs, "mid")
+        .ok_or(SdpError::NoMid)?
+        .trim()
+        .to_string();
+    let kind = match md.media_name.media.as_str() {
+        "audio" => Some(MediaKind::Audio),
+        "video" => Some(MediaKind::Video),
+        _ => None,
+    };
+    let mut codecs = Vec::new();
+    for f in &md.media_name.formats {
+        let Ok(pt) = f.parse::<u8>() else { continue };
+        let Some(map) = attrs
+            .iter()
+            .filter(|a| a.key == "rtpmap")
+            .filter_map(|a| a.value.as_deref())
+            .find(|v| v.split_whitespace().next() == Some(f.as_str()))
+        else {
+            continue;
+        };
+        let enc = map.split_whitespace().nth(1).unwrap_or("");
+        let mut parts = enc.split('/');
+        let name = parts.next().unwrap_or("").to_string();
+        let Some(clock_rate) = parts.next().and_then(|c| c.parse().ok()) else {
+            continue;
+        };
+        let channels = parts.next().and_then(|c| c.parse().ok());
+        let fmtp = attrs
+            .iter()
+            .filter(|a| a.key == "fmtp")
+            .filter_map(|a| a.value.as_deref())
+            .find(|v| v.split_whitespace().next() == Some(f.as_str()))
+            .and_then(|v| v.split_once(' ').map(|(_, p)| p.trim().to_string()));
+        codecs.push(Codec {
+            pt,
+            name,
+            clock_rate,
+            channels,
+            fmtp,
+        });
+    }
+    let mut ssrc = None;
+    let mut rtx_ssrc = None;
+    if let Some(g) = attrs
+        .iter()
+        .filter(|a| a.key == "ssrc-group")
+        .filter_map(|a| a.value.as_deref())
+        .find(|v| v.starts_with("FID "))
+    {
+        let mut it = g
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|s| s.parse::<u32>().ok());
+        ssrc = it.next();
+        rtx_ssrc = it.next();
+    }
+    if ssrc.is_none() {
+        ssrc = attrs
+            .iter()
+            .filter(|a| a.key == "ssrc")
+            .filter_map(|a| a.value.as_deref())
+            .find_map(|v| v.split_whitespace().next().and_then(|s| s.parse().ok()));
+    }
+    let mid_ext_id = attrs
+        .iter()
+        .filter(|a| a.key == "extmap")
+        .filter_map(|a| a.value.as_deref())
+        .find(|v| v.split_whitespace().nth(1) == Some(MID_EXT_URI))
+        .and_then(|v| v.split(['/', ' ']).next())
+        .and_then(|id| id.parse::<u8>().ok())
+        .filter(|id| (1..=14).contains(id));
+    Ok(MediaSection {
+        mid,
+        kind,
+        port: md.media_name.port.value.clamp(0, 65535) as u16,
+        direction: parse_direction(attrs),
+        codecs,
+        ssrc,
+        rtx_ssrc,
+        mid_ext_id,
+    })
+}
+
+/// Parses a peer's offer or answer. For an offer, use [`validate_offer`] too.
+///
+/// Errors: [`SdpError::Parse`], [`SdpError::NoMedia`], [`SdpError::NoMid`],
+/// [`SdpError::NoIceCredentials`], [`SdpError::NoFingerprint`].
+pub fn parse(sdp: &str) -> Result<PeerSdp, SdpError> {
+    let mut cur = Cursor::new(sdp.as_bytes());
+    let sd = SessionDescription::unmarshal(&mut cur).map_err(|e| SdpError::Parse(e.to_string()))?;
+    if sd.media_descriptions.is_empty() {
+        return Err(SdpError::NoMedia);
+    }
+    let media = sd
+        .media_descriptions
+        .iter()
+        .map(parse_media)
+        .collect::<Result<Vec<_>, _>>()?;
+    // ICE and DTLS attributes may be at session or media level; with BUNDLE
+    // the first m-section's apply (RFC 8843 §7.1.3).
+    let first = &sd.media_descriptions[0].attributes;
+    let get = |key: &str| {
+        attr(&sd.attributes, key)
+            .or_else(|| attr(first, key))
+            .map(str::trim)
+    };
+    let ice_ufrag = get("ice-ufrag").filter(|u| (4..=256).contains(&u.len()) && !u.contains(':'));
+    let ice_pwd = get("ice-pwd").filter(|p| (22..=256).contains(&p.len()));
+    let (Some(ice_ufrag), Some(ice_pwd)) = (ice_ufrag, ice_pwd) else {
+        return Err(SdpError::NoIceCredentials);
+    };
+    let fingerprint = sd
+        .attributes
+        .iter()
+        .chain(first.iter())
+        .filter(|a| a.key == "fingerprint")
+        .filter_map(|a| a.value.as_deref())
+        .find_map(|v| {
+            let (hash, value) = v.trim().split_once(' ')?;
+            hash.eq_ignore_ascii_case("sha-256")
+                .then(|| parse_fingerprint(value))
+                .flatten()
+        })
+        .ok_or(SdpError::NoFingerprint)?;
+    let setup = get("setup").unwrap_or("actpass").to_string();
+    Ok(PeerSdp {
+        ice_ufrag: ice_ufrag.into(),
+        ice_pwd: ice_pwd.into(),
+        fingerprint,
+        setup,
+        media,
+    })
+}
+
+/// Checks that an offer has at least one audio/video m-section with a codec
+/// we forward (or one the client only wants to receive on).
+///
+/// Errors: [`SdpError::NoUsableCodec`].
+pub fn validate_offer(offer: &PeerSdp) -> Result<(), SdpError> {
+    if offer
+        .media
+        .iter()
+        .any(|m| m.port != 0 && m.preferred_codec().is_some())
+    {
+        Ok(())
+    } else {
+        Err(SdpError::NoUsableCodec)
+    }
+}
+
+/// Our side of the session, common to answers and offers.
+#[derive(Debug, Clone)]
+pub struct LocalParams {
+    /// Our ICE ufrag.
+    pub ice_ufrag: String,
+    /// Our ICE password.
+    pub ice_pwd: String,
+    /// `sha-256` fingerprint of our certificate, `AB:CD:…`.
+    pub fingerprint: String,
+    /// Announced IP of the host candidate.
+    pub ip: IpAddr,
+    /// The room's UDP port.
+    pub port: u16,
+    /// `o=` session id.
+    pub session_id: u64,
+    /// `o=` session version (increment on every new offer).
+    pub session_version: u64,
+}
+
+/// What one m-section of ours carries.
+#[derive(Debug, Clone)]
+pub struct LocalMedia {
+    /// `a=mid`.
+    pub mid: String,
+    /// Audio or video (`None`: an m-section we reject with port 0).
+    pub kind: Option<MediaKind>,
+    /// Media type token for a rejected section (`application` …).
+    pub media_token: String,
+    /// Our direction.
+    pub direction: Direction,
+    /// The single codec we use on it.
+    pub codec: Option<Codec>,
+    /// MID extension id to declare.
+    pub mid_ext_id: Option<u8>,
+    /// What we send on it: (SSRC, CNAME, msid stream id, msid track id).
+    pub send: Option<(u32, String, String, String)>,
+    /// Port 0: rejected/removed section.
+    pub rejected: bool,
+}
+
+fn fb_lines(kind: MediaKind) -> &'static [&'static str] {
+    match kind {
+        MediaKind::Audio => &["transport-cc"],
+        MediaKind::Video => &["nack", "nack pli", "ccm fir", "transport-cc"],
+    }
+}
+
+/// Writes our SDP (answer when `setup` is `passive`/`active`, offer when
+/// `actpass`): ICE-lite, BUNDLE of every non-rejected m-section, rtcp-mux,
+/// one host candidate on the first bundled m-section.
+pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
+    let ip = local.ip.to_string();
+    let ip_ver = if local.ip.is_ipv4() { "IP4" } else { "IP6" };
+    let bundle: Vec<&str> = media
+        .iter()
+        .filter(|m| !m.rejected)
+        .map(|m| m.mid.as_str())
+        .collect();
+    let mut sd = SessionDescription::new_jsep_session_description(false);
+    sd.origin = Origin {
+        username: "-".into(),
+        session_id: local.session_id,
+        session_version: local.session_version,
+        network_type: "IN".into(),
+        address_type: ip_ver.into(),
+        unicast_address: ip.clone(),
+    };
+    sd.session_name = "sfu".into();
+    sd = sd
+        .with_property_attribute("ice-lite".into())
+        .with_value_attribute("group".into(), format!("BUNDLE {}", bundle.join(" ")))
+        .with_value_attribute("msid-semantic".into(), " WMS *".into());
+    let mut candidate_written = false;
+    for m in media {
+        let mut md = MediaDescription {
+            media_name: MediaName {
+                media: m
+                    .kind
+                    .map_or(m.media_token.clone(), |k| k.as_str().to_string()),
+                port: RangedPort {
+                    value: if m.rejected { 0 } else { 9 },
+                    range: None,
+                },
+                protos: vec!["UDP".into(), "TLS".into(), "RTP".into(), "SAVPF".into()],
+                formats: vec![
+                    m.codec
+                        .as_ref()
+                        .map_or("0".to_string(), |c| c.pt.to_string()),
+                ],
+            },
+            media_title: None,
+            connection_information: Some(ConnectionInformation {
+                network_type: "IN".into(),
+                address_type: ip_ver.into(),
+                address: Some(Address {
+                    address: ip.clone(),
+                    ttl: None,
+                    range: None,
+                }),
+            }),
+            bandwidth: vec![],
+            encryption_key: None,
+            attributes: vec![],
+        };
+        if m.kind.is_none() && m.media_token == "application" {
+            md.media_name.protos = vec!["UDP".into(), "DTLS".into(), "SCTP".into()];
+            md.media_name.formats = vec!["webrtc-datachannel".into()];
+        }
+        let a = |md: MediaDescription, k: &str, v: String| md.with_value_attribute(k.into(), v);
+        md = a(md, "mid", m.mid.clone());
+        if m.rejected {
+            sd = sd.with_media(md);
+            continue;
+        }
+        md = a(md, "ice-ufrag", local.ice_ufrag.clone());
+        md = a(md, "ice-pwd", local.ice_pwd.clone());
+        md = a(md, "fingerprint", format!("sha-256 {}", local.fingerprint));
+        md = a(md, "setup", setup.into());
+        if let Some(id) = m.mid_ext_id {
+            md = a(md, "extmap", format!("{id} {MID_EXT_URI}"));
+        }
+        md = md.with_property_attribute(m.direction.as_str().into());
+        if let Some((_, _, stream, track)) = &m.send {
+            md = a(md, "msid", format!("{stream} {track}"));
+        }
+        md = md
+            .with_property_attribute("rtcp-mux".into())
+            .with_property_attribute("rtcp-rsize".into());
+        if let (Some(c), Some(kind)) = (&m.codec, m.kind) {
+            let enc = match c.channels {
+                Some(ch) => format!("{}/{}/{}", c.name, c.clock_rate, ch),
+                None => format!("{}/{}", c.name, c.clock_rate),
+            };
+            md = a(md, "rtpmap", format!("{} {}", c.pt, enc));
+            for fb in fb_lines(kind) {
+                md = a(md, "rtcp-fb", format!("{} {}", c.pt, fb));
+            }
+            if let Some(f) = &c.fmtp {
+                md = a(md, "fmtp", format!("{} {}", c.pt, f));
+            }
+        }
+        if let Some((ssrc, cname, stream, track)) = &m.send {
+            md = a(md, "ssrc", format!("{ssrc} cname:{cname}"));
+            md = a(md, "ssrc", format!("{ssrc} msid:{stream} {track}"));
+        }
+        if !candidate_written {
+            md = a(
+                md,
+                "candidate",
+                format!("1 1 udp 2130706431 {ip} {} typ host", local.port),
+            );
+            md = md.with_property_attribute("end-of-candidates".into());
+            candidate_written = true;
+        }
+        sd = sd.with_media(md);
+    }
+    sd.marshal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/sdp");
+
+    fn fixture(name: &str) -> Option<String> {
+        std::fs::read_to_string(format!("{FIX}/{name}")).ok()
+    }
+
+    #[test]
+    fn parses_chromium_offer() {
+        let Some(sdp) = fixture("offer-audio-video-sendrecv.sdp") else {
+            return;
+        };
+        let o = parse(&sdp).expect("parses");
+        validate_offer(&o).expect("usable");
+        assert_eq!(o.setup, "actpass");
+        assert_eq!(o.media.len(), 2);
+        let audio = &o.media[0];
+        assert_eq!(audio.kind, Some(MediaKind::Audio));
+        assert_eq!(audio.direction, Direction::SendRecv);
+        assert!(audio.ssrc.is_some());
+        assert_eq!(
+            audio.preferred_codec().map(|c| c.name.as_str()),
+            Some("opus")
+        );
+        let video = &o.media[1];
+        assert_eq!(
+            video.preferred_codec().map(|c| c.name.as_str()),
+            Some("VP8")
+        );
+        assert!(video.rtx_ssrc.is_some(), "FID group read");
+        assert!(audio.mid_ext_id.is_some());
+    }
+
+    #[test]
+    fn parses_recvonly_offer_and_simulcast_offer() {
+        for f in [
+            "offer-recvonly-audio-video.sdp",
+            "offer-audio-video-simulcast.sdp",
+        ] {
+            let Some(sdp) = fixture(f) else { return };
+            let o = parse(&sdp).expect(f);
+            validate_offer(&o).expect(f);
+        }
+    }
+
+    #[test]
+    fn missing_pieces_are_named() {
+        let Some(sdp) = fixture("offer-audio-video-sendrecv.sdp") else {
+            return;
+        };
+        let no_fp: String = sdp
+            .lines()
+            .filter(|l| !l.starts_with("a=fingerprint"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        assert_eq!(parse(&no_fp).err(), Some(SdpError::NoFingerprint));
+        let no_ice: String = sdp
+            .lines()
+            .filter(|l| !l.starts_with("a=ice-pwd"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        assert_eq!(parse(&no_ice).err(), Some(SdpError::NoIceCredentials));
+        let no_codec: String = sdp
+            .lines()
+            .filter(|l| !l.contains("opus") && !l.contains("VP8") && !l.contains("H264"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        let o = parse(&no_codec).expect("still parses");
+        assert_eq!(validate_offer(&o).err(), Some(SdpError::NoUsableCodec));
+        assert!(matches!(parse("hello"), Err(SdpError::Parse(_))));
+    }
+
+    #[test]
+    fn written_answer_parses_back() {
+        let local = LocalParams {
+            ice_ufrag: "abcd".into(),
+            ice_pwd: "0123456789012345678901".into(),
+            fingerprint: sfu_core::proto::dtls::format_fingerprint(&[7; 32]),
+            ip: "127.0.0.1".parse().expect("ip"),
+            port: 40000,
+            session_id: 1,
+            session_version: 2,
+        };
+        let codec = Codec {
+            pt: 111,
+            name: "opus".into(),
+            clock_rate: 48000,
+            channels: Some(2),
+            fmtp: None,
+        };
+        let media = vec![
+            LocalMedia {
+                mid: "0".into(),
+                kind: Some(MediaKind::Audio),
+                media_token: "audio".into(),
+                direction: Direction::RecvOnly,
+                codec: Some(codec.clone()),
+                mid_ext_id: Some(4),
+                send: None,
+                rejected: false,
+            },
+            LocalMedia {
+                mid: "s1".into(),
+                kind: Some(MediaKind::Audio),
+                media_token: "audio".into(),
+                direction: Direction::SendOnly,
+                codec: Some(codec),
+                mid_ext_id: Some(4),
+                send: Some((42, "c".into(), "p1".into(), "t1".into())),
+                rejected: false,
+            },
+        ];
+        let s = write(&local, "passive", &media);
+        assert!(s.contains("a=ice-lite\r\n"), "{s}");
+        assert!(s.contains("a=group:BUNDLE 0 s1\r\n"));
+        assert!(s.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"));
+        let back = parse(&s).expect("our SDP parses");
+        assert_eq!(back.ice_ufrag, "abcd");
+        assert_eq!(back.fingerprint, [7; 32]);
+        assert_eq!(back.media[1].ssrc, Some(42));
+        assert_eq!(back.media[1].direction, Direction::SendOnly);
+        assert_eq!(back.media[0].mid_ext_id, Some(4));
+    }
+}
