@@ -1,0 +1,360 @@
+//! Configuration: defaults, overridden by a TOML file (`--config FILE`),
+//! overridden by `SFU_*` environment variables, overridden by flags.
+//!
+//! Every error names the field and the reason; nothing here panics.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line flags (each also readable from an `SFU_*` environment variable).
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "sfu",
+    version,
+    about = "WebRTC SFU: thread-per-core data plane, signaling and web client"
+)]
+pub struct Flags {
+    /// TOML config file; flags and SFU_* variables override its values.
+    #[arg(long, env = "SFU_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP(S) listen address for the web client, /ws, /metrics, /healthz [default: 127.0.0.1:8080].
+    #[arg(long, env = "SFU_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// IP address put in ICE candidates (what browsers send media to) [default: 127.0.0.1].
+    #[arg(long, env = "SFU_ANNOUNCED_IP")]
+    pub announced_ip: Option<String>,
+    /// Local IP the rooms' UDP sockets bind to [default: 0.0.0.0].
+    #[arg(long, env = "SFU_RTC_LISTEN_IP")]
+    pub rtc_listen_ip: Option<String>,
+    /// UDP port range for rooms, MIN-MAX (one port per room) [default: 40000-40999].
+    #[arg(long, env = "SFU_RTC_PORTS")]
+    pub rtc_ports: Option<String>,
+    /// Number of data-plane workers, one pinned per CPU 0..N-1 [default: all CPUs].
+    #[arg(long, env = "SFU_CORES")]
+    pub cores: Option<String>,
+    /// PEM certificate chain for HTTPS (with --tls-key).
+    #[arg(long, env = "SFU_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long, env = "SFU_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Log filter in tracing's EnvFilter syntax [default: info].
+    #[arg(long, env = "SFU_LOG")]
+    pub log: Option<String>,
+    /// Seconds without a valid ICE consent check before a participant is dropped [default: 30].
+    #[arg(long, env = "SFU_CONSENT_TIMEOUT")]
+    pub consent_timeout: Option<String>,
+}
+
+/// The TOML file's shape: the same names as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http_listen: Option<String>,
+    announced_ip: Option<String>,
+    rtc_listen_ip: Option<String>,
+    rtc_ports: Option<String>,
+    cores: Option<toml::Value>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    log: Option<String>,
+    consent_timeout: Option<toml::Value>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// ICE candidate address.
+    pub announced_ip: IpAddr,
+    /// Bind address of room sockets.
+    pub rtc_listen_ip: IpAddr,
+    /// Lowest room port.
+    pub rtc_port_min: u16,
+    /// Highest room port.
+    pub rtc_port_max: u16,
+    /// Worker count.
+    pub cores: usize,
+    /// HTTPS certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Log filter.
+    pub log: String,
+    /// ICE consent timeout.
+    pub consent_timeout: Duration,
+}
+
+/// A configuration error: which field, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {field}: {reason}")]
+pub struct ConfigError {
+    /// The field (flag name without dashes, as in the TOML file).
+    pub field: &'static str,
+    /// Why it is invalid.
+    pub reason: String,
+}
+
+fn err(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn value_str(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a `MIN-MAX` port range.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
+    let min: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port number"))?;
+    let max: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port number"))?;
+    if min == 0 || min > max {
+        return Err(format!("expected 1 <= MIN <= MAX <= 65535, got {s:?}"));
+    }
+    Ok((min, max))
+}
+
+impl Config {
+    /// Builds the configuration from flags (with their environment variables)
+    /// and the optional TOML file they name.
+    ///
+    /// Errors: a [`ConfigError`] naming the first invalid field.
+    pub fn load(flags: Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str(&text)
+                    .map_err(|e| err("config", format!("{}: {}", path.display(), e.message())))?
+            }
+        };
+        let pick = |flag: Option<String>, file: Option<String>, default: &str| {
+            flag.or(file).unwrap_or_else(|| default.to_string())
+        };
+        let http = pick(flags.http_listen, file.http_listen, "127.0.0.1:8080");
+        let http_listen = http.parse().map_err(|_| {
+            err(
+                "http_listen",
+                format!("{http:?} is not an IP:PORT socket address"),
+            )
+        })?;
+        let ann = pick(flags.announced_ip, file.announced_ip, "127.0.0.1");
+        let announced_ip: IpAddr = ann
+            .parse()
+            .map_err(|_| err("announced_ip", format!("{ann:?} is not an IP address")))?;
+        if announced_ip.is_unspecified() {
+            return Err(err(
+                "announced_ip",
+                "0.0.0.0/:: cannot be announced; give the address browsers can reach",
+            ));
+        }
+        let bind = pick(flags.rtc_listen_ip, file.rtc_listen_ip, "0.0.0.0");
+        let rtc_listen_ip = bind
+            .parse()
+            .map_err(|_| err("rtc_listen_ip", format!("{bind:?} is not an IP address")))?;
+        let ports = pick(flags.rtc_ports, file.rtc_ports, "40000-40999");
+        let (rtc_port_min, rtc_port_max) =
+            parse_port_range(&ports).map_err(|r| err("rtc_ports", r))?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = match flags.cores.or(file.cores.as_ref().map(value_str)) {
+            None => cpus,
+            Some(s) => {
+                let n: usize = s
+                    .trim()
+                    .parse()
+                    .map_err(|_| err("cores", format!("{s:?} is not a whole number")))?;
+                if n == 0 || n > cpus {
+                    return Err(err(
+                        "cores",
+                        format!("must be 1..={cpus} (the CPUs of this machine), got {n}"),
+                    ));
+                }
+                n
+            }
+        };
+        let tls = match (
+            flags.tls_cert.or(file.tls_cert),
+            flags.tls_key.or(file.tls_key),
+        ) {
+            (None, None) => None,
+            (Some(c), Some(k)) => {
+                for (field, p) in [("tls_cert", &c), ("tls_key", &k)] {
+                    if !p.is_file() {
+                        return Err(err(
+                            field,
+                            format!("{} is not a readable file", p.display()),
+                        ));
+                    }
+                }
+                Some((c, k))
+            }
+            (Some(_), None) => return Err(err("tls_key", "required when tls_cert is set")),
+            (None, Some(_)) => return Err(err("tls_cert", "required when tls_key is set")),
+        };
+        let log = pick(flags.log, file.log, "info");
+        tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| err("log", e.to_string()))?;
+        let consent = flags
+            .consent_timeout
+            .or(file.consent_timeout.as_ref().map(value_str))
+            .unwrap_or("30".into());
+        let secs: u64 = consent
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| (5..=3600).contains(s))
+            .ok_or_else(|| {
+                err(
+                    "consent_timeout",
+                    format!("expected whole seconds 5..=3600, got {consent:?}"),
+                )
+            })?;
+        Ok(Self {
+            http_listen,
+            announced_ip,
+            rtc_listen_ip,
+            rtc_port_min,
+            rtc_port_max,
+            cores,
+            tls,
+            log,
+            consent_timeout: Duration::from_secs(secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(Flags::default()).expect("defaults");
+        assert_eq!(c.http_listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!((c.rtc_port_min, c.rtc_port_max), (40000, 40999));
+        assert!(c.cores >= 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: Vec<(Flags, &str)> = vec![
+            (
+                Flags {
+                    rtc_ports: Some("5-1".into()),
+                    ..Flags::default()
+                },
+                "rtc_ports",
+            ),
+            (
+                Flags {
+                    rtc_ports: Some("abc".into()),
+                    ..Flags::default()
+                },
+                "rtc_ports",
+            ),
+            (
+                Flags {
+                    http_listen: Some("nope".into()),
+                    ..Flags::default()
+                },
+                "http_listen",
+            ),
+            (
+                Flags {
+                    announced_ip: Some("0.0.0.0".into()),
+                    ..Flags::default()
+                },
+                "announced_ip",
+            ),
+            (
+                Flags {
+                    cores: Some("0".into()),
+                    ..Flags::default()
+                },
+                "cores",
+            ),
+            (
+                Flags {
+                    cores: Some("9999".into()),
+                    ..Flags::default()
+                },
+                "cores",
+            ),
+            (
+                Flags {
+                    tls_cert: Some("/nonexistent".into()),
+                    ..Flags::default()
+                },
+                "tls_key",
+            ),
+            (
+                Flags {
+                    consent_timeout: Some("1".into()),
+                    ..Flags::default()
+                },
+                "consent_timeout",
+            ),
+            (
+                Flags {
+                    config: Some("/nonexistent.toml".into()),
+                    ..Flags::default()
+                },
+                "config",
+            ),
+        ];
+        for (flags, field) in cases {
+            let e = Config::load(flags).expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_override_them() {
+        let dir = std::env::temp_dir().join(format!("sfu-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("sfu.toml");
+        std::fs::write(
+            &path,
+            "rtc_ports = \"41000-41010\"\nannounced_ip = \"127.0.0.2\"\ncores = 1\n",
+        )
+        .expect("write");
+        let c = Config::load(Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        })
+        .expect("load");
+        assert_eq!((c.rtc_port_min, c.rtc_port_max, c.cores), (41000, 41010, 1));
+        let c = Config::load(Flags {
+            config: Some(path.clone()),
+            announced_ip: Some("127.0.0.3".into()),
+            ..Flags::default()
+        })
+        .expect("load");
+        assert_eq!(c.announced_ip.to_string(), "127.0.0.3");
+        std::fs::write(&path, "bogus_field = 1\n").expect("write");
+        let e = Config::load(Flags {
+            config: Some(path),
+            ..Flags::default()
+        })
+        .expect_err("unknown field");
+        assert!(e.reason.contains("bogus_field"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

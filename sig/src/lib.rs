@@ -1,0 +1,180 @@
+//! `sfu-sig`: the control plane of sfu — configuration, HTTP, the signaling
+//! WebSocket, SDP, rooms, metrics and the embedded web client.
+//!
+//! [`run`] starts the data-plane workers, the rooms hub and the HTTP server,
+//! and stops them all, cleanly, when its `shutdown` future completes.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod rooms;
+pub mod sdp;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use sfu_core::io::SocketConfig;
+use sfu_core::proto::dtls::Certificate;
+use sfu_core::router::RouterConfig;
+use sfu_core::transport::TransportTimeouts;
+use sfu_core::worker::{Worker, WorkerConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::rooms::{Hub, HubConfig, HubMsg, Registry, WorkerRef};
+use crate::ws::AppState;
+
+/// The CPUs this process may run on (its affinity mask), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; the size and pointer describe `set`.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    // SAFETY: `set` was filled above; CPU_ISSET only reads it.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Runs the server on `listener` until `shutdown` completes: then tells every
+/// participant, closes rooms, stops HTTP and joins the workers.
+///
+/// Errors: a message when the workers cannot start or TLS cannot be loaded.
+pub async fn run(
+    cfg: Config,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let cert =
+        Certificate::generate().map_err(|e| format!("cannot create the DTLS certificate: {e}"))?;
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let cpus = allowed_cpus();
+    let mut workers = Vec::new();
+    for i in 0..cfg.cores {
+        let wc = WorkerConfig {
+            cpu: cpus.get(i).copied(),
+            socket: SocketConfig {
+                bind_ip: cfg.rtc_listen_ip,
+                port_min: cfg.rtc_port_min,
+                port_max: cfg.rtc_port_max,
+                ..SocketConfig::default()
+            },
+            router: RouterConfig {
+                timeouts: TransportTimeouts {
+                    consent: cfg.consent_timeout,
+                    ..TransportTimeouts::default()
+                },
+                ..RouterConfig::default()
+            },
+            ..WorkerConfig::default()
+        };
+        let w = Worker::spawn(i, wc, cert.clone(), ev_tx.clone())
+            .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
+        workers.push(w);
+    }
+    drop(ev_tx);
+    tracing::info!(workers = workers.len(), cpus = ?&cpus[..cfg.cores.min(cpus.len())], fingerprint = %cert.fingerprint_sdp(), "data plane started");
+
+    let registry = Arc::new(Registry::default());
+    let refs: Vec<WorkerRef> = workers
+        .iter()
+        .map(|w| WorkerRef {
+            tx: w.sender(),
+            counters: w.counters().clone(),
+        })
+        .collect();
+    let (hub_tx, hub_rx) = mpsc::unbounded_channel();
+    let hub = Hub::new(
+        HubConfig {
+            announced_ip: cfg.announced_ip,
+            fingerprint: cert.fingerprint_sdp(),
+        },
+        refs,
+        registry.clone(),
+    );
+    let hub_task = tokio::spawn(hub.run(hub_rx));
+    let bridge_tx = hub_tx.clone();
+    let bridge = std::thread::Builder::new()
+        .name("sfu-events".into())
+        .spawn(move || {
+            for ev in ev_rx {
+                if bridge_tx.send(HubMsg::Core(ev)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the event thread: {e}"))?;
+
+    let state = AppState {
+        hub: hub_tx.clone(),
+        next_conn: Arc::new(AtomicU64::new(1)),
+        registry,
+        workers: Arc::new(workers.iter().map(|w| w.counters().clone()).collect()),
+    };
+    let app = http::router(state);
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = match &cfg.tls {
+        Some((cert_path, key_path)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert_path, key_path)
+                .await
+                .map_err(|e| format!("invalid configuration: tls_cert/tls_key: {e}"))?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                let _ = stop_rx.await;
+                h.graceful_shutdown(Some(Duration::from_secs(2)));
+            });
+            tracing::info!(%addr, "serving HTTPS");
+            let srv = axum_server::from_tcp_rustls(listener, tls).map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                if let Err(e) = srv.handle(handle).serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            })
+        }
+        None => {
+            let l = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+            tracing::info!(%addr, "serving HTTP");
+            tokio::spawn(async move {
+                let r = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            })
+        }
+    };
+
+    shutdown.await;
+    tracing::info!("shutting down: telling participants, closing rooms");
+    let (done_tx, done_rx) = oneshot::channel();
+    if hub_tx.send(HubMsg::Shutdown { done: done_tx }).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), hub_task).await;
+    // Joining workers blocks: do it off the async threads.
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            w.shutdown();
+        }
+        let _ = bridge.join();
+    })
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The JSON signaling messages over `/ws` (documented in docs/signaling.md).
+
+use serde::{Deserialize, Serialize};
+
+/// Largest text message accepted from a client, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Messages a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// Join `room` as `name`, with an SDP offer of what the client publishes.
+    Join {
+        /// Room name, 1–64 printable characters.
+        room: String,
+        /// Display name, 1–64 printable characters.
+        name: String,
+        /// The client's SDP offer.
+        sdp: String,
+    },
+    /// The client's SDP answer to the last `update`.
+    Answer {
+        /// SDP answer.
+        sdp: String,
+    },
+    /// Leave the room (the WebSocket stays open; the client may join again).
+    Leave,
+}
+
+/// One participant as listed to clients.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParticipantInfo {
+    /// Participant id; also the msid stream id of its tracks.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMsg {
+    /// Answer to `join`.
+    Answer {
+        /// The SDP answer.
+        sdp: String,
+        /// The joining participant's own id.
+        id: String,
+        /// The room joined.
+        room: String,
+    },
+    /// A new server offer: the tracks this participant receives changed.
+    Update {
+        /// SDP offer; reply with `answer`.
+        sdp: String,
+    },
+    /// The room's participants (sent on every change, including to the one who joined).
+    Participants {
+        /// Room name.
+        room: String,
+        /// Everyone in the room, the receiver included.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// Confirms `leave`.
+    Left,
+    /// Something went wrong; the connection stays usable unless said otherwise.
+    Error {
+        /// Stable error code (docs/signaling.md).
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+impl ServerMsg {
+    /// Serializes to JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail; fall back to a fixed error.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"server-error","message":"encoding failed"}"#.into()
+        })
+    }
+
+    /// Shorthand for an error message.
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a client text message, or says which error to send back.
+pub fn parse_client(text: &str) -> Result<ClientMsg, ServerMsg> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ServerMsg::error(
+            "message-too-large",
+            format!(
+                "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ServerMsg::error("bad-json", format!("not valid JSON: {e}")))?;
+    let Some(t) = value.get("type").and_then(|t| t.as_str()) else {
+        return Err(ServerMsg::error(
+            "bad-message",
+            "a message must be a JSON object with a string \"type\"",
+        ));
+    };
+    if !matches!(t, "join" | "answer" | "leave") {
+        return Err(ServerMsg::error(
+            "unknown-type",
+            format!("unknown message type {t:?}"),
+        ));
+    }
+    let t = t.to_string();
+    serde_json::from_value(value)
+        .map_err(|e| ServerMsg::error("bad-message", format!("bad {t:?} message: {e}")))
+}
+
+/// Validates a room or display name: 1–64 characters, none of them control
+/// characters, not only spaces. Returns the reason when invalid.
+pub fn validate_name(what: &str, s: &str) -> Result<(), String> {
+    let n = s.chars().count();
+    if n == 0 || n > 64 {
+        return Err(format!("{what} must be 1-64 characters, got {n}"));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err(format!("{what} must be printable (no control characters)"));
+    }
+    if s.trim().is_empty() {
+        return Err(format!("{what} must not be blank"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Result<ClientMsg, ServerMsg>) -> &'static str {
+        match r {
+            Err(ServerMsg::Error { code, .. }) => code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_messages_get_codes() {
+        assert_eq!(code(parse_client("{")), "bad-json");
+        assert_eq!(code(parse_client("[1]")), "bad-message");
+        assert_eq!(code(parse_client(r#"{"type":"dance"}"#)), "unknown-type");
+        assert_eq!(
+            code(parse_client(r#"{"type":"join","room":"a"}"#)),
+            "bad-message"
+        );
+        assert_eq!(
+            code(parse_client(&format!(
+                r#"{{"type":"leave","x":"{}"}}"#,
+                "a".repeat(70_000)
+            ))),
+            "message-too-large"
+        );
+        assert!(matches!(
+            parse_client(r#"{"type":"leave"}"#),
+            Ok(ClientMsg::Leave)
+        ));
+        assert!(matches!(
+            parse_client(r#"{"type":"join","room":"r","name":"n","sdp":"x"}"#),
+            Ok(ClientMsg::Join { .. })
+        ));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("room", "demo").is_ok());
+        assert!(validate_name("room", "Ünïcode room 1").is_ok());
+        assert!(validate_name("room", "").is_err());
+        assert!(validate_name("room", "   ").is_err());
+        assert!(validate_name("room", "a\nb").is_err());
+        assert!(validate_name("room", &"x".repeat(65)).is_err());
+    }
+}

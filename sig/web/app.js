@@ -1,0 +1,281 @@
+// sfu web client: joins a room over /ws, publishes camera and microphone,
+// and shows one tile per remote participant. Protocol: docs/signaling.md.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  ws: null,
+  pc: null,
+  local: null,
+  myId: null,
+  room: null,
+  name: null,
+  queue: Promise.resolve(),
+  tiles: new Map(), // participant id -> { el, video, audio, stream, name }
+  audioBlocked: false,
+};
+
+function setStatus(kind, text) {
+  $('status').dataset.state = kind;
+  $('status-text').textContent = text;
+}
+
+function showError(text) {
+  $('banner-text').textContent = text;
+  $('banner').hidden = false;
+}
+
+$('banner-close').onclick = () => { $('banner').hidden = true; };
+
+function initials(name) {
+  return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join('') || '?';
+}
+
+function updateEmptyHint() {
+  $('empty-hint').hidden = state.tiles.size > 0;
+}
+
+function ensureTile(id, name) {
+  let t = state.tiles.get(id);
+  if (!t) {
+    const el = document.createElement('figure');
+    el.className = 'tile remote';
+    el.dataset.participant = id;
+    const ph = document.createElement('div');
+    ph.className = 'placeholder';
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true; // sound plays through the <audio> element
+    const audio = document.createElement('audio');
+    audio.autoplay = true;
+    const cap = document.createElement('figcaption');
+    const nm = document.createElement('span');
+    nm.className = 'name';
+    cap.appendChild(nm);
+    el.append(ph, video, audio, cap);
+    $('grid').appendChild(el);
+    t = { el, video, audio, stream: null, name: name || '', nameEl: nm, ph };
+    state.tiles.set(id, t);
+  }
+  if (name) {
+    t.name = name;
+    t.nameEl.textContent = name;
+    t.ph.textContent = initials(name);
+  }
+  updateEmptyHint();
+  return t;
+}
+
+function removeTile(id) {
+  const t = state.tiles.get(id);
+  if (!t) return;
+  t.video.srcObject = null;
+  t.audio.srcObject = null;
+  t.el.remove();
+  state.tiles.delete(id);
+  updateEmptyHint();
+}
+
+function playAudio(t) {
+  t.audio.play().then(() => {}, () => {
+    state.audioBlocked = true;
+    $('enable-sound').hidden = false;
+  });
+}
+
+$('enable-sound').onclick = () => {
+  for (const t of state.tiles.values()) t.audio.play().catch(() => {});
+  $('enable-sound').hidden = true;
+};
+
+function attachStream(stream) {
+  const t = ensureTile(stream.id, null);
+  if (t.stream !== stream) {
+    t.stream = stream;
+    t.video.srcObject = stream;
+    t.audio.srcObject = stream;
+  }
+  const refresh = () => t.el.classList.toggle('has-video', stream.getVideoTracks().some((v) => v.readyState === 'live'));
+  stream.onaddtrack = refresh;
+  stream.onremovetrack = refresh;
+  refresh();
+  playAudio(t);
+}
+
+function send(msg) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
+}
+
+async function getMedia() {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+  } catch (e) {
+    try {
+      const s = await navigator.mediaDevices.getUserMedia({ audio: true });
+      showError('Camera unavailable (' + e.name + '): joining with microphone only.');
+      return s;
+    } catch (e2) {
+      showError('Camera and microphone unavailable (' + e2.name + '): joining to watch and listen only.');
+      return new MediaStream();
+    }
+  }
+}
+
+async function handle(msg) {
+  switch (msg.type) {
+    case 'answer':
+      state.myId = msg.id;
+      await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      break;
+    case 'update': {
+      await state.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+      const answer = await state.pc.createAnswer();
+      await state.pc.setLocalDescription(answer);
+      send({ type: 'answer', sdp: state.pc.localDescription.sdp });
+      break;
+    }
+    case 'participants': {
+      const present = new Set();
+      for (const p of msg.participants) {
+        if (p.id === state.myId) continue;
+        present.add(p.id);
+        ensureTile(p.id, p.name);
+      }
+      for (const id of [...state.tiles.keys()]) if (!present.has(id)) removeTile(id);
+      break;
+    }
+    case 'left':
+      break;
+    case 'error':
+      showError(msg.message + ' [' + msg.code + ']');
+      if (msg.code === 'transport-closed' || msg.code === 'server-shutdown') {
+        setStatus('failed', msg.code === 'server-shutdown' ? 'Server stopped' : 'Connection lost');
+      }
+      if (!state.myId || msg.code === 'transport-closed') teardown(false);
+      break;
+    default:
+      console.warn('unknown message', msg);
+  }
+}
+
+async function join(room, name) {
+  $('banner').hidden = true;
+  $('join-button').disabled = true;
+  state.room = room;
+  state.name = name;
+  setStatus('connecting', 'Connecting…');
+  state.local = await getMedia();
+  $('local-video').srcObject = state.local;
+  $('self-name').textContent = name + ' (you)';
+  $('room-title').textContent = 'Room: ' + room;
+  $('join-view').hidden = true;
+  $('call-view').hidden = false;
+  updateEmptyHint();
+
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  state.pc = pc;
+  for (const track of state.local.getTracks()) {
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [state.local] });
+  }
+  if (state.local.getTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.ontrack = (e) => { if (e.streams[0]) attachStream(e.streams[0]); };
+  pc.onconnectionstatechange = () => {
+    const s = pc.connectionState;
+    if (s === 'connected') setStatus('connected', 'Connected');
+    else if (s === 'failed') { setStatus('failed', 'Connection failed'); showError('The media connection failed.'); }
+    else if (s === 'disconnected') setStatus('connecting', 'Reconnecting…');
+    else if (s === 'connecting' || s === 'new') setStatus('connecting', 'Connecting…');
+  };
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+
+  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  ws.onopen = () => send({ type: 'join', room, name, sdp: pc.localDescription.sdp });
+  ws.onmessage = (ev) => {
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch { return; }
+    state.queue = state.queue.then(() => handle(msg)).catch((e) => showError('Signaling failed: ' + e));
+  };
+  ws.onclose = () => {
+    if (state.ws === ws && state.pc) {
+      setStatus('failed', 'Disconnected');
+      showError('The connection to the server closed.');
+    }
+  };
+  $('join-button').disabled = false;
+}
+
+function teardown(sendLeave) {
+  if (sendLeave) send({ type: 'leave' });
+  if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
+  if (state.pc) { state.pc.close(); state.pc = null; }
+  if (state.local) { for (const t of state.local.getTracks()) t.stop(); state.local = null; }
+  for (const id of [...state.tiles.keys()]) removeTile(id);
+  state.myId = null;
+  $('call-view').hidden = true;
+  $('join-view').hidden = false;
+  $('room-title').textContent = '';
+  if (sendLeave) setStatus('idle', 'Not connected');
+}
+
+function toggle(kind, button, onLabel, offLabel) {
+  if (!state.local) return;
+  const tracks = kind === 'audio' ? state.local.getAudioTracks() : state.local.getVideoTracks();
+  if (tracks.length === 0) return;
+  const enabled = !tracks[0].enabled;
+  for (const t of tracks) t.enabled = enabled;
+  button.setAttribute('aria-pressed', String(!enabled));
+  button.querySelector('span').textContent = enabled ? onLabel : offLabel;
+  const badges = [];
+  if (!state.local.getAudioTracks().every((t) => t.enabled)) badges.push('🔇');
+  if (!state.local.getVideoTracks().every((t) => t.enabled)) badges.push('📷✕');
+  $('self-badges').textContent = badges.join(' ');
+}
+
+$('toggle-audio').onclick = (e) => toggle('audio', e.currentTarget, 'Mute', 'Unmute');
+$('toggle-video').onclick = (e) => toggle('video', e.currentTarget, 'Camera off', 'Camera on');
+$('leave').onclick = () => teardown(true);
+
+$('join-form').onsubmit = (e) => {
+  e.preventDefault();
+  const room = $('room').value.trim();
+  const name = $('name').value.trim();
+  if (room && name) join(room, name).catch((err) => showError('Could not join: ' + err));
+};
+
+// Read-only hooks for automated tests and debugging.
+window.sfu = {
+  id: () => state.myId,
+  connectionState: () => (state.pc ? state.pc.connectionState : 'closed'),
+  tiles: () => [...state.tiles.entries()].map(([id, t]) => ({ id, name: t.name })),
+  // Per remote participant: decoded video frames and received audio samples.
+  async remoteStats() {
+    const out = {};
+    if (!state.pc) return out;
+    const receivers = state.pc.getReceivers();
+    for (const [id, t] of state.tiles) {
+      const entry = { name: t.name, framesDecoded: 0, audioSamples: 0 };
+      for (const track of t.stream ? t.stream.getTracks() : []) {
+        const r = receivers.find((x) => x.track === track);
+        if (!r) continue;
+        const stats = await r.getStats();
+        stats.forEach((s) => {
+          if (s.type !== 'inbound-rtp') return;
+          if (s.kind === 'video') entry.framesDecoded += s.framesDecoded || 0;
+          if (s.kind === 'audio') entry.audioSamples += s.totalSamplesReceived || 0;
+        });
+      }
+      out[id] = entry;
+    }
+    return out;
+  },
+  errorText: () => ($('banner').hidden ? '' : $('banner-text').textContent),
+};
+
+const q = new URLSearchParams(location.search);
+if (q.get('room')) $('room').value = q.get('room');
+if (q.get('name')) $('name').value = q.get('name');
+if (q.get('room') && q.get('name')) join(q.get('room'), q.get('name')).catch((err) => showError('Could not join: ' + err));
