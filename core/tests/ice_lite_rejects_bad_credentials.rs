@@ -46,18 +46,10 @@ fn wrong_ufrag_is_dropped() {
 fn bad_stun_fingerprint_is_dropped() {
     let mut net = Net::new();
     let p = net.add_peer();
-    let ufrag = net
-        .router
-        .transport(net.peers[p].transport)
-        .expect("t")
-        .local_ufrag()
-        .to_string();
-    let mut buf = [0u8; 256];
-    let n =
-        stun::encode_binding_request([3; 12], &ufrag, "cli0", PWD, true, &mut buf).expect("encode");
-    buf[n - 2] ^= 0x55;
-    let (now, from) = (net.now, net.peers[p].addr);
-    net.router.handle_datagram(now, from, &buf[..n]);
+    net.raw_check(p, PWD, |m| {
+        let n = m.len();
+        m[n - 2] ^= 0x55;
+    });
     assert_eq!(net.counters().drops(DropReason::BadStun), 1);
     assert!(net.router.poll_transmit().is_none());
     assert!(
@@ -68,8 +60,8 @@ fn bad_stun_fingerprint_is_dropped() {
             .is_none()
     );
     // The same request, intact, is answered and selects the address.
-    buf[n - 2] ^= 0x55;
-    net.router.handle_datagram(now, from, &buf[..n]);
+    net.raw_check(p, PWD, |_| {});
+    let from = net.peers[p].addr;
     let resp = net.router.poll_transmit().expect("a response");
     assert_eq!(resp.dest, from);
     assert!(stun::verify_binding_success(&resp.data, PWD).is_ok());

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{Net, rtp};
-use sfu_core::proto::stun;
 use sfu_core::router::MediaKind;
 use sfu_core::stats::DropReason;
 
@@ -12,24 +11,8 @@ use sfu_core::stats::DropReason;
 fn rtp_before_dtls_is_dropped() {
     let mut net = Net::new();
     let p = net.add_peer();
-    let ufrag = net
-        .router
-        .transport(net.peers[p].transport)
-        .expect("t")
-        .local_ufrag()
-        .to_string();
-    let mut buf = [0u8; 256];
-    let n = stun::encode_binding_request(
-        [9; 12],
-        &ufrag,
-        "cli0",
-        "serverpassword-0123456789",
-        true,
-        &mut buf,
-    )
-    .expect("encode");
+    net.raw_check(p, "serverpassword-0123456789", |_| {}); // ICE done, DTLS not started
     let (now, from) = (net.now, net.peers[p].addr);
-    net.router.handle_datagram(now, from, &buf[..n]); // ICE done, DTLS not started
     let pkt = rtp(96, 1, 1, 1, &[0u8; 40]);
     net.router.handle_datagram(now, from, &pkt);
     assert_eq!(net.counters().drops(DropReason::NotConnected), 1);

@@ -230,9 +230,9 @@ function toggle(kind, button, onLabel, offLabel) {
   button.setAttribute('aria-pressed', String(!enabled));
   button.querySelector('span').textContent = enabled ? onLabel : offLabel;
   const badges = [];
-  if (!state.local.getAudioTracks().every((t) => t.enabled)) badges.push('🔇');
-  if (!state.local.getVideoTracks().every((t) => t.enabled)) badges.push('📷✕');
-  $('self-badges').textContent = badges.join(' ');
+  if (!state.local.getAudioTracks().every((t) => t.enabled)) badges.push('muted');
+  if (!state.local.getVideoTracks().every((t) => t.enabled)) badges.push('camera off');
+  $('self-badges').textContent = badges.join(' · ');
 }
 
 $('toggle-audio').onclick = (e) => toggle('audio', e.currentTarget, 'Mute', 'Unmute');

@@ -115,12 +115,23 @@ pub fn verify_binding_request(
     if !present_fp {
         return Err(StunError::BadFingerprint);
     }
-    let key = HMACKey::new_short_term(local_pwd).map_err(|_| StunError::BadIntegrity)?;
-    // FINGERPRINT is validated first by us (cheap CRC) so a bad CRC is told
-    // apart from a bad HMAC; stun-rs then validates both.
+    let decoded = decode_verified(msg, local_pwd)?;
+    let mut transaction_id = [0u8; 12];
+    transaction_id.copy_from_slice(&msg[8..20]);
+    Ok(BindingRequest {
+        transaction_id,
+        use_candidate: decoded.get::<UseCandidate>().is_some(),
+    })
+}
+
+/// Decodes `msg` with stun-rs, requiring a FINGERPRINT and a MESSAGE-INTEGRITY
+/// that verifies with short-term password `pwd` (RFC 5389 §10.1.2, §15.4–15.5).
+/// FINGERPRINT is checked first (a cheap CRC) so a bad CRC is told apart from a bad HMAC.
+fn decode_verified(msg: &[u8], pwd: &str) -> Result<stun_rs::StunMessage, StunError> {
     if !fingerprint_ok(msg) {
         return Err(StunError::BadFingerprint);
     }
+    let key = HMACKey::new_short_term(pwd).map_err(|_| StunError::BadIntegrity)?;
     let ctx = DecoderContextBuilder::default()
         .with_key(key)
         .with_validation()
@@ -130,12 +141,7 @@ pub fn verify_binding_request(
     if decoded.get::<MessageIntegrity>().is_none() {
         return Err(StunError::BadIntegrity);
     }
-    let mut transaction_id = [0u8; 12];
-    transaction_id.copy_from_slice(&msg[8..20]);
-    Ok(BindingRequest {
-        transaction_id,
-        use_candidate: decoded.get::<UseCandidate>().is_some(),
-    })
+    Ok(decoded)
 }
 
 /// Checks the FINGERPRINT attribute, which must be last (RFC 5389 §15.5).
@@ -242,19 +248,7 @@ pub fn verify_binding_success(
     if msg.len() < HEADER_LEN || u16::from_be_bytes([msg[0], msg[1]]) != 0x0101 {
         return Err(StunError::Malformed);
     }
-    if !fingerprint_ok(msg) {
-        return Err(StunError::BadFingerprint);
-    }
-    let key = HMACKey::new_short_term(remote_pwd).map_err(|_| StunError::BadIntegrity)?;
-    let ctx = DecoderContextBuilder::default()
-        .with_key(key)
-        .with_validation()
-        .build();
-    let decoder = MessageDecoderBuilder::default().with_context(ctx).build();
-    let (decoded, _) = decoder.decode(msg).map_err(|_| StunError::BadIntegrity)?;
-    if decoded.get::<MessageIntegrity>().is_none() {
-        return Err(StunError::BadIntegrity);
-    }
+    let decoded = decode_verified(msg, remote_pwd)?;
     let addr = decoded
         .get::<XorMappedAddress>()
         .and_then(|a| a.as_xor_mapped_address().ok())

@@ -302,12 +302,6 @@ async fn run(
             Err(TryRecvError::Disconnected) => break,
         };
         let now = Instant::now();
-        let with = |routers: &HashMap<RouterId, RouterSlot>, id: RouterId| {
-            routers
-                .get(&id)
-                .map(|s| s.router.clone())
-                .ok_or(Error::UnknownRouter(id))
-        };
         match cmd {
             Command::Shutdown => break,
             Command::CreateRouter { router, reply } => {
@@ -365,56 +359,68 @@ async fn run(
                 params,
                 reply,
             } => {
-                reply(
-                    with(&routers, router)
-                        .and_then(|r| r.borrow_mut().create_transport(now, params)),
-                );
+                reply(on_router(&routers, router, |r| {
+                    r.create_transport(now, params)
+                }));
             }
             Command::CloseTransport { router, transport } => {
-                if let Ok(r) = with(&routers, router) {
-                    let _ = r.borrow_mut().close_transport(transport);
-                }
+                log_failure(on_router(&routers, router, |r| {
+                    r.close_transport(transport)
+                }));
             }
             Command::CreateProducer {
                 router,
                 params,
                 reply,
             } => {
-                reply(with(&routers, router).and_then(|r| r.borrow_mut().create_producer(params)));
+                reply(on_router(&routers, router, |r| r.create_producer(params)));
             }
             Command::CloseProducer { router, producer } => {
-                if let Ok(r) = with(&routers, router) {
-                    let _ = r.borrow_mut().close_producer(producer);
-                }
+                log_failure(on_router(&routers, router, |r| r.close_producer(producer)));
             }
             Command::CreateConsumer {
                 router,
                 params,
                 reply,
             } => {
-                reply(
-                    with(&routers, router)
-                        .and_then(|r| r.borrow_mut().create_consumer(now, params)),
-                );
+                reply(on_router(&routers, router, |r| {
+                    r.create_consumer(now, params)
+                }));
             }
             Command::CloseConsumer { router, consumer } => {
-                if let Ok(r) = with(&routers, router) {
-                    let _ = r.borrow_mut().close_consumer(consumer);
-                }
+                log_failure(on_router(&routers, router, |r| r.close_consumer(consumer)));
             }
             Command::SetConsumerPaused {
                 router,
                 consumer,
                 paused,
             } => {
-                if let Ok(r) = with(&routers, router) {
-                    let _ = r.borrow_mut().set_consumer_paused(now, consumer, paused);
-                }
+                log_failure(on_router(&routers, router, |r| {
+                    r.set_consumer_paused(now, consumer, paused)
+                }));
             }
         }
     }
     for (_, slot) in routers.drain() {
         close_router(slot, &events, &counters).await;
+    }
+}
+
+/// Runs `f` on router `id`, or fails with [`Error::UnknownRouter`].
+fn on_router<T>(
+    routers: &HashMap<RouterId, RouterSlot>,
+    id: RouterId,
+    f: impl FnOnce(&mut Router) -> Result<T>,
+) -> Result<T> {
+    let slot = routers.get(&id).ok_or(Error::UnknownRouter(id))?;
+    f(&mut slot.router.borrow_mut())
+}
+
+/// A fire-and-forget command that failed (e.g. the object was already
+/// closed by a timeout): worth a debug line, not more.
+fn log_failure(r: Result<()>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "command had no effect");
     }
 }
 

@@ -215,6 +215,25 @@ impl Net {
             .expect("consumer")
     }
 
+    /// Sends one hand-made, valid ICE check with USE-CANDIDATE from `peer`'s
+    /// address, as the client would; returns the raw bytes (for tampering).
+    pub fn raw_check(&mut self, peer: usize, pwd: &str, tamper: impl FnOnce(&mut [u8])) {
+        let ufrag = self
+            .router
+            .transport(self.peers[peer].transport)
+            .expect("transport")
+            .local_ufrag()
+            .to_string();
+        let mut buf = [0u8; 256];
+        let n = sfu_core::proto::stun::encode_binding_request(
+            [9; 12], &ufrag, "cli0", pwd, true, &mut buf,
+        )
+        .expect("encode");
+        tamper(&mut buf[..n]);
+        let (now, from) = (self.now, self.peers[peer].addr);
+        self.router.handle_datagram(now, from, &buf[..n]);
+    }
+
     pub fn counters(&self) -> &Counters {
         self.router.counters()
     }
