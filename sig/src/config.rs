@@ -45,6 +45,10 @@ pub struct Flags {
     /// Log filter in tracing's EnvFilter syntax [default: info].
     #[arg(long, env = "SFU_LOG")]
     pub log: Option<String>,
+    /// SO_RCVBUF and SO_SNDBUF of each room's UDP socket, in bytes (the kernel caps them at
+    /// net.core.rmem_max/wmem_max) [default: 4194304].
+    #[arg(long, env = "SFU_UDP_BUFFER_BYTES")]
+    pub udp_buffer_bytes: Option<String>,
     /// Seconds without a valid ICE consent check before a participant is dropped [default: 30].
     #[arg(long, env = "SFU_CONSENT_TIMEOUT")]
     pub consent_timeout: Option<String>,
@@ -63,6 +67,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     log: Option<String>,
     consent_timeout: Option<toml::Value>,
+    udp_buffer_bytes: Option<toml::Value>,
 }
 
 /// The validated configuration.
@@ -86,6 +91,8 @@ pub struct Config {
     pub log: String,
     /// ICE consent timeout.
     pub consent_timeout: Duration,
+    /// SO_RCVBUF/SO_SNDBUF of room sockets, bytes.
+    pub udp_buffer_bytes: usize,
 }
 
 /// A configuration error: which field, and why.
@@ -226,7 +233,25 @@ impl Config {
                     format!("expected whole seconds 5..=3600, got {consent:?}"),
                 )
             })?;
+        let ub = flags
+            .udp_buffer_bytes
+            .or(file.udp_buffer_bytes.as_ref().map(value_str));
+        let udp_buffer_bytes = match ub {
+            None => 4 << 20,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|b| (64 << 10..=256 << 20).contains(b))
+                .ok_or_else(|| {
+                    err(
+                        "udp_buffer_bytes",
+                        format!("expected 65536..=268435456 bytes, got {v:?}"),
+                    )
+                })?,
+        };
         Ok(Self {
+            udp_buffer_bytes,
             http_listen,
             announced_ip,
             rtc_listen_ip,

@@ -65,7 +65,8 @@ pub async fn run(
                 bind_ip: cfg.rtc_listen_ip,
                 port_min: cfg.rtc_port_min,
                 port_max: cfg.rtc_port_max,
-                ..SocketConfig::default()
+                recv_buffer: cfg.udp_buffer_bytes,
+                send_buffer: cfg.udp_buffer_bytes,
             },
             router: RouterConfig {
                 timeouts: TransportTimeouts {

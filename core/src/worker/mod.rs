@@ -31,6 +31,9 @@ use crate::transport::{CloseReason, TransportParams};
 pub const INBOX_POLL: Duration = Duration::from_millis(2);
 /// Longest a router task waits on its socket before checking timers and shutdown.
 const MAX_RECV_WAIT: Duration = Duration::from_millis(50);
+/// How often a router task rescans its transports for the next timer.
+/// Timers (DTLS retransmission, consent, keyframe pacing) need no finer grain.
+const TIMER_RESCAN: Duration = Duration::from_millis(10);
 /// Largest datagram we read (bytes); WebRTC stays under the 1500 B path MTU.
 const RECV_BUF: usize = 2048;
 
@@ -443,16 +446,23 @@ async fn router_task(
     let mut buf = vec![0u8; RECV_BUF];
     let id = router.borrow().id();
     let mut last_error_log: Option<Instant> = None;
+    // The router's next timer, rescanned at most every TIMER_RESCAN: the scan
+    // is O(transports), and must not run once per datagram.
+    let mut deadline: Option<Instant> = None;
+    let mut next_rescan = Instant::now();
     loop {
         flush(&router, &sock, &events, id).await;
         if closed.get() {
             break;
         }
         let now = Instant::now();
-        let wait = router
-            .borrow()
-            .poll_timeout()
-            .map_or(MAX_RECV_WAIT, |t| t.saturating_duration_since(now))
+        if now >= next_rescan {
+            deadline = router.borrow().poll_timeout();
+            next_rescan = now + TIMER_RESCAN;
+        }
+        let wake = deadline.map_or(next_rescan, |d| d.min(next_rescan));
+        let wait = wake
+            .saturating_duration_since(now)
             .clamp(Duration::from_millis(1), MAX_RECV_WAIT);
         let _ = sock.set_read_timeout(Some(wait));
         match sock.recv_from(&mut buf).await {
@@ -475,9 +485,10 @@ async fn router_task(
             }
         }
         let now = Instant::now();
-        let due = router.borrow().poll_timeout().is_some_and(|t| t <= now);
-        if due {
+        if deadline.is_some_and(|d| d <= now) {
             router.borrow_mut().handle_timeout(now);
+            deadline = router.borrow().poll_timeout();
+            next_rescan = now + TIMER_RESCAN;
         }
     }
     flush(&router, &sock, &events, id).await;
