@@ -1,1 +1,7 @@
-//! Benchmarks and the load generator of sfu (issue 3). Empty until then.
+//! Benchmarks and the `sfu-load` load generator of sfu.
+//!
+//! The criterion benches live in `benches/`; [`load`] is the generator: a
+//! real WebRTC client (signaling over the server's WebSocket, SDP, ICE, DTLS
+//! client, SRTP) built from `sfu-core`'s client-role protocol code.
+
+pub mod load;

@@ -29,6 +29,9 @@ const FIRST_CHECK_RTO: Duration = Duration::from_millis(200);
 pub struct ClientParams {
     /// Our ufrag (we put it in our SDP).
     pub local_ufrag: String,
+    /// Our ICE password (in our SDP): checks from a full-ICE server are
+    /// verified with it and answered.
+    pub local_pwd: String,
     /// Server's `a=ice-ufrag`.
     pub remote_ufrag: String,
     /// Server's `a=ice-pwd`.
@@ -155,6 +158,25 @@ impl ClientPeer {
             return Err(ClientError::UnknownSource);
         }
         match classify(data) {
+            PacketClass::Stun if data.get(..2) == Some(&[0x00, 0x01]) => {
+                // A check from a full-ICE server (RFC 8445 §7.3): verify and answer.
+                let req = stun::verify_binding_request(
+                    data,
+                    &self.params.local_ufrag,
+                    &self.params.local_pwd,
+                )
+                .map_err(|_| ClientError::BadStun)?;
+                let mut buf = [0u8; 128];
+                let n = stun::encode_binding_success(
+                    req.transaction_id,
+                    from,
+                    &self.params.local_pwd,
+                    &mut buf,
+                )
+                .map_err(|_| ClientError::BadStun)?;
+                self.out.push_back(Bytes::copy_from_slice(&buf[..n]));
+                Ok(ClientReceived::Nothing)
+            }
             PacketClass::Stun => {
                 let (tid, _) = stun::verify_binding_success(data, &self.params.remote_pwd)
                     .map_err(|_| ClientError::BadStun)?;

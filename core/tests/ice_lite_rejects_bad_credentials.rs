@@ -73,3 +73,10 @@ fn bad_stun_fingerprint_is_dropped() {
         Some(from)
     );
 }
+
+#[test]
+fn client_peer_answers_checks_from_a_full_ice_server() {
+    let mut net = Net::new();
+    let p = net.add_peer();
+    assert!(net.server_check_answered(p));
+}

@@ -89,6 +89,7 @@ fn scenario(events: Receiver<Event>, worker: Worker, server_cert: Certificate) {
         let peer = ClientPeer::new(
             ClientParams {
                 local_ufrag: format!("c{i}xx"),
+                local_pwd: "client-password-0123456789".into(),
                 remote_ufrag: ufrag,
                 remote_pwd: pwd,
                 remote_fingerprint: server_cert.fingerprint(),

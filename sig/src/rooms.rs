@@ -386,6 +386,7 @@ impl Hub {
             port,
             session_id: rand::random::<u32>() as u64,
             session_version: 1,
+            ice_lite: true,
         };
         let params = TransportParams {
             local_ufrag: local.ice_ufrag.clone(),

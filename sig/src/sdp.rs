@@ -364,6 +364,8 @@ pub struct LocalParams {
     pub session_id: u64,
     /// `o=` session version (increment on every new offer).
     pub session_version: u64,
+    /// Write `a=ice-lite` (true for the server; false for a full-ICE client).
+    pub ice_lite: bool,
 }
 
 /// What one m-section of ours carries.
@@ -415,8 +417,10 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
         unicast_address: ip.clone(),
     };
     sd.session_name = "sfu".into();
+    if local.ice_lite {
+        sd = sd.with_property_attribute("ice-lite".into());
+    }
     sd = sd
-        .with_property_attribute("ice-lite".into())
         .with_value_attribute("group".into(), format!("BUNDLE {}", bundle.join(" ")))
         .with_value_attribute("msid-semantic".into(), " WMS *".into());
     let mut candidate_written = false;
@@ -591,6 +595,7 @@ mod tests {
             port: 40000,
             session_id: 1,
             session_version: 2,
+            ice_lite: true,
         };
         let codec = Codec {
             pt: 111,

@@ -1,0 +1,28 @@
+//! `sfu-load`: drives real WebRTC clients against an sfu server and reports
+//! forwarded packets, loss, latency and the server's CPU per packet.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sfu_bench::load::{Args, run};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(summary) => {
+            match serde_json::to_string_pretty(&summary) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("sfu-load: {e}"),
+            }
+            if summary.joined == 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("sfu-load: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

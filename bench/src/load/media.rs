@@ -1,0 +1,494 @@
+//! The media side of the generator: one thread, every client's UDP socket,
+//! `ppoll` for readiness and `recvmmsg` for batched receive.
+//!
+//! Publishers send paced synthetic VP8 RTP (and Opus-sized audio) carrying
+//! a send timestamp; receivers count packets per SSRC from the clear RTP
+//! header and decrypt 1 in `verify_every` to check the payload and measure
+//! one-way latency.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use sfu_core::client::{ClientPeer, ClientReceived};
+use sfu_core::proto::dtls::Certificate;
+use sfu_core::proto::rtcp::{self, RtcpIter};
+use sfu_core::proto::rtp::RtpHeader;
+
+use super::signal::SignalEvent;
+
+/// Magic bytes after the send timestamp in every synthetic payload.
+const MAGIC: &[u8; 4] = b"SFUL";
+/// Datagrams read per `recvmmsg` call.
+const BATCH: usize = 32;
+/// Video frames per second of the synthetic stream.
+const FPS: u32 = 30;
+
+/// Settings of the media loop.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Epoch of the send timestamps.
+    pub epoch: Instant,
+    /// Measurement window start.
+    pub window_start: Instant,
+    /// Measurement window end; the loop stops here.
+    pub end: Instant,
+    /// Video bitrate per publisher, kbit/s.
+    pub video_kbps: u32,
+    /// Plain RTP video packet size, bytes.
+    pub packet_size: usize,
+    /// Send audio (50 pkt/s, 100-byte payloads).
+    pub audio: bool,
+    /// Decrypt and verify one in this many received packets.
+    pub verify_every: u32,
+    /// Server PID for the progress line's CPU figure.
+    pub server_pid: Option<u32>,
+}
+
+/// One client as the media loop sees it.
+#[derive(Debug)]
+pub struct MediaClient {
+    /// Index (matches the signaling side).
+    pub idx: usize,
+    /// Room index.
+    pub room: usize,
+    /// Publishes media.
+    pub publisher: bool,
+    /// Video SSRC.
+    pub video_ssrc: u32,
+    /// Audio SSRC.
+    pub audio_ssrc: u32,
+    /// Its socket (non-blocking).
+    pub sock: UdpSocket,
+}
+
+/// What one client measured.
+#[derive(Debug, Default, Clone)]
+pub struct ClientStats {
+    /// Completed ICE + DTLS.
+    pub connected: bool,
+    /// Failure reason, if it never connected.
+    pub failure: Option<String>,
+    /// Packets sent in the window (publishers).
+    pub sent_window: u64,
+    /// RTP packets received in the window.
+    pub recv_window: u64,
+    /// Packets decrypted and checked.
+    pub verified: u64,
+    /// Checked packets that failed.
+    pub verify_failures: u64,
+    /// Packets whose sequence number went backwards.
+    pub reordered: u64,
+    /// One-way latency of verified packets in the window, ms.
+    pub latencies_ms: Vec<f64>,
+    /// PLIs received (publishers).
+    pub plis: u64,
+}
+
+struct State {
+    c: MediaClient,
+    peer: Option<ClientPeer>,
+    server: Option<SocketAddr>,
+    stats: ClientStats,
+    next_video: Instant,
+    next_audio: Instant,
+    vseq: u16,
+    aseq: u16,
+    frame: u32,
+    packet_in_frame: u32,
+    keyframe: bool,
+    last_seq: HashMap<u32, u16>,
+    verify_count: u32,
+}
+
+fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::from((
+                a.sin6_addr.s6_addr,
+                u16::from_be(a.sin6_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Receive buffers for `recvmmsg`, reused for every call.
+struct Batch {
+    bufs: Vec<[u8; 2048]>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        // SAFETY: all-zero sockaddr_storage / mmsghdr are valid empty values.
+        let zeroed_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        Self {
+            bufs: vec![[0u8; 2048]; BATCH],
+            addrs: vec![zeroed_addr; BATCH],
+            iovs: Vec::with_capacity(BATCH),
+            // SAFETY: as above.
+            hdrs: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
+        }
+    }
+
+    /// Reads up to BATCH datagrams without blocking; returns how many.
+    fn recv(&mut self, fd: i32) -> usize {
+        self.iovs.clear();
+        for b in &mut self.bufs {
+            self.iovs.push(libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            });
+        }
+        for i in 0..BATCH {
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers of this struct, sized as declared.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        n.max(0) as usize
+    }
+}
+
+fn synthetic_payload(
+    out: &mut Vec<u8>,
+    epoch: Instant,
+    first_of_frame: bool,
+    keyframe: bool,
+    len: usize,
+) {
+    // VP8 payload descriptor (RFC 7741 §4.2): S bit on a frame's first packet;
+    // then the VP8 payload header's P bit (0 = keyframe, RFC 7741 §4.3).
+    out.push(if first_of_frame { 0x10 } else { 0x00 });
+    out.push(if keyframe { 0x00 } else { 0x01 });
+    out.extend_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
+    out.extend_from_slice(MAGIC);
+    if out.len() < len {
+        out.resize(len, 0x5a);
+    }
+}
+
+/// Runs the media loop until `cfg.end`; returns each client's figures.
+pub fn run(
+    clients: Vec<MediaClient>,
+    events: Receiver<SignalEvent>,
+    cert: &Certificate,
+    cfg: &MediaConfig,
+) -> Vec<ClientStats> {
+    let video_pps = (cfg.video_kbps as f64 * 1000.0 / 8.0 / cfg.packet_size as f64).max(1.0);
+    let video_interval = Duration::from_secs_f64(1.0 / video_pps);
+    let packets_per_frame = (video_pps / FPS as f64).ceil().max(1.0) as u32;
+    let audio_interval = Duration::from_millis(20);
+    let now = Instant::now();
+    let mut st: Vec<State> = clients
+        .into_iter()
+        .map(|c| State {
+            c,
+            peer: None,
+            server: None,
+            stats: ClientStats::default(),
+            next_video: now,
+            next_audio: now,
+            vseq: rand::random(),
+            aseq: rand::random(),
+            frame: 0,
+            packet_in_frame: 0,
+            keyframe: true,
+            last_seq: HashMap::new(),
+            verify_count: 0,
+        })
+        .collect();
+    let mut fds: Vec<libc::pollfd> = st
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.c.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut batch = Batch::new();
+    let mut pkt = Vec::with_capacity(2048);
+    let mut next_progress = now + Duration::from_secs(1);
+    let (mut last_recv, mut last_sent, mut last_cpu) = (
+        0u64,
+        0u64,
+        cfg.server_pid.and_then(super::report::process_cpu_seconds),
+    );
+    let (mut total_recv, mut total_sent) = (0u64, 0u64);
+    let started = now;
+    let dtls_config = sfu_core::proto::dtls::default_config();
+
+    loop {
+        let now = Instant::now();
+        if now >= cfg.end {
+            break;
+        }
+        while let Ok(ev) = events.try_recv() {
+            match ev {
+                SignalEvent::Ready { idx, params } => {
+                    if let Some(s) = st.iter_mut().find(|s| s.c.idx == idx) {
+                        s.server = Some(params.server);
+                        s.peer = Some(ClientPeer::new(params, cert, dtls_config.clone(), now));
+                    }
+                }
+                SignalEvent::Failed { idx, reason } => {
+                    if let Some(s) = st.iter_mut().find(|s| s.c.idx == idx) {
+                        s.stats.failure = Some(reason);
+                    }
+                }
+            }
+        }
+        let in_window = now >= cfg.window_start;
+        let mut wake = cfg.end.min(next_progress);
+        for s in &mut st {
+            let Some(peer) = s.peer.as_mut() else {
+                continue;
+            };
+            if peer.poll_timeout() <= now {
+                peer.handle_timeout(now);
+            }
+            if peer.is_connected() {
+                s.stats.connected = true;
+                if s.c.publisher {
+                    while s.next_video <= now {
+                        let first = s.packet_in_frame == 0;
+                        let last = s.packet_in_frame + 1 == packets_per_frame;
+                        pkt.clear();
+                        pkt.extend_from_slice(&[0x80, if last { 0x80 | 96 } else { 96 }]);
+                        pkt.extend_from_slice(&s.vseq.to_be_bytes());
+                        pkt.extend_from_slice(&(s.frame.wrapping_mul(90_000 / FPS)).to_be_bytes());
+                        pkt.extend_from_slice(&s.c.video_ssrc.to_be_bytes());
+                        synthetic_payload(
+                            &mut pkt,
+                            cfg.epoch,
+                            first,
+                            first && s.keyframe,
+                            cfg.packet_size,
+                        );
+                        if first {
+                            s.keyframe = false;
+                        }
+                        if peer.send_rtp(&pkt) && in_window {
+                            s.stats.sent_window += 1;
+                        }
+                        total_sent += 1;
+                        s.vseq = s.vseq.wrapping_add(1);
+                        s.packet_in_frame += 1;
+                        if last {
+                            s.packet_in_frame = 0;
+                            s.frame += 1;
+                        }
+                        s.next_video += video_interval;
+                        if s.next_video + Duration::from_millis(200) < now {
+                            s.next_video = now; // fell far behind: do not burst
+                        }
+                    }
+                    wake = wake.min(s.next_video);
+                    if cfg.audio {
+                        while s.next_audio <= now {
+                            pkt.clear();
+                            pkt.extend_from_slice(&[0x80, 111]);
+                            pkt.extend_from_slice(&s.aseq.to_be_bytes());
+                            pkt.extend_from_slice(&(s.aseq as u32 * 960).to_be_bytes());
+                            pkt.extend_from_slice(&s.c.audio_ssrc.to_be_bytes());
+                            synthetic_payload(&mut pkt, cfg.epoch, true, false, 12 + 100);
+                            if peer.send_rtp(&pkt) && in_window {
+                                s.stats.sent_window += 1;
+                            }
+                            total_sent += 1;
+                            s.aseq = s.aseq.wrapping_add(1);
+                            s.next_audio += audio_interval;
+                            if s.next_audio + Duration::from_millis(200) < now {
+                                s.next_audio = now;
+                            }
+                        }
+                        wake = wake.min(s.next_audio);
+                    }
+                }
+            }
+            if let Some(server) = s.server {
+                while let Some(d) = peer.poll_transmit() {
+                    let _ = s.c.sock.send_to(&d, server);
+                }
+            }
+            wake = wake.min(peer.poll_timeout());
+        }
+
+        let wait = wake.saturating_duration_since(Instant::now());
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: wait.subsec_nanos() as i64,
+        };
+        // SAFETY: `fds` is a live array of pollfd of the given length.
+        let ready = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if ready > 0 {
+            for (i, pfd) in fds.iter_mut().enumerate() {
+                if pfd.revents & libc::POLLIN == 0 {
+                    continue;
+                }
+                pfd.revents = 0;
+                let s = &mut st[i];
+                let fd = s.c.sock.as_raw_fd();
+                loop {
+                    let n = batch.recv(fd);
+                    let now = Instant::now();
+                    let in_window = now >= cfg.window_start;
+                    for k in 0..n {
+                        let len = batch.hdrs[k].msg_len as usize;
+                        let Some(from) = to_socket_addr(&batch.addrs[k]) else {
+                            continue;
+                        };
+                        let data = &batch.bufs[k][..len];
+                        total_recv += receive(s, from, data, in_window, cfg, now) as u64;
+                    }
+                    if n < BATCH {
+                        break;
+                    }
+                }
+                if let (Some(peer), Some(server)) = (s.peer.as_mut(), s.server) {
+                    while let Some(d) = peer.poll_transmit() {
+                        let _ = s.c.sock.send_to(&d, server);
+                    }
+                }
+            }
+        }
+
+        if Instant::now() >= next_progress {
+            next_progress += Duration::from_secs(1);
+            let connected = st.iter().filter(|s| s.stats.connected).count();
+            let failed = st.iter().filter(|s| s.stats.failure.is_some()).count();
+            let cpu = cfg.server_pid.and_then(super::report::process_cpu_seconds);
+            let cpu_pct = match (cpu, last_cpu) {
+                (Some(a), Some(b)) => format!("{:.0}%", (a - b) * 100.0),
+                _ => "n/a".into(),
+            };
+            last_cpu = cpu;
+            eprintln!(
+                "t={:>4.0}s connected={}/{} failed={} pkt/s out={} in={} server_cpu={}",
+                started.elapsed().as_secs_f64(),
+                connected,
+                st.len(),
+                failed,
+                total_sent - last_sent,
+                total_recv - last_recv,
+                cpu_pct
+            );
+            last_sent = total_sent;
+            last_recv = total_recv;
+        }
+    }
+    st.into_iter()
+        .map(|mut s| {
+            if !s.stats.connected && s.stats.failure.is_none() {
+                s.stats.failure = Some(if s.peer.is_some() {
+                    "ICE/DTLS did not complete before the end of the run".into()
+                } else {
+                    "no answer from signaling before the end of the run".into()
+                });
+            }
+            s.stats
+        })
+        .collect()
+}
+
+/// Handles one received datagram; returns 1 when it was an RTP packet.
+fn receive(
+    s: &mut State,
+    from: SocketAddr,
+    data: &[u8],
+    in_window: bool,
+    cfg: &MediaConfig,
+    now: Instant,
+) -> u8 {
+    let Some(peer) = s.peer.as_mut() else {
+        return 0;
+    };
+    let is_rtp =
+        data.len() >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1]);
+    if is_rtp {
+        let Some(h) = RtpHeader::parse(data) else {
+            return 0;
+        };
+        if let Some(prev) = s.last_seq.insert(h.ssrc.0, h.seq)
+            && (h.seq.wrapping_sub(prev) as i16) < 0
+        {
+            s.stats.reordered += 1;
+        }
+        if in_window {
+            s.stats.recv_window += 1;
+        }
+        s.verify_count += 1;
+        if s.verify_count >= cfg.verify_every {
+            s.verify_count = 0;
+            s.stats.verified += 1;
+            match peer.handle_datagram(now, from, data) {
+                Ok(ClientReceived::Rtp(plain)) => {
+                    let ok = RtpHeader::parse(&plain)
+                        .and_then(|ph| plain.get(ph.header_len + 2..ph.header_len + 14));
+                    match ok {
+                        Some(p) if &p[8..12] == MAGIC => {
+                            let mut ts = [0u8; 8];
+                            ts.copy_from_slice(&p[..8]);
+                            let sent = Duration::from_nanos(u64::from_be_bytes(ts));
+                            let lat = now.saturating_duration_since(cfg.epoch + sent);
+                            if in_window {
+                                s.stats.latencies_ms.push(lat.as_secs_f64() * 1000.0);
+                            }
+                        }
+                        _ => s.stats.verify_failures += 1,
+                    }
+                }
+                _ => s.stats.verify_failures += 1,
+            }
+        }
+        return 1;
+    }
+    if let Ok(ClientReceived::Rtcp(c)) = peer.handle_datagram(now, from, data) {
+        for p in RtcpIter::new(&c) {
+            if (p.pt == rtcp::PT_PSFB && (p.count_or_fmt == 1 || p.count_or_fmt == 4))
+                && s.c.publisher
+            {
+                s.stats.plis += 1;
+                s.keyframe = true;
+            }
+        }
+    }
+    0
+}

@@ -1,0 +1,374 @@
+//! `sfu-load`: scenario flags, spawning (and pinning) the server, running
+//! the clients, and the summary.
+//!
+//! Joins that fail or time out are reported with the reason and counted;
+//! the run stops by itself after `--ramp` + `--duration` and cleans up.
+
+pub mod media;
+pub mod report;
+pub mod signal;
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sfu_core::proto::dtls::Certificate;
+
+use self::media::{MediaClient, MediaConfig};
+use self::report::{Scenario, Summary, process_cpu_seconds, process_rss_bytes, quantile};
+use self::signal::ClientSpec;
+
+/// Seconds after the ramp before measuring starts.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Command-line flags of `sfu-load`.
+#[derive(Debug, Parser, Clone)]
+#[command(
+    name = "sfu-load",
+    about = "Load generator for sfu: real WebRTC clients over loopback"
+)]
+pub struct Args {
+    /// Signaling URL of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub server: String,
+    /// Number of rooms.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Publishers per room (each also receives the other publishers).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Receive-only subscribers per room.
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// Video bitrate per publisher, kbit/s.
+    #[arg(long, default_value_t = 1000)]
+    pub video_kbps: u32,
+    /// Plain RTP video packet size, bytes.
+    #[arg(long, default_value_t = 1200)]
+    pub packet_size: usize,
+    /// Also send Opus-sized audio (50 pkt/s) from each publisher.
+    #[arg(long)]
+    pub audio: bool,
+    /// Seconds to run after the ramp (the first 2 s are not measured).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds over which clients join.
+    #[arg(long, default_value_t = 2.0)]
+    pub ramp: f64,
+    /// PID of the server, for its CPU time and RSS.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Start the server (pinned to --server-cpu) on a free loopback port.
+    #[arg(long)]
+    pub spawn_server: bool,
+    /// The `sfu` binary for --spawn-server [default: next to sfu-load].
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// CPU the spawned server is pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub server_cpu: usize,
+    /// CPU this generator pins itself to (-1: no pinning).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub cpu: i64,
+    /// Decrypt and verify one in this many received packets.
+    #[arg(long, default_value_t = 10)]
+    pub verify_every: u32,
+    /// Write the JSON summary to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn pin_to_cpu(pid: libc::pid_t, cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; the size matches.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A server started with `--spawn-server`; killed (SIGTERM, then SIGKILL) on drop.
+struct SpawnedServer {
+    child: Child,
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
+    let bin = match &args.server_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("sfu"),
+    };
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = probe.local_addr().map_err(|e| e.to_string())?.port();
+    drop(probe);
+    let mut cmd = Command::new(&bin);
+    cmd.args([
+        "--http-listen",
+        &format!("127.0.0.1:{port}"),
+        "--announced-ip",
+        "127.0.0.1",
+    ])
+    .args([
+        "--rtc-listen-ip",
+        "127.0.0.1",
+        "--rtc-ports",
+        "43000-43999",
+        "--cores",
+        "1",
+        "--log",
+        "warn",
+    ])
+    .stdin(Stdio::null());
+    let cpu = args.server_cpu;
+    // SAFETY: only async-signal-safe work (sched_setaffinity) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || pin_to_cpu(0, cpu));
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let server = SpawnedServer { child };
+    let end = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > end {
+            return Err("spawned server did not listen within 15 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((server, format!("ws://127.0.0.1:{port}/ws")))
+}
+
+/// Runs a scenario and returns its summary.
+///
+/// Errors: a message when the scenario is invalid or setup fails.
+pub fn run(mut args: Args) -> Result<Summary, String> {
+    if args.rooms == 0 || args.publishers == 0 {
+        return Err("--rooms and --publishers must be at least 1".into());
+    }
+    if !(100..=1400).contains(&args.packet_size) {
+        return Err("--packet-size must be 100..=1400 bytes".into());
+    }
+    if args.duration < 3.0 || args.duration > 3600.0 || args.ramp < 0.0 || args.ramp > 600.0 {
+        return Err("--duration must be 3..=3600 s and --ramp 0..=600 s".into());
+    }
+    let spawned = if args.spawn_server {
+        let (s, url) = spawn_server(&args)?;
+        args.server = url;
+        args.server_pid = Some(s.child.id());
+        Some(s)
+    } else {
+        None
+    };
+    if args.cpu >= 0 {
+        pin_to_cpu(0, args.cpu as usize)
+            .map_err(|e| format!("cannot pin to CPU {}: {e}", args.cpu))?;
+    }
+    let cert = Certificate::generate()?;
+    let per_room = args.publishers + args.subscribers;
+    let total = args.rooms * per_room;
+    let mut specs = Vec::with_capacity(total);
+    let mut clients = Vec::with_capacity(total);
+    let tag: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(6)
+        .map(char::from)
+        .collect();
+    for idx in 0..total {
+        let (room, k) = (idx / per_room, idx % per_room);
+        let publisher = k < args.publishers;
+        let sock = UdpSocket::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot bind a client socket: {e}"))?;
+        sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let local = sock.local_addr().map_err(|e| e.to_string())?;
+        let (video_ssrc, audio_ssrc) = (rand::random::<u32>() | 1, rand::random::<u32>() | 1);
+        specs.push(ClientSpec {
+            idx,
+            name: if publisher {
+                format!("pub-{idx}")
+            } else {
+                format!("sub-{idx}")
+            },
+            room: format!("load-{tag}-{room}"),
+            publisher,
+            audio: args.audio,
+            ufrag: format!("l{idx:07}"),
+            pwd: format!("load-password-{idx:012}"),
+            fingerprint: cert.fingerprint_sdp(),
+            local,
+            video_ssrc,
+            audio_ssrc,
+        });
+        clients.push(MediaClient {
+            idx,
+            room,
+            publisher,
+            video_ssrc,
+            audio_ssrc,
+            sock,
+        });
+    }
+
+    let start = Instant::now();
+    let ramp = Duration::from_secs_f64(args.ramp);
+    let window_start = start + ramp + SETTLE;
+    let end = start + ramp + Duration::from_secs_f64(args.duration);
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let url = args.server.clone();
+    let signaling = std::thread::Builder::new()
+        .name("sfu-load-signaling".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    for s in &specs {
+                        let _ = ev_tx.send(signal::SignalEvent::Failed {
+                            idx: s.idx,
+                            reason: e.to_string(),
+                        });
+                    }
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let n = specs.len().max(1) as u32;
+                let mut tasks = Vec::new();
+                for (i, spec) in specs.into_iter().enumerate() {
+                    let at =
+                        tokio::time::Instant::from_std(start) + ramp.mul_f64(i as f64 / n as f64);
+                    tokio::time::sleep_until(at).await;
+                    tasks.push(tokio::spawn(signal::run_client(
+                        url.clone(),
+                        spec,
+                        ev_tx.clone(),
+                        stop_rx.clone(),
+                    )));
+                }
+                for t in tasks {
+                    let _ = tokio::time::timeout(Duration::from_secs(700), t).await;
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+
+    let mcfg = MediaConfig {
+        epoch: start,
+        window_start,
+        end,
+        video_kbps: args.video_kbps,
+        packet_size: args.packet_size,
+        audio: args.audio,
+        verify_every: args.verify_every.max(1),
+        server_pid: args.server_pid,
+    };
+    let mut cpu_at_window = None;
+    let media = std::thread::scope(|scope| {
+        let h = scope.spawn(|| media::run(clients, ev_rx, &cert, &mcfg));
+        if let Some(pid) = args.server_pid {
+            std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
+            cpu_at_window = process_cpu_seconds(pid);
+        }
+        h.join()
+    })
+    .map_err(|_| "the media thread panicked".to_string())?;
+    let cpu_at_end = args.server_pid.and_then(process_cpu_seconds);
+    let rss = args.server_pid.and_then(process_rss_bytes);
+    let _ = stop_tx.send(true);
+    let _ = signaling.join();
+    drop(spawned);
+
+    // Expected: every packet a publisher sent in the window, once per other client of its room.
+    let mut expected = 0u64;
+    for (i, s) in media.iter().enumerate() {
+        let room = i / per_room;
+        if i % per_room < args.publishers {
+            let receivers = (room * per_room..(room + 1) * per_room)
+                .filter(|&j| j != i && media[j].connected)
+                .count();
+            expected += s.sent_window * receivers as u64;
+        }
+    }
+    let forwarded: u64 = media.iter().map(|s| s.recv_window).sum();
+    let mut lat: Vec<f64> = media
+        .iter()
+        .flat_map(|s| s.latencies_ms.iter().copied())
+        .collect();
+    let window = end.saturating_duration_since(window_start).as_secs_f64();
+    let cpu = match (cpu_at_window, cpu_at_end) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let summary = Summary {
+        scenario: Scenario {
+            server: args.server.clone(),
+            rooms: args.rooms,
+            publishers: args.publishers,
+            subscribers: args.subscribers,
+            video_kbps: args.video_kbps,
+            packet_size: args.packet_size,
+            audio: args.audio,
+            duration: args.duration,
+            ramp: args.ramp,
+            verify_every: args.verify_every,
+        },
+        joined: media.iter().filter(|s| s.connected).count(),
+        join_failures: media
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.failure.as_ref().map(|f| format!("client {i}: {f}")))
+            .collect(),
+        window_seconds: window,
+        forwarded_packets: forwarded,
+        expected_packets: expected,
+        loss_ratio: if expected == 0 {
+            0.0
+        } else {
+            (1.0 - forwarded as f64 / expected as f64).max(0.0)
+        },
+        forwarded_packets_per_second: forwarded as f64 / window.max(1e-9),
+        verified_packets: media.iter().map(|s| s.verified).sum(),
+        verify_failures: media.iter().map(|s| s.verify_failures).sum(),
+        reordered_packets: media.iter().map(|s| s.reordered).sum(),
+        latency_p50_ms: quantile(&mut lat, 0.5),
+        latency_p99_ms: quantile(&mut lat, 0.99),
+        server_cpu_seconds: cpu,
+        server_cpu_us_per_forwarded_packet: cpu
+            .filter(|_| forwarded > 0)
+            .map(|c| c * 1e6 / forwarded as f64),
+        server_rss_bytes: rss,
+        keyframe_requests: media.iter().map(|s| s.plis).sum(),
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,284 @@
+//! In-memory network for scenario tests and benches: one [`Router`] and any
+//! number of client-role peers ([`ClientPeer`]) on a virtual clock. No
+//! sockets, no sleeps. Datagrams are delivered by [`Net::step`].
+//!
+//! Not used by the server itself.
+#![allow(clippy::expect_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::client::{ClientParams, ClientPeer, ClientReceived};
+use crate::proto::dtls::{Certificate, DtlsRole, default_config};
+use crate::router::{ConsumerParams, MediaKind, ProducerParams, Router, RouterConfig};
+use crate::stats::Counters;
+use crate::transport::TransportParams;
+use crate::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
+
+pub const SERVER: &str = "127.0.0.1:40000";
+
+#[derive(Debug)]
+pub struct Peer {
+    pub client: ClientPeer,
+    pub addr: SocketAddr,
+    pub transport: TransportId,
+    pub rtp: Vec<Bytes>,
+    pub rtcp: Vec<Bytes>,
+    pub errors: usize,
+}
+
+#[derive(Debug)]
+pub struct Net {
+    pub router: Router,
+    pub peers: Vec<Peer>,
+    pub now: Instant,
+    pub server_cert: Certificate,
+    pub server: SocketAddr,
+}
+
+pub fn server_addr() -> SocketAddr {
+    SERVER.parse().expect("addr")
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Net {
+    pub fn new() -> Self {
+        Self::with_config(RouterConfig::default())
+    }
+
+    pub fn with_config(config: RouterConfig) -> Self {
+        let server_cert = Certificate::generate().expect("cert");
+        let router = Router::new(
+            RouterId(1),
+            server_cert.clone(),
+            default_config(),
+            config,
+            Arc::new(Counters::default()),
+            Arc::new(Counters::default()),
+        );
+        Self {
+            router,
+            peers: Vec::new(),
+            now: Instant::now(),
+            server_cert,
+            server: server_addr(),
+        }
+    }
+
+    /// Adds a peer whose server-side transport expects `server_ufrag`/`server_pwd`,
+    /// while the client uses `client_ufrag_for_server`/`client_pwd_for_server`
+    /// (so tests can make them disagree).
+    pub fn add_peer_with(
+        &mut self,
+        server_pwd: &str,
+        client_knows_ufrag: Option<&str>,
+        client_knows_pwd: Option<&str>,
+        server_expects_fp: Option<[u8; 32]>,
+    ) -> usize {
+        let n = self.peers.len();
+        let ufrag = format!("srv{n}x");
+        let client_cert = Certificate::generate().expect("cert");
+        let transport = self
+            .router
+            .create_transport(
+                self.now,
+                TransportParams {
+                    local_ufrag: ufrag.clone(),
+                    local_pwd: server_pwd.to_string(),
+                    remote_fingerprint: server_expects_fp.unwrap_or(client_cert.fingerprint()),
+                    dtls_role: DtlsRole::Server,
+                },
+            )
+            .expect("transport");
+        let client = ClientPeer::new(
+            ClientParams {
+                local_ufrag: format!("cli{n}"),
+                local_pwd: "client-password-0123456789".into(),
+                remote_ufrag: client_knows_ufrag.unwrap_or(&ufrag).to_string(),
+                remote_pwd: client_knows_pwd.unwrap_or(server_pwd).to_string(),
+                remote_fingerprint: self.server_cert.fingerprint(),
+                server: self.server,
+            },
+            &client_cert,
+            default_config(),
+            self.now,
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{}", 50000 + n).parse().expect("addr");
+        self.peers.push(Peer {
+            client,
+            addr,
+            transport,
+            rtp: Vec::new(),
+            rtcp: Vec::new(),
+            errors: 0,
+        });
+        n
+    }
+
+    pub fn add_peer(&mut self) -> usize {
+        self.add_peer_with("serverpassword-0123456789", None, None, None)
+    }
+
+    /// Delivers everything in flight until nobody has anything to send.
+    pub fn step(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for i in 0..self.peers.len() {
+                while let Some(d) = self.peers[i].client.poll_transmit() {
+                    moved = true;
+                    let from = self.peers[i].addr;
+                    self.router.handle_datagram(self.now, from, &d);
+                }
+            }
+            while let Some(t) = self.router.poll_transmit() {
+                moved = true;
+                self.deliver_to_peer(t.dest, &t.data);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("network did not settle");
+    }
+
+    fn deliver_to_peer(&mut self, dest: SocketAddr, data: &[u8]) {
+        let now = self.now;
+        let server = self.server;
+        if let Some(p) = self.peers.iter_mut().find(|p| p.addr == dest) {
+            match p.client.handle_datagram(now, server, data) {
+                Ok(ClientReceived::Rtp(b)) => p.rtp.push(b),
+                Ok(ClientReceived::Rtcp(b)) => p.rtcp.push(b),
+                Ok(ClientReceived::Nothing) => {}
+                Err(_) => p.errors += 1,
+            }
+        }
+    }
+
+    /// Moves the virtual clock by `d` in 10 ms ticks, firing due timers.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now = (self.now + Duration::from_millis(10)).min(end);
+            if self.router.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.router.handle_timeout(self.now);
+            }
+            for p in &mut self.peers {
+                if p.client.poll_timeout() <= self.now {
+                    p.client.handle_timeout(self.now);
+                }
+            }
+            self.step();
+        }
+    }
+
+    /// Runs until every peer is connected (at most 5 virtual seconds).
+    pub fn connect_all(&mut self) {
+        self.step();
+        for _ in 0..500 {
+            if self.peers.iter().all(|p| p.client.is_connected()) {
+                return;
+            }
+            self.advance(Duration::from_millis(10));
+        }
+        panic!("peers did not connect");
+    }
+
+    pub fn produce(&mut self, peer: usize, kind: MediaKind, ssrc: u32, pt: u8) -> ProducerId {
+        self.router
+            .create_producer(ProducerParams {
+                transport: self.peers[peer].transport,
+                kind,
+                ssrc: Ssrc(ssrc),
+                rtx_ssrc: None,
+                mid: Mid::new("0"),
+                payload_types: vec![Pt(pt)],
+            })
+            .expect("producer")
+    }
+
+    pub fn consume(
+        &mut self,
+        peer: usize,
+        producer: ProducerId,
+        ssrc: u32,
+        pt_map: (u8, u8),
+    ) -> ConsumerId {
+        let now = self.now;
+        self.router
+            .create_consumer(
+                now,
+                ConsumerParams {
+                    transport: self.peers[peer].transport,
+                    producer,
+                    ssrc: Ssrc(ssrc),
+                    mid: Mid::new("5"),
+                    mid_ext_id: Some(4),
+                    pt_map: vec![(Pt(pt_map.0), Pt(pt_map.1))],
+                    paused: false,
+                },
+            )
+            .expect("consumer")
+    }
+
+    /// Has peer `peer` answer a full-ICE server's check; returns the response.
+    pub fn server_check_answered(&mut self, peer: usize) -> bool {
+        let mut buf = [0u8; 256];
+        let n = crate::proto::stun::encode_binding_request(
+            [5; 12],
+            &format!("cli{peer}"),
+            "srv",
+            "client-password-0123456789",
+            false,
+            &mut buf,
+        )
+        .expect("encode");
+        let (now, server) = (self.now, self.server);
+        let p = &mut self.peers[peer];
+        while p.client.poll_transmit().is_some() {}
+        p.client.handle_datagram(now, server, &buf[..n]).is_ok()
+            && p.client.poll_transmit().is_some_and(|r| {
+                crate::proto::stun::verify_binding_success(&r, "client-password-0123456789").is_ok()
+            })
+    }
+
+    /// Sends one hand-made, valid ICE check with USE-CANDIDATE from `peer`'s
+    /// address, as the client would; returns the raw bytes (for tampering).
+    pub fn raw_check(&mut self, peer: usize, pwd: &str, tamper: impl FnOnce(&mut [u8])) {
+        let ufrag = self
+            .router
+            .transport(self.peers[peer].transport)
+            .expect("transport")
+            .local_ufrag()
+            .to_string();
+        let mut buf = [0u8; 256];
+        let n = crate::proto::stun::encode_binding_request(
+            [9; 12], &ufrag, "cli0", pwd, true, &mut buf,
+        )
+        .expect("encode");
+        tamper(&mut buf[..n]);
+        let (now, from) = (self.now, self.peers[peer].addr);
+        self.router.handle_datagram(now, from, &buf[..n]);
+    }
+
+    pub fn counters(&self) -> &Counters {
+        self.router.counters()
+    }
+}
+
+/// A plain RTP packet: V=2, PT, seq, timestamp, SSRC, then `payload`.
+pub fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
