@@ -56,6 +56,7 @@ impl Net {
 
     pub fn with_config(config: RouterConfig) -> Self {
         let server_cert = Certificate::generate().expect("cert");
+        let now = Instant::now();
         let router = Router::new(
             RouterId(1),
             server_cert.clone(),
@@ -63,11 +64,12 @@ impl Net {
             config,
             Arc::new(Counters::default()),
             Arc::new(Counters::default()),
+            now,
         );
         Self {
             router,
             peers: Vec::new(),
-            now: Instant::now(),
+            now,
             server_cert,
             server: server_addr(),
         }

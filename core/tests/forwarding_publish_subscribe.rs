@@ -155,3 +155,33 @@ fn keyframe_requests_are_limited_to_one_per_500ms_and_deferred_not_lost() {
     net.advance(std::time::Duration::from_millis(600));
     assert_eq!(plis(&net), 2);
 }
+
+#[test]
+fn keyframe_request_before_the_publisher_connects_is_sent_once_it_does() {
+    let mut net = Net::new();
+    let (alice, bob) = (net.add_peer(), net.add_peer());
+    // The consumer exists before anyone has connected.
+    let producer = net.produce(alice, MediaKind::Video, 1, 96);
+    let _c = net.consume(bob, producer, 2, (96, 96));
+    assert_eq!(
+        net.counters().keyframe_requests.get(),
+        0,
+        "nothing can be sent yet"
+    );
+    net.connect_all();
+    net.step();
+    let plis: usize = net.peers[alice]
+        .rtcp
+        .iter()
+        .map(|c| {
+            RtcpIter::new(c)
+                .filter(|p| p.pt == rtcp::PT_PSFB && p.media_ssrc() == Some(Ssrc(1)))
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        plis, 1,
+        "the deferred request went out when alice connected"
+    );
+    assert_eq!(net.counters().keyframe_requests.get(), 1);
+}

@@ -85,6 +85,10 @@ pub struct ClientStats {
     pub latencies_ms: Vec<f64>,
     /// PLIs received (publishers).
     pub plis: u64,
+    /// Packets sent since the start (publishers), for the progress line.
+    pub sent_total: u64,
+    /// RTP packets received since the start, for the progress line.
+    pub recv_total: u64,
 }
 
 struct State {
@@ -239,6 +243,7 @@ pub fn run(
     let mut batch = Batch::new();
     let mut pkt = Vec::with_capacity(2048);
     let mut next_progress = now + Duration::from_secs(1);
+    let mut last_expected_basis: Vec<(u64, u64)> = vec![(0, 0); st.len()];
     let (mut last_recv, mut last_sent, mut last_cpu) = (
         0u64,
         0u64,
@@ -298,8 +303,11 @@ pub fn run(
                         if first {
                             s.keyframe = false;
                         }
-                        if peer.send_rtp(&pkt) && in_window {
-                            s.stats.sent_window += 1;
+                        if peer.send_rtp(&pkt) {
+                            s.stats.sent_total += 1;
+                            if in_window {
+                                s.stats.sent_window += 1;
+                            }
                         }
                         total_sent += 1;
                         s.vseq = s.vseq.wrapping_add(1);
@@ -322,8 +330,11 @@ pub fn run(
                             pkt.extend_from_slice(&(s.aseq as u32 * 960).to_be_bytes());
                             pkt.extend_from_slice(&s.c.audio_ssrc.to_be_bytes());
                             synthetic_payload(&mut pkt, cfg.epoch, true, false, 12 + 100);
-                            if peer.send_rtp(&pkt) && in_window {
-                                s.stats.sent_window += 1;
+                            if peer.send_rtp(&pkt) {
+                                s.stats.sent_total += 1;
+                                if in_window {
+                                    s.stats.sent_window += 1;
+                                }
                             }
                             total_sent += 1;
                             s.aseq = s.aseq.wrapping_add(1);
@@ -400,14 +411,35 @@ pub fn run(
                 _ => "n/a".into(),
             };
             last_cpu = cpu;
+            // Loss over the last second: what others' publishers sent, per connected receiver.
+            let (mut expected, mut received) = (0u64, 0u64);
+            for (i, s) in st.iter().enumerate() {
+                let sent = s.stats.sent_total - last_expected_basis[i].0;
+                let recv = s.stats.recv_total - last_expected_basis[i].1;
+                last_expected_basis[i] = (s.stats.sent_total, s.stats.recv_total);
+                received += recv;
+                if s.c.publisher {
+                    let receivers = st
+                        .iter()
+                        .filter(|o| o.c.room == s.c.room && o.c.idx != s.c.idx && o.stats.connected)
+                        .count();
+                    expected += sent * receivers as u64;
+                }
+            }
+            let loss = if expected == 0 {
+                0.0
+            } else {
+                (1.0 - received as f64 / expected as f64).max(0.0) * 100.0
+            };
             eprintln!(
-                "t={:>4.0}s connected={}/{} failed={} pkt/s out={} in={} server_cpu={}",
+                "t={:>4.0}s connected={}/{} failed={} pkt/s out={} in={} loss={:.2}% server_cpu={}",
                 started.elapsed().as_secs_f64(),
                 connected,
                 st.len(),
                 failed,
                 total_sent - last_sent,
                 total_recv - last_recv,
+                loss,
                 cpu_pct
             );
             last_sent = total_sent;
@@ -454,6 +486,7 @@ fn receive(
         if in_window {
             s.stats.recv_window += 1;
         }
+        s.stats.recv_total += 1;
         s.verify_count += 1;
         if s.verify_count >= cfg.verify_every {
             s.verify_count = 0;

@@ -85,11 +85,13 @@ pub struct Router {
     scratch: Vec<u8>,
     rtcp_buf: Vec<u8>,
     rtcp_ssrc: Ssrc,
+    /// The latest time the router was given (sans-IO: it never reads a clock).
+    now: Instant,
 }
 
 impl Router {
-    /// Creates an empty router. `counters` are this router's, `worker_counters`
-    /// the owning worker's; both are updated on the packet path.
+    /// Creates an empty router at time `now`. `counters` are this router's,
+    /// `worker_counters` the owning worker's; both are updated on the packet path.
     pub fn new(
         id: RouterId,
         cert: Certificate,
@@ -97,6 +99,7 @@ impl Router {
         config: RouterConfig,
         counters: Arc<Counters>,
         worker_counters: Arc<Counters>,
+        now: Instant,
     ) -> Self {
         Self {
             id,
@@ -115,6 +118,7 @@ impl Router {
             scratch: Vec::with_capacity(1500),
             rtcp_buf: Vec::with_capacity(256),
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
+            now,
         }
     }
 
@@ -377,6 +381,7 @@ impl Router {
 
     /// Handles one datagram received on the router's socket from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.now = self.now.max(now);
         self.counters.packets_in.add(1);
         self.counters.bytes_in.add(data.len() as u64);
         self.worker_counters.packets_in.add(1);
@@ -419,6 +424,7 @@ impl Router {
             self.transmits.push_back(t);
         }
         let mut closed = None;
+        let mut connected = false;
         while let Some(ev) = entry.transport.poll_event() {
             match ev {
                 TransportEvent::Selected(addr) => {
@@ -426,9 +432,22 @@ impl Router {
                     self.by_addr.insert(addr, tid);
                 }
                 TransportEvent::Connected => {
+                    connected = true;
                     self.events.push_back(RouterEvent::TransportConnected(tid))
                 }
                 TransportEvent::Closed(reason) => closed = Some(reason),
+            }
+        }
+        if connected {
+            // Keyframe requests made while the publisher was connecting.
+            let pending: Vec<ProducerId> = self.transports[tid.0 as usize]
+                .producers
+                .iter()
+                .copied()
+                .filter(|p| self.producers[p.0 as usize].keyframe_pending)
+                .collect();
+            for p in pending {
+                self.request_keyframe(self.now, p);
             }
         }
         if let Some(reason) = closed {
@@ -558,7 +577,8 @@ impl Router {
 
     /// Sends a PLI to the producer's publisher, at most one per
     /// `keyframe_min_interval`; a request inside the interval is deferred to
-    /// its end rather than lost.
+    /// its end, and one made before the publisher's transport is connected
+    /// is deferred until it is — neither is lost.
     fn request_keyframe(&mut self, now: Instant, pid: ProducerId) {
         let interval = self.config.keyframe_min_interval;
         let Some(p) = self.producers.get_mut(pid.0 as usize) else {
@@ -567,7 +587,11 @@ impl Router {
         if p.params.kind != MediaKind::Video {
             return;
         }
-        if p.last_keyframe_request.is_some_and(|t| now < t + interval) {
+        let publisher_connected = self
+            .transports
+            .get(p.params.transport.0 as usize)
+            .is_some_and(|e| e.transport.is_connected());
+        if !publisher_connected || p.last_keyframe_request.is_some_and(|t| now < t + interval) {
             p.keyframe_pending = true;
             return;
         }
@@ -669,6 +693,7 @@ impl Router {
 
     /// Advances timers of all transports and deferred keyframe requests.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         let ids: Vec<usize> = self.transports.iter().map(|(k, _)| k).collect();
         for k in ids {
             if let Some(e) = self.transports.get_mut(k) {

@@ -326,6 +326,7 @@ async fn run(
                             config.router,
                             rc.clone(),
                             counters.clone(),
+                            now,
                         );
                         counters.routers.add(1);
                         let r = Rc::new(RefCell::new(r));

@@ -1,0 +1,82 @@
+//! sfu-load against the real server in-process: 1 publisher and 2
+//! subscribers join, media flows, the figures add up. Bounded by a watchdog.
+
+use std::time::Duration;
+
+use sfu_bench::load::{Args, run};
+use sfu_sig::config::{Config, Flags};
+
+#[test]
+fn load_generator_joins_verifies_and_counts() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cfg = Config::load(Flags {
+        rtc_ports: Some("48000-48099".into()),
+        rtc_listen_ip: Some("127.0.0.1".into()),
+        cores: Some("1".into()),
+        ..Flags::default()
+    })
+    .expect("config");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(sfu_sig::run(cfg, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let args = Args {
+        server: format!("ws://{addr}/ws"),
+        rooms: 1,
+        publishers: 1,
+        subscribers: 2,
+        video_kbps: 500,
+        packet_size: 1000,
+        audio: true,
+        duration: 4.0,
+        ramp: 0.5,
+        server_pid: Some(std::process::id()),
+        spawn_server: false,
+        server_bin: None,
+        server_cpu: 0,
+        cpu: -1,
+        verify_every: 2,
+        json: None,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(args));
+    });
+    let summary = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("watchdog: sfu-load finished")
+        .expect("run ok");
+    let _ = stop_tx.send(());
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(20), server).await;
+    });
+
+    assert_eq!(summary.joined, 3, "{:?}", summary.join_failures);
+    assert!(summary.join_failures.is_empty());
+    // 500 kbit/s in 1000 B packets = 62.5 pkt/s + 50 audio pkt/s, to 2 receivers, for ~2 s.
+    assert!(summary.expected_packets > 300, "{summary:?}");
+    assert!(summary.loss_ratio < 0.05, "{summary:?}");
+    assert!(
+        summary.verified_packets > 100 && summary.verify_failures == 0,
+        "{summary:?}"
+    );
+    assert!(
+        summary.latency_p50_ms > 0.0 && summary.latency_p99_ms < 500.0,
+        "{summary:?}"
+    );
+    assert!(
+        summary
+            .server_cpu_us_per_forwarded_packet
+            .is_some_and(|c| c > 0.0)
+    );
+    assert!(
+        summary.keyframe_requests >= 1,
+        "a new consumer asks the publisher for a keyframe"
+    );
+}
