@@ -4,28 +4,18 @@
 use std::time::Duration;
 
 use sfu_bench::load::{Args, run};
-use sfu_sig::config::{Config, Flags};
+use sfu_sig::Background;
+use sfu_sig::config::Config;
 
 #[test]
 fn load_generator_joins_verifies_and_counts() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let cfg = Config::load(Flags {
-        rtc_ports: Some("48000-48099".into()),
-        rtc_listen_ip: Some("127.0.0.1".into()),
-        cores: Some("1".into()),
-        ..Flags::default()
-    })
-    .expect("config");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(sfu_sig::run(cfg, listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let cfg = Config::loopback("48000-48099").expect("config");
+    let server = Background::start(
+        cfg,
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
+    )
+    .expect("server");
+    let addr = server.addr;
     let args = Args {
         server: format!("ws://{addr}/ws"),
         rooms: 1,
@@ -52,10 +42,7 @@ fn load_generator_joins_verifies_and_counts() {
         .recv_timeout(Duration::from_secs(60))
         .expect("watchdog: sfu-load finished")
         .expect("run ok");
-    let _ = stop_tx.send(());
-    rt.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(20), server).await;
-    });
+    server.stop().expect("server stopped cleanly");
 
     assert_eq!(summary.joined, 3, "{:?}", summary.join_failures);
     assert!(summary.join_failures.is_empty());

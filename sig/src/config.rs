@@ -139,6 +139,19 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 impl Config {
+    /// A one-worker server on loopback with room ports `rtc_ports` (`MIN-MAX`),
+    /// otherwise the defaults: for tests and tools that embed the server.
+    ///
+    /// Errors: a [`ConfigError`] for a bad port range.
+    pub fn loopback(rtc_ports: &str) -> Result<Self, ConfigError> {
+        Self::load(Flags {
+            rtc_ports: Some(rtc_ports.into()),
+            rtc_listen_ip: Some("127.0.0.1".into()),
+            cores: Some("1".into()),
+            ..Flags::default()
+        })
+    }
+
     /// Builds the configuration from flags (with their environment variables)
     /// and the optional TOML file they name.
     ///

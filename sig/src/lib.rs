@@ -179,3 +179,63 @@ pub async fn run(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The server running on a thread of its own (for tests, tools and embedding).
+/// Dropping it stops the server and waits for it.
+#[derive(Debug)]
+pub struct Background {
+    /// The HTTP address it listens on.
+    pub addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Background {
+    /// Starts the server with `cfg` on `listener`.
+    ///
+    /// Errors: a message when the listener or the runtime cannot be set up.
+    pub fn start(cfg: Config, listener: std::net::TcpListener) -> Result<Self, String> {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sfu-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(run(cfg, listener, async move {
+                    let _ = stop_rx.await;
+                }))
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the server (participants told, rooms closed, workers joined) and
+    /// returns how it ended.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| "server thread panicked".to_string())?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

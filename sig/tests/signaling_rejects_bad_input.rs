@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sfu_sig::config::{Config, Flags};
+use sfu_sig::Background;
+use sfu_sig::config::Config;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -183,32 +184,19 @@ async fn scenario(addr: std::net::SocketAddr) {
 
 #[test]
 fn bad_signaling_input_gets_clear_errors_and_harms_no_one() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let cfg = Config::loopback("47000-47099").expect("config");
+    let server = Background::start(
+        cfg,
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
+    )
+    .expect("server");
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
-        let cfg = Config::load(Flags {
-            rtc_ports: Some("47000-47099".into()),
-            rtc_listen_ip: Some("127.0.0.1".into()),
-            cores: Some("1".into()),
-            ..Flags::default()
-        })
-        .expect("config");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(sfu_sig::run(cfg, listener, async move {
-            let _ = stop_rx.await;
-        }));
-        let outcome = tokio::time::timeout(Duration::from_secs(60), scenario(addr)).await;
-        let _ = stop_tx.send(());
-        let stopped = tokio::time::timeout(Duration::from_secs(20), server).await;
-        outcome.expect("watchdog: scenario finished within 60 s");
-        stopped
-            .expect("server stopped within 20 s")
-            .expect("join")
-            .expect("server ran cleanly");
-    });
+    let addr = server.addr;
+    let outcome =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), scenario(addr)).await });
+    server.stop().expect("server stopped cleanly");
+    outcome.expect("watchdog: scenario finished within 60 s");
 }
