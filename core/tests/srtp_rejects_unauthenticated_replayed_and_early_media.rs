@@ -58,3 +58,34 @@ fn replayed_srtp_is_dropped() {
     net.step();
     assert_eq!(net.peers[1].rtp.len(), 1, "forwarded once");
 }
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Found by the `router` and `srtp_unprotect` fuzz targets: an RTP header
+/// extension element longer than the datagram made webrtc-srtp's header
+/// parser panic, which would have taken down the worker and every room on it.
+#[test]
+fn rtp_with_an_overflowing_header_extension_is_dropped_not_a_panic() {
+    let mut net = connected_pair();
+    let crashes = [
+        hex("906f35237d18cbc337e41390bede000322eb8f74a5d800035380e06a0714fe065ff16d3173"),
+        hex("90ef35207d18c0ffffffff90bede000378c17878787878787878787878ad7978"),
+    ];
+    let (now, from) = (net.now, net.peers[0].addr);
+    for d in &crashes {
+        net.router.handle_datagram(now, from, d);
+    }
+    assert_eq!(net.counters().drops(DropReason::MalformedRtp), 2);
+    assert!(
+        net.peers[0]
+            .client
+            .send_rtp(&rtp(111, 1, 0, 5, b"still fine"))
+    );
+    net.step();
+    assert_eq!(net.peers[1].rtp.len(), 1, "the call goes on");
+}

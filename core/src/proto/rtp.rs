@@ -50,6 +50,11 @@ impl RtpHeader {
         if len > pkt.len() {
             return None;
         }
+        if let Some(profile) = ext_profile
+            && !extension_elements_fit(profile, &pkt[ext_range.0..ext_range.1])
+        {
+            return None;
+        }
         Some(Self {
             marker: pkt[1] & 0x80 != 0,
             pt: Pt(pkt[1] & 0x7f),
@@ -103,6 +108,45 @@ impl RtpHeader {
         }
         None
     }
+}
+
+/// Checks that every element of a one-byte (0xBEDE) or two-byte (0x100X)
+/// extension block lies inside the block (RFC 8285 §4.2, §4.3); other
+/// profiles are opaque (RFC 3550 §5.3.1). A packet failing this is malformed
+/// and is dropped before any other parser sees it.
+fn extension_elements_fit(profile: u16, block: &[u8]) -> bool {
+    let mut i = 0;
+    if profile == 0xBEDE {
+        while i < block.len() {
+            let b = block[i];
+            if b == 0 {
+                i += 1;
+                continue;
+            }
+            if b >> 4 == 15 {
+                return true; // reserved id: the rest of the block is ignored
+            }
+            i += 1 + (b & 0x0f) as usize + 1;
+            if i > block.len() {
+                return false;
+            }
+        }
+    } else if profile & 0xfff0 == 0x1000 {
+        while i < block.len() {
+            if block[i] == 0 {
+                i += 1;
+                continue;
+            }
+            let Some(&len) = block.get(i + 1) else {
+                return false;
+            };
+            i += 2 + len as usize;
+            if i > block.len() {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// What a consumer changes in a forwarded packet's header.
@@ -192,6 +236,27 @@ mod tests {
         assert_eq!(h.extension(&p, 1), Some(&[0x7f][..]));
         assert_eq!(h.extension(&p, 5), None);
         assert_eq!(&p[h.header_len..], b"payload");
+    }
+
+    #[test]
+    fn rejects_extension_elements_that_overflow_their_block() {
+        // One-byte element id 2 claiming 16 bytes in a 4-byte block.
+        let mut p = vec![
+            0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xBE, 0xDE, 0, 1, 0x2f, 0, 0, 0,
+        ];
+        assert!(RtpHeader::parse(&p).is_none());
+        p.extend_from_slice(&[0u8; 40]); // even with payload bytes behind it
+        assert!(RtpHeader::parse(&p).is_none());
+        // Two-byte element claiming 9 bytes in a 4-byte block.
+        let p = [
+            0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0x10, 0x00, 0, 1, 3, 9, 0, 0, 1, 2, 3,
+        ];
+        assert!(RtpHeader::parse(&p).is_none());
+        // Reserved id 15 ends the walk; padding is fine.
+        let p = [
+            0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xBE, 0xDE, 0, 1, 0, 0xff, 0, 0,
+        ];
+        assert!(RtpHeader::parse(&p).is_some());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use bytes::Bytes;
 use webrtc_srtp::context::Context;
+
+use super::rtp::RtpHeader;
 use webrtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use webrtc_srtp::protection_profile::ProtectionProfile;
 
@@ -161,8 +163,11 @@ impl SrtpSession {
     }
 
     /// Authenticates, replay-checks and decrypts an SRTP packet (RFC 3711 §3.3).
+    ///
+    /// The header is validated by [`RtpHeader::parse`] first: webrtc-srtp's
+    /// header parser panics on extension elements that run past the datagram.
     pub fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<Bytes, SrtpError> {
-        if srtp.len() < 12 {
+        if RtpHeader::parse(srtp).is_none() {
             return Err(SrtpError::Malformed);
         }
         self.remote.decrypt_rtp(srtp).map_err(map_err)
