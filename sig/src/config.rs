@@ -19,7 +19,7 @@ use serde::Deserialize;
 )]
 pub struct Flags {
     /// TOML config file; flags and SFU_* variables override its values.
-    #[arg(long, env = "SFU_CONFIG")]
+    #[arg(long, env = "SFU_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// HTTP(S) listen address for the web client, /ws, /metrics, /healthz [default: 127.0.0.1:8080].
     #[arg(long, env = "SFU_HTTP_LISTEN")]
@@ -52,6 +52,52 @@ pub struct Flags {
     /// Seconds without a valid ICE consent check before a participant is dropped [default: 30].
     #[arg(long, env = "SFU_CONSENT_TIMEOUT")]
     pub consent_timeout: Option<String>,
+    /// Seconds a new participant has to complete ICE [default: 15].
+    #[arg(long, env = "SFU_ICE_TIMEOUT")]
+    pub ice_timeout: Option<String>,
+    /// Seconds a participant has to complete DTLS after ICE [default: 15].
+    #[arg(long, env = "SFU_DTLS_TIMEOUT")]
+    pub dtls_timeout: Option<String>,
+    /// Seconds of silence (no message, no pong) before a WebSocket is closed; pings go out
+    /// every third of it [default: 60].
+    #[arg(long, env = "SFU_WS_IDLE_TIMEOUT")]
+    pub ws_idle_timeout: Option<String>,
+    /// Rooms one worker hosts at most [default: 1000].
+    #[arg(long, env = "SFU_MAX_ROOMS_PER_WORKER")]
+    pub max_rooms_per_worker: Option<String>,
+    /// Participants in one room at most [default: 100].
+    #[arg(long, env = "SFU_MAX_PARTICIPANTS_PER_ROOM")]
+    pub max_participants_per_room: Option<String>,
+    /// Tracks one participant may publish at most [default: 4].
+    #[arg(long, env = "SFU_MAX_PRODUCERS_PER_PARTICIPANT")]
+    pub max_producers_per_participant: Option<String>,
+    /// Tracks one participant may receive at most [default: 400].
+    #[arg(long, env = "SFU_MAX_CONSUMERS_PER_TRANSPORT")]
+    pub max_consumers_per_transport: Option<String>,
+    /// Secret for HS256 join tokens; when set, every join must carry a valid token (at least
+    /// 32 characters).
+    #[arg(long, env = "SFU_AUTH_SECRET", global = true, hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Subcommand (none: run the server).
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// Subcommands of `sfu`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// Print a join token (JWT, HS256) for --room and --identity, signed with the auth secret.
+    Token {
+        /// The room the token admits to.
+        #[arg(long)]
+        room: String,
+        /// Who the holder is (the token's `sub`).
+        #[arg(long)]
+        identity: String,
+        /// How long it is valid: e.g. 90s, 30m, 1h, 7d [default: 1h].
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
 }
 
 /// The TOML file's shape: the same names as the flags, with underscores.
@@ -66,8 +112,40 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     log: Option<String>,
-    consent_timeout: Option<toml::Value>,
     udp_buffer_bytes: Option<toml::Value>,
+    consent_timeout: Option<toml::Value>,
+    ice_timeout: Option<toml::Value>,
+    dtls_timeout: Option<toml::Value>,
+    ws_idle_timeout: Option<toml::Value>,
+    max_rooms_per_worker: Option<toml::Value>,
+    max_participants_per_room: Option<toml::Value>,
+    max_producers_per_participant: Option<toml::Value>,
+    max_consumers_per_transport: Option<toml::Value>,
+    auth_secret: Option<String>,
+}
+
+/// Limits that protect the server; reaching one is a clear error to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Rooms per worker.
+    pub rooms_per_worker: usize,
+    /// Participants per room.
+    pub participants_per_room: usize,
+    /// Published tracks per participant.
+    pub producers_per_participant: usize,
+    /// Received tracks per participant.
+    pub consumers_per_transport: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            rooms_per_worker: 1000,
+            participants_per_room: 100,
+            producers_per_participant: 4,
+            consumers_per_transport: 400,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -89,10 +167,20 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Log filter.
     pub log: String,
-    /// ICE consent timeout.
-    pub consent_timeout: Duration,
     /// SO_RCVBUF/SO_SNDBUF of room sockets, bytes.
     pub udp_buffer_bytes: usize,
+    /// ICE consent timeout (RFC 7675).
+    pub consent_timeout: Duration,
+    /// Time to complete ICE.
+    pub ice_timeout: Duration,
+    /// Time to complete DTLS after ICE.
+    pub dtls_timeout: Duration,
+    /// WebSocket silence before closing.
+    pub ws_idle_timeout: Duration,
+    /// Server limits.
+    pub limits: Limits,
+    /// HS256 secret for join tokens; `None`: rooms are open.
+    pub auth_secret: Option<String>,
 }
 
 /// A configuration error: which field, and why.
@@ -117,6 +205,54 @@ fn value_str(v: &toml::Value) -> String {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A whole-number setting from the flag (or its env variable), else the file,
+/// else `default`; it must lie in `range`.
+fn number(
+    field: &'static str,
+    flag: Option<String>,
+    file: Option<&toml::Value>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, ConfigError> {
+    let Some(v) = flag.or(file.map(value_str)) else {
+        return Ok(default);
+    };
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            err(
+                field,
+                format!(
+                    "expected a whole number of {unit} in {}..={}, got {v:?}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+/// Parses a duration like `90s`, `30m`, `1h`, `7d` (a bare number is seconds).
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86400),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+    if n == 0 || n.saturating_mul(mult) > 366 * 86400 {
+        return Err(format!("{s:?} must be between 1 s and 366 days"));
+    }
+    Ok(Duration::from_secs(n * mult))
 }
 
 /// Parses a `MIN-MAX` port range.
@@ -193,23 +329,15 @@ impl Config {
         let ports = pick(flags.rtc_ports, file.rtc_ports, "40000-40999");
         let (rtc_port_min, rtc_port_max) =
             parse_port_range(&ports).map_err(|r| err("rtc_ports", r))?;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cores = match flags.cores.or(file.cores.as_ref().map(value_str)) {
-            None => cpus,
-            Some(s) => {
-                let n: usize = s
-                    .trim()
-                    .parse()
-                    .map_err(|_| err("cores", format!("{s:?} is not a whole number")))?;
-                if n == 0 || n > cpus {
-                    return Err(err(
-                        "cores",
-                        format!("must be 1..={cpus} (the CPUs of this machine), got {n}"),
-                    ));
-                }
-                n
-            }
-        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let cores = number(
+            "cores",
+            flags.cores,
+            file.cores.as_ref(),
+            cpus,
+            1..=cpus,
+            "workers (the CPUs of this machine)",
+        )?;
         let tls = match (
             flags.tls_cert.or(file.tls_cert),
             flags.tls_key.or(file.tls_key),
@@ -231,49 +359,99 @@ impl Config {
         };
         let log = pick(flags.log, file.log, "info");
         tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| err("log", e.to_string()))?;
-        let consent = flags
-            .consent_timeout
-            .or(file.consent_timeout.as_ref().map(value_str))
-            .unwrap_or("30".into());
-        let secs: u64 = consent
-            .trim()
-            .parse()
-            .ok()
-            .filter(|s| (5..=3600).contains(s))
-            .ok_or_else(|| {
-                err(
-                    "consent_timeout",
-                    format!("expected whole seconds 5..=3600, got {consent:?}"),
-                )
-            })?;
-        let ub = flags
-            .udp_buffer_bytes
-            .or(file.udp_buffer_bytes.as_ref().map(value_str));
-        let udp_buffer_bytes = match ub {
-            None => 4 << 20,
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|b| (64 << 10..=256 << 20).contains(b))
-                .ok_or_else(|| {
-                    err(
-                        "udp_buffer_bytes",
-                        format!("expected 65536..=268435456 bytes, got {v:?}"),
-                    )
-                })?,
+        let secs = |field, flag, file: &Option<toml::Value>, default, range| {
+            number(field, flag, file.as_ref(), default, range, "seconds").map(Duration::from_secs)
         };
+        let count = |field, flag, file: &Option<toml::Value>, default: usize, max: u64| {
+            number(field, flag, file.as_ref(), default as u64, 1..=max, "items").map(|n| n as usize)
+        };
+        let d = Limits::default();
+        let limits = Limits {
+            rooms_per_worker: count(
+                "max_rooms_per_worker",
+                flags.max_rooms_per_worker,
+                &file.max_rooms_per_worker,
+                d.rooms_per_worker,
+                100_000,
+            )?,
+            participants_per_room: count(
+                "max_participants_per_room",
+                flags.max_participants_per_room,
+                &file.max_participants_per_room,
+                d.participants_per_room,
+                10_000,
+            )?,
+            producers_per_participant: count(
+                "max_producers_per_participant",
+                flags.max_producers_per_participant,
+                &file.max_producers_per_participant,
+                d.producers_per_participant,
+                64,
+            )?,
+            consumers_per_transport: count(
+                "max_consumers_per_transport",
+                flags.max_consumers_per_transport,
+                &file.max_consumers_per_transport,
+                d.consumers_per_transport,
+                100_000,
+            )?,
+        };
+        let auth_secret = flags.auth_secret.or(file.auth_secret);
+        if let Some(s) = &auth_secret
+            && s.len() < 32
+        {
+            return Err(err(
+                "auth_secret",
+                format!("must be at least 32 characters, got {}", s.len()),
+            ));
+        }
         Ok(Self {
-            udp_buffer_bytes,
             http_listen,
             announced_ip,
             rtc_listen_ip,
             rtc_port_min,
             rtc_port_max,
-            cores,
+            cores: cores as usize,
             tls,
             log,
-            consent_timeout: Duration::from_secs(secs),
+            udp_buffer_bytes: number(
+                "udp_buffer_bytes",
+                flags.udp_buffer_bytes,
+                file.udp_buffer_bytes.as_ref(),
+                4 << 20,
+                64 << 10..=256 << 20,
+                "bytes",
+            )? as usize,
+            consent_timeout: secs(
+                "consent_timeout",
+                flags.consent_timeout,
+                &file.consent_timeout,
+                30,
+                5..=3600,
+            )?,
+            ice_timeout: secs(
+                "ice_timeout",
+                flags.ice_timeout,
+                &file.ice_timeout,
+                15,
+                1..=600,
+            )?,
+            dtls_timeout: secs(
+                "dtls_timeout",
+                flags.dtls_timeout,
+                &file.dtls_timeout,
+                15,
+                1..=600,
+            )?,
+            ws_idle_timeout: secs(
+                "ws_idle_timeout",
+                flags.ws_idle_timeout,
+                &file.ws_idle_timeout,
+                60,
+                3..=86400,
+            )?,
+            limits,
+            auth_secret,
         })
     }
 }
@@ -361,6 +539,16 @@ mod tests {
             let e = Config::load(flags).expect_err(field);
             assert_eq!(e.field, field, "{e}");
         }
+    }
+
+    #[test]
+    fn ttl_parses_units() {
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_ttl("42"), Ok(Duration::from_secs(42)));
+        assert!(parse_ttl("0s").is_err() && parse_ttl("1y").is_err() && parse_ttl("999d").is_err());
     }
 
     #[test]

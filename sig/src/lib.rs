@@ -4,6 +4,7 @@
 //! [`run`] starts the data-plane workers, the rooms hub and the HTTP server,
 //! and stops them all, cleanly, when its `shutdown` future completes.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -97,6 +98,8 @@ pub async fn run(
         HubConfig {
             announced_ip: cfg.announced_ip,
             fingerprint: cert.fingerprint_sdp(),
+            limits: cfg.limits,
+            auth_secret: cfg.auth_secret.clone(),
         },
         refs,
         registry.clone(),
@@ -119,6 +122,7 @@ pub async fn run(
         next_conn: Arc::new(AtomicU64::new(1)),
         registry,
         workers: Arc::new(workers.iter().map(|w| w.counters().clone()).collect()),
+        ws_idle_timeout: cfg.ws_idle_timeout,
     };
     let app = http::router(state);
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -138,7 +142,11 @@ pub async fn run(
             tracing::info!(%addr, "serving HTTPS");
             let srv = axum_server::from_tcp_rustls(listener, tls).map_err(|e| e.to_string())?;
             tokio::spawn(async move {
-                if let Err(e) = srv.handle(handle).serve(app.into_make_service()).await {
+                if let Err(e) = srv
+                    .handle(handle)
+                    .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                    .await
+                {
                     tracing::error!(error = %e, "HTTPS server failed");
                 }
             })
@@ -147,11 +155,14 @@ pub async fn run(
             let l = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
             tracing::info!(%addr, "serving HTTP");
             tokio::spawn(async move {
-                let r = axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
+                let r = axum::serve(
+                    l,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
                 if let Err(e) = r {
                     tracing::error!(error = %e, "HTTP server failed");
                 }

@@ -3,10 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sfu_sig::config::{Config, Flags};
+use sfu_sig::config::{Cmd, Config, Flags, parse_ttl};
+use sfu_sig::protocol::validate_name;
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let mut flags = Flags::parse();
+    if let Some(Cmd::Token {
+        room,
+        identity,
+        ttl,
+    }) = flags.command.take()
+    {
+        return mint_token(flags, &room, &identity, &ttl);
+    }
     let cfg = match Config::load(flags) {
         Ok(c) => c,
         Err(e) => {
@@ -61,5 +70,37 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+/// `sfu token`: prints a join token signed with the configured auth secret.
+fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("sfu token: {msg}");
+        ExitCode::from(2)
+    };
+    let ttl = match parse_ttl(ttl) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("--ttl: {e}")),
+    };
+    if let Err(e) = validate_name("room", room).and_then(|_| validate_name("identity", identity)) {
+        return fail(e);
+    }
+    let cfg = match Config::load(flags) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let Some(secret) = cfg.auth_secret else {
+        return fail(
+            "no auth secret: set --auth-secret, SFU_AUTH_SECRET or auth_secret in the config file"
+                .into(),
+        );
+    };
+    match sfu_sig::auth::mint(&secret, room, identity, ttl) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }

@@ -17,6 +17,9 @@ pub enum ClientMsg {
         name: String,
         /// The client's SDP offer.
         sdp: String,
+        /// Join token (JWT), required when the server has an auth secret.
+        #[serde(default)]
+        token: Option<String>,
     },
     /// The client's SDP answer to the last `update`.
     Answer {

@@ -26,6 +26,7 @@ use sfu_core::worker::{Command, Event, Reply};
 use sfu_core::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Limits;
 use crate::protocol::{ClientMsg, ParticipantInfo, ServerMsg, validate_name};
 use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp};
 
@@ -40,6 +41,8 @@ pub type ConnId = u64;
 pub enum Outgoing {
     /// A JSON text message.
     Text(String),
+    /// A WebSocket ping (keep-alive; the client's pong counts as activity).
+    Ping,
     /// Close the WebSocket.
     Close,
 }
@@ -111,6 +114,10 @@ pub struct HubConfig {
     pub announced_ip: IpAddr,
     /// Our DTLS certificate fingerprint, `AB:CD:…`.
     pub fingerprint: String,
+    /// Server limits.
+    pub limits: Limits,
+    /// HS256 secret of join tokens; `None`: open rooms.
+    pub auth_secret: Option<String>,
 }
 
 type PId = u64;
@@ -276,8 +283,16 @@ impl Hub {
     async fn on_client(&mut self, conn: ConnId, msg: ClientMsg) {
         let pid = self.conns.get(&conn).and_then(|(_, p)| *p);
         match (msg, pid) {
-            (ClientMsg::Join { room, name, sdp }, None) => {
-                if let Err(Fail(m)) = self.join(conn, room, name, &sdp).await {
+            (
+                ClientMsg::Join {
+                    room,
+                    name,
+                    sdp,
+                    token,
+                },
+                None,
+            ) => {
+                if let Err(Fail(m)) = self.join(conn, room, name, &sdp, token.as_deref()).await {
                     self.send_conn(conn, &m);
                 }
             }
@@ -301,20 +316,28 @@ impl Hub {
         }
     }
 
-    fn least_loaded_worker(&self) -> usize {
+    /// The worker with the fewest transports (then rooms) among those under
+    /// the rooms-per-worker limit, or `None` when all are full.
+    fn least_loaded_worker(&self) -> Option<usize> {
+        let rooms_on = |i: usize| self.rooms.values().filter(|r| r.worker == i).count();
         (0..self.workers.len())
-            .min_by_key(|&i| {
-                let c = &self.workers[i].counters;
-                (c.transports.get(), c.routers.get(), i)
-            })
-            .unwrap_or(0)
+            .filter(|&i| rooms_on(i) < self.cfg.limits.rooms_per_worker)
+            .min_by_key(|&i| (self.workers[i].counters.transports.get(), rooms_on(i), i))
     }
 
     async fn ensure_room(&mut self, name: &str) -> Result<(), Fail> {
         if self.rooms.contains_key(name) {
             return Ok(());
         }
-        let worker = self.least_loaded_worker();
+        let Some(worker) = self.least_loaded_worker() else {
+            return Err(Fail(ServerMsg::error(
+                "no-capacity",
+                format!(
+                    "every worker hosts its maximum of {} rooms; try again later",
+                    self.cfg.limits.rooms_per_worker
+                ),
+            )));
+        };
         let router = RouterId(self.next_router);
         self.next_router += 1;
         let tx = self
@@ -363,12 +386,46 @@ impl Hub {
         room: String,
         name: String,
         offer_sdp: &str,
+        token: Option<&str>,
     ) -> Result<(), Fail> {
         validate_name("room", &room).map_err(|m| Fail(ServerMsg::error("bad-room", m)))?;
         validate_name("name", &name).map_err(|m| Fail(ServerMsg::error("bad-name", m)))?;
+        if let Some(secret) = &self.cfg.auth_secret {
+            let claims = crate::auth::verify(secret, token, &room)
+                .map_err(|e| Fail(ServerMsg::error(e.code(), e.to_string())))?;
+            tracing::debug!(room = %room, identity = %claims.sub, "join token accepted");
+        }
         let offer =
             sdp::parse(offer_sdp).map_err(|e| Fail(ServerMsg::error(e.code(), e.to_string())))?;
         sdp::validate_offer(&offer).map_err(|e| Fail(ServerMsg::error(e.code(), e.to_string())))?;
+        let limits = self.cfg.limits;
+        let publishing = offer
+            .media
+            .iter()
+            .filter(|m| m.port != 0 && m.direction.sends() && m.preferred_codec().is_some())
+            .count();
+        if publishing > limits.producers_per_participant {
+            return Err(Fail(ServerMsg::error(
+                "too-many-tracks",
+                format!(
+                    "the offer sends {publishing} tracks; at most {} are allowed",
+                    limits.producers_per_participant
+                ),
+            )));
+        }
+        if self
+            .rooms
+            .get(&room)
+            .is_some_and(|r| r.participants.len() >= limits.participants_per_room)
+        {
+            return Err(Fail(ServerMsg::error(
+                "room-full",
+                format!(
+                    "room {room:?} has its maximum of {} participants",
+                    limits.participants_per_room
+                ),
+            )));
+        }
         self.ensure_room(&room).await?;
         let r = &self.rooms[&room];
         let (worker, router, port) = (r.worker, r.router, r.port);
@@ -553,6 +610,26 @@ impl Hub {
             tracing::warn!(participant = sub, codec = %codec.name, "subscriber cannot receive this codec; not subscribed");
             return;
         };
+        let receiving = s.slots.iter().filter(|x| x.active).count();
+        let max = self.cfg.limits.consumers_per_transport;
+        if receiving >= max {
+            let (conn, name) = (
+                s.conn,
+                self.participants
+                    .get(&publisher)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+            );
+            tracing::warn!(participant = sub, max, "consumer limit reached");
+            self.send_conn(
+                conn,
+                &ServerMsg::error(
+                    "consumer-limit",
+                    format!("you receive the maximum of {max} tracks; a {} track of {name:?} is not sent to you", kind.as_str()),
+                ),
+            );
+            return;
+        }
         let mid = format!("s{}", s.next_slot);
         let ssrc: u32 = rand::random::<u32>() | 1;
         let params = ConsumerParams {

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -30,17 +30,39 @@ pub struct AppState {
     pub registry: Arc<crate::rooms::Registry>,
     /// Worker counters for /metrics.
     pub workers: Arc<Vec<Arc<sfu_core::stats::Counters>>>,
+    /// Silence after which a WebSocket is closed; pings go out every third of it.
+    pub ws_idle_timeout: std::time::Duration,
 }
 
 /// Upgrades `/ws`.
-pub async fn handler(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+pub async fn handler(
+    ws: WebSocketUpgrade,
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+) -> Response {
     ws.max_message_size(READ_LIMIT)
         .max_frame_size(READ_LIMIT)
-        .on_upgrade(move |socket| run(socket, app))
+        .on_upgrade(move |socket| run(socket, app, peer))
 }
 
-async fn run(socket: WebSocket, app: AppState) {
+/// Completes the close handshake (RFC 6455 §7.1.1): reads, and ignores,
+/// until the client's Close or end of stream, for at most 2 s. Dropping the
+/// socket with unread input would make the kernel reset the connection and
+/// the client lose the messages still in flight, such as the error saying why.
+async fn drain(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn run(socket: WebSocket, app: AppState, peer: std::net::SocketAddr) {
     let conn = app.next_conn.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(conn, %peer, "websocket opened");
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     if app
@@ -61,6 +83,11 @@ async fn run(socket: WebSocket, app: AppState) {
                         break;
                     }
                 }
+                Outgoing::Ping => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
                 Outgoing::Close => break,
             }
         }
@@ -69,7 +96,30 @@ async fn run(socket: WebSocket, app: AppState) {
     let reply = |m: ServerMsg| {
         let _ = out_tx.send(Outgoing::Text(m.to_json()));
     };
-    while let Some(msg) = stream.next().await {
+    let idle = app.ws_idle_timeout;
+    let mut ping = tokio::time::interval(idle / 3);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= idle {
+                    tracing::info!(conn, %peer, ?idle, "closing a silent WebSocket");
+                    reply(ServerMsg::error("idle-timeout", format!("nothing received for {} s; closing", idle.as_secs())));
+                    let _ = out_tx.send(Outgoing::Close);
+                    drain(&mut stream).await;
+                    break;
+                }
+                let _ = out_tx.send(Outgoing::Ping);
+                continue;
+            }
+        };
+        last_heard = tokio::time::Instant::now();
         match msg {
             Ok(Message::Text(text)) => match parse_client(text.as_str()) {
                 Ok(msg) => {

@@ -193,7 +193,8 @@ async function join(room, name) {
   const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
   const ws = new WebSocket(url);
   state.ws = ws;
-  ws.onopen = () => send({ type: 'join', room, name, sdp: pc.localDescription.sdp });
+  const token = new URLSearchParams(location.search).get('token');
+  ws.onopen = () => send(Object.assign({ type: 'join', room, name, sdp: pc.localDescription.sdp }, token ? { token } : {}));
   ws.onmessage = (ev) => {
     let msg;
     try { msg = JSON.parse(ev.data); } catch { return; }

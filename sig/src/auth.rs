@@ -1,0 +1,150 @@
+//! Join tokens: JWT (RFC 7519) signed with HS256 (RFC 7518 §3.2), carrying
+//! the room, the holder's identity (`sub`) and an expiry (`exp`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The claims of a join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The only room the token admits to.
+    pub room: String,
+    /// The holder's identity.
+    pub sub: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+/// Why a join token was refused. `code()` is the signaling error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The server requires a token and the join carried none.
+    #[error("this server requires a join token: add \"token\" to the join message")]
+    Missing,
+    /// The token's `exp` has passed.
+    #[error("the join token has expired; ask for a new one")]
+    Expired,
+    /// Bad signature, malformed, wrong algorithm or missing claims.
+    #[error("the join token is not valid: {0}")]
+    Invalid(String),
+    /// The token names another room.
+    #[error("the join token is for room {0:?}, not this one")]
+    WrongRoom(String),
+}
+
+impl AuthError {
+    /// Stable error code (docs/signaling.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "token-required",
+            Self::Expired => "token-expired",
+            Self::Invalid(_) => "token-invalid",
+            Self::WrongRoom(_) => "token-wrong-room",
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Mints a token for `identity` in `room`, valid for `ttl`.
+///
+/// Errors: a message if signing fails (it does not with an HMAC key).
+pub fn mint(secret: &str, room: &str, identity: &str, ttl: Duration) -> Result<String, String> {
+    let iat = now_secs();
+    let claims = Claims {
+        room: room.into(),
+        sub: identity.into(),
+        iat,
+        exp: iat + ttl.as_secs(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Checks `token` (signature, HS256 only, expiry with no leeway) and that it
+/// names `room`; returns its claims.
+///
+/// Errors: [`AuthError::Missing`], [`AuthError::Expired`],
+/// [`AuthError::Invalid`], [`AuthError::WrongRoom`].
+pub fn verify(secret: &str, token: Option<&str>, room: &str) -> Result<Claims, AuthError> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+    let mut v = Validation::new(Algorithm::HS256);
+    v.leeway = 0;
+    v.set_required_spec_claims(&["exp", "sub"]);
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid(e.to_string()),
+            })?;
+    if data.claims.room != room {
+        return Err(AuthError::WrongRoom(data.claims.room));
+    }
+    Ok(data.claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn minted_token_admits_to_its_room_only() {
+        let t = mint(SECRET, "demo", "alice", Duration::from_secs(60)).expect("mint");
+        let c = verify(SECRET, Some(&t), "demo").expect("valid");
+        assert_eq!((c.room.as_str(), c.sub.as_str()), ("demo", "alice"));
+        assert_eq!(
+            verify(SECRET, Some(&t), "other"),
+            Err(AuthError::WrongRoom("demo".into()))
+        );
+        assert!(matches!(
+            verify("another-secret-another-secret-xx", Some(&t), "demo"),
+            Err(AuthError::Invalid(_))
+        ));
+        assert_eq!(verify(SECRET, None, "demo"), Err(AuthError::Missing));
+        assert!(matches!(
+            verify(SECRET, Some("not.a.jwt"), "demo"),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn expired_token_is_refused() {
+        let claims = Claims {
+            room: "demo".into(),
+            sub: "a".into(),
+            iat: 1,
+            exp: now_secs() - 5,
+        };
+        let t = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("encode");
+        assert_eq!(verify(SECRET, Some(&t), "demo"), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn unsigned_alg_none_token_is_refused() {
+        // header {"alg":"none","typ":"JWT"}, valid-looking claims, no signature.
+        let t = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJyb29tIjoiZGVtbyIsInN1YiI6ImEiLCJpYXQiOjEsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(matches!(
+            verify(SECRET, Some(t), "demo"),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+}
