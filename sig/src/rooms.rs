@@ -185,6 +185,8 @@ pub struct Hub {
     registry: Arc<Registry>,
     next_router: u32,
     next_pid: PId,
+    /// Workers that failed (a caught panic): no new rooms go there.
+    failed_workers: std::collections::HashSet<usize>,
 }
 
 /// A failed step of a client request: the error message to send.
@@ -240,6 +242,7 @@ impl Hub {
             registry,
             next_router: 1,
             next_pid: 1,
+            failed_workers: Default::default(),
         }
     }
 
@@ -321,6 +324,7 @@ impl Hub {
     fn least_loaded_worker(&self) -> Option<usize> {
         let rooms_on = |i: usize| self.rooms.values().filter(|r| r.worker == i).count();
         (0..self.workers.len())
+            .filter(|&i| !self.failed_workers.contains(&i))
             .filter(|&i| rooms_on(i) < self.cfg.limits.rooms_per_worker)
             .min_by_key(|&i| (self.workers[i].counters.transports.get(), rooms_on(i), i))
     }
@@ -859,6 +863,35 @@ impl Hub {
                     );
                     self.remove_participant(pid, false).await;
                 }
+            }
+            Event::WorkerFailed { worker, message } => {
+                tracing::error!(worker, panic = %message, "data-plane worker failed; its rooms are closed");
+                self.failed_workers.insert(worker);
+                let rooms: Vec<String> = self
+                    .rooms
+                    .iter()
+                    .filter(|(_, r)| r.worker == worker)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for room in rooms {
+                    let pids = self
+                        .rooms
+                        .get(&room)
+                        .map(|r| r.participants.clone())
+                        .unwrap_or_default();
+                    for pid in pids {
+                        self.send(
+                            pid,
+                            &ServerMsg::error(
+                                "room-failed",
+                                "the server hit an internal error in this room; join again",
+                            ),
+                        );
+                        self.remove_participant(pid, false).await;
+                    }
+                    self.rooms.remove(&room);
+                }
+                self.update_registry();
             }
             Event::WorkerStopped { worker } => {
                 tracing::warn!(worker, "worker stopped");

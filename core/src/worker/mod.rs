@@ -121,6 +121,13 @@ pub enum Command {
         /// New state.
         paused: bool,
     },
+    /// Fault injection for tests of panic containment: makes `router` panic
+    /// inside the worker, as a bug would. The worker then fails as described
+    /// on [`Event::WorkerFailed`].
+    FaultInjectPanic {
+        /// The router.
+        router: RouterId,
+    },
     /// Close every router and stop the thread.
     Shutdown,
 }
@@ -137,6 +144,7 @@ impl std::fmt::Debug for Command {
             Self::CreateConsumer { .. } => "CreateConsumer",
             Self::CloseConsumer { .. } => "CloseConsumer",
             Self::SetConsumerPaused { .. } => "SetConsumerPaused",
+            Self::FaultInjectPanic { .. } => "FaultInjectPanic",
             Self::Shutdown => "Shutdown",
         };
         f.write_str(name)
@@ -162,6 +170,15 @@ pub enum Event {
         transport: TransportId,
         /// Why.
         reason: CloseReason,
+    },
+    /// A router on this worker panicked (a bug). The panic was caught and
+    /// logged, every router of the worker was closed (sockets released), and
+    /// the worker stopped; other workers are unaffected.
+    WorkerFailed {
+        /// Index of the worker.
+        worker: usize,
+        /// The panic message.
+        message: String,
     },
     /// The worker thread stopped.
     WorkerStopped {
@@ -295,7 +312,11 @@ async fn run(
     let dtls_config = dtls::default_config();
     let mut routers: HashMap<RouterId, RouterSlot> = HashMap::new();
     let mut port_hint: u16 = (index as u16).wrapping_mul(97);
+    let failure: Failure = Rc::new(RefCell::new(None));
     loop {
+        if failure.borrow().is_some() {
+            break;
+        }
         let cmd = match rx.try_recv() {
             Ok(c) => c,
             Err(TryRecvError::Empty) => {
@@ -307,6 +328,11 @@ async fn run(
         let now = Instant::now();
         match cmd {
             Command::Shutdown => break,
+            Command::FaultInjectPanic { router } => {
+                log_failure(on_router(&routers, &failure, router, |_| -> Result<()> {
+                    panic!("fault injection: router {router} made to panic")
+                }));
+            }
             Command::CreateRouter { router, reply } => {
                 if routers.contains_key(&router) {
                     reply(Err(Error::InvalidParams(format!("router {router} exists"))));
@@ -336,6 +362,7 @@ async fn run(
                             sock,
                             closed.clone(),
                             events.clone(),
+                            failure.clone(),
                         ))
                         .detach();
                         routers.insert(
@@ -363,12 +390,12 @@ async fn run(
                 params,
                 reply,
             } => {
-                reply(on_router(&routers, router, |r| {
+                reply(on_router(&routers, &failure, router, |r| {
                     r.create_transport(now, params)
                 }));
             }
             Command::CloseTransport { router, transport } => {
-                log_failure(on_router(&routers, router, |r| {
+                log_failure(on_router(&routers, &failure, router, |r| {
                     r.close_transport(transport)
                 }));
             }
@@ -377,47 +404,91 @@ async fn run(
                 params,
                 reply,
             } => {
-                reply(on_router(&routers, router, |r| r.create_producer(params)));
+                reply(on_router(&routers, &failure, router, |r| {
+                    r.create_producer(params)
+                }));
             }
             Command::CloseProducer { router, producer } => {
-                log_failure(on_router(&routers, router, |r| r.close_producer(producer)));
+                log_failure(on_router(&routers, &failure, router, |r| {
+                    r.close_producer(producer)
+                }));
             }
             Command::CreateConsumer {
                 router,
                 params,
                 reply,
             } => {
-                reply(on_router(&routers, router, |r| {
+                reply(on_router(&routers, &failure, router, |r| {
                     r.create_consumer(now, params)
                 }));
             }
             Command::CloseConsumer { router, consumer } => {
-                log_failure(on_router(&routers, router, |r| r.close_consumer(consumer)));
+                log_failure(on_router(&routers, &failure, router, |r| {
+                    r.close_consumer(consumer)
+                }));
             }
             Command::SetConsumerPaused {
                 router,
                 consumer,
                 paused,
             } => {
-                log_failure(on_router(&routers, router, |r| {
+                log_failure(on_router(&routers, &failure, router, |r| {
                     r.set_consumer_paused(now, consumer, paused)
                 }));
             }
         }
+    }
+    let failed = failure.borrow_mut().take();
+    if let Some(message) = failed {
+        // A router's state may be inconsistent after a panic: do not call into
+        // any of them again; stop their tasks and drop them, releasing sockets.
+        tracing::error!(worker = index, rooms = routers.len(), panic = %message, "worker failed: closing its rooms");
+        for (_, slot) in routers.drain() {
+            slot.closed.set(true);
+            let _ = slot.task.await;
+            counters.routers.add(-1);
+        }
+        let _ = events.send(Event::WorkerFailed {
+            worker: index,
+            message,
+        });
+        return;
     }
     for (_, slot) in routers.drain() {
         close_router(slot, &events, &counters).await;
     }
 }
 
-/// Runs `f` on router `id`, or fails with [`Error::UnknownRouter`].
+/// The first panic caught on this worker, if any.
+type Failure = Rc<RefCell<Option<String>>>;
+
+/// Runs `f`, catching a panic: the panic is recorded in `failure` (the worker
+/// then closes its rooms and stops) and `None` is returned.
+fn guarded<T>(failure: &Failure, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic with a non-string payload".into());
+            failure.borrow_mut().get_or_insert(msg);
+            None
+        }
+    }
+}
+
+/// Runs `f` on router `id`, or fails with [`Error::UnknownRouter`]; a panic
+/// in `f` is caught ([`guarded`]) and reported as [`Error::WorkerGone`].
 fn on_router<T>(
     routers: &HashMap<RouterId, RouterSlot>,
+    failure: &Failure,
     id: RouterId,
     f: impl FnOnce(&mut Router) -> Result<T>,
 ) -> Result<T> {
     let slot = routers.get(&id).ok_or(Error::UnknownRouter(id))?;
-    f(&mut slot.router.borrow_mut())
+    guarded(failure, || f(&mut slot.router.borrow_mut())).unwrap_or(Err(Error::WorkerGone))
 }
 
 /// A fire-and-forget command that failed (e.g. the object was already
@@ -443,6 +514,7 @@ async fn router_task(
     sock: Rc<UdpSocket>,
     closed: Rc<Cell<bool>>,
     events: Sender<Event>,
+    failure: Failure,
 ) {
     let mut buf = vec![0u8; RECV_BUF];
     let id = router.borrow().id();
@@ -467,9 +539,16 @@ async fn router_task(
             .clamp(Duration::from_millis(1), MAX_RECV_WAIT);
         let _ = sock.set_read_timeout(Some(wait));
         match sock.recv_from(&mut buf).await {
-            Ok((n, from)) => router
-                .borrow_mut()
-                .handle_datagram(Instant::now(), from, &buf[..n]),
+            Ok((n, from)) => {
+                let handled = guarded(&failure, || {
+                    router
+                        .borrow_mut()
+                        .handle_datagram(Instant::now(), from, &buf[..n])
+                });
+                if handled.is_none() {
+                    break;
+                }
+            }
             Err(glommio::GlommioError::TimedOut(_)) => {}
             Err(e) => {
                 let e = std::io::Error::from(e);
@@ -487,7 +566,9 @@ async fn router_task(
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
-            router.borrow_mut().handle_timeout(now);
+            if guarded(&failure, || router.borrow_mut().handle_timeout(now)).is_none() {
+                break;
+            }
             deadline = router.borrow().poll_timeout();
             next_rescan = now + TIMER_RESCAN;
         }
