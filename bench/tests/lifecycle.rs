@@ -5,6 +5,7 @@
 //!   within the consent timeout and the others are told;
 //! - garbage on a room's UDP port changes nothing for the call and shows in
 //!   the drop counters.
+//!
 //! Every wait is bounded.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -391,7 +392,7 @@ fn garbage_on_the_room_port_changes_nothing_for_the_call() {
         let cut = (rnd() as usize) % (s.len() + 1);
         let _ = stranger.send_to(&s[..cut.max(1)], room);
         sent += 1;
-        if sent % 200 == 0 {
+        if sent.is_multiple_of(200) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
