@@ -64,6 +64,14 @@ pub enum HubMsg {
         /// The message.
         msg: ClientMsg,
     },
+    /// A reply decided by the socket task (a message that did not parse),
+    /// sent through the hub so replies keep the order of the requests.
+    Reply {
+        /// Connection id.
+        conn: ConnId,
+        /// The reply.
+        msg: ServerMsg,
+    },
     /// The WebSocket closed.
     Disconnect {
         /// Connection id.
@@ -254,6 +262,7 @@ impl Hub {
                     self.conns.insert(conn, (out, None));
                 }
                 HubMsg::Client { conn, msg } => self.on_client(conn, msg).await,
+                HubMsg::Reply { conn, msg } => self.send_conn(conn, &msg),
                 HubMsg::Disconnect { conn } => {
                     if let Some((_, Some(pid))) = self.conns.get(&conn) {
                         let pid = *pid;

@@ -127,20 +127,23 @@ async fn run(socket: WebSocket, app: AppState, peer: std::net::SocketAddr) {
                         break;
                     }
                 }
-                Err(e) => reply(e),
+                Err(e) => {
+                    let _ = app.hub.send(HubMsg::Reply { conn, msg: e });
+                }
             },
             Ok(Message::Binary(b)) => {
-                if b.len() > MAX_MESSAGE_BYTES {
-                    reply(ServerMsg::error(
+                let msg = if b.len() > MAX_MESSAGE_BYTES {
+                    ServerMsg::error(
                         "message-too-large",
                         format!("message of {} bytes exceeds the limit", b.len()),
-                    ));
+                    )
                 } else {
-                    reply(ServerMsg::error(
+                    ServerMsg::error(
                         "bad-message",
                         "binary messages are not supported; send JSON text",
-                    ));
-                }
+                    )
+                };
+                let _ = app.hub.send(HubMsg::Reply { conn, msg });
             }
             Ok(Message::Close(_)) => break,
             Ok(_) => {}
