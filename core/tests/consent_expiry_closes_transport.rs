@@ -67,3 +67,25 @@ fn transport_that_never_completes_ice_is_closed() {
         Some(RouterEvent::TransportClosed(tid, CloseReason::IceTimeout))
     );
 }
+
+#[test]
+fn transport_whose_dtls_never_completes_is_closed() {
+    let mut net = Net::new();
+    net.add_peer();
+    let tid = net.peers[0].transport;
+    // ICE completes with a hand-made check; no DTLS ClientHello ever comes.
+    net.raw_check(0, "serverpassword-0123456789", |_| {});
+    let gone = net.peers.remove(0);
+    net.advance(Duration::from_secs(14));
+    assert!(
+        net.router.transport(tid).is_some(),
+        "still within the 15 s DTLS timeout"
+    );
+    net.advance(Duration::from_secs(2));
+    assert!(net.router.transport(tid).is_none());
+    assert_eq!(
+        net.router.poll_event(),
+        Some(RouterEvent::TransportClosed(tid, CloseReason::DtlsTimeout))
+    );
+    drop(gone);
+}
