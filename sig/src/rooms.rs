@@ -162,7 +162,6 @@ struct Participant {
     conn: ConnId,
     transport: TransportId,
     local: LocalParams,
-    setup: &'static str,
     own: Vec<LocalMedia>,
     offer: PeerSdp,
     mid_ext_id: Option<u8>,
@@ -542,7 +541,6 @@ impl Hub {
                 conn,
                 transport,
                 local,
-                setup,
                 own,
                 offer,
                 mid_ext_id,
@@ -726,7 +724,6 @@ impl Hub {
             });
         }
         let offer = sdp::write(&p.local, "actpass", &media);
-        let _ = p.setup;
         self.send(pid, &ServerMsg::Update { sdp: offer });
     }
 

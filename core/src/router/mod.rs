@@ -410,7 +410,7 @@ impl Router {
         match res {
             Err(r) => self.count_drop(r),
             Ok(Received::Nothing) => {}
-            Ok(Received::Rtp(pkt)) => self.on_rtp(now, tid, &pkt),
+            Ok(Received::Rtp(pkt)) => self.on_rtp(tid, &pkt),
             Ok(Received::Rtcp(pkt)) => self.on_rtcp(now, tid, &pkt),
         }
     }
@@ -460,8 +460,7 @@ impl Router {
         }
     }
 
-    fn on_rtp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
-        let _ = now;
+    fn on_rtp(&mut self, tid: TransportId, pkt: &[u8]) {
         let Some(hdr) = RtpHeader::parse(pkt) else {
             self.count_drop(DropReason::MalformedRtp);
             return;
@@ -737,8 +736,7 @@ impl Router {
 
     /// Next datagram to send on the router's socket.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.transmits.pop_front()?;
-        Some(t)
+        self.transmits.pop_front()
     }
 
     /// Records that a datagram was sent (or failed), for the counters.

@@ -382,7 +382,7 @@ async fn run(
             }
             Command::CloseRouter { router } => {
                 if let Some(slot) = routers.remove(&router) {
-                    close_router(slot, &events, &counters).await;
+                    close_router(slot, &counters).await;
                 }
             }
             Command::CreateTransport {
@@ -455,7 +455,7 @@ async fn run(
         return;
     }
     for (_, slot) in routers.drain() {
-        close_router(slot, &events, &counters).await;
+        close_router(slot, &counters).await;
     }
 }
 
@@ -499,13 +499,12 @@ fn log_failure(r: Result<()>) {
     }
 }
 
-async fn close_router(slot: RouterSlot, events: &Sender<Event>, counters: &Counters) {
+async fn close_router(slot: RouterSlot, counters: &Counters) {
     slot.router.borrow_mut().close_all();
     slot.closed.set(true);
     // The task sees the flag within MAX_RECV_WAIT, sends what is queued and
     // forwards the close events; then the socket is dropped.
     let _ = slot.task.await;
-    let _ = events;
     counters.routers.add(-1);
 }
 
