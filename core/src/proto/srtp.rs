@@ -54,6 +54,13 @@ impl SrtpProfile {
         let p = self.to_webrtc();
         p.rtp_auth_tag_len() + p.aead_auth_tag_len()
     }
+
+    /// Bytes SRTCP adds to an RTCP packet: the E flag + index word and the
+    /// auth or AEAD tag (RFC 3711 §3.4, RFC 7714 §9).
+    pub fn rtcp_overhead(self) -> usize {
+        let p = self.to_webrtc();
+        4 + p.rtcp_auth_tag_len() + p.aead_auth_tag_len()
+    }
 }
 
 /// Why an SRTP/SRTCP packet was not accepted.
@@ -182,9 +189,23 @@ impl SrtpSession {
     }
 
     /// Authenticates, replay-checks and decrypts an SRTCP packet (RFC 3711 §3.4).
+    ///
+    /// Anything shorter than the 8-byte RTCP header plus
+    /// [`SrtpProfile::rtcp_overhead`] is refused first: webrtc-srtp computes
+    /// the index position by subtraction and panics on shorter input.
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Bytes, SrtpError> {
-        if srtcp.len() < 8 + 4 {
+        if srtcp.len() < 8 + self.profile.rtcp_overhead() {
             return Err(SrtpError::Malformed);
+        }
+        // webrtc-srtp 0.17 returns AES-CM SRTCP whose E flag is 0 ("not
+        // encrypted") without checking its authentication tag, although RFC 3711
+        // §3.4 makes SRTCP authentication mandatory. WebRTC endpoints always
+        // encrypt SRTCP, so such a packet is refused as unauthenticated.
+        if self.profile == SrtpProfile::Aes128CmSha1_80 {
+            let e_flag = srtcp[srtcp.len() - self.profile.rtcp_overhead()] >> 7;
+            if e_flag == 0 {
+                return Err(SrtpError::Auth);
+            }
         }
         self.remote.decrypt_rtcp(srtcp).map_err(map_err)
     }
@@ -250,6 +271,55 @@ mod tests {
                 &rr[..]
             );
         }
+    }
+
+    /// Found by the `srtp_unprotect` fuzz target: 12- and 13-byte SRTCP made
+    /// webrtc-srtp's AES-CM index lookup underflow and panic; longer garbage
+    /// with the E flag clear was accepted without authentication.
+    #[test]
+    fn short_srtcp_is_malformed_not_a_panic() {
+        let crash = [
+            0x90, 0x7d, 0x90, 0x57, 0x13, 0x18, 0xe4, 0x83, 0xcf, 0x37, 0xbe, 0x67,
+        ];
+        for profile in [
+            SrtpProfile::Aes128CmSha1_80,
+            SrtpProfile::AeadAes128Gcm,
+            SrtpProfile::AeadAes256Gcm,
+        ] {
+            let (_, mut s) = pair(profile);
+            for n in 0..=crash.len() + 20 {
+                let d: Vec<u8> = crash.iter().copied().cycle().take(n).collect();
+                if n < 8 + profile.rtcp_overhead() {
+                    assert_eq!(
+                        s.unprotect_rtcp(&d),
+                        Err(SrtpError::Malformed),
+                        "{profile:?} len {n}"
+                    );
+                } else {
+                    let r = s.unprotect_rtcp(&d);
+                    assert!(r.is_err(), "{profile:?} len {n}: {d:02x?} -> {r:02x?}");
+                }
+            }
+        }
+    }
+
+    /// Clearing the E flag of a genuine AES-CM SRTCP packet must not turn it
+    /// into one that is accepted without its tag being checked.
+    #[test]
+    fn srtcp_with_the_e_flag_cleared_is_refused() {
+        let (mut c, mut s) = pair(SrtpProfile::Aes128CmSha1_80);
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 7];
+        let mut forged = c.protect_rtcp(&rr).expect("protect").to_vec();
+        let e = forged.len() - SrtpProfile::Aes128CmSha1_80.rtcp_overhead();
+        forged[e] &= 0x7f;
+        forged.truncate(forged.len() - 10);
+        forged.extend_from_slice(&[0u8; 10]); // any tag at all
+        assert_eq!(s.unprotect_rtcp(&forged), Err(SrtpError::Auth));
+        let genuine = c.protect_rtcp(&rr).expect("protect");
+        assert_eq!(
+            &s.unprotect_rtcp(&genuine).expect("genuine packet")[..],
+            &rr[..]
+        );
     }
 
     #[test]
