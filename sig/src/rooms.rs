@@ -934,3 +934,125 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sfu_core::worker::RouterInfo;
+
+    const OFFER: &str = include_str!("../../../shared/fixtures/sdp/offer-audio-video-sendrecv.sdp");
+
+    /// A stand-in data-plane worker on a thread: answers every command the way
+    /// a worker does, with fresh ids, and records what it was sent.
+    fn fake_worker() -> (WorkerRef, std::thread::JoinHandle<Vec<String>>) {
+        let (tx, rx) = crossbeam_channel::unbounded::<Command>();
+        let counters = Arc::new(Counters::default());
+        let t = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut next = 0u32;
+            for cmd in rx {
+                seen.push(format!("{cmd:?}"));
+                next += 1;
+                match cmd {
+                    Command::CreateRouter { reply, .. } => reply(Ok(RouterInfo {
+                        local_addr: "127.0.0.1:40000".parse().expect("addr"),
+                        counters: Arc::new(Counters::default()),
+                    })),
+                    Command::CreateTransport { reply, .. } => reply(Ok(TransportId(next))),
+                    Command::CreateProducer { reply, .. } => reply(Ok(ProducerId(next))),
+                    Command::CreateConsumer { reply, .. } => reply(Ok(ConsumerId(next))),
+                    Command::Shutdown => break,
+                    _ => {}
+                }
+            }
+            seen
+        });
+        (WorkerRef { tx, counters }, t)
+    }
+
+    async fn recv(out: &mut mpsc::UnboundedReceiver<Outgoing>) -> serde_json::Value {
+        loop {
+            let o = tokio::time::timeout(Duration::from_secs(5), out.recv())
+                .await
+                .expect("a message within 5 s")
+                .expect("open");
+            if let Outgoing::Text(t) = o {
+                return serde_json::from_str(&t).expect("json");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn worker_failure_tells_its_rooms_to_rejoin_and_moves_new_rooms_elsewhere() {
+        let (w0, t0) = fake_worker();
+        let (w1, t1) = fake_worker();
+        let cfg = HubConfig {
+            announced_ip: "127.0.0.1".parse().expect("ip"),
+            fingerprint: sfu_core::proto::dtls::format_fingerprint(&[1; 32]),
+            limits: Limits::default(),
+            auth_secret: None,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hub = tokio::spawn(
+            Hub::new(
+                cfg,
+                vec![w0.clone(), w1.clone()],
+                Arc::new(Registry::default()),
+            )
+            .run(rx),
+        );
+        let (out_tx, mut out) = mpsc::unbounded_channel();
+        tx.send(HubMsg::Connect {
+            conn: 1,
+            out: out_tx,
+        })
+        .expect("hub");
+        let join = |room: &str| ClientMsg::Join {
+            room: room.into(),
+            name: "a".into(),
+            sdp: OFFER.into(),
+            token: None,
+        };
+        tx.send(HubMsg::Client {
+            conn: 1,
+            msg: join("r"),
+        })
+        .expect("hub");
+        assert_eq!(recv(&mut out).await["type"], "answer");
+        // The room went to worker 0 (both idle: the lower index). It fails.
+        tx.send(HubMsg::Core(Event::WorkerFailed {
+            worker: 0,
+            message: "bug".into(),
+        }))
+        .expect("hub");
+        let mut got = recv(&mut out).await;
+        while got["type"] == "participants" {
+            got = recv(&mut out).await;
+        }
+        assert_eq!(got["code"], "room-failed", "{got}");
+        // Joining again works, on worker 1.
+        tx.send(HubMsg::Client {
+            conn: 1,
+            msg: join("r"),
+        })
+        .expect("hub");
+        let mut got = recv(&mut out).await;
+        while got["type"] == "participants" {
+            got = recv(&mut out).await;
+        }
+        assert_eq!(got["type"], "answer", "{got}");
+        let (done_tx, done_rx) = oneshot::channel();
+        tx.send(HubMsg::Shutdown { done: done_tx }).expect("hub");
+        let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+        let _ = hub.await;
+        let _ = w0.tx.send(Command::Shutdown);
+        let _ = w1.tx.send(Command::Shutdown);
+        let (seen0, seen1) = (t0.join().expect("w0"), t1.join().expect("w1"));
+        assert_eq!(seen0.iter().filter(|c| *c == "CreateRouter").count(), 1);
+        assert_eq!(
+            seen1.iter().filter(|c| *c == "CreateRouter").count(),
+            1,
+            "the new room went to worker 1"
+        );
+    }
+}
