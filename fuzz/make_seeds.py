@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Builds fuzz/seeds/<target>/ from real Chromium captures (../shared/fixtures)
+"""Builds fuzz/seeds/<target>/ from real Chromium captures (testdata/)
 and packets shaped like our own peers' (plain RTCP compounds, signaling JSON).
 Re-run after the fixtures change:  python3 fuzz/make_seeds.py"""
 import json, os, pathlib, struct
 
 here = pathlib.Path(__file__).resolve().parent
-fix = here.parent.parent / "shared" / "fixtures"
+fix = here.parent.parent / "testdata"
 out = here / "seeds"
 pk = sorted((fix / "packets").glob("*.bin"))
 read = lambda p: p.read_bytes()

@@ -115,14 +115,16 @@ fn garbage_on_the_room_port_changes_nothing_for_the_call() {
     std::thread::sleep(Duration::from_millis(2000));
     let room: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let stranger = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/packets");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/packets");
     let mut samples: Vec<Vec<u8>> = std::fs::read_dir(fixtures)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| std::fs::read(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{fixtures}: {e}"))
+        .flatten()
+        .map(|e| std::fs::read(e.path()).expect("a captured datagram"))
+        .collect();
+    assert!(
+        samples.len() >= 30,
+        "testdata/packets holds the captured datagrams"
+    );
     let mut seed = 99u32;
     let mut rnd = || {
         seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);

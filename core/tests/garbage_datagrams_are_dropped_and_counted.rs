@@ -7,7 +7,7 @@ use common::{Net, rtp};
 use sfu_core::router::MediaKind;
 use sfu_core::stats::DropReason;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/packets");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/packets");
 
 fn lcg(seed: &mut u32) -> u8 {
     *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
@@ -24,17 +24,20 @@ fn garbage_of_every_class_is_dropped_and_the_call_continues() {
     net.step();
 
     let mut samples: Vec<Vec<u8>> = Vec::new();
-    // Real Chromium datagrams (whatever fixtures exist), truncated at every length.
-    if let Ok(dir) = std::fs::read_dir(FIXTURES) {
-        for e in dir.flatten() {
-            if let Ok(d) = std::fs::read(e.path()) {
-                for n in (0..d.len()).step_by(7) {
-                    samples.push(d[..n].to_vec());
-                }
-                samples.push(d);
-            }
+    // Real Chromium datagrams, truncated at every 7th length. A missing
+    // testdata folder fails the test rather than shrinking it.
+    let dir = std::fs::read_dir(FIXTURES).unwrap_or_else(|e| panic!("{FIXTURES}: {e}"));
+    for e in dir.flatten() {
+        let d = std::fs::read(e.path()).unwrap_or_else(|err| panic!("{:?}: {err}", e.path()));
+        for n in (0..d.len()).step_by(7) {
+            samples.push(d[..n].to_vec());
         }
+        samples.push(d);
     }
+    assert!(
+        samples.len() > 100,
+        "testdata/packets holds the captured datagrams"
+    );
     // Random bytes behind each class's first byte.
     let mut seed = 7;
     for first in [0u8, 1, 3, 20, 22, 63, 128, 0x80, 0x90, 0xbf, 200, 255] {

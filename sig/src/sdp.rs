@@ -514,17 +514,17 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
 mod tests {
     use super::*;
 
-    const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/sdp");
+    const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/sdp");
 
-    fn fixture(name: &str) -> Option<String> {
-        std::fs::read_to_string(format!("{FIX}/{name}")).ok()
+    /// A captured SDP; a missing file fails the test (testdata/README.md).
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{FIX}/{name}"))
+            .unwrap_or_else(|e| panic!("testdata/sdp/{name}: {e}"))
     }
 
     #[test]
     fn parses_chromium_offer() {
-        let Some(sdp) = fixture("offer-audio-video-sendrecv.sdp") else {
-            return;
-        };
+        let sdp = fixture("offer-audio-video-sendrecv.sdp");
         let o = parse(&sdp).expect("parses");
         validate_offer(&o).expect("usable");
         assert_eq!(o.setup, "actpass");
@@ -552,7 +552,7 @@ mod tests {
             "offer-recvonly-audio-video.sdp",
             "offer-audio-video-simulcast.sdp",
         ] {
-            let Some(sdp) = fixture(f) else { return };
+            let sdp = fixture(f);
             let o = parse(&sdp).expect(f);
             validate_offer(&o).expect(f);
         }
@@ -560,9 +560,7 @@ mod tests {
 
     #[test]
     fn missing_pieces_are_named() {
-        let Some(sdp) = fixture("offer-audio-video-sendrecv.sdp") else {
-            return;
-        };
+        let sdp = fixture("offer-audio-video-sendrecv.sdp");
         let no_fp: String = sdp
             .lines()
             .filter(|l| !l.starts_with("a=fingerprint"))

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-const OFFER: &str = include_str!("../../../shared/fixtures/sdp/offer-audio-video-sendrecv.sdp");
+const OFFER: &str = include_str!("../../testdata/sdp/offer-audio-video-sendrecv.sdp");
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 
 async fn next_json(ws: &mut Ws) -> serde_json::Value {

@@ -263,19 +263,18 @@ pub fn verify_binding_success(
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/packets");
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/packets");
 
-    fn fixture(name: &str) -> Option<Vec<u8>> {
-        std::fs::read(format!("{FIXTURES}/{name}")).ok()
+    /// A captured datagram; a missing file fails the test (testdata/README.md).
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}"))
+            .unwrap_or_else(|e| panic!("testdata/packets/{name}: {e}"))
     }
 
     #[test]
     fn chromium_binding_request_verifies_with_receiver_password() {
         // stun-binding-request-1: pc2 -> pc1, USERNAME "0rdp:z0GM", key pc1's pwd.
-        let Some(msg) = fixture("stun-binding-request-1.bin") else {
-            eprintln!("fixtures not present; skipping");
-            return;
-        };
+        let msg = fixture("stun-binding-request-1.bin");
         assert_eq!(peek_local_ufrag(&msg), Some(&b"0rdp"[..]));
         let req = verify_binding_request(&msg, "0rdp", "2wCUJ6GfzJauAqu9b8iPmNvl").expect("valid");
         assert_eq!(req.transaction_id[..], msg[8..20]);
@@ -291,9 +290,7 @@ mod tests {
 
     #[test]
     fn chromium_success_response_verifies() {
-        let Some(msg) = fixture("stun-binding-success-response-1.bin") else {
-            return;
-        };
+        let msg = fixture("stun-binding-success-response-1.bin");
         let (_, addr) = verify_binding_success(&msg, "GwyxuLjKzjY5Oxo4kcEXKM7f").expect("valid");
         assert!(addr.ip().is_loopback());
     }
