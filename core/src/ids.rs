@@ -91,30 +91,50 @@ macro_rules! slab_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub u32);
+        pub struct $name(pub u64);
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "{}", self.0)
             }
         }
+
+        impl crate::router::id_slab::SlabId for $name {
+            fn from_raw(raw: u64) -> Self {
+                Self(raw)
+            }
+            fn raw(self) -> u64 {
+                self.0
+            }
+        }
     };
 }
 
+/// A Router (one room), chosen by the control plane — unique within the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouterId(pub u32);
+
+impl fmt::Display for RouterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 slab_id!(
-    /// A Router (one room) — unique within the process.
-    RouterId
-);
-slab_id!(
-    /// A WebRtcTransport — unique within its Router.
+    /// A WebRtcTransport — never reused within its Router: the
+    /// slab index (low 32 bits) and a creation serial (high 32 bits), so a
+    /// stale id from the control plane finds nothing.
     TransportId
 );
 slab_id!(
-    /// A Producer (incoming track) — unique within its Router.
+    /// A Producer (incoming track) — never reused within its Router: the
+    /// slab index (low 32 bits) and a creation serial (high 32 bits), so a
+    /// stale id from the control plane finds nothing.
     ProducerId
 );
 slab_id!(
-    /// A Consumer (one subscriber's copy of a Producer) — unique within its Router.
+    /// A Consumer (one subscriber's copy of a Producer) — never reused within its Router: the
+    /// slab index (low 32 bits) and a creation serial (high 32 bits), so a
+    /// stale id from the control plane finds nothing.
     ConsumerId
 );
 

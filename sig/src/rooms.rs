@@ -940,7 +940,7 @@ mod tests {
     use super::*;
     use sfu_core::worker::RouterInfo;
 
-    const OFFER: &str = include_str!("../../../shared/fixtures/sdp/offer-audio-video-sendrecv.sdp");
+    const OFFER: &str = include_str!("../../testdata/sdp/offer-audio-video-sendrecv.sdp");
 
     /// A stand-in data-plane worker on a thread: answers every command the way
     /// a worker does, with fresh ids, and records what it was sent.
@@ -949,7 +949,7 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let t = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            let mut next = 0u32;
+            let mut next = 0u64;
             for cmd in rx {
                 seen.push(format!("{cmd:?}"));
                 next += 1;

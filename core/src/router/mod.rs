@@ -6,6 +6,7 @@
 //! after each call drain [`Router::poll_transmit`] and [`Router::poll_event`].
 
 pub mod consumer;
+pub mod id_slab;
 pub mod producer;
 pub mod seq_manager;
 
@@ -14,11 +15,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
 pub use consumer::{Consumer, ConsumerParams};
 pub use producer::{MediaKind, Producer, ProducerParams};
 
+use self::id_slab::IdSlab;
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
 use crate::proto::demux::{PacketClass, classify};
@@ -73,11 +73,11 @@ pub struct Router {
     cert: Certificate,
     dtls_config: Arc<dimpl::Config>,
     config: RouterConfig,
-    transports: Slab<TransportEntry>,
+    transports: IdSlab<TransportId, TransportEntry>,
     by_addr: HashMap<SocketAddr, TransportId>,
     by_ufrag: HashMap<Box<[u8]>, TransportId>,
-    producers: Slab<Producer>,
-    consumers: Slab<Consumer>,
+    producers: IdSlab<ProducerId, Producer>,
+    consumers: IdSlab<ConsumerId, Consumer>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<RouterEvent>,
     counters: Arc<Counters>,
@@ -106,11 +106,11 @@ impl Router {
             cert,
             dtls_config,
             config,
-            transports: Slab::new(),
+            transports: IdSlab::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
-            producers: Slab::new(),
-            consumers: Slab::new(),
+            producers: IdSlab::new(),
+            consumers: IdSlab::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters,
@@ -139,7 +139,7 @@ impl Router {
 
     /// The transport, if it exists (for inspection in tests).
     pub fn transport(&self, id: TransportId) -> Option<&WebRtcTransport> {
-        self.transports.get(id.0 as usize).map(|e| &e.transport)
+        self.transports.get(id).map(|e| &e.transport)
     }
 
     fn gauge(&self, f: impl Fn(&Counters)) {
@@ -183,11 +183,11 @@ impl Router {
             self.dtls_config.clone(),
             now,
         );
-        let id = TransportId(self.transports.insert(TransportEntry {
+        let id = self.transports.insert(TransportEntry {
             transport: t,
             producers: Vec::new(),
             consumers: Vec::new(),
-        }) as u32);
+        });
         self.by_ufrag.insert(ufrag, id);
         self.gauge(|c| c.transports.add(1));
         Ok(id)
@@ -200,7 +200,7 @@ impl Router {
     pub fn close_transport(&mut self, id: TransportId) -> Result<()> {
         let entry = self
             .transports
-            .get_mut(id.0 as usize)
+            .get_mut(id)
             .ok_or(Error::UnknownTransport(id))?;
         entry.transport.close(CloseReason::Closed);
         self.after_transport(id);
@@ -208,7 +208,7 @@ impl Router {
     }
 
     fn remove_transport(&mut self, id: TransportId) {
-        let Some(entry) = self.transports.try_remove(id.0 as usize) else {
+        let Some(entry) = self.transports.try_remove(id) else {
             return;
         };
         self.by_ufrag
@@ -231,20 +231,20 @@ impl Router {
         let tid = params.transport;
         let entry = self
             .transports
-            .get(tid.0 as usize)
+            .get(tid)
             .ok_or(Error::UnknownTransport(tid))?;
         if entry
             .producers
             .iter()
-            .any(|p| self.producers[p.0 as usize].params.ssrc == params.ssrc)
+            .any(|p| self.producers[*p].params.ssrc == params.ssrc)
         {
             return Err(Error::InvalidParams(format!(
                 "SSRC {} already produced on this transport",
                 params.ssrc.0
             )));
         }
-        let id = ProducerId(self.producers.insert(Producer::new(params)) as u32);
-        self.transports[tid.0 as usize].producers.push(id);
+        let id = self.producers.insert(Producer::new(params));
+        self.transports[tid].producers.push(id);
         self.gauge(|c| c.producers.add(1));
         Ok(id)
     }
@@ -253,12 +253,9 @@ impl Router {
     ///
     /// Errors: [`Error::UnknownProducer`].
     pub fn close_producer(&mut self, id: ProducerId) -> Result<()> {
-        let p = self
-            .producers
-            .get(id.0 as usize)
-            .ok_or(Error::UnknownProducer(id))?;
+        let p = self.producers.get(id).ok_or(Error::UnknownProducer(id))?;
         let tid = p.params.transport;
-        if let Some(e) = self.transports.get_mut(tid.0 as usize) {
+        if let Some(e) = self.transports.get_mut(tid) {
             e.producers.retain(|x| *x != id);
         }
         self.remove_producer(id);
@@ -266,13 +263,13 @@ impl Router {
     }
 
     fn remove_producer(&mut self, id: ProducerId) {
-        let Some(p) = self.producers.try_remove(id.0 as usize) else {
+        let Some(p) = self.producers.try_remove(id) else {
             return;
         };
         for c in p.consumers {
-            if let Some(cons) = self.consumers.get(c.0 as usize) {
+            if let Some(cons) = self.consumers.get(c) {
                 let tid = cons.params.transport;
-                if let Some(e) = self.transports.get_mut(tid.0 as usize) {
+                if let Some(e) = self.transports.get_mut(tid) {
                     e.consumers.retain(|x| *x != c);
                 }
             }
@@ -290,15 +287,15 @@ impl Router {
         let tid = params.transport;
         let entry = self
             .transports
-            .get(tid.0 as usize)
+            .get(tid)
             .ok_or(Error::UnknownTransport(tid))?;
-        if !self.producers.contains(params.producer.0 as usize) {
+        if !self.producers.contains(params.producer) {
             return Err(Error::UnknownProducer(params.producer));
         }
         if entry
             .consumers
             .iter()
-            .any(|c| self.consumers[c.0 as usize].params.ssrc == params.ssrc)
+            .any(|c| self.consumers[*c].params.ssrc == params.ssrc)
         {
             return Err(Error::InvalidParams(format!(
                 "SSRC {} already consumed on this transport",
@@ -311,9 +308,9 @@ impl Router {
         let pid = params.producer;
         let paused = params.paused;
         let c = Consumer::new(params, rand::random(), rand::random());
-        let id = ConsumerId(self.consumers.insert(c) as u32);
-        self.transports[tid.0 as usize].consumers.push(id);
-        self.producers[pid.0 as usize].consumers.push(id);
+        let id = self.consumers.insert(c);
+        self.transports[tid].consumers.push(id);
+        self.producers[pid].consumers.push(id);
         self.gauge(|c| c.consumers.add(1));
         if !paused {
             self.request_keyframe(now, pid);
@@ -325,12 +322,9 @@ impl Router {
     ///
     /// Errors: [`Error::UnknownConsumer`].
     pub fn close_consumer(&mut self, id: ConsumerId) -> Result<()> {
-        let c = self
-            .consumers
-            .get(id.0 as usize)
-            .ok_or(Error::UnknownConsumer(id))?;
+        let c = self.consumers.get(id).ok_or(Error::UnknownConsumer(id))?;
         let tid = c.params.transport;
-        if let Some(e) = self.transports.get_mut(tid.0 as usize) {
+        if let Some(e) = self.transports.get_mut(tid) {
             e.consumers.retain(|x| *x != id);
         }
         self.remove_consumer(id);
@@ -338,10 +332,10 @@ impl Router {
     }
 
     fn remove_consumer(&mut self, id: ConsumerId) {
-        let Some(c) = self.consumers.try_remove(id.0 as usize) else {
+        let Some(c) = self.consumers.try_remove(id) else {
             return;
         };
-        if let Some(p) = self.producers.get_mut(c.params.producer.0 as usize) {
+        if let Some(p) = self.producers.get_mut(c.params.producer) {
             p.consumers.retain(|x| *x != id);
         }
         self.gauge(|c| c.consumers.add(-1));
@@ -360,7 +354,7 @@ impl Router {
     ) -> Result<()> {
         let c = self
             .consumers
-            .get_mut(id.0 as usize)
+            .get_mut(id)
             .ok_or(Error::UnknownConsumer(id))?;
         if c.paused == paused {
             return Ok(());
@@ -376,7 +370,7 @@ impl Router {
 
     /// The consumer, if it exists.
     pub fn consumer(&self, id: ConsumerId) -> Option<&Consumer> {
-        self.consumers.get(id.0 as usize)
+        self.consumers.get(id)
     }
 
     /// Handles one datagram received on the router's socket from `from`.
@@ -402,7 +396,7 @@ impl Router {
                 }
             }
         };
-        let Some(entry) = self.transports.get_mut(tid.0 as usize) else {
+        let Some(entry) = self.transports.get_mut(tid) else {
             return;
         };
         let res = entry.transport.handle_datagram(now, from, data);
@@ -417,7 +411,7 @@ impl Router {
 
     /// Drains a transport's transmits and events after any call into it.
     fn after_transport(&mut self, tid: TransportId) {
-        let Some(entry) = self.transports.get_mut(tid.0 as usize) else {
+        let Some(entry) = self.transports.get_mut(tid) else {
             return;
         };
         while let Some(t) = entry.transport.poll_transmit() {
@@ -440,11 +434,11 @@ impl Router {
         }
         if connected {
             // Keyframe requests made while the publisher was connecting.
-            let pending: Vec<ProducerId> = self.transports[tid.0 as usize]
+            let pending: Vec<ProducerId> = self.transports[tid]
                 .producers
                 .iter()
                 .copied()
-                .filter(|p| self.producers[p.0 as usize].keyframe_pending)
+                .filter(|p| self.producers[*p].keyframe_pending)
                 .collect();
             for p in pending {
                 self.request_keyframe(self.now, p);
@@ -475,24 +469,24 @@ impl Router {
             worker_counters,
             ..
         } = self;
-        let entry = &transports[tid.0 as usize];
+        let entry = &transports[tid];
         let Some(pid) = entry
             .producers
             .iter()
             .copied()
-            .find(|p| producers[p.0 as usize].params.ssrc == hdr.ssrc)
+            .find(|p| producers[*p].params.ssrc == hdr.ssrc)
         else {
             let rtx = entry
                 .producers
                 .iter()
-                .any(|p| producers[p.0 as usize].params.rtx_ssrc == Some(hdr.ssrc));
+                .any(|p| producers[*p].params.rtx_ssrc == Some(hdr.ssrc));
             if !rtx {
                 counters.count_drop(DropReason::UnknownSsrc);
                 worker_counters.count_drop(DropReason::UnknownSsrc);
             }
             return;
         };
-        let producer = &producers[pid.0 as usize];
+        let producer = &producers[pid];
         if !producer.params.payload_types.contains(&hdr.pt) {
             counters.count_drop(DropReason::UnknownSsrc);
             worker_counters.count_drop(DropReason::UnknownSsrc);
@@ -500,7 +494,7 @@ impl Router {
         }
         let payload_len = (pkt.len() - hdr.header_len) as u32;
         for cid in &producer.consumers {
-            let c = &mut consumers[cid.0 as usize];
+            let c = &mut consumers[*cid];
             if c.paused {
                 continue;
             }
@@ -516,7 +510,7 @@ impl Router {
                 mid: c.params.mid_ext_id.zip(c.params.mid),
             };
             write_forwarded(pkt, &hdr, &rw, scratch);
-            let Some(t) = transports.get_mut(c.params.transport.0 as usize) else {
+            let Some(t) = transports.get_mut(c.params.transport) else {
                 continue;
             };
             if let Some(tx) = t.transport.protect_rtp(scratch) {
@@ -559,17 +553,17 @@ impl Router {
     }
 
     fn find_consumer(&self, tid: TransportId, ssrc: Ssrc) -> Option<ConsumerId> {
-        let entry = self.transports.get(tid.0 as usize)?;
+        let entry = self.transports.get(tid)?;
         entry
             .consumers
             .iter()
             .copied()
-            .find(|c| self.consumers[c.0 as usize].params.ssrc == ssrc)
+            .find(|c| self.consumers[*c].params.ssrc == ssrc)
     }
 
     fn keyframe_for_consumer_ssrc(&mut self, now: Instant, tid: TransportId, ssrc: Ssrc) {
         if let Some(cid) = self.find_consumer(tid, ssrc) {
-            let pid = self.consumers[cid.0 as usize].params.producer;
+            let pid = self.consumers[cid].params.producer;
             self.request_keyframe(now, pid);
         }
     }
@@ -580,7 +574,7 @@ impl Router {
     /// is deferred until it is — neither is lost.
     fn request_keyframe(&mut self, now: Instant, pid: ProducerId) {
         let interval = self.config.keyframe_min_interval;
-        let Some(p) = self.producers.get_mut(pid.0 as usize) else {
+        let Some(p) = self.producers.get_mut(pid) else {
             return;
         };
         if p.params.kind != MediaKind::Video {
@@ -588,7 +582,7 @@ impl Router {
         }
         let publisher_connected = self
             .transports
-            .get(p.params.transport.0 as usize)
+            .get(p.params.transport)
             .is_some_and(|e| e.transport.is_connected());
         if !publisher_connected || p.last_keyframe_request.is_some_and(|t| now < t + interval) {
             p.keyframe_pending = true;
@@ -600,7 +594,7 @@ impl Router {
         self.rtcp_buf.clear();
         rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
         rtcp::write_pli(self.rtcp_ssrc, media, &mut self.rtcp_buf);
-        if let Some(e) = self.transports.get_mut(tid.0 as usize)
+        if let Some(e) = self.transports.get_mut(tid)
             && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
         {
             self.transmits.push_back(tx);
@@ -620,21 +614,21 @@ impl Router {
             rtcp_buf,
             ..
         } = self;
-        let Some(entry) = transports.get(tid.0 as usize) else {
+        let Some(entry) = transports.get(tid) else {
             return;
         };
         let Some(pid) = entry
             .producers
             .iter()
             .copied()
-            .find(|p| producers[p.0 as usize].params.ssrc == si.ssrc)
+            .find(|p| producers[*p].params.ssrc == si.ssrc)
         else {
             return;
         };
-        let producer = &mut producers[pid.0 as usize];
+        let producer = &mut producers[pid];
         producer.last_sr = Some(si);
         for cid in &producer.consumers {
-            let c = &consumers[cid.0 as usize];
+            let c = &consumers[*cid];
             if c.paused {
                 continue;
             }
@@ -647,7 +641,7 @@ impl Router {
                 octets: c.octets_sent,
             }
             .write(rtcp_buf);
-            if let Some(t) = transports.get_mut(c.params.transport.0 as usize)
+            if let Some(t) = transports.get_mut(c.params.transport)
                 && let Some(tx) = t.transport.protect_rtcp(rtcp_buf)
             {
                 transmits.push_back(tx);
@@ -662,8 +656,8 @@ impl Router {
         let Some(cid) = self.find_consumer(tid, ssrc) else {
             return;
         };
-        let c = &self.consumers[cid.0 as usize];
-        let Some(prod) = self.producers.get(c.params.producer.0 as usize) else {
+        let c = &self.consumers[cid];
+        let Some(prod) = self.producers.get(c.params.producer) else {
             return;
         };
         let (ptid, media) = (prod.params.transport, prod.params.ssrc);
@@ -683,7 +677,7 @@ impl Router {
         self.rtcp_buf.clear();
         rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
         rtcp::write_nack(self.rtcp_ssrc, media, &items, &mut self.rtcp_buf);
-        if let Some(e) = self.transports.get_mut(ptid.0 as usize)
+        if let Some(e) = self.transports.get_mut(ptid)
             && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
         {
             self.transmits.push_back(tx);
@@ -693,15 +687,15 @@ impl Router {
     /// Advances timers of all transports and deferred keyframe requests.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        let ids: Vec<usize> = self.transports.iter().map(|(k, _)| k).collect();
+        let ids = self.transports.ids();
         for k in ids {
             if let Some(e) = self.transports.get_mut(k) {
                 e.transport.handle_timeout(now);
             }
-            self.after_transport(TransportId(k as u32));
+            self.after_transport(k);
         }
         let interval = self.config.keyframe_min_interval;
-        let due: Vec<usize> = self
+        let due: Vec<ProducerId> = self
             .producers
             .iter()
             .filter(|(_, p)| {
@@ -710,7 +704,7 @@ impl Router {
             .map(|(k, _)| k)
             .collect();
         for k in due {
-            self.request_keyframe(now, ProducerId(k as u32));
+            self.request_keyframe(now, k);
         }
     }
 
@@ -759,9 +753,9 @@ impl Router {
 
     /// Closes every transport (router shutdown).
     pub fn close_all(&mut self) {
-        let ids: Vec<usize> = self.transports.iter().map(|(k, _)| k).collect();
+        let ids = self.transports.ids();
         for k in ids {
-            let _ = self.close_transport(TransportId(k as u32));
+            let _ = self.close_transport(k);
         }
     }
 }
