@@ -27,7 +27,8 @@ BIN=target/fp/release
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 taskset -c 0 "$BIN/sfu" --http-listen "127.0.0.1:$PORT" --announced-ip 127.0.0.1 --rtc-listen-ip 127.0.0.1 \
-  --rtc-ports 44000-44999 --cores 1 --log warn &
+  --rtc-ports 44000-44999 --cores 1 --log warn \
+  --max-messages-per-second-per-ip 1000000 --max-joins-per-minute-per-ip 1000000 &
 SERVER=$!
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap cleanup EXIT

@@ -35,6 +35,9 @@ pub enum Error {
     /// The worker thread is gone (shut down or crashed).
     #[error("worker is not running")]
     WorkerGone,
+    /// The worker's command queue is full: it is overloaded or stalled.
+    #[error("the worker's command queue is full")]
+    QueueFull,
     /// DTLS set-up failed.
     #[error("dtls: {0}")]
     Dtls(String),

@@ -120,6 +120,9 @@ pub struct Counters {
     pub send_errors: Counter,
     /// Keyframe requests (PLI) sent to producers.
     pub keyframe_requests: Counter,
+    /// Events to the control plane dropped because its queue was full
+    /// (worker counters only).
+    pub events_dropped: Counter,
     drops: [Counter; DropReason::ALL.len()],
     /// Live routers (worker counters only).
     pub routers: Gauge,
@@ -141,5 +144,41 @@ impl Counters {
     /// Number of drops for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].get()
+    }
+
+    /// A copy of the current values, owned by the caller (for summing).
+    pub fn snapshot(&self) -> Counters {
+        let c = Counters::default();
+        c.add_all(self);
+        c
+    }
+
+    /// Adds every value of `other` to this one. The caller must be this
+    /// set's only writer (e.g. a snapshot it owns).
+    pub fn add_all(&self, other: &Counters) {
+        let pairs = [
+            (&self.packets_in, &other.packets_in),
+            (&self.bytes_in, &other.bytes_in),
+            (&self.packets_out, &other.packets_out),
+            (&self.bytes_out, &other.bytes_out),
+            (&self.rtp_forwarded, &other.rtp_forwarded),
+            (&self.send_errors, &other.send_errors),
+            (&self.keyframe_requests, &other.keyframe_requests),
+            (&self.events_dropped, &other.events_dropped),
+        ];
+        for (a, b) in pairs {
+            a.add(b.get());
+        }
+        for (a, b) in self.drops.iter().zip(&other.drops) {
+            a.add(b.get());
+        }
+        for (a, b) in [
+            (&self.routers, &other.routers),
+            (&self.transports, &other.transports),
+            (&self.producers, &other.producers),
+            (&self.consumers, &other.consumers),
+        ] {
+            a.add(b.get() as i64);
+        }
     }
 }

@@ -183,7 +183,7 @@ fn scenario(events: Receiver<Event>, worker: Worker, server_cert: Certificate) {
 
     worker.shutdown();
     let stopped = std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(5)).ok())
-        .any(|e| matches!(e, Event::WorkerStopped { worker: 0 }));
+        .any(|e| matches!(e, Event::WorkerStopped { worker: 0, .. }));
     assert!(stopped, "worker reported it stopped");
     UdpSocket::bind(server).expect("the room's port is released after shutdown");
 }

@@ -61,7 +61,9 @@ fn scenario() {
     .expect("send");
     let failed = std::iter::from_fn(|| ev_rx.recv_timeout(Duration::from_secs(5)).ok())
         .find_map(|e| match e {
-            Event::WorkerFailed { worker, message } => Some((worker, message)),
+            Event::WorkerFailed {
+                worker, message, ..
+            } => Some((worker, message)),
             _ => None,
         })
         .expect("WorkerFailed reported");

@@ -74,6 +74,30 @@ pub struct Flags {
     /// Tracks one participant may receive at most [default: 400].
     #[arg(long, env = "SFU_MAX_CONSUMERS_PER_TRANSPORT")]
     pub max_consumers_per_transport: Option<String>,
+    /// Seconds a client has to answer an `update` offer; then it gets `update-timeout` and the
+    /// current state again [default: 10].
+    #[arg(long, env = "SFU_OFFER_TIMEOUT")]
+    pub offer_timeout: Option<String>,
+    /// Seconds one WebSocket write may take; a client that stops reading is closed after it and
+    /// its participant removed [default: 10].
+    #[arg(long, env = "SFU_WS_WRITE_TIMEOUT")]
+    pub ws_write_timeout: Option<String>,
+    /// Messages per second one WebSocket may send (bursts up to the same number) [default: 20].
+    #[arg(long, env = "SFU_MAX_MESSAGES_PER_SECOND")]
+    pub max_messages_per_second: Option<String>,
+    /// Messages per second all WebSockets from one IP address may send together [default: 200].
+    #[arg(long, env = "SFU_MAX_MESSAGES_PER_SECOND_PER_IP")]
+    pub max_messages_per_second_per_ip: Option<String>,
+    /// Joins per minute one WebSocket may send [default: 10].
+    #[arg(long, env = "SFU_MAX_JOINS_PER_MINUTE")]
+    pub max_joins_per_minute: Option<String>,
+    /// Joins per minute all WebSockets from one IP address may send together [default: 600].
+    #[arg(long, env = "SFU_MAX_JOINS_PER_MINUTE_PER_IP")]
+    pub max_joins_per_minute_per_ip: Option<String>,
+    /// Rooms that get their own series in /metrics, largest first; the rest are summed into
+    /// series labelled rooms="other" [default: 500].
+    #[arg(long, env = "SFU_METRICS_MAX_ROOMS")]
+    pub metrics_max_rooms: Option<String>,
     /// Secret for HS256 join tokens; when set, every join must carry a valid token (at least
     /// 32 characters).
     #[arg(long, env = "SFU_AUTH_SECRET", global = true, hide_env_values = true)]
@@ -121,6 +145,13 @@ struct FileConfig {
     max_participants_per_room: Option<toml::Value>,
     max_producers_per_participant: Option<toml::Value>,
     max_consumers_per_transport: Option<toml::Value>,
+    offer_timeout: Option<toml::Value>,
+    ws_write_timeout: Option<toml::Value>,
+    max_messages_per_second: Option<toml::Value>,
+    max_messages_per_second_per_ip: Option<toml::Value>,
+    max_joins_per_minute: Option<toml::Value>,
+    max_joins_per_minute_per_ip: Option<toml::Value>,
+    metrics_max_rooms: Option<toml::Value>,
     auth_secret: Option<String>,
 }
 
@@ -144,6 +175,31 @@ impl Default for Limits {
             participants_per_room: 100,
             producers_per_participant: 4,
             consumers_per_transport: 400,
+        }
+    }
+}
+
+/// Rate limits on signaling messages (token buckets whose burst equals the rate).
+/// Past one, the message is dropped and the client gets `rate-limited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Messages per second per WebSocket.
+    pub messages_per_second: u32,
+    /// Messages per second per client IP address, all its WebSockets together.
+    pub messages_per_second_per_ip: u32,
+    /// Joins per minute per WebSocket.
+    pub joins_per_minute: u32,
+    /// Joins per minute per client IP address.
+    pub joins_per_minute_per_ip: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            messages_per_second: 20,
+            messages_per_second_per_ip: 200,
+            joins_per_minute: 10,
+            joins_per_minute_per_ip: 600,
         }
     }
 }
@@ -179,6 +235,14 @@ pub struct Config {
     pub ws_idle_timeout: Duration,
     /// Server limits.
     pub limits: Limits,
+    /// Signaling rate limits.
+    pub rate_limits: RateLimits,
+    /// Time a client has to answer an `update`.
+    pub offer_timeout: Duration,
+    /// Longest one WebSocket write may take.
+    pub ws_write_timeout: Duration,
+    /// Rooms with their own series in /metrics.
+    pub metrics_max_rooms: usize,
     /// HS256 secret for join tokens; `None`: rooms are open.
     pub auth_secret: Option<String>,
 }
@@ -396,6 +460,69 @@ impl Config {
                 100_000,
             )?,
         };
+        let rd = RateLimits::default();
+        let rate = |field, flag, file: &Option<toml::Value>, default: u32, unit| {
+            number(
+                field,
+                flag,
+                file.as_ref(),
+                default.into(),
+                1..=1_000_000,
+                unit,
+            )
+            .map(|n| n as u32)
+        };
+        let rate_limits = RateLimits {
+            messages_per_second: rate(
+                "max_messages_per_second",
+                flags.max_messages_per_second,
+                &file.max_messages_per_second,
+                rd.messages_per_second,
+                "messages per second",
+            )?,
+            messages_per_second_per_ip: rate(
+                "max_messages_per_second_per_ip",
+                flags.max_messages_per_second_per_ip,
+                &file.max_messages_per_second_per_ip,
+                rd.messages_per_second_per_ip,
+                "messages per second",
+            )?,
+            joins_per_minute: rate(
+                "max_joins_per_minute",
+                flags.max_joins_per_minute,
+                &file.max_joins_per_minute,
+                rd.joins_per_minute,
+                "joins per minute",
+            )?,
+            joins_per_minute_per_ip: rate(
+                "max_joins_per_minute_per_ip",
+                flags.max_joins_per_minute_per_ip,
+                &file.max_joins_per_minute_per_ip,
+                rd.joins_per_minute_per_ip,
+                "joins per minute",
+            )?,
+        };
+        let offer_timeout = secs(
+            "offer_timeout",
+            flags.offer_timeout,
+            &file.offer_timeout,
+            10,
+            1..=600,
+        )?;
+        let ws_write_timeout = secs(
+            "ws_write_timeout",
+            flags.ws_write_timeout,
+            &file.ws_write_timeout,
+            10,
+            1..=600,
+        )?;
+        let metrics_max_rooms = count(
+            "metrics_max_rooms",
+            flags.metrics_max_rooms,
+            &file.metrics_max_rooms,
+            500,
+            100_000,
+        )?;
         let auth_secret = flags.auth_secret.or(file.auth_secret);
         if let Some(s) = &auth_secret
             && s.len() < 32
@@ -451,6 +578,10 @@ impl Config {
                 3..=86400,
             )?,
             limits,
+            rate_limits,
+            offer_timeout,
+            ws_write_timeout,
+            metrics_max_rooms,
             auth_secret,
         })
     }

@@ -6,16 +6,20 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod http;
+pub mod hub;
 pub mod metrics;
+pub mod negotiation;
 pub mod protocol;
-pub mod rooms;
+pub mod ratelimit;
+pub mod room;
 pub mod sdp;
 pub mod ws;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sfu_core::io::SocketConfig;
@@ -26,8 +30,14 @@ use sfu_core::worker::{Worker, WorkerConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::rooms::{Hub, HubConfig, HubMsg, Registry, WorkerRef};
+use crate::hub::{HUB_QUEUE, Hub, HubConfig, HubMsg, Registry, Spawner};
+use crate::ratelimit::IpLimiter;
 use crate::ws::AppState;
+
+/// Capacity of the workers' shared event queue (events from the data plane
+/// to the hub). When full, a worker drops the event and counts it
+/// (`sfu_worker_events_dropped_total`) rather than block forwarding.
+pub const EVENT_QUEUE: usize = 65_536;
 
 /// The CPUs this process may run on (its affinity mask), in order.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -56,11 +66,12 @@ pub async fn run(
 ) -> Result<(), String> {
     let cert =
         Certificate::generate().map_err(|e| format!("cannot create the DTLS certificate: {e}"))?;
-    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
     let cpus = allowed_cpus();
-    let mut workers = Vec::new();
-    for i in 0..cfg.cores {
-        let wc = WorkerConfig {
+    let worker_config = {
+        let cfg = cfg.clone();
+        let cpus = cpus.clone();
+        move |i: usize, generation: u32| WorkerConfig {
             cpu: cpus.get(i).copied(),
             socket: SocketConfig {
                 bind_ip: cfg.rtc_listen_ip,
@@ -72,46 +83,86 @@ pub async fn run(
             router: RouterConfig {
                 timeouts: TransportTimeouts {
                     consent: cfg.consent_timeout,
-                    ..TransportTimeouts::default()
+                    ice: cfg.ice_timeout,
+                    dtls: cfg.dtls_timeout,
                 },
                 ..RouterConfig::default()
             },
+            generation,
             ..WorkerConfig::default()
-        };
-        let w = Worker::spawn(i, wc, cert.clone(), ev_tx.clone())
+        }
+    };
+    let mut workers = Vec::new();
+    for i in 0..cfg.cores {
+        let w = Worker::spawn(i, worker_config(i, 0), cert.clone(), ev_tx.clone())
             .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
         workers.push(w);
     }
-    drop(ev_tx);
     tracing::info!(workers = workers.len(), cpus = ?&cpus[..cfg.cores.min(cpus.len())], fingerprint = %cert.fingerprint_sdp(), "data plane started");
+    let channels: Vec<_> = workers
+        .iter()
+        .map(|w| (w.sender(), w.counters().clone()))
+        .collect();
+    // The handles of the running workers, by index; a restart abandons the
+    // failed one (it may never return) and keeps the new one here.
+    let handles = Arc::new(Mutex::new(
+        workers.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let spawner: Spawner = {
+        let handles = handles.clone();
+        let cert = cert.clone();
+        Arc::new(move |i: usize, generation: u32| {
+            let w = Worker::spawn(i, worker_config(i, generation), cert.clone(), ev_tx.clone())
+                .map_err(|e| e.to_string())?;
+            let out = (w.sender(), w.counters().clone());
+            let mut h = handles
+                .lock()
+                .map_err(|_| "worker table poisoned".to_string())?;
+            if let Some(old) = h.get_mut(i).and_then(Option::take) {
+                old.abandon();
+            }
+            if let Some(slot) = h.get_mut(i) {
+                *slot = Some(w);
+            }
+            Ok(out)
+        })
+    };
 
     let registry = Arc::new(Registry::default());
-    let refs: Vec<WorkerRef> = workers
-        .iter()
-        .map(|w| WorkerRef {
-            tx: w.sender(),
-            counters: w.counters().clone(),
-        })
-        .collect();
-    let (hub_tx, hub_rx) = mpsc::unbounded_channel();
+    let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
     let hub = Hub::new(
         HubConfig {
             announced_ip: cfg.announced_ip,
             fingerprint: cert.fingerprint_sdp(),
             limits: cfg.limits,
             auth_secret: cfg.auth_secret.clone(),
+            offer_timeout: cfg.offer_timeout,
         },
-        refs,
+        channels,
         registry.clone(),
+        Some(spawner),
+        hub_tx.clone(),
     );
     let hub_task = tokio::spawn(hub.run(hub_rx));
     let bridge_tx = hub_tx.clone();
     let bridge = std::thread::Builder::new()
         .name("sfu-events".into())
         .spawn(move || {
-            for ev in ev_rx {
-                if bridge_tx.send(HubMsg::Core(ev)).is_err() {
-                    break;
+            // Ends when the hub is gone: an abandoned (stalled) worker may
+            // hold its event sender forever.
+            loop {
+                match ev_rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(ev) => {
+                        if bridge_tx.blocking_send(HubMsg::Core(ev)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if bridge_tx.is_closed() {
+                            break;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                 }
             }
         })
@@ -121,8 +172,10 @@ pub async fn run(
         hub: hub_tx.clone(),
         next_conn: Arc::new(AtomicU64::new(1)),
         registry,
-        workers: Arc::new(workers.iter().map(|w| w.counters().clone()).collect()),
         ws_idle_timeout: cfg.ws_idle_timeout,
+        ws_write_timeout: cfg.ws_write_timeout,
+        limiter: Arc::new(IpLimiter::new(cfg.rate_limits)),
+        metrics_max_rooms: cfg.metrics_max_rooms,
     };
     let app = http::router(state);
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -173,15 +226,24 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: telling participants, closing rooms");
     let (done_tx, done_rx) = oneshot::channel();
-    if hub_tx.send(HubMsg::Shutdown { done: done_tx }).is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+    if hub_tx
+        .send(HubMsg::Shutdown { done: done_tx })
+        .await
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(8), done_rx).await;
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), hub_task).await;
     // Joining workers blocks: do it off the async threads.
+    drop(hub_tx);
     let _ = tokio::task::spawn_blocking(move || {
-        for w in workers {
+        let current: Vec<Worker> = handles
+            .lock()
+            .map(|mut h| h.iter_mut().filter_map(Option::take).collect())
+            .unwrap_or_default();
+        for w in current {
             w.shutdown();
         }
         let _ = bridge.join();

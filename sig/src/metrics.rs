@@ -1,4 +1,10 @@
 //! Prometheus text exposition (format 0.0.4) of the data plane's counters.
+//!
+//! Room names are labels, so their number is capped: the
+//! `metrics_max_rooms` rooms with the most participants (then by name) get
+//! series of their own, and the rest are summed into series labelled
+//! `rooms="other"` (a label no room series has, so no room name can collide
+//! with it); `sfu_rooms_aggregated` says how many rooms that sum holds.
 
 use std::fmt::Write;
 
@@ -27,11 +33,58 @@ fn counter_rows(items: &[(String, &Counters)], f: impl Fn(&Counters) -> u64) -> 
     items.iter().map(|(l, c)| (l.clone(), f(c))).collect()
 }
 
+/// A listed room: its labels, participants and a snapshot of its counters.
+type Listed = (String, u64, Counters);
+/// The summed rest: how many rooms, their participants and summed counters.
+type Rest = (usize, u64, Counters);
+
+/// The rooms to list one by one (largest first, at most `max`), and the
+/// rest summed into one set of counters (`None` when nothing is left over).
+fn cap_rooms(mut rooms: Vec<crate::hub::RoomView>, max: usize) -> (Vec<Listed>, Option<Rest>) {
+    use std::sync::atomic::Ordering;
+    let size = |r: &crate::hub::RoomView| r.participants.load(Ordering::Relaxed) as u64;
+    rooms.sort_by(|a, b| size(b).cmp(&size(a)).then_with(|| a.name.cmp(&b.name)));
+    let rest = if rooms.len() > max {
+        rooms.split_off(max)
+    } else {
+        Vec::new()
+    };
+    let snap = |r: &crate::hub::RoomView| {
+        r.counters
+            .as_deref()
+            .map(Counters::snapshot)
+            .unwrap_or_default()
+    };
+    let listed = rooms
+        .iter()
+        .map(|r| {
+            (
+                format!("room=\"{}\",worker=\"{}\"", escape(&r.name), r.worker),
+                size(r),
+                snap(r),
+            )
+        })
+        .collect();
+    let other = (!rest.is_empty()).then(|| {
+        let sum = Counters::default();
+        for r in &rest {
+            sum.add_all(&snap(r));
+        }
+        (rest.len(), rest.iter().map(size).sum(), sum)
+    });
+    (listed, other)
+}
+
 /// Renders `/metrics`: per-worker and per-room counters, rooms, participants.
 pub fn render(app: &AppState) -> String {
     let mut out = String::with_capacity(8192);
-    let workers: Vec<(String, &Counters)> = app
+    let worker_counters = app
+        .registry
         .workers
+        .lock()
+        .map(|g| g.clone())
+        .unwrap_or_default();
+    let workers: Vec<(String, &Counters)> = worker_counters
         .iter()
         .enumerate()
         .map(|(i, c)| (format!("worker=\"{i}\""), c.as_ref()))
@@ -42,17 +95,17 @@ pub fn render(app: &AppState) -> String {
         .lock()
         .map(|g| g.clone())
         .unwrap_or_default();
-    let room_items: Vec<(String, &Counters)> = rooms
-        .iter()
-        .map(|r| {
-            (
-                format!("room=\"{}\",worker=\"{}\"", escape(&r.name), r.worker),
-                r.counters.as_ref(),
-            )
-        })
-        .collect();
+    let room_count = rooms.len();
+    let (listed, other) = cap_rooms(rooms, app.metrics_max_rooms);
+    let mut room_items: Vec<(String, &Counters)> =
+        listed.iter().map(|(l, _, c)| (l.clone(), c)).collect();
+    let mut parts: Vec<(String, u64)> = listed.iter().map(|(l, n, _)| (l.clone(), *n)).collect();
+    if let Some((_, n, c)) = &other {
+        room_items.push(("rooms=\"other\"".into(), c));
+        parts.push(("rooms=\"other\"".into(), *n));
+    }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 7] = [
+        let defs: [Def; 8] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -78,6 +131,11 @@ pub fn render(app: &AppState) -> String {
             ("keyframe_requests_total", "PLIs sent to publishers.", |c| {
                 c.keyframe_requests.get()
             }),
+            (
+                "events_dropped_total",
+                "Events to the control plane dropped because its queue was full.",
+                |c| c.events_dropped.get(),
+            ),
         ];
         for (name, help, f) in defs {
             family(
@@ -131,15 +189,6 @@ pub fn render(app: &AppState) -> String {
         "Rooms hosted by the worker.",
         &counter_rows(&workers, |c| c.routers.get()),
     );
-    let parts: Vec<(String, u64)> = rooms
-        .iter()
-        .map(|r| {
-            (
-                format!("room=\"{}\",worker=\"{}\"", escape(&r.name), r.worker),
-                r.participants as u64,
-            )
-        })
-        .collect();
     family(
         &mut out,
         "sfu_room_participants",
@@ -149,13 +198,105 @@ pub fn render(app: &AppState) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP sfu_rooms Open rooms.\n# TYPE sfu_rooms gauge\nsfu_rooms {}",
-        rooms.len()
+        "# HELP sfu_rooms Open rooms.\n# TYPE sfu_rooms gauge\nsfu_rooms {room_count}"
     );
-    let total: usize = rooms.iter().map(|r| r.participants).sum();
+    let _ = writeln!(
+        out,
+        "# HELP sfu_rooms_aggregated Rooms summed into the rooms=\"other\" series (beyond metrics_max_rooms).\n# TYPE sfu_rooms_aggregated gauge\nsfu_rooms_aggregated {}",
+        other.as_ref().map_or(0, |(n, _, _)| *n)
+    );
+    let total: u64 = parts.iter().map(|(_, n)| n).sum();
     let _ = writeln!(
         out,
         "# HELP sfu_participants Participants in all rooms.\n# TYPE sfu_participants gauge\nsfu_participants {total}"
     );
+    let _ = writeln!(
+        out,
+        "# HELP sfu_worker_restarts_total Data-plane workers replaced after a failure or stall.\n# TYPE sfu_worker_restarts_total counter\nsfu_worker_restarts_total {}",
+        app.registry
+            .worker_restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+    use super::*;
+    use crate::hub::{Registry, RoomView};
+    use crate::ratelimit::IpLimiter;
+
+    fn app(rooms: usize, max: usize) -> AppState {
+        let registry = Registry::default();
+        let views = (0..rooms)
+            .map(|i| {
+                let c = Counters::default();
+                c.packets_in.add(10);
+                RoomView {
+                    name: format!("room-{i:04}"),
+                    worker: 0,
+                    participants: Arc::new(AtomicUsize::new(1 + i % 7)),
+                    counters: Some(Arc::new(c)),
+                }
+            })
+            .collect();
+        *registry.rooms.lock().expect("lock") = views;
+        let (hub, _) = tokio::sync::mpsc::channel(1);
+        AppState {
+            hub,
+            next_conn: Arc::new(AtomicU64::new(1)),
+            registry: Arc::new(registry),
+            ws_idle_timeout: std::time::Duration::from_secs(60),
+            ws_write_timeout: std::time::Duration::from_secs(10),
+            limiter: Arc::new(IpLimiter::new(Default::default())),
+            metrics_max_rooms: max,
+        }
+    }
+
+    fn value(body: &str, series: &str) -> Option<u64> {
+        body.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn room_series_are_capped_largest_first_and_the_rest_summed() {
+        let body = render(&app(1200, 500));
+        let listed = body
+            .lines()
+            .filter(|l| l.starts_with("sfu_room_packets_in_total{room="))
+            .count();
+        assert_eq!(listed, 500, "one series per listed room");
+        // Every listed room is one of the largest (7 participants and 6 …).
+        assert!(
+            !body.contains("sfu_room_participants{room=\"room-0000\""),
+            "1 participant: summed"
+        );
+        assert!(
+            body.contains("sfu_room_participants{room=\"room-0006\""),
+            "7 participants: listed"
+        );
+        assert_eq!(value(&body, "sfu_rooms_aggregated "), Some(700));
+        assert_eq!(
+            value(&body, "sfu_room_packets_in_total{rooms=\"other\"}"),
+            Some(7000),
+            "the other 700 rooms' 10 packets each"
+        );
+        assert_eq!(value(&body, "sfu_rooms "), Some(1200));
+        let participants: u64 = (0..1200u64).map(|i| 1 + i % 7).sum();
+        assert_eq!(value(&body, "sfu_participants "), Some(participants));
+        // Under the cap nothing is summed.
+        let small = render(&app(3, 500));
+        assert_eq!(value(&small, "sfu_rooms_aggregated "), Some(0));
+        assert!(
+            !small
+                .lines()
+                .any(|l| !l.starts_with('#') && l.contains("rooms=\"other\"")),
+            "no aggregate series"
+        );
+    }
 }

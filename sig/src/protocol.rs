@@ -26,6 +26,14 @@ pub enum ClientMsg {
         /// SDP answer.
         sdp: String,
     },
+    /// The client could not apply the last `update` (its `setRemoteDescription`
+    /// or `createAnswer` failed). The server logs the reason and sends the
+    /// current state again; after three failures in a row it gives up with
+    /// `negotiation-failed`.
+    UpdateFailed {
+        /// What went wrong, for the server's log (at most 1,000 characters are kept).
+        message: String,
+    },
     /// Leave the room (the WebSocket stays open; the client may join again).
     Leave,
 }
@@ -112,7 +120,7 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, ServerMsg> {
             "a message must be a JSON object with a string \"type\"",
         ));
     };
-    if !matches!(t, "join" | "answer" | "leave") {
+    if !matches!(t, "join" | "answer" | "update-failed" | "leave") {
         return Err(ServerMsg::error(
             "unknown-type",
             format!("unknown message type {t:?}"),
@@ -169,6 +177,10 @@ mod tests {
         assert!(matches!(
             parse_client(r#"{"type":"leave"}"#),
             Ok(ClientMsg::Leave)
+        ));
+        assert!(matches!(
+            parse_client(r#"{"type":"update-failed","message":"InvalidAccessError"}"#),
+            Ok(ClientMsg::UpdateFailed { .. })
         ));
         assert!(matches!(
             parse_client(r#"{"type":"join","room":"r","name":"n","sdp":"x"}"#),

@@ -286,3 +286,86 @@ fn silent_websocket_is_closed_and_its_participant_removed() {
     });
     srv.stop().expect("clean stop");
 }
+
+async fn send_n(ws: &mut Ws, n: usize, text: &str) {
+    for _ in 0..n {
+        ws.send(Message::Text(text.to_string().into()))
+            .await
+            .expect("send");
+    }
+}
+
+/// Counts the `rate-limited` errors and the other replies, until `n` have
+/// come or none comes for a second.
+async fn replies(ws: &mut Ws, n: usize) -> (usize, usize) {
+    let (mut limited, mut other) = (0, 0);
+    while limited + other < n
+        && let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+    {
+        if let Message::Text(t) = m {
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+            if v["code"] == "rate-limited" {
+                limited += 1;
+            } else {
+                other += 1;
+            }
+        }
+    }
+    (limited, other)
+}
+
+#[test]
+fn floods_are_rate_limited_per_connection_and_per_address() {
+    run(async {
+        let srv = server(Flags {
+            rtc_ports: Some("47300-47309".into()),
+            max_messages_per_second: Some("5".into()),
+            max_messages_per_second_per_ip: Some("8".into()),
+            max_joins_per_minute: Some("1".into()),
+            max_joins_per_minute_per_ip: Some("2".into()),
+            ..Flags::default()
+        });
+        let url = format!("ws://{}/ws", srv.addr);
+        // One connection: 5 messages pass (each answered unknown-type), the
+        // rest are dropped with one rate-limited error per second.
+        let (mut a, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+        let (mut b, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+        send_n(&mut a, 20, r#"{"type":"dance"}"#).await;
+        assert_eq!(replies(&mut a, 6).await, (1, 5), "one notice, five answers");
+        // A second connection from the same address, right after, has only
+        // the address's 8 - 5 = 3 left (one more may have refilled while A's
+        // replies were read), not its own 5.
+        send_n(&mut b, 5, r#"{"type":"dance"}"#).await;
+        let (limited, answered) = replies(&mut b, 5).await;
+        assert_eq!(limited, 1, "one notice");
+        assert!((3..=4).contains(&answered), "{answered} answered");
+        assert!(replies(&mut a, 1).await == (0, 0), "nothing more for A");
+
+        // Joins: one per connection per minute, two per address.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (mut c, v) = join(srv.addr, "rl", None).await;
+        assert_eq!(v["type"], "answer", "{v}");
+        c.send(Message::Text(r#"{"type":"leave"}"#.into()))
+            .await
+            .expect("send");
+        next_of(&mut c, "left").await;
+        let again = serde_json::json!({"type": "join", "room": "rl", "name": "n", "sdp": OFFER});
+        c.send(Message::Text(again.to_string().into()))
+            .await
+            .expect("send");
+        let v = next_of(&mut c, "error").await;
+        assert_eq!(
+            v["code"], "rate-limited",
+            "second join on one connection: {v}"
+        );
+        let (_d, v) = join(srv.addr, "rl", None).await;
+        assert_eq!(v["type"], "answer", "a new connection may join: {v}");
+        let (_e, v) = join(srv.addr, "rl", None).await;
+        assert_eq!(
+            v["code"], "rate-limited",
+            "third join from the address: {v}"
+        );
+        drop((a, b, c));
+        srv.stop().expect("clean stop");
+    });
+}

@@ -1,8 +1,11 @@
 //! Worker: one data-plane thread, a glommio `LocalExecutor` pinned to a CPU,
 //! owning the Routers placed on it.
 //!
-//! The control plane sends [`Command`]s over a crossbeam channel and receives
-//! [`Event`]s on another. The worker drains its inbox between packet batches
+//! The control plane sends [`Command`]s over a bounded crossbeam channel
+//! ([`WorkerConfig::command_queue`]; a full queue is [`Error::QueueFull`] to
+//! a `try_send`) and receives [`Event`]s on another bounded channel, which
+//! the worker never blocks on: when it is full the event is dropped, counted
+//! in [`Counters::events_dropped`] and logged. The worker drains its inbox between packet batches
 //! without blocking (a control task polls it every [`INBOX_POLL`]), so control
 //! work never stalls forwarding. Replies travel in the command as a
 //! [`Reply`] callback, so the control plane may use any runtime.
@@ -121,6 +124,12 @@ pub enum Command {
         /// New state.
         paused: bool,
     },
+    /// Liveness probe of the control plane's watchdog: answered at once by
+    /// the command loop. A worker that does not answer is stalled.
+    Ping {
+        /// Gets `Ok(())`.
+        reply: Reply<()>,
+    },
     /// Fault injection for tests of panic containment: makes `router` panic
     /// inside the worker, as a bug would. The worker then fails as described
     /// on [`Event::WorkerFailed`].
@@ -144,6 +153,7 @@ impl std::fmt::Debug for Command {
             Self::CreateConsumer { .. } => "CreateConsumer",
             Self::CloseConsumer { .. } => "CloseConsumer",
             Self::SetConsumerPaused { .. } => "SetConsumerPaused",
+            Self::Ping { .. } => "Ping",
             Self::FaultInjectPanic { .. } => "FaultInjectPanic",
             Self::Shutdown => "Shutdown",
         };
@@ -177,6 +187,8 @@ pub enum Event {
     WorkerFailed {
         /// Index of the worker.
         worker: usize,
+        /// [`WorkerConfig::generation`] of the worker (a restarted worker has a new one).
+        generation: u32,
         /// The panic message.
         message: String,
     },
@@ -184,6 +196,8 @@ pub enum Event {
     WorkerStopped {
         /// Index of the worker.
         worker: usize,
+        /// [`WorkerConfig::generation`] of the worker.
+        generation: u32,
     },
 }
 
@@ -199,6 +213,11 @@ pub struct WorkerConfig {
     /// glommio io_uring registered memory in bytes (1 MiB: the default 10 MiB
     /// silently fails with a low `ulimit -l`, DESIGN §6).
     pub io_memory: usize,
+    /// Capacity of the command queue, in commands (4096).
+    pub command_queue: usize,
+    /// Which incarnation of worker `index` this is: 0 at start, one more on
+    /// each restart. Carried in the worker's lifecycle events.
+    pub generation: u32,
 }
 
 impl Default for WorkerConfig {
@@ -208,6 +227,8 @@ impl Default for WorkerConfig {
             socket: SocketConfig::default(),
             router: RouterConfig::default(),
             io_memory: 1 << 20,
+            command_queue: 4096,
+            generation: 0,
         }
     }
 }
@@ -231,8 +252,9 @@ impl Worker {
         cert: Certificate,
         events: Sender<Event>,
     ) -> Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(config.command_queue.max(1));
         let counters = Arc::new(Counters::default());
+        let generation = config.generation;
         let placement = match config.cpu {
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
@@ -242,8 +264,15 @@ impl Worker {
             .name(&format!("sfu-worker-{index}"))
             .io_memory(config.io_memory)
             .spawn(move || async move {
-                run(index, config, cert, rx, events.clone(), c).await;
-                let _ = events.send(Event::WorkerStopped { worker: index });
+                run(index, config, cert, rx, events.clone(), c.clone()).await;
+                send_event(
+                    &events,
+                    &c,
+                    Event::WorkerStopped {
+                        worker: index,
+                        generation,
+                    },
+                );
             })
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
         Ok(Self {
@@ -264,9 +293,13 @@ impl Worker {
         self.tx.clone()
     }
 
-    /// Sends a command. Errors: [`Error::WorkerGone`] if the thread stopped.
+    /// Sends a command without blocking. Errors: [`Error::WorkerGone`] if the
+    /// thread stopped, [`Error::QueueFull`] if its queue is full.
     pub fn send(&self, cmd: Command) -> Result<()> {
-        self.tx.send(cmd).map_err(|_| Error::WorkerGone)
+        self.tx.try_send(cmd).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => Error::QueueFull,
+            crossbeam_channel::TrySendError::Disconnected(_) => Error::WorkerGone,
+        })
     }
 
     /// The worker's counters (read without locking).
@@ -277,6 +310,14 @@ impl Worker {
     /// Shuts down: closes every router, then joins the thread.
     pub fn shutdown(mut self) {
         self.stop();
+    }
+
+    /// Asks a stalled worker to stop and lets its thread go without waiting
+    /// for it (joining a thread that never returns would hang the caller).
+    /// Its sockets are released if it ever comes back and sees the request.
+    pub fn abandon(mut self) {
+        let _ = self.tx.try_send(Command::Shutdown);
+        self.join = None;
     }
 
     fn stop(&mut self) {
@@ -328,6 +369,7 @@ async fn run(
         let now = Instant::now();
         match cmd {
             Command::Shutdown => break,
+            Command::Ping { reply } => reply(Ok(())),
             Command::FaultInjectPanic { router } => {
                 log_failure(on_router(&routers, &failure, router, |_| -> Result<()> {
                     panic!("fault injection: router {router} made to panic")
@@ -363,6 +405,7 @@ async fn run(
                             closed.clone(),
                             events.clone(),
                             failure.clone(),
+                            counters.clone(),
                         ))
                         .detach();
                         routers.insert(
@@ -448,10 +491,15 @@ async fn run(
             let _ = slot.task.await;
             counters.routers.add(-1);
         }
-        let _ = events.send(Event::WorkerFailed {
-            worker: index,
-            message,
-        });
+        send_event(
+            &events,
+            &counters,
+            Event::WorkerFailed {
+                worker: index,
+                generation: config.generation,
+                message,
+            },
+        );
         return;
     }
     for (_, slot) in routers.drain() {
@@ -514,6 +562,7 @@ async fn router_task(
     closed: Rc<Cell<bool>>,
     events: Sender<Event>,
     failure: Failure,
+    worker_counters: Arc<Counters>,
 ) {
     let mut buf = vec![0u8; RECV_BUF];
     let id = router.borrow().id();
@@ -523,7 +572,7 @@ async fn router_task(
     let mut deadline: Option<Instant> = None;
     let mut next_rescan = Instant::now();
     loop {
-        flush(&router, &sock, &events, id).await;
+        flush(&router, &sock, &events, &worker_counters, id).await;
         if closed.get() {
             break;
         }
@@ -572,13 +621,14 @@ async fn router_task(
             next_rescan = now + TIMER_RESCAN;
         }
     }
-    flush(&router, &sock, &events, id).await;
+    flush(&router, &sock, &events, &worker_counters, id).await;
 }
 
 async fn flush(
     router: &Rc<RefCell<Router>>,
     sock: &UdpSocket,
     events: &Sender<Event>,
+    worker_counters: &Counters,
     id: RouterId,
 ) {
     loop {
@@ -601,6 +651,28 @@ async fn flush(
                 reason,
             },
         };
-        let _ = events.send(ev);
+        send_event(events, worker_counters, ev);
+    }
+}
+
+/// Sends an event without ever blocking the data plane: when the control
+/// plane's queue is full the event is dropped, counted and logged (at most
+/// once per 10 s per thread).
+fn send_event(events: &Sender<Event>, counters: &Counters, ev: Event) {
+    if let Err(crossbeam_channel::TrySendError::Full(ev)) = events.try_send(ev) {
+        counters.events_dropped.add(1);
+        thread_local!(static LAST_LOG: Cell<Option<Instant>> = const { Cell::new(None) });
+        let due = LAST_LOG.with(|l| {
+            let due = l
+                .get()
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+            if due {
+                l.set(Some(Instant::now()));
+            }
+            due
+        });
+        if due {
+            tracing::error!(event = ?ev, dropped = counters.events_dropped.get(), "control plane event queue full: event dropped");
+        }
     }
 }

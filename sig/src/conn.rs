@@ -1,0 +1,135 @@
+//! A WebSocket connection as the hub and the rooms see it: a bounded
+//! outgoing queue and a way to close the connection.
+//!
+//! Nothing waits on a client: a message is queued without blocking, and when
+//! the queue is full (the client stopped reading) the connection is closed
+//! and its participant removed, instead of letting the queue grow.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::protocol::ServerMsg;
+
+/// Id of one WebSocket connection.
+pub type ConnId = u64;
+
+/// Capacity of a connection's outgoing queue, in messages.
+pub const OUT_QUEUE: usize = 256;
+
+/// What goes to a connection's writer.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A JSON text message.
+    Text(String),
+    /// A WebSocket ping (keep-alive; the client's pong counts as activity).
+    Ping,
+    /// Close the WebSocket.
+    Close,
+}
+
+#[derive(Debug, Default)]
+struct Closer {
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+/// The sending side of one connection (clone freely).
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    id: ConnId,
+    out: mpsc::Sender<Outgoing>,
+    closer: Arc<Closer>,
+}
+
+impl ConnHandle {
+    /// A handle for connection `id` whose outgoing queue holds `capacity`
+    /// messages, and the queue's receiving end (for the writer).
+    pub fn new(id: ConnId, capacity: usize) -> (Self, mpsc::Receiver<Outgoing>) {
+        let (out, rx) = mpsc::channel(capacity.max(1));
+        (
+            Self {
+                id,
+                out,
+                closer: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Queues a message. Returns false when it was not queued: the
+    /// connection is gone, or its queue was full, in which case the
+    /// connection is closed now (see [`Self::closed`]).
+    pub fn send(&self, msg: &ServerMsg) -> bool {
+        self.push(Outgoing::Text(msg.to_json()))
+    }
+
+    /// Queues a ping or close; as [`Self::send`].
+    pub fn push(&self, o: Outgoing) -> bool {
+        match self.out.try_send(o) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.closer.closed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        conn = self.id,
+                        "client is not reading its messages: outgoing queue full, closing"
+                    );
+                }
+                self.close();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Closes the connection: the socket task stops reading and writing, and
+    /// the participant is removed as on a disconnect.
+    pub fn close(&self) {
+        self.closer.closed.store(true, Ordering::Relaxed);
+        self.closer.notify.notify_one();
+    }
+
+    /// Completes once [`Self::close`] was called (before or after).
+    pub async fn closed(&self) {
+        loop {
+            let n = self.closer.notify.notified();
+            if self.closer.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_closes_the_connection_instead_of_growing() {
+        let (h, mut rx) = ConnHandle::new(1, 3);
+        let m = ServerMsg::Left;
+        assert!(h.send(&m) && h.send(&m) && h.send(&m));
+        assert!(!h.send(&m), "the fourth does not fit");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), h.closed())
+                .await
+                .expect("closed");
+        });
+        assert_eq!(
+            std::iter::from_fn(|| rx.try_recv().ok()).count(),
+            3,
+            "nothing beyond capacity"
+        );
+    }
+}

@@ -1,0 +1,764 @@
+//! The hub: the connection registry, room placement, and the supervisor of
+//! the data-plane workers (DESIGN §1, §3).
+//!
+//! One tokio task owns which connection is in which room and which room is
+//! on which worker. It never awaits a worker or a room: it validates joins,
+//! places new rooms on the least-loaded healthy worker, and forwards each
+//! request to the room's own task ([`crate::room`]), which does the slow
+//! work. A stalled worker therefore stalls only its own rooms.
+//!
+//! Queues, and what happens when one is full:
+//! - the hub's inbox ([`HUB_QUEUE`]): socket tasks wait for room (the
+//!   client's further messages wait in TCP); the worker-event thread waits
+//!   too, and the workers' bounded event queue then drops and counts;
+//! - a room's inbox ([`crate::room::ROOM_QUEUE`]): a new join gets
+//!   `room-busy`, an answer is dropped (the update then times out and is
+//!   sent again); leaves, disconnects and worker events are delivered later
+//!   by a task of their own, never dropped;
+//! - a worker's command queue: the request fails with `room-busy`;
+//! - a connection's outgoing queue ([`crate::conn::OUT_QUEUE`]): the
+//!   connection is closed and its participant removed.
+//!
+//! A watchdog pings every worker each second; one that does not answer
+//! within [`WATCHDOG_TIMEOUT`] is failed like one that panicked: its rooms
+//! get `room-failed`, and a new worker is started on the same CPU.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use sfu_core::RouterId;
+use sfu_core::stats::Counters;
+use sfu_core::worker::{Command, Event};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Limits;
+use crate::conn::{ConnHandle, ConnId, Outgoing};
+use crate::protocol::{ClientMsg, ServerMsg, validate_name};
+use crate::room::{ROOM_QUEUE, Room, RoomCtx, RoomMsg};
+use crate::sdp;
+
+/// Capacity of the hub's inbox, in messages.
+pub const HUB_QUEUE: usize = 4096;
+/// How often the watchdog pings each worker.
+pub const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
+/// A worker that does not answer a ping within this is marked failed.
+pub const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A worker as rooms and the hub see it.
+#[derive(Debug, Clone)]
+pub struct WorkerRef {
+    /// Index of the worker (its CPU slot).
+    pub index: usize,
+    /// Which incarnation at that index (0, then one more per restart).
+    pub generation: u32,
+    /// Command channel.
+    pub tx: Sender<Command>,
+    /// Its counters (for placement and metrics).
+    pub counters: Arc<Counters>,
+    /// Becomes true when the hub declares the worker failed; pending
+    /// requests then give up at once.
+    pub failed: watch::Receiver<bool>,
+}
+
+impl WorkerRef {
+    /// Queues a command without blocking.
+    ///
+    /// Errors: [`sfu_core::Error::QueueFull`], [`sfu_core::Error::WorkerGone`].
+    pub fn try_send(&self, cmd: Command) -> Result<(), sfu_core::Error> {
+        if *self.failed.borrow() {
+            return Err(sfu_core::Error::WorkerGone);
+        }
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(_) => sfu_core::Error::QueueFull,
+            TrySendError::Disconnected(_) => sfu_core::Error::WorkerGone,
+        })
+    }
+}
+
+/// Starts worker `index` (generation `generation`) and returns its command
+/// channel and counters, or why it could not start. The caller keeps the
+/// thread handle; a replaced worker is abandoned, not joined.
+pub type Spawner =
+    Arc<dyn Fn(usize, u32) -> Result<(Sender<Command>, Arc<Counters>), String> + Send + Sync>;
+
+/// Per-room figures for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct RoomView {
+    /// Room name.
+    pub name: String,
+    /// Worker index.
+    pub worker: usize,
+    /// Participants now.
+    pub participants: Arc<AtomicUsize>,
+    /// The router's counters, once it exists.
+    pub counters: Option<Arc<Counters>>,
+}
+
+/// Shared, read-mostly view for `/metrics` (the hub writes it).
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Rooms now.
+    pub rooms: Mutex<Vec<RoomView>>,
+    /// Counters of the current worker at each index.
+    pub workers: Mutex<Vec<Arc<Counters>>>,
+    /// Workers restarted since start.
+    pub worker_restarts: AtomicU64,
+}
+
+/// Static settings of the hub and its rooms.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Address put in ICE candidates.
+    pub announced_ip: IpAddr,
+    /// Our DTLS certificate fingerprint, `AB:CD:…`.
+    pub fingerprint: String,
+    /// Server limits.
+    pub limits: Limits,
+    /// HS256 secret of join tokens; `None`: open rooms.
+    pub auth_secret: Option<String>,
+    /// Time a client has to answer an `update`.
+    pub offer_timeout: Duration,
+}
+
+/// Messages to the hub.
+#[derive(Debug)]
+pub enum HubMsg {
+    /// A WebSocket opened.
+    Connect {
+        /// Its sending side.
+        conn: ConnHandle,
+    },
+    /// A parsed client message.
+    Client {
+        /// Connection id.
+        conn: ConnId,
+        /// The message.
+        msg: ClientMsg,
+    },
+    /// A reply decided by the socket task (a message that did not parse),
+    /// sent through the hub (and the room) so replies keep request order.
+    Reply {
+        /// Connection id.
+        conn: ConnId,
+        /// The reply.
+        msg: ServerMsg,
+    },
+    /// The WebSocket closed.
+    Disconnect {
+        /// Connection id.
+        conn: ConnId,
+    },
+    /// An event from a worker.
+    Core(Event),
+    /// Tell everyone, close every room, then reply.
+    Shutdown {
+        /// Signalled when done.
+        done: oneshot::Sender<()>,
+    },
+    /// From a room: this connection is no longer in it.
+    Left {
+        /// Connection id.
+        conn: ConnId,
+        /// The room's router.
+        router: RouterId,
+    },
+    /// From a room: its router exists.
+    RoomOpened {
+        /// The room's router.
+        router: RouterId,
+        /// The router's counters.
+        counters: Arc<Counters>,
+    },
+    /// From a room: it has no participant after handling `joins_seen` joins.
+    RoomIdle {
+        /// The room's router.
+        router: RouterId,
+        /// Joins the room has handled.
+        joins_seen: u64,
+    },
+    /// From a watchdog: the worker did not answer a ping in time.
+    WorkerUnresponsive {
+        /// Index.
+        worker: usize,
+        /// Generation pinged.
+        generation: u32,
+    },
+    /// A replacement worker started (or could not).
+    WorkerRestarted {
+        /// Index.
+        worker: usize,
+        /// The new worker's generation.
+        generation: u32,
+        /// Its channel and counters, or why it failed.
+        result: Result<(Sender<Command>, Arc<Counters>), String>,
+    },
+}
+
+#[derive(Debug)]
+struct WorkerSlot {
+    r: WorkerRef,
+    failed_tx: watch::Sender<bool>,
+    healthy: bool,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct ConnEntry {
+    handle: ConnHandle,
+    room: Option<(String, RouterId)>,
+}
+
+#[derive(Debug)]
+struct RoomEntry {
+    router: RouterId,
+    worker: usize,
+    tx: mpsc::Sender<RoomMsg>,
+    joins_sent: u64,
+    view: RoomView,
+}
+
+/// The hub: owner of connections, rooms and workers.
+pub struct Hub {
+    cfg: Arc<HubConfig>,
+    workers: Vec<WorkerSlot>,
+    spawner: Option<Spawner>,
+    conns: HashMap<ConnId, ConnEntry>,
+    rooms: HashMap<String, RoomEntry>,
+    by_router: HashMap<RouterId, String>,
+    registry: Arc<Registry>,
+    next_router: u32,
+    ctx: RoomCtx,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("workers", &self.workers.len())
+            .field("conns", &self.conns.len())
+            .field("rooms", &self.rooms.len())
+            .finish()
+    }
+}
+
+/// Delivers `msg` to a room without waiting: at once when its inbox has
+/// room, else from a task of its own.
+fn deliver(tx: &mpsc::Sender<RoomMsg>, msg: RoomMsg) {
+    if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(msg).await;
+        });
+    }
+}
+
+impl Hub {
+    /// Creates the hub for `workers` (their command channels and counters,
+    /// by index). `hub_tx` is the sending side of the inbox [`Hub::run`]
+    /// will read. With a `spawner`, a failed worker is replaced.
+    pub fn new(
+        cfg: HubConfig,
+        workers: Vec<(Sender<Command>, Arc<Counters>)>,
+        registry: Arc<Registry>,
+        spawner: Option<Spawner>,
+        hub_tx: mpsc::Sender<HubMsg>,
+    ) -> Self {
+        let cfg = Arc::new(cfg);
+        let mut hub = Self {
+            cfg: cfg.clone(),
+            workers: Vec::new(),
+            spawner,
+            conns: HashMap::new(),
+            rooms: HashMap::new(),
+            by_router: HashMap::new(),
+            registry,
+            next_router: 1,
+            ctx: RoomCtx {
+                cfg,
+                hub: hub_tx,
+                next_pid: Arc::new(AtomicU64::new(1)),
+            },
+        };
+        for (i, (tx, counters)) in workers.into_iter().enumerate() {
+            let slot = hub.make_slot(i, 0, tx, counters);
+            hub.workers.push(slot);
+        }
+        hub.update_registry();
+        hub
+    }
+
+    fn make_slot(
+        &self,
+        index: usize,
+        generation: u32,
+        tx: Sender<Command>,
+        counters: Arc<Counters>,
+    ) -> WorkerSlot {
+        let (failed_tx, failed) = watch::channel(false);
+        WorkerSlot {
+            r: WorkerRef {
+                index,
+                generation,
+                tx,
+                counters,
+                failed,
+            },
+            failed_tx,
+            healthy: true,
+            watchdog: None,
+        }
+    }
+
+    /// Runs until the inbox closes or a `Shutdown` is handled.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<HubMsg>) {
+        for i in 0..self.workers.len() {
+            self.start_watchdog(i);
+        }
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                HubMsg::Connect { conn } => {
+                    self.conns.insert(
+                        conn.id(),
+                        ConnEntry {
+                            handle: conn,
+                            room: None,
+                        },
+                    );
+                }
+                HubMsg::Client { conn, msg } => self.on_client(conn, msg),
+                HubMsg::Reply { conn, msg } => self.reply(conn, msg),
+                HubMsg::Disconnect { conn } => {
+                    if let Some(ConnEntry {
+                        room: Some((name, _)),
+                        ..
+                    }) = self.conns.remove(&conn)
+                        && let Some(r) = self.rooms.get(&name)
+                    {
+                        deliver(&r.tx, RoomMsg::Disconnected { conn });
+                    }
+                }
+                HubMsg::Core(ev) => self.on_core(ev),
+                HubMsg::Left { conn, router } => {
+                    if let Some(c) = self.conns.get_mut(&conn)
+                        && c.room.as_ref().is_some_and(|(_, r)| *r == router)
+                    {
+                        c.room = None;
+                    }
+                }
+                HubMsg::RoomOpened { router, counters } => {
+                    if let Some(r) = self
+                        .by_router
+                        .get(&router)
+                        .and_then(|n| self.rooms.get_mut(n))
+                    {
+                        r.view.counters = Some(counters);
+                    }
+                    self.update_registry();
+                }
+                HubMsg::RoomIdle { router, joins_seen } => self.on_room_idle(router, joins_seen),
+                HubMsg::WorkerUnresponsive { worker, generation } => {
+                    let why = format!(
+                        "no answer to a ping within {} s",
+                        WATCHDOG_TIMEOUT.as_secs()
+                    );
+                    self.fail_worker(worker, generation, &why);
+                }
+                HubMsg::WorkerRestarted {
+                    worker,
+                    generation,
+                    result,
+                } => self.on_restarted(worker, generation, result),
+                HubMsg::Shutdown { done } => {
+                    self.shutdown().await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends `msg` to a connection, through its room when it is in one so
+    /// that the reply keeps the order of the requests.
+    fn reply(&self, conn: ConnId, msg: ServerMsg) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        match c.room.as_ref().and_then(|(name, _)| self.rooms.get(name)) {
+            Some(r) => deliver(
+                &r.tx,
+                RoomMsg::Reply {
+                    conn: c.handle.clone(),
+                    msg,
+                },
+            ),
+            None => {
+                c.handle.send(&msg);
+            }
+        }
+    }
+
+    fn on_client(&mut self, conn: ConnId, msg: ClientMsg) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let handle = c.handle.clone();
+        let room = c
+            .room
+            .as_ref()
+            .and_then(|(name, _)| self.rooms.get(name).map(|r| r.tx.clone()));
+        match (msg, room) {
+            (
+                ClientMsg::Join {
+                    room,
+                    name,
+                    sdp,
+                    token,
+                },
+                None,
+            ) => {
+                if let Err(m) = self.join(handle.clone(), room, name, &sdp, token.as_deref()) {
+                    handle.send(&m);
+                }
+            }
+            (ClientMsg::Join { .. }, Some(_)) => self.reply(
+                conn,
+                ServerMsg::error(
+                    "already-joined",
+                    "leave the current room before joining another",
+                ),
+            ),
+            (ClientMsg::Answer { sdp }, Some(tx)) => {
+                if tx.try_send(RoomMsg::Answer { conn: handle, sdp }).is_err() {
+                    tracing::warn!(
+                        conn,
+                        "room inbox full: answer dropped (the update will time out and be sent again)"
+                    );
+                }
+            }
+            (ClientMsg::UpdateFailed { message }, Some(tx)) => {
+                let _ = tx.try_send(RoomMsg::UpdateFailed {
+                    conn: handle,
+                    message,
+                });
+            }
+            (ClientMsg::Leave, Some(tx)) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.room = None;
+                }
+                deliver(&tx, RoomMsg::Leave { conn: handle });
+            }
+            (
+                ClientMsg::Answer { .. } | ClientMsg::UpdateFailed { .. } | ClientMsg::Leave,
+                None,
+            ) => {
+                handle.send(&ServerMsg::error("not-joined", "join a room first"));
+            }
+        }
+    }
+
+    /// The healthy worker with the fewest transports (then rooms) among
+    /// those under the rooms-per-worker limit, or `None` when all are full.
+    fn least_loaded_worker(&self) -> Option<usize> {
+        let rooms_on = |i: usize| self.rooms.values().filter(|r| r.worker == i).count();
+        (0..self.workers.len())
+            .filter(|&i| self.workers[i].healthy)
+            .filter(|&i| rooms_on(i) < self.cfg.limits.rooms_per_worker)
+            .min_by_key(|&i| (self.workers[i].r.counters.transports.get(), rooms_on(i), i))
+    }
+
+    /// Validates a join and hands it to its room, creating the room on the
+    /// least-loaded worker when it does not exist.
+    fn join(
+        &mut self,
+        conn: ConnHandle,
+        room: String,
+        name: String,
+        offer_sdp: &str,
+        token: Option<&str>,
+    ) -> Result<(), ServerMsg> {
+        validate_name("room", &room).map_err(|m| ServerMsg::error("bad-room", m))?;
+        validate_name("name", &name).map_err(|m| ServerMsg::error("bad-name", m))?;
+        if let Some(secret) = &self.cfg.auth_secret {
+            let claims = crate::auth::verify(secret, token, &room)
+                .map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
+            tracing::debug!(room = %room, identity = %claims.sub, "join token accepted");
+        }
+        let offer = sdp::parse(offer_sdp).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
+        sdp::validate_offer(&offer).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
+        let limits = self.cfg.limits;
+        let publishing = offer
+            .media
+            .iter()
+            .filter(|m| m.port != 0 && m.direction.sends() && m.preferred_codec().is_some())
+            .count();
+        if publishing > limits.producers_per_participant {
+            return Err(ServerMsg::error(
+                "too-many-tracks",
+                format!(
+                    "the offer sends {publishing} tracks; at most {} are allowed",
+                    limits.producers_per_participant
+                ),
+            ));
+        }
+        if !self.rooms.contains_key(&room) {
+            self.open_room(&room)?;
+        }
+        let entry = self
+            .rooms
+            .get_mut(&room)
+            .ok_or_else(|| ServerMsg::error("server-error", "the room vanished while joining"))?;
+        let conn_id = conn.id();
+        let msg = RoomMsg::Join {
+            conn,
+            name,
+            offer: Box::new(offer),
+        };
+        if entry.tx.try_send(msg).is_err() {
+            return Err(ServerMsg::error(
+                "room-busy",
+                format!("room {room:?} is not keeping up; try again in a few seconds"),
+            ));
+        }
+        entry.joins_sent += 1;
+        let router = entry.router;
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.room = Some((room, router));
+        }
+        Ok(())
+    }
+
+    fn open_room(&mut self, name: &str) -> Result<(), ServerMsg> {
+        let Some(worker) = self.least_loaded_worker() else {
+            return Err(ServerMsg::error(
+                "no-capacity",
+                format!(
+                    "every worker hosts its maximum of {} rooms or has failed; try again later",
+                    self.cfg.limits.rooms_per_worker
+                ),
+            ));
+        };
+        let router = RouterId(self.next_router);
+        self.next_router += 1;
+        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+        let count = Arc::new(AtomicUsize::new(0));
+        let room = Room::new(
+            name.to_string(),
+            router,
+            self.workers[worker].r.clone(),
+            count.clone(),
+            self.ctx.clone(),
+        );
+        tokio::spawn(room.run(rx));
+        self.by_router.insert(router, name.to_string());
+        self.rooms.insert(
+            name.to_string(),
+            RoomEntry {
+                router,
+                worker,
+                tx,
+                joins_sent: 0,
+                view: RoomView {
+                    name: name.to_string(),
+                    worker,
+                    participants: count,
+                    counters: None,
+                },
+            },
+        );
+        self.update_registry();
+        Ok(())
+    }
+
+    /// Forgets an idle room, unless a join is on its way to it.
+    fn on_room_idle(&mut self, router: RouterId, joins_seen: u64) {
+        let Some(name) = self.by_router.get(&router) else {
+            return;
+        };
+        let Some(entry) = self.rooms.get(name) else {
+            return;
+        };
+        if entry.joins_sent != joins_seen {
+            return;
+        }
+        let name = name.clone();
+        self.by_router.remove(&router);
+        if let Some(entry) = self.rooms.remove(&name) {
+            deliver(&entry.tx, RoomMsg::Close);
+        }
+        self.update_registry();
+    }
+
+    fn on_core(&mut self, ev: Event) {
+        match ev {
+            Event::TransportConnected { router, .. } | Event::TransportClosed { router, .. } => {
+                if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
+                    deliver(&r.tx, RoomMsg::Core(ev));
+                }
+            }
+            Event::WorkerFailed {
+                worker,
+                generation,
+                message,
+            } => {
+                let why = format!("a room panicked: {message}");
+                self.fail_worker(worker, generation, &why);
+            }
+            Event::WorkerStopped { worker, generation } => {
+                tracing::debug!(worker, generation, "worker stopped");
+            }
+            other => tracing::debug!(event = ?other, "core event"),
+        }
+    }
+
+    fn start_watchdog(&mut self, i: usize) {
+        let r = self.workers[i].r.clone();
+        let hub = self.ctx.hub.clone();
+        self.workers[i].watchdog = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WATCHDOG_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (otx, orx) = oneshot::channel();
+                let sent = r.tx.try_send(Command::Ping {
+                    reply: Box::new(move |_| {
+                        let _ = otx.send(());
+                    }),
+                });
+                let answered = match sent {
+                    Ok(()) => matches!(
+                        tokio::time::timeout(WATCHDOG_TIMEOUT, orx).await,
+                        Ok(Ok(()))
+                    ),
+                    // A full queue: wait as long, then look again.
+                    Err(TrySendError::Full(_)) => {
+                        tokio::time::sleep(WATCHDOG_TIMEOUT).await;
+                        !r.tx.is_full()
+                    }
+                    Err(TrySendError::Disconnected(_)) => false,
+                };
+                if !answered {
+                    let _ = hub
+                        .send(HubMsg::WorkerUnresponsive {
+                            worker: r.index,
+                            generation: r.generation,
+                        })
+                        .await;
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// Marks worker `i` failed (if `generation` is the current one and it was
+    /// healthy): its rooms get `room-failed`, nothing new goes there, and a
+    /// replacement is started on the same CPU.
+    fn fail_worker(&mut self, i: usize, generation: u32, why: &str) {
+        let Some(slot) = self.workers.get_mut(i) else {
+            return;
+        };
+        if slot.r.generation != generation || !slot.healthy {
+            return;
+        }
+        slot.healthy = false;
+        let _ = slot.failed_tx.send(true);
+        if let Some(w) = slot.watchdog.take() {
+            w.abort();
+        }
+        let rooms: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.worker == i)
+            .map(|(n, _)| n.clone())
+            .collect();
+        tracing::error!(worker = i, generation, rooms = rooms.len(), reason = %why, "data-plane worker failed; its rooms are closed");
+        for name in rooms {
+            if let Some(entry) = self.rooms.remove(&name) {
+                self.by_router.remove(&entry.router);
+                deliver(&entry.tx, RoomMsg::WorkerFailed);
+            }
+        }
+        self.update_registry();
+        if let Some(spawner) = self.spawner.clone() {
+            let hub = self.ctx.hub.clone();
+            let next = generation + 1;
+            tokio::spawn(async move {
+                let result = tokio::task::spawn_blocking(move || spawner(i, next))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the restart task failed: {e}")));
+                let _ = hub
+                    .send(HubMsg::WorkerRestarted {
+                        worker: i,
+                        generation: next,
+                        result,
+                    })
+                    .await;
+            });
+        }
+    }
+
+    fn on_restarted(
+        &mut self,
+        i: usize,
+        generation: u32,
+        result: Result<(Sender<Command>, Arc<Counters>), String>,
+    ) {
+        match result {
+            Ok((tx, counters)) => {
+                let slot = self.make_slot(i, generation, tx, counters);
+                if let Some(old) = self.workers.get_mut(i) {
+                    *old = slot;
+                }
+                self.start_watchdog(i);
+                self.registry
+                    .worker_restarts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(worker = i, generation, "worker restarted");
+                self.update_registry();
+            }
+            Err(e) => {
+                tracing::error!(worker = i, error = %e, "worker could not be restarted; no new rooms go there");
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        for c in self.conns.values() {
+            c.handle.send(&ServerMsg::error(
+                "server-shutdown",
+                "the server is shutting down",
+            ));
+            c.handle.push(Outgoing::Close);
+        }
+        let mut waits = Vec::new();
+        for (_, entry) in self.rooms.drain() {
+            let (done, wait) = oneshot::channel();
+            deliver(&entry.tx, RoomMsg::Shutdown { done });
+            waits.push(wait);
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::future::join_all(waits),
+        )
+        .await;
+        for w in &mut self.workers {
+            if let Some(h) = w.watchdog.take() {
+                h.abort();
+            }
+        }
+        self.by_router.clear();
+        self.update_registry();
+    }
+
+    fn update_registry(&self) {
+        let views = self.rooms.values().map(|r| r.view.clone()).collect();
+        if let Ok(mut g) = self.registry.rooms.lock() {
+            *g = views;
+        }
+        if let Ok(mut g) = self.registry.workers.lock() {
+            *g = self.workers.iter().map(|w| w.r.counters.clone()).collect();
+        }
+    }
+}

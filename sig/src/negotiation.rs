@@ -1,0 +1,788 @@
+//! The negotiation state of one participant (DESIGN §3), sans-IO: which
+//! m-sections the server added to its session, what the next `update` offer
+//! holds, and what an answer accepted. Fed the time, track changes and the
+//! client's answers; it returns what the room must do and never blocks.
+//!
+//! The session is the client's own m-sections (fixed at join) followed by
+//! one slot per track it receives. A slot goes
+//! `New → Offered → Live → Closing → ClosingOffered → Free`, and a `Free`
+//! slot (closed with port 0 in an answered offer) is recycled for the next
+//! track of the same kind under a new mid (RFC 8829 §5.2.2, "recycling"
+//! m-sections), so the SDP stays bounded by the number of live tracks, not
+//! by the history of the call.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use sfu_core::router::MediaKind;
+use sfu_core::{ConsumerId, ProducerId};
+
+use crate::sdp::{Codec, Direction, LocalMedia, MediaSection, PeerSdp};
+
+/// Consecutive failed updates (timeouts or `update-failed`) before the
+/// server gives up on a participant.
+pub const MAX_FAILURES: u32 = 3;
+
+/// A track the participant receives, as carried by one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutTrack {
+    /// The producer forwarded.
+    pub producer: ProducerId,
+    /// The consumer that forwards it to this participant.
+    pub consumer: ConsumerId,
+    /// Participant id of the publisher (the msid stream is `p{publisher}`).
+    pub publisher: u64,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The codec as offered to this participant (its payload type).
+    pub codec: Codec,
+    /// The SSRC the consumer sends with.
+    pub ssrc: u32,
+}
+
+/// Where a slot is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Carries a track not yet offered.
+    New,
+    /// Offered `sendonly` in the update awaiting an answer.
+    Offered,
+    /// Accepted by an answer; its consumer is resumed.
+    Live,
+    /// Its track ended or was refused; the next offer closes it (port 0).
+    Closing,
+    /// Closed in the update awaiting an answer.
+    ClosingOffered,
+    /// Closed in an answered update: may carry a new track under a new mid.
+    Free,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    mid: String,
+    kind: MediaKind,
+    state: SlotState,
+    track: Option<OutTrack>,
+    /// The client has seen an m-section at this index.
+    offered_once: bool,
+}
+
+/// What an answer did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AnswerOutcome {
+    /// Consumers whose m-section was accepted: resume them.
+    pub resume: Vec<ConsumerId>,
+    /// Tracks the answer refused (port 0, not receiving, or without the
+    /// codec): close their consumers and tell the client. They are not
+    /// offered to this participant again.
+    pub rejected: Vec<OutTrack>,
+}
+
+/// Why an answer was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// No update is awaiting an answer.
+    #[error("no update offer is waiting for an answer")]
+    NotWaiting,
+    /// The answer does not have the offer's m-sections (an answer to an
+    /// earlier update, or a broken one).
+    #[error("the answer has {got} m-sections; the outstanding update has {want}")]
+    Mismatch {
+        /// m-sections in the answer.
+        got: usize,
+        /// m-sections in the offer.
+        want: usize,
+    },
+}
+
+/// After a failed update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Send the current state again.
+    Retry,
+    /// [`MAX_FAILURES`] in a row: remove the participant.
+    GiveUp,
+}
+
+/// Payload types used in this session, so one PT never names two codecs in
+/// the BUNDLE group (RFC 8843 §9.1; Chromium refuses such an offer).
+#[derive(Debug, Clone, Default)]
+struct PtTable {
+    used: HashMap<u8, (String, u32, Option<u8>)>,
+}
+
+fn codec_key(c: &Codec) -> (String, u32, Option<u8>) {
+    (c.name.to_ascii_lowercase(), c.clock_rate, c.channels)
+}
+
+impl PtTable {
+    fn claim(&mut self, c: &Codec) {
+        self.used.entry(c.pt).or_insert_with(|| codec_key(c));
+    }
+
+    /// `c` with a payload type that is free or already means this codec.
+    fn assign(&mut self, c: &Codec) -> Codec {
+        let key = codec_key(c);
+        let fits = |pt: u8, used: &HashMap<u8, _>| used.get(&pt).is_none_or(|k| *k == key);
+        let pt = std::iter::once(c.pt)
+            .chain(96..=127)
+            .chain(35..=63)
+            .find(|&pt| fits(pt, &self.used))
+            .unwrap_or(c.pt);
+        self.used.insert(pt, key);
+        Codec { pt, ..c.clone() }
+    }
+}
+
+/// The negotiation state of one participant.
+#[derive(Debug)]
+pub struct Negotiation {
+    own: Vec<LocalMedia>,
+    client_media: Vec<MediaSection>,
+    mid_ext_id: Option<u8>,
+    slots: Vec<Slot>,
+    next_mid: u32,
+    /// Deadline of the update awaiting an answer, and its m-section count.
+    in_flight: Option<(Instant, usize)>,
+    declined: HashSet<ProducerId>,
+    failures: u32,
+    retry: bool,
+    pts: PtTable,
+}
+
+impl Negotiation {
+    /// The state after the join answer: `own` are the client's m-sections as
+    /// answered; `offer` is the client's join offer (its codecs and the MID
+    /// extension id it uses).
+    pub fn new(own: Vec<LocalMedia>, offer: &PeerSdp) -> Self {
+        let mut pts = PtTable::default();
+        for c in offer.media.iter().flat_map(|m| &m.codecs) {
+            pts.claim(c);
+        }
+        Self {
+            own,
+            client_media: offer.media.clone(),
+            mid_ext_id: offer.media.iter().find_map(|m| m.mid_ext_id),
+            slots: Vec::new(),
+            next_mid: 1,
+            in_flight: None,
+            declined: HashSet::new(),
+            failures: 0,
+            retry: false,
+            pts,
+        }
+    }
+
+    /// Id of the MID header extension in this session, if the client uses one.
+    pub fn mid_ext_id(&self) -> Option<u8> {
+        self.mid_ext_id
+    }
+
+    /// Tracks carried now (offered or live, not closing).
+    pub fn receiving(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    SlotState::New | SlotState::Offered | SlotState::Live
+                )
+            })
+            .count()
+    }
+
+    /// m-sections in the session: the client's own plus every slot.
+    pub fn section_count(&self) -> usize {
+        self.own.len() + self.slots.len()
+    }
+
+    /// True when this participant refused `producer` before: do not offer it again.
+    pub fn declined(&self, producer: ProducerId) -> bool {
+        self.declined.contains(&producer)
+    }
+
+    /// The codec to offer this participant for a track sent with `codec`:
+    /// the client's own entry for it when its join offer had one (its payload
+    /// type and parameters), else `codec` under a payload type free in this
+    /// session. The client's answer decides whether it can receive it.
+    pub fn codec_for(&mut self, codec: &Codec) -> Codec {
+        if let Some(c) = self
+            .client_media
+            .iter()
+            .find_map(|m| m.matching_codec(codec))
+        {
+            return c.clone();
+        }
+        self.pts.assign(codec)
+    }
+
+    /// A mid never used in this session (`s1`, `s2`, …), for a new track.
+    pub fn allocate_mid(&mut self) -> String {
+        let mid = format!("s{}", self.next_mid);
+        self.next_mid += 1;
+        mid
+    }
+
+    /// Adds `track` under `mid` (from [`Self::allocate_mid`]): in a free slot
+    /// of the same kind when there is one, else in a new slot at the end.
+    /// It goes out in the next offer.
+    pub fn add(&mut self, mid: String, track: OutTrack) {
+        let kind = track.kind;
+        let slot = Slot {
+            mid,
+            kind,
+            state: SlotState::New,
+            track: Some(track),
+            offered_once: false,
+        };
+        match self
+            .slots
+            .iter_mut()
+            .find(|s| s.state == SlotState::Free && s.kind == kind)
+        {
+            Some(s) => {
+                *s = Slot {
+                    offered_once: true,
+                    ..slot
+                }
+            }
+            None => self.slots.push(slot),
+        }
+    }
+
+    /// Stops carrying every track of `publisher` (it left; the data plane
+    /// removed the consumers with its producers). Returns how many.
+    pub fn remove_publisher(&mut self, publisher: u64) -> usize {
+        let mut n = 0;
+        for i in (0..self.slots.len()).rev() {
+            if self.slots[i]
+                .track
+                .as_ref()
+                .is_some_and(|t| t.publisher == publisher)
+            {
+                self.end_slot(i);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn end_slot(&mut self, i: usize) {
+        let last = i + 1 == self.slots.len();
+        let s = &mut self.slots[i];
+        match s.state {
+            SlotState::New if !s.offered_once && last => {
+                // Never seen by the client: it can simply go.
+                self.slots.pop();
+            }
+            SlotState::New | SlotState::Offered | SlotState::Live => {
+                s.state = SlotState::Closing;
+                s.track = None;
+            }
+            SlotState::Closing | SlotState::ClosingOffered | SlotState::Free => {}
+        }
+    }
+
+    /// True when an update should go out now: something changed (or the
+    /// last one failed) and no update awaits an answer.
+    pub fn needs_offer(&self) -> bool {
+        self.in_flight.is_none()
+            && (self.retry
+                || self
+                    .slots
+                    .iter()
+                    .any(|s| matches!(s.state, SlotState::New | SlotState::Closing)))
+    }
+
+    /// The m-sections of the next update offer (the client's own first),
+    /// which then awaits an answer until `now + timeout`.
+    pub fn make_offer(&mut self, now: Instant, timeout: Duration) -> Vec<LocalMedia> {
+        let mut media = self.own.clone();
+        for s in &mut self.slots {
+            s.state = match s.state {
+                SlotState::New => SlotState::Offered,
+                SlotState::Closing => SlotState::ClosingOffered,
+                other => other,
+            };
+            s.offered_once = true;
+            media.push(match &s.track {
+                Some(t) => {
+                    let stream = format!("p{}", t.publisher);
+                    LocalMedia {
+                        mid: s.mid.clone(),
+                        kind: Some(s.kind),
+                        media_token: s.kind.as_str().to_string(),
+                        direction: Direction::SendOnly,
+                        codec: Some(t.codec.clone()),
+                        mid_ext_id: self.mid_ext_id,
+                        send: Some((
+                            t.ssrc,
+                            stream.clone(),
+                            stream,
+                            format!("{}-{}", s.kind.as_str(), t.producer.0),
+                        )),
+                        rejected: false,
+                    }
+                }
+                None => LocalMedia {
+                    mid: s.mid.clone(),
+                    kind: Some(s.kind),
+                    media_token: s.kind.as_str().to_string(),
+                    direction: Direction::Inactive,
+                    codec: None,
+                    mid_ext_id: None,
+                    send: None,
+                    rejected: true,
+                },
+            });
+        }
+        self.retry = false;
+        self.in_flight = Some((now + timeout, media.len()));
+        media
+    }
+
+    /// Takes the client's answer (its m-sections) to the outstanding update.
+    ///
+    /// Errors: [`AnswerError::NotWaiting`], [`AnswerError::Mismatch`]; the
+    /// state is unchanged then.
+    pub fn on_answer(&mut self, answer: &[MediaSection]) -> Result<AnswerOutcome, AnswerError> {
+        let Some((_, want)) = self.in_flight else {
+            return Err(AnswerError::NotWaiting);
+        };
+        if answer.len() != want {
+            return Err(AnswerError::Mismatch {
+                got: answer.len(),
+                want,
+            });
+        }
+        self.in_flight = None;
+        self.failures = 0;
+        let mut out = AnswerOutcome::default();
+        for s in &mut self.slots {
+            let section = answer.iter().find(|m| m.mid == s.mid);
+            match s.state {
+                SlotState::Offered => {
+                    let Some(t) = s.track.clone() else { continue };
+                    let accepted = section.is_some_and(|m| {
+                        m.port != 0
+                            && m.direction.receives()
+                            && m.codecs.iter().any(|c| c.pt == t.codec.pt)
+                    });
+                    if accepted {
+                        s.state = SlotState::Live;
+                        out.resume.push(t.consumer);
+                    } else {
+                        // Port 0: the client already stopped the m-section.
+                        let closed = section.is_none_or(|m| m.port == 0);
+                        s.state = if closed {
+                            SlotState::Free
+                        } else {
+                            SlotState::Closing
+                        };
+                        s.track = None;
+                        self.declined.insert(t.producer);
+                        out.rejected.push(t);
+                    }
+                }
+                SlotState::ClosingOffered => s.state = SlotState::Free,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// The outstanding update failed (the client said `update-failed`, or
+    /// [`Self::handle_timeout`] found it unanswered): everything it carried
+    /// goes out again in the next offer, unless this was the
+    /// [`MAX_FAILURES`]th failure in a row.
+    pub fn on_failure(&mut self) -> AfterFailure {
+        self.in_flight = None;
+        for s in &mut self.slots {
+            s.state = match s.state {
+                SlotState::Offered => SlotState::New,
+                SlotState::ClosingOffered => SlotState::Closing,
+                other => other,
+            };
+        }
+        self.failures += 1;
+        self.retry = true;
+        if self.failures >= MAX_FAILURES {
+            AfterFailure::GiveUp
+        } else {
+            AfterFailure::Retry
+        }
+    }
+
+    /// True when an update awaits an answer.
+    pub fn waiting(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// When the outstanding update times out, if one is outstanding.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.in_flight.map(|(d, _)| d)
+    }
+
+    /// True when the outstanding update has timed out by `now`: call
+    /// [`Self::on_failure`] then.
+    pub fn handle_timeout(&self, now: Instant) -> bool {
+        self.in_flight.is_some_and(|(d, _)| now >= d)
+    }
+
+    /// The state of each slot with its mid, in m-section order (for tests and logs).
+    pub fn slots(&self) -> Vec<(String, SlotState)> {
+        self.slots
+            .iter()
+            .map(|s| (s.mid.clone(), s.state))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = include_str!("../../testdata/sdp/offer-audio-video-sendrecv.sdp");
+    const RECVONLY_AUDIO: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE 0\r\na=fingerprint:sha-256 \
+        7B:31:07:E0:64:2F:6A:98:4D:EA:21:A6:76:D7:40:85:03:64:F1:3A:5F:8C:B5:1B:48:0D:37:DA:EC:E2:27:BC\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:abcd\r\n\
+        a=ice-pwd:0123456789012345678901\r\na=setup:actpass\r\na=recvonly\r\n\
+        a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=rtpmap:111 opus/48000/2\r\n";
+
+    fn vp8(pt: u8) -> Codec {
+        Codec {
+            pt,
+            name: "VP8".into(),
+            clock_rate: 90000,
+            channels: None,
+            fmtp: None,
+        }
+    }
+
+    fn opus() -> Codec {
+        Codec {
+            pt: 111,
+            name: "opus".into(),
+            clock_rate: 48000,
+            channels: Some(2),
+            fmtp: Some("minptime=10;useinbandfec=1".into()),
+        }
+    }
+
+    fn own(n: usize) -> Vec<LocalMedia> {
+        (0..n)
+            .map(|i| LocalMedia {
+                mid: i.to_string(),
+                kind: Some(MediaKind::Audio),
+                media_token: "audio".into(),
+                direction: Direction::RecvOnly,
+                codec: Some(opus()),
+                mid_ext_id: Some(4),
+                send: None,
+                rejected: false,
+            })
+            .collect()
+    }
+
+    fn neg(offer: &str, own_sections: usize) -> Negotiation {
+        Negotiation::new(own(own_sections), &crate::sdp::parse(offer).expect("offer"))
+    }
+
+    /// An answer to `offer` that accepts every sendonly section whose mid is
+    /// not in `refuse` (those get port 0), and keeps closed ones closed.
+    fn answer(offer: &[LocalMedia], refuse: &[&str]) -> Vec<MediaSection> {
+        offer
+            .iter()
+            .map(|m| {
+                let refused = refuse.contains(&m.mid.as_str()) || m.rejected;
+                MediaSection {
+                    mid: m.mid.clone(),
+                    kind: m.kind,
+                    port: if refused { 0 } else { 9 },
+                    direction: match m.direction {
+                        Direction::SendOnly => Direction::RecvOnly,
+                        Direction::RecvOnly => Direction::SendOnly,
+                        d => d,
+                    },
+                    codecs: m.codec.iter().cloned().collect(),
+                    ssrc: None,
+                    rtx_ssrc: None,
+                    mid_ext_id: m.mid_ext_id,
+                }
+            })
+            .collect()
+    }
+
+    fn track(n: u64, publisher: u64, kind: MediaKind) -> OutTrack {
+        OutTrack {
+            producer: ProducerId(n),
+            consumer: ConsumerId(100 + n),
+            publisher,
+            kind,
+            codec: if kind == MediaKind::Audio {
+                opus()
+            } else {
+                vp8(96)
+            },
+            ssrc: 1000 + n as u32,
+        }
+    }
+
+    /// One step of a table test and what must hold after it.
+    enum Step {
+        /// Add track n of publisher p.
+        Add(u64, u64, MediaKind),
+        /// Publisher p leaves.
+        Leave(u64),
+        /// Make an offer; its slot sections must read like this
+        /// (`mid=send`, `mid=closed`).
+        Offer(&'static str),
+        /// Answer, refusing these mids; resumed consumers and refused producers.
+        Answer(&'static [&'static str], &'static [u64], &'static [u64]),
+        /// The update failed (timeout or update-failed).
+        Fail(AfterFailure),
+        /// No offer is due.
+        Quiet,
+    }
+
+    fn shape(offer: &[LocalMedia], own: usize) -> String {
+        offer[own..]
+            .iter()
+            .map(|m| format!("{}={}", m.mid, if m.rejected { "closed" } else { "send" }))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn run(name: &str, steps: &[Step]) {
+        use MediaKind::{Audio, Video};
+        let _ = (Audio, Video);
+        let mut n = neg(OFFER, 2);
+        let t0 = Instant::now();
+        let mut last: Vec<LocalMedia> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let at = format!("{name}, step {i}");
+            match step {
+                Step::Add(t, p, kind) => {
+                    let mid = n.allocate_mid();
+                    n.add(mid, track(*t, *p, *kind));
+                }
+                Step::Leave(p) => {
+                    n.remove_publisher(*p);
+                }
+                Step::Offer(want) => {
+                    assert!(n.needs_offer(), "{at}: an offer is due");
+                    last = n.make_offer(t0, Duration::from_secs(10));
+                    assert_eq!(shape(&last, 2), *want, "{at}");
+                    assert!(!n.needs_offer(), "{at}: one update at a time");
+                }
+                Step::Answer(refuse, resumed, refused) => {
+                    let out = n.on_answer(&answer(&last, refuse)).expect(&at);
+                    let r: Vec<u64> = out.resume.iter().map(|c| c.0 - 100).collect();
+                    let x: Vec<u64> = out.rejected.iter().map(|t| t.producer.0).collect();
+                    assert_eq!((&r[..], &x[..]), (*resumed, *refused), "{at}");
+                }
+                Step::Fail(want) => assert_eq!(n.on_failure(), *want, "{at}"),
+                Step::Quiet => assert!(!n.needs_offer(), "{at}: nothing to offer"),
+            }
+        }
+    }
+
+    #[test]
+    fn negotiation_table() {
+        use MediaKind::{Audio, Video};
+        use Step::*;
+        let cases: &[(&str, &[Step])] = &[
+            (
+                "a publisher joins: both tracks offered, accepted, resumed",
+                &[
+                    Add(1, 7, Audio),
+                    Add(2, 7, Video),
+                    Offer("s1=send s2=send"),
+                    Answer(&[], &[1, 2], &[]),
+                    Quiet,
+                ],
+            ),
+            (
+                "changes during an update wait for its answer",
+                &[
+                    Add(1, 7, Audio),
+                    Offer("s1=send"),
+                    Add(2, 8, Audio),
+                    Quiet,
+                    Answer(&[], &[1], &[]),
+                    Offer("s1=send s2=send"),
+                    Answer(&[], &[2], &[]),
+                ],
+            ),
+            (
+                "a publisher leaves: its sections close, then are recycled under new mids",
+                &[
+                    Add(1, 7, Audio),
+                    Add(2, 7, Video),
+                    Offer("s1=send s2=send"),
+                    Answer(&[], &[1, 2], &[]),
+                    Leave(7),
+                    Offer("s1=closed s2=closed"),
+                    Answer(&[], &[], &[]),
+                    Add(3, 8, Video),
+                    Add(4, 8, Audio),
+                    Offer("s4=send s3=send"),
+                    Answer(&[], &[4, 3], &[]),
+                ],
+            ),
+            (
+                "a free slot is reused only by the same kind",
+                &[
+                    Add(1, 7, Audio),
+                    Offer("s1=send"),
+                    Answer(&[], &[1], &[]),
+                    Leave(7),
+                    Offer("s1=closed"),
+                    Answer(&[], &[], &[]),
+                    Add(2, 8, Video),
+                    Offer("s1=closed s2=send"),
+                ],
+            ),
+            (
+                "a section still closing is not reused before the answer",
+                &[
+                    Add(1, 7, Audio),
+                    Offer("s1=send"),
+                    Answer(&[], &[1], &[]),
+                    Leave(7),
+                    Offer("s1=closed"),
+                    Add(2, 8, Audio),
+                    Answer(&[], &[], &[]),
+                    Offer("s1=closed s2=send"),
+                ],
+            ),
+            (
+                "a track that leaves before it was offered never reaches the SDP",
+                &[Add(1, 7, Audio), Leave(7), Quiet],
+            ),
+            (
+                "a track that leaves while offered is closed in the next update",
+                &[
+                    Add(1, 7, Video),
+                    Offer("s1=send"),
+                    Leave(7),
+                    Answer(&[], &[], &[]),
+                    Offer("s1=closed"),
+                ],
+            ),
+            (
+                "a refused track is reported, its section freed, and not offered again",
+                &[
+                    Add(1, 7, Audio),
+                    Add(2, 7, Video),
+                    Offer("s1=send s2=send"),
+                    Answer(&["s2"], &[1], &[2]),
+                    Quiet,
+                    Add(3, 8, Video),
+                    Offer("s1=send s3=send"),
+                ],
+            ),
+            (
+                "a failed update is offered again, and the third failure gives up",
+                &[
+                    Add(1, 7, Audio),
+                    Offer("s1=send"),
+                    Fail(AfterFailure::Retry),
+                    Offer("s1=send"),
+                    Fail(AfterFailure::Retry),
+                    Offer("s1=send"),
+                    Fail(AfterFailure::GiveUp),
+                ],
+            ),
+            (
+                "an answer resets the failure count",
+                &[
+                    Add(1, 7, Audio),
+                    Offer("s1=send"),
+                    Fail(AfterFailure::Retry),
+                    Offer("s1=send"),
+                    Fail(AfterFailure::Retry),
+                    Offer("s1=send"),
+                    Answer(&[], &[1], &[]),
+                    Add(2, 8, Audio),
+                    Offer("s1=send s2=send"),
+                    Fail(AfterFailure::Retry),
+                ],
+            ),
+        ];
+        for (name, steps) in cases {
+            run(name, steps);
+        }
+    }
+
+    #[test]
+    fn unexpected_and_stale_answers_change_nothing() {
+        let mut n = neg(OFFER, 2);
+        assert_eq!(n.on_answer(&[]), Err(AnswerError::NotWaiting));
+        let mid = n.allocate_mid();
+        n.add(mid, track(1, 7, MediaKind::Audio));
+        let offer = n.make_offer(Instant::now(), Duration::from_secs(1));
+        let short = answer(&offer[..2], &[]);
+        assert_eq!(
+            n.on_answer(&short),
+            Err(AnswerError::Mismatch { got: 2, want: 3 })
+        );
+        assert!(n.waiting(), "still waiting for the real answer");
+        assert_eq!(
+            n.on_answer(&answer(&offer, &[])).map(|o| o.resume),
+            Ok(vec![ConsumerId(101)])
+        );
+    }
+
+    #[test]
+    fn an_unanswered_update_times_out_at_its_deadline() {
+        let mut n = neg(OFFER, 2);
+        let mid = n.allocate_mid();
+        n.add(mid, track(1, 7, MediaKind::Audio));
+        let t0 = Instant::now();
+        n.make_offer(t0, Duration::from_secs(10));
+        assert_eq!(n.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        assert!(!n.handle_timeout(t0 + Duration::from_secs(9)));
+        assert!(n.handle_timeout(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn sections_stay_bounded_by_live_tracks_over_many_joins_and_leaves() {
+        let mut n = neg(OFFER, 2);
+        let t0 = Instant::now();
+        let mut max_sections = 0;
+        for p in 0..300u64 {
+            for (k, kind) in [MediaKind::Audio, MediaKind::Video].into_iter().enumerate() {
+                let mid = n.allocate_mid();
+                n.add(mid, track(2 * p + k as u64, p, kind));
+            }
+            let offer = n.make_offer(t0, Duration::from_secs(10));
+            n.on_answer(&answer(&offer, &[])).expect("answer");
+            n.remove_publisher(p);
+            let offer = n.make_offer(t0, Duration::from_secs(10));
+            n.on_answer(&answer(&offer, &[])).expect("answer");
+            max_sections = max_sections.max(n.section_count());
+        }
+        assert_eq!(
+            max_sections,
+            2 + 2,
+            "the client's own two plus one per live track"
+        );
+    }
+
+    #[test]
+    fn codecs_keep_the_clients_payload_types_and_never_collide() {
+        // A client that offered VP8 as 96 gets VP8 as 96, whatever the publisher used.
+        let mut n = neg(OFFER, 2);
+        let c = n.codec_for(&vp8(100));
+        assert_eq!((c.name.as_str(), c.pt), ("VP8", 96));
+        // A receive-only audio client never offered VP8: the publisher's PT is
+        // used, unless it already names another codec of the session.
+        let mut n = neg(RECVONLY_AUDIO, 1);
+        assert_eq!(n.codec_for(&vp8(96)).pt, 96);
+        let taken = n.codec_for(&vp8(111));
+        assert_ne!(taken.pt, 111, "111 is the client's opus");
+        assert_eq!(n.codec_for(&vp8(taken.pt)).pt, taken.pt, "stable");
+    }
+}

@@ -1,0 +1,821 @@
+//! One room: a tokio task that owns the room's participants, orchestrates
+//! joins and leaves on the room's worker, and drives each participant's
+//! [`Negotiation`].
+//!
+//! The room awaits its worker's replies, so a stalled worker stalls only the
+//! rooms placed on it; the [`Hub`](crate::hub::Hub) and every other room go
+//! on. Messages reach the room in the order the hub received them, and the
+//! room answers them in that order.
+//!
+//! After the join answer the server is the only offerer: whenever the set of
+//! tracks a participant should receive changes, it sends an `update` offer
+//! and queues further changes until the answer arrives. An update left
+//! unanswered for the offer timeout, or refused with `update-failed`, is
+//! sent again; the third failure in a row removes the participant
+//! (`negotiation-failed`). New consumers are created paused and resumed only
+//! once the subscriber's answer accepted their m-section, so the first
+//! keyframe is not lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sfu_core::proto::dtls::DtlsRole;
+use sfu_core::router::{ConsumerParams, MediaKind, ProducerParams};
+use sfu_core::transport::{CloseReason, TransportParams};
+use sfu_core::worker::{Command, Event, Reply};
+use sfu_core::{Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::conn::{ConnHandle, ConnId};
+use crate::hub::{HubConfig, HubMsg, WorkerRef};
+use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
+use crate::protocol::{ParticipantInfo, ServerMsg};
+use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp};
+
+/// How long a room waits for its worker's reply to one command.
+pub const CORE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Capacity of a room's inbox, in messages. When it is full (the room is
+/// stuck on its worker), the hub refuses new joins to it with `room-busy`.
+pub const ROOM_QUEUE: usize = 1024;
+
+/// Messages to a room.
+#[derive(Debug)]
+pub enum RoomMsg {
+    /// A validated join.
+    Join {
+        /// The connection.
+        conn: ConnHandle,
+        /// Display name.
+        name: String,
+        /// The parsed offer.
+        offer: Box<PeerSdp>,
+    },
+    /// An answer to an update.
+    Answer {
+        /// The connection.
+        conn: ConnHandle,
+        /// SDP text.
+        sdp: String,
+    },
+    /// The client could not apply the last update.
+    UpdateFailed {
+        /// The connection.
+        conn: ConnHandle,
+        /// The client's reason.
+        message: String,
+    },
+    /// An explicit `leave`: reply `left`.
+    Leave {
+        /// The connection.
+        conn: ConnHandle,
+    },
+    /// The WebSocket closed.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A reply decided by the hub for a connection in this room, sent through
+    /// the room so that it keeps the order of the requests.
+    Reply {
+        /// The connection.
+        conn: ConnHandle,
+        /// The reply.
+        msg: ServerMsg,
+    },
+    /// An event of the room's router.
+    Core(Event),
+    /// The room's worker failed: tell everyone `room-failed` and stop.
+    WorkerFailed,
+    /// The hub forgot this idle room: close the router and stop.
+    Close,
+    /// The server stops: remove everyone, close the router, then signal.
+    Shutdown {
+        /// Signalled when done.
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A failed step of a request: the error message to send.
+#[derive(Debug)]
+pub struct Fail(pub ServerMsg);
+
+impl From<sfu_core::Error> for Fail {
+    fn from(e: sfu_core::Error) -> Self {
+        Fail(match e {
+            sfu_core::Error::PortRangeExhausted { .. } => ServerMsg::error(
+                "no-capacity",
+                format!("the server cannot open another room: {e}"),
+            ),
+            sfu_core::Error::WorkerGone => ServerMsg::error(
+                "room-failed",
+                "the room's data-plane worker failed or stalled; join again",
+            ),
+            sfu_core::Error::QueueFull => ServerMsg::error(
+                "room-busy",
+                "the room's data-plane worker is overloaded; try again",
+            ),
+            other => ServerMsg::error("server-error", format!("data plane error: {other}")),
+        })
+    }
+}
+
+/// Sends a command to `worker` and awaits its reply, for at most
+/// [`CORE_REPLY_TIMEOUT`] and never past the worker being declared failed.
+///
+/// Errors: [`sfu_core::Error::QueueFull`] when its queue is full,
+/// [`sfu_core::Error::WorkerGone`] when it is gone, failed or silent, or the
+/// command's own error.
+pub async fn call<T: Send + 'static>(
+    worker: &WorkerRef,
+    make: impl FnOnce(Reply<T>) -> Command,
+) -> Result<T, sfu_core::Error> {
+    let (otx, orx) = oneshot::channel();
+    worker.try_send(make(Box::new(move |r| {
+        let _ = otx.send(r);
+    })))?;
+    let mut failed = worker.failed.clone();
+    tokio::select! {
+        r = tokio::time::timeout(CORE_REPLY_TIMEOUT, orx) => match r {
+            Ok(Ok(r)) => r,
+            _ => Err(sfu_core::Error::WorkerGone),
+        },
+        _ = failed.wait_for(|f| *f) => Err(sfu_core::Error::WorkerGone),
+    }
+}
+
+fn random_token(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+#[derive(Debug)]
+struct Track {
+    producer: ProducerId,
+    kind: MediaKind,
+    codec: Codec,
+}
+
+#[derive(Debug)]
+struct Participant {
+    id: u64,
+    name: String,
+    conn: ConnHandle,
+    transport: TransportId,
+    local: LocalParams,
+    published: Vec<Track>,
+    neg: Negotiation,
+}
+
+/// Shared settings and handles every room gets from the hub.
+#[derive(Debug, Clone)]
+pub struct RoomCtx {
+    /// Static settings.
+    pub cfg: Arc<HubConfig>,
+    /// The hub's inbox.
+    pub hub: mpsc::Sender<HubMsg>,
+    /// Source of participant ids, unique in the process.
+    pub next_pid: Arc<AtomicU64>,
+}
+
+/// A room's state, run by [`Room::run`].
+#[derive(Debug)]
+pub struct Room {
+    name: String,
+    router: RouterId,
+    worker: WorkerRef,
+    port: Option<u16>,
+    participants: Vec<Participant>,
+    joins_seen: u64,
+    count: Arc<AtomicUsize>,
+    ctx: RoomCtx,
+}
+
+impl Room {
+    /// A room `name` whose router will be `router` on `worker`; `count`
+    /// mirrors its number of participants for /metrics.
+    pub fn new(
+        name: String,
+        router: RouterId,
+        worker: WorkerRef,
+        count: Arc<AtomicUsize>,
+        ctx: RoomCtx,
+    ) -> Self {
+        Self {
+            name,
+            router,
+            worker,
+            port: None,
+            participants: Vec::new(),
+            joins_seen: 0,
+            count,
+            ctx,
+        }
+    }
+
+    /// Runs until the hub closes the room, its worker fails, or the server stops.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<RoomMsg>) {
+        loop {
+            let deadline = self
+                .participants
+                .iter()
+                .filter_map(|p| p.neg.poll_timeout())
+                .min();
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.on_timeouts(Instant::now()).await;
+                    continue;
+                }
+            };
+            match msg {
+                RoomMsg::Join { conn, name, offer } => {
+                    self.joins_seen += 1;
+                    if let Err(Fail(m)) = self.join(conn.clone(), name, *offer).await {
+                        conn.send(&m);
+                        self.tell_hub(HubMsg::Left {
+                            conn: conn.id(),
+                            router: self.router,
+                        });
+                        self.report_if_idle();
+                    }
+                }
+                RoomMsg::Answer { conn, sdp } => self.on_answer(&conn, &sdp).await,
+                RoomMsg::UpdateFailed { conn, message } => {
+                    self.on_update_failed(&conn, &message).await;
+                }
+                RoomMsg::Leave { conn } => {
+                    if let Some(pid) = self.pid_of(conn.id()) {
+                        self.remove_participant(pid, true).await;
+                    }
+                    conn.send(&ServerMsg::Left);
+                }
+                RoomMsg::Disconnected { conn } => {
+                    if let Some(pid) = self.pid_of(conn) {
+                        self.remove_participant(pid, true).await;
+                    }
+                }
+                RoomMsg::Reply { conn, msg } => {
+                    conn.send(&msg);
+                }
+                RoomMsg::Core(ev) => self.on_core(ev).await,
+                RoomMsg::WorkerFailed => {
+                    self.fail_all(&mut rx).await;
+                    return;
+                }
+                RoomMsg::Close => {
+                    if self.participants.is_empty() {
+                        self.close_router();
+                        return;
+                    }
+                    tracing::error!(room = %self.name, "asked to close with participants; ignored");
+                }
+                RoomMsg::Shutdown { done } => {
+                    for pid in self.participants.iter().map(|p| p.id).collect::<Vec<_>>() {
+                        self.remove_participant(pid, true).await;
+                    }
+                    self.close_router();
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pid_of(&self, conn: ConnId) -> Option<u64> {
+        self.participants
+            .iter()
+            .find(|p| p.conn.id() == conn)
+            .map(|p| p.id)
+    }
+
+    fn idx(&self, pid: u64) -> Option<usize> {
+        self.participants.iter().position(|p| p.id == pid)
+    }
+
+    /// Sends to the hub without ever waiting on it.
+    fn tell_hub(&self, msg: HubMsg) {
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.ctx.hub.try_send(msg) {
+            let hub = self.ctx.hub.clone();
+            tokio::spawn(async move {
+                let _ = hub.send(msg).await;
+            });
+        }
+    }
+
+    /// A fire-and-forget command; a full queue or a gone worker is logged.
+    fn command(&self, cmd: Command) {
+        if let Err(e) = self.worker.try_send(cmd) {
+            tracing::warn!(room = %self.name, error = %e, "command to the worker not sent");
+        }
+    }
+
+    fn close_router(&self) {
+        if self.port.is_some() {
+            self.command(Command::CloseRouter {
+                router: self.router,
+            });
+            tracing::info!(room = %self.name, "room closed");
+        }
+    }
+
+    fn report_if_idle(&self) {
+        if self.participants.is_empty() {
+            self.tell_hub(HubMsg::RoomIdle {
+                router: self.router,
+                joins_seen: self.joins_seen,
+            });
+        }
+    }
+
+    fn set_count(&self) {
+        self.count.store(self.participants.len(), Ordering::Relaxed);
+    }
+
+    async fn ensure_router(&mut self) -> Result<u16, Fail> {
+        if let Some(port) = self.port {
+            return Ok(port);
+        }
+        let router = self.router;
+        let info = call(&self.worker, |reply| Command::CreateRouter {
+            router,
+            reply,
+        })
+        .await?;
+        let port = info.local_addr.port();
+        tracing::info!(room = %self.name, worker = self.worker.index, port, "room opened");
+        self.port = Some(port);
+        self.tell_hub(HubMsg::RoomOpened {
+            router,
+            counters: info.counters,
+        });
+        Ok(port)
+    }
+
+    async fn join(&mut self, conn: ConnHandle, name: String, offer: PeerSdp) -> Result<(), Fail> {
+        let limits = self.ctx.cfg.limits;
+        if self.participants.len() >= limits.participants_per_room {
+            return Err(Fail(ServerMsg::error(
+                "room-full",
+                format!(
+                    "room {:?} has its maximum of {} participants",
+                    self.name, limits.participants_per_room
+                ),
+            )));
+        }
+        let port = self.ensure_router().await?;
+        let router = self.router;
+        let (dtls_role, setup) = if offer.setup == "passive" {
+            (DtlsRole::Client, "active")
+        } else {
+            (DtlsRole::Server, "passive")
+        };
+        let cfg = &self.ctx.cfg;
+        let local = LocalParams {
+            ice_ufrag: random_token(8),
+            ice_pwd: random_token(24),
+            fingerprint: cfg.fingerprint.clone(),
+            ip: cfg.announced_ip,
+            port,
+            session_id: rand::random::<u32>() as u64,
+            session_version: 1,
+            ice_lite: true,
+        };
+        let params = TransportParams {
+            local_ufrag: local.ice_ufrag.clone(),
+            local_pwd: local.ice_pwd.clone(),
+            remote_fingerprint: offer.fingerprint,
+            dtls_role,
+        };
+        let transport = call(&self.worker, |reply| Command::CreateTransport {
+            router,
+            params,
+            reply,
+        })
+        .await?;
+        let mut own = Vec::new();
+        let mut published = Vec::new();
+        let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
+        for m in &offer.media {
+            let codec = m.preferred_codec().cloned();
+            let publish = m.port != 0 && m.direction.sends() && codec.is_some() && m.ssrc.is_some();
+            if publish && let (Some(kind), Some(c), Some(ssrc)) = (m.kind, &codec, m.ssrc) {
+                let params = ProducerParams {
+                    transport,
+                    kind,
+                    ssrc: Ssrc(ssrc),
+                    rtx_ssrc: m.rtx_ssrc.map(Ssrc),
+                    mid: Mid::new(&m.mid),
+                    payload_types: vec![Pt(c.pt)],
+                };
+                match call(&self.worker, |reply| Command::CreateProducer {
+                    router,
+                    params,
+                    reply,
+                })
+                .await
+                {
+                    Ok(producer) => published.push(Track {
+                        producer,
+                        kind,
+                        codec: c.clone(),
+                    }),
+                    Err(e) => {
+                        self.command(Command::CloseTransport { router, transport });
+                        return Err(e.into());
+                    }
+                }
+            }
+            let usable = m.port != 0 && m.kind.is_some() && codec.is_some();
+            own.push(LocalMedia {
+                mid: m.mid.clone(),
+                kind: if usable { m.kind } else { None },
+                media_token: m
+                    .kind
+                    .map_or("application".to_string(), |k| k.as_str().to_string()),
+                direction: if publish {
+                    Direction::RecvOnly
+                } else {
+                    Direction::Inactive
+                },
+                codec,
+                mid_ext_id,
+                send: None,
+                rejected: !usable,
+            });
+        }
+        let answer = sdp::write(&local, setup, &own);
+        let pid = self.ctx.next_pid.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(room = %self.name, participant = pid, name = %name, tracks = published.len(), "participant joined");
+        conn.send(&ServerMsg::Answer {
+            sdp: answer,
+            id: format!("p{pid}"),
+            room: self.name.clone(),
+        });
+        let neg = Negotiation::new(own, &offer);
+        let others: Vec<u64> = self.participants.iter().map(|p| p.id).collect();
+        self.participants.push(Participant {
+            id: pid,
+            name,
+            conn,
+            transport,
+            local,
+            published,
+            neg,
+        });
+        self.set_count();
+        self.broadcast_participants();
+        for other in others {
+            self.subscribe_all(pid, other).await;
+            self.subscribe_all(other, pid).await;
+            self.negotiate(other);
+        }
+        self.negotiate(pid);
+        Ok(())
+    }
+
+    /// Creates paused consumers on `sub` for every track of `publisher`.
+    async fn subscribe_all(&mut self, sub: u64, publisher: u64) {
+        let Some(p) = self.idx(publisher) else {
+            return;
+        };
+        let tracks: Vec<(ProducerId, MediaKind, Codec)> = self.participants[p]
+            .published
+            .iter()
+            .map(|t| (t.producer, t.kind, t.codec.clone()))
+            .collect();
+        for (producer, kind, codec) in tracks {
+            self.add_consumer(sub, publisher, producer, kind, &codec)
+                .await;
+        }
+    }
+
+    async fn add_consumer(
+        &mut self,
+        sub: u64,
+        publisher: u64,
+        producer: ProducerId,
+        kind: MediaKind,
+        codec: &Codec,
+    ) {
+        let Some(i) = self.idx(sub) else { return };
+        let publisher_name = self
+            .idx(publisher)
+            .map(|j| self.participants[j].name.clone())
+            .unwrap_or_default();
+        let max = self.ctx.cfg.limits.consumers_per_transport;
+        let s = &mut self.participants[i];
+        if s.neg.declined(producer) {
+            return;
+        }
+        if s.neg.receiving() >= max {
+            tracing::warn!(participant = sub, max, "consumer limit reached");
+            s.conn.send(&ServerMsg::error(
+                "consumer-limit",
+                format!(
+                    "you receive the maximum of {max} tracks; a {} track of {publisher_name:?} is not sent to you",
+                    kind.as_str()
+                ),
+            ));
+            return;
+        }
+        // Offer the track with its own codec; the subscriber's answer decides.
+        let sub_codec = s.neg.codec_for(codec);
+        let mid = s.neg.allocate_mid();
+        let ssrc: u32 = rand::random::<u32>() | 1;
+        let params = ConsumerParams {
+            transport: s.transport,
+            producer,
+            ssrc: Ssrc(ssrc),
+            mid: Mid::new(&mid),
+            mid_ext_id: s.neg.mid_ext_id(),
+            pt_map: vec![(Pt(codec.pt), Pt(sub_codec.pt))],
+            paused: true,
+        };
+        let router = self.router;
+        let consumer = match call(&self.worker, |reply| Command::CreateConsumer {
+            router,
+            params,
+            reply,
+        })
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(participant = sub, error = %e, "consumer not created");
+                return;
+            }
+        };
+        let Some(i) = self.idx(sub) else { return };
+        self.participants[i].neg.add(
+            mid,
+            OutTrack {
+                producer,
+                consumer,
+                publisher,
+                kind,
+                codec: sub_codec,
+                ssrc,
+            },
+        );
+    }
+
+    /// Sends an `update` offer if the participant's tracks changed and no
+    /// offer is awaiting an answer.
+    fn negotiate(&mut self, pid: u64) {
+        let timeout = self.ctx.cfg.offer_timeout;
+        let Some(i) = self.idx(pid) else { return };
+        let p = &mut self.participants[i];
+        if !p.neg.needs_offer() {
+            return;
+        }
+        let media = p.neg.make_offer(Instant::now(), timeout);
+        p.local.session_version += 1;
+        let offer = sdp::write(&p.local, "actpass", &media);
+        p.conn.send(&ServerMsg::Update { sdp: offer });
+    }
+
+    async fn on_answer(&mut self, conn: &ConnHandle, answer_sdp: &str) {
+        let Some(pid) = self.pid_of(conn.id()) else {
+            conn.send(&ServerMsg::error("not-joined", "join a room first"));
+            return;
+        };
+        let Some(i) = self.idx(pid) else { return };
+        let p = &mut self.participants[i];
+        if !p.neg.waiting() {
+            conn.send(&ServerMsg::error(
+                "unexpected-answer",
+                AnswerError::NotWaiting.to_string(),
+            ));
+            return;
+        }
+        let answer = match sdp::parse(answer_sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                conn.send(&ServerMsg::error(e.code(), format!("bad answer: {e}")));
+                self.failed_update(pid, "the answer does not parse").await;
+                return;
+            }
+        };
+        let outcome = match p.neg.on_answer(&answer.media) {
+            Ok(o) => o,
+            Err(e) => {
+                conn.send(&ServerMsg::error("unexpected-answer", e.to_string()));
+                return;
+            }
+        };
+        let router = self.router;
+        for consumer in outcome.resume {
+            self.command(Command::SetConsumerPaused {
+                router,
+                consumer,
+                paused: false,
+            });
+        }
+        for t in outcome.rejected {
+            self.command(Command::CloseConsumer {
+                router,
+                consumer: t.consumer,
+            });
+            let from = self
+                .idx(t.publisher)
+                .map(|j| self.participants[j].name.clone())
+                .unwrap_or_default();
+            tracing::info!(participant = pid, publisher = t.publisher, codec = %t.codec.name, "subscriber refused a track");
+            conn.send(&ServerMsg::error(
+                "track-rejected",
+                format!(
+                    "your answer refused the {} track of {from:?} ({}/{}): it is not sent to you",
+                    t.kind.as_str(),
+                    t.codec.name,
+                    t.codec.clock_rate
+                ),
+            ));
+        }
+        self.negotiate(pid);
+    }
+
+    async fn on_update_failed(&mut self, conn: &ConnHandle, message: &str) {
+        let Some(pid) = self.pid_of(conn.id()) else {
+            conn.send(&ServerMsg::error("not-joined", "join a room first"));
+            return;
+        };
+        let waiting = self
+            .idx(pid)
+            .is_some_and(|i| self.participants[i].neg.waiting());
+        if !waiting {
+            conn.send(&ServerMsg::error(
+                "unexpected-answer",
+                AnswerError::NotWaiting.to_string(),
+            ));
+            return;
+        }
+        let reason: String = message.chars().take(1000).collect();
+        tracing::warn!(room = %self.name, participant = pid, reason = %reason, "client could not apply an update");
+        self.failed_update(pid, "the client could not apply it")
+            .await;
+    }
+
+    /// The outstanding update of `pid` failed: offer again, or give up.
+    async fn failed_update(&mut self, pid: u64, why: &str) {
+        let Some(i) = self.idx(pid) else { return };
+        match self.participants[i].neg.on_failure() {
+            AfterFailure::Retry => self.negotiate(pid),
+            AfterFailure::GiveUp => {
+                let conn = self.participants[i].conn.clone();
+                tracing::warn!(room = %self.name, participant = pid, "negotiation failed repeatedly; participant removed");
+                conn.send(&ServerMsg::error(
+                    "negotiation-failed",
+                    format!(
+                        "{} updates in a row failed (last: {why}); you were removed from the room — join again",
+                        crate::negotiation::MAX_FAILURES
+                    ),
+                ));
+                self.remove_participant(pid, true).await;
+            }
+        }
+    }
+
+    async fn on_timeouts(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .participants
+            .iter()
+            .filter(|p| p.neg.handle_timeout(now))
+            .map(|p| p.id)
+            .collect();
+        for pid in due {
+            let Some(i) = self.idx(pid) else { continue };
+            let secs = self.ctx.cfg.offer_timeout.as_secs();
+            self.participants[i].conn.send(&ServerMsg::error(
+                "update-timeout",
+                format!("no answer to the update within {secs} s; sending the current state again"),
+            ));
+            self.failed_update(pid, "no answer in time").await;
+        }
+    }
+
+    /// Removes a participant: closes its transport (and with it its
+    /// producers and every consumer of them) and updates the others.
+    async fn remove_participant(&mut self, pid: u64, close_transport: bool) {
+        let Some(i) = self.idx(pid) else { return };
+        let p = self.participants.remove(i);
+        self.set_count();
+        if close_transport {
+            self.command(Command::CloseTransport {
+                router: self.router,
+                transport: p.transport,
+            });
+        }
+        self.tell_hub(HubMsg::Left {
+            conn: p.conn.id(),
+            router: self.router,
+        });
+        tracing::info!(room = %self.name, participant = pid, name = %p.name, "participant left");
+        let others: Vec<u64> = self.participants.iter().map(|o| o.id).collect();
+        for other in others {
+            if let Some(j) = self.idx(other) {
+                // The data plane removed the consumers with the producers.
+                self.participants[j].neg.remove_publisher(pid);
+            }
+            self.negotiate(other);
+        }
+        self.broadcast_participants();
+        self.report_if_idle();
+    }
+
+    fn broadcast_participants(&self) {
+        let participants: Vec<ParticipantInfo> = self
+            .participants
+            .iter()
+            .map(|p| ParticipantInfo {
+                id: format!("p{}", p.id),
+                name: p.name.clone(),
+            })
+            .collect();
+        let msg = ServerMsg::Participants {
+            room: self.name.clone(),
+            participants,
+        };
+        for p in &self.participants {
+            p.conn.send(&msg);
+        }
+    }
+
+    async fn on_core(&mut self, ev: Event) {
+        match ev {
+            Event::TransportConnected { transport, .. } => {
+                tracing::debug!(room = %self.name, %transport, "transport connected");
+            }
+            Event::TransportClosed {
+                transport, reason, ..
+            } => {
+                if reason == CloseReason::Closed {
+                    return;
+                }
+                // Ids are never reused, so this is the participant whose
+                // transport closed, even if someone joined since.
+                let Some(p) = self.participants.iter().find(|p| p.transport == transport) else {
+                    return;
+                };
+                let (pid, conn) = (p.id, p.conn.clone());
+                tracing::info!(room = %self.name, participant = pid, %reason, "media connection closed");
+                conn.send(&ServerMsg::error(
+                    "transport-closed",
+                    format!("media connection closed: {reason}; join again"),
+                ));
+                self.remove_participant(pid, false).await;
+            }
+            other => tracing::debug!(room = %self.name, event = ?other, "core event"),
+        }
+    }
+
+    /// The worker failed: everyone, and every join still queued, gets
+    /// `room-failed`.
+    async fn fail_all(&mut self, rx: &mut mpsc::Receiver<RoomMsg>) {
+        let failed = ServerMsg::error(
+            "room-failed",
+            "the server hit an internal error in this room; join again",
+        );
+        for p in std::mem::take(&mut self.participants) {
+            p.conn.send(&failed);
+            self.tell_hub(HubMsg::Left {
+                conn: p.conn.id(),
+                router: self.router,
+            });
+        }
+        self.set_count();
+        rx.close();
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                RoomMsg::Join { conn, .. } => {
+                    conn.send(&failed);
+                    self.tell_hub(HubMsg::Left {
+                        conn: conn.id(),
+                        router: self.router,
+                    });
+                }
+                RoomMsg::Shutdown { done } => {
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+        tracing::warn!(room = %self.name, "room failed with its worker");
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}

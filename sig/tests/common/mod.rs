@@ -1,0 +1,371 @@
+//! The hub driven directly, against fake data-plane workers: each fake
+//! answers commands on a thread of its own, allocating ids exactly as the
+//! real router does (`IdSlab`), records what it was sent, and can be
+//! stalled or made to expire a transport. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sfu_core::router::id_slab::IdSlab;
+use sfu_core::stats::Counters;
+use sfu_core::transport::CloseReason;
+use sfu_core::worker::{Command, Event, RouterInfo};
+use sfu_core::{ConsumerId, ProducerId, RouterId, TransportId};
+use sfu_sig::config::Limits;
+use sfu_sig::conn::{ConnHandle, Outgoing};
+use sfu_sig::hub::{Hub, HubConfig, HubMsg, Registry, Spawner};
+use sfu_sig::protocol::ClientMsg;
+use sfu_sig::sdp::{self, Direction, LocalMedia, LocalParams};
+use tokio::sync::{mpsc, oneshot};
+
+pub const OFFER: &str = include_str!("../../../testdata/sdp/offer-audio-video-sendrecv.sdp");
+pub const RECVONLY_OFFER: &str =
+    include_str!("../../../testdata/sdp/offer-recvonly-audio-video.sdp");
+
+/// What a fake worker knows and did.
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub commands: Vec<String>,
+    pub transports: IdSlab<TransportId, RouterId>,
+    pub producers: IdSlab<ProducerId, ()>,
+    pub consumers: IdSlab<ConsumerId, ()>,
+    pub paused: Vec<(ConsumerId, bool)>,
+    pub closed_consumers: Vec<ConsumerId>,
+}
+
+/// A stand-in worker thread.
+#[derive(Debug, Clone)]
+pub struct FakeWorker {
+    pub tx: crossbeam_channel::Sender<Command>,
+    pub counters: Arc<Counters>,
+    pub state: Arc<Mutex<FakeState>>,
+    /// While set, the worker takes commands but answers none (a wedged worker).
+    pub stalled: Arc<AtomicBool>,
+}
+
+impl FakeWorker {
+    pub fn spawn() -> Self {
+        let (tx, rx) = crossbeam_channel::bounded::<Command>(4096);
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let stalled = Arc::new(AtomicBool::new(false));
+        let (st, stall) = (state.clone(), stalled.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while let Ok(cmd) = rx.recv_timeout(Duration::from_secs(120)) {
+                let mut s = st.lock().expect("state");
+                s.commands.push(format!("{cmd:?}"));
+                if stall.load(Ordering::Relaxed) {
+                    held.push(cmd); // never answered
+                    continue;
+                }
+                match cmd {
+                    Command::CreateRouter { reply, .. } => reply(Ok(RouterInfo {
+                        local_addr: "127.0.0.1:40000".parse().expect("addr"),
+                        counters: Arc::new(Counters::default()),
+                    })),
+                    Command::CreateTransport { router, reply, .. } => {
+                        let id = s.transports.insert(router);
+                        reply(Ok(id))
+                    }
+                    Command::CreateProducer { reply, .. } => {
+                        let id = s.producers.insert(());
+                        reply(Ok(id))
+                    }
+                    Command::CreateConsumer { reply, .. } => {
+                        let id = s.consumers.insert(());
+                        reply(Ok(id))
+                    }
+                    Command::CloseTransport { transport, .. } => {
+                        s.transports.try_remove(transport);
+                    }
+                    Command::CloseConsumer { consumer, .. } => {
+                        s.consumers.try_remove(consumer);
+                        s.closed_consumers.push(consumer);
+                    }
+                    Command::SetConsumerPaused {
+                        consumer, paused, ..
+                    } => s.paused.push((consumer, paused)),
+                    Command::Ping { reply } => reply(Ok(())),
+                    Command::Shutdown => break,
+                    _ => {}
+                }
+            }
+            drop(held);
+        });
+        Self {
+            tx,
+            counters: Arc::new(Counters::default()),
+            state,
+            stalled,
+        }
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        let s = self.state.lock().expect("state");
+        s.commands.iter().filter(|c| *c == name).count()
+    }
+
+    /// Removes a transport as a consent timeout would, and returns the event
+    /// the worker would send (the test decides when the hub gets it).
+    pub fn expire(&self, transport: TransportId) -> Event {
+        let mut s = self.state.lock().expect("state");
+        let router = s.transports.try_remove(transport).expect("live transport");
+        Event::TransportClosed {
+            router,
+            transport,
+            reason: CloseReason::ConsentExpired,
+        }
+    }
+
+    /// The newest live transport.
+    pub fn last_transport(&self) -> TransportId {
+        let s = self.state.lock().expect("state");
+        s.transports
+            .iter()
+            .map(|(id, _)| id)
+            .max_by_key(|id| id.0 >> 32)
+            .expect("a transport")
+    }
+}
+
+pub fn hub_config(offer_timeout: Duration) -> HubConfig {
+    HubConfig {
+        announced_ip: "127.0.0.1".parse().expect("ip"),
+        fingerprint: sfu_core::proto::dtls::format_fingerprint(&[1; 32]),
+        limits: Limits::default(),
+        auth_secret: None,
+        offer_timeout,
+    }
+}
+
+/// A hub on its own task over `workers`; with `respawn`, a failed worker is
+/// replaced by a new fake, recorded in the returned list.
+pub struct TestHub {
+    pub tx: mpsc::Sender<HubMsg>,
+    pub workers: Vec<FakeWorker>,
+    pub spawned: Arc<Mutex<Vec<(usize, u32, FakeWorker)>>>,
+    pub registry: Arc<Registry>,
+    task: tokio::task::JoinHandle<()>,
+    next_conn: u64,
+}
+
+impl TestHub {
+    pub fn start(n: usize, cfg: HubConfig, respawn: bool) -> Self {
+        let workers: Vec<FakeWorker> = (0..n).map(|_| FakeWorker::spawn()).collect();
+        let spawned = Arc::new(Mutex::new(Vec::new()));
+        let spawner: Option<Spawner> = respawn.then(|| {
+            let spawned = spawned.clone();
+            let s: Spawner = Arc::new(move |i, generation| {
+                let w = FakeWorker::spawn();
+                let out = (w.tx.clone(), w.counters.clone());
+                spawned.lock().expect("spawned").push((i, generation, w));
+                Ok(out)
+            });
+            s
+        });
+        let (tx, rx) = mpsc::channel(sfu_sig::hub::HUB_QUEUE);
+        let registry = Arc::new(Registry::default());
+        let hub = Hub::new(
+            cfg,
+            workers
+                .iter()
+                .map(|w| (w.tx.clone(), w.counters.clone()))
+                .collect(),
+            registry.clone(),
+            spawner,
+            tx.clone(),
+        );
+        let task = tokio::spawn(hub.run(rx));
+        Self {
+            tx,
+            workers,
+            spawned,
+            registry,
+            task,
+            next_conn: 1,
+        }
+    }
+
+    pub async fn connect(&mut self) -> Client {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let (conn, rx) = ConnHandle::new(id, 1024);
+        self.tx
+            .send(HubMsg::Connect { conn: conn.clone() })
+            .await
+            .expect("hub");
+        Client {
+            id,
+            conn,
+            rx,
+            hub: self.tx.clone(),
+        }
+    }
+
+    /// A new connection that joined `room` and got its answer.
+    pub async fn joined(&mut self, room: &str, name: &str, sdp: &str) -> Client {
+        let mut c = self.connect().await;
+        c.join(room, name, sdp).await;
+        c.expect("answer").await;
+        c
+    }
+
+    pub async fn event(&self, ev: Event) {
+        self.tx.send(HubMsg::Core(ev)).await.expect("hub");
+    }
+
+    pub async fn stop(self) {
+        let (done, wait) = oneshot::channel();
+        let _ = self.tx.send(HubMsg::Shutdown { done }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        for w in self.workers.iter().chain(
+            self.spawned
+                .lock()
+                .expect("spawned")
+                .iter()
+                .map(|(_, _, w)| w),
+        ) {
+            w.stalled.store(false, Ordering::Relaxed);
+            let _ = w.tx.try_send(Command::Shutdown);
+        }
+    }
+}
+
+/// A signaling client talking to the hub as a WebSocket task would.
+pub struct Client {
+    pub id: u64,
+    pub conn: ConnHandle,
+    pub rx: mpsc::Receiver<Outgoing>,
+    hub: mpsc::Sender<HubMsg>,
+}
+
+impl Client {
+    pub async fn send(&self, msg: ClientMsg) {
+        self.hub
+            .send(HubMsg::Client { conn: self.id, msg })
+            .await
+            .expect("hub");
+    }
+
+    pub async fn join(&self, room: &str, name: &str, sdp: &str) {
+        self.send(ClientMsg::Join {
+            room: room.into(),
+            name: name.into(),
+            sdp: sdp.into(),
+            token: None,
+        })
+        .await;
+    }
+
+    pub async fn disconnect(&self) {
+        self.hub
+            .send(HubMsg::Disconnect { conn: self.id })
+            .await
+            .expect("hub");
+    }
+
+    /// The next JSON message, within `within`, or `None` when nothing came.
+    pub async fn recv_within(&mut self, within: Duration) -> Option<serde_json::Value> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(end, self.rx.recv()).await {
+                Ok(Some(Outgoing::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("json"));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> serde_json::Value {
+        self.recv_within(Duration::from_secs(10))
+            .await
+            .expect("a message within 10 s")
+    }
+
+    /// The next message of type `kind` (or an error with code `kind`),
+    /// skipping `participants` and `update`; anything else is a failure.
+    pub async fn expect(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == kind || v["code"] == kind {
+                return v;
+            }
+            assert!(
+                v["type"] == "participants" || v["type"] == "update",
+                "expected {kind}, got {v}"
+            );
+        }
+    }
+
+    /// Answers an update offer, refusing (port 0) the m-sections of `refuse` kind.
+    pub async fn answer(&self, offer: &str, refuse: Option<&str>) {
+        self.send(ClientMsg::Answer {
+            sdp: answer_for(offer, refuse),
+        })
+        .await;
+    }
+}
+
+/// A client's answer to a server `update` offer: receives every `sendonly`
+/// section (refusing those of kind `refuse` with port 0), keeps closed ones
+/// closed and answers its own sections in kind.
+pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
+    let o = sdp::parse(offer).expect("the server's offer parses");
+    let local = LocalParams {
+        ice_ufrag: "clnt".into(),
+        ice_pwd: "client-password-0123456789".into(),
+        fingerprint: sfu_core::proto::dtls::format_fingerprint(&[2; 32]),
+        ip: "127.0.0.1".parse().expect("ip"),
+        port: 9,
+        session_id: 7,
+        session_version: 2,
+        ice_lite: false,
+    };
+    let media: Vec<LocalMedia> = o
+        .media
+        .iter()
+        .map(|m| {
+            let kind = m.kind.map(|k| k.as_str());
+            let rejected = m.port == 0 || (refuse.is_some() && kind == refuse);
+            LocalMedia {
+                mid: m.mid.clone(),
+                kind: m.kind,
+                media_token: kind.unwrap_or("application").into(),
+                direction: match m.direction {
+                    Direction::SendOnly => Direction::RecvOnly,
+                    Direction::RecvOnly => Direction::SendOnly,
+                    d => d,
+                },
+                codec: m.codecs.first().cloned(),
+                mid_ext_id: m.mid_ext_id,
+                send: None,
+                rejected,
+            }
+        })
+        .collect();
+    sdp::write(&local, "active", &media)
+}
+
+/// m-sections in an SDP.
+pub fn sections(sdp: &str) -> usize {
+    sdp.lines().filter(|l| l.starts_with("m=")).count()
+}
+
+/// Runs `f` on a fresh runtime with a hard timeout.
+pub fn run<F: std::future::Future>(within: Duration, f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(within, f)
+            .await
+            .expect("test watchdog")
+    })
+}
