@@ -85,6 +85,16 @@ async function openParticipant(room, name) {
   return { name, page, context };
 }
 
+// A page with `init` run before the app (to simulate browser conditions).
+async function openWith(init, arg, room, name) {
+  const context = await browser.newContext();
+  await context.addInitScript(init, arg);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log(`  [${name} pageerror] ${e}`));
+  await page.goto(`${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);
+  return { name, page, context };
+}
+
 const stats = (p) => p.page.evaluate(() => window.sfu.remoteStats());
 const tiles = (p) => p.page.evaluate(() => window.sfu.tiles().map((t) => t.name).sort());
 
@@ -137,6 +147,61 @@ async function main() {
     ]);
   });
 
+  await test('a receive-only client written from docs/signaling.md receives everyone\'s video and audio', async () => {
+    const viewer = await browser.newContext();
+    const page = await viewer.newPage();
+    await page.goto(`${BASE}/style.css`);
+    // One recvonly audio transceiver, as the protocol document recommends; it
+    // never offers video, yet must be sent the others' video.
+    const got = await page.evaluate(async ({ room }) => {
+      const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      // Play what arrives, as any client would (Chromium decodes audio for a sink).
+      pc.ontrack = (e) => {
+        const el = document.createElement(e.track.kind === 'audio' ? 'audio' : 'video');
+        el.autoplay = true; el.muted = e.track.kind === 'video';
+        el.srcObject = new MediaStream([e.track]);
+        document.body.appendChild(el);
+        el.play().catch(() => {});
+      };
+      await pc.setLocalDescription(await pc.createOffer());
+      const ws = new WebSocket(`ws://${location.host}/ws`);
+      const errors = [];
+      let chain = Promise.resolve();
+      ws.onmessage = (e) => {
+        const m = JSON.parse(e.data);
+        chain = chain.then(async () => {
+          if (m.type === 'answer') await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+          if (m.type === 'update') {
+            await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+            await pc.setLocalDescription(await pc.createAnswer());
+            ws.send(JSON.stringify({ type: 'answer', sdp: pc.localDescription.sdp }));
+          }
+          if (m.type === 'error') errors.push(m.code);
+        });
+      };
+      await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
+      ws.send(JSON.stringify({ type: 'join', room, name: 'viewer', sdp: pc.localDescription.sdp }));
+      const end = Date.now() + 30000;
+      let video = 0; let audio = 0; let streams = new Set();
+      while (Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 500));
+        video = 0; audio = 0; streams = new Set();
+        const s = await pc.getStats();
+        s.forEach((x) => {
+          if (x.type !== 'inbound-rtp') return;
+          if (x.kind === 'video' && x.framesDecoded > 0) { video++; }
+          if (x.kind === 'audio' && x.totalSamplesReceived > 0) { audio++; }
+        });
+        if (video >= 2 && audio >= 2) break;
+      }
+      ws.close(); pc.close();
+      return { video, audio, errors };
+    }, { room });
+    await viewer.close();
+    if (got.video < 2 || got.audio < 2 || got.errors.length) throw new Error(`receive-only client got ${JSON.stringify(got)}`);
+  });
+
   await test('bad signaling input gets error messages and the call goes on', async () => {
     const mallory = await openParticipant('lobby-mallory', 'mallory-probe');
     const codes = await mallory.page.evaluate(async (sdpNoFp) => {
@@ -179,6 +244,69 @@ async function main() {
       expectReceiving(bob, ['alice', 'dave']),
       expectReceiving(dave, ['alice', 'bob']),
     ]);
+  });
+
+  await test('guests come and go: the m-sections of those who stay are recycled and media still flows', async () => {
+    let sizes = [];
+    for (let i = 0; i < 4; i++) {
+      const guest = await openParticipant(room, `guest${i}`);
+      await expectReceiving(alice, ['bob', 'dave', `guest${i}`]);
+      sizes.push(await alice.page.evaluate(() => window.sfu.sections()));
+      await guest.context.close();
+      await until(`alice no longer shows guest${i}`, async () => !(await tiles(alice)).includes(`guest${i}`));
+    }
+    if (new Set(sizes).size !== 1) throw new Error(`alice's m-sections grew: ${sizes}`);
+    await Promise.all([expectReceiving(alice, ['bob', 'dave']), expectReceiving(bob, ['alice', 'dave'])]);
+  });
+
+  await test('a client that cannot apply an update says so and gets it again at once', async () => {
+    // Frank's browser fails the first server offer it is given.
+    const frank = await openWith(() => {
+      const orig = RTCPeerConnection.prototype.setRemoteDescription;
+      window.__failedOffers = 0;
+      RTCPeerConnection.prototype.setRemoteDescription = function (d) {
+        if (d && d.type === 'offer' && window.__failedOffers === 0) {
+          window.__failedOffers++;
+          return Promise.reject(new DOMException('injected failure', 'InvalidAccessError'));
+        }
+        return orig.apply(this, arguments);
+      };
+    }, null, room, 'frank');
+    const t0 = Date.now();
+    await expectReceiving(frank, ['alice', 'bob', 'dave']);
+    const took = Date.now() - t0;
+    const failed = await frank.page.evaluate(() => window.__failedOffers);
+    if (failed !== 1) throw new Error(`the injected failure did not happen (${failed})`);
+    // Without update-failed the server would wait for its 10 s offer timeout.
+    if (took > 9000) throw new Error(`frank waited ${took} ms: the failure was not reported`);
+    await frank.context.close();
+    await Promise.all([expectReceiving(alice, ['bob', 'dave']), expectReceiving(bob, ['alice', 'dave'])]);
+  });
+
+  await test('the share link leads into the room', async () => {
+    const link = await alice.page.evaluate(() => window.sfu.shareLink());
+    if (!link.includes(`room=${room}`)) throw new Error(`share link ${link}`);
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(link);
+    const value = await page.inputValue('#room');
+    if (value !== room) throw new Error(`the link opened room ${JSON.stringify(value)}`);
+    await page.fill('#name', 'gus');
+    await page.click('#join-button');
+    const gus = { name: 'gus', page, context: ctx };
+    await expectReceiving(gus, ['alice', 'bob', 'dave']);
+    await ctx.close();
+  });
+
+  await test('a page opened without a secure context says it needs HTTPS and joins to watch', async () => {
+    const p = await openWith(() => {
+      Object.defineProperty(window, 'isSecureContext', { value: false });
+      Object.defineProperty(navigator, 'mediaDevices', { value: undefined });
+    }, null, 'e2e-insecure', 'ivy');
+    await until('ivy connected', async () => (await p.page.evaluate(() => window.sfu.connectionState())) === 'connected');
+    const text = await p.page.evaluate(() => window.sfu.errorText());
+    if (!/HTTPS/.test(text)) throw new Error(`banner: ${JSON.stringify(text)}`);
+    await p.context.close();
   });
 
   await test('a participant in a second room receives nothing from the first', async () => {

@@ -103,11 +103,25 @@ function attachStream(stream) {
   playAudio(t);
 }
 
+// getUserMedia exists only in a secure context: HTTPS, or http://localhost.
+const SECURE = window.isSecureContext && !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+const INSECURE_TEXT = 'Camera and microphone need a secure page: open this server over HTTPS '
+  + '(start it with --tls-cert and --tls-key) or from localhost. You can still join to watch and listen.';
+
+// The address that leads others into `room` (they choose their own name).
+function shareLink(room) {
+  return location.origin + location.pathname + '?room=' + encodeURIComponent(room);
+}
+
 function send(msg) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
 }
 
 async function getMedia() {
+  if (!SECURE) {
+    showError(INSECURE_TEXT);
+    return new MediaStream();
+  }
   try {
     return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
   } catch (e) {
@@ -129,10 +143,21 @@ async function handle(msg) {
       await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
       break;
     case 'update': {
-      await state.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
-      const answer = await state.pc.createAnswer();
-      await state.pc.setLocalDescription(answer);
-      send({ type: 'answer', sdp: state.pc.localDescription.sdp });
+      // The server offers; a failure is reported so it can send the state again.
+      const pc = state.pc;
+      try {
+        await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+      } catch (e) {
+        console.warn('could not apply an update', e);
+        if (pc.signalingState === 'have-remote-offer') {
+          await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        }
+        send({ type: 'update-failed', message: String(e).slice(0, 500) });
+        break;
+      }
+      send({ type: 'answer', sdp: pc.localDescription.sdp });
       break;
     }
     case 'participants': {
@@ -147,13 +172,17 @@ async function handle(msg) {
     }
     case 'left':
       break;
-    case 'error':
+    case 'error': {
+      // update-timeout is followed by a fresh update: nothing to show.
+      if (msg.code === 'update-timeout') { console.warn(msg.message); break; }
       showError(msg.message + ' [' + msg.code + ']');
-      if (msg.code === 'transport-closed' || msg.code === 'server-shutdown') {
+      const fatal = ['transport-closed', 'room-failed', 'negotiation-failed'].includes(msg.code);
+      if (fatal || msg.code === 'server-shutdown') {
         setStatus('failed', msg.code === 'server-shutdown' ? 'Server stopped' : 'Connection lost');
       }
-      if (!state.myId || msg.code === 'transport-closed') teardown(false);
+      if (!state.myId || fatal) teardown(false);
       break;
+    }
     default:
       console.warn('unknown message', msg);
   }
@@ -166,9 +195,15 @@ async function join(room, name) {
   state.name = name;
   setStatus('connecting', 'Connecting…');
   state.local = await getMedia();
-  $('local-video').srcObject = state.local;
+  // An empty stream (watching only) would hold the page's load event forever.
+  if (state.local.getTracks().length > 0) $('local-video').srcObject = state.local;
   $('self-name').textContent = name + ' (you)';
   $('room-title').textContent = 'Room: ' + room;
+  const link = shareLink(room);
+  $('share-link').href = link;
+  $('share-link').textContent = link;
+  // The address bar leads back into this room too (without this user's name).
+  history.replaceState(null, '', '?room=' + encodeURIComponent(room));
   $('join-view').hidden = true;
   $('call-view').hidden = false;
   updateEmptyHint();
@@ -239,6 +274,16 @@ function toggle(kind, button, onLabel, offLabel) {
 $('toggle-audio').onclick = (e) => toggle('audio', e.currentTarget, 'Mute', 'Unmute');
 $('toggle-video').onclick = (e) => toggle('video', e.currentTarget, 'Camera off', 'Camera on');
 $('leave').onclick = () => teardown(true);
+$('copy-link').onclick = async () => {
+  const link = $('share-link').href;
+  try {
+    await navigator.clipboard.writeText(link);
+    $('copy-link').textContent = 'Copied';
+  } catch {
+    window.getSelection().selectAllChildren($('share-link'));
+  }
+  setTimeout(() => { $('copy-link').textContent = 'Copy'; }, 2000);
+};
 
 $('join-form').onsubmit = (e) => {
   e.preventDefault();
@@ -274,7 +319,13 @@ window.sfu = {
     return out;
   },
   errorText: () => ($('banner').hidden ? '' : $('banner-text').textContent),
+  // m-sections in the current remote description (grows only with live tracks).
+  sections: () => (state.pc && state.pc.remoteDescription
+    ? state.pc.remoteDescription.sdp.split('\r\n').filter((l) => l.startsWith('m=')).length : 0),
+  shareLink: () => $('share-link').href,
 };
+
+if (!SECURE) showError(INSECURE_TEXT);
 
 const q = new URLSearchParams(location.search);
 if (q.get('room')) $('room').value = q.get('room');
