@@ -159,12 +159,13 @@ pub enum HubMsg {
         /// Signalled when done.
         done: oneshot::Sender<()>,
     },
-    /// From a room: this connection is no longer in it.
+    /// From a room: this connection's membership `join` (the sequence
+    /// number the hub gave its join) ended, or the join failed.
     Left {
         /// Connection id.
         conn: ConnId,
-        /// The room's router.
-        router: RouterId,
+        /// The join's sequence number.
+        join: u64,
     },
     /// From a room: its router exists.
     RoomOpened {
@@ -209,7 +210,8 @@ struct WorkerSlot {
 #[derive(Debug)]
 struct ConnEntry {
     handle: ConnHandle,
-    room: Option<(String, RouterId)>,
+    /// The room this connection joined, and that join's sequence number.
+    room: Option<(String, u64)>,
 }
 
 #[derive(Debug)]
@@ -231,6 +233,7 @@ pub struct Hub {
     by_router: HashMap<RouterId, String>,
     registry: Arc<Registry>,
     next_router: u32,
+    next_join: u64,
     ctx: RoomCtx,
 }
 
@@ -276,6 +279,7 @@ impl Hub {
             by_router: HashMap::new(),
             registry,
             next_router: 1,
+            next_join: 1,
             ctx: RoomCtx {
                 cfg,
                 hub: hub_tx,
@@ -341,9 +345,11 @@ impl Hub {
                     }
                 }
                 HubMsg::Core(ev) => self.on_core(ev),
-                HubMsg::Left { conn, router } => {
+                HubMsg::Left { conn, join } => {
+                    // Only the membership that ended: after a pipelined
+                    // leave and join, the new one stays.
                     if let Some(c) = self.conns.get_mut(&conn)
-                        && c.room.as_ref().is_some_and(|(_, r)| *r == router)
+                        && c.room.as_ref().is_some_and(|(_, j)| *j == join)
                     {
                         c.room = None;
                     }
@@ -511,8 +517,10 @@ impl Hub {
             .get_mut(&room)
             .ok_or_else(|| ServerMsg::error("server-error", "the room vanished while joining"))?;
         let conn_id = conn.id();
+        let join = self.next_join;
         let msg = RoomMsg::Join {
             conn,
+            join,
             name,
             offer: Box::new(offer),
         };
@@ -523,9 +531,9 @@ impl Hub {
             ));
         }
         entry.joins_sent += 1;
-        let router = entry.router;
+        self.next_join += 1;
         if let Some(c) = self.conns.get_mut(&conn_id) {
-            c.room = Some((room, router));
+            c.room = Some((room, join));
         }
         Ok(())
     }

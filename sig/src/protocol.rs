@@ -32,6 +32,7 @@ pub enum ClientMsg {
     /// `negotiation-failed`.
     UpdateFailed {
         /// What went wrong, for the server's log (at most 1,000 characters are kept).
+        #[serde(default)]
         message: String,
     },
     /// Leave the room (the WebSocket stays open; the client may join again).
@@ -180,6 +181,10 @@ mod tests {
         ));
         assert!(matches!(
             parse_client(r#"{"type":"update-failed","message":"InvalidAccessError"}"#),
+            Ok(ClientMsg::UpdateFailed { .. })
+        ));
+        assert!(matches!(
+            parse_client(r#"{"type":"update-failed"}"#),
             Ok(ClientMsg::UpdateFailed { .. })
         ));
         assert!(matches!(

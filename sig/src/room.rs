@@ -49,6 +49,8 @@ pub enum RoomMsg {
     Join {
         /// The connection.
         conn: ConnHandle,
+        /// The hub's sequence number of this join (returned in `HubMsg::Left`).
+        join: u64,
         /// Display name.
         name: String,
         /// The parsed offer.
@@ -167,6 +169,7 @@ struct Participant {
     id: u64,
     name: String,
     conn: ConnHandle,
+    join: u64,
     transport: TransportId,
     local: LocalParams,
     published: Vec<Track>,
@@ -238,13 +241,18 @@ impl Room {
                 }
             };
             match msg {
-                RoomMsg::Join { conn, name, offer } => {
+                RoomMsg::Join {
+                    conn,
+                    join,
+                    name,
+                    offer,
+                } => {
                     self.joins_seen += 1;
-                    if let Err(Fail(m)) = self.join(conn.clone(), name, *offer).await {
+                    if let Err(Fail(m)) = self.join(conn.clone(), join, name, *offer).await {
                         conn.send(&m);
                         self.tell_hub(HubMsg::Left {
                             conn: conn.id(),
-                            router: self.router,
+                            join,
                         });
                         self.report_if_idle();
                     }
@@ -361,7 +369,13 @@ impl Room {
         Ok(port)
     }
 
-    async fn join(&mut self, conn: ConnHandle, name: String, offer: PeerSdp) -> Result<(), Fail> {
+    async fn join(
+        &mut self,
+        conn: ConnHandle,
+        join: u64,
+        name: String,
+        offer: PeerSdp,
+    ) -> Result<(), Fail> {
         let limits = self.ctx.cfg.limits;
         if self.participants.len() >= limits.participants_per_room {
             return Err(Fail(ServerMsg::error(
@@ -467,6 +481,7 @@ impl Room {
             id: pid,
             name,
             conn,
+            join,
             transport,
             local,
             published,
@@ -552,6 +567,15 @@ impl Room {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(participant = sub, error = %e, "consumer not created");
+                if let Some(i) = self.idx(sub) {
+                    self.participants[i].conn.send(&ServerMsg::error(
+                        "server-error",
+                        format!(
+                            "the {} track of {publisher_name:?} could not be set up for you: {e}",
+                            kind.as_str()
+                        ),
+                    ));
+                }
                 return;
             }
         };
@@ -717,7 +741,7 @@ impl Room {
         }
         self.tell_hub(HubMsg::Left {
             conn: p.conn.id(),
-            router: self.router,
+            join: p.join,
         });
         tracing::info!(room = %self.name, participant = pid, name = %p.name, "participant left");
         let others: Vec<u64> = self.participants.iter().map(|o| o.id).collect();
@@ -789,18 +813,18 @@ impl Room {
             p.conn.send(&failed);
             self.tell_hub(HubMsg::Left {
                 conn: p.conn.id(),
-                router: self.router,
+                join: p.join,
             });
         }
         self.set_count();
         rx.close();
         while let Ok(m) = rx.try_recv() {
             match m {
-                RoomMsg::Join { conn, .. } => {
+                RoomMsg::Join { conn, join, .. } => {
                     conn.send(&failed);
                     self.tell_hub(HubMsg::Left {
                         conn: conn.id(),
-                        router: self.router,
+                        join,
                     });
                 }
                 RoomMsg::Shutdown { done } => {
