@@ -94,6 +94,11 @@ pub struct Flags {
     /// Joins per minute all WebSockets from one IP address may send together [default: 600].
     #[arg(long, env = "SFU_MAX_JOINS_PER_MINUTE_PER_IP")]
     pub max_joins_per_minute_per_ip: Option<String>,
+    /// Data-plane run loop: epoll (our own loop: recvmmsg/sendmmsg batches, eventfd wake-ups),
+    /// glommio (the first version, to be removed) or auto (epoll until the io_uring backend
+    /// lands) [default: auto].
+    #[arg(long, env = "SFU_IO_BACKEND")]
+    pub io_backend: Option<String>,
     /// Rooms that get their own series in /metrics, largest first; the rest are summed into
     /// series labelled rooms="other" [default: 500].
     #[arg(long, env = "SFU_METRICS_MAX_ROOMS")]
@@ -152,6 +157,7 @@ struct FileConfig {
     max_joins_per_minute: Option<toml::Value>,
     max_joins_per_minute_per_ip: Option<toml::Value>,
     metrics_max_rooms: Option<toml::Value>,
+    io_backend: Option<String>,
     auth_secret: Option<String>,
 }
 
@@ -243,6 +249,8 @@ pub struct Config {
     pub ws_write_timeout: Duration,
     /// Rooms with their own series in /metrics.
     pub metrics_max_rooms: usize,
+    /// The data plane's run loop.
+    pub io_backend: sfu_core::worker::IoBackend,
     /// HS256 secret for join tokens; `None`: rooms are open.
     pub auth_secret: Option<String>,
 }
@@ -523,6 +531,17 @@ impl Config {
             500,
             100_000,
         )?;
+        let backend = pick(flags.io_backend, file.io_backend, "auto");
+        let io_backend = match backend.trim() {
+            "auto" | "epoll" => sfu_core::worker::IoBackend::Epoll,
+            "glommio" => sfu_core::worker::IoBackend::Glommio,
+            other => {
+                return Err(err(
+                    "io_backend",
+                    format!("expected auto, epoll or glommio, got {other:?}"),
+                ));
+            }
+        };
         let auth_secret = flags.auth_secret.or(file.auth_secret);
         if let Some(s) = &auth_secret
             && s.len() < 32
@@ -582,6 +601,7 @@ impl Config {
             offer_timeout,
             ws_write_timeout,
             metrics_max_rooms,
+            io_backend,
             auth_secret,
         })
     }
@@ -664,6 +684,13 @@ mod tests {
                     ..Flags::default()
                 },
                 "config",
+            ),
+            (
+                Flags {
+                    io_backend: Some("dpdk".into()),
+                    ..Flags::default()
+                },
+                "io_backend",
             ),
         ];
         for (flags, field) in cases {

@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 use sfu_core::RouterId;
 use sfu_core::stats::Counters;
-use sfu_core::worker::{Command, Event};
+use sfu_core::worker::{Command, CommandSender, Event};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Limits;
@@ -56,7 +56,7 @@ pub struct WorkerRef {
     /// Which incarnation at that index (0, then one more per restart).
     pub generation: u32,
     /// Command channel.
-    pub tx: Sender<Command>,
+    pub tx: CommandSender,
     /// Its counters (for placement and metrics).
     pub counters: Arc<Counters>,
     /// Becomes true when the hub declares the worker failed; pending
@@ -83,7 +83,7 @@ impl WorkerRef {
 /// channel and counters, or why it could not start. The caller keeps the
 /// thread handle; a replaced worker is abandoned, not joined.
 pub type Spawner =
-    Arc<dyn Fn(usize, u32) -> Result<(Sender<Command>, Arc<Counters>), String> + Send + Sync>;
+    Arc<dyn Fn(usize, u32) -> Result<(CommandSender, Arc<Counters>), String> + Send + Sync>;
 
 /// Per-room figures for `/metrics`.
 #[derive(Debug, Clone)]
@@ -195,7 +195,7 @@ pub enum HubMsg {
         /// The new worker's generation.
         generation: u32,
         /// Its channel and counters, or why it failed.
-        result: Result<(Sender<Command>, Arc<Counters>), String>,
+        result: Result<(CommandSender, Arc<Counters>), String>,
     },
 }
 
@@ -264,7 +264,7 @@ impl Hub {
     /// will read. With a `spawner`, a failed worker is replaced.
     pub fn new(
         cfg: HubConfig,
-        workers: Vec<(Sender<Command>, Arc<Counters>)>,
+        workers: Vec<(CommandSender, Arc<Counters>)>,
         registry: Arc<Registry>,
         spawner: Option<Spawner>,
         hub_tx: mpsc::Sender<HubMsg>,
@@ -298,7 +298,7 @@ impl Hub {
         &self,
         index: usize,
         generation: u32,
-        tx: Sender<Command>,
+        tx: CommandSender,
         counters: Arc<Counters>,
     ) -> WorkerSlot {
         let (failed_tx, failed) = watch::channel(false);
@@ -711,7 +711,7 @@ impl Hub {
         &mut self,
         i: usize,
         generation: u32,
-        result: Result<(Sender<Command>, Arc<Counters>), String>,
+        result: Result<(CommandSender, Arc<Counters>), String>,
     ) {
         match result {
             Ok((tx, counters)) => {

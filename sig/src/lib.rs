@@ -89,6 +89,7 @@ pub async fn run(
                 ..RouterConfig::default()
             },
             generation,
+            backend: cfg.io_backend,
             ..WorkerConfig::default()
         }
     };
@@ -98,7 +99,7 @@ pub async fn run(
             .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
         workers.push(w);
     }
-    tracing::info!(workers = workers.len(), cpus = ?&cpus[..cfg.cores.min(cpus.len())], fingerprint = %cert.fingerprint_sdp(), "data plane started");
+    tracing::info!(workers = workers.len(), io_backend = cfg.io_backend.as_str(), cpus = ?&cpus[..cfg.cores.min(cpus.len())], fingerprint = %cert.fingerprint_sdp(), "data plane started");
     let channels: Vec<_> = workers
         .iter()
         .map(|w| (w.sender(), w.counters().clone()))

@@ -1,5 +1,8 @@
 //! The only code that touches sockets: binding a room's UDP socket from a
-//! port range with socket2 (RFC-free plumbing; see DESIGN §6).
+//! port range with socket2 (RFC-free plumbing; see DESIGN §6), and the
+//! per-core loop's system calls ([`epoll`]).
+
+pub mod epoll;
 
 use std::net::{IpAddr, SocketAddr};
 

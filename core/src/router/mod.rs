@@ -10,7 +10,8 @@ pub mod id_slab;
 pub mod producer;
 pub mod seq_manager;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +65,17 @@ struct TransportEntry {
     transport: WebRtcTransport,
     producers: Vec<ProducerId>,
     consumers: Vec<ConsumerId>,
+    /// The deadline this transport has in the timer heap, if any.
+    scheduled: Option<Instant>,
+}
+
+/// What a timer-heap entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// A transport's own timers (ICE, DTLS, consent).
+    Transport(TransportId),
+    /// A deferred keyframe request of a producer.
+    Keyframe(ProducerId),
 }
 
 /// One room's forwarding graph.
@@ -80,6 +92,11 @@ pub struct Router {
     consumers: IdSlab<ConsumerId, Consumer>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<RouterEvent>,
+    /// Deadlines, kept incrementally: an entry is pushed when a deadline
+    /// becomes earlier than the one scheduled; a popped entry that is not
+    /// due (its deadline moved later) is rescheduled. No rescan of all
+    /// transports ever happens, and [`Router::poll_timeout`] is O(1).
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     counters: Arc<Counters>,
     worker_counters: Arc<Counters>,
     scratch: Vec<u8>,
@@ -113,6 +130,7 @@ impl Router {
             consumers: IdSlab::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            timers: BinaryHeap::new(),
             counters,
             worker_counters,
             scratch: Vec::with_capacity(1500),
@@ -187,8 +205,10 @@ impl Router {
             transport: t,
             producers: Vec::new(),
             consumers: Vec::new(),
+            scheduled: None,
         });
         self.by_ufrag.insert(ufrag, id);
+        self.schedule_transport(id);
         self.gauge(|c| c.transports.add(1));
         Ok(id)
     }
@@ -410,7 +430,22 @@ impl Router {
     }
 
     /// Drains a transport's transmits and events after any call into it.
+    /// Puts the transport's next deadline in the heap when it is earlier
+    /// than the one scheduled (a later one is found when the entry pops).
+    fn schedule_transport(&mut self, tid: TransportId) {
+        let Some(entry) = self.transports.get_mut(tid) else {
+            return;
+        };
+        if let Some(t) = entry.transport.poll_timeout()
+            && entry.scheduled.is_none_or(|s| t < s)
+        {
+            entry.scheduled = Some(t);
+            self.timers.push(Reverse((t, Timer::Transport(tid))));
+        }
+    }
+
     fn after_transport(&mut self, tid: TransportId) {
+        self.schedule_transport(tid);
         let Some(entry) = self.transports.get_mut(tid) else {
             return;
         };
@@ -585,6 +620,15 @@ impl Router {
             .get(p.params.transport)
             .is_some_and(|e| e.transport.is_connected());
         if !publisher_connected || p.last_keyframe_request.is_some_and(|t| now < t + interval) {
+            // Sent once the interval has passed (a timer), or once the
+            // publisher connects (after_transport).
+            if !p.keyframe_pending
+                && publisher_connected
+                && let Some(last) = p.last_keyframe_request
+            {
+                self.timers
+                    .push(Reverse((last + interval, Timer::Keyframe(pid))));
+            }
             p.keyframe_pending = true;
             return;
         }
@@ -684,48 +728,49 @@ impl Router {
         }
     }
 
-    /// Advances timers of all transports and deferred keyframe requests.
+    /// Runs every timer due by `now`: transports' ICE, DTLS and consent
+    /// timers, and deferred keyframe requests. Call it no later than
+    /// [`Router::poll_timeout`]; calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        let ids = self.transports.ids();
-        for k in ids {
-            if let Some(e) = self.transports.get_mut(k) {
-                e.transport.handle_timeout(now);
+        while let Some(&Reverse((at, timer))) = self.timers.peek() {
+            if at > now {
+                break;
             }
-            self.after_transport(k);
-        }
-        let interval = self.config.keyframe_min_interval;
-        let due: Vec<ProducerId> = self
-            .producers
-            .iter()
-            .filter(|(_, p)| {
-                p.keyframe_pending && p.last_keyframe_request.is_none_or(|t| now >= t + interval)
-            })
-            .map(|(k, _)| k)
-            .collect();
-        for k in due {
-            self.request_keyframe(now, k);
+            self.timers.pop();
+            match timer {
+                Timer::Transport(tid) => {
+                    let Some(e) = self.transports.get_mut(tid) else {
+                        continue;
+                    };
+                    if e.scheduled != Some(at) {
+                        continue; // superseded by an earlier entry
+                    }
+                    e.scheduled = None;
+                    if e.transport.poll_timeout().is_some_and(|t| t <= now) {
+                        e.transport.handle_timeout(now);
+                    }
+                    // Reschedules (a deadline that moved later included).
+                    self.after_transport(tid);
+                }
+                Timer::Keyframe(pid) => {
+                    let Some(p) = self.producers.get_mut(pid) else {
+                        continue;
+                    };
+                    if p.keyframe_pending {
+                        // Not pending any more, so request_keyframe re-arms.
+                        p.keyframe_pending = false;
+                        self.request_keyframe(now, pid);
+                    }
+                }
+            }
         }
     }
 
-    /// The latest instant by which [`Router::handle_timeout`] must be called.
+    /// The earliest instant by which [`Router::handle_timeout`] must be
+    /// called (O(1); it may be earlier than needed, never later).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = self
-            .transports
-            .iter()
-            .filter_map(|(_, e)| e.transport.poll_timeout())
-            .min();
-        let interval = self.config.keyframe_min_interval;
-        let k = self
-            .producers
-            .iter()
-            .filter(|(_, p)| p.keyframe_pending)
-            .filter_map(|(_, p)| p.last_keyframe_request.map(|t| t + interval))
-            .min();
-        match (t, k) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Next datagram to send on the router's socket.
@@ -743,6 +788,16 @@ impl Router {
         } else {
             self.counters.send_errors.add(1);
             self.worker_counters.send_errors.add(1);
+        }
+    }
+
+    /// Records a batch send: `sent` datagrams of `bytes` bytes in all went
+    /// out, `failed` were refused by the socket.
+    pub fn count_sent_batch(&self, sent: usize, bytes: usize, failed: usize) {
+        for c in [&self.counters, &self.worker_counters] {
+            c.packets_out.add(sent as u64);
+            c.bytes_out.add(bytes as u64);
+            c.send_errors.add(failed as u64);
         }
     }
 

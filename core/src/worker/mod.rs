@@ -1,44 +1,93 @@
-//! Worker: one data-plane thread, a glommio `LocalExecutor` pinned to a CPU,
-//! owning the Routers placed on it.
+//! Worker: one data-plane thread pinned to a CPU, owning the Routers placed
+//! on it, run by one of two loops ([`IoBackend`]): our own event loop over
+//! epoll, or the first version's glommio executor.
 //!
 //! The control plane sends [`Command`]s over a bounded crossbeam channel
 //! ([`WorkerConfig::command_queue`]; a full queue is [`Error::QueueFull`] to
 //! a `try_send`) and receives [`Event`]s on another bounded channel, which
 //! the worker never blocks on: when it is full the event is dropped, counted
-//! in [`Counters::events_dropped`] and logged. The worker drains its inbox between packet batches
-//! without blocking (a control task polls it every [`INBOX_POLL`]), so control
-//! work never stalls forwarding. Replies travel in the command as a
+//! in [`Counters::events_dropped`] and logged. The event loop is woken by an eventfd when a
+//! command is queued ([`CommandSender`]) and drains at most a bounded number
+//! of commands per iteration, so control work never stalls forwarding and a
+//! flood of datagrams never starves commands. Replies travel in the command as a
 //! [`Reply`] callback, so the control plane may use any runtime.
 
+mod event_loop;
+mod glommio_loop;
+
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use glommio::net::UdpSocket;
+use crossbeam_channel::{Sender, TrySendError};
 use glommio::{LocalExecutorBuilder, Placement};
 
+pub use self::glommio_loop::INBOX_POLL;
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
-use crate::io::{SocketConfig, bind_udp};
-use crate::proto::dtls::{self, Certificate};
-use crate::router::{ConsumerParams, ProducerParams, Router, RouterConfig, RouterEvent};
+use crate::io::SocketConfig;
+use crate::io::epoll::Waker;
+use crate::proto::dtls::Certificate;
+use crate::router::{ConsumerParams, ProducerParams, RouterConfig};
 use crate::stats::Counters;
 use crate::transport::{CloseReason, TransportParams};
 
-/// How often the control task looks at the inbox when idle.
-pub const INBOX_POLL: Duration = Duration::from_millis(2);
-/// Longest a router task waits on its socket before checking timers and shutdown.
-const MAX_RECV_WAIT: Duration = Duration::from_millis(50);
-/// How often a router task rescans its transports for the next timer.
-/// Timers (DTLS retransmission, consent, keyframe pacing) need no finer grain.
-const TIMER_RESCAN: Duration = Duration::from_millis(10);
-/// Largest datagram we read (bytes); WebRTC stays under the 1500 B path MTU.
-const RECV_BUF: usize = 2048;
+/// Which run loop and IO a worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBackend {
+    /// Our own loop over epoll: `recvmmsg`/`sendmmsg` batches, an eventfd
+    /// for commands, one wait until the earliest deadline.
+    #[default]
+    Epoll,
+    /// The first data plane: a glommio (io_uring) executor that polls its
+    /// inbox every [`INBOX_POLL`]. Kept for comparison while the event loop
+    /// is proven; to be removed.
+    Glommio,
+}
+
+impl IoBackend {
+    /// The setting's name (`epoll`, `glommio`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Epoll => "epoll",
+            Self::Glommio => "glommio",
+        }
+    }
+}
+
+/// The sending side of a worker's command queue (clone freely): queues a
+/// command without blocking and wakes the worker's loop at once.
+#[derive(Debug, Clone)]
+pub struct CommandSender {
+    tx: Sender<Command>,
+    waker: Option<Arc<Waker>>,
+}
+
+impl CommandSender {
+    /// A sender over `tx` that wakes `waker` after each command (`None`: a
+    /// loop that polls, or a test stand-in).
+    pub fn new(tx: Sender<Command>, waker: Option<Arc<Waker>>) -> Self {
+        Self { tx, waker }
+    }
+
+    /// Queues `cmd` and wakes the worker.
+    ///
+    /// Errors: the command back when the queue is full or the worker gone.
+    pub fn try_send(&self, cmd: Command) -> std::result::Result<(), TrySendError<Command>> {
+        self.tx.try_send(cmd)?;
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// True when the queue is full.
+    pub fn is_full(&self) -> bool {
+        self.tx.is_full()
+    }
+}
 
 /// A reply to a command, called exactly once on the worker thread.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
@@ -218,6 +267,8 @@ pub struct WorkerConfig {
     /// Which incarnation of worker `index` this is: 0 at start, one more on
     /// each restart. Carried in the worker's lifecycle events.
     pub generation: u32,
+    /// The run loop and IO.
+    pub backend: IoBackend,
 }
 
 impl Default for WorkerConfig {
@@ -229,7 +280,22 @@ impl Default for WorkerConfig {
             io_memory: 1 << 20,
             command_queue: 4096,
             generation: 0,
+            backend: IoBackend::default(),
         }
+    }
+}
+
+enum Join {
+    Glommio(glommio::ExecutorJoinHandle<()>),
+    Thread(std::thread::JoinHandle<()>),
+}
+
+impl std::fmt::Debug for Join {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Glommio(_) => "Join::Glommio",
+            Self::Thread(_) => "Join::Thread",
+        })
     }
 }
 
@@ -237,15 +303,16 @@ impl Default for WorkerConfig {
 #[derive(Debug)]
 pub struct Worker {
     index: usize,
-    tx: Sender<Command>,
-    join: Option<glommio::ExecutorJoinHandle<()>>,
+    tx: CommandSender,
+    join: Option<Join>,
     counters: Arc<Counters>,
 }
 
 impl Worker {
-    /// Starts worker `index`. Events go to `events`.
+    /// Starts worker `index` with `config.backend`. Events go to `events`.
     ///
-    /// Errors: [`Error::Io`] if the executor cannot start (io_uring missing, CPU absent).
+    /// Errors: [`Error::Io`] if the thread, its epoll set or its executor
+    /// cannot be set up (io_uring missing, CPU absent).
     pub fn spawn(
         index: usize,
         config: WorkerConfig,
@@ -255,29 +322,53 @@ impl Worker {
         let (tx, rx) = crossbeam_channel::bounded(config.command_queue.max(1));
         let counters = Arc::new(Counters::default());
         let generation = config.generation;
-        let placement = match config.cpu {
-            Some(cpu) => Placement::Fixed(cpu),
-            None => Placement::Unbound,
-        };
         let c = counters.clone();
-        let join = LocalExecutorBuilder::new(placement)
-            .name(&format!("sfu-worker-{index}"))
-            .io_memory(config.io_memory)
-            .spawn(move || async move {
-                run(index, config, cert, rx, events.clone(), c.clone()).await;
-                send_event(
-                    &events,
-                    &c,
-                    Event::WorkerStopped {
-                        worker: index,
-                        generation,
-                    },
-                );
-            })
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        let (join, waker) = match config.backend {
+            IoBackend::Epoll => {
+                let waker = Arc::new(Waker::new()?);
+                let ep = event_loop::setup(&waker)?;
+                let w = waker.clone();
+                let join = std::thread::Builder::new()
+                    .name(format!("sfu-worker-{index}"))
+                    .spawn(move || {
+                        event_loop::run(index, config, cert, ep, rx, w, events.clone(), c.clone());
+                        send_event(
+                            &events,
+                            &c,
+                            Event::WorkerStopped {
+                                worker: index,
+                                generation,
+                            },
+                        );
+                    })?;
+                (Join::Thread(join), Some(waker))
+            }
+            IoBackend::Glommio => {
+                let placement = match config.cpu {
+                    Some(cpu) => Placement::Fixed(cpu),
+                    None => Placement::Unbound,
+                };
+                let join = LocalExecutorBuilder::new(placement)
+                    .name(&format!("sfu-worker-{index}"))
+                    .io_memory(config.io_memory)
+                    .spawn(move || async move {
+                        glommio_loop::run(index, config, cert, rx, events.clone(), c.clone()).await;
+                        send_event(
+                            &events,
+                            &c,
+                            Event::WorkerStopped {
+                                worker: index,
+                                generation,
+                            },
+                        );
+                    })
+                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+                (Join::Glommio(join), None)
+            }
+        };
         Ok(Self {
             index,
-            tx,
+            tx: CommandSender::new(tx, waker),
             join: Some(join),
             counters,
         })
@@ -289,7 +380,7 @@ impl Worker {
     }
 
     /// A sender for commands (clone freely).
-    pub fn sender(&self) -> Sender<Command> {
+    pub fn sender(&self) -> CommandSender {
         self.tx.clone()
     }
 
@@ -297,8 +388,8 @@ impl Worker {
     /// thread stopped, [`Error::QueueFull`] if its queue is full.
     pub fn send(&self, cmd: Command) -> Result<()> {
         self.tx.try_send(cmd).map_err(|e| match e {
-            crossbeam_channel::TrySendError::Full(_) => Error::QueueFull,
-            crossbeam_channel::TrySendError::Disconnected(_) => Error::WorkerGone,
+            TrySendError::Full(_) => Error::QueueFull,
+            TrySendError::Disconnected(_) => Error::WorkerGone,
         })
     }
 
@@ -321,10 +412,18 @@ impl Worker {
     }
 
     fn stop(&mut self) {
-        let _ = self.tx.send(Command::Shutdown);
-        if let Some(j) = self.join.take()
-            && let Err(e) = j.join()
-        {
+        // A full queue: wait for room (the loop drains it), as a shutdown must arrive.
+        let mut cmd = Command::Shutdown;
+        while let Err(TrySendError::Full(c)) = self.tx.try_send(cmd) {
+            cmd = c;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let result = match self.join.take() {
+            Some(Join::Glommio(j)) => j.join().map_err(|e| e.to_string()),
+            Some(Join::Thread(j)) => j.join().map_err(|_| "the thread panicked".to_string()),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
             tracing::error!(worker = self.index, error = %e, "worker thread ended with an error");
         }
     }
@@ -336,183 +435,12 @@ impl Drop for Worker {
     }
 }
 
-struct RouterSlot {
-    router: Rc<RefCell<Router>>,
-    closed: Rc<Cell<bool>>,
-    task: glommio::task::JoinHandle<()>,
-}
-
-async fn run(
-    index: usize,
-    config: WorkerConfig,
-    cert: Certificate,
-    rx: Receiver<Command>,
-    events: Sender<Event>,
-    counters: Arc<Counters>,
-) {
-    let dtls_config = dtls::default_config();
-    let mut routers: HashMap<RouterId, RouterSlot> = HashMap::new();
-    let mut port_hint: u16 = (index as u16).wrapping_mul(97);
-    let failure: Failure = Rc::new(RefCell::new(None));
-    loop {
-        if failure.borrow().is_some() {
-            break;
-        }
-        let cmd = match rx.try_recv() {
-            Ok(c) => c,
-            Err(TryRecvError::Empty) => {
-                glommio::timer::sleep(INBOX_POLL).await;
-                continue;
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
-        let now = Instant::now();
-        match cmd {
-            Command::Shutdown => break,
-            Command::Ping { reply } => reply(Ok(())),
-            Command::FaultInjectPanic { router } => {
-                log_failure(on_router(&routers, &failure, router, |_| -> Result<()> {
-                    panic!("fault injection: router {router} made to panic")
-                }));
-            }
-            Command::CreateRouter { router, reply } => {
-                if routers.contains_key(&router) {
-                    reply(Err(Error::InvalidParams(format!("router {router} exists"))));
-                    continue;
-                }
-                match bind_udp(&config.socket, port_hint) {
-                    Err(e) => reply(Err(e)),
-                    Ok((sock, addr)) => {
-                        port_hint = port_hint.wrapping_add(1);
-                        // SAFETY: `into_raw_fd` hands over sole ownership of a valid UDP socket fd.
-                        let sock = Rc::new(unsafe { UdpSocket::from_raw_fd(sock.into_raw_fd()) });
-                        let rc = Arc::new(Counters::default());
-                        let r = Router::new(
-                            router,
-                            cert.clone(),
-                            dtls_config.clone(),
-                            config.router,
-                            rc.clone(),
-                            counters.clone(),
-                            now,
-                        );
-                        counters.routers.add(1);
-                        let r = Rc::new(RefCell::new(r));
-                        let closed = Rc::new(Cell::new(false));
-                        let task = glommio::spawn_local(router_task(
-                            r.clone(),
-                            sock,
-                            closed.clone(),
-                            events.clone(),
-                            failure.clone(),
-                            counters.clone(),
-                        ))
-                        .detach();
-                        routers.insert(
-                            router,
-                            RouterSlot {
-                                router: r,
-                                closed,
-                                task,
-                            },
-                        );
-                        reply(Ok(RouterInfo {
-                            local_addr: addr,
-                            counters: rc,
-                        }));
-                    }
-                }
-            }
-            Command::CloseRouter { router } => {
-                if let Some(slot) = routers.remove(&router) {
-                    close_router(slot, &counters).await;
-                }
-            }
-            Command::CreateTransport {
-                router,
-                params,
-                reply,
-            } => {
-                reply(on_router(&routers, &failure, router, |r| {
-                    r.create_transport(now, params)
-                }));
-            }
-            Command::CloseTransport { router, transport } => {
-                log_failure(on_router(&routers, &failure, router, |r| {
-                    r.close_transport(transport)
-                }));
-            }
-            Command::CreateProducer {
-                router,
-                params,
-                reply,
-            } => {
-                reply(on_router(&routers, &failure, router, |r| {
-                    r.create_producer(params)
-                }));
-            }
-            Command::CloseProducer { router, producer } => {
-                log_failure(on_router(&routers, &failure, router, |r| {
-                    r.close_producer(producer)
-                }));
-            }
-            Command::CreateConsumer {
-                router,
-                params,
-                reply,
-            } => {
-                reply(on_router(&routers, &failure, router, |r| {
-                    r.create_consumer(now, params)
-                }));
-            }
-            Command::CloseConsumer { router, consumer } => {
-                log_failure(on_router(&routers, &failure, router, |r| {
-                    r.close_consumer(consumer)
-                }));
-            }
-            Command::SetConsumerPaused {
-                router,
-                consumer,
-                paused,
-            } => {
-                log_failure(on_router(&routers, &failure, router, |r| {
-                    r.set_consumer_paused(now, consumer, paused)
-                }));
-            }
-        }
-    }
-    let failed = failure.borrow_mut().take();
-    if let Some(message) = failed {
-        // A router's state may be inconsistent after a panic: do not call into
-        // any of them again; stop their tasks and drop them, releasing sockets.
-        tracing::error!(worker = index, rooms = routers.len(), panic = %message, "worker failed: closing its rooms");
-        for (_, slot) in routers.drain() {
-            slot.closed.set(true);
-            let _ = slot.task.await;
-            counters.routers.add(-1);
-        }
-        send_event(
-            &events,
-            &counters,
-            Event::WorkerFailed {
-                worker: index,
-                generation: config.generation,
-                message,
-            },
-        );
-        return;
-    }
-    for (_, slot) in routers.drain() {
-        close_router(slot, &counters).await;
-    }
-}
-
 /// The first panic caught on this worker, if any.
-type Failure = Rc<RefCell<Option<String>>>;
+pub(crate) type Failure = Rc<RefCell<Option<String>>>;
 
 /// Runs `f`, catching a panic: the panic is recorded in `failure` (the worker
 /// then closes its rooms and stops) and `None` is returned.
-fn guarded<T>(failure: &Failure, f: impl FnOnce() -> T) -> Option<T> {
+pub(crate) fn guarded<T>(failure: &Failure, f: impl FnOnce() -> T) -> Option<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(v) => Some(v),
         Err(payload) => {
@@ -527,138 +455,18 @@ fn guarded<T>(failure: &Failure, f: impl FnOnce() -> T) -> Option<T> {
     }
 }
 
-/// Runs `f` on router `id`, or fails with [`Error::UnknownRouter`]; a panic
-/// in `f` is caught ([`guarded`]) and reported as [`Error::WorkerGone`].
-fn on_router<T>(
-    routers: &HashMap<RouterId, RouterSlot>,
-    failure: &Failure,
-    id: RouterId,
-    f: impl FnOnce(&mut Router) -> Result<T>,
-) -> Result<T> {
-    let slot = routers.get(&id).ok_or(Error::UnknownRouter(id))?;
-    guarded(failure, || f(&mut slot.router.borrow_mut())).unwrap_or(Err(Error::WorkerGone))
-}
-
 /// A fire-and-forget command that failed (e.g. the object was already
 /// closed by a timeout): worth a debug line, not more.
-fn log_failure(r: Result<()>) {
+pub(crate) fn log_failure(r: Result<()>) {
     if let Err(e) = r {
         tracing::debug!(error = %e, "command had no effect");
-    }
-}
-
-async fn close_router(slot: RouterSlot, counters: &Counters) {
-    slot.router.borrow_mut().close_all();
-    slot.closed.set(true);
-    // The task sees the flag within MAX_RECV_WAIT, sends what is queued and
-    // forwards the close events; then the socket is dropped.
-    let _ = slot.task.await;
-    counters.routers.add(-1);
-}
-
-async fn router_task(
-    router: Rc<RefCell<Router>>,
-    sock: Rc<UdpSocket>,
-    closed: Rc<Cell<bool>>,
-    events: Sender<Event>,
-    failure: Failure,
-    worker_counters: Arc<Counters>,
-) {
-    let mut buf = vec![0u8; RECV_BUF];
-    let id = router.borrow().id();
-    let mut last_error_log: Option<Instant> = None;
-    // The router's next timer, rescanned at most every TIMER_RESCAN: the scan
-    // is O(transports), and must not run once per datagram.
-    let mut deadline: Option<Instant> = None;
-    let mut next_rescan = Instant::now();
-    loop {
-        flush(&router, &sock, &events, &worker_counters, id).await;
-        if closed.get() {
-            break;
-        }
-        let now = Instant::now();
-        if now >= next_rescan {
-            deadline = router.borrow().poll_timeout();
-            next_rescan = now + TIMER_RESCAN;
-        }
-        let wake = deadline.map_or(next_rescan, |d| d.min(next_rescan));
-        let wait = wake
-            .saturating_duration_since(now)
-            .clamp(Duration::from_millis(1), MAX_RECV_WAIT);
-        let _ = sock.set_read_timeout(Some(wait));
-        match sock.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                let handled = guarded(&failure, || {
-                    router
-                        .borrow_mut()
-                        .handle_datagram(Instant::now(), from, &buf[..n])
-                });
-                if handled.is_none() {
-                    break;
-                }
-            }
-            Err(glommio::GlommioError::TimedOut(_)) => {}
-            Err(e) => {
-                let e = std::io::Error::from(e);
-                let timed_out = matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                );
-                if !timed_out
-                    && last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10))
-                {
-                    tracing::warn!(router = %id, error = %e, "UDP receive failed");
-                    last_error_log = Some(Instant::now());
-                }
-            }
-        }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            if guarded(&failure, || router.borrow_mut().handle_timeout(now)).is_none() {
-                break;
-            }
-            deadline = router.borrow().poll_timeout();
-            next_rescan = now + TIMER_RESCAN;
-        }
-    }
-    flush(&router, &sock, &events, &worker_counters, id).await;
-}
-
-async fn flush(
-    router: &Rc<RefCell<Router>>,
-    sock: &UdpSocket,
-    events: &Sender<Event>,
-    worker_counters: &Counters,
-    id: RouterId,
-) {
-    loop {
-        let next = router.borrow_mut().poll_transmit();
-        let Some(t) = next else { break };
-        let ok = sock.send_to(&t.data, t.dest).await.is_ok();
-        router.borrow().count_sent(t.data.len(), ok);
-    }
-    loop {
-        let ev = router.borrow_mut().poll_event();
-        let Some(ev) = ev else { break };
-        let ev = match ev {
-            RouterEvent::TransportConnected(transport) => Event::TransportConnected {
-                router: id,
-                transport,
-            },
-            RouterEvent::TransportClosed(transport, reason) => Event::TransportClosed {
-                router: id,
-                transport,
-                reason,
-            },
-        };
-        send_event(events, worker_counters, ev);
     }
 }
 
 /// Sends an event without ever blocking the data plane: when the control
 /// plane's queue is full the event is dropped, counted and logged (at most
 /// once per 10 s per thread).
-fn send_event(events: &Sender<Event>, counters: &Counters, ev: Event) {
+pub(crate) fn send_event(events: &Sender<Event>, counters: &Counters, ev: Event) {
     if let Err(crossbeam_channel::TrySendError::Full(ev)) = events.try_send(ev) {
         counters.events_dropped.add(1);
         thread_local!(static LAST_LOG: Cell<Option<Instant>> = const { Cell::new(None) });

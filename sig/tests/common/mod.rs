@@ -11,7 +11,7 @@ use std::time::Duration;
 use sfu_core::router::id_slab::IdSlab;
 use sfu_core::stats::Counters;
 use sfu_core::transport::CloseReason;
-use sfu_core::worker::{Command, Event, RouterInfo};
+use sfu_core::worker::{Command, CommandSender, Event, RouterInfo};
 use sfu_core::{ConsumerId, ProducerId, RouterId, TransportId};
 use sfu_sig::config::Limits;
 use sfu_sig::conn::{ConnHandle, Outgoing};
@@ -38,7 +38,7 @@ pub struct FakeState {
 /// A stand-in worker thread.
 #[derive(Debug, Clone)]
 pub struct FakeWorker {
-    pub tx: crossbeam_channel::Sender<Command>,
+    pub tx: CommandSender,
     pub counters: Arc<Counters>,
     pub state: Arc<Mutex<FakeState>>,
     /// While set, the worker takes commands but answers none (a wedged worker).
@@ -95,7 +95,7 @@ impl FakeWorker {
             drop(held);
         });
         Self {
-            tx,
+            tx: CommandSender::new(tx, None),
             counters: Arc::new(Counters::default()),
             state,
             stalled,

@@ -1,0 +1,437 @@
+//! Our own per-core run loop (DESIGN §1) over epoll: one pinned OS thread,
+//! one epoll set holding every room's UDP socket and the command eventfd.
+//!
+//! Each iteration:
+//! 1. handles at most [`MAX_COMMANDS`] commands (more left: the wait below
+//!    does not block);
+//! 2. runs the routers whose deadline has passed (a heap of each router's
+//!    O(1) [`Router::poll_timeout`]; nothing is rescanned);
+//! 3. waits until a socket is readable, a command arrives (eventfd) or the
+//!    earliest deadline — an idle worker sleeps until then;
+//! 4. reads at most one batch ([`BATCH`] datagrams, one `recvmmsg`) from each
+//!    readable socket, feeds it to its router, and sends that router's
+//!    output in `sendmmsg` batches.
+//!
+//! Sockets are level-triggered, so a flooded room gets one batch per
+//! iteration and the rest waits its turn: commands, timers and other rooms
+//! are never starved. Closing a room deregisters and drops its socket on the
+//! spot; nothing waits for a pending receive.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use slab::Slab;
+
+use super::{Command, Event, Failure, RouterInfo, WorkerConfig, guarded, log_failure, send_event};
+use crate::error::{Error, Result};
+use crate::ids::RouterId;
+use crate::io::bind_udp;
+use crate::io::epoll::{BATCH, Epoll, RecvBatch, SendBatch, Waker};
+use crate::proto::dtls::{self, Certificate};
+use crate::router::{Router, RouterEvent};
+use crate::stats::Counters;
+use crate::transport::Transmit;
+
+/// Commands handled per iteration at most.
+pub const MAX_COMMANDS: usize = 64;
+/// The epoll token of the command eventfd (rooms use their slab index).
+const WAKER: u64 = u64::MAX;
+
+struct Room {
+    id: RouterId,
+    router: Router,
+    sock: socket2::Socket,
+    /// The deadline this room has in the worker's heap, if any.
+    scheduled: Option<Instant>,
+}
+
+/// The loop's state apart from its rooms.
+struct Io {
+    index: usize,
+    ep: Epoll,
+    send: SendBatch,
+    out: Vec<Transmit>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    events: Sender<Event>,
+    counters: Arc<Counters>,
+}
+
+impl Io {
+    /// After any call into a room's router: sends its output in batches,
+    /// forwards its events, and puts its next deadline in the heap.
+    fn after(&mut self, slot: usize, room: &mut Room) {
+        self.out.clear();
+        while let Some(t) = room.router.poll_transmit() {
+            self.out.push(t);
+        }
+        if !self.out.is_empty() {
+            let r = self.send.send(
+                room.sock.as_raw_fd(),
+                self.out.iter().map(|t| (t.dest, &t.data[..])),
+            );
+            room.router.count_sent_batch(r.sent, r.bytes, r.failed);
+        }
+        while let Some(ev) = room.router.poll_event() {
+            let ev = match ev {
+                RouterEvent::TransportConnected(transport) => Event::TransportConnected {
+                    router: room.id,
+                    transport,
+                },
+                RouterEvent::TransportClosed(transport, reason) => Event::TransportClosed {
+                    router: room.id,
+                    transport,
+                    reason,
+                },
+            };
+            send_event(&self.events, &self.counters, ev);
+        }
+        if let Some(t) = room.router.poll_timeout()
+            && room.scheduled.is_none_or(|s| t < s)
+        {
+            room.scheduled = Some(t);
+            self.timers.push(Reverse((t, slot)));
+        }
+    }
+
+    /// Closes a room: its transports (their close events go out), then its
+    /// socket, at once.
+    fn close(&mut self, slot: usize, mut room: Room) {
+        room.router.close_all();
+        self.after(slot, &mut room);
+        let _ = self.ep.delete(room.sock.as_raw_fd());
+        self.counters.routers.add(-1);
+        tracing::debug!(worker = self.index, router = %room.id, "router closed");
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is checked against the set's size.
+    unsafe {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        libc::CPU_SET(cpu, &mut set);
+    }
+    // SAFETY: pid 0 is this thread; the size and pointer describe `set`.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Creates the epoll set with the command eventfd in it (before the thread
+/// starts, so a failure is the caller's error).
+pub(super) fn setup(waker: &Waker) -> Result<Epoll> {
+    let ep = Epoll::new()?;
+    ep.add(waker.raw_fd(), WAKER)?;
+    Ok(ep)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(
+    index: usize,
+    config: WorkerConfig,
+    cert: Certificate,
+    ep: Epoll,
+    rx: Receiver<Command>,
+    waker: Arc<Waker>,
+    events: Sender<Event>,
+    counters: Arc<Counters>,
+) {
+    if let Some(cpu) = config.cpu
+        && let Err(e) = pin_to(cpu)
+    {
+        tracing::warn!(worker = index, cpu, error = %e, "could not pin the worker to its CPU");
+    }
+    let dtls_config = dtls::default_config();
+    let mut rooms: Slab<Room> = Slab::new();
+    let mut by_id: HashMap<RouterId, usize> = HashMap::new();
+    let mut io = Io {
+        index,
+        ep,
+        send: SendBatch::new(),
+        out: Vec::with_capacity(4 * BATCH),
+        timers: BinaryHeap::new(),
+        events,
+        counters,
+    };
+    let mut recv = RecvBatch::new();
+    let mut ready: Vec<u64> = Vec::with_capacity(256);
+    let mut port_hint: u16 = (index as u16).wrapping_mul(97);
+    let failure: Failure = Rc::new(RefCell::new(None));
+    'run: loop {
+        // 1. Commands, a bounded number.
+        let mut more = false;
+        for n in 0..=MAX_COMMANDS {
+            if n == MAX_COMMANDS {
+                more = !rx.is_empty();
+                break;
+            }
+            let cmd = match rx.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => break 'run,
+            };
+            let now = Instant::now();
+            match cmd {
+                Command::Shutdown => break 'run,
+                Command::Ping { reply } => reply(Ok(())),
+                Command::CreateRouter { router, reply } => {
+                    if by_id.contains_key(&router) {
+                        reply(Err(Error::InvalidParams(format!("router {router} exists"))));
+                        continue;
+                    }
+                    let (sock, addr) = match bind_udp(&config.socket, port_hint) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            reply(Err(e));
+                            continue;
+                        }
+                    };
+                    port_hint = port_hint.wrapping_add(1);
+                    let rc = Arc::new(Counters::default());
+                    let r = Router::new(
+                        router,
+                        cert.clone(),
+                        dtls_config.clone(),
+                        config.router,
+                        rc.clone(),
+                        io.counters.clone(),
+                        now,
+                    );
+                    let slot = rooms.vacant_entry();
+                    let key = slot.key();
+                    if let Err(e) = io.ep.add(sock.as_raw_fd(), key as u64) {
+                        reply(Err(Error::Io(e)));
+                        continue;
+                    }
+                    slot.insert(Room {
+                        id: router,
+                        router: r,
+                        sock,
+                        scheduled: None,
+                    });
+                    by_id.insert(router, key);
+                    io.counters.routers.add(1);
+                    reply(Ok(RouterInfo {
+                        local_addr: addr,
+                        counters: rc,
+                    }));
+                }
+                Command::CloseRouter { router } => {
+                    if let Some(key) = by_id.remove(&router) {
+                        let room = rooms.remove(key);
+                        io.close(key, room);
+                    }
+                }
+                Command::FaultInjectPanic { router } => {
+                    if by_id.contains_key(&router) {
+                        guarded(&failure, || -> () {
+                            panic!("fault injection: router {router} made to panic")
+                        });
+                    }
+                }
+                Command::CreateTransport {
+                    router,
+                    params,
+                    reply,
+                } => reply(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.create_transport(now, params),
+                )),
+                Command::CloseTransport { router, transport } => log_failure(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.close_transport(transport),
+                )),
+                Command::CreateProducer {
+                    router,
+                    params,
+                    reply,
+                } => reply(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.create_producer(params),
+                )),
+                Command::CloseProducer { router, producer } => log_failure(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.close_producer(producer),
+                )),
+                Command::CreateConsumer {
+                    router,
+                    params,
+                    reply,
+                } => reply(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.create_consumer(now, params),
+                )),
+                Command::CloseConsumer { router, consumer } => log_failure(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.close_consumer(consumer),
+                )),
+                Command::SetConsumerPaused {
+                    router,
+                    consumer,
+                    paused,
+                } => log_failure(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.set_consumer_paused(now, consumer, paused),
+                )),
+            }
+            if failure.borrow().is_some() {
+                break 'run;
+            }
+        }
+
+        // 2. Timers that are due.
+        let now = Instant::now();
+        while let Some(&Reverse((at, slot))) = io.timers.peek() {
+            if at > now {
+                break;
+            }
+            io.timers.pop();
+            let Some(room) = rooms.get_mut(slot) else {
+                continue;
+            };
+            if room.scheduled != Some(at) {
+                continue; // superseded, or a slot reused since
+            }
+            room.scheduled = None;
+            if guarded(&failure, || room.router.handle_timeout(now)).is_none() {
+                break 'run;
+            }
+            io.after(slot, room);
+        }
+
+        // 3. Wait for datagrams, a command, or the next deadline.
+        let timeout = if more {
+            Some(Duration::ZERO)
+        } else {
+            io.timers
+                .peek()
+                .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
+        };
+        if let Err(e) = io.ep.wait_into(timeout, &mut ready) {
+            tracing::error!(worker = index, error = %e, "epoll_wait failed");
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+
+        // 4. One batch from each readable socket.
+        for &token in &ready {
+            if token == WAKER {
+                waker.drain();
+                continue;
+            }
+            let slot = token as usize;
+            let Some(room) = rooms.get_mut(slot) else {
+                continue;
+            };
+            let n = match recv.recv(room.sock.as_raw_fd(), BATCH) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(worker = index, router = %room.id, error = %e, "UDP receive failed");
+                    continue;
+                }
+            };
+            if n == 0 {
+                continue;
+            }
+            let now = Instant::now();
+            let handled = guarded(&failure, || {
+                for i in 0..n {
+                    if let Some((from, data)) = recv.get(i) {
+                        room.router.handle_datagram(now, from, data);
+                    }
+                }
+            });
+            if handled.is_none() {
+                break 'run;
+            }
+            io.after(slot, room);
+        }
+    }
+
+    let failed = failure.borrow_mut().take();
+    if let Some(message) = failed {
+        // A router's state may be inconsistent after a panic: do not call into
+        // any of them again; drop them, releasing their sockets.
+        tracing::error!(worker = index, rooms = rooms.len(), panic = %message, "worker failed: closing its rooms");
+        for room in rooms.drain() {
+            let _ = io.ep.delete(room.sock.as_raw_fd());
+            io.counters.routers.add(-1);
+        }
+        send_event(
+            &io.events,
+            &io.counters,
+            Event::WorkerFailed {
+                worker: index,
+                generation: config.generation,
+                message,
+            },
+        );
+        return;
+    }
+    let keys: Vec<usize> = rooms.iter().map(|(k, _)| k).collect();
+    for key in keys {
+        let room = rooms.remove(key);
+        io.close(key, room);
+    }
+}
+
+/// Runs `f` on router `id` and then [`Io::after`], or fails with
+/// [`Error::UnknownRouter`]; a panic in `f` is caught ([`guarded`]) and
+/// reported as [`Error::WorkerGone`].
+fn on_router<T>(
+    rooms: &mut Slab<Room>,
+    by_id: &HashMap<RouterId, usize>,
+    io: &mut Io,
+    failure: &Failure,
+    id: RouterId,
+    f: impl FnOnce(&mut Router) -> Result<T>,
+) -> Result<T> {
+    let slot = *by_id.get(&id).ok_or(Error::UnknownRouter(id))?;
+    let room = rooms.get_mut(slot).ok_or(Error::UnknownRouter(id))?;
+    let r = guarded(failure, || f(&mut room.router)).unwrap_or(Err(Error::WorkerGone));
+    if failure.borrow().is_none() {
+        io.after(slot, room);
+    }
+    r
+}
