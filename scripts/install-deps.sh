@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian 12 machine, if missing:
-# Debian's chromium (the reference browser) and the e2e driver's npm packages.
+# Debian's chromium (the reference browser), curl, and the e2e driver's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/lib/chromium/chromium ]; then
-  echo "installing chromium (Debian package)"
+PKGS=()
+[ -x /usr/lib/chromium/chromium ] || PKGS+=(chromium)
+command -v curl >/dev/null || PKGS+=(curl)   # the stress script's health checks
+if [ ${#PKGS[@]} -gt 0 ]; then
+  echo "installing ${PKGS[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -o DPkg::Lock::Timeout=300 chromium
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -o DPkg::Lock::Timeout=300 "${PKGS[@]}"
 fi
 
 if ! command -v node >/dev/null; then

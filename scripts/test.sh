@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs what it needs if missing,
-# runs every Rust test, then the end-to-end tests in real headless Chromium.
+# runs every Rust test, then the end-to-end tests in real headless Chromium
+# and 20 start/stop stress cycles of the whole server.
 #
 #   scripts/test.sh            everything
 #   SFU_SKIP_E2E=1 scripts/test.sh   Rust tests only (no browser)
@@ -19,4 +20,6 @@ timeout 1800 cargo test --workspace --locked
 if [ -z "${SFU_SKIP_E2E:-}" ]; then
   log "end-to-end tests in headless Chromium"
   timeout 900 scripts/e2e.sh
+  log "start/stop stress: 20 cycles of real clients on both workers, then SIGTERM"
+  timeout 600 scripts/stress.sh 20
 fi

@@ -146,24 +146,23 @@ pub async fn run(
     );
     let hub_task = tokio::spawn(hub.run(hub_rx));
     let bridge_tx = hub_tx.clone();
+    // Stops the bridge at shutdown: an abandoned (stalled) worker may hold
+    // its event sender forever, so the event channel alone may never close.
+    let (bridge_stop, bridge_stopped) = crossbeam_channel::bounded::<()>(1);
     let bridge = std::thread::Builder::new()
         .name("sfu-events".into())
         .spawn(move || {
-            // Ends when the hub is gone: an abandoned (stalled) worker may
-            // hold its event sender forever.
             loop {
-                match ev_rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(ev) => {
-                        if bridge_tx.blocking_send(HubMsg::Core(ev)).is_err() {
-                            break;
+                crossbeam_channel::select! {
+                    recv(ev_rx) -> ev => match ev {
+                        Ok(ev) => {
+                            if bridge_tx.blocking_send(HubMsg::Core(ev)).is_err() {
+                                break;
+                            }
                         }
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        if bridge_tx.is_closed() {
-                            break;
-                        }
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        Err(_) => break,
+                    },
+                    recv(bridge_stopped) -> _ => break,
                 }
             }
         })
@@ -239,6 +238,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(1), hub_task).await;
     // Joining workers blocks: do it off the async threads.
     drop(hub_tx);
+    drop(bridge_stop);
     let _ = tokio::task::spawn_blocking(move || {
         let current: Vec<Worker> = handles
             .lock()
