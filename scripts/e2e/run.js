@@ -121,10 +121,23 @@ async function expectReceiving(p, names) {
 
 async function main() {
   if (!BIN) throw new Error('usage: node run.js PATH_TO_SFU');
+  const extra = (process.env.SFU_E2E_SERVER_ARGS || '').split(' ').filter(Boolean);
   server = spawn(BIN, ['--http-listen', `127.0.0.1:${PORT}`, '--announced-ip', '127.0.0.1',
-    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '45000-45099', '--log', 'info'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '45000-45099', '--log', 'info', ...extra],
+  { stdio: ['ignore', 'pipe', 'pipe'] });
+  let serverLog = '';
+  const keep = (out) => (d) => { out.write(d); serverLog += d.toString().replace(/\x1b\[[0-9;]*m/g, ''); };
+  server.stdout.on('data', keep(process.stdout));
+  server.stderr.on('data', keep(process.stderr));
   server.on('exit', (code, sig) => { if (code !== 0 && sig !== 'SIGTERM') console.log(`server exited: ${code} ${sig}`); });
   await until('server /healthz', async () => (await get('/healthz')).status === 200, 15000);
+  const want = process.env.SFU_E2E_EXPECT_BACKEND;
+  if (want) {
+    await test(`the server runs its workers on ${want}`, async () => {
+      const m = /io_backend="?(\w+)/.exec(serverLog);
+      if (!m || m[1] !== want) throw new Error(`server log says ${m ? m[1] : 'nothing'} (args ${extra.join(' ')})`);
+    });
+  }
 
   browser = await chromium.launch({
     executablePath: CHROMIUM,

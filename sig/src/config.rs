@@ -94,9 +94,9 @@ pub struct Flags {
     /// Joins per minute all WebSockets from one IP address may send together [default: 600].
     #[arg(long, env = "SFU_MAX_JOINS_PER_MINUTE_PER_IP")]
     pub max_joins_per_minute_per_ip: Option<String>,
-    /// Data-plane run loop: epoll (our own loop: recvmmsg/sendmmsg batches, eventfd wake-ups),
-    /// glommio (the first version, to be removed) or auto (epoll until the io_uring backend
-    /// lands) [default: auto].
+    /// Data-plane run loop: uring (our loop over io_uring), epoll (our loop over epoll), auto
+    /// (io_uring when io_uring_setup is allowed, else epoll), or glommio (the first version, to
+    /// be removed) [default: auto].
     #[arg(long, env = "SFU_IO_BACKEND")]
     pub io_backend: Option<String>,
     /// Rooms that get their own series in /metrics, largest first; the rest are summed into
@@ -532,13 +532,16 @@ impl Config {
             100_000,
         )?;
         let backend = pick(flags.io_backend, file.io_backend, "auto");
+        use sfu_core::worker::IoBackend;
         let io_backend = match backend.trim() {
-            "auto" | "epoll" => sfu_core::worker::IoBackend::Epoll,
-            "glommio" => sfu_core::worker::IoBackend::Glommio,
+            "auto" => IoBackend::Auto,
+            "uring" => IoBackend::Uring,
+            "epoll" => IoBackend::Epoll,
+            "glommio" => IoBackend::Glommio,
             other => {
                 return Err(err(
                     "io_backend",
-                    format!("expected auto, epoll or glommio, got {other:?}"),
+                    format!("expected auto, uring, epoll or glommio, got {other:?}"),
                 ));
             }
         };

@@ -68,6 +68,8 @@ pub async fn run(
         Certificate::generate().map_err(|e| format!("cannot create the DTLS certificate: {e}"))?;
     let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
     let cpus = allowed_cpus();
+    // Decided once, so every worker (and every restart) uses the same loop.
+    let backend = cfg.io_backend.resolve();
     let worker_config = {
         let cfg = cfg.clone();
         let cpus = cpus.clone();
@@ -89,7 +91,7 @@ pub async fn run(
                 ..RouterConfig::default()
             },
             generation,
-            backend: cfg.io_backend,
+            backend,
             ..WorkerConfig::default()
         }
     };
@@ -99,7 +101,7 @@ pub async fn run(
             .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
         workers.push(w);
     }
-    tracing::info!(workers = workers.len(), io_backend = cfg.io_backend.as_str(), cpus = ?&cpus[..cfg.cores.min(cpus.len())], fingerprint = %cert.fingerprint_sdp(), "data plane started");
+    tracing::info!(workers = workers.len(), io_backend = backend.as_str(), requested = cfg.io_backend.as_str(), cpus = ?&cpus[..cfg.cores.min(cpus.len())], fingerprint = %cert.fingerprint_sdp(), "data plane started");
     let channels: Vec<_> = workers
         .iter()
         .map(|w| (w.sender(), w.counters().clone()))

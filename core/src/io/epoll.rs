@@ -5,7 +5,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -138,30 +138,6 @@ impl Waker {
     }
 }
 
-fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match ss.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
 /// Writes `addr` into `ss`; returns the length to pass to the kernel.
 fn from_socket_addr(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
@@ -283,7 +259,7 @@ impl RecvBatch {
         if i >= self.len {
             return None;
         }
-        let from = to_socket_addr(&self.addrs[i])?;
+        let from = super::from_storage(&self.addrs[i])?;
         let n = (self.msgs[i].msg_len as usize).min(RECV_BUF);
         Some((from, &self.bufs[i][..n]))
     }
@@ -395,6 +371,81 @@ impl SendBatch {
             }
         }
         out
+    }
+}
+
+/// The epoll driver: level-triggered readiness, then one `recvmmsg` of at
+/// most [`BATCH`] datagrams per readable socket per poll.
+#[derive(Debug)]
+pub struct EpollDriver {
+    ep: Epoll,
+    waker: std::sync::Arc<Waker>,
+    recv: RecvBatch,
+    ready: Vec<u64>,
+    fds: std::collections::HashMap<usize, RawFd>,
+}
+
+/// The epoll token of the eventfd (sockets use their slot).
+const WAKER_TOKEN: u64 = u64::MAX;
+
+impl EpollDriver {
+    /// An epoll set watching `waker`.
+    ///
+    /// Errors: `epoll_create1` or `epoll_ctl` failed.
+    pub fn new(waker: std::sync::Arc<Waker>) -> io::Result<Self> {
+        let ep = Epoll::new()?;
+        ep.add(waker.raw_fd(), WAKER_TOKEN)?;
+        Ok(Self {
+            ep,
+            waker,
+            recv: RecvBatch::new(),
+            ready: Vec::with_capacity(256),
+            fds: std::collections::HashMap::new(),
+        })
+    }
+}
+
+impl super::Driver for EpollDriver {
+    fn register(&mut self, slot: usize, sock: &socket2::Socket) -> io::Result<()> {
+        self.ep.add(sock.as_raw_fd(), slot as u64)?;
+        self.fds.insert(slot, sock.as_raw_fd());
+        Ok(())
+    }
+
+    fn deregister(&mut self, slot: usize, sock: &socket2::Socket) {
+        let _ = self.ep.delete(sock.as_raw_fd());
+        self.fds.remove(&slot);
+    }
+
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        on: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+    ) -> io::Result<()> {
+        let mut ready = std::mem::take(&mut self.ready);
+        let r = self.ep.wait_into(timeout, &mut ready);
+        for &token in &ready {
+            if token == WAKER_TOKEN {
+                self.waker.drain();
+                continue;
+            }
+            let slot = token as usize;
+            let Some(&fd) = self.fds.get(&slot) else {
+                continue;
+            };
+            match self.recv.recv(fd, BATCH) {
+                Ok(n) => {
+                    for i in 0..n {
+                        if let Some((from, data)) = self.recv.get(i) {
+                            on(slot, from, data);
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(slot, error = %e, "UDP receive failed"),
+            }
+        }
+        self.ready = ready;
+        r
     }
 }
 

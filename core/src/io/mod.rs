@@ -1,14 +1,67 @@
 //! The only code that touches sockets: binding a room's UDP socket from a
 //! port range with socket2 (RFC-free plumbing; see DESIGN §6), and the
-//! per-core loop's system calls ([`epoll`]).
+//! per-core loop's two [`Driver`]s: [`epoll`] and [`uring`].
 
 pub mod epoll;
+pub mod uring;
 
-use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::{Error, Result};
+
+/// How the per-core loop waits and receives: one driver per worker, holding
+/// every room socket of that worker (sends are `sendmmsg` batches for both).
+pub trait Driver: std::fmt::Debug {
+    /// Starts receiving on `sock`; its datagrams are reported with `slot`.
+    ///
+    /// Errors: the registration failed (the socket is not used).
+    fn register(&mut self, slot: usize, sock: &socket2::Socket) -> std::io::Result<()>;
+
+    /// Stops receiving on `sock` at once; nothing more is reported for
+    /// `slot`. Never blocks. The caller closes the socket afterwards.
+    fn deregister(&mut self, slot: usize, sock: &socket2::Socket);
+
+    /// Waits up to `timeout` (`None`: until something happens; zero: not
+    /// at all) for datagrams or a wake-up, then hands each received datagram
+    /// to `on(slot, source, bytes)`: a bounded number per socket per call,
+    /// so one flooded socket cannot starve the loop.
+    ///
+    /// Errors: the wait itself failed.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        on: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+    ) -> std::io::Result<()>;
+}
+
+/// A kernel socket address as a [`SocketAddr`], for IPv4 and IPv6.
+pub(crate) fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
 
 /// Where and how rooms' sockets are bound.
 #[derive(Debug, Clone)]

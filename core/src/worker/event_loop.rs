@@ -1,21 +1,23 @@
-//! Our own per-core run loop (DESIGN §1) over epoll: one pinned OS thread,
-//! one epoll set holding every room's UDP socket and the command eventfd.
+//! Our own per-core run loop (DESIGN §1): one pinned OS thread, one
+//! [`Driver`] (epoll or io_uring) holding every room's UDP socket and the
+//! command eventfd.
 //!
 //! Each iteration:
 //! 1. handles at most [`MAX_COMMANDS`] commands (more left: the wait below
 //!    does not block);
 //! 2. runs the routers whose deadline has passed (a heap of each router's
 //!    O(1) [`Router::poll_timeout`]; nothing is rescanned);
-//! 3. waits until a socket is readable, a command arrives (eventfd) or the
-//!    earliest deadline — an idle worker sleeps until then;
-//! 4. reads at most one batch ([`BATCH`] datagrams, one `recvmmsg`) from each
-//!    readable socket, feeds it to its router, and sends that router's
-//!    output in `sendmmsg` batches.
+//! 3. waits until a datagram or a command arrives (eventfd) or the earliest
+//!    deadline — an idle worker sleeps until then;
+//! 4. takes a bounded batch of datagrams from each socket that has some
+//!    (epoll: one `recvmmsg` of 64; io_uring: the completed ones of its 32
+//!    outstanding receives), feeds them to the router, and sends each
+//!    router's output in `sendmmsg` batches.
 //!
-//! Sockets are level-triggered, so a flooded room gets one batch per
-//! iteration and the rest waits its turn: commands, timers and other rooms
-//! are never starved. Closing a room deregisters and drops its socket on the
-//! spot; nothing waits for a pending receive.
+//! A flooded room therefore gets one batch per iteration and the rest waits
+//! its turn: commands, timers and other rooms are never starved. Closing a
+//! room deregisters its socket (io_uring: cancels its receives) and drops it
+//! on the spot; nothing waits for a pending receive.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -31,8 +33,9 @@ use slab::Slab;
 use super::{Command, Event, Failure, RouterInfo, WorkerConfig, guarded, log_failure, send_event};
 use crate::error::{Error, Result};
 use crate::ids::RouterId;
-use crate::io::bind_udp;
-use crate::io::epoll::{BATCH, Epoll, RecvBatch, SendBatch, Waker};
+use crate::io::epoll::{BATCH, EpollDriver, SendBatch, Waker};
+use crate::io::uring::UringDriver;
+use crate::io::{Driver, bind_udp};
 use crate::proto::dtls::{self, Certificate};
 use crate::router::{Router, RouterEvent};
 use crate::stats::Counters;
@@ -40,8 +43,6 @@ use crate::transport::Transmit;
 
 /// Commands handled per iteration at most.
 pub const MAX_COMMANDS: usize = 64;
-/// The epoll token of the command eventfd (rooms use their slab index).
-const WAKER: u64 = u64::MAX;
 
 struct Room {
     id: RouterId,
@@ -49,12 +50,14 @@ struct Room {
     sock: socket2::Socket,
     /// The deadline this room has in the worker's heap, if any.
     scheduled: Option<Instant>,
+    /// Fed datagrams in this iteration (its output is flushed after the poll).
+    touched: bool,
 }
 
 /// The loop's state apart from its rooms.
 struct Io {
     index: usize,
-    ep: Epoll,
+    driver: Box<dyn Driver>,
     send: SendBatch,
     out: Vec<Transmit>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -104,7 +107,7 @@ impl Io {
     fn close(&mut self, slot: usize, mut room: Room) {
         room.router.close_all();
         self.after(slot, &mut room);
-        let _ = self.ep.delete(room.sock.as_raw_fd());
+        self.driver.deregister(slot, &room.sock);
         self.counters.routers.add(-1);
         tracing::debug!(worker = self.index, router = %room.id, "router closed");
     }
@@ -130,12 +133,13 @@ fn pin_to(cpu: usize) -> std::io::Result<()> {
     }
 }
 
-/// Creates the epoll set with the command eventfd in it (before the thread
-/// starts, so a failure is the caller's error).
-pub(super) fn setup(waker: &Waker) -> Result<Epoll> {
-    let ep = Epoll::new()?;
-    ep.add(waker.raw_fd(), WAKER)?;
-    Ok(ep)
+/// Creates the worker's driver for `backend` (`Uring` or `Epoll`), woken by
+/// `waker`, before the thread starts, so a failure is the caller's error.
+pub(super) fn setup(backend: super::IoBackend, waker: &Arc<Waker>) -> Result<Box<dyn Driver>> {
+    Ok(match backend {
+        super::IoBackend::Uring => Box::new(UringDriver::new(waker.clone())?),
+        _ => Box::new(EpollDriver::new(waker.clone())?),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,9 +147,8 @@ pub(super) fn run(
     index: usize,
     config: WorkerConfig,
     cert: Certificate,
-    ep: Epoll,
+    driver: Box<dyn Driver>,
     rx: Receiver<Command>,
-    waker: Arc<Waker>,
     events: Sender<Event>,
     counters: Arc<Counters>,
 ) {
@@ -159,15 +162,14 @@ pub(super) fn run(
     let mut by_id: HashMap<RouterId, usize> = HashMap::new();
     let mut io = Io {
         index,
-        ep,
+        driver,
         send: SendBatch::new(),
         out: Vec::with_capacity(4 * BATCH),
         timers: BinaryHeap::new(),
         events,
         counters,
     };
-    let mut recv = RecvBatch::new();
-    let mut ready: Vec<u64> = Vec::with_capacity(256);
+    let mut touched: Vec<usize> = Vec::with_capacity(64);
     let mut port_hint: u16 = (index as u16).wrapping_mul(97);
     let failure: Failure = Rc::new(RefCell::new(None));
     'run: loop {
@@ -212,7 +214,7 @@ pub(super) fn run(
                     );
                     let slot = rooms.vacant_entry();
                     let key = slot.key();
-                    if let Err(e) = io.ep.add(sock.as_raw_fd(), key as u64) {
+                    if let Err(e) = io.driver.register(key, &sock) {
                         reply(Err(Error::Io(e)));
                         continue;
                     }
@@ -221,6 +223,7 @@ pub(super) fn run(
                         router: r,
                         sock,
                         scheduled: None,
+                        touched: false,
                     });
                     by_id.insert(router, key);
                     io.counters.routers.add(1);
@@ -340,7 +343,8 @@ pub(super) fn run(
             io.after(slot, room);
         }
 
-        // 3. Wait for datagrams, a command, or the next deadline.
+        // 3. Wait for datagrams, a command, or the next deadline; 4. feed
+        // each socket's batch to its router, then flush those routers.
         let timeout = if more {
             Some(Duration::ZERO)
         } else {
@@ -348,44 +352,35 @@ pub(super) fn run(
                 .peek()
                 .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
         };
-        if let Err(e) = io.ep.wait_into(timeout, &mut ready) {
-            tracing::error!(worker = index, error = %e, "epoll_wait failed");
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-
-        // 4. One batch from each readable socket.
-        for &token in &ready {
-            if token == WAKER {
-                waker.drain();
-                continue;
+        touched.clear();
+        let mut now: Option<Instant> = None;
+        let polled = io.driver.poll(timeout, &mut |slot, from, data| {
+            if failure.borrow().is_some() {
+                return;
             }
-            let slot = token as usize;
             let Some(room) = rooms.get_mut(slot) else {
-                continue;
+                return;
             };
-            let n = match recv.recv(room.sock.as_raw_fd(), BATCH) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::debug!(worker = index, router = %room.id, error = %e, "UDP receive failed");
-                    continue;
-                }
-            };
-            if n == 0 {
-                continue;
+            let now = *now.get_or_insert_with(Instant::now);
+            if guarded(&failure, || room.router.handle_datagram(now, from, data)).is_some()
+                && !room.touched
+            {
+                room.touched = true;
+                touched.push(slot);
             }
-            let now = Instant::now();
-            let handled = guarded(&failure, || {
-                for i in 0..n {
-                    if let Some((from, data)) = recv.get(i) {
-                        room.router.handle_datagram(now, from, data);
-                    }
-                }
-            });
-            if handled.is_none() {
-                break 'run;
+        });
+        if let Err(e) = polled {
+            tracing::error!(worker = index, error = %e, "waiting for datagrams failed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if failure.borrow().is_some() {
+            break 'run;
+        }
+        for &slot in &touched {
+            if let Some(room) = rooms.get_mut(slot) {
+                room.touched = false;
+                io.after(slot, room);
             }
-            io.after(slot, room);
         }
     }
 
@@ -394,8 +389,10 @@ pub(super) fn run(
         // A router's state may be inconsistent after a panic: do not call into
         // any of them again; drop them, releasing their sockets.
         tracing::error!(worker = index, rooms = rooms.len(), panic = %message, "worker failed: closing its rooms");
-        for room in rooms.drain() {
-            let _ = io.ep.delete(room.sock.as_raw_fd());
+        let keys: Vec<usize> = rooms.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let room = rooms.remove(key);
+            io.driver.deregister(key, &room.sock);
             io.counters.routers.add(-1);
         }
         send_event(

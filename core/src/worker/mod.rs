@@ -37,9 +37,15 @@ use crate::transport::{CloseReason, TransportParams};
 /// Which run loop and IO a worker uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoBackend {
+    /// io_uring when `io_uring_setup` is allowed here, else epoll (Docker's
+    /// default seccomp profile refuses io_uring). See [`IoBackend::resolve`].
+    #[default]
+    Auto,
+    /// Our own loop over io_uring: outstanding `RecvMsg` requests per
+    /// socket, an eventfd read, the wait's timeout in `io_uring_enter`.
+    Uring,
     /// Our own loop over epoll: `recvmmsg`/`sendmmsg` batches, an eventfd
     /// for commands, one wait until the earliest deadline.
-    #[default]
     Epoll,
     /// The first data plane: a glommio (io_uring) executor that polls its
     /// inbox every [`INBOX_POLL`]. Kept for comparison while the event loop
@@ -48,11 +54,29 @@ pub enum IoBackend {
 }
 
 impl IoBackend {
-    /// The setting's name (`epoll`, `glommio`).
+    /// The setting's name (`auto`, `uring`, `epoll`, `glommio`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
+            Self::Uring => "uring",
             Self::Epoll => "epoll",
             Self::Glommio => "glommio",
+        }
+    }
+
+    /// The backend a worker will really use: `Auto` becomes `Uring` when
+    /// io_uring can be set up here and `Epoll` otherwise (logged with the
+    /// reason); the others are themselves.
+    pub fn resolve(self) -> Self {
+        match self {
+            Self::Auto => match crate::io::uring::available() {
+                Ok(()) => Self::Uring,
+                Err(e) => {
+                    tracing::info!(error = %e, "io_uring is not available here; using epoll");
+                    Self::Epoll
+                }
+            },
+            other => other,
         }
     }
 }
@@ -323,15 +347,28 @@ impl Worker {
         let counters = Arc::new(Counters::default());
         let generation = config.generation;
         let c = counters.clone();
-        let (join, waker) = match config.backend {
-            IoBackend::Epoll => {
+        let backend = config.backend.resolve();
+        let (join, waker) = match backend {
+            IoBackend::Auto | IoBackend::Uring | IoBackend::Epoll => {
                 let waker = Arc::new(Waker::new()?);
-                let ep = event_loop::setup(&waker)?;
                 let w = waker.clone();
+                // The driver is made on the worker's own thread (it holds
+                // raw pointers into its buffers); set-up errors come back here.
+                let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
                 let join = std::thread::Builder::new()
                     .name(format!("sfu-worker-{index}"))
                     .spawn(move || {
-                        event_loop::run(index, config, cert, ep, rx, w, events.clone(), c.clone());
+                        let driver = match event_loop::setup(backend, &w) {
+                            Ok(d) => {
+                                let _ = ready_tx.send(Ok(()));
+                                d
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        event_loop::run(index, config, cert, driver, rx, events.clone(), c.clone());
                         send_event(
                             &events,
                             &c,
@@ -341,6 +378,17 @@ impl Worker {
                             },
                         );
                     })?;
+                match ready_rx.recv() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        let _ = join.join();
+                        return Err(e);
+                    }
+                    Err(_) => {
+                        let _ = join.join();
+                        return Err(Error::WorkerGone);
+                    }
+                }
                 (Join::Thread(join), Some(waker))
             }
             IoBackend::Glommio => {
