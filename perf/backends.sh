@@ -3,8 +3,8 @@
 # same build and the same run, and prints server CPU per forwarded packet,
 # latency, loss and RSS for each (no profiler attached).
 #
-#   perf/backends.sh "epoll glommio" [SFU-LOAD SCENARIO ARGS...]
-#   perf/backends.sh "epoll glommio" --rooms 1 --publishers 1 --subscribers 100 --duration 15 --ramp 4
+#   perf/backends.sh "epoll uring" [SFU-LOAD SCENARIO ARGS...]
+#   perf/backends.sh "epoll uring" --rooms 1 --publishers 1 --subscribers 100 --duration 15 --ramp 4
 #
 # The server is pinned to CPU 0 with one worker, sfu-load to CPU 1. Loopback only.
 set -euo pipefail

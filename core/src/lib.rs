@@ -1,8 +1,9 @@
 //! `sfu-core`: the thread-per-core data plane of the sfu WebRTC SFU.
 //!
 //! # Threading model
-//! One [`worker::Worker`] per selected CPU runs a glommio `LocalExecutor`
-//! pinned with `Placement::Fixed(cpu)`. Each [`router::Router`] (a room) lives
+//! One [`worker::Worker`] per selected CPU runs our own event loop on an OS
+//! thread pinned to that CPU, over epoll or io_uring ([`io::Driver`]), woken
+//! by an eventfd when a command arrives. Each [`router::Router`] (a room) lives
 //! on exactly one worker and owns one UDP socket; nothing on the packet path
 //! takes a lock or crosses a core. The control plane talks to a worker only
 //! through [`worker::Command`]s on a crossbeam channel and reads
@@ -11,7 +12,7 @@
 //! # Run-loop contract
 //! Protocol state ([`proto`], [`transport`], [`router`]) is sans-IO: it is
 //! fed `(Instant, datagram, from)` and polled for datagrams to send and for the
-//! next timeout. Only [`io`] and [`worker`] touch sockets and the executor.
+//! next timeout. Only [`io`] and [`worker`] touch sockets.
 
 pub mod client;
 pub mod error;

@@ -16,22 +16,23 @@ use sfu_core::RouterId;
 use sfu_core::io::SocketConfig;
 use sfu_core::proto::dtls::Certificate;
 use sfu_core::stats::DropReason;
-use sfu_core::worker::{Command, Worker, WorkerConfig};
+use sfu_core::worker::{Command, IoBackend, Worker, WorkerConfig};
 use udp::{call, connect_pair, forward, publish_subscribe};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 const FLOOD_MAX: u64 = 20_000_000;
 const FLOOD_TIME: Duration = Duration::from_secs(20);
 
-fn scenario() {
+fn scenario(backend: IoBackend, ports: u16) {
     let server_cert = Certificate::generate().expect("cert");
     let (ev_tx, events) = unbounded();
     let config = WorkerConfig {
         socket: SocketConfig {
-            port_min: 42100,
-            port_max: 42199,
+            port_min: ports,
+            port_max: ports + 99,
             ..SocketConfig::default()
         },
+        backend,
         ..WorkerConfig::default()
     };
     let worker = Worker::spawn(0, config, server_cert.clone(), ev_tx).expect("worker starts");
@@ -101,7 +102,7 @@ fn scenario() {
         b.join().expect("blaster");
     }
     eprintln!(
-        "flood: {} datagrams sent, {dropped} dropped by the room; slowest command reply {slowest:?}; {got} packets forwarded in the other room",
+        "{backend:?} flood: {} datagrams sent, {dropped} dropped by the room; slowest command reply {slowest:?}; {got} packets forwarded in the other room",
         sent.load(Ordering::Relaxed)
     );
     assert!(
@@ -112,11 +113,10 @@ fn scenario() {
     worker.shutdown();
 }
 
-#[test]
-fn commands_and_other_rooms_go_on_while_a_room_is_flooded() {
+fn with_watchdog(backend: IoBackend, ports: u16) {
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(scenario);
+        let r = std::panic::catch_unwind(|| scenario(backend, ports));
         let _ = done_tx.send(r.map_err(|e| {
             e.downcast_ref::<String>()
                 .cloned()
@@ -125,7 +125,17 @@ fn commands_and_other_rooms_go_on_while_a_room_is_flooded() {
     });
     match done_rx.recv_timeout(WATCHDOG) {
         Ok(Ok(())) => {}
-        Ok(Err(msg)) => panic!("scenario failed: {msg:?}"),
-        Err(_) => panic!("watchdog: scenario hung for {WATCHDOG:?}"),
+        Ok(Err(msg)) => panic!("{backend:?}: scenario failed: {msg:?}"),
+        Err(_) => panic!("{backend:?}: watchdog: scenario hung for {WATCHDOG:?}"),
     }
+}
+
+#[test]
+fn epoll_commands_and_other_rooms_go_on_while_a_room_is_flooded() {
+    with_watchdog(IoBackend::Epoll, 42100);
+}
+
+#[test]
+fn uring_commands_and_other_rooms_go_on_while_a_room_is_flooded() {
+    with_watchdog(IoBackend::Uring, 42200);
 }

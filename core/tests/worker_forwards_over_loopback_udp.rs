@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, unbounded};
 use sfu_core::io::SocketConfig;
 use sfu_core::proto::dtls::Certificate;
 use sfu_core::proto::rtp::RtpHeader;
-use sfu_core::worker::{Command, Event, Worker, WorkerConfig};
+use sfu_core::worker::{Command, Event, IoBackend, Worker, WorkerConfig};
 use sfu_core::{RouterId, Ssrc};
 use udp::{call, connect_pair, forward, publish_subscribe};
 
@@ -47,18 +47,18 @@ fn scenario(events: Receiver<Event>, worker: Worker, server_cert: Certificate) {
     UdpSocket::bind(server).expect("the room's port is released after shutdown");
 }
 
-#[test]
-fn two_peers_exchange_media_through_a_worker_and_shutdown_joins() {
+fn with_watchdog(backend: IoBackend, ports: u16) {
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let server_cert = Certificate::generate().expect("cert");
         let (ev_tx, ev_rx) = unbounded();
         let config = WorkerConfig {
             socket: SocketConfig {
-                port_min: 42000,
-                port_max: 42999,
+                port_min: ports,
+                port_max: ports + 99,
                 ..SocketConfig::default()
             },
+            backend,
             ..WorkerConfig::default()
         };
         let worker = Worker::spawn(0, config, server_cert.clone(), ev_tx).expect("worker starts");
@@ -73,7 +73,17 @@ fn two_peers_exchange_media_through_a_worker_and_shutdown_joins() {
     });
     match done_rx.recv_timeout(WATCHDOG) {
         Ok(Ok(())) => {}
-        Ok(Err(msg)) => panic!("scenario failed: {msg:?}"),
-        Err(_) => panic!("watchdog: scenario hung for {WATCHDOG:?}"),
+        Ok(Err(msg)) => panic!("{backend:?}: scenario failed: {msg:?}"),
+        Err(_) => panic!("{backend:?}: watchdog: scenario hung for {WATCHDOG:?}"),
     }
+}
+
+#[test]
+fn epoll_two_peers_exchange_media_through_a_worker_and_shutdown_joins() {
+    with_watchdog(IoBackend::Epoll, 42000);
+}
+
+#[test]
+fn uring_two_peers_exchange_media_through_a_worker_and_shutdown_joins() {
+    with_watchdog(IoBackend::Uring, 42300);
 }

@@ -1,4 +1,4 @@
-//! Sans-IO protocol layers: no sockets, no clocks, no glommio.
+//! Sans-IO protocol layers: no sockets, no clocks.
 //!
 //! Each parser returns "no packet" (`None`/`Err`) on bad input and never
 //! panics; the caller counts and drops.

@@ -1,6 +1,7 @@
 //! Worker: one data-plane thread pinned to a CPU, owning the Routers placed
-//! on it, run by one of two loops ([`IoBackend`]): our own event loop over
-//! epoll, or the first version's glommio executor.
+//! on it, run by our own event loop over epoll or io_uring ([`IoBackend`]).
+//! (The first version ran a glommio executor: it wedged for good now and
+//! then at shutdown, polled its inbox every 2 ms, and had no batched IO.)
 //!
 //! The control plane sends [`Command`]s over a bounded crossbeam channel
 //! ([`WorkerConfig::command_queue`]; a full queue is [`Error::QueueFull`] to
@@ -13,7 +14,6 @@
 //! [`Reply`] callback, so the control plane may use any runtime.
 
 mod event_loop;
-mod glommio_loop;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -22,9 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
-use glommio::{LocalExecutorBuilder, Placement};
 
-pub use self::glommio_loop::INBOX_POLL;
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
 use crate::io::SocketConfig;
@@ -39,28 +37,25 @@ use crate::transport::{CloseReason, TransportParams};
 pub enum IoBackend {
     /// io_uring when `io_uring_setup` is allowed here, else epoll (Docker's
     /// default seccomp profile refuses io_uring). See [`IoBackend::resolve`].
-    #[default]
     Auto,
     /// Our own loop over io_uring: outstanding `RecvMsg` requests per
     /// socket, an eventfd read, the wait's timeout in `io_uring_enter`.
     Uring,
     /// Our own loop over epoll: `recvmmsg`/`sendmmsg` batches, an eventfd
-    /// for commands, one wait until the earliest deadline.
+    /// for commands, one wait until the earliest deadline. The default: it
+    /// measured equal or cheaper than io_uring per forwarded packet
+    /// (perf/README.md).
+    #[default]
     Epoll,
-    /// The first data plane: a glommio (io_uring) executor that polls its
-    /// inbox every [`INBOX_POLL`]. Kept for comparison while the event loop
-    /// is proven; to be removed.
-    Glommio,
 }
 
 impl IoBackend {
-    /// The setting's name (`auto`, `uring`, `epoll`, `glommio`).
+    /// The setting's name (`auto`, `uring`, `epoll`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
             Self::Uring => "uring",
             Self::Epoll => "epoll",
-            Self::Glommio => "glommio",
         }
     }
 
@@ -283,9 +278,6 @@ pub struct WorkerConfig {
     pub socket: SocketConfig,
     /// Router settings.
     pub router: RouterConfig,
-    /// glommio io_uring registered memory in bytes (1 MiB: the default 10 MiB
-    /// silently fails with a low `ulimit -l`, DESIGN §6).
-    pub io_memory: usize,
     /// Capacity of the command queue, in commands (4096).
     pub command_queue: usize,
     /// Which incarnation of worker `index` this is: 0 at start, one more on
@@ -301,25 +293,10 @@ impl Default for WorkerConfig {
             cpu: None,
             socket: SocketConfig::default(),
             router: RouterConfig::default(),
-            io_memory: 1 << 20,
             command_queue: 4096,
             generation: 0,
             backend: IoBackend::default(),
         }
-    }
-}
-
-enum Join {
-    Glommio(glommio::ExecutorJoinHandle<()>),
-    Thread(std::thread::JoinHandle<()>),
-}
-
-impl std::fmt::Debug for Join {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Glommio(_) => "Join::Glommio",
-            Self::Thread(_) => "Join::Thread",
-        })
     }
 }
 
@@ -328,7 +305,7 @@ impl std::fmt::Debug for Join {
 pub struct Worker {
     index: usize,
     tx: CommandSender,
-    join: Option<Join>,
+    join: Option<std::thread::JoinHandle<()>>,
     counters: Arc<Counters>,
 }
 
@@ -389,29 +366,7 @@ impl Worker {
                         return Err(Error::WorkerGone);
                     }
                 }
-                (Join::Thread(join), Some(waker))
-            }
-            IoBackend::Glommio => {
-                let placement = match config.cpu {
-                    Some(cpu) => Placement::Fixed(cpu),
-                    None => Placement::Unbound,
-                };
-                let join = LocalExecutorBuilder::new(placement)
-                    .name(&format!("sfu-worker-{index}"))
-                    .io_memory(config.io_memory)
-                    .spawn(move || async move {
-                        glommio_loop::run(index, config, cert, rx, events.clone(), c.clone()).await;
-                        send_event(
-                            &events,
-                            &c,
-                            Event::WorkerStopped {
-                                worker: index,
-                                generation,
-                            },
-                        );
-                    })
-                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-                (Join::Glommio(join), None)
+                (join, Some(waker))
             }
         };
         Ok(Self {
@@ -467,8 +422,7 @@ impl Worker {
             std::thread::sleep(Duration::from_millis(1));
         }
         let result = match self.join.take() {
-            Some(Join::Glommio(j)) => j.join().map_err(|e| e.to_string()),
-            Some(Join::Thread(j)) => j.join().map_err(|_| "the thread panicked".to_string()),
+            Some(j) => j.join().map_err(|_| "the thread panicked".to_string()),
             None => Ok(()),
         };
         if let Err(e) = result {
