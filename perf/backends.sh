@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs one sfu-load scenario against the server once per IO backend, in the
+# Runs one sfu-load scenario against the server once per variant, in the
 # same build and the same run, and prints server CPU per forwarded packet,
-# latency, loss and RSS for each (no profiler attached).
+# latency, loss and RSS for each (no profiler attached). A variant is an IO
+# backend, optionally with an SRTP implementation: epoll, uring,
+# epoll:webrtc-srtp, ...
 #
 #   perf/backends.sh "epoll uring" [SFU-LOAD SCENARIO ARGS...]
+#   perf/backends.sh "epoll:native epoll:webrtc-srtp" --subscribers 200 --duration 15 --ramp 4
 #   perf/backends.sh "epoll uring" --rooms 1 --publishers 1 --subscribers 100 --duration 15 --ramp 4
 #
 # The server is pinned to CPU 0 with one worker, sfu-load to CPU 1. Loopback only.
@@ -14,10 +17,13 @@ shift
 cargo build --release --locked -q -p sfu-sig -p sfu-bench
 BIN=target/release
 OUT=$(mktemp -d)
-for B in $BACKENDS; do
+for V in $BACKENDS; do
+  B=${V%%:*}
+  SRTP=native
+  [ "$V" != "$B" ] && SRTP=${V#*:}
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   taskset -c 0 "$BIN/sfu" --http-listen "127.0.0.1:$PORT" --announced-ip 127.0.0.1 --rtc-listen-ip 127.0.0.1 \
-    --rtc-ports 44000-44999 --cores 1 --log warn --io-backend "$B" --max-participants-per-room 1000 \
+    --rtc-ports 44000-44999 --cores 1 --log warn --io-backend "$B" --srtp "$SRTP" --max-participants-per-room 1000 \
     --max-messages-per-second-per-ip 1000000 --max-joins-per-minute-per-ip 1000000 &
   SERVER=$!
   for _ in $(seq 1 100); do
@@ -25,12 +31,12 @@ for B in $BACKENDS; do
     sleep 0.1
   done
   timeout 600 "$BIN/sfu-load" --server "ws://127.0.0.1:$PORT/ws" --server-pid "$SERVER" --cpu 1 \
-    --json "$OUT/$B.json" "$@" >/dev/null
+    --json "$OUT/$V.json" "$@" >/dev/null
   kill "$SERVER"; wait "$SERVER" || true
-  python3 - "$OUT/$B.json" "$B" "$*" <<'PY'
+  python3 - "$OUT/$V.json" "$V" "$*" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:8} {sys.argv[3]}: {d['forwarded_packets_per_second']:,.0f} pkt/s forwarded, "
+print(f"{sys.argv[2]:18} {sys.argv[3]}: {d['forwarded_packets_per_second']:,.0f} pkt/s forwarded, "
       f"server CPU {d['server_cpu_us_per_forwarded_packet'] or 0:.2f} us/pkt, "
       f"latency p50 {d['latency_p50_ms']:.2f} p99 {d['latency_p99_ms']:.2f} ms, "
       f"loss {d['loss_ratio']:.4f}, join failures {len(d.get('join_failures', []))}, "

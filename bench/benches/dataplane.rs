@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sfu_core::proto::demux::classify;
 use sfu_core::proto::rtp::{Rewrite, RtpHeader, write_forwarded};
-use sfu_core::proto::srtp::{SrtpProfile, SrtpSession};
+use sfu_core::proto::srtp::{SrtpBackend, SrtpProfile, SrtpSession};
 use sfu_core::proto::stun;
 use sfu_core::router::MediaKind;
 use sfu_core::testing::{Net, rtp};
@@ -93,18 +93,24 @@ fn bench_rtp(c: &mut Criterion) {
 }
 
 fn bench_srtp(c: &mut Criterion) {
-    for profile in [
-        SrtpProfile::Aes128CmSha1_80,
-        SrtpProfile::AeadAes128Gcm,
-        SrtpProfile::AeadAes256Gcm,
-    ] {
-        let mut g = c.benchmark_group(format!("srtp/{profile:?}"));
+    for (backend, profile) in [SrtpBackend::Native, SrtpBackend::WebrtcSrtp]
+        .into_iter()
+        .flat_map(|b| {
+            [
+                SrtpProfile::Aes128CmSha1_80,
+                SrtpProfile::AeadAes128Gcm,
+                SrtpProfile::AeadAes256Gcm,
+            ]
+            .map(|p| (b, p))
+        })
+    {
+        let mut g = c.benchmark_group(format!("srtp/{backend:?}/{profile:?}"));
         let km: Vec<u8> = (0..profile.keying_material_len())
             .map(|i| i as u8)
             .collect();
         for size in [200usize, 1200] {
             g.throughput(Throughput::Elements(1));
-            let mut tx = SrtpSession::new(profile, &km, true).expect("session");
+            let mut tx = SrtpSession::with_backend(backend, profile, &km, true).expect("session");
             let mut seq = 0u16;
             g.bench_function(format!("protect_{size}B"), |b| {
                 b.iter_batched_ref(
@@ -116,8 +122,8 @@ fn bench_srtp(c: &mut Criterion) {
                     BatchSize::SmallInput,
                 )
             });
-            let mut tx = SrtpSession::new(profile, &km, true).expect("session");
-            let mut rx = SrtpSession::new(profile, &km, false).expect("session");
+            let mut tx = SrtpSession::with_backend(backend, profile, &km, true).expect("session");
+            let mut rx = SrtpSession::with_backend(backend, profile, &km, false).expect("session");
             let mut seq = 0u16;
             g.bench_function(format!("unprotect_{size}B"), |b| {
                 b.iter_batched_ref(

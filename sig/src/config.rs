@@ -99,6 +99,10 @@ pub struct Flags {
     /// cheaper per forwarded packet].
     #[arg(long, env = "SFU_IO_BACKEND")]
     pub io_backend: Option<String>,
+    /// SRTP implementation: native (our own, in place) or webrtc-srtp (the first one, kept for
+    /// comparison) [default: native].
+    #[arg(long, env = "SFU_SRTP")]
+    pub srtp: Option<String>,
     /// Rooms that get their own series in /metrics, largest first; the rest are summed into
     /// series labelled rooms="other" [default: 500].
     #[arg(long, env = "SFU_METRICS_MAX_ROOMS")]
@@ -158,6 +162,7 @@ struct FileConfig {
     max_joins_per_minute_per_ip: Option<toml::Value>,
     metrics_max_rooms: Option<toml::Value>,
     io_backend: Option<String>,
+    srtp: Option<String>,
     auth_secret: Option<String>,
 }
 
@@ -251,6 +256,8 @@ pub struct Config {
     pub metrics_max_rooms: usize,
     /// The data plane's run loop.
     pub io_backend: sfu_core::worker::IoBackend,
+    /// The SRTP implementation.
+    pub srtp: sfu_core::proto::srtp::SrtpBackend,
     /// HS256 secret for join tokens; `None`: rooms are open.
     pub auth_secret: Option<String>,
 }
@@ -544,6 +551,17 @@ impl Config {
                 ));
             }
         };
+        let srtp_name = pick(flags.srtp, file.srtp, "native");
+        let srtp = match srtp_name.trim() {
+            "native" => sfu_core::proto::srtp::SrtpBackend::Native,
+            "webrtc-srtp" => sfu_core::proto::srtp::SrtpBackend::WebrtcSrtp,
+            other => {
+                return Err(err(
+                    "srtp",
+                    format!("expected native or webrtc-srtp, got {other:?}"),
+                ));
+            }
+        };
         let auth_secret = flags.auth_secret.or(file.auth_secret);
         if let Some(s) = &auth_secret
             && s.len() < 32
@@ -604,6 +622,7 @@ impl Config {
             ws_write_timeout,
             metrics_max_rooms,
             io_backend,
+            srtp,
             auth_secret,
         })
     }

@@ -88,6 +88,7 @@ pub async fn run(
                     ice: cfg.ice_timeout,
                     dtls: cfg.dtls_timeout,
                 },
+                srtp: cfg.srtp,
                 ..RouterConfig::default()
             },
             generation,

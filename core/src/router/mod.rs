@@ -40,6 +40,8 @@ pub struct RouterConfig {
     pub timeouts: TransportTimeouts,
     /// At most one keyframe request per producer per this interval (500 ms).
     pub keyframe_min_interval: Duration,
+    /// The SRTP implementation of new transports.
+    pub srtp: crate::proto::srtp::SrtpBackend,
 }
 
 impl Default for RouterConfig {
@@ -47,6 +49,7 @@ impl Default for RouterConfig {
         Self {
             timeouts: TransportTimeouts::default(),
             keyframe_min_interval: Duration::from_millis(500),
+            srtp: crate::proto::srtp::SrtpBackend::default(),
         }
     }
 }
@@ -200,7 +203,8 @@ impl Router {
             &self.cert,
             self.dtls_config.clone(),
             now,
-        );
+        )
+        .with_srtp_backend(self.config.srtp);
         let id = self.transports.insert(TransportEntry {
             transport: t,
             producers: Vec::new(),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::{Certificate, DtlsEndpoint, DtlsRole, Fingerprint};
-use crate::proto::srtp::{SrtpError, SrtpSession};
+use crate::proto::srtp::{SrtpBackend, SrtpError, SrtpSession};
 use crate::proto::stun;
 use crate::stats::DropReason;
 
@@ -117,6 +117,7 @@ pub struct WebRtcTransport {
     timeouts: TransportTimeouts,
     dtls: DtlsEndpoint,
     srtp: Option<SrtpSession>,
+    srtp_backend: SrtpBackend,
     selected: Option<SocketAddr>,
     created: Instant,
     selected_at: Option<Instant>,
@@ -148,6 +149,7 @@ impl WebRtcTransport {
             timeouts,
             dtls,
             srtp: None,
+            srtp_backend: SrtpBackend::default(),
             selected: None,
             created: now,
             selected_at: None,
@@ -157,6 +159,12 @@ impl WebRtcTransport {
             events: VecDeque::new(),
             stun_buf: [0; 128],
         }
+    }
+
+    /// Uses `backend` for the SRTP session made when DTLS completes.
+    pub fn with_srtp_backend(mut self, backend: SrtpBackend) -> Self {
+        self.srtp_backend = backend;
+        self
     }
 
     /// Our ICE ufrag.
@@ -265,7 +273,12 @@ impl WebRtcTransport {
             && let Some(keys) = self.dtls.take_keys()
         {
             let is_client = self.params.dtls_role == DtlsRole::Client;
-            match SrtpSession::new(keys.profile, &keys.material, is_client) {
+            match SrtpSession::with_backend(
+                self.srtp_backend,
+                keys.profile,
+                &keys.material,
+                is_client,
+            ) {
                 Ok(s) => {
                     self.srtp = Some(s);
                     self.events.push_back(TransportEvent::Connected);

@@ -1,17 +1,14 @@
-//! SRTP/SRTCP protection (RFC 3711, AEAD per RFC 7714) behind a small
-//! interface so the transform can be replaced by a faster one later.
+//! SRTP/SRTCP protection (RFC 3711; AEAD profiles RFC 7714).
 //!
-//! Today it is backed by webrtc-srtp, which allocates one `Bytes` per call.
+//! [`SrtpSession`] holds both directions of one transport. The transform is
+//! our own ([`native`]: in place, keys derived once, no per-packet
+//! allocation beyond the output buffer) or, selectable while ours is proven,
+//! webrtc-srtp ([`oracle`]), which stays the test oracle.
+
+pub mod native;
+pub mod oracle;
 
 use bytes::Bytes;
-use webrtc_srtp::context::Context;
-
-use super::rtp::RtpHeader;
-use webrtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
-use webrtc_srtp::protection_profile::ProtectionProfile;
-
-/// Replay window in packets (RFC 3711 §3.3.2 recommends at least 64).
-const REPLAY_WINDOW: usize = 128;
 
 /// The SRTP protection profiles negotiated through DTLS-SRTP `use_srtp`
 /// (RFC 5764 §4.1.2, RFC 7714 §14.2).
@@ -26,22 +23,20 @@ pub enum SrtpProfile {
 }
 
 impl SrtpProfile {
-    fn to_webrtc(self) -> ProtectionProfile {
-        match self {
-            Self::Aes128CmSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
-            Self::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
-            Self::AeadAes256Gcm => ProtectionProfile::AeadAes256Gcm,
-        }
-    }
-
     /// Master key length in bytes.
     pub fn key_len(self) -> usize {
-        self.to_webrtc().key_len()
+        match self {
+            Self::Aes128CmSha1_80 | Self::AeadAes128Gcm => 16,
+            Self::AeadAes256Gcm => 32,
+        }
     }
 
     /// Master salt length in bytes.
     pub fn salt_len(self) -> usize {
-        self.to_webrtc().salt_len()
+        match self {
+            Self::Aes128CmSha1_80 => 14,
+            Self::AeadAes128Gcm | Self::AeadAes256Gcm => 12,
+        }
     }
 
     /// Bytes of keying material exported by DTLS (RFC 5764 §4.2): 2 keys + 2 salts.
@@ -49,17 +44,19 @@ impl SrtpProfile {
         2 * (self.key_len() + self.salt_len())
     }
 
-    /// Bytes SRTP adds to an RTP packet (auth tag or AEAD tag).
+    /// Bytes SRTP adds to an RTP packet: the HMAC-SHA1-80 tag (10) or the
+    /// AEAD tag (16).
     pub fn rtp_overhead(self) -> usize {
-        let p = self.to_webrtc();
-        p.rtp_auth_tag_len() + p.aead_auth_tag_len()
+        match self {
+            Self::Aes128CmSha1_80 => 10,
+            Self::AeadAes128Gcm | Self::AeadAes256Gcm => 16,
+        }
     }
 
     /// Bytes SRTCP adds to an RTCP packet: the E flag + index word and the
     /// auth or AEAD tag (RFC 3711 §3.4, RFC 7714 §9).
     pub fn rtcp_overhead(self) -> usize {
-        let p = self.to_webrtc();
-        4 + p.rtcp_auth_tag_len() + p.aead_auth_tag_len()
+        4 + self.rtp_overhead()
     }
 }
 
@@ -84,47 +81,73 @@ pub enum SrtpError {
     Other,
 }
 
-fn map_err(e: webrtc_srtp::Error) -> SrtpError {
-    use webrtc_srtp::Error as E;
-    match e {
-        E::SrtpSsrcDuplicated(..) | E::SrtcpSsrcDuplicated(..) | E::ErrDuplicated => {
-            SrtpError::Replay
-        }
-        E::RtpFailedToVerifyAuthTag
-        | E::RtcpFailedToVerifyAuthTag
-        | E::ErrFailedToVerifyAuthTag
-        | E::RtcpInvalidLengthAuthTag(..) => SrtpError::Auth,
-        E::ErrTooShortRtp | E::ErrTooShortRtcp => SrtpError::Malformed,
-        // AEAD open failures come back as aes-gcm's opaque error.
-        E::AesGcm(_) => SrtpError::Auth,
-        _ => SrtpError::Malformed,
-    }
+/// Which SRTP implementation a session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpBackend {
+    /// Our own transform ([`native`]).
+    #[default]
+    Native,
+    /// webrtc-srtp 0.17 ([`oracle`]), the first implementation.
+    WebrtcSrtp,
+}
+
+// One per transport, never moved per packet: boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
+enum Imp {
+    Native {
+        local: native::Context,
+        remote: native::Context,
+    },
+    Oracle(oracle::Session),
 }
 
 /// One direction pair of SRTP state for a transport: `local` protects what
 /// we send, `remote` unprotects what we receive.
 pub struct SrtpSession {
     profile: SrtpProfile,
-    local: Context,
-    remote: Context,
+    imp: Imp,
 }
 
 impl std::fmt::Debug for SrtpSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SrtpSession")
             .field("profile", &self.profile)
+            .field(
+                "backend",
+                &match self.imp {
+                    Imp::Native { .. } => SrtpBackend::Native,
+                    Imp::Oracle(_) => SrtpBackend::WebrtcSrtp,
+                },
+            )
             .finish()
     }
 }
 
 impl SrtpSession {
+    /// Builds both contexts with our own transform; see [`Self::with_backend`].
+    ///
+    /// Errors: [`SrtpError::BadKey`].
+    pub fn new(
+        profile: SrtpProfile,
+        keying_material: &[u8],
+        is_dtls_client: bool,
+    ) -> Result<Self, SrtpError> {
+        Self::with_backend(
+            SrtpBackend::Native,
+            profile,
+            keying_material,
+            is_dtls_client,
+        )
+    }
+
     /// Builds both contexts from DTLS-SRTP keying material laid out as
     /// `client_key | server_key | client_salt | server_salt` (RFC 5764 §4.2).
     /// `is_dtls_client` says which half is ours.
     ///
     /// Errors: [`SrtpError::BadKey`] when `keying_material` is not
     /// [`SrtpProfile::keying_material_len`] bytes.
-    pub fn new(
+    pub fn with_backend(
+        backend: SrtpBackend,
         profile: SrtpProfile,
         keying_material: &[u8],
         is_dtls_client: bool,
@@ -133,30 +156,27 @@ impl SrtpSession {
         if keying_material.len() != profile.keying_material_len() {
             return Err(SrtpError::BadKey);
         }
-        let client_key = &keying_material[..kl];
-        let server_key = &keying_material[kl..2 * kl];
-        let client_salt = &keying_material[2 * kl..2 * kl + sl];
-        let server_salt = &keying_material[2 * kl + sl..];
-        let ((lk, ls), (rk, rs)) = if is_dtls_client {
-            ((client_key, client_salt), (server_key, server_salt))
+        let client = (
+            &keying_material[..kl],
+            &keying_material[2 * kl..2 * kl + sl],
+        );
+        let server = (
+            &keying_material[kl..2 * kl],
+            &keying_material[2 * kl + sl..],
+        );
+        let (local, remote) = if is_dtls_client {
+            (client, server)
         } else {
-            ((server_key, server_salt), (client_key, client_salt))
+            (server, client)
         };
-        let p = profile.to_webrtc();
-        let local = Context::new(lk, ls, p, None, None).map_err(|_| SrtpError::BadKey)?;
-        let remote = Context::new(
-            rk,
-            rs,
-            p,
-            Some(srtp_replay_protection(REPLAY_WINDOW)),
-            Some(srtcp_replay_protection(REPLAY_WINDOW)),
-        )
-        .map_err(|_| SrtpError::BadKey)?;
-        Ok(Self {
-            profile,
-            local,
-            remote,
-        })
+        let imp = match backend {
+            SrtpBackend::Native => Imp::Native {
+                local: native::Context::new(profile, local.0, local.1)?,
+                remote: native::Context::new(profile, remote.0, remote.1)?,
+            },
+            SrtpBackend::WebrtcSrtp => Imp::Oracle(oracle::Session::new(profile, local, remote)?),
+        };
+        Ok(Self { profile, imp })
     }
 
     /// The negotiated profile.
@@ -165,49 +185,63 @@ impl SrtpSession {
     }
 
     /// Encrypts and authenticates a plain RTP packet (RFC 3711 §3.3).
+    ///
+    /// Errors: [`SrtpError::Malformed`] when it is not RTP.
     pub fn protect_rtp(&mut self, rtp: &[u8]) -> Result<Bytes, SrtpError> {
-        self.local.encrypt_rtp(rtp).map_err(map_err)
+        match &mut self.imp {
+            Imp::Native { local, .. } => {
+                let mut buf = Vec::with_capacity(rtp.len() + self.profile.rtp_overhead());
+                buf.extend_from_slice(rtp);
+                local.protect_rtp(&mut buf)?;
+                Ok(Bytes::from(buf))
+            }
+            Imp::Oracle(s) => s.protect_rtp(rtp),
+        }
     }
 
     /// Authenticates, replay-checks and decrypts an SRTP packet (RFC 3711 §3.3).
     ///
-    /// The header is validated by [`RtpHeader::parse`] first: webrtc-srtp's
-    /// header parser panics on extension elements that run past the datagram.
+    /// Errors: [`SrtpError::Malformed`], [`SrtpError::Replay`], [`SrtpError::Auth`].
     pub fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<Bytes, SrtpError> {
-        if RtpHeader::parse(srtp).is_none() {
-            return Err(SrtpError::Malformed);
+        match &mut self.imp {
+            Imp::Native { remote, .. } => {
+                let mut buf = srtp.to_vec();
+                remote.unprotect_rtp(&mut buf)?;
+                Ok(Bytes::from(buf))
+            }
+            Imp::Oracle(s) => s.unprotect_rtp(srtp),
         }
-        self.remote.decrypt_rtp(srtp).map_err(map_err)
     }
 
     /// Encrypts and authenticates a plain compound RTCP packet (RFC 3711 §3.4).
+    ///
+    /// Errors: [`SrtpError::Malformed`] for fewer than 8 bytes.
     pub fn protect_rtcp(&mut self, rtcp: &[u8]) -> Result<Bytes, SrtpError> {
-        if rtcp.len() < 8 {
-            return Err(SrtpError::Malformed);
+        match &mut self.imp {
+            Imp::Native { local, .. } => {
+                let mut buf = Vec::with_capacity(rtcp.len() + self.profile.rtcp_overhead());
+                buf.extend_from_slice(rtcp);
+                local.protect_rtcp(&mut buf)?;
+                Ok(Bytes::from(buf))
+            }
+            Imp::Oracle(s) => s.protect_rtcp(rtcp),
         }
-        self.local.encrypt_rtcp(rtcp).map_err(map_err)
     }
 
     /// Authenticates, replay-checks and decrypts an SRTCP packet (RFC 3711 §3.4).
     ///
-    /// Anything shorter than the 8-byte RTCP header plus
-    /// [`SrtpProfile::rtcp_overhead`] is refused first: webrtc-srtp computes
-    /// the index position by subtraction and panics on shorter input.
+    /// Errors: [`SrtpError::Malformed`] (shorter than the 8-byte header plus
+    /// [`SrtpProfile::rtcp_overhead`]), [`SrtpError::Replay`],
+    /// [`SrtpError::Auth`] (also for the E flag clear: WebRTC always encrypts).
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Bytes, SrtpError> {
-        if srtcp.len() < 8 + self.profile.rtcp_overhead() {
-            return Err(SrtpError::Malformed);
-        }
-        // webrtc-srtp 0.17 returns AES-CM SRTCP whose E flag is 0 ("not
-        // encrypted") without checking its authentication tag, although RFC 3711
-        // §3.4 makes SRTCP authentication mandatory. WebRTC endpoints always
-        // encrypt SRTCP, so such a packet is refused as unauthenticated.
-        if self.profile == SrtpProfile::Aes128CmSha1_80 {
-            let e_flag = srtcp[srtcp.len() - self.profile.rtcp_overhead()] >> 7;
-            if e_flag == 0 {
-                return Err(SrtpError::Auth);
+        match &mut self.imp {
+            Imp::Native { remote, .. } => {
+                let mut buf = srtcp.to_vec();
+                remote.unprotect_rtcp(&mut buf)?;
+                Ok(Bytes::from(buf))
             }
+            Imp::Oracle(s) => s.unprotect_rtcp(srtcp),
         }
-        self.remote.decrypt_rtcp(srtcp).map_err(map_err)
     }
 }
 
