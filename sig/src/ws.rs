@@ -27,6 +27,13 @@ use crate::ratelimit::{ConnLimiter, IpLimiter};
 
 /// Hard cap on a WebSocket message read from a client (bytes).
 const READ_LIMIT: usize = 1 << 20;
+/// Read and write buffer of each WebSocket (bytes). Signaling messages are
+/// small and rare, and tungstenite's 128 KiB defaults cost that much
+/// resident memory per participant; larger messages still pass.
+const SOCKET_BUFFER: usize = 8 << 10;
+/// Most a connection's unsent bytes may reach inside the WebSocket layer
+/// before writes fail and the connection closes (bytes).
+const MAX_WRITE_BUFFER: usize = 2 << 20;
 
 /// Shared state of the HTTP side.
 #[derive(Debug, Clone)]
@@ -55,6 +62,9 @@ pub async fn handler(
 ) -> Response {
     ws.max_message_size(READ_LIMIT)
         .max_frame_size(READ_LIMIT)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| run(socket, app, peer))
 }
 

@@ -33,6 +33,12 @@ use crate::transport::{
     WebRtcTransport,
 };
 
+/// Capacity of a pooled send buffer, bytes: a 1500 B MTU datagram plus the
+/// SRTP tag, with room to spare.
+pub const SEND_BUF: usize = 1536;
+/// Pooled send buffers kept per router at most.
+pub const POOL_MAX: usize = 4096;
+
 /// Settings of a router.
 #[derive(Debug, Clone, Copy)]
 pub struct RouterConfig {
@@ -103,6 +109,11 @@ pub struct Router {
     counters: Arc<Counters>,
     worker_counters: Arc<Counters>,
     scratch: Vec<u8>,
+    /// The decrypted form of the datagram being handled (reused).
+    plain: Vec<u8>,
+    /// Send buffers given back after sending ([`Router::recycle`]), so a
+    /// forwarded copy in steady state allocates nothing.
+    pool: Vec<Vec<u8>>,
     rtcp_buf: Vec<u8>,
     rtcp_ssrc: Ssrc,
     /// The latest time the router was given (sans-IO: it never reads a clock).
@@ -137,6 +148,8 @@ impl Router {
             counters,
             worker_counters,
             scratch: Vec::with_capacity(1500),
+            plain: Vec::with_capacity(SEND_BUF),
+            pool: Vec::new(),
             rtcp_buf: Vec::with_capacity(256),
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
             now,
@@ -423,14 +436,19 @@ impl Router {
         let Some(entry) = self.transports.get_mut(tid) else {
             return;
         };
-        let res = entry.transport.handle_datagram(now, from, data);
+        let res = entry
+            .transport
+            .handle_datagram(now, from, data, &mut self.plain);
         self.after_transport(tid);
+        // Moved out and back: no allocation, and `self` stays usable.
+        let plain = std::mem::take(&mut self.plain);
         match res {
             Err(r) => self.count_drop(r),
             Ok(Received::Nothing) => {}
-            Ok(Received::Rtp(pkt)) => self.on_rtp(tid, &pkt),
-            Ok(Received::Rtcp(pkt)) => self.on_rtcp(now, tid, &pkt),
+            Ok(Received::Rtp) => self.on_rtp(tid, &plain),
+            Ok(Received::Rtcp) => self.on_rtcp(now, tid, &plain),
         }
+        self.plain = plain;
     }
 
     /// Drains a transport's transmits and events after any call into it.
@@ -504,6 +522,7 @@ impl Router {
             consumers,
             transmits,
             scratch,
+            pool,
             counters,
             worker_counters,
             ..
@@ -552,7 +571,8 @@ impl Router {
             let Some(t) = transports.get_mut(c.params.transport) else {
                 continue;
             };
-            if let Some(tx) = t.transport.protect_rtp(scratch) {
+            let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
+            if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
                 transmits.push_back(tx);
                 c.packets_sent = c.packets_sent.wrapping_add(1);
                 c.octets_sent = c.octets_sent.wrapping_add(payload_len);
@@ -792,6 +812,15 @@ impl Router {
         } else {
             self.counters.send_errors.add(1);
             self.worker_counters.send_errors.add(1);
+        }
+    }
+
+    /// Gives a sent datagram's buffer back for reuse by the next forwarded
+    /// copies (call it with each [`Transmit`]'s `data` once sent). At most
+    /// [`POOL_MAX`] buffers are kept.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < POOL_MAX && buf.capacity() >= SEND_BUF {
+            self.pool.push(buf);
         }
     }
 

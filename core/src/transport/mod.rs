@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::{Certificate, DtlsEndpoint, DtlsRole, Fingerprint};
 use crate::proto::srtp::{SrtpBackend, SrtpError, SrtpSession};
@@ -95,10 +93,10 @@ pub enum TransportEvent {
 pub enum Received {
     /// Handled internally (STUN, DTLS) — nothing for the router.
     Nothing,
-    /// Decrypted RTP packet.
-    Rtp(Bytes),
-    /// Decrypted compound RTCP packet.
-    Rtcp(Bytes),
+    /// A decrypted RTP packet, now in the caller's buffer.
+    Rtp,
+    /// A decrypted compound RTCP packet, now in the caller's buffer.
+    Rtcp,
 }
 
 /// A datagram to send.
@@ -106,8 +104,9 @@ pub enum Received {
 pub struct Transmit {
     /// Destination.
     pub dest: SocketAddr,
-    /// UDP payload.
-    pub data: Bytes,
+    /// UDP payload. A router gets these buffers back with
+    /// [`crate::router::Router::recycle`] once sent.
+    pub data: Vec<u8>,
 }
 
 /// One peer's ICE-lite + DTLS + SRTP.
@@ -195,6 +194,7 @@ impl WebRtcTransport {
         now: Instant,
         from: SocketAddr,
         data: &[u8],
+        plain: &mut Vec<u8>,
     ) -> Result<Received, DropReason> {
         if self.closed.is_some() {
             return Err(DropReason::UnknownAddress);
@@ -213,14 +213,14 @@ impl WebRtcTransport {
             }
             PacketClass::Rtp => {
                 let srtp = self.srtp.as_mut().ok_or(DropReason::NotConnected)?;
-                srtp.unprotect_rtp(data)
-                    .map(Received::Rtp)
+                srtp.unprotect_rtp_into(data, plain)
+                    .map(|()| Received::Rtp)
                     .map_err(srtp_drop)
             }
             PacketClass::Rtcp => {
                 let srtp = self.srtp.as_mut().ok_or(DropReason::NotConnected)?;
-                srtp.unprotect_rtcp(data)
-                    .map(Received::Rtcp)
+                srtp.unprotect_rtcp_into(data, plain)
+                    .map(|()| Received::Rtcp)
                     .map_err(|e| match srtp_drop(e) {
                         DropReason::MalformedRtp => DropReason::MalformedRtcp,
                         r => r,
@@ -257,7 +257,7 @@ impl WebRtcTransport {
         .map_err(|_| DropReason::BadStun)?;
         self.transmits.push_back(Transmit {
             dest: from,
-            data: Bytes::copy_from_slice(&self.stun_buf[..n]),
+            data: self.stun_buf[..n].to_vec(),
         });
         Ok(())
     }
@@ -293,7 +293,7 @@ impl WebRtcTransport {
         while let Some(p) = self.dtls.poll_transmit() {
             self.transmits.push_back(Transmit {
                 dest,
-                data: Bytes::from(p),
+                data: p.to_vec(),
             });
         }
     }
@@ -364,16 +364,16 @@ impl WebRtcTransport {
 
     /// Protects a plain RTP packet for sending to this peer. `None` when not
     /// connected (no RTP is sent before ICE and DTLS complete) or on error.
-    pub fn protect_rtp(&mut self, rtp: &[u8]) -> Option<Transmit> {
+    pub fn protect_rtp(&mut self, rtp: &[u8], mut buf: Vec<u8>) -> Option<Transmit> {
         let dest = self.selected?;
-        let data = self.srtp.as_mut()?.protect_rtp(rtp).ok()?;
-        Some(Transmit { dest, data })
+        self.srtp.as_mut()?.protect_rtp_into(rtp, &mut buf).ok()?;
+        Some(Transmit { dest, data: buf })
     }
 
     /// Protects a plain compound RTCP packet for sending to this peer.
     pub fn protect_rtcp(&mut self, rtcp: &[u8]) -> Option<Transmit> {
         let dest = self.selected?;
-        let data = self.srtp.as_mut()?.protect_rtcp(rtcp).ok()?;
+        let data = self.srtp.as_mut()?.protect_rtcp(rtcp).ok()?.to_vec();
         Some(Transmit { dest, data })
     }
 }

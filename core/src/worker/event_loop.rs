@@ -79,6 +79,9 @@ impl Io {
                 self.out.iter().map(|t| (t.dest, &t.data[..])),
             );
             room.router.count_sent_batch(r.sent, r.bytes, r.failed);
+            for t in self.out.drain(..) {
+                room.router.recycle(t.data);
+            }
         }
         while let Some(ev) = room.router.poll_event() {
             let ev = match ev {

@@ -184,6 +184,62 @@ impl SrtpSession {
         self.profile
     }
 
+    /// Protects `rtp` into `out` (cleared first; its capacity is reused, so
+    /// a pooled buffer makes this allocation-free with our transform).
+    ///
+    /// Errors: [`SrtpError::Malformed`] when it is not RTP.
+    pub fn protect_rtp_into(&mut self, rtp: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        out.clear();
+        match &mut self.imp {
+            Imp::Native { local, .. } => {
+                out.extend_from_slice(rtp);
+                local.protect_rtp(out)
+            }
+            Imp::Oracle(s) => {
+                out.extend_from_slice(&s.protect_rtp(rtp)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Unprotects `srtp` into `out` (cleared first, capacity reused).
+    ///
+    /// Errors: [`SrtpError::Malformed`], [`SrtpError::Replay`], [`SrtpError::Auth`].
+    pub fn unprotect_rtp_into(&mut self, srtp: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        out.clear();
+        match &mut self.imp {
+            Imp::Native { remote, .. } => {
+                out.extend_from_slice(srtp);
+                remote.unprotect_rtp(out)
+            }
+            Imp::Oracle(s) => {
+                out.extend_from_slice(&s.unprotect_rtp(srtp)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Unprotects `srtcp` into `out` (cleared first, capacity reused).
+    ///
+    /// Errors: as [`Self::unprotect_rtcp`].
+    pub fn unprotect_rtcp_into(
+        &mut self,
+        srtcp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SrtpError> {
+        out.clear();
+        match &mut self.imp {
+            Imp::Native { remote, .. } => {
+                out.extend_from_slice(srtcp);
+                remote.unprotect_rtcp(out)
+            }
+            Imp::Oracle(s) => {
+                out.extend_from_slice(&s.unprotect_rtcp(srtcp)?);
+                Ok(())
+            }
+        }
+    }
+
     /// Encrypts and authenticates a plain RTP packet (RFC 3711 §3.3).
     ///
     /// Errors: [`SrtpError::Malformed`] when it is not RTP.
