@@ -8,7 +8,6 @@ mod udp;
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
@@ -17,7 +16,7 @@ use sfu_core::io::SocketConfig;
 use sfu_core::proto::dtls::Certificate;
 use sfu_core::stats::DropReason;
 use sfu_core::worker::{Command, IoBackend, Worker, WorkerConfig};
-use udp::{call, connect_pair, forward, publish_subscribe};
+use udp::{call, connect_pair, forward, publish_subscribe, with_watchdog};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 const FLOOD_MAX: u64 = 20_000_000;
@@ -113,29 +112,12 @@ fn scenario(backend: IoBackend, ports: u16) {
     worker.shutdown();
 }
 
-fn with_watchdog(backend: IoBackend, ports: u16) {
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(|| scenario(backend, ports));
-        let _ = done_tx.send(r.map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        }));
-    });
-    match done_rx.recv_timeout(WATCHDOG) {
-        Ok(Ok(())) => {}
-        Ok(Err(msg)) => panic!("{backend:?}: scenario failed: {msg:?}"),
-        Err(_) => panic!("{backend:?}: watchdog: scenario hung for {WATCHDOG:?}"),
-    }
-}
-
 #[test]
 fn epoll_commands_and_other_rooms_go_on_while_a_room_is_flooded() {
-    with_watchdog(IoBackend::Epoll, 42100);
+    with_watchdog("epoll", WATCHDOG, || scenario(IoBackend::Epoll, 42100));
 }
 
 #[test]
 fn uring_commands_and_other_rooms_go_on_while_a_room_is_flooded() {
-    with_watchdog(IoBackend::Uring, 42200);
+    with_watchdog("uring", WATCHDOG, || scenario(IoBackend::Uring, 42200));
 }

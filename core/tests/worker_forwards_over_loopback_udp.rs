@@ -5,7 +5,6 @@
 mod udp;
 
 use std::net::UdpSocket;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, unbounded};
@@ -14,7 +13,7 @@ use sfu_core::proto::dtls::Certificate;
 use sfu_core::proto::rtp::RtpHeader;
 use sfu_core::worker::{Command, Event, IoBackend, Worker, WorkerConfig};
 use sfu_core::{RouterId, Ssrc};
-use udp::{call, connect_pair, forward, publish_subscribe};
+use udp::{call, connect_pair, forward, publish_subscribe, with_watchdog};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -47,43 +46,28 @@ fn scenario(events: Receiver<Event>, worker: Worker, server_cert: Certificate) {
     UdpSocket::bind(server).expect("the room's port is released after shutdown");
 }
 
-fn with_watchdog(backend: IoBackend, ports: u16) {
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let server_cert = Certificate::generate().expect("cert");
-        let (ev_tx, ev_rx) = unbounded();
-        let config = WorkerConfig {
-            socket: SocketConfig {
-                port_min: ports,
-                port_max: ports + 99,
-                ..SocketConfig::default()
-            },
-            backend,
-            ..WorkerConfig::default()
-        };
-        let worker = Worker::spawn(0, config, server_cert.clone(), ev_tx).expect("worker starts");
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scenario(ev_rx, worker, server_cert)
-        }));
-        let _ = done_tx.send(r.map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        }));
-    });
-    match done_rx.recv_timeout(WATCHDOG) {
-        Ok(Ok(())) => {}
-        Ok(Err(msg)) => panic!("{backend:?}: scenario failed: {msg:?}"),
-        Err(_) => panic!("{backend:?}: watchdog: scenario hung for {WATCHDOG:?}"),
-    }
+fn spawn_and_run(backend: IoBackend, ports: u16) {
+    let server_cert = Certificate::generate().expect("cert");
+    let (ev_tx, ev_rx) = unbounded();
+    let config = WorkerConfig {
+        socket: SocketConfig {
+            port_min: ports,
+            port_max: ports + 99,
+            ..SocketConfig::default()
+        },
+        backend,
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::spawn(0, config, server_cert.clone(), ev_tx).expect("worker starts");
+    scenario(ev_rx, worker, server_cert);
 }
 
 #[test]
 fn epoll_two_peers_exchange_media_through_a_worker_and_shutdown_joins() {
-    with_watchdog(IoBackend::Epoll, 42000);
+    with_watchdog("epoll", WATCHDOG, || spawn_and_run(IoBackend::Epoll, 42000));
 }
 
 #[test]
 fn uring_two_peers_exchange_media_through_a_worker_and_shutdown_joins() {
-    with_watchdog(IoBackend::Uring, 42300);
+    with_watchdog("uring", WATCHDOG, || spawn_and_run(IoBackend::Uring, 42300));
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use sfu_sig::protocol::ClientMsg;
@@ -23,22 +23,7 @@ fn a_pipelined_leave_and_join_leaves_the_client_in_the_room() {
         let _b = hub.joined("r", "b", OFFER).await;
         let update = a.expect("update").await;
         a.answer(update["sdp"].as_str().expect("sdp"), None).await;
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            let resumed = hub.workers[0]
-                .state
-                .lock()
-                .expect("state")
-                .paused
-                .iter()
-                .filter(|(_, p)| !p)
-                .count();
-            if resumed >= 2 {
-                break;
-            }
-            assert!(Instant::now() < end, "A's answer was taken");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        hub.workers[0].wait_resumed(2).await;
         if let Some(v) = a.recv_within(Duration::from_millis(500)).await {
             assert_ne!(v["code"], "not-joined", "{v}");
         }

@@ -30,25 +30,7 @@ fn an_unanswered_update_times_out_and_is_offered_again() {
         );
         // Answering the new one works: B's consumers are resumed.
         a.answer(again["sdp"].as_str().expect("sdp"), None).await;
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            let resumed = hub.workers[0]
-                .state
-                .lock()
-                .expect("state")
-                .paused
-                .iter()
-                .filter(|(_, p)| !p)
-                .count();
-            if resumed >= 2 {
-                break;
-            }
-            assert!(
-                Instant::now() < end,
-                "A's consumers resumed after its answer"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        hub.workers[0].wait_resumed(2).await;
         assert!(
             a.recv_within(Duration::from_millis(1500)).await.is_none(),
             "nothing more once answered"

@@ -802,19 +802,6 @@ impl Router {
         self.transmits.pop_front()
     }
 
-    /// Records that a datagram was sent (or failed), for the counters.
-    pub fn count_sent(&self, bytes: usize, ok: bool) {
-        if ok {
-            self.counters.packets_out.add(1);
-            self.counters.bytes_out.add(bytes as u64);
-            self.worker_counters.packets_out.add(1);
-            self.worker_counters.bytes_out.add(bytes as u64);
-        } else {
-            self.counters.send_errors.add(1);
-            self.worker_counters.send_errors.add(1);
-        }
-    }
-
     /// Gives a sent datagram's buffer back for reuse by the next forwarded
     /// copies (call it with each [`Transmit`]'s `data` once sent). At most
     /// [`POOL_MAX`] buffers are kept.

@@ -186,3 +186,22 @@ pub fn forward(sides: &mut [Side], want: usize, within: Duration) -> Vec<bytes::
     }
     received
 }
+
+/// Runs `scenario` on a thread of its own and fails if it panics or does
+/// not finish within `limit` (a hung worker never hangs the test run).
+pub fn with_watchdog(what: &str, limit: Duration, scenario: impl FnOnce() + Send + 'static) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario));
+        let _ = done_tx.send(r.map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        }));
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(Ok(())) => {}
+        Ok(Err(msg)) => panic!("{what}: scenario failed: {msg:?}"),
+        Err(_) => panic!("{what}: watchdog: scenario hung for {limit:?}"),
+    }
+}

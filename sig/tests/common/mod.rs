@@ -119,6 +119,25 @@ impl FakeWorker {
         }
     }
 
+    /// Waits (up to 5 s) until at least `n` consumers were resumed.
+    pub async fn wait_resumed(&self, n: usize) {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let resumed = {
+                let s = self.state.lock().expect("state");
+                s.paused.iter().filter(|(_, p)| !p).count()
+            };
+            if resumed >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "{resumed} of {n} consumers resumed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The newest live transport.
     pub fn last_transport(&self) -> TransportId {
         let s = self.state.lock().expect("state");
