@@ -84,17 +84,31 @@ fn cm_iv(salt: &[u8; 14], ssrc: u32, index: u64) -> [u8; 16] {
     iv
 }
 
-/// The 96-bit GCM nonce (RFC 7714 §8.1 for RTP, §9.1 for RTCP):
-/// `00 00 || SSRC || word (4 B) || low (2 B)`, XOR the salt.
-fn gcm_nonce(salt: &[u8; 12], ssrc: u32, mid: [u8; 4], low: [u8; 2]) -> Nonce {
-    let mut n = [0u8; 12];
-    n[2..6].copy_from_slice(&ssrc.to_be_bytes());
-    n[6..10].copy_from_slice(&mid);
-    n[10..12].copy_from_slice(&low);
+/// `n XOR salt` as a GCM nonce.
+fn salted(mut n: [u8; 12], salt: &[u8; 12]) -> Nonce {
     for (v, s) in n.iter_mut().zip(salt) {
         *v ^= s;
     }
     Nonce::assume_unique_for_key(n)
+}
+
+/// The SRTP GCM nonce (RFC 7714 §8.1): `00 00 || SSRC || ROC || SEQ`, XOR
+/// the salt.
+fn gcm_rtp_nonce(salt: &[u8; 12], ssrc: u32, roc: u32, seq: u16) -> Nonce {
+    let mut n = [0u8; 12];
+    n[2..6].copy_from_slice(&ssrc.to_be_bytes());
+    n[6..10].copy_from_slice(&roc.to_be_bytes());
+    n[10..12].copy_from_slice(&seq.to_be_bytes());
+    salted(n, salt)
+}
+
+/// The SRTCP GCM nonce (RFC 7714 §9.1): `00 00 || SSRC || 00 00 || 0 ||
+/// 31-bit index`, XOR the salt.
+fn gcm_rtcp_nonce(salt: &[u8; 12], ssrc: u32, index: u32) -> Nonce {
+    let mut n = [0u8; 12];
+    n[2..6].copy_from_slice(&ssrc.to_be_bytes());
+    n[8..12].copy_from_slice(&index.to_be_bytes());
+    salted(n, salt)
 }
 
 // One per context, never moved per packet: boxing would only add an indirection.
@@ -316,7 +330,7 @@ impl Context {
                 buf.extend_from_slice(&tag[..CM_TAG]);
             }
             Keys::Gcm { rtp, rtp_salt, .. } => {
-                let nonce = gcm_nonce(rtp_salt, ssrc, roc.to_be_bytes(), seq.to_be_bytes());
+                let nonce = gcm_rtp_nonce(rtp_salt, ssrc, roc, seq);
                 let (head, payload) = buf.split_at_mut(hlen);
                 let tag = rtp
                     .seal_in_place_separate_tag(nonce, Aad::from(&*head), payload)
@@ -335,7 +349,8 @@ impl Context {
     /// place; on success `buf` holds the plain RTP packet (tag removed).
     ///
     /// Errors: [`SrtpError::Malformed`], [`SrtpError::Replay`],
-    /// [`SrtpError::Auth`]; `buf` and the state are unchanged then.
+    /// [`SrtpError::Auth`]; the state is unchanged then, and the packet must
+    /// be dropped (a failed GCM open may have overwritten `buf`).
     pub fn unprotect_rtp(&mut self, buf: &mut Vec<u8>) -> Result<(), SrtpError> {
         let h = RtpHeader::parse(buf).ok_or(SrtpError::Malformed)?;
         let (ssrc, seq, hlen) = (h.ssrc.0, h.seq, h.header_len);
@@ -367,8 +382,7 @@ impl Context {
                 cm_keystream(rtp, iv, &mut buf[hlen..]);
             }
             Keys::Gcm { rtp, rtp_salt, .. } => {
-                let nonce = gcm_nonce(rtp_salt, ssrc, roc.to_be_bytes(), seq.to_be_bytes());
-                // Decrypt a copy of the state only: on failure `buf` must stay.
+                let nonce = gcm_rtp_nonce(rtp_salt, ssrc, roc, seq);
                 let (head, rest) = buf.split_at_mut(hlen);
                 let mut tag = [0u8; GCM_TAG];
                 tag.copy_from_slice(&rest[rest.len() - GCM_TAG..]);
@@ -420,15 +434,7 @@ impl Context {
             Keys::Gcm {
                 rtcp, rtcp_salt, ..
             } => {
-                let nonce = gcm_nonce(rtcp_salt, ssrc, [0; 4], [0; 2]);
-                let nonce = {
-                    // The index goes in the last 4 nonce bytes (§9.1).
-                    let mut n = *nonce.as_ref();
-                    for (v, w) in n[8..12].iter_mut().zip(index.to_be_bytes()) {
-                        *v ^= w;
-                    }
-                    Nonce::assume_unique_for_key(n)
-                };
+                let nonce = gcm_rtcp_nonce(rtcp_salt, ssrc, index);
                 let mut aad = [0u8; 12];
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..].copy_from_slice(&word);
@@ -491,17 +497,13 @@ impl Context {
             Keys::Gcm {
                 rtcp, rtcp_salt, ..
             } => {
-                let mut n = *gcm_nonce(rtcp_salt, ssrc, [0; 4], [0; 2]).as_ref();
-                for (v, w) in n[8..12].iter_mut().zip(index.to_be_bytes()) {
-                    *v ^= w;
-                }
                 let mut aad = [0u8; 12];
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..].copy_from_slice(&word.to_be_bytes());
                 let mut tag = [0u8; GCM_TAG];
                 tag.copy_from_slice(&buf[word_at - GCM_TAG..word_at]);
                 rtcp.open_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(n),
+                    gcm_rtcp_nonce(rtcp_salt, ssrc, index),
                     Aad::from(&aad),
                     ring::aead::Tag::from(tag),
                     &mut buf[8..word_at - GCM_TAG],
