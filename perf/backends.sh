@@ -2,8 +2,8 @@
 # Runs one sfu-load scenario against the server once per variant, in the
 # same build and the same run, and prints server CPU per forwarded packet,
 # latency, loss and RSS for each (no profiler attached). A variant is an IO
-# backend, optionally with an SRTP implementation: epoll, uring,
-# epoll:webrtc-srtp, ...
+# backend, optionally followed by ":webrtc-srtp" (the old SRTP) and/or
+# ":nogso" (UDP GSO off): epoll, uring, epoll:webrtc-srtp, epoll:nogso, ...
 #
 #   perf/backends.sh "epoll uring" [SFU-LOAD SCENARIO ARGS...]
 #   perf/backends.sh "epoll:native epoll:webrtc-srtp" --subscribers 200 --duration 15 --ramp 4
@@ -20,10 +20,18 @@ OUT=$(mktemp -d)
 for V in $BACKENDS; do
   B=${V%%:*}
   SRTP=native
-  [ "$V" != "$B" ] && SRTP=${V#*:}
+  GSO=on
+  IFS=: read -r -a PARTS <<<"$V"
+  for P in "${PARTS[@]:1}"; do
+    case $P in
+      nogso) GSO=off ;;
+      native | webrtc-srtp) SRTP=$P ;;
+      *) echo "unknown variant part $P in $V" >&2; exit 2 ;;
+    esac
+  done
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   taskset -c 0 "$BIN/sfu" --http-listen "127.0.0.1:$PORT" --announced-ip 127.0.0.1 --rtc-listen-ip 127.0.0.1 \
-    --rtc-ports 44000-44999 --cores 1 --log warn --io-backend "$B" --srtp "$SRTP" --max-participants-per-room 1000 \
+    --rtc-ports 44000-44999 --cores 1 --log warn --io-backend "$B" --srtp "$SRTP" --udp-gso "$GSO" --max-participants-per-room 1000 \
     --max-messages-per-second-per-ip 1000000 --max-joins-per-minute-per-ip 1000000 &
   SERVER=$!
   for _ in $(seq 1 100); do

@@ -9,6 +9,10 @@
 # no hardware PMU) while sfu-load (pinned to CPU 1) drives it, then writes
 # perf/out/<time>/{flamegraph.svg,summary.json,top.txt}. Installs Debian's
 # linux-perf and crates.io's inferno when missing. Loopback only.
+#
+# The server allows 1000 participants per room (the default of 100 is too
+# small for the 1->200 scenario) and lifts the per-address limits (all load
+# clients share 127.0.0.1). Extra server flags: SFU_SERVER_ARGS="--udp-gso off".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,10 +29,11 @@ mkdir -p "$OUT"
 RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --locked --target-dir target/fp -p sfu-sig -p sfu-bench
 BIN=target/fp/release
 
+read -r -a EXTRA <<<"${SFU_SERVER_ARGS:-}"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 taskset -c 0 "$BIN/sfu" --http-listen "127.0.0.1:$PORT" --announced-ip 127.0.0.1 --rtc-listen-ip 127.0.0.1 \
-  --rtc-ports 44000-44999 --cores 1 --log warn \
-  --max-messages-per-second-per-ip 1000000 --max-joins-per-minute-per-ip 1000000 &
+  --rtc-ports 44000-44999 --cores 1 --log warn --max-participants-per-room 1000 \
+  --max-messages-per-second-per-ip 1000000 --max-joins-per-minute-per-ip 1000000 "${EXTRA[@]}" &
 SERVER=$!
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -50,7 +55,7 @@ inferno-flamegraph --title "sfu: $*" < "$OUT/stacks.folded" > "$OUT/flamegraph.s
 # Self time per function (the leaf of each stack), the largest first.
 awk '{ n=$NF; $NF=""; k=split($0, f, ";"); leaf=f[k]; gsub(/ +$/, "", leaf); self[leaf]+=n; total+=n }
      END { for (l in self) printf "%6.2f%%  %s\n", 100*self[l]/total, l }' "$OUT/stacks.folded" \
-  | sort -rn | head -25 > "$OUT/top.txt"
+  | sort -rn | awk 'NR <= 25' > "$OUT/top.txt" # awk reads to the end: no SIGPIPE under pipefail
 
 echo "summary:    $OUT/summary.json"
 echo "flamegraph: $OUT/flamegraph.svg"

@@ -118,6 +118,10 @@ pub struct Counters {
     pub rtp_forwarded: Counter,
     /// Datagrams the socket refused to send.
     pub send_errors: Counter,
+    /// `sendmmsg` system calls made.
+    pub send_calls: Counter,
+    /// UDP GSO messages sent (each two datagrams or more to one destination).
+    pub gso_messages: Counter,
     /// Keyframe requests (PLI) sent to producers.
     pub keyframe_requests: Counter,
     /// Events to the control plane dropped because its queue was full

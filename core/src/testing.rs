@@ -137,7 +137,7 @@ impl Net {
                 while let Some(d) = self.peers[i].client.poll_transmit() {
                     moved = true;
                     let from = self.peers[i].addr;
-                    self.router.handle_datagram(self.now, from, &d);
+                    self.router.handle_datagram(self.now, from, &mut d.to_vec());
                 }
             }
             while let Some(t) = self.router.poll_transmit() {
@@ -267,7 +267,7 @@ impl Net {
         .expect("encode");
         tamper(&mut buf[..n]);
         let (now, from) = (self.now, self.peers[peer].addr);
-        self.router.handle_datagram(now, from, &buf[..n]);
+        self.router.handle_datagram(now, from, &mut buf[..n]);
     }
 
     pub fn counters(&self) -> &Counters {

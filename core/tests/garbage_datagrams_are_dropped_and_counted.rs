@@ -53,8 +53,9 @@ fn garbage_of_every_class_is_dropped_and_the_call_continues() {
     let stranger = "127.0.0.1:9".parse().expect("addr");
     let now = net.now;
     for d in &samples {
-        net.router.handle_datagram(now, stranger, d);
-        net.router.handle_datagram(now, net.peers[a].addr, d);
+        net.router.handle_datagram(now, stranger, &mut d.to_vec());
+        net.router
+            .handle_datagram(now, net.peers[a].addr, &mut d.to_vec());
     }
     let c = net.counters();
     let dropped: u64 = DropReason::ALL.iter().map(|r| c.drops(*r)).sum();

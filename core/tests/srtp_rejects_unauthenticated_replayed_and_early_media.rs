@@ -14,11 +14,11 @@ fn rtp_before_dtls_is_dropped() {
     net.raw_check(p, "serverpassword-0123456789", |_| {}); // ICE done, DTLS not started
     let (now, from) = (net.now, net.peers[p].addr);
     let pkt = rtp(96, 1, 1, 1, &[0u8; 40]);
-    net.router.handle_datagram(now, from, &pkt);
+    net.router.handle_datagram(now, from, &mut pkt.to_vec());
     assert_eq!(net.counters().drops(DropReason::NotConnected), 1);
     // From an address ICE never selected: unknown address.
     net.router
-        .handle_datagram(now, "127.0.0.1:1".parse().expect("addr"), &pkt);
+        .handle_datagram(now, "127.0.0.1:1".parse().expect("addr"), &mut pkt.to_vec());
     assert_eq!(net.counters().drops(DropReason::UnknownAddress), 1);
     assert_eq!(net.counters().rtp_forwarded.get(), 0);
 }
@@ -40,7 +40,7 @@ fn srtp_with_a_bad_auth_tag_is_dropped() {
     let last = d.len() - 1;
     d[last] ^= 0x01;
     let (now, from) = (net.now, net.peers[0].addr);
-    net.router.handle_datagram(now, from, &d);
+    net.router.handle_datagram(now, from, &mut d.to_vec());
     assert_eq!(net.counters().drops(DropReason::SrtpAuth), 1);
     net.step();
     assert!(net.peers[1].rtp.is_empty());
@@ -52,8 +52,8 @@ fn replayed_srtp_is_dropped() {
     assert!(net.peers[0].client.send_rtp(&rtp(111, 1, 0, 5, b"hello")));
     let d = net.peers[0].client.poll_transmit().expect("srtp");
     let (now, from) = (net.now, net.peers[0].addr);
-    net.router.handle_datagram(now, from, &d);
-    net.router.handle_datagram(now, from, &d);
+    net.router.handle_datagram(now, from, &mut d.to_vec());
+    net.router.handle_datagram(now, from, &mut d.to_vec());
     assert_eq!(net.counters().drops(DropReason::Replay), 1);
     net.step();
     assert_eq!(net.peers[1].rtp.len(), 1, "forwarded once");
@@ -78,7 +78,7 @@ fn rtp_with_an_overflowing_header_extension_is_dropped_not_a_panic() {
     ];
     let (now, from) = (net.now, net.peers[0].addr);
     for d in &crashes {
-        net.router.handle_datagram(now, from, d);
+        net.router.handle_datagram(now, from, &mut d.to_vec());
     }
     assert_eq!(net.counters().drops(DropReason::MalformedRtp), 2);
     assert!(

@@ -26,8 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = [0u8; 256];
     let n = stun::encode_binding_request([1; 12], "fuzz", "peer", "fuzz-password-0123456789", true, &mut buf)
         .expect("encode");
-    let mut plain = Vec::new();
-    t.handle_datagram(now, from, &buf[..n], &mut plain).expect("valid check");
+    t.handle_datagram(now, from, &mut buf[..n]).expect("valid check");
     let mut rest = data;
     let mut step = 0u64;
     while rest.len() >= 2 {
@@ -36,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         rest = r;
         step += 1;
         let at = now + Duration::from_millis(step * 10);
-        let _ = t.handle_datagram(at, from, d, &mut plain);
+        let _ = t.handle_datagram(at, from, &mut d.to_vec());
         t.handle_timeout(at);
         while t.poll_transmit().is_some() {}
         while t.poll_event().is_some() {}

@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         rest = r;
         let from = if src & 1 == 0 { net.peers[0].addr } else { stranger };
         let now = net.now;
-        net.router.handle_datagram(now, from, d);
+        net.router.handle_datagram(now, from, &mut d.to_vec());
         while net.router.poll_transmit().is_some() {}
     }
     // Valid media still flows.

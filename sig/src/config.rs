@@ -103,6 +103,10 @@ pub struct Flags {
     /// comparison) [default: native].
     #[arg(long, env = "SFU_SRTP")]
     pub srtp: Option<String>,
+    /// UDP GSO (UDP_SEGMENT): on sends several equal-size datagrams to one participant as one
+    /// kernel send when the kernel supports it, off sends each alone [default: on].
+    #[arg(long, env = "SFU_UDP_GSO")]
+    pub udp_gso: Option<String>,
     /// Rooms that get their own series in /metrics, largest first; the rest are summed into
     /// series labelled rooms="other" [default: 500].
     #[arg(long, env = "SFU_METRICS_MAX_ROOMS")]
@@ -163,6 +167,7 @@ struct FileConfig {
     metrics_max_rooms: Option<toml::Value>,
     io_backend: Option<String>,
     srtp: Option<String>,
+    udp_gso: Option<bool>,
     auth_secret: Option<String>,
 }
 
@@ -258,6 +263,8 @@ pub struct Config {
     pub io_backend: sfu_core::worker::IoBackend,
     /// The SRTP implementation.
     pub srtp: sfu_core::proto::srtp::SrtpBackend,
+    /// Use UDP GSO when the kernel has it.
+    pub udp_gso: bool,
     /// HS256 secret for join tokens; `None`: rooms are open.
     pub auth_secret: Option<String>,
 }
@@ -562,6 +569,14 @@ impl Config {
                 ));
             }
         };
+        let udp_gso = match flags.udp_gso.as_deref().map(str::trim) {
+            None => file.udp_gso.unwrap_or(true),
+            Some("on" | "true" | "1") => true,
+            Some("off" | "false" | "0") => false,
+            Some(other) => {
+                return Err(err("udp_gso", format!("expected on or off, got {other:?}")));
+            }
+        };
         let auth_secret = flags.auth_secret.or(file.auth_secret);
         if let Some(s) = &auth_secret
             && s.len() < 32
@@ -623,6 +638,7 @@ impl Config {
             metrics_max_rooms,
             io_backend,
             srtp,
+            udp_gso,
             auth_secret,
         })
     }

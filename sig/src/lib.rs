@@ -81,6 +81,7 @@ pub async fn run(
                 port_max: cfg.rtc_port_max,
                 recv_buffer: cfg.udp_buffer_bytes,
                 send_buffer: cfg.udp_buffer_bytes,
+                udp_gso: cfg.udp_gso,
             },
             router: RouterConfig {
                 timeouts: TransportTimeouts {

@@ -105,7 +105,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 8] = [
+        let defs: [Def; 10] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -127,6 +127,16 @@ pub fn render(app: &AppState) -> String {
                 "send_errors_total",
                 "Datagrams the socket refused to send.",
                 |c| c.send_errors.get(),
+            ),
+            (
+                "send_calls_total",
+                "sendmmsg system calls (packets_out / send_calls = datagrams per call).",
+                |c| c.send_calls.get(),
+            ),
+            (
+                "gso_messages_total",
+                "UDP GSO messages: two datagrams or more to one participant in one kernel send.",
+                |c| c.gso_messages.get(),
             ),
             ("keyframe_requests_total", "PLIs sent to publishers.", |c| {
                 c.keyframe_requests.get()

@@ -263,85 +263,203 @@ impl RecvBatch {
         let n = (self.msgs[i].msg_len as usize).min(RECV_BUF);
         Some((from, &self.bufs[i][..n]))
     }
+
+    /// As [`Self::get`], with the bytes writable (decrypted in place).
+    pub fn get_mut(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
+        if i >= self.len {
+            return None;
+        }
+        let from = super::from_storage(&self.addrs[i])?;
+        let n = (self.msgs[i].msg_len as usize).min(RECV_BUF);
+        Some((from, &mut self.bufs[i][..n]))
+    }
 }
 
 /// What one [`SendBatch::send`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SendOutcome {
-    /// Datagrams the kernel took.
+    /// Datagrams the kernel took (a GSO send of n segments counts n).
     pub sent: usize,
     /// Their payload bytes.
     pub bytes: usize,
     /// Datagrams refused (full socket buffer, no route, …): dropped, as UDP does.
     pub failed: usize,
+    /// Messages the kernel took: equal to `sent` without GSO, fewer with it.
+    pub messages: usize,
+    /// Of those, UDP GSO messages (two datagrams or more).
+    pub gso_messages: usize,
+    /// System calls made.
+    pub syscalls: usize,
 }
 
-/// Scratch space for one `sendmmsg` of up to [`BATCH`] datagrams.
+/// A datagram for [`SendBatch::send`]: where it goes and its UDP payload.
+pub trait Datagram {
+    /// Destination.
+    fn dest(&self) -> SocketAddr;
+    /// UDP payload.
+    fn payload(&self) -> &[u8];
+}
+
+impl<T: AsRef<[u8]>> Datagram for (SocketAddr, T) {
+    fn dest(&self) -> SocketAddr {
+        self.0
+    }
+    fn payload(&self) -> &[u8] {
+        self.1.as_ref()
+    }
+}
+
+/// Segments per UDP GSO send at most: the kernel's `UDP_MAX_SEGMENTS` (64
+/// before Linux 6.10, 128 since).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// Payload bytes per UDP GSO send at most (one IPv4 datagram's 65,507, with margin).
+pub const GSO_MAX_BYTES: usize = 65_000;
+
+/// Whether this kernel takes `UDP_SEGMENT` (Linux ≥ 4.18): the option is
+/// readable on a fresh UDP socket, as quinn-udp probes it.
+pub fn gso_supported() -> bool {
+    // SAFETY: plain system calls on a socket this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return false;
+        }
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        libc::close(fd);
+        rc == 0
+    }
+}
+
+/// One planned message: `count` datagrams (positions `first..first+count`
+/// of the send order) to one destination, sent as UDP GSO segments of
+/// `seg` bytes when `count` > 1.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    first: u32,
+    count: u16,
+    seg: u16,
+}
+
+/// Control-message space for one `UDP_SEGMENT` (a u16), 8-byte aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct GsoCmsg([u8; 32]);
+
+/// Sends batches of datagrams with `sendmmsg`, up to [`BATCH`] messages per
+/// system call, from scratch space allocated once.
+///
+/// With UDP GSO on (RFC-free kernel feature, `UDP_SEGMENT`), datagrams to
+/// the same destination are grouped — in their order — and each run of
+/// equal-size ones (the last may be shorter) goes out as one message that
+/// the kernel splits: one route lookup and one pass down the stack for up to
+/// [`GSO_MAX_SEGMENTS`] datagrams. If the kernel refuses a GSO send (no
+/// support, or a device without checksum offload: `EIO`), GSO is turned off
+/// for this batcher and the datagrams go out one by one, as quinn-udp does.
 pub struct SendBatch {
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
+    cmsgs: Vec<GsoCmsg>,
+    /// Send order: (destination key, item index), sorted when grouping.
+    order: Vec<(u64, u32)>,
+    plan: Vec<Planned>,
+    gso: bool,
+    max_segments: usize,
 }
 
 impl std::fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendBatch").finish()
+        f.debug_struct("SendBatch").field("gso", &self.gso).finish()
     }
 }
 
 impl Default for SendBatch {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
+/// A key equal for equal addresses (exact for IPv4; a hash for IPv6, where
+/// runs are still checked for address equality).
+fn dest_key(a: &SocketAddr) -> u64 {
+    match a {
+        SocketAddr::V4(v) => (u64::from(u32::from(*v.ip())) << 16) | u64::from(v.port()),
+        SocketAddr::V6(v) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in v.ip().octets().iter().chain(&v.port().to_be_bytes()) {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            h | (1 << 63)
+        }
+    }
+}
+
+/// Whether a send error means "this kernel or device cannot do GSO".
+fn is_gso_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+    )
+}
+
 impl SendBatch {
-    /// Scratch space for [`BATCH`] datagrams.
-    pub fn new() -> Self {
+    /// Scratch space for [`BATCH`] messages; `gso` asks for UDP GSO, used
+    /// only when [`gso_supported`].
+    pub fn new(gso: bool) -> Self {
         Self {
             addrs: vec![zeroed_storage(); BATCH],
-            iovs: Vec::with_capacity(BATCH),
+            iovs: Vec::with_capacity(BATCH * GSO_MAX_SEGMENTS),
             // SAFETY: all-zero is a valid mmsghdr.
             msgs: vec![unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() }; BATCH],
+            cmsgs: vec![GsoCmsg([0; 32]); BATCH],
+            order: Vec::with_capacity(1024),
+            plan: Vec::with_capacity(1024),
+            gso: gso && gso_supported(),
+            max_segments: GSO_MAX_SEGMENTS,
         }
     }
 
-    /// Sends `datagrams` (destination, payload) from socket `fd`, up to
-    /// [`BATCH`] per system call, and says how many the kernel took.
-    pub fn send<'a>(
-        &mut self,
-        fd: RawFd,
-        datagrams: impl Iterator<Item = (SocketAddr, &'a [u8])>,
-    ) -> SendOutcome {
-        let mut it = datagrams.peekable();
+    /// Whether GSO is in use (asked for, supported, and never refused).
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Sends `items` from socket `fd` and says what the kernel took. Each
+    /// destination receives its datagrams in their order in `items`.
+    pub fn send<D: Datagram>(&mut self, fd: RawFd, items: &[D]) -> SendOutcome {
+        self.order.clear();
+        self.plan.clear();
+        if self.gso && items.len() > 1 {
+            self.order.extend(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (dest_key(&d.dest()), i as u32)),
+            );
+            // (key, index): equal destinations together, each in its order.
+            self.order.sort_unstable();
+            self.plan_runs(items);
+        } else {
+            self.order.extend((0..items.len() as u32).map(|i| (0, i)));
+            self.plan_singles(0);
+        }
         let mut out = SendOutcome::default();
-        while it.peek().is_some() {
-            self.iovs.clear();
-            let mut n = 0;
-            while n < BATCH {
-                let Some((dest, data)) = it.next() else { break };
-                let len = from_socket_addr(&dest, &mut self.addrs[n]);
-                self.iovs.push(libc::iovec {
-                    iov_base: data.as_ptr() as *mut libc::c_void,
-                    iov_len: data.len(),
-                });
-                let m = &mut self.msgs[n];
-                m.msg_hdr.msg_name = (&mut self.addrs[n] as *mut libc::sockaddr_storage).cast();
-                m.msg_hdr.msg_namelen = len;
-                m.msg_hdr.msg_iovlen = 1;
-                m.msg_hdr.msg_control = std::ptr::null_mut();
-                m.msg_hdr.msg_controllen = 0;
-                m.msg_hdr.msg_flags = 0;
-                m.msg_len = 0;
-                n += 1;
-            }
-            for (i, iov) in self.iovs.iter_mut().enumerate() {
-                self.msgs[i].msg_hdr.msg_iov = iov;
-            }
+        let mut p = 0;
+        while p < self.plan.len() {
+            let end = (p + BATCH).min(self.plan.len());
+            let n = self.fill(items, p, end);
             let mut done = 0;
             while done < n {
-                // SAFETY: `msgs[done..n]` point into `addrs`, `iovs` and the
-                // caller's payloads, all alive for the call.
+                // SAFETY: `msgs[done..n]` point into `addrs`, `iovs`, `cmsgs`
+                // and the caller's payloads, all alive for the call.
                 let rc = unsafe {
                     libc::sendmmsg(
                         fd,
@@ -350,27 +468,132 @@ impl SendBatch {
                         libc::MSG_DONTWAIT,
                     )
                 };
+                out.syscalls += 1;
                 if rc > 0 {
-                    let k = rc as usize;
-                    out.sent += k;
-                    out.bytes += self.iovs[done..done + k]
-                        .iter()
-                        .map(|v| v.iov_len)
-                        .sum::<usize>();
-                    done += k;
+                    for m in &self.plan[p + done..p + done + rc as usize] {
+                        out.messages += 1;
+                        out.gso_messages += usize::from(m.count > 1);
+                        out.sent += usize::from(m.count);
+                        out.bytes += self.order[m.first as usize..][..usize::from(m.count)]
+                            .iter()
+                            .map(|&(_, i)| items[i as usize].payload().len())
+                            .sum::<usize>();
+                    }
+                    done += rc as usize;
                     continue;
                 }
                 let e = io::Error::last_os_error();
-                if rc < 0 && e.kind() == io::ErrorKind::Interrupted {
+                if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                // Would block, or this datagram was refused (e.g. no route):
-                // skip it and go on with the rest.
-                out.failed += 1;
+                let m = self.plan[p + done];
+                if m.count > 1 && is_gso_refusal(&e) {
+                    tracing::warn!(error = %e, "the kernel refused a UDP GSO send; sending datagrams one by one from now on");
+                    self.gso = false;
+                    // Re-plan everything from this message on as singles.
+                    self.plan.truncate(p + done);
+                    self.plan_singles(m.first as usize);
+                    break;
+                }
+                // Would block, or refused (e.g. no route): drop it, go on.
+                out.failed += usize::from(m.count);
                 done += 1;
             }
+            p += done;
         }
         out
+    }
+
+    /// Plans `order[from..]` as one message per datagram.
+    fn plan_singles(&mut self, from: usize) {
+        let plan = &mut self.plan;
+        plan.extend((from..self.order.len()).map(|i| Planned {
+            first: i as u32,
+            count: 1,
+            seg: 0,
+        }));
+    }
+
+    /// Plans the (grouped) send order as GSO runs: same destination, equal
+    /// sizes, a shorter one only last, within the kernel's limits.
+    fn plan_runs<D: Datagram>(&mut self, items: &[D]) {
+        let mut i = 0;
+        while i < self.order.len() {
+            let (key, first) = self.order[i];
+            let head = &items[first as usize];
+            let dest = head.dest();
+            let seg = head.payload().len();
+            let max = if seg == 0 || seg > usize::from(u16::MAX) {
+                1
+            } else {
+                self.max_segments.min(GSO_MAX_BYTES / seg).max(1)
+            };
+            let mut count = 1;
+            while count < max && i + count < self.order.len() {
+                let (k, idx) = self.order[i + count];
+                let d = &items[idx as usize];
+                let len = d.payload().len();
+                if k != key || len > seg || len == 0 || d.dest() != dest {
+                    break;
+                }
+                count += 1;
+                if len < seg {
+                    break; // a shorter segment ends the message
+                }
+            }
+            self.plan.push(Planned {
+                first: i as u32,
+                count: count as u16,
+                seg: seg as u16,
+            });
+            i += count;
+        }
+    }
+
+    /// Writes messages `plan[p..end]` into `msgs`; returns how many.
+    fn fill<D: Datagram>(&mut self, items: &[D], p: usize, end: usize) -> usize {
+        self.iovs.clear();
+        for m in &self.plan[p..end] {
+            for &(_, i) in &self.order[m.first as usize..][..usize::from(m.count)] {
+                let data = items[i as usize].payload();
+                self.iovs.push(libc::iovec {
+                    iov_base: data.as_ptr() as *mut libc::c_void,
+                    iov_len: data.len(),
+                });
+            }
+        }
+        let mut iov_at = 0;
+        for (k, m) in self.plan[p..end].iter().enumerate() {
+            let dest = items[self.order[m.first as usize].1 as usize].dest();
+            let len = from_socket_addr(&dest, &mut self.addrs[k]);
+            let hdr = &mut self.msgs[k].msg_hdr;
+            hdr.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = len;
+            hdr.msg_iov = &mut self.iovs[iov_at];
+            hdr.msg_iovlen = usize::from(m.count);
+            hdr.msg_flags = 0;
+            iov_at += usize::from(m.count);
+            if m.count > 1 {
+                let buf = &mut self.cmsgs[k];
+                hdr.msg_control = buf.0.as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic.
+                hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+                // SAFETY: the control buffer is 32 aligned bytes, larger than
+                // CMSG_SPACE(2); CMSG_FIRSTHDR points at its start.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(hdr);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), m.seg);
+                }
+            } else {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            self.msgs[k].msg_len = 0;
+        }
+        end - p
     }
 }
 
@@ -420,7 +643,7 @@ impl super::Driver for EpollDriver {
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        on: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+        on: &mut dyn FnMut(usize, SocketAddr, &mut [u8]),
     ) -> io::Result<()> {
         let mut ready = std::mem::take(&mut self.ready);
         let r = self.ep.wait_into(timeout, &mut ready);
@@ -436,7 +659,7 @@ impl super::Driver for EpollDriver {
             match self.recv.recv(fd, BATCH) {
                 Ok(n) => {
                     for i in 0..n {
-                        if let Some((from, data)) = self.recv.get(i) {
+                        if let Some((from, data)) = self.recv.get_mut(i) {
                             on(slot, from, data);
                         }
                     }
@@ -462,8 +685,9 @@ mod tests {
         b.set_nonblocking(true).expect("nonblocking");
         let to = b.local_addr().expect("addr");
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 10 + i as usize]).collect();
-        let mut sb = SendBatch::new();
-        let sent = sb.send(a.as_raw_fd(), payloads.iter().map(|p| (to, p.as_slice())));
+        let mut sb = SendBatch::new(false);
+        let items: Vec<_> = payloads.iter().map(|p| (to, p.as_slice())).collect();
+        let sent = sb.send(a.as_raw_fd(), &items);
         assert_eq!(sent.sent, 100);
         assert_eq!(sent.bytes, payloads.iter().map(Vec::len).sum::<usize>());
         assert_eq!(sent.failed, 0);
@@ -488,6 +712,90 @@ mod tests {
         }
         assert_eq!(got, payloads, "all 100, in order, in two batches");
         assert!(ep.wait(Some(Duration::ZERO)).expect("wait").is_empty());
+    }
+
+    /// Receives until `n` datagrams arrived or 5 s passed.
+    fn drain(sock: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < n && std::time::Instant::now() < end {
+            if let Ok(k) = sock.recv(&mut buf) {
+                got.push(buf[..k].to_vec());
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn gso_groups_each_destination_in_order_with_fewer_messages() {
+        if !gso_supported() {
+            panic!("this kernel has no UDP_SEGMENT (Linux >= 4.18 is required by the tests)");
+        }
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let rx: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        // Interleaved as a fan-out makes them: packet k to each receiver in
+        // turn; sizes 1200 except every 7th (shorter) and receiver 2's, which
+        // vary (no equal run: single datagrams).
+        let mut items: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for k in 0..40u16 {
+            for (r, sock) in rx.iter().enumerate() {
+                let len = match (r, k % 7) {
+                    (2, _) => 100 + usize::from(k),
+                    (_, 6) => 300,
+                    _ => 1200,
+                };
+                let mut p = vec![r as u8; len];
+                p[..2].copy_from_slice(&k.to_be_bytes());
+                items.push((sock.local_addr().expect("addr"), p));
+            }
+        }
+        let mut sb = SendBatch::new(true);
+        assert!(sb.gso());
+        let out = sb.send(a.as_raw_fd(), &items);
+        assert_eq!(out.sent, items.len());
+        assert_eq!(out.failed, 0);
+        assert!(
+            out.messages <= 40 + 2 * 12,
+            "runs of 1200 B to receivers 0 and 1 must be grouped: {out:?}"
+        );
+        for (r, sock) in rx.iter().enumerate() {
+            let want: Vec<Vec<u8>> = items
+                .iter()
+                .filter(|(d, _)| *d == sock.local_addr().expect("addr"))
+                .map(|(_, p)| p.clone())
+                .collect();
+            let got = drain(sock, want.len());
+            assert_eq!(got.len(), want.len(), "receiver {r}: all of them");
+            assert!(got == want, "receiver {r}: in order, unchanged");
+        }
+    }
+
+    #[test]
+    fn a_refused_gso_send_falls_back_to_single_datagrams() {
+        if !gso_supported() {
+            panic!("this kernel has no UDP_SEGMENT (Linux >= 4.18 is required by the tests)");
+        }
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let to = b.local_addr().expect("addr");
+        let items: Vec<(SocketAddr, Vec<u8>)> = (0..150u16)
+            .map(|k| (to, k.to_be_bytes().repeat(5)))
+            .collect();
+        let mut sb = SendBatch::new(true);
+        // More segments than any kernel's UDP_MAX_SEGMENTS (128): EINVAL.
+        sb.max_segments = 150;
+        let out = sb.send(a.as_raw_fd(), &items);
+        assert!(!sb.gso(), "GSO is off after the refusal");
+        assert_eq!((out.sent, out.failed, out.messages), (150, 0, 150));
+        let want: Vec<Vec<u8>> = items.iter().map(|(_, p)| p.clone()).collect();
+        let got = drain(&b, 150);
+        assert_eq!(got.len(), 150);
+        assert!(got == want, "in order, unchanged");
     }
 
     #[test]

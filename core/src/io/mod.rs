@@ -28,13 +28,15 @@ pub trait Driver: std::fmt::Debug {
     /// Waits up to `timeout` (`None`: until something happens; zero: not
     /// at all) for datagrams or a wake-up, then hands each received datagram
     /// to `on(slot, source, bytes)`: a bounded number per socket per call,
-    /// so one flooded socket cannot starve the loop.
+    /// so one flooded socket cannot starve the loop. The bytes are the
+    /// driver's receive buffer, lent mutably so the datagram is decrypted
+    /// where the kernel wrote it (no copy).
     ///
     /// Errors: the wait itself failed.
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        on: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+        on: &mut dyn FnMut(usize, SocketAddr, &mut [u8]),
     ) -> std::io::Result<()>;
 }
 
@@ -76,6 +78,9 @@ pub struct SocketConfig {
     pub recv_buffer: usize,
     /// SO_SNDBUF in bytes.
     pub send_buffer: usize,
+    /// Send several datagrams to one destination as one UDP GSO message
+    /// (`UDP_SEGMENT`) when the kernel supports it (see [`epoll::SendBatch`]).
+    pub udp_gso: bool,
 }
 
 impl Default for SocketConfig {
@@ -86,6 +91,7 @@ impl Default for SocketConfig {
             port_max: 40999,
             recv_buffer: 4 << 20,
             send_buffer: 4 << 20,
+            udp_gso: true,
         }
     }
 }

@@ -245,7 +245,7 @@ impl Driver for UringDriver {
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        on: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+        on: &mut dyn FnMut(usize, SocketAddr, &mut [u8]),
     ) -> io::Result<()> {
         self.arm_waker();
         let r = match timeout {
@@ -286,10 +286,11 @@ impl Driver for UringDriver {
                     if let Some(s) = self.live.get_mut(&slot) {
                         s.pending = s.pending.saturating_sub(1);
                         if res >= 0 && idx < s.slots.len() {
-                            let r = &s.slots[idx];
+                            // Completed: the kernel no longer writes here until re-armed.
+                            let r = &mut s.slots[idx];
                             if let Some(from) = from_storage(&r.addr) {
                                 let n = (res as usize).min(RECV_BUF);
-                                on(slot, from, &r.buf[..n]);
+                                on(slot, from, &mut r.buf[..n]);
                             }
                         } else if res < 0 && res != -libc::ECANCELED {
                             tracing::debug!(slot, error = %io::Error::from_raw_os_error(-res), "io_uring receive failed");
@@ -373,7 +374,8 @@ mod tests {
         let to = b.local_addr().expect("addr").as_socket().expect("inet");
         d.register(3, &b).expect("register");
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 20 + i as usize]).collect();
-        SendBatch::new().send(a.as_raw_fd(), payloads.iter().map(|p| (to, p.as_slice())));
+        let items: Vec<_> = payloads.iter().map(|p| (to, p.as_slice())).collect();
+        SendBatch::new(false).send(a.as_raw_fd(), &items);
         let mut got = Vec::new();
         let end = Instant::now() + Duration::from_secs(5);
         while got.len() < 100 && Instant::now() < end {

@@ -109,8 +109,6 @@ pub struct Router {
     counters: Arc<Counters>,
     worker_counters: Arc<Counters>,
     scratch: Vec<u8>,
-    /// The decrypted form of the datagram being handled (reused).
-    plain: Vec<u8>,
     /// Send buffers given back after sending ([`Router::recycle`]), so a
     /// forwarded copy in steady state allocates nothing.
     pool: Vec<Vec<u8>>,
@@ -148,7 +146,6 @@ impl Router {
             counters,
             worker_counters,
             scratch: Vec::with_capacity(1500),
-            plain: Vec::with_capacity(SEND_BUF),
             pool: Vec::new(),
             rtcp_buf: Vec::with_capacity(256),
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
@@ -411,7 +408,9 @@ impl Router {
     }
 
     /// Handles one datagram received on the router's socket from `from`.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    /// SRTP/SRTCP is decrypted in `data` itself (zero-copy receive), so its
+    /// contents are unspecified afterwards.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &mut [u8]) {
         self.now = self.now.max(now);
         self.counters.packets_in.add(1);
         self.counters.bytes_in.add(data.len() as u64);
@@ -436,19 +435,14 @@ impl Router {
         let Some(entry) = self.transports.get_mut(tid) else {
             return;
         };
-        let res = entry
-            .transport
-            .handle_datagram(now, from, data, &mut self.plain);
+        let res = entry.transport.handle_datagram(now, from, data);
         self.after_transport(tid);
-        // Moved out and back: no allocation, and `self` stays usable.
-        let plain = std::mem::take(&mut self.plain);
         match res {
             Err(r) => self.count_drop(r),
             Ok(Received::Nothing) => {}
-            Ok(Received::Rtp) => self.on_rtp(tid, &plain),
-            Ok(Received::Rtcp) => self.on_rtcp(now, tid, &plain),
+            Ok(Received::Rtp(n)) => self.on_rtp(tid, &data[..n]),
+            Ok(Received::Rtcp(n)) => self.on_rtcp(now, tid, &data[..n]),
         }
-        self.plain = plain;
     }
 
     /// Drains a transport's transmits and events after any call into it.
@@ -811,13 +805,15 @@ impl Router {
         }
     }
 
-    /// Records a batch send: `sent` datagrams of `bytes` bytes in all went
-    /// out, `failed` were refused by the socket.
-    pub fn count_sent_batch(&self, sent: usize, bytes: usize, failed: usize) {
+    /// Records what one batch send did (datagrams, bytes, refusals, system
+    /// calls, GSO messages) in the room's and the worker's counters.
+    pub fn count_sent_batch(&self, r: &crate::io::epoll::SendOutcome) {
         for c in [&self.counters, &self.worker_counters] {
-            c.packets_out.add(sent as u64);
-            c.bytes_out.add(bytes as u64);
-            c.send_errors.add(failed as u64);
+            c.packets_out.add(r.sent as u64);
+            c.bytes_out.add(r.bytes as u64);
+            c.send_errors.add(r.failed as u64);
+            c.send_calls.add(r.syscalls as u64);
+            c.gso_messages.add(r.gso_messages as u64);
         }
     }
 

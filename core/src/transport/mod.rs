@@ -93,10 +93,12 @@ pub enum TransportEvent {
 pub enum Received {
     /// Handled internally (STUN, DTLS) — nothing for the router.
     Nothing,
-    /// A decrypted RTP packet, now in the caller's buffer.
-    Rtp,
-    /// A decrypted compound RTCP packet, now in the caller's buffer.
-    Rtcp,
+    /// A decrypted RTP packet of this many bytes, now at the start of the
+    /// datagram's buffer (decrypted in place).
+    Rtp(usize),
+    /// A decrypted compound RTCP packet of this many bytes, now at the start
+    /// of the datagram's buffer.
+    Rtcp(usize),
 }
 
 /// A datagram to send.
@@ -107,6 +109,15 @@ pub struct Transmit {
     /// UDP payload. A router gets these buffers back with
     /// [`crate::router::Router::recycle`] once sent.
     pub data: Vec<u8>,
+}
+
+impl crate::io::epoll::Datagram for Transmit {
+    fn dest(&self) -> SocketAddr {
+        self.dest
+    }
+    fn payload(&self) -> &[u8] {
+        &self.data
+    }
 }
 
 /// One peer's ICE-lite + DTLS + SRTP.
@@ -188,13 +199,15 @@ impl WebRtcTransport {
 
     /// Handles one datagram from `from`. The router calls this only for
     /// datagrams from the selected address, or for STUN whose USERNAME named
-    /// our ufrag. Errors say why it was dropped.
+    /// our ufrag. SRTP and SRTCP are authenticated and decrypted in `data`
+    /// itself: on [`Received::Rtp`]`(n)` or [`Received::Rtcp`]`(n)` the plain
+    /// packet is `data[..n]`. Errors say why it was dropped (`data` may then
+    /// hold anything).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        data: &[u8],
-        plain: &mut Vec<u8>,
+        data: &mut [u8],
     ) -> Result<Received, DropReason> {
         if self.closed.is_some() {
             return Err(DropReason::UnknownAddress);
@@ -213,14 +226,14 @@ impl WebRtcTransport {
             }
             PacketClass::Rtp => {
                 let srtp = self.srtp.as_mut().ok_or(DropReason::NotConnected)?;
-                srtp.unprotect_rtp_into(data, plain)
-                    .map(|()| Received::Rtp)
+                srtp.unprotect_rtp_in_place(data)
+                    .map(Received::Rtp)
                     .map_err(srtp_drop)
             }
             PacketClass::Rtcp => {
                 let srtp = self.srtp.as_mut().ok_or(DropReason::NotConnected)?;
-                srtp.unprotect_rtcp_into(data, plain)
-                    .map(|()| Received::Rtcp)
+                srtp.unprotect_rtcp_in_place(data)
+                    .map(Received::Rtcp)
                     .map_err(|e| match srtp_drop(e) {
                         DropReason::MalformedRtp => DropReason::MalformedRtcp,
                         r => r,

@@ -74,11 +74,8 @@ impl Io {
             self.out.push(t);
         }
         if !self.out.is_empty() {
-            let r = self.send.send(
-                room.sock.as_raw_fd(),
-                self.out.iter().map(|t| (t.dest, &t.data[..])),
-            );
-            room.router.count_sent_batch(r.sent, r.bytes, r.failed);
+            let r = self.send.send(room.sock.as_raw_fd(), &self.out);
+            room.router.count_sent_batch(&r);
             for t in self.out.drain(..) {
                 room.router.recycle(t.data);
             }
@@ -166,12 +163,18 @@ pub(super) fn run(
     let mut io = Io {
         index,
         driver,
-        send: SendBatch::new(),
+        send: SendBatch::new(config.socket.udp_gso),
         out: Vec::with_capacity(4 * BATCH),
         timers: BinaryHeap::new(),
         events,
         counters,
     };
+    tracing::debug!(
+        worker = index,
+        udp_gso = io.send.gso(),
+        asked = config.socket.udp_gso,
+        "UDP send path (GSO needs Linux >= 4.18)"
+    );
     let mut touched: Vec<usize> = Vec::with_capacity(64);
     let mut port_hint: u16 = (index as u16).wrapping_mul(97);
     let failure: Failure = Rc::new(RefCell::new(None));

@@ -202,40 +202,33 @@ impl SrtpSession {
         }
     }
 
-    /// Unprotects `srtp` into `out` (cleared first, capacity reused).
+    /// Authenticates, replay-checks and decrypts the SRTP packet in `buf` in
+    /// place (RFC 3711 §3.3, RFC 7714 §8); returns the plain packet's length
+    /// `n`: it is `buf[..n]`. No copy with our transform.
     ///
-    /// Errors: [`SrtpError::Malformed`], [`SrtpError::Replay`], [`SrtpError::Auth`].
-    pub fn unprotect_rtp_into(&mut self, srtp: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
-        out.clear();
+    /// Errors: [`SrtpError::Malformed`], [`SrtpError::Replay`], [`SrtpError::Auth`]
+    /// (then `buf` may have been overwritten and must be dropped).
+    pub fn unprotect_rtp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         match &mut self.imp {
-            Imp::Native { remote, .. } => {
-                out.extend_from_slice(srtp);
-                remote.unprotect_rtp(out)
-            }
+            Imp::Native { remote, .. } => remote.unprotect_rtp(buf),
             Imp::Oracle(s) => {
-                out.extend_from_slice(&s.unprotect_rtp(srtp)?);
-                Ok(())
+                let plain = s.unprotect_rtp(buf)?;
+                buf[..plain.len()].copy_from_slice(&plain);
+                Ok(plain.len())
             }
         }
     }
 
-    /// Unprotects `srtcp` into `out` (cleared first, capacity reused).
+    /// As [`Self::unprotect_rtp_in_place`], for SRTCP (RFC 3711 §3.4, RFC 7714 §9).
     ///
     /// Errors: as [`Self::unprotect_rtcp`].
-    pub fn unprotect_rtcp_into(
-        &mut self,
-        srtcp: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), SrtpError> {
-        out.clear();
+    pub fn unprotect_rtcp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         match &mut self.imp {
-            Imp::Native { remote, .. } => {
-                out.extend_from_slice(srtcp);
-                remote.unprotect_rtcp(out)
-            }
+            Imp::Native { remote, .. } => remote.unprotect_rtcp(buf),
             Imp::Oracle(s) => {
-                out.extend_from_slice(&s.unprotect_rtcp(srtcp)?);
-                Ok(())
+                let plain = s.unprotect_rtcp(buf)?;
+                buf[..plain.len()].copy_from_slice(&plain);
+                Ok(plain.len())
             }
         }
     }
@@ -262,7 +255,8 @@ impl SrtpSession {
         match &mut self.imp {
             Imp::Native { remote, .. } => {
                 let mut buf = srtp.to_vec();
-                remote.unprotect_rtp(&mut buf)?;
+                let n = remote.unprotect_rtp(&mut buf)?;
+                buf.truncate(n);
                 Ok(Bytes::from(buf))
             }
             Imp::Oracle(s) => s.unprotect_rtp(srtp),
@@ -293,7 +287,8 @@ impl SrtpSession {
         match &mut self.imp {
             Imp::Native { remote, .. } => {
                 let mut buf = srtcp.to_vec();
-                remote.unprotect_rtcp(&mut buf)?;
+                let n = remote.unprotect_rtcp(&mut buf)?;
+                buf.truncate(n);
                 Ok(Bytes::from(buf))
             }
             Imp::Oracle(s) => s.unprotect_rtcp(srtcp),
@@ -360,6 +355,31 @@ mod tests {
                 &s.unprotect_rtcp(&enc).expect("unprotect rtcp")[..],
                 &rr[..]
             );
+        }
+    }
+
+    #[test]
+    fn in_place_unprotect_leaves_the_plain_packet_at_the_front_with_both_backends() {
+        let km: Vec<u8> = (0..128u8).collect();
+        for backend in [SrtpBackend::Native, SrtpBackend::WebrtcSrtp] {
+            for profile in [SrtpProfile::Aes128CmSha1_80, SrtpProfile::AeadAes128Gcm] {
+                let km = &km[..profile.keying_material_len()];
+                let mut c = SrtpSession::with_backend(backend, profile, km, true).expect("c");
+                let mut s = SrtpSession::with_backend(backend, profile, km, false).expect("s");
+                let mut buf = c.protect_rtp(&rtp(5)).expect("protect").to_vec();
+                let n = s.unprotect_rtp_in_place(&mut buf).expect("unprotect");
+                assert_eq!(&buf[..n], &rtp(5)[..], "{backend:?} {profile:?}");
+                let rr = [0x80, 201, 0, 1, 0, 0, 0, 7];
+                let mut buf = c.protect_rtcp(&rr).expect("protect").to_vec();
+                let n = s.unprotect_rtcp_in_place(&mut buf).expect("unprotect");
+                assert_eq!(&buf[..n], &rr[..], "{backend:?} {profile:?}");
+                let mut again = c.protect_rtp(&rtp(5)).expect("protect").to_vec();
+                assert_eq!(
+                    s.unprotect_rtp_in_place(&mut again),
+                    Err(SrtpError::Replay),
+                    "{backend:?} {profile:?}"
+                );
+            }
         }
     }
 

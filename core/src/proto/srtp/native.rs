@@ -346,12 +346,13 @@ impl Context {
     }
 
     /// Authenticates, replay-checks and decrypts the SRTP packet in `buf` in
-    /// place; on success `buf` holds the plain RTP packet (tag removed).
+    /// place; on success returns the plain RTP packet's length: it is
+    /// `buf[..n]` (the tag, at the end, is no longer part of it).
     ///
     /// Errors: [`SrtpError::Malformed`], [`SrtpError::Replay`],
     /// [`SrtpError::Auth`]; the state is unchanged then, and the packet must
     /// be dropped (a failed GCM open may have overwritten `buf`).
-    pub fn unprotect_rtp(&mut self, buf: &mut Vec<u8>) -> Result<(), SrtpError> {
+    pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let h = RtpHeader::parse(buf).ok_or(SrtpError::Malformed)?;
         let (ssrc, seq, hlen) = (h.ssrc.0, h.seq, h.header_len);
         let tag_len = match self.keys {
@@ -377,9 +378,8 @@ impl Context {
                 mac.update(&roc.to_be_bytes());
                 mac.verify_truncated_left(&buf[end..])
                     .map_err(|_| SrtpError::Auth)?;
-                buf.truncate(end);
                 let iv = cm_iv(rtp_salt, ssrc, index);
-                cm_keystream(rtp, iv, &mut buf[hlen..]);
+                cm_keystream(rtp, iv, &mut buf[hlen..end]);
             }
             Keys::Gcm { rtp, rtp_salt, .. } => {
                 let nonce = gcm_rtp_nonce(rtp_salt, ssrc, roc, seq);
@@ -395,11 +395,10 @@ impl Context {
                     0..,
                 )
                 .map_err(|_| SrtpError::Auth)?;
-                buf.truncate(end);
             }
         }
         self.stream(ssrc).rtp.accept(index);
-        Ok(())
+        Ok(end)
     }
 
     /// Protects the compound RTCP packet in `buf` in place (RFC 3711 §3.4,
@@ -449,12 +448,13 @@ impl Context {
     }
 
     /// Authenticates, replay-checks and decrypts the SRTCP packet in `buf`
-    /// in place; on success `buf` holds the plain compound RTCP packet.
+    /// in place; on success returns the plain compound RTCP packet's length
+    /// (it is `buf[..n]`).
     ///
     /// Errors: [`SrtpError::Malformed`] (shorter than 8 bytes plus the
     /// overhead), [`SrtpError::Replay`], [`SrtpError::Auth`] (a bad tag, or
     /// the E flag clear: WebRTC always encrypts SRTCP).
-    pub fn unprotect_rtcp(&mut self, buf: &mut Vec<u8>) -> Result<(), SrtpError> {
+    pub fn unprotect_rtcp(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let overhead = 4 + match self.keys {
             Keys::Cm { .. } => CM_TAG,
             Keys::Gcm { .. } => GCM_TAG,
@@ -479,7 +479,7 @@ impl Context {
         }
         let index = word & !E_FLAG;
         self.stream(ssrc).rtcp.check(u64::from(index))?;
-        match &self.keys {
+        let plain_len = match &self.keys {
             Keys::Cm {
                 rtcp,
                 rtcp_salt,
@@ -490,9 +490,9 @@ impl Context {
                 mac.update(&buf[..len - CM_TAG]);
                 mac.verify_truncated_left(&buf[len - CM_TAG..])
                     .map_err(|_| SrtpError::Auth)?;
-                buf.truncate(word_at);
                 let iv = cm_iv(rtcp_salt, ssrc, u64::from(index));
-                cm_keystream(rtcp, iv, &mut buf[8..]);
+                cm_keystream(rtcp, iv, &mut buf[8..word_at]);
+                word_at
             }
             Keys::Gcm {
                 rtcp, rtcp_salt, ..
@@ -510,11 +510,11 @@ impl Context {
                     0..,
                 )
                 .map_err(|_| SrtpError::Auth)?;
-                buf.truncate(word_at - GCM_TAG);
+                word_at - GCM_TAG
             }
-        }
+        };
         self.stream(ssrc).rtcp.accept(u64::from(index));
-        Ok(())
+        Ok(plain_len)
     }
 }
 
@@ -609,7 +609,8 @@ mod tests {
         assert_eq!(buf, want);
         let mut r =
             Context::with_gcm_session_keys(&hex("000102030405060708090a0b0c0d0e0f"), salt());
-        r.unprotect_rtp(&mut buf).expect("unprotect");
+        let n = r.unprotect_rtp(&mut buf).expect("unprotect");
+        buf.truncate(n);
         assert_eq!(buf, hex(RFC7714_RTP));
     }
 
@@ -630,7 +631,8 @@ mod tests {
         );
         assert_eq!(buf, want);
         let mut r = Context::with_gcm_session_keys(&key, salt());
-        r.unprotect_rtcp(&mut buf).expect("unprotect");
+        let n = r.unprotect_rtcp(&mut buf).expect("unprotect");
+        buf.truncate(n);
         assert_eq!(buf, plain);
         // A replay is refused; a flipped bit fails authentication.
         let mut again = want.clone();
