@@ -433,11 +433,13 @@ impl SendBatch {
     }
 
     /// Sends `items` from socket `fd` and says what the kernel took. Each
-    /// destination receives its datagrams in their order in `items`.
-    pub fn send<D: Datagram>(&mut self, fd: RawFd, items: &[D]) -> SendOutcome {
+    /// destination receives its datagrams in their order in `items`. With
+    /// `group` (and GSO on), runs to one destination are gathered into GSO
+    /// messages; without, each datagram is its own message.
+    pub fn send<D: Datagram>(&mut self, fd: RawFd, items: &[D], group: bool) -> SendOutcome {
         self.order.clear();
         self.plan.clear();
-        if self.gso && items.len() > 1 {
+        if self.gso && group && items.len() > 1 {
             self.order.extend(
                 items
                     .iter()
@@ -687,7 +689,7 @@ mod tests {
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 10 + i as usize]).collect();
         let mut sb = SendBatch::new(false);
         let items: Vec<_> = payloads.iter().map(|p| (to, p.as_slice())).collect();
-        let sent = sb.send(a.as_raw_fd(), &items);
+        let sent = sb.send(a.as_raw_fd(), &items, true);
         assert_eq!(sent.sent, 100);
         assert_eq!(sent.bytes, payloads.iter().map(Vec::len).sum::<usize>());
         assert_eq!(sent.failed, 0);
@@ -756,7 +758,7 @@ mod tests {
         }
         let mut sb = SendBatch::new(true);
         assert!(sb.gso());
-        let out = sb.send(a.as_raw_fd(), &items);
+        let out = sb.send(a.as_raw_fd(), &items, true);
         assert_eq!(out.sent, items.len());
         assert_eq!(out.failed, 0);
         assert!(
@@ -789,7 +791,7 @@ mod tests {
         let mut sb = SendBatch::new(true);
         // More segments than any kernel's UDP_MAX_SEGMENTS (128): EINVAL.
         sb.max_segments = 150;
-        let out = sb.send(a.as_raw_fd(), &items);
+        let out = sb.send(a.as_raw_fd(), &items, true);
         assert!(!sb.gso(), "GSO is off after the refusal");
         assert_eq!((out.sent, out.failed, out.messages), (150, 0, 150));
         let want: Vec<Vec<u8>> = items.iter().map(|(_, p)| p.clone()).collect();

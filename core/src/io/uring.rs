@@ -375,7 +375,7 @@ mod tests {
         d.register(3, &b).expect("register");
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 20 + i as usize]).collect();
         let items: Vec<_> = payloads.iter().map(|p| (to, p.as_slice())).collect();
-        SendBatch::new(false).send(a.as_raw_fd(), &items);
+        SendBatch::new(false).send(a.as_raw_fd(), &items, false);
         let mut got = Vec::new();
         let end = Instant::now() + Duration::from_secs(5);
         while got.len() < 100 && Instant::now() < end {

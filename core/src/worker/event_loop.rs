@@ -50,8 +50,8 @@ struct Room {
     sock: socket2::Socket,
     /// The deadline this room has in the worker's heap, if any.
     scheduled: Option<Instant>,
-    /// Fed datagrams in this iteration (its output is flushed after the poll).
-    touched: bool,
+    /// Datagrams fed in this iteration (its output is flushed after the poll).
+    fed: u32,
 }
 
 /// The loop's state apart from its rooms.
@@ -67,14 +67,18 @@ struct Io {
 
 impl Io {
     /// After any call into a room's router: sends its output in batches,
-    /// forwards its events, and puts its next deadline in the heap.
+    /// forwards its events, and puts its next deadline in the heap. Runs to
+    /// one destination (for UDP GSO) are looked for only when the router was
+    /// fed more than one datagram: one packet's fan-out goes to distinct
+    /// participants, and grouping it would cost without saving anything.
     fn after(&mut self, slot: usize, room: &mut Room) {
+        let fed = std::mem::take(&mut room.fed);
         self.out.clear();
         while let Some(t) = room.router.poll_transmit() {
             self.out.push(t);
         }
         if !self.out.is_empty() {
-            let r = self.send.send(room.sock.as_raw_fd(), &self.out);
+            let r = self.send.send(room.sock.as_raw_fd(), &self.out, fed > 1);
             room.router.count_sent_batch(&r);
             for t in self.out.drain(..) {
                 room.router.recycle(t.data);
@@ -229,7 +233,7 @@ pub(super) fn run(
                         router: r,
                         sock,
                         scheduled: None,
-                        touched: false,
+                        fed: 0,
                     });
                     by_id.insert(router, key);
                     io.counters.routers.add(1);
@@ -368,11 +372,11 @@ pub(super) fn run(
                 return;
             };
             let now = *now.get_or_insert_with(Instant::now);
-            if guarded(&failure, || room.router.handle_datagram(now, from, data)).is_some()
-                && !room.touched
-            {
-                room.touched = true;
-                touched.push(slot);
+            if guarded(&failure, || room.router.handle_datagram(now, from, data)).is_some() {
+                room.fed += 1;
+                if room.fed == 1 {
+                    touched.push(slot);
+                }
             }
         });
         if let Err(e) = polled {
@@ -384,7 +388,6 @@ pub(super) fn run(
         }
         for &slot in &touched {
             if let Some(room) = rooms.get_mut(slot) {
-                room.touched = false;
                 io.after(slot, room);
             }
         }
