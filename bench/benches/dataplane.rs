@@ -84,6 +84,7 @@ fn bench_rtp(c: &mut Criterion) {
         seq: 7,
         timestamp: 9,
         mid: Some((4, Mid::new("s12").expect("mid"))),
+        osn: None,
     };
     let mut out = Vec::with_capacity(1500);
     g.bench_function("consumer_rewrite_1200B", |b| {

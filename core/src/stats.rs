@@ -31,11 +31,13 @@ pub enum DropReason {
     UnknownSsrc,
     /// A datagram whose first byte matches no protocol (RFC 7983).
     UnknownProtocol,
+    /// An RTP packet (often a retransmission) already received: not forwarded twice.
+    Duplicate,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         Self::UnknownAddress,
         Self::BadStun,
         Self::Dtls,
@@ -46,6 +48,7 @@ impl DropReason {
         Self::NotConnected,
         Self::UnknownSsrc,
         Self::UnknownProtocol,
+        Self::Duplicate,
     ];
 
     /// Label used in metrics (`reason="…"`).
@@ -61,6 +64,7 @@ impl DropReason {
             Self::NotConnected => "not_connected",
             Self::UnknownSsrc => "unknown_ssrc",
             Self::UnknownProtocol => "unknown_protocol",
+            Self::Duplicate => "duplicate",
         }
     }
 }
@@ -118,6 +122,16 @@ pub struct Counters {
     pub rtp_forwarded: Counter,
     /// Datagrams the socket refused to send.
     pub send_errors: Counter,
+    /// NACKs received from subscribers (RTCP Generic NACK messages).
+    pub nacks_received: Counter,
+    /// NACKs sent to publishers.
+    pub nacks_sent: Counter,
+    /// Packets retransmitted to subscribers (RTX, or resent on the media SSRC).
+    pub retransmissions_sent: Counter,
+    /// Missing packets recovered from publishers (RTX or late arrivals).
+    pub packets_recovered: Counter,
+    /// Missing packets given up on (never recovered within 1 s or 10 NACKs).
+    pub packets_lost: Counter,
     /// `sendmmsg` system calls made.
     pub send_calls: Counter,
     /// UDP GSO messages sent (each two datagrams or more to one destination).

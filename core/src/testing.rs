@@ -28,6 +28,30 @@ pub struct Peer {
     pub rtp: Vec<Bytes>,
     pub rtcp: Vec<Bytes>,
     pub errors: usize,
+    /// Share of this peer's datagrams to the server that are dropped (0–1).
+    pub uplink_loss: f64,
+    /// Share of the server's datagrams to this peer that are dropped (0–1).
+    pub downlink_loss: f64,
+}
+
+/// A seeded xorshift64* generator: the network's losses repeat run to run.
+#[derive(Debug, Clone)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 #[derive(Debug)]
@@ -37,6 +61,8 @@ pub struct Net {
     pub now: Instant,
     pub server_cert: Certificate,
     pub server: SocketAddr,
+    /// Decides the peers' losses ([`Peer::uplink_loss`], [`Peer::downlink_loss`]).
+    pub rng: SeededRng,
 }
 
 pub fn server_addr() -> SocketAddr {
@@ -72,6 +98,7 @@ impl Net {
             now,
             server_cert,
             server: server_addr(),
+            rng: SeededRng::new(0x5eed),
         }
     }
 
@@ -121,6 +148,8 @@ impl Net {
             rtp: Vec::new(),
             rtcp: Vec::new(),
             errors: 0,
+            uplink_loss: 0.0,
+            downlink_loss: 0.0,
         });
         n
     }
@@ -136,6 +165,9 @@ impl Net {
             for i in 0..self.peers.len() {
                 while let Some(d) = self.peers[i].client.poll_transmit() {
                     moved = true;
+                    if self.rng.next_f64() < self.peers[i].uplink_loss {
+                        continue;
+                    }
                     let from = self.peers[i].addr;
                     self.router.handle_datagram(self.now, from, &mut d.to_vec());
                 }
@@ -155,6 +187,9 @@ impl Net {
         let now = self.now;
         let server = self.server;
         if let Some(p) = self.peers.iter_mut().find(|p| p.addr == dest) {
+            if self.rng.next_f64() < p.downlink_loss {
+                return;
+            }
             match p.client.handle_datagram(now, server, data) {
                 Ok(ClientReceived::Rtp(b)) => p.rtp.push(b),
                 Ok(ClientReceived::Rtcp(b)) => p.rtcp.push(b),
@@ -194,14 +229,27 @@ impl Net {
     }
 
     pub fn produce(&mut self, peer: usize, kind: MediaKind, ssrc: u32, pt: u8) -> ProducerId {
+        self.produce_with_rtx(peer, kind, ssrc, pt, None)
+    }
+
+    /// As [`Self::produce`], with an RTX stream `(rtx SSRC, rtx payload type)`.
+    pub fn produce_with_rtx(
+        &mut self,
+        peer: usize,
+        kind: MediaKind,
+        ssrc: u32,
+        pt: u8,
+        rtx: Option<(u32, u8)>,
+    ) -> ProducerId {
         self.router
             .create_producer(ProducerParams {
                 transport: self.peers[peer].transport,
                 kind,
                 ssrc: Ssrc(ssrc),
-                rtx_ssrc: None,
+                rtx_ssrc: rtx.map(|(s, _)| Ssrc(s)),
                 mid: Mid::new("0"),
                 payload_types: vec![Pt(pt)],
+                rtx_payload_types: rtx.map(|(_, p)| (Pt(p), Pt(pt))).into_iter().collect(),
             })
             .expect("producer")
     }
@@ -212,6 +260,18 @@ impl Net {
         producer: ProducerId,
         ssrc: u32,
         pt_map: (u8, u8),
+    ) -> ConsumerId {
+        self.consume_with_rtx(peer, producer, ssrc, pt_map, None)
+    }
+
+    /// As [`Self::consume`], with the subscriber's RTX `(SSRC, payload type)`.
+    pub fn consume_with_rtx(
+        &mut self,
+        peer: usize,
+        producer: ProducerId,
+        ssrc: u32,
+        pt_map: (u8, u8),
+        rtx: Option<(u32, u8)>,
     ) -> ConsumerId {
         let now = self.now;
         self.router
@@ -225,6 +285,7 @@ impl Net {
                     mid_ext_id: Some(4),
                     pt_map: vec![(Pt(pt_map.0), Pt(pt_map.1))],
                     paused: false,
+                    rtx: rtx.map(|(s, p)| (Ssrc(s), Pt(p))),
                 },
             )
             .expect("consumer")

@@ -105,7 +105,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 10] = [
+        let defs: [Def; 15] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -127,6 +127,31 @@ pub fn render(app: &AppState) -> String {
                 "send_errors_total",
                 "Datagrams the socket refused to send.",
                 |c| c.send_errors.get(),
+            ),
+            (
+                "nacks_received_total",
+                "Generic NACKs received from subscribers.",
+                |c| c.nacks_received.get(),
+            ),
+            (
+                "nacks_sent_total",
+                "Generic NACKs sent to publishers.",
+                |c| c.nacks_sent.get(),
+            ),
+            (
+                "retransmissions_sent_total",
+                "Packets retransmitted to subscribers (RTX, or on the media SSRC).",
+                |c| c.retransmissions_sent.get(),
+            ),
+            (
+                "packets_recovered_total",
+                "Missing publisher packets that arrived after all (RTX or late).",
+                |c| c.packets_recovered.get(),
+            ),
+            (
+                "packets_lost_total",
+                "Missing publisher packets given up on (1 s or 10 NACKs), each followed by a keyframe request.",
+                |c| c.packets_lost.get(),
             ),
             (
                 "send_calls_total",

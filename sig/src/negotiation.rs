@@ -38,6 +38,8 @@ pub struct OutTrack {
     pub codec: Codec,
     /// The SSRC the consumer sends with.
     pub ssrc: u32,
+    /// Video: the RTX codec offered with `codec` and the RTX SSRC.
+    pub rtx: Option<(Codec, u32)>,
 }
 
 /// Where a slot is in its life.
@@ -112,7 +114,14 @@ struct PtTable {
 }
 
 fn codec_key(c: &Codec) -> (String, u32, Option<u8>) {
-    (c.name.to_ascii_lowercase(), c.clock_rate, c.channels)
+    let mut name = c.name.to_ascii_lowercase();
+    // An RTX payload type means "RTX of that one codec" (its apt).
+    if name == "rtx"
+        && let Some(apt) = c.fmtp.as_deref().and_then(crate::sdp::rtx_apt)
+    {
+        name = format!("rtx apt={apt}");
+    }
+    (name, c.clock_rate, c.channels)
 }
 
 impl PtTable {
@@ -214,6 +223,29 @@ impl Negotiation {
             return c.clone();
         }
         self.pts.assign(codec)
+    }
+
+    /// The RTX codec to offer with `codec` (as returned by
+    /// [`Self::codec_for`]): the client's own RTX entry for that payload type
+    /// when its join offer had one, else `rtx/90000` with `apt=<codec pt>`
+    /// under a payload type free in this session.
+    pub fn rtx_codec_for(&mut self, codec: &Codec) -> Codec {
+        if let Some(c) = self.client_media.iter().find_map(|m| {
+            m.codecs
+                .iter()
+                .any(|c| c.pt == codec.pt && c.name.eq_ignore_ascii_case(&codec.name))
+                .then(|| m.rtx_for(codec.pt))
+                .flatten()
+        }) {
+            return c.clone();
+        }
+        self.pts.assign(&Codec {
+            pt: codec.pt.wrapping_add(1).min(127),
+            name: "rtx".into(),
+            clock_rate: 90_000,
+            channels: None,
+            fmtp: Some(format!("apt={}", codec.pt)),
+        })
     }
 
     /// A mid never used in this session (`s1`, `s2`, …), for a new track.
@@ -321,6 +353,8 @@ impl Negotiation {
                             stream,
                             format!("{}-{}", s.kind.as_str(), t.producer.0),
                         )),
+                        rtx: t.rtx.as_ref().map(|(c, _)| c.clone()),
+                        rtx_ssrc: t.rtx.as_ref().map(|(_, ssrc)| *ssrc),
                         rejected: false,
                     }
                 }
@@ -332,6 +366,8 @@ impl Negotiation {
                     codec: None,
                     mid_ext_id: None,
                     send: None,
+                    rtx: None,
+                    rtx_ssrc: None,
                     rejected: true,
                 },
             });
@@ -480,6 +516,8 @@ mod tests {
                 codec: Some(opus()),
                 mid_ext_id: Some(4),
                 send: None,
+                rtx: None,
+                rtx_ssrc: None,
                 rejected: false,
             })
             .collect()
@@ -526,6 +564,7 @@ mod tests {
                 vp8(96)
             },
             ssrc: 1000 + n as u32,
+            rtx: None,
         }
     }
 

@@ -421,15 +421,22 @@ impl Room {
         let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
         for m in &offer.media {
             let codec = m.preferred_codec().cloned();
+            // RTX (RFC 4588) for video, when the client offers it for the codec.
+            let rtx = codec
+                .as_ref()
+                .filter(|_| m.kind == Some(MediaKind::Video))
+                .and_then(|c| m.rtx_for(c.pt))
+                .cloned();
             let publish = m.port != 0 && m.direction.sends() && codec.is_some() && m.ssrc.is_some();
             if publish && let (Some(kind), Some(c), Some(ssrc)) = (m.kind, &codec, m.ssrc) {
                 let params = ProducerParams {
                     transport,
                     kind,
                     ssrc: Ssrc(ssrc),
-                    rtx_ssrc: m.rtx_ssrc.map(Ssrc),
+                    rtx_ssrc: m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
                     mid: Mid::new(&m.mid),
                     payload_types: vec![Pt(c.pt)],
+                    rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
                 };
                 match call(&self.worker, |reply| Command::CreateProducer {
                     router,
@@ -464,6 +471,8 @@ impl Room {
                 codec,
                 mid_ext_id,
                 send: None,
+                rtx,
+                rtx_ssrc: None,
                 rejected: !usable,
             });
         }
@@ -545,6 +554,9 @@ impl Room {
         }
         // Offer the track with its own codec; the subscriber's answer decides.
         let sub_codec = s.neg.codec_for(codec);
+        // Video is retransmitted as RTX on a stream of its own (RFC 4588).
+        let rtx = (kind == MediaKind::Video)
+            .then(|| (s.neg.rtx_codec_for(&sub_codec), rand::random::<u32>() | 1));
         let mid = s.neg.allocate_mid();
         let ssrc: u32 = rand::random::<u32>() | 1;
         let params = ConsumerParams {
@@ -555,6 +567,7 @@ impl Room {
             mid_ext_id: s.neg.mid_ext_id(),
             pt_map: vec![(Pt(codec.pt), Pt(sub_codec.pt))],
             paused: true,
+            rtx: rtx.as_ref().map(|(c, ssrc)| (Ssrc(*ssrc), Pt(c.pt))),
         };
         let router = self.router;
         let consumer = match call(&self.worker, |reply| Command::CreateConsumer {
@@ -589,6 +602,7 @@ impl Room {
                 kind,
                 codec: sub_codec,
                 ssrc,
+                rtx,
             },
         );
     }

@@ -146,6 +146,14 @@ impl MediaSection {
         }
     }
 
+    /// The RTX codec associated with payload type `pt` (RFC 4588 §8.6:
+    /// `a=rtpmap:<rtx> rtx/90000`, `a=fmtp:<rtx> apt=<pt>`), if offered.
+    pub fn rtx_for(&self, pt: u8) -> Option<&Codec> {
+        self.codecs
+            .iter()
+            .find(|c| c.is("rtx") && c.fmtp.as_deref().and_then(rtx_apt) == Some(pt))
+    }
+
     /// The offered codec that matches `codec` (same name, clock, and for H264
     /// packetization-mode=1), for choosing the subscriber-side payload type.
     pub fn matching_codec(&self, codec: &Codec) -> Option<&Codec> {
@@ -158,6 +166,14 @@ impl MediaSection {
                         .is_some_and(|f| f.contains("packetization-mode=1")))
         })
     }
+}
+
+/// The `apt` (associated payload type) of an RTX codec's fmtp, e.g. 96 in
+/// `apt=96` (RFC 4588 §8.6).
+pub fn rtx_apt(fmtp: &str) -> Option<u8> {
+    fmtp.split(';')
+        .find_map(|kv| kv.trim().strip_prefix("apt="))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// What we need of a peer's SDP.
@@ -385,6 +401,10 @@ pub struct LocalMedia {
     pub mid_ext_id: Option<u8>,
     /// What we send on it: (SSRC, CNAME, msid stream id, msid track id).
     pub send: Option<(u32, String, String, String)>,
+    /// The RTX codec for `codec` (RFC 4588), video only.
+    pub rtx: Option<Codec>,
+    /// The RTX SSRC we send with (`a=ssrc-group:FID <ssrc> <rtx>`).
+    pub rtx_ssrc: Option<u32>,
     /// Port 0: rejected/removed section.
     pub rejected: bool,
 }
@@ -435,11 +455,18 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
                     range: None,
                 },
                 protos: vec!["UDP".into(), "TLS".into(), "RTP".into(), "SAVPF".into()],
-                formats: vec![
+                formats: std::iter::once(
                     m.codec
                         .as_ref()
                         .map_or("0".to_string(), |c| c.pt.to_string()),
-                ],
+                )
+                .chain(
+                    m.codec
+                        .as_ref()
+                        .and(m.rtx.as_ref())
+                        .map(|r| r.pt.to_string()),
+                )
+                .collect(),
             },
             media_title: None,
             connection_information: Some(ConnectionInformation {
@@ -491,10 +518,21 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
             if let Some(f) = &c.fmtp {
                 md = a(md, "fmtp", format!("{} {}", c.pt, f));
             }
+            if let Some(r) = &m.rtx {
+                md = a(md, "rtpmap", format!("{} rtx/{}", r.pt, r.clock_rate));
+                md = a(md, "fmtp", format!("{} apt={}", r.pt, c.pt));
+            }
         }
         if let Some((ssrc, cname, stream, track)) = &m.send {
+            if let Some(rtx) = m.rtx_ssrc.filter(|_| m.rtx.is_some()) {
+                md = a(md, "ssrc-group", format!("FID {ssrc} {rtx}"));
+            }
             md = a(md, "ssrc", format!("{ssrc} cname:{cname}"));
             md = a(md, "ssrc", format!("{ssrc} msid:{stream} {track}"));
+            if let Some(rtx) = m.rtx_ssrc.filter(|_| m.rtx.is_some()) {
+                md = a(md, "ssrc", format!("{rtx} cname:{cname}"));
+                md = a(md, "ssrc", format!("{rtx} msid:{stream} {track}"));
+            }
         }
         if !candidate_written {
             md = a(
@@ -543,6 +581,14 @@ mod tests {
             Some("VP8")
         );
         assert!(video.rtx_ssrc.is_some(), "FID group read");
+        let vp8 = video.preferred_codec().expect("vp8").pt;
+        let rtx = video.rtx_for(vp8).expect("Chromium offers RTX for VP8");
+        assert_eq!((rtx.name.as_str(), rtx.clock_rate), ("rtx", 90000));
+        assert!(
+            audio
+                .rtx_for(audio.preferred_codec().expect("opus").pt)
+                .is_none()
+        );
         assert!(audio.mid_ext_id.is_some());
     }
 
@@ -611,6 +657,8 @@ mod tests {
                 codec: Some(codec.clone()),
                 mid_ext_id: Some(4),
                 send: None,
+                rtx: None,
+                rtx_ssrc: None,
                 rejected: false,
             },
             LocalMedia {
@@ -621,6 +669,8 @@ mod tests {
                 codec: Some(codec),
                 mid_ext_id: Some(4),
                 send: Some((42, "c".into(), "p1".into(), "t1".into())),
+                rtx: None,
+                rtx_ssrc: None,
                 rejected: false,
             },
         ];
@@ -634,5 +684,55 @@ mod tests {
         assert_eq!(back.media[1].ssrc, Some(42));
         assert_eq!(back.media[1].direction, Direction::SendOnly);
         assert_eq!(back.media[0].mid_ext_id, Some(4));
+    }
+
+    #[test]
+    fn a_video_section_with_rtx_writes_the_fid_group_and_parses_back() {
+        let local = LocalParams {
+            ice_ufrag: "abcd".into(),
+            ice_pwd: "0123456789012345678901".into(),
+            fingerprint: sfu_core::proto::dtls::format_fingerprint(&[7; 32]),
+            ip: "127.0.0.1".parse().expect("ip"),
+            port: 40000,
+            session_id: 1,
+            session_version: 2,
+            ice_lite: true,
+        };
+        let vp8 = Codec {
+            pt: 96,
+            name: "VP8".into(),
+            clock_rate: 90000,
+            channels: None,
+            fmtp: None,
+        };
+        let rtx = Codec {
+            pt: 97,
+            name: "rtx".into(),
+            clock_rate: 90000,
+            channels: None,
+            fmtp: Some("apt=96".into()),
+        };
+        let media = vec![LocalMedia {
+            mid: "s1".into(),
+            kind: Some(MediaKind::Video),
+            media_token: "video".into(),
+            direction: Direction::SendOnly,
+            codec: Some(vp8),
+            mid_ext_id: Some(4),
+            send: Some((42, "c".into(), "p1".into(), "t1".into())),
+            rtx: Some(rtx.clone()),
+            rtx_ssrc: Some(43),
+            rejected: false,
+        }];
+        let s = write(&local, "actpass", &media);
+        assert!(s.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"), "{s}");
+        assert!(s.contains("a=fmtp:97 apt=96\r\n"), "{s}");
+        assert!(s.contains("a=ssrc-group:FID 42 43\r\n"), "{s}");
+        let back = parse(&s).expect("our SDP parses");
+        let m = &back.media[0];
+        assert_eq!((m.ssrc, m.rtx_ssrc), (Some(42), Some(43)));
+        assert_eq!(m.rtx_for(96), Some(&rtx));
+        assert_eq!(rtx_apt("apt=96; rtx-time=3000"), Some(96));
+        assert_eq!(rtx_apt("rtx-time=3000"), None);
     }
 }

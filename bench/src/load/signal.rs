@@ -96,6 +96,9 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
         },
         codec: Some(codec(c)),
         mid_ext_id: Some(MID_EXT),
+        // The load generator neither sends nor asks for retransmissions.
+        rtx: None,
+        rtx_ssrc: None,
         send: sends.then(|| {
             (
                 ssrc,
@@ -151,6 +154,8 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                 send: mine
                     .and_then(|s| s.send.clone())
                     .filter(|_| direction == Direction::SendOnly),
+                rtx: None,
+                rtx_ssrc: None,
                 rejected: m.port == 0 || m.kind.is_none(),
             }
         })

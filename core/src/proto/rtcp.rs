@@ -121,6 +121,21 @@ pub fn write_pli(sender: Ssrc, media: Ssrc, out: &mut Vec<u8>) {
     out.extend_from_slice(&media.0.to_be_bytes());
 }
 
+/// Packs sequence numbers (in order, wrapping allowed) into Generic NACK
+/// items (RFC 4585 §6.2.1): (PID, BLP), where bit i of BLP asks for PID + i + 1.
+pub fn nack_items(seqs: &[u16]) -> Vec<(u16, u16)> {
+    let mut items: Vec<(u16, u16)> = Vec::new();
+    for &s in seqs {
+        match items.last_mut() {
+            Some((pid, blp)) if (1..=16).contains(&s.wrapping_sub(*pid)) => {
+                *blp |= 1 << (s.wrapping_sub(*pid) - 1);
+            }
+            _ => items.push((s, 0)),
+        }
+    }
+    items
+}
+
 /// Appends a Generic NACK (RFC 4585 §6.2.1) to `out` with the given
 /// (PID, BLP) pairs.
 pub fn write_nack(sender: Ssrc, media: Ssrc, items: &[(u16, u16)], out: &mut Vec<u8>) {
@@ -241,5 +256,17 @@ mod tests {
         write_nack(Ssrc(1), Ssrc(2), &[(65534, 0b101)], &mut buf);
         let p = RtcpIter::new(&buf).next().expect("one packet");
         assert_eq!(nack_seqs(&p).collect::<Vec<_>>(), vec![65534, 65535, 1]);
+    }
+
+    #[test]
+    fn nack_items_pack_and_round_trip() {
+        let seqs = [65530u16, 65531, 65535, 0, 10, 11, 40];
+        let items = nack_items(&seqs);
+        // 65531, 65535, 0 and 10 are bits 0, 4, 5 and 15 after 65530; 11 is too far.
+        assert_eq!(items, [(65530, 0b1000_0000_0011_0001), (11, 0), (40, 0)]);
+        let mut buf = Vec::new();
+        write_nack(Ssrc(1), Ssrc(2), &items, &mut buf);
+        let p = RtcpIter::new(&buf).next().expect("one packet");
+        assert_eq!(nack_seqs(&p).collect::<Vec<_>>(), seqs);
     }
 }

@@ -162,6 +162,10 @@ pub struct Rewrite {
     pub timestamp: u32,
     /// The MID header extension to write: (extension id 1–14, value).
     pub mid: Option<(u8, Mid)>,
+    /// For an RTX packet (RFC 4588 §4): the original sequence number (the
+    /// consumer's), written in front of the payload. `ssrc`, `pt` and `seq`
+    /// are then the RTX stream's.
+    pub osn: Option<u16>,
 }
 
 /// Writes the forwarded copy of `pkt` (plain RTP with header `hdr`) into
@@ -170,7 +174,8 @@ pub struct Rewrite {
 /// `rw.mid` is set), then the payload and padding unchanged.
 ///
 /// Extensions of the producer's side are not forwarded: their ids were
-/// negotiated with the publisher, not with this subscriber.
+/// negotiated with the publisher, not with this subscriber. With `rw.osn`
+/// the copy is an RTX packet: the two OSN bytes go before the payload.
 pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<u8>) {
     out.clear();
     let cc = (pkt[0] & 0x0f) as usize;
@@ -194,7 +199,49 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<
         out.extend_from_slice(v);
         out.resize(out.len() + words * 4 - ext_len, 0);
     }
+    if let Some(osn) = rw.osn {
+        out.extend_from_slice(&osn.to_be_bytes());
+    }
     out.extend_from_slice(&pkt[hdr.header_len..]);
+}
+
+/// Padding bytes at the end of `pkt` (RFC 3550 §5.1: the P bit, then the
+/// last byte counts them), or `None` when the count runs into the header.
+pub fn padding_len(pkt: &[u8], hdr: &RtpHeader) -> Option<usize> {
+    if pkt[0] & 0x20 == 0 {
+        return Some(0);
+    }
+    let n = *pkt.last()? as usize;
+    (n >= 1 && hdr.header_len + n <= pkt.len()).then_some(n)
+}
+
+/// Rebuilds the original packet from an RTX packet `rtx` (RFC 4588 §4) into
+/// `out` (cleared first): the same header with `media_ssrc`, payload type
+/// `apt` and the original sequence number from the payload's first two
+/// bytes, then the rest of the payload and the padding.
+///
+/// Returns the original sequence number, or `None` when the payload holds
+/// no OSN (a padding-only probe, or a truncated packet): nothing to recover.
+pub fn unwrap_rtx(
+    rtx: &[u8],
+    hdr: &RtpHeader,
+    media_ssrc: Ssrc,
+    apt: Pt,
+    out: &mut Vec<u8>,
+) -> Option<u16> {
+    let pad = padding_len(rtx, hdr)?;
+    let payload = &rtx[hdr.header_len..rtx.len() - pad];
+    if payload.len() < 2 {
+        return None;
+    }
+    let osn = u16::from_be_bytes([payload[0], payload[1]]);
+    out.clear();
+    out.extend_from_slice(&rtx[..hdr.header_len]);
+    out[1] = (out[1] & 0x80) | (apt.0 & 0x7f);
+    out[2..4].copy_from_slice(&osn.to_be_bytes());
+    out[8..12].copy_from_slice(&media_ssrc.0.to_be_bytes());
+    out.extend_from_slice(&rtx[hdr.header_len + 2..]);
+    Some(osn)
 }
 
 #[cfg(test)]
@@ -280,6 +327,7 @@ mod tests {
             seq: 65535,
             timestamp: 99,
             mid: Some((9, Mid::new("m12").expect("mid"))),
+            osn: None,
         };
         let mut out = Vec::new();
         write_forwarded(&p, &h, &rw, &mut out);
@@ -297,5 +345,57 @@ mod tests {
         let o = RtpHeader::parse(&out).expect("valid");
         assert_eq!(o.header_len, 12);
         assert_eq!(o.ext_profile, None);
+    }
+
+    #[test]
+    fn rtx_wraps_with_the_osn_and_unwraps_to_the_original() {
+        let p = packet_with_ext();
+        let h = RtpHeader::parse(&p).expect("valid");
+        let rw = Rewrite {
+            ssrc: Ssrc(0x5678),
+            pt: Pt(97),
+            seq: 9,
+            timestamp: 0x1000,
+            mid: None,
+            osn: Some(0x4242),
+        };
+        let mut rtx = Vec::new();
+        write_forwarded(&p, &h, &rw, &mut rtx);
+        let rh = RtpHeader::parse(&rtx).expect("valid");
+        assert_eq!((rh.ssrc, rh.pt, rh.seq), (Ssrc(0x5678), Pt(97), 9));
+        assert_eq!(&rtx[rh.header_len..rh.header_len + 2], &[0x42, 0x42]);
+        let mut back = Vec::new();
+        let osn = unwrap_rtx(&rtx, &rh, Ssrc(0xdead_beef), Pt(96), &mut back);
+        assert_eq!(osn, Some(0x4242));
+        let bh = RtpHeader::parse(&back).expect("valid");
+        assert_eq!(
+            (bh.ssrc, bh.pt, bh.seq, bh.timestamp),
+            (Ssrc(0xdead_beef), Pt(96), 0x4242, 0x1000)
+        );
+        assert_eq!(&back[bh.header_len..], b"payload");
+    }
+
+    #[test]
+    fn a_padding_only_rtx_probe_recovers_nothing() {
+        // P bit, 12-byte header, 4 bytes of padding (count 4), no payload.
+        let probe = [0xa0, 97, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 4];
+        let h = RtpHeader::parse(&probe).expect("valid");
+        assert_eq!(padding_len(&probe, &h), Some(4));
+        assert_eq!(
+            unwrap_rtx(&probe, &h, Ssrc(1), Pt(96), &mut Vec::new()),
+            None
+        );
+        // A padding count longer than the packet is malformed.
+        let bad = [0xa0, 97, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 40];
+        let h = RtpHeader::parse(&bad).expect("header");
+        assert_eq!(padding_len(&bad, &h), None);
+        assert_eq!(unwrap_rtx(&bad, &h, Ssrc(1), Pt(96), &mut Vec::new()), None);
+        // Truncated: one byte after the header.
+        let short = [0x80, 97, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 7];
+        let h = RtpHeader::parse(&short).expect("header");
+        assert_eq!(
+            unwrap_rtx(&short, &h, Ssrc(1), Pt(96), &mut Vec::new()),
+            None
+        );
     }
 }

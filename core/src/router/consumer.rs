@@ -21,6 +21,10 @@ pub struct ConsumerParams {
     pub pt_map: Vec<(Pt, Pt)>,
     /// Start paused.
     pub paused: bool,
+    /// The subscriber's RTX stream for this consumer (RFC 4588): (SSRC,
+    /// payload type). With it, retransmissions go out as RTX; without, they
+    /// are resent on the consumer's own SSRC and sequence number.
+    pub rtx: Option<(Ssrc, Pt)>,
 }
 
 /// A subscriber's copy of a producer.
@@ -33,7 +37,19 @@ pub struct Consumer {
     pub(crate) paused: bool,
     pub(crate) packets_sent: u32,
     pub(crate) octets_sent: u32,
+    /// Next RTX sequence number.
+    pub(crate) rtx_seq: u16,
+    /// Recent retransmissions: (consumer seq, ms since the router's epoch + 1;
+    /// 0 = none), indexed by seq modulo the length, so one packet is resent
+    /// at most once per RTT.
+    pub(crate) resent: [(u16, u32); 64],
+    /// Retransmission budget, in packets: half a token per forwarded packet
+    /// (at most [`RTX_BURST`]), one per retransmission.
+    pub(crate) rtx_tokens: f32,
 }
+
+/// Retransmissions a consumer may send in a burst.
+pub const RTX_BURST: f32 = 64.0;
 
 impl Consumer {
     pub(crate) fn new(params: ConsumerParams, initial_seq: u16, ts_offset: u32) -> Self {
@@ -45,6 +61,9 @@ impl Consumer {
             paused,
             packets_sent: 0,
             octets_sent: 0,
+            rtx_seq: rand::random(),
+            resent: [(0, 0); 64],
+            rtx_tokens: RTX_BURST,
         }
     }
 

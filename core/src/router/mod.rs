@@ -7,7 +7,9 @@
 
 pub mod consumer;
 pub mod id_slab;
+pub mod nack;
 pub mod producer;
+pub mod retransmission;
 pub mod seq_manager;
 
 use std::cmp::Reverse;
@@ -19,13 +21,16 @@ use std::time::{Duration, Instant};
 pub use consumer::{Consumer, ConsumerParams};
 pub use producer::{MediaKind, Producer, ProducerParams};
 
+use self::consumer::RTX_BURST;
 use self::id_slab::IdSlab;
+use self::nack::{Arrival, NackGenerator};
+use self::retransmission::{RetransmissionBuffer, Stored};
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;
 use crate::proto::rtcp::{self, RtcpIter, SenderInfo};
-use crate::proto::rtp::{Rewrite, RtpHeader, write_forwarded};
+use crate::proto::rtp::{Rewrite, RtpHeader, unwrap_rtx, write_forwarded};
 use crate::proto::stun;
 use crate::stats::{Counters, DropReason};
 use crate::transport::{
@@ -48,6 +53,15 @@ pub struct RouterConfig {
     pub keyframe_min_interval: Duration,
     /// The SRTP implementation of new transports.
     pub srtp: crate::proto::srtp::SrtpBackend,
+    /// A packet missing from a publisher's video is NACKed this long after
+    /// the gap is seen (5 ms), so packets merely reordered cost no NACK.
+    pub nack_reorder_delay: Duration,
+    /// How long a video packet stays in its producer's retransmission buffer
+    /// (1.5 s), measured by RTP timestamp.
+    pub retransmission_max_age: Duration,
+    /// Round-trip time assumed for NACK retries and for resending a packet
+    /// at most once per RTT, until one is measured (100 ms).
+    pub default_rtt: Duration,
 }
 
 impl Default for RouterConfig {
@@ -56,6 +70,9 @@ impl Default for RouterConfig {
             timeouts: TransportTimeouts::default(),
             keyframe_min_interval: Duration::from_millis(500),
             srtp: crate::proto::srtp::SrtpBackend::default(),
+            nack_reorder_delay: Duration::from_millis(5),
+            retransmission_max_age: Duration::from_millis(1500),
+            default_rtt: Duration::from_millis(100),
         }
     }
 }
@@ -85,6 +102,8 @@ enum Timer {
     Transport(TransportId),
     /// A deferred keyframe request of a producer.
     Keyframe(ProducerId),
+    /// A producer's NACKs to its publisher.
+    Nack(ProducerId),
 }
 
 /// One room's forwarding graph.
@@ -113,6 +132,12 @@ pub struct Router {
     /// forwarded copy in steady state allocates nothing.
     pool: Vec<Vec<u8>>,
     rtcp_buf: Vec<u8>,
+    /// A publisher's RTX packet rebuilt as the original (reused).
+    unwrap_buf: Vec<u8>,
+    /// Sequence numbers of one NACK (reused).
+    nack_seqs: Vec<u16>,
+    /// When the router was created: the zero of its millisecond stamps.
+    epoch: Instant,
     rtcp_ssrc: Ssrc,
     /// The latest time the router was given (sans-IO: it never reads a clock).
     now: Instant,
@@ -148,6 +173,9 @@ impl Router {
             scratch: Vec::with_capacity(1500),
             pool: Vec::new(),
             rtcp_buf: Vec::with_capacity(256),
+            unwrap_buf: Vec::with_capacity(SEND_BUF),
+            nack_seqs: Vec::with_capacity(64),
+            epoch: now,
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
             now,
         }
@@ -277,7 +305,15 @@ impl Router {
                 params.ssrc.0
             )));
         }
-        let id = self.producers.insert(Producer::new(params));
+        let video = params.kind == MediaKind::Video;
+        let mut producer = Producer::new(params);
+        if video {
+            // 90 kHz: the RTP clock of every video codec we forward.
+            let ticks = self.config.retransmission_max_age.as_millis() as u32 * 90;
+            producer.buffer = Some(RetransmissionBuffer::new(ticks));
+            producer.nack = Some(NackGenerator::new(self.config.nack_reorder_delay));
+        }
+        let id = self.producers.insert(producer);
         self.transports[tid].producers.push(id);
         self.gauge(|c| c.producers.add(1));
         Ok(id)
@@ -440,7 +476,7 @@ impl Router {
         match res {
             Err(r) => self.count_drop(r),
             Ok(Received::Nothing) => {}
-            Ok(Received::Rtp(n)) => self.on_rtp(tid, &data[..n]),
+            Ok(Received::Rtp(n)) => self.on_rtp(now, tid, &data[..n]),
             Ok(Received::Rtcp(n)) => self.on_rtcp(now, tid, &data[..n]),
         }
     }
@@ -505,11 +541,82 @@ impl Router {
         }
     }
 
-    fn on_rtp(&mut self, tid: TransportId, pkt: &[u8]) {
+    fn on_rtp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
         let Some(hdr) = RtpHeader::parse(pkt) else {
             self.count_drop(DropReason::MalformedRtp);
             return;
         };
+        let entry = &self.transports[tid];
+        let producers = &self.producers;
+        if let Some(pid) = entry
+            .producers
+            .iter()
+            .copied()
+            .find(|p| producers[*p].params.ssrc == hdr.ssrc)
+        {
+            if !producers[pid].params.payload_types.contains(&hdr.pt) {
+                self.count_drop(DropReason::UnknownSsrc);
+                return;
+            }
+            self.forward(now, pid, pkt, &hdr);
+            return;
+        }
+        let Some(pid) = entry
+            .producers
+            .iter()
+            .copied()
+            .find(|p| producers[*p].params.rtx_ssrc == Some(hdr.ssrc))
+        else {
+            self.count_drop(DropReason::UnknownSsrc);
+            return;
+        };
+        // RTX (RFC 4588 §4): rebuild the original, then handle it as such.
+        let p = &producers[pid].params;
+        let Some(apt) = p
+            .rtx_payload_types
+            .iter()
+            .find(|(rtx, _)| *rtx == hdr.pt)
+            .map(|(_, apt)| *apt)
+        else {
+            self.count_drop(DropReason::UnknownSsrc);
+            return;
+        };
+        let mut buf = std::mem::take(&mut self.unwrap_buf);
+        // No OSN: a padding-only probe, nothing to recover or forward.
+        if unwrap_rtx(pkt, &hdr, p.ssrc, apt, &mut buf).is_some()
+            && let Some(orig) = RtpHeader::parse(&buf)
+        {
+            self.forward(now, pid, &buf, &orig);
+        }
+        self.unwrap_buf = buf;
+    }
+
+    /// Handles one media packet of producer `pid` (received, or rebuilt from
+    /// RTX): loss tracking, the retransmission buffer, then one rewritten and
+    /// encrypted copy per consumer. A packet already received is dropped.
+    fn forward(&mut self, now: Instant, pid: ProducerId, pkt: &[u8], hdr: &RtpHeader) {
+        let mut keyframe = false;
+        let producer = &mut self.producers[pid];
+        if let Some(g) = &mut producer.nack {
+            match g.on_packet(now, hdr.seq) {
+                Arrival::New | Arrival::Old => {}
+                Arrival::Recovered => {
+                    self.counters.packets_recovered.add(1);
+                    self.worker_counters.packets_recovered.add(1);
+                }
+                Arrival::Reset => keyframe = true,
+            }
+        }
+        if let Some(b) = &mut producer.buffer
+            && b.insert(hdr.seq, hdr.timestamp, pkt) == Stored::Duplicate
+        {
+            self.count_drop(DropReason::Duplicate);
+            return;
+        }
+        self.schedule_nack(pid);
+        if keyframe {
+            self.request_keyframe(now, pid);
+        }
         let Self {
             transports,
             producers,
@@ -521,29 +628,7 @@ impl Router {
             worker_counters,
             ..
         } = self;
-        let entry = &transports[tid];
-        let Some(pid) = entry
-            .producers
-            .iter()
-            .copied()
-            .find(|p| producers[*p].params.ssrc == hdr.ssrc)
-        else {
-            let rtx = entry
-                .producers
-                .iter()
-                .any(|p| producers[*p].params.rtx_ssrc == Some(hdr.ssrc));
-            if !rtx {
-                counters.count_drop(DropReason::UnknownSsrc);
-                worker_counters.count_drop(DropReason::UnknownSsrc);
-            }
-            return;
-        };
         let producer = &producers[pid];
-        if !producer.params.payload_types.contains(&hdr.pt) {
-            counters.count_drop(DropReason::UnknownSsrc);
-            worker_counters.count_drop(DropReason::UnknownSsrc);
-            return;
-        }
         let payload_len = (pkt.len() - hdr.header_len) as u32;
         for cid in &producer.consumers {
             let c = &mut consumers[*cid];
@@ -560,8 +645,9 @@ impl Router {
                 seq,
                 timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
                 mid: c.params.mid_ext_id.zip(c.params.mid),
+                osn: None,
             };
-            write_forwarded(pkt, &hdr, &rw, scratch);
+            write_forwarded(pkt, hdr, &rw, scratch);
             let Some(t) = transports.get_mut(c.params.transport) else {
                 continue;
             };
@@ -570,9 +656,59 @@ impl Router {
                 transmits.push_back(tx);
                 c.packets_sent = c.packets_sent.wrapping_add(1);
                 c.octets_sent = c.octets_sent.wrapping_add(payload_len);
+                c.rtx_tokens = (c.rtx_tokens + 0.5).min(RTX_BURST);
                 counters.rtp_forwarded.add(1);
                 worker_counters.rtp_forwarded.add(1);
             }
+        }
+    }
+
+    /// Puts producer `pid`'s next NACK deadline in the heap when it is
+    /// earlier than the one scheduled.
+    fn schedule_nack(&mut self, pid: ProducerId) {
+        let rtt = self.config.default_rtt;
+        let Some(p) = self.producers.get_mut(pid) else {
+            return;
+        };
+        if let Some(t) = p.nack.as_ref().and_then(|g| g.next_deadline(rtt))
+            && p.nack_scheduled.is_none_or(|s| t < s)
+        {
+            p.nack_scheduled = Some(t);
+            self.timers.push(Reverse((t, Timer::Nack(pid))));
+        }
+    }
+
+    /// Sends producer `pid`'s due NACKs to its publisher; a packet given up
+    /// asks for a keyframe.
+    fn send_nacks(&mut self, now: Instant, pid: ProducerId) {
+        let rtt = self.config.default_rtt;
+        let Some(p) = self.producers.get_mut(pid) else {
+            return;
+        };
+        let Some(g) = &mut p.nack else { return };
+        self.nack_seqs.clear();
+        let gave_up = g.poll(now, rtt, &mut self.nack_seqs);
+        let (tid, media) = (p.params.transport, p.params.ssrc);
+        if gave_up > 0 {
+            self.counters.packets_lost.add(gave_up as u64);
+            self.worker_counters.packets_lost.add(gave_up as u64);
+        }
+        if !self.nack_seqs.is_empty() {
+            let items = rtcp::nack_items(&self.nack_seqs);
+            self.rtcp_buf.clear();
+            rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
+            rtcp::write_nack(self.rtcp_ssrc, media, &items, &mut self.rtcp_buf);
+            if let Some(e) = self.transports.get_mut(tid)
+                && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
+            {
+                self.transmits.push_back(tx);
+                self.counters.nacks_sent.add(1);
+                self.worker_counters.nacks_sent.add(1);
+            }
+        }
+        self.schedule_nack(pid);
+        if gave_up > 0 {
+            self.request_keyframe(now, pid);
         }
     }
 
@@ -598,7 +734,7 @@ impl Router {
                         self.keyframe_for_consumer_ssrc(now, tid, ssrc);
                     }
                 }
-                (rtcp::PT_RTPFB, 1) => self.relay_nack(tid, &p),
+                (rtcp::PT_RTPFB, 1) => self.on_nack(now, tid, &p),
                 // Receiver reports, SDES, BYE, transport-cc, REMB: consumed.
                 _ => {}
             }
@@ -713,36 +849,84 @@ impl Router {
 
     /// Relays a subscriber's NACK to the publisher, with sequence numbers
     /// mapped back to the producer's.
-    fn relay_nack(&mut self, tid: TransportId, p: &rtcp::RtcpPacket<'_>) {
+    /// Answers a subscriber's NACK (RFC 4585 §6.2.1) from the producer's
+    /// retransmission buffer: each packet still there is sent again, as RTX
+    /// on the consumer's RTX SSRC with the original sequence number in front
+    /// (RFC 4588 §4) when the subscriber negotiated RTX, else as it was.
+    /// A packet is resent at most once per RTT, and within the consumer's
+    /// retransmission budget.
+    fn on_nack(&mut self, now: Instant, tid: TransportId, p: &rtcp::RtcpPacket<'_>) {
         let Some(ssrc) = p.media_ssrc() else { return };
         let Some(cid) = self.find_consumer(tid, ssrc) else {
             return;
         };
-        let c = &self.consumers[cid];
-        let Some(prod) = self.producers.get(c.params.producer) else {
+        self.counters.nacks_received.add(1);
+        self.worker_counters.nacks_received.add(1);
+        let rtt_ms = self.config.default_rtt.as_millis() as u32;
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u32 + 1;
+        let Self {
+            transports,
+            producers,
+            consumers,
+            transmits,
+            scratch,
+            pool,
+            counters,
+            worker_counters,
+            ..
+        } = self;
+        let c = &mut consumers[cid];
+        let Some(buffer) = producers
+            .get(c.params.producer)
+            .and_then(|p| p.buffer.as_ref())
+        else {
             return;
         };
-        let (ptid, media) = (prod.params.transport, prod.params.ssrc);
-        let mut items: Vec<(u16, u16)> = Vec::new();
-        for seq in rtcp::nack_seqs(p) {
-            let s = c.seq.output_to_input(seq);
-            match items.last_mut() {
-                Some((pid, blp)) if s.wrapping_sub(*pid) >= 1 && s.wrapping_sub(*pid) <= 16 => {
-                    *blp |= 1 << (s.wrapping_sub(*pid) - 1);
-                }
-                _ => items.push((s, 0)),
-            }
-        }
-        if items.is_empty() {
+        let Some(t) = transports.get_mut(c.params.transport) else {
             return;
-        }
-        self.rtcp_buf.clear();
-        rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
-        rtcp::write_nack(self.rtcp_ssrc, media, &items, &mut self.rtcp_buf);
-        if let Some(e) = self.transports.get_mut(ptid)
-            && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
-        {
-            self.transmits.push_back(tx);
+        };
+        for out_seq in rtcp::nack_seqs(p) {
+            let Some(pkt) = buffer.get(c.seq.output_to_input(out_seq)) else {
+                continue;
+            };
+            let Some(hdr) = RtpHeader::parse(pkt) else {
+                continue;
+            };
+            let si = out_seq as usize % c.resent.len();
+            let (last_seq, last_ms) = c.resent[si];
+            if last_seq == out_seq && last_ms != 0 && now_ms.wrapping_sub(last_ms) < rtt_ms {
+                continue;
+            }
+            if c.rtx_tokens < 1.0 {
+                break;
+            }
+            let Some(pt) = c.map_pt(hdr.pt) else { continue };
+            let mut rw = Rewrite {
+                ssrc: c.params.ssrc,
+                pt,
+                seq: out_seq,
+                timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
+                mid: c.params.mid_ext_id.zip(c.params.mid),
+                osn: None,
+            };
+            if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {
+                rw.ssrc = rtx_ssrc;
+                rw.pt = rtx_pt;
+                rw.seq = c.rtx_seq;
+                rw.osn = Some(out_seq);
+            }
+            write_forwarded(pkt, &hdr, &rw, scratch);
+            let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
+            if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
+                transmits.push_back(tx);
+                if c.params.rtx.is_some() {
+                    c.rtx_seq = c.rtx_seq.wrapping_add(1);
+                }
+                c.resent[si] = (out_seq, now_ms);
+                c.rtx_tokens -= 1.0;
+                counters.retransmissions_sent.add(1);
+                worker_counters.retransmissions_sent.add(1);
+            }
         }
     }
 
@@ -770,6 +954,16 @@ impl Router {
                     }
                     // Reschedules (a deadline that moved later included).
                     self.after_transport(tid);
+                }
+                Timer::Nack(pid) => {
+                    let Some(p) = self.producers.get_mut(pid) else {
+                        continue;
+                    };
+                    if p.nack_scheduled != Some(at) {
+                        continue; // superseded by an earlier entry
+                    }
+                    p.nack_scheduled = None;
+                    self.send_nacks(now, pid);
                 }
                 Timer::Keyframe(pid) => {
                     let Some(p) = self.producers.get_mut(pid) else {

@@ -4,6 +4,8 @@ use std::time::Instant;
 
 use crate::ids::{ConsumerId, Mid, Pt, Ssrc, TransportId};
 use crate::proto::rtcp::SenderInfo;
+use crate::router::nack::NackGenerator;
+use crate::router::retransmission::RetransmissionBuffer;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +41,10 @@ pub struct ProducerParams {
     pub mid: Option<Mid>,
     /// Payload types accepted from the publisher; others are dropped.
     pub payload_types: Vec<Pt>,
+    /// RTX payload types (RFC 4588 §8.6: `a=fmtp:<rtx> apt=<pt>`), as
+    /// (RTX payload type, associated payload type); packets on `rtx_ssrc`
+    /// with one of them are unwrapped and fill the stream's gaps.
+    pub rtx_payload_types: Vec<(Pt, Pt)>,
 }
 
 /// An incoming track.
@@ -49,6 +55,12 @@ pub struct Producer {
     pub(crate) last_keyframe_request: Option<Instant>,
     pub(crate) keyframe_pending: bool,
     pub(crate) last_sr: Option<SenderInfo>,
+    /// Recent packets for consumers' NACKs (video only).
+    pub(crate) buffer: Option<RetransmissionBuffer>,
+    /// Loss tracking and NACKs towards the publisher (video only).
+    pub(crate) nack: Option<NackGenerator>,
+    /// The deadline the NACK timer has in the router's heap, if any.
+    pub(crate) nack_scheduled: Option<Instant>,
 }
 
 impl Producer {
@@ -59,6 +71,9 @@ impl Producer {
             last_keyframe_request: None,
             keyframe_pending: false,
             last_sr: None,
+            buffer: None,
+            nack: None,
+            nack_scheduled: None,
         }
     }
 

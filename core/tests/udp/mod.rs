@@ -138,6 +138,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             rtx_ssrc: None,
             mid: Mid::new("0"),
             payload_types: vec![Pt(111)],
+            rtx_payload_types: vec![],
         },
         reply,
     });
@@ -151,6 +152,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             mid_ext_id: Some(3),
             pt_map: vec![(Pt(111), Pt(111))],
             paused: false,
+            rtx: None,
         },
         reply,
     });

@@ -363,6 +363,8 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
                 codec: m.codecs.first().cloned(),
                 mid_ext_id: m.mid_ext_id,
                 send: None,
+                rtx: m.codecs.first().and_then(|c| m.rtx_for(c.pt)).cloned(),
+                rtx_ssrc: None,
                 rejected,
             }
         })
