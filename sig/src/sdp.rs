@@ -629,9 +629,8 @@ mod tests {
         assert!(matches!(parse("hello"), Err(SdpError::Parse(_))));
     }
 
-    #[test]
-    fn written_answer_parses_back() {
-        let local = LocalParams {
+    fn test_local() -> LocalParams {
+        LocalParams {
             ice_ufrag: "abcd".into(),
             ice_pwd: "0123456789012345678901".into(),
             fingerprint: sfu_core::proto::dtls::format_fingerprint(&[7; 32]),
@@ -640,7 +639,12 @@ mod tests {
             session_id: 1,
             session_version: 2,
             ice_lite: true,
-        };
+        }
+    }
+
+    #[test]
+    fn written_answer_parses_back() {
+        let local = test_local();
         let codec = Codec {
             pt: 111,
             name: "opus".into(),
@@ -688,16 +692,7 @@ mod tests {
 
     #[test]
     fn a_video_section_with_rtx_writes_the_fid_group_and_parses_back() {
-        let local = LocalParams {
-            ice_ufrag: "abcd".into(),
-            ice_pwd: "0123456789012345678901".into(),
-            fingerprint: sfu_core::proto::dtls::format_fingerprint(&[7; 32]),
-            ip: "127.0.0.1".parse().expect("ip"),
-            port: 40000,
-            session_id: 1,
-            session_version: 2,
-            ice_lite: true,
-        };
+        let local = test_local();
         let vp8 = Codec {
             pt: 96,
             name: "VP8".into(),

@@ -318,6 +318,8 @@ window.sfu = {
     }
     return out;
   },
+  // The peer connection itself, for tests that read getStats() directly.
+  pc: () => state.pc,
   errorText: () => ($('banner').hidden ? '' : $('banner-text').textContent),
   // m-sections in the current remote description (grows only with live tracks).
   sections: () => (state.pc && state.pc.remoteDescription

@@ -199,6 +199,80 @@ pub fn write_empty_rr(sender: Ssrc, out: &mut Vec<u8>) {
     out.extend_from_slice(&sender.0.to_be_bytes());
 }
 
+/// A reception report block (RFC 3550 §6.4.1), in an SR or RR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportBlock {
+    /// The source this block is about.
+    pub ssrc: Ssrc,
+    /// Packets lost since the previous report, as a fraction of 256.
+    pub fraction_lost: u8,
+    /// Packets lost since the start (24-bit signed).
+    pub cumulative_lost: i32,
+    /// Extended highest sequence number received.
+    pub ext_highest_seq: u32,
+    /// Interarrival jitter, RTP timestamp ticks.
+    pub jitter: u32,
+    /// Middle 32 bits of the NTP timestamp of the last SR received (0: none).
+    pub lsr: u32,
+    /// Delay since that SR, in 1/65536 s.
+    pub dlsr: u32,
+}
+
+impl ReportBlock {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.ssrc.0.to_be_bytes());
+        let lost = (self.cumulative_lost as u32) & 0x00ff_ffff;
+        out.extend_from_slice(&(u32::from(self.fraction_lost) << 24 | lost).to_be_bytes());
+        for v in [self.ext_highest_seq, self.jitter, self.lsr, self.dlsr] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    fn parse(b: &[u8]) -> Option<Self> {
+        let u = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
+        let w = u(4)?;
+        // Sign-extend the 24-bit count.
+        let cumulative_lost = ((w << 8) as i32) >> 8;
+        Some(Self {
+            ssrc: Ssrc(u(0)?),
+            fraction_lost: (w >> 24) as u8,
+            cumulative_lost,
+            ext_highest_seq: u(8)?,
+            jitter: u(12)?,
+            lsr: u(16)?,
+            dlsr: u(20)?,
+        })
+    }
+}
+
+/// Appends a receiver report (RFC 3550 §6.4.2) from `sender` with up to 31
+/// `blocks` (more are left out) to `out`.
+pub fn write_rr(sender: Ssrc, blocks: &[ReportBlock], out: &mut Vec<u8>) {
+    let blocks = &blocks[..blocks.len().min(31)];
+    out.extend_from_slice(&[0x80 | blocks.len() as u8, PT_RR]);
+    out.extend_from_slice(&((1 + 6 * blocks.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&sender.0.to_be_bytes());
+    for b in blocks {
+        b.write(out);
+    }
+}
+
+/// The report blocks of an SR or RR packet (none for other packets).
+pub fn report_blocks<'a>(pkt: &RtcpPacket<'a>) -> impl Iterator<Item = ReportBlock> + 'a {
+    let start = match pkt.pt {
+        PT_SR => 28,
+        PT_RR => 8,
+        _ => usize::MAX,
+    };
+    let n = usize::from(pkt.count_or_fmt);
+    pkt.bytes
+        .get(start..)
+        .unwrap_or(&[])
+        .chunks_exact(24)
+        .take(n)
+        .filter_map(ReportBlock::parse)
+}
+
 /// Iterates the (PID, BLP) items of a Generic NACK (RFC 4585 §6.2.1) as the
 /// individual lost sequence numbers.
 pub fn nack_seqs<'a>(pkt: &RtcpPacket<'a>) -> impl Iterator<Item = u16> + 'a {
@@ -256,6 +330,36 @@ mod tests {
         write_nack(Ssrc(1), Ssrc(2), &[(65534, 0b101)], &mut buf);
         let p = RtcpIter::new(&buf).next().expect("one packet");
         assert_eq!(nack_seqs(&p).collect::<Vec<_>>(), vec![65534, 65535, 1]);
+    }
+
+    #[test]
+    fn receiver_reports_round_trip() {
+        let blocks = [
+            ReportBlock {
+                ssrc: Ssrc(9),
+                fraction_lost: 25,
+                cumulative_lost: -3,
+                ext_highest_seq: 0x0001_0005,
+                jitter: 450,
+                lsr: 0x3344_5566,
+                dlsr: 32_768,
+            },
+            ReportBlock {
+                ssrc: Ssrc(10),
+                fraction_lost: 0,
+                cumulative_lost: 0x7f_ffff,
+                ext_highest_seq: 7,
+                jitter: 0,
+                lsr: 0,
+                dlsr: 0,
+            },
+        ];
+        let mut buf = Vec::new();
+        write_rr(Ssrc(1), &blocks, &mut buf);
+        assert!(is_well_formed(&buf));
+        let p = RtcpIter::new(&buf).next().expect("one packet");
+        assert_eq!((p.pt, p.count_or_fmt), (PT_RR, 2));
+        assert_eq!(report_blocks(&p).collect::<Vec<_>>(), blocks);
     }
 
     #[test]

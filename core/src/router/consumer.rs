@@ -46,6 +46,10 @@ pub struct Consumer {
     /// Retransmission budget, in packets: half a token per forwarded packet
     /// (at most [`RTX_BURST`]), one per retransmission.
     pub(crate) rtx_tokens: f32,
+    /// The last SRs sent to the subscriber: (NTP middle 32 bits, ms since
+    /// the router's epoch + 1), for the RTT from its receiver reports.
+    pub(crate) sr_sent: [(u32, u32); 4],
+    pub(crate) sr_next: usize,
 }
 
 /// Retransmissions a consumer may send in a burst.
@@ -64,6 +68,8 @@ impl Consumer {
             rtx_seq: rand::random(),
             resent: [(0, 0); 64],
             rtx_tokens: RTX_BURST,
+            sr_sent: [(0, 0); 4],
+            sr_next: 0,
         }
     }
 

@@ -114,6 +114,11 @@ impl<I: SlabId, T> IdSlab<I, T> {
         })
     }
 
+    /// The objects, mutable, in index order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slab.iter_mut().map(|(_, e)| &mut e.value)
+    }
+
     /// The ids of all objects, in index order.
     pub fn ids(&self) -> Vec<I> {
         self.iter().map(|(id, _)| id).collect()

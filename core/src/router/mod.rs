@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod id_slab;
 pub mod nack;
 pub mod producer;
+pub mod receive_stats;
 pub mod retransmission;
 pub mod seq_manager;
 
@@ -24,6 +25,7 @@ pub use producer::{MediaKind, Producer, ProducerParams};
 use self::consumer::RTX_BURST;
 use self::id_slab::IdSlab;
 use self::nack::{Arrival, NackGenerator};
+use self::receive_stats::ReceiveStats;
 use self::retransmission::{RetransmissionBuffer, Stored};
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
@@ -43,6 +45,8 @@ use crate::transport::{
 pub const SEND_BUF: usize = 1536;
 /// Pooled send buffers kept per router at most.
 pub const POOL_MAX: usize = 4096;
+/// How often publishers get receiver reports (RFC 3550 §6.4.2).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Settings of a router.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +97,9 @@ struct TransportEntry {
     consumers: Vec<ConsumerId>,
     /// The deadline this transport has in the timer heap, if any.
     scheduled: Option<Instant>,
+    /// Smoothed round-trip time, measured from the participant's receiver
+    /// reports on the SRs we sent it (RFC 3550 §6.4.1), if any yet.
+    rtt: Option<Duration>,
 }
 
 /// What a timer-heap entry is for.
@@ -104,6 +111,8 @@ enum Timer {
     Keyframe(ProducerId),
     /// A producer's NACKs to its publisher.
     Nack(ProducerId),
+    /// Receiver reports to every publisher, once a second.
+    Reports,
 }
 
 /// One room's forwarding graph.
@@ -138,6 +147,8 @@ pub struct Router {
     nack_seqs: Vec<u16>,
     /// When the router was created: the zero of its millisecond stamps.
     epoch: Instant,
+    /// The receiver-report timer is in the heap.
+    reports_scheduled: bool,
     rtcp_ssrc: Ssrc,
     /// The latest time the router was given (sans-IO: it never reads a clock).
     now: Instant,
@@ -176,6 +187,7 @@ impl Router {
             unwrap_buf: Vec::with_capacity(SEND_BUF),
             nack_seqs: Vec::with_capacity(64),
             epoch: now,
+            reports_scheduled: false,
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
             now,
         }
@@ -245,6 +257,7 @@ impl Router {
         .with_srtp_backend(self.config.srtp);
         let id = self.transports.insert(TransportEntry {
             transport: t,
+            rtt: None,
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,
@@ -307,6 +320,8 @@ impl Router {
         }
         let video = params.kind == MediaKind::Video;
         let mut producer = Producer::new(params);
+        // The RTP clocks of what we forward: 90 kHz video, 48 kHz Opus.
+        producer.stats = ReceiveStats::new(if video { 90_000 } else { 48_000 });
         if video {
             // 90 kHz: the RTP clock of every video codec we forward.
             let ticks = self.config.retransmission_max_age.as_millis() as u32 * 90;
@@ -315,6 +330,11 @@ impl Router {
         }
         let id = self.producers.insert(producer);
         self.transports[tid].producers.push(id);
+        if !self.reports_scheduled {
+            self.reports_scheduled = true;
+            self.timers
+                .push(Reverse((self.now + REPORT_INTERVAL, Timer::Reports)));
+        }
         self.gauge(|c| c.producers.add(1));
         Ok(id)
     }
@@ -558,6 +578,9 @@ impl Router {
                 self.count_drop(DropReason::UnknownSsrc);
                 return;
             }
+            self.producers[pid]
+                .stats
+                .on_packet(now, hdr.seq, hdr.timestamp);
             self.forward(now, pid, pkt, &hdr);
             return;
         }
@@ -666,7 +689,10 @@ impl Router {
     /// Puts producer `pid`'s next NACK deadline in the heap when it is
     /// earlier than the one scheduled.
     fn schedule_nack(&mut self, pid: ProducerId) {
-        let rtt = self.config.default_rtt;
+        let Some(tid) = self.producers.get(pid).map(|p| p.params.transport) else {
+            return;
+        };
+        let rtt = self.rtt(tid);
         let Some(p) = self.producers.get_mut(pid) else {
             return;
         };
@@ -681,7 +707,10 @@ impl Router {
     /// Sends producer `pid`'s due NACKs to its publisher; a packet given up
     /// asks for a keyframe.
     fn send_nacks(&mut self, now: Instant, pid: ProducerId) {
-        let rtt = self.config.default_rtt;
+        let Some(tid) = self.producers.get(pid).map(|p| p.params.transport) else {
+            return;
+        };
+        let rtt = self.rtt(tid);
         let Some(p) = self.producers.get_mut(pid) else {
             return;
         };
@@ -718,10 +747,13 @@ impl Router {
             return;
         }
         for p in RtcpIter::new(pkt) {
+            for b in rtcp::report_blocks(&p) {
+                self.on_report_block(now, tid, &b);
+            }
             match (p.pt, p.count_or_fmt) {
                 (rtcp::PT_SR, _) => {
                     if let Some(si) = SenderInfo::parse(&p) {
-                        self.relay_sender_report(tid, si);
+                        self.relay_sender_report(now, tid, si);
                     }
                 }
                 (rtcp::PT_PSFB, 1) => {
@@ -803,7 +835,8 @@ impl Router {
 
     /// Rewrites a producer's SR for each of its consumers (SSRC, RTP timestamp
     /// offset, the consumer's own counts) so subscribers can sync audio and video.
-    fn relay_sender_report(&mut self, tid: TransportId, si: SenderInfo) {
+    fn relay_sender_report(&mut self, now: Instant, tid: TransportId, si: SenderInfo) {
+        let now_ms = self.ms_since_epoch(now);
         let Self {
             transports,
             producers,
@@ -825,6 +858,7 @@ impl Router {
         };
         let producer = &mut producers[pid];
         producer.last_sr = Some(si);
+        producer.stats.on_sender_report(now, si.ntp);
         for cid in &producer.consumers {
             let c = &consumers[*cid];
             if c.paused {
@@ -843,12 +877,104 @@ impl Router {
                 && let Some(tx) = t.transport.protect_rtcp(rtcp_buf)
             {
                 transmits.push_back(tx);
+                // For the RTT, when the subscriber reports on this SR.
+                let ntp_mid = (si.ntp >> 16) as u32;
+                let c = &mut consumers[*cid];
+                c.sr_sent[c.sr_next % c.sr_sent.len()] = (ntp_mid, now_ms);
+                c.sr_next = c.sr_next.wrapping_add(1);
             }
         }
     }
 
-    /// Relays a subscriber's NACK to the publisher, with sequence numbers
-    /// mapped back to the producer's.
+    fn ms_since_epoch(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis() as u32 + 1
+    }
+
+    /// The round-trip time measured to transport `id` from its receiver
+    /// reports, if any yet.
+    pub fn transport_rtt(&self, id: TransportId) -> Option<Duration> {
+        self.transports.get(id).and_then(|e| e.rtt)
+    }
+
+    /// The RTT to transport `tid`: measured, else the configured default.
+    fn rtt(&self, tid: TransportId) -> Duration {
+        self.transports
+            .get(tid)
+            .and_then(|e| e.rtt)
+            .unwrap_or(self.config.default_rtt)
+    }
+
+    /// A subscriber's report block about one of our consumer SSRCs gives the
+    /// RTT to it (RFC 3550 §6.4.1: now − LSR's send time − DLSR), smoothed
+    /// with a 1/8 gain as TCP does (RFC 6298 §2).
+    fn on_report_block(&mut self, now: Instant, tid: TransportId, b: &rtcp::ReportBlock) {
+        if b.lsr == 0 {
+            return;
+        }
+        let Some(cid) = self.find_consumer(tid, b.ssrc) else {
+            return;
+        };
+        let now_ms = self.ms_since_epoch(now);
+        let c = &self.consumers[cid];
+        let Some(&(_, sent_ms)) = c.sr_sent.iter().find(|(lsr, ms)| *lsr == b.lsr && *ms != 0)
+        else {
+            return;
+        };
+        let dlsr_ms = (u64::from(b.dlsr) * 1000 / 65536) as u32;
+        let Some(rtt_ms) = now_ms
+            .checked_sub(sent_ms)
+            .and_then(|d| d.checked_sub(dlsr_ms))
+        else {
+            return;
+        };
+        let sample = Duration::from_millis(u64::from(rtt_ms.max(1)));
+        if let Some(e) = self.transports.get_mut(tid) {
+            e.rtt = Some(match e.rtt {
+                None => sample,
+                Some(r) => (r * 7 + sample) / 8,
+            });
+        }
+    }
+
+    /// Sends each publisher a receiver report on all its producers, and
+    /// re-arms the timer while any producer exists.
+    fn send_reports(&mut self, now: Instant) {
+        let Self {
+            transports,
+            producers,
+            transmits,
+            rtcp_buf,
+            rtcp_ssrc,
+            ..
+        } = self;
+        let mut blocks = Vec::new();
+        for e in transports.values_mut() {
+            if e.producers.is_empty() || !e.transport.is_connected() {
+                continue;
+            }
+            blocks.clear();
+            for pid in &e.producers {
+                let p = &mut producers[*pid];
+                if let Some(b) = p.stats.report(now, p.params.ssrc) {
+                    blocks.push(b);
+                }
+            }
+            if blocks.is_empty() {
+                continue;
+            }
+            rtcp_buf.clear();
+            rtcp::write_rr(*rtcp_ssrc, &blocks, rtcp_buf);
+            if let Some(tx) = e.transport.protect_rtcp(rtcp_buf) {
+                transmits.push_back(tx);
+            }
+        }
+        self.reports_scheduled = !self.producers.is_empty();
+        if self.reports_scheduled {
+            self.timers
+                .push(Reverse((now + REPORT_INTERVAL, Timer::Reports)));
+        }
+    }
+
     /// Answers a subscriber's NACK (RFC 4585 §6.2.1) from the producer's
     /// retransmission buffer: each packet still there is sent again, as RTX
     /// on the consumer's RTX SSRC with the original sequence number in front
@@ -862,8 +988,8 @@ impl Router {
         };
         self.counters.nacks_received.add(1);
         self.worker_counters.nacks_received.add(1);
-        let rtt_ms = self.config.default_rtt.as_millis() as u32;
-        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u32 + 1;
+        let rtt_ms = self.rtt(tid).as_millis() as u32;
+        let now_ms = self.ms_since_epoch(now);
         let Self {
             transports,
             producers,
@@ -955,6 +1081,7 @@ impl Router {
                     // Reschedules (a deadline that moved later included).
                     self.after_transport(tid);
                 }
+                Timer::Reports => self.send_reports(now),
                 Timer::Nack(pid) => {
                     let Some(p) = self.producers.get_mut(pid) else {
                         continue;

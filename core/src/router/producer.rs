@@ -5,6 +5,7 @@ use std::time::Instant;
 use crate::ids::{ConsumerId, Mid, Pt, Ssrc, TransportId};
 use crate::proto::rtcp::SenderInfo;
 use crate::router::nack::NackGenerator;
+use crate::router::receive_stats::ReceiveStats;
 use crate::router::retransmission::RetransmissionBuffer;
 
 /// Audio or video.
@@ -61,6 +62,8 @@ pub struct Producer {
     pub(crate) nack: Option<NackGenerator>,
     /// The deadline the NACK timer has in the router's heap, if any.
     pub(crate) nack_scheduled: Option<Instant>,
+    /// Loss and jitter for the publisher's receiver reports.
+    pub(crate) stats: ReceiveStats,
 }
 
 impl Producer {
@@ -74,6 +77,7 @@ impl Producer {
             buffer: None,
             nack: None,
             nack_scheduled: None,
+            stats: ReceiveStats::new(90_000),
         }
     }
 

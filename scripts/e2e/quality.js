@@ -1,0 +1,231 @@
+// Media quality as a user sees it: headless Chromium through our web page,
+// against two peer connections joined directly in the same browser (P2P,
+// the reference), on a network shaped with nftables. Run inside a network
+// namespace of its own (scripts/quality.sh does that): the rules below
+// apply to every UDP datagram in it, and nothing leaves it.
+//
+//   node quality.js PATH_TO_SFU SCENARIO...    SCENARIO: clean | loss5 | cap200
+//
+// For each scenario: a publisher and a receiver through the server, and a
+// P2P pair, all on the same shaped network at once; 15 s to settle, then a
+// 20 s window read from getStats() at its start and end. Prints one table
+// row per side and writes quality.json. With QUALITY_ASSERT=1 the targets
+// of the scenarios that have one are checked and the exit status says so.
+'use strict';
+
+const { chromium } = require('playwright-core');
+const { spawn, execFileSync } = require('child_process');
+const fs = require('fs');
+const http = require('http');
+
+const BIN = process.argv[2];
+const SCENARIOS = process.argv.slice(3);
+const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
+const PORT = Number(process.env.SFU_E2E_PORT || 18090);
+const BASE = `http://127.0.0.1:${PORT}`;
+const SETTLE_MS = Number(process.env.QUALITY_SETTLE_MS || 15000);
+const WINDOW_MS = Number(process.env.QUALITY_WINDOW_MS || 20000);
+const WATCHDOG_MS = (SCENARIOS.length * (SETTLE_MS + WINDOW_MS + 40000)) + 60000;
+
+// Targets (issue: media that survives real networks), checked with QUALITY_ASSERT=1.
+const TARGETS = {
+  loss5: { minFps: 18, maxFreezeS: 1 },
+  cap200: { minFps: 15, maxFreezeS: 2 },
+  clean: { minEstimateKbps: 1500 },
+};
+
+const NFT = {
+  clean: [],
+  loss5: [
+    ['add', 'rule', 'inet', 'q', 'in', 'meta', 'l4proto', 'udp', 'numgen', 'random', 'mod', '100', '<', '5', 'drop'],
+  ],
+  cap200: [
+    ['add', 'set', 'inet', 'q', 'rx', '{ type inet_service; flags dynamic; }'],
+    ['add', 'rule', 'inet', 'q', 'in', 'udp', 'sport', '46000-46099', 'add', '@rx',
+      '{ udp dport limit rate over 25 kbytes/second }', 'drop'],
+  ],
+};
+
+let server;
+let browser;
+const watchdog = setTimeout(() => { console.error('watchdog: quality run took too long'); finish(1); }, WATCHDOG_MS);
+
+function nft(args) { execFileSync('nft', args, { stdio: 'inherit' }); }
+function shape(name) {
+  try { nft(['delete', 'table', 'inet', 'q']); } catch { /* none yet */ }
+  nft(['add', 'table', 'inet', 'q']);
+  nft(['add', 'chain', 'inet', 'q', 'in', '{ type filter hook input priority 0; }']);
+  for (const r of NFT[name]) nft(r);
+}
+
+function finish(code) {
+  clearTimeout(watchdog);
+  try { nft(['delete', 'table', 'inet', 'q']); } catch { /* fine */ }
+  const closing = browser ? browser.close().catch(() => {}) : Promise.resolve();
+  Promise.race([closing, new Promise((r) => setTimeout(r, 5000))]).then(() => {
+    if (server && server.exitCode === null) server.kill('SIGKILL');
+    process.exit(code);
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(desc, fn, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try { const v = await fn(); if (v) return v; } catch { /* retry */ }
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${desc}`);
+}
+function get(path) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(BASE + path, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+    req.on('error', reject);
+    req.setTimeout(3000, () => req.destroy(new Error('timeout')));
+  });
+}
+
+// Runs in a page: the video figures of `rx` (inbound: decoded frames,
+// freezes, bytes, loss, NACKs) and of `tx` (outbound: retransmissions, the
+// sender's bandwidth estimate), summed over streams.
+async function videoStats(rx, tx) {
+  const out = { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0, bytesReceived: 0,
+    packetsLost: 0, packetsReceived: 0, nackCount: 0, pliCount: 0, frameHeight: 0,
+    retransmittedPacketsSent: 0, availableOutgoingBitrate: 0, targetBitrate: 0 };
+  if (rx) {
+    (await rx.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        for (const k of ['framesDecoded', 'freezeCount', 'totalFreezesDuration', 'bytesReceived',
+          'packetsLost', 'packetsReceived', 'nackCount', 'pliCount']) out[k] += s[k] || 0;
+        out.frameHeight = Math.max(out.frameHeight, s.frameHeight || 0);
+      }
+    });
+  }
+  if (tx) {
+    (await tx.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        out.retransmittedPacketsSent += s.retransmittedPacketsSent || 0;
+        out.targetBitrate += s.targetBitrate || 0;
+      }
+      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) {
+        out.availableOutgoingBitrate = s.availableOutgoingBitrate;
+      }
+    });
+  }
+  return out;
+}
+
+async function participant(room, name) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${BASE}/?room=${room}&name=${name}`);
+  await page.addScriptTag({ content: `window.videoStats = ${videoStats.toString()};` });
+  const read = () => page.evaluate(() => window.videoStats(window.sfu.pc(), window.sfu.pc()));
+  return { page, context, read };
+}
+
+// Two RTCPeerConnections in one page, joined directly: the reference.
+async function p2pPair() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${BASE}/style.css`);
+  await page.addScriptTag({ content: `window.videoStats = ${videoStats.toString()};` });
+  await page.evaluate(async () => {
+    const a = new RTCPeerConnection();
+    const b = new RTCPeerConnection();
+    a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+    b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+    b.ontrack = (e) => {
+      const v = document.createElement('video');
+      v.autoplay = true; v.muted = true; v.srcObject = e.streams[0] || new MediaStream([e.track]);
+      document.body.appendChild(v); v.play().catch(() => {});
+    };
+    const media = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    media.getTracks().forEach((t) => a.addTrack(t, media));
+    await a.setLocalDescription(await a.createOffer());
+    await b.setRemoteDescription(a.localDescription);
+    await b.setLocalDescription(await b.createAnswer());
+    await a.setRemoteDescription(b.localDescription);
+    window.pair = { a, b };
+  });
+  const read = () => page.evaluate(() => window.videoStats(window.pair.b, window.pair.a));
+  return { page, context, read };
+}
+
+function summary(before, after, sender) {
+  const s = WINDOW_MS / 1000;
+  const lost = after.packetsLost - before.packetsLost;
+  const recv = after.packetsReceived - before.packetsReceived;
+  return {
+    fps: +((after.framesDecoded - before.framesDecoded) / s).toFixed(1),
+    freezeS: +(after.totalFreezesDuration - before.totalFreezesDuration).toFixed(2),
+    kbps: Math.round(((after.bytesReceived - before.bytesReceived) * 8) / s / 1000),
+    lossPct: +((100 * lost) / Math.max(1, lost + recv)).toFixed(2),
+    nacks: after.nackCount - before.nackCount,
+    height: after.frameHeight,
+    estimateKbps: Math.round((sender.availableOutgoingBitrate || 0) / 1000),
+    retransmitted: sender.retransmittedPacketsSent,
+  };
+}
+
+async function run(name) {
+  shape(name);
+  const room = `q-${name}-${Date.now()}`;
+  const pub = await participant(room, 'sender');
+  const sub = await participant(room, 'receiver');
+  const p2p = await p2pPair();
+  await until('media through the server', async () => (await sub.read()).framesDecoded > 0);
+  await until('media P2P', async () => (await p2p.read()).framesDecoded > 0);
+  await sleep(SETTLE_MS);
+  const [s0, p0] = [await sub.read(), await p2p.read()];
+  await sleep(WINDOW_MS);
+  const [s1, p1, tx] = [await sub.read(), await p2p.read(), await pub.read()];
+  const rows = {
+    sfu: summary(s0, s1, tx),
+    p2p: summary(p0, p1, p1),
+  };
+  for (const c of [pub, sub, p2p]) await c.context.close();
+  return rows;
+}
+
+async function main() {
+  if (!BIN || SCENARIOS.length === 0) throw new Error('usage: node quality.js PATH_TO_SFU clean|loss5|cap200 ...');
+  // The nftables rules must only ever shape a namespace made for this run.
+  if (process.env.SFU_IN_NETNS !== '1') throw new Error('run it through scripts/quality.sh (it makes the network namespace)');
+  server = spawn(BIN, ['--http-listen', `127.0.0.1:${PORT}`, '--announced-ip', '127.0.0.1',
+    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '46000-46099', '--log', 'warn'],
+  { stdio: ['ignore', 'inherit', 'inherit'] });
+  await until('server /healthz', async () => (await get('/healthz')) === 200, 15000);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+  const results = {};
+  let bad = 0;
+  console.log('scenario  side  fps    frozen s  kbit/s  loss %  NACKs  height  sender estimate kbit/s  retransmitted');
+  for (const name of SCENARIOS) {
+    if (!NFT[name]) throw new Error(`unknown scenario ${name}`);
+    const r = await run(name);
+    results[name] = r;
+    for (const side of ['sfu', 'p2p']) {
+      const x = r[side];
+      console.log(`${name.padEnd(9)} ${side}   ${String(x.fps).padEnd(6)} ${String(x.freezeS).padEnd(9)} ${String(x.kbps).padEnd(7)} `
+        + `${String(x.lossPct).padEnd(7)} ${String(x.nacks).padEnd(6)} ${String(x.height).padEnd(7)} ${String(x.estimateKbps).padEnd(23)} ${x.retransmitted}`);
+    }
+    const t = TARGETS[name];
+    if (process.env.QUALITY_ASSERT && t) {
+      const x = r.sfu;
+      const miss = [];
+      if (t.minFps && x.fps < t.minFps) miss.push(`fps ${x.fps} < ${t.minFps}`);
+      if (t.maxFreezeS !== undefined && x.freezeS > t.maxFreezeS) miss.push(`frozen ${x.freezeS} s > ${t.maxFreezeS} s`);
+      if (t.minEstimateKbps && x.estimateKbps < t.minEstimateKbps) miss.push(`estimate ${x.estimateKbps} < ${t.minEstimateKbps} kbit/s`);
+      if (miss.length) { bad++; console.log(`FAIL ${name}: ${miss.join(', ')}`); } else console.log(`ok   ${name}`);
+    }
+  }
+  fs.writeFileSync('quality.json', JSON.stringify(results, null, 2));
+  finish(bad ? 1 : 0);
+}
+
+main().catch((e) => { console.error(e); finish(1); });
