@@ -19,6 +19,8 @@ use crate::transport::TransportParams;
 use crate::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
 
 pub const SERVER: &str = "127.0.0.1:40000";
+/// The transport-wide sequence number extension id of the harness's producers.
+pub const TWCC_EXT_ID: u8 = 3;
 
 #[derive(Debug)]
 pub struct Peer {
@@ -250,6 +252,7 @@ impl Net {
                 mid: Mid::new("0"),
                 payload_types: vec![Pt(pt)],
                 rtx_payload_types: rtx.map(|(_, p)| (Pt(p), Pt(pt))).into_iter().collect(),
+                twcc_ext_id: Some(TWCC_EXT_ID),
             })
             .expect("producer")
     }

@@ -347,6 +347,7 @@ impl Negotiation {
                         direction: Direction::SendOnly,
                         codec: Some(t.codec.clone()),
                         mid_ext_id: self.mid_ext_id,
+                        twcc_ext_id: None,
                         send: Some((
                             t.ssrc,
                             stream.clone(),
@@ -365,6 +366,7 @@ impl Negotiation {
                     direction: Direction::Inactive,
                     codec: None,
                     mid_ext_id: None,
+                    twcc_ext_id: None,
                     send: None,
                     rtx: None,
                     rtx_ssrc: None,
@@ -515,6 +517,7 @@ mod tests {
                 direction: Direction::RecvOnly,
                 codec: Some(opus()),
                 mid_ext_id: Some(4),
+                twcc_ext_id: None,
                 send: None,
                 rtx: None,
                 rtx_ssrc: None,
@@ -547,6 +550,7 @@ mod tests {
                     ssrc: None,
                     rtx_ssrc: None,
                     mid_ext_id: m.mid_ext_id,
+                    twcc_ext_id: None,
                 }
             })
             .collect()

@@ -437,6 +437,7 @@ impl Room {
                     mid: Mid::new(&m.mid),
                     payload_types: vec![Pt(c.pt)],
                     rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
+                    twcc_ext_id: m.twcc_ext_id,
                 };
                 match call(&self.worker, |reply| Command::CreateProducer {
                     router,
@@ -470,6 +471,8 @@ impl Room {
                 },
                 codec,
                 mid_ext_id,
+                // We answer transport-cc feedback for what the client sends.
+                twcc_ext_id: m.twcc_ext_id.filter(|_| usable),
                 send: None,
                 rtx,
                 rtx_ssrc: None,

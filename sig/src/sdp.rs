@@ -124,6 +124,8 @@ pub struct MediaSection {
     pub rtx_ssrc: Option<u32>,
     /// Id of the MID header extension, if offered.
     pub mid_ext_id: Option<u8>,
+    /// Id of the transport-wide sequence number extension, if offered.
+    pub twcc_ext_id: Option<u8>,
 }
 
 impl MediaSection {
@@ -276,14 +278,18 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
             .filter_map(|a| a.value.as_deref())
             .find_map(|v| v.split_whitespace().next().and_then(|s| s.parse().ok()));
     }
-    let mid_ext_id = attrs
-        .iter()
-        .filter(|a| a.key == "extmap")
-        .filter_map(|a| a.value.as_deref())
-        .find(|v| v.split_whitespace().nth(1) == Some(MID_EXT_URI))
-        .and_then(|v| v.split(['/', ' ']).next())
-        .and_then(|id| id.parse::<u8>().ok())
-        .filter(|id| (1..=14).contains(id));
+    let ext_id = |uri: &str| {
+        attrs
+            .iter()
+            .filter(|a| a.key == "extmap")
+            .filter_map(|a| a.value.as_deref())
+            .find(|v| v.split_whitespace().nth(1) == Some(uri))
+            .and_then(|v| v.split(['/', ' ']).next())
+            .and_then(|id| id.parse::<u8>().ok())
+            .filter(|id| (1..=14).contains(id))
+    };
+    let mid_ext_id = ext_id(MID_EXT_URI);
+    let twcc_ext_id = ext_id(sfu_core::proto::twcc::TWCC_URI);
     Ok(MediaSection {
         mid,
         kind,
@@ -293,6 +299,7 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
         ssrc,
         rtx_ssrc,
         mid_ext_id,
+        twcc_ext_id,
     })
 }
 
@@ -399,6 +406,9 @@ pub struct LocalMedia {
     pub codec: Option<Codec>,
     /// MID extension id to declare.
     pub mid_ext_id: Option<u8>,
+    /// Transport-wide sequence number extension id to declare (answers to
+    /// a publisher's offer that has it: we send transport-cc feedback).
+    pub twcc_ext_id: Option<u8>,
     /// What we send on it: (SSRC, CNAME, msid stream id, msid track id).
     pub send: Option<(u32, String, String, String)>,
     /// The RTX codec for `codec` (RFC 4588), video only.
@@ -499,6 +509,13 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
         if let Some(id) = m.mid_ext_id {
             md = a(md, "extmap", format!("{id} {MID_EXT_URI}"));
         }
+        if let Some(id) = m.twcc_ext_id {
+            md = a(
+                md,
+                "extmap",
+                format!("{id} {}", sfu_core::proto::twcc::TWCC_URI),
+            );
+        }
         md = md.with_property_attribute(m.direction.as_str().into());
         if let Some((_, _, stream, track)) = &m.send {
             md = a(md, "msid", format!("{stream} {track}"));
@@ -590,6 +607,7 @@ mod tests {
                 .is_none()
         );
         assert!(audio.mid_ext_id.is_some());
+        assert!(video.twcc_ext_id.is_some(), "Chromium offers transport-cc");
     }
 
     #[test]
@@ -660,6 +678,7 @@ mod tests {
                 direction: Direction::RecvOnly,
                 codec: Some(codec.clone()),
                 mid_ext_id: Some(4),
+                twcc_ext_id: None,
                 send: None,
                 rtx: None,
                 rtx_ssrc: None,
@@ -672,6 +691,7 @@ mod tests {
                 direction: Direction::SendOnly,
                 codec: Some(codec),
                 mid_ext_id: Some(4),
+                twcc_ext_id: None,
                 send: Some((42, "c".into(), "p1".into(), "t1".into())),
                 rtx: None,
                 rtx_ssrc: None,
@@ -714,6 +734,7 @@ mod tests {
             direction: Direction::SendOnly,
             codec: Some(vp8),
             mid_ext_id: Some(4),
+            twcc_ext_id: None,
             send: Some((42, "c".into(), "p1".into(), "t1".into())),
             rtx: Some(rtx.clone()),
             rtx_ssrc: Some(43),

@@ -96,6 +96,7 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
         },
         codec: Some(codec(c)),
         mid_ext_id: Some(MID_EXT),
+        twcc_ext_id: None,
         // The load generator neither sends nor asks for retransmissions.
         rtx: None,
         rtx_ssrc: None,
@@ -151,6 +152,7 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                 direction,
                 codec: m.codecs.first().cloned(),
                 mid_ext_id: m.mid_ext_id,
+                twcc_ext_id: None,
                 send: mine
                     .and_then(|s| s.send.clone())
                     .filter(|_| direction == Direction::SendOnly),

@@ -9,3 +9,4 @@ pub mod rtcp;
 pub mod rtp;
 pub mod srtp;
 pub mod stun;
+pub mod twcc;

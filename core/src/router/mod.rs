@@ -12,6 +12,7 @@ pub mod producer;
 pub mod receive_stats;
 pub mod retransmission;
 pub mod seq_manager;
+pub mod twcc_receiver;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -27,6 +28,7 @@ use self::id_slab::IdSlab;
 use self::nack::{Arrival, NackGenerator};
 use self::receive_stats::ReceiveStats;
 use self::retransmission::{RetransmissionBuffer, Stored};
+use self::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
 use crate::proto::demux::{PacketClass, classify};
@@ -100,6 +102,9 @@ struct TransportEntry {
     /// Smoothed round-trip time, measured from the participant's receiver
     /// reports on the SRs we sent it (RFC 3550 §6.4.1), if any yet.
     rtt: Option<Duration>,
+    /// Arrival times for transport-cc feedback, when the participant
+    /// publishes with the transport-wide sequence number extension.
+    twcc: Option<TwccReceiver>,
 }
 
 /// What a timer-heap entry is for.
@@ -113,6 +118,8 @@ enum Timer {
     Nack(ProducerId),
     /// Receiver reports to every publisher, once a second.
     Reports,
+    /// Transport-wide congestion control feedback to publishers.
+    TwccFeedback,
 }
 
 /// One room's forwarding graph.
@@ -149,6 +156,8 @@ pub struct Router {
     epoch: Instant,
     /// The receiver-report timer is in the heap.
     reports_scheduled: bool,
+    /// The transport-cc feedback timer is in the heap.
+    twcc_scheduled: bool,
     rtcp_ssrc: Ssrc,
     /// The latest time the router was given (sans-IO: it never reads a clock).
     now: Instant,
@@ -188,6 +197,7 @@ impl Router {
             nack_seqs: Vec::with_capacity(64),
             epoch: now,
             reports_scheduled: false,
+            twcc_scheduled: false,
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
             now,
         }
@@ -258,6 +268,7 @@ impl Router {
         let id = self.transports.insert(TransportEntry {
             transport: t,
             rtt: None,
+            twcc: None,
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,
@@ -319,6 +330,13 @@ impl Router {
             )));
         }
         let video = params.kind == MediaKind::Video;
+        if let Some(id) = params.twcc_ext_id.filter(|id| (1..=14).contains(id)) {
+            let now = self.now;
+            let e = &mut self.transports[tid];
+            if e.twcc.is_none() {
+                e.twcc = Some(TwccReceiver::new(id, now));
+            }
+        }
         let mut producer = Producer::new(params);
         // The RTP clocks of what we forward: 90 kHz video, 48 kHz Opus.
         producer.stats = ReceiveStats::new(if video { 90_000 } else { 48_000 });
@@ -566,6 +584,18 @@ impl Router {
             self.count_drop(DropReason::MalformedRtp);
             return;
         };
+        // Every packet of the transport counts for transport-cc, RTX and
+        // padding included.
+        if let Some(tw) = &mut self.transports[tid].twcc
+            && let Some(&[a, b, ..]) = hdr.extension(pkt, tw.ext_id)
+        {
+            tw.on_packet(now, u16::from_be_bytes([a, b]));
+            if !self.twcc_scheduled {
+                self.twcc_scheduled = true;
+                self.timers
+                    .push(Reverse((now + FEEDBACK_INTERVAL, Timer::TwccFeedback)));
+            }
+        }
         let entry = &self.transports[tid];
         let producers = &self.producers;
         if let Some(pid) = entry
@@ -936,6 +966,36 @@ impl Router {
         }
     }
 
+    /// Sends each publisher with transport-cc its feedback on what arrived
+    /// since the last one; the timer is re-armed by the next packet.
+    fn send_twcc_feedback(&mut self) {
+        self.twcc_scheduled = false;
+        let Self {
+            transports,
+            producers,
+            transmits,
+            rtcp_buf,
+            rtcp_ssrc,
+            ..
+        } = self;
+        for e in transports.values_mut() {
+            let Some(tw) = e.twcc.as_mut().filter(|t| t.has_pending()) else {
+                continue;
+            };
+            let media = e
+                .producers
+                .first()
+                .map_or(Ssrc(0), |p| producers[*p].params.ssrc);
+            rtcp_buf.clear();
+            if tw.write_feedback(*rtcp_ssrc, media, rtcp_buf) > 0
+                && e.transport.is_connected()
+                && let Some(tx) = e.transport.protect_rtcp(rtcp_buf)
+            {
+                transmits.push_back(tx);
+            }
+        }
+    }
+
     /// Sends each publisher a receiver report on all its producers, and
     /// re-arms the timer while any producer exists.
     fn send_reports(&mut self, now: Instant) {
@@ -1082,6 +1142,7 @@ impl Router {
                     self.after_transport(tid);
                 }
                 Timer::Reports => self.send_reports(now),
+                Timer::TwccFeedback => self.send_twcc_feedback(),
                 Timer::Nack(pid) => {
                     let Some(p) = self.producers.get_mut(pid) else {
                         continue;

@@ -46,6 +46,10 @@ pub struct ProducerParams {
     /// (RTX payload type, associated payload type); packets on `rtx_ssrc`
     /// with one of them are unwrapped and fill the stream's gaps.
     pub rtx_payload_types: Vec<(Pt, Pt)>,
+    /// Id of the transport-wide sequence number header extension the
+    /// publisher stamps (draft-holmer-rmcat-transport-wide-cc-extensions-01
+    /// §2); with it, the publisher's transport gets transport-cc feedback.
+    pub twcc_ext_id: Option<u8>,
 }
 
 /// An incoming track.

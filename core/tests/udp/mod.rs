@@ -139,6 +139,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             mid: Mid::new("0"),
             payload_types: vec![Pt(111)],
             rtx_payload_types: vec![],
+            twcc_ext_id: None,
         },
         reply,
     });

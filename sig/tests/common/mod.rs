@@ -362,6 +362,7 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
                 },
                 codec: m.codecs.first().cloned(),
                 mid_ext_id: m.mid_ext_id,
+                twcc_ext_id: None,
                 send: None,
                 rtx: m.codecs.first().and_then(|c| m.rtx_for(c.pt)).cloned(),
                 rtx_ssrc: None,
