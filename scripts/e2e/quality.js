@@ -50,9 +50,9 @@ let server;
 let browser;
 const watchdog = setTimeout(() => { console.error('watchdog: quality run took too long'); finish(1); }, WATCHDOG_MS);
 
-function nft(args) { execFileSync('nft', args, { stdio: 'inherit' }); }
+function nft(args, quiet) { execFileSync('nft', args, { stdio: quiet ? 'ignore' : 'inherit' }); }
 function shape(name) {
-  try { nft(['delete', 'table', 'inet', 'q']); } catch { /* none yet */ }
+  try { nft(['delete', 'table', 'inet', 'q'], true); } catch { /* none yet */ }
   nft(['add', 'table', 'inet', 'q']);
   nft(['add', 'chain', 'inet', 'q', 'in', '{ type filter hook input priority 0; }']);
   for (const r of NFT[name]) nft(r);
@@ -60,7 +60,7 @@ function shape(name) {
 
 function finish(code) {
   clearTimeout(watchdog);
-  try { nft(['delete', 'table', 'inet', 'q']); } catch { /* fine */ }
+  try { nft(['delete', 'table', 'inet', 'q'], true); } catch { /* fine */ }
   const closing = browser ? browser.close().catch(() => {}) : Promise.resolve();
   Promise.race([closing, new Promise((r) => setTimeout(r, 5000))]).then(() => {
     if (server && server.exitCode === null) server.kill('SIGKILL');
@@ -149,16 +149,29 @@ async function p2pPair() {
     window.pair = { a, b };
   });
   const read = () => page.evaluate(() => window.videoStats(window.pair.b, window.pair.a));
-  return { page, context, read };
+  // The receiving side's UDP port, to cap its downlink as the server's
+  // receivers are capped.
+  const receiverPort = () => page.evaluate(async () => {
+    let port = 0;
+    const stats = await window.pair.b.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'candidate-pair' && s.nominated) port = stats.get(s.localCandidateId).port;
+    });
+    return port;
+  });
+  return { page, context, read, receiverPort };
 }
 
 function summary(before, after, sender) {
   const s = WINDOW_MS / 1000;
   const lost = after.packetsLost - before.packetsLost;
   const recv = after.packetsReceived - before.packetsReceived;
+  const frames = after.framesDecoded - before.framesDecoded;
   return {
-    fps: +((after.framesDecoded - before.framesDecoded) / s).toFixed(1),
-    freezeS: +(after.totalFreezesDuration - before.totalFreezesDuration).toFixed(2),
+    fps: +(frames / s).toFixed(1),
+    // Chromium counts a freeze once frames resume; a stream that shows
+    // nothing in the whole window was frozen all along.
+    freezeS: frames === 0 ? s : +(after.totalFreezesDuration - before.totalFreezesDuration).toFixed(2),
     kbps: Math.round(((after.bytesReceived - before.bytesReceived) * 8) / s / 1000),
     lossPct: +((100 * lost) / Math.max(1, lost + recv)).toFixed(2),
     nacks: after.nackCount - before.nackCount,
@@ -176,6 +189,11 @@ async function run(name) {
   const p2p = await p2pPair();
   await until('media through the server', async () => (await sub.read()).framesDecoded > 0);
   await until('media P2P', async () => (await p2p.read()).framesDecoded > 0);
+  if (name === 'cap200') {
+    const port = await p2p.receiverPort();
+    nft(['add', 'rule', 'inet', 'q', 'in', 'udp', 'dport', String(port), 'limit', 'rate', 'over',
+      '25', 'kbytes/second', 'drop']);
+  }
   await sleep(SETTLE_MS);
   const [s0, p0] = [await sub.read(), await p2p.read()];
   await sleep(WINDOW_MS);

@@ -422,7 +422,8 @@ pub struct LocalMedia {
 fn fb_lines(kind: MediaKind) -> &'static [&'static str] {
     match kind {
         MediaKind::Audio => &["transport-cc"],
-        MediaKind::Video => &["nack", "nack pli", "ccm fir", "transport-cc"],
+        // goog-remb: we cap publishers with REMB (draft-alvestrand-rmcat-remb).
+        MediaKind::Video => &["goog-remb", "nack", "nack pli", "ccm fir", "transport-cc"],
     }
 }
 

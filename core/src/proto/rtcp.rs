@@ -257,6 +257,46 @@ pub fn write_rr(sender: Ssrc, blocks: &[ReportBlock], out: &mut Vec<u8>) {
     }
 }
 
+/// Appends a REMB (draft-alvestrand-rmcat-remb-03 §2.2: PSFB, FMT 15,
+/// "REMB") to `out`: the receiver's estimate `bitrate_bps` for the total of
+/// the streams `ssrcs` (at most 255).
+pub fn write_remb(sender: Ssrc, bitrate_bps: u64, ssrcs: &[Ssrc], out: &mut Vec<u8>) {
+    let ssrcs = &ssrcs[..ssrcs.len().min(255)];
+    let (mut mantissa, mut exp) = (bitrate_bps, 0u32);
+    while mantissa > 0x3_ffff {
+        mantissa >>= 1;
+        exp += 1;
+    }
+    out.extend_from_slice(&[0x80 | 15, PT_PSFB]);
+    out.extend_from_slice(&((4 + ssrcs.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&sender.0.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(b"REMB");
+    let word = ((ssrcs.len() as u32) << 24) | (exp.min(63) << 18) | mantissa as u32;
+    out.extend_from_slice(&word.to_be_bytes());
+    for s in ssrcs {
+        out.extend_from_slice(&s.0.to_be_bytes());
+    }
+}
+
+/// Reads a REMB: (bitrate in bit/s, the SSRCs it is about); `None` when
+/// `pkt` is not one.
+pub fn parse_remb(pkt: &RtcpPacket<'_>) -> Option<(u64, Vec<Ssrc>)> {
+    let b = pkt.bytes;
+    if pkt.pt != PT_PSFB || pkt.count_or_fmt != 15 || b.get(12..16)? != b"REMB" {
+        return None;
+    }
+    let word = u32::from_be_bytes(b.get(16..20)?.try_into().ok()?);
+    let n = (word >> 24) as usize;
+    let bitrate = u64::from(word & 0x3_ffff) << ((word >> 18) & 0x3f);
+    let ssrcs = b
+        .get(20..20 + 4 * n)?
+        .chunks_exact(4)
+        .map(|c| Ssrc(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    Some((bitrate, ssrcs))
+}
+
 /// The report blocks of an SR or RR packet (none for other packets).
 pub fn report_blocks<'a>(pkt: &RtcpPacket<'a>) -> impl Iterator<Item = ReportBlock> + 'a {
     let start = match pkt.pt {
@@ -330,6 +370,19 @@ mod tests {
         write_nack(Ssrc(1), Ssrc(2), &[(65534, 0b101)], &mut buf);
         let p = RtcpIter::new(&buf).next().expect("one packet");
         assert_eq!(nack_seqs(&p).collect::<Vec<_>>(), vec![65534, 65535, 1]);
+    }
+
+    #[test]
+    fn remb_round_trips_within_its_precision() {
+        for bps in [50_000u64, 262_143, 262_144, 1_234_567, 100_000_000] {
+            let mut buf = Vec::new();
+            write_remb(Ssrc(1), bps, &[Ssrc(5), Ssrc(6)], &mut buf);
+            assert!(is_well_formed(&buf));
+            let p = RtcpIter::new(&buf).next().expect("packet");
+            let (got, ssrcs) = parse_remb(&p).expect("a REMB");
+            assert_eq!(ssrcs, [Ssrc(5), Ssrc(6)]);
+            assert!(got <= bps && bps - got <= bps >> 17, "{bps} -> {got}");
+        }
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Consumer {
     /// the router's epoch + 1), for the RTT from its receiver reports.
     pub(crate) sr_sent: [(u32, u32); 4],
     pub(crate) sr_next: usize,
+    /// The subscriber's last report on this consumer: (extended highest
+    /// sequence number, cumulative lost), to count loss across reports.
+    pub(crate) last_reported: Option<(u32, i32)>,
 }
 
 /// Retransmissions a consumer may send in a burst.
@@ -70,6 +73,7 @@ impl Consumer {
             rtx_tokens: RTX_BURST,
             sr_sent: [(0, 0); 4],
             sr_next: 0,
+            last_reported: None,
         }
     }
 

@@ -119,6 +119,16 @@ impl<I: SlabId, T> IdSlab<I, T> {
         self.slab.iter_mut().map(|(_, e)| &mut e.value)
     }
 
+    /// The objects, mutable, with their ids, in index order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (I, &mut T)> {
+        self.slab.iter_mut().map(|(index, e)| {
+            (
+                I::from_raw((u64::from(e.serial) << 32) | index as u64),
+                &mut e.value,
+            )
+        })
+    }
+
     /// The ids of all objects, in index order.
     pub fn ids(&self) -> Vec<I> {
         self.iter().map(|(id, _)| id).collect()

@@ -5,6 +5,7 @@
 //! [`Router::handle_timeout`] (no later than [`Router::poll_timeout`]), and
 //! after each call drain [`Router::poll_transmit`] and [`Router::poll_event`].
 
+pub mod bwe;
 pub mod consumer;
 pub mod id_slab;
 pub mod nack;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 pub use consumer::{Consumer, ConsumerParams};
 pub use producer::{MediaKind, Producer, ProducerParams};
 
+use self::bwe::LossBasedEstimate;
 use self::consumer::RTX_BURST;
 use self::id_slab::IdSlab;
 use self::nack::{Arrival, NackGenerator};
@@ -47,6 +49,8 @@ use crate::transport::{
 pub const SEND_BUF: usize = 1536;
 /// Pooled send buffers kept per router at most.
 pub const POOL_MAX: usize = 4096;
+/// Packets a subscriber's loss is evaluated over at least.
+pub const LOSS_WINDOW_PACKETS: u64 = 100;
 /// How often publishers get receiver reports (RFC 3550 §6.4.2).
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -105,6 +109,17 @@ struct TransportEntry {
     /// Arrival times for transport-cc feedback, when the participant
     /// publishes with the transport-wide sequence number extension.
     twcc: Option<TwccReceiver>,
+    /// What this participant can receive, from the loss it reports.
+    bwe: LossBasedEstimate,
+    /// Bytes sent to this participant so far.
+    sent_bytes: u64,
+    /// When its loss was last evaluated, and `sent_bytes` then.
+    last_report: Option<(Instant, u64)>,
+    /// Packets expected and lost in its reports since then.
+    loss_window: (u64, u64),
+    /// REMBs still to send that lift a cap this publisher was given (a lost
+    /// one would leave the cap in place).
+    remb_lifts_left: u8,
 }
 
 /// What a timer-heap entry is for.
@@ -269,6 +284,11 @@ impl Router {
             transport: t,
             rtt: None,
             twcc: None,
+            bwe: LossBasedEstimate::default(),
+            sent_bytes: 0,
+            last_report: None,
+            loss_window: (0, 0),
+            remb_lifts_left: 0,
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,
@@ -706,6 +726,7 @@ impl Router {
             };
             let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
             if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
+                t.sent_bytes += tx.data.len() as u64;
                 transmits.push_back(tx);
                 c.packets_sent = c.packets_sent.wrapping_add(1);
                 c.octets_sent = c.octets_sent.wrapping_add(payload_len);
@@ -777,8 +798,28 @@ impl Router {
             return;
         }
         for p in RtcpIter::new(pkt) {
+            // Loss on this subscriber's video since its previous reports.
+            let (mut expected, mut lost) = (0u64, 0i64);
             for b in rtcp::report_blocks(&p) {
                 self.on_report_block(now, tid, &b);
+                if let Some(cid) = self.find_consumer(tid, b.ssrc)
+                    && self
+                        .producers
+                        .get(self.consumers[cid].params.producer)
+                        .is_some_and(|p| p.params.kind == MediaKind::Video)
+                {
+                    let c = &mut self.consumers[cid];
+                    if let Some((hi, cum)) = c.last_reported
+                        && b.ext_highest_seq.wrapping_sub(hi) < 1 << 16
+                    {
+                        expected += u64::from(b.ext_highest_seq.wrapping_sub(hi));
+                        lost += i64::from(b.cumulative_lost - cum);
+                    }
+                    c.last_reported = Some((b.ext_highest_seq, b.cumulative_lost));
+                }
+            }
+            if expected > 0 {
+                self.on_subscriber_loss(now, tid, expected, lost.max(0) as u64);
             }
             match (p.pt, p.count_or_fmt) {
                 (rtcp::PT_SR, _) => {
@@ -966,6 +1007,67 @@ impl Router {
         }
     }
 
+    /// A subscriber's report on its video: `expected` packets of which
+    /// `lost` were lost since its previous reports. Once at least
+    /// [`LOSS_WINDOW_PACKETS`] are counted, their loss fraction and the rate
+    /// we sent it in the meantime feed its loss-based estimate (fewer
+    /// packets would make random loss look like congestion now and then).
+    fn on_subscriber_loss(&mut self, now: Instant, tid: TransportId, expected: u64, lost: u64) {
+        let Some(e) = self.transports.get_mut(tid) else {
+            return;
+        };
+        let (at, bytes) = *e.last_report.get_or_insert((now, e.sent_bytes));
+        e.loss_window.0 += expected;
+        e.loss_window.1 += lost;
+        let (exp, lst) = e.loss_window;
+        let secs = now.saturating_duration_since(at).as_secs_f64();
+        if exp < LOSS_WINDOW_PACKETS || secs < 0.2 {
+            return;
+        }
+        let fraction = ((lst.min(exp) << 8) / exp).min(255) as u8;
+        let bps = ((e.sent_bytes - bytes) as f64 * 8.0 / secs) as u64;
+        e.bwe.on_report(now, fraction, bps);
+        e.last_report = Some((now, e.sent_bytes));
+        e.loss_window = (0, 0);
+    }
+
+    /// The REMB cap for each publisher transport: the lowest share of a
+    /// congested subscriber's estimate among the subscribers of its video
+    /// (a subscriber's estimate is shared evenly by the videos it receives).
+    fn publisher_caps(&self, now: Instant) -> Vec<(TransportId, u64)> {
+        let mut caps: Vec<(TransportId, u64)> = Vec::new();
+        for (_, p) in self.producers.iter() {
+            if p.params.kind != MediaKind::Video {
+                continue;
+            }
+            for cid in &p.consumers {
+                let c = &self.consumers[*cid];
+                let Some(sub) = self.transports.get(c.params.transport) else {
+                    continue;
+                };
+                let Some(cap) = sub.bwe.cap(now) else {
+                    continue;
+                };
+                let videos = sub
+                    .consumers
+                    .iter()
+                    .filter(|x| {
+                        self.producers
+                            .get(self.consumers[**x].params.producer)
+                            .is_some_and(|p| p.params.kind == MediaKind::Video)
+                    })
+                    .count()
+                    .max(1) as u64;
+                let share = cap / videos;
+                match caps.iter_mut().find(|(t, _)| *t == p.params.transport) {
+                    Some((_, v)) => *v = (*v).min(share),
+                    None => caps.push((p.params.transport, share)),
+                }
+            }
+        }
+        caps
+    }
+
     /// Sends each publisher with transport-cc its feedback on what arrived
     /// since the last one; the timer is re-armed by the next packet.
     fn send_twcc_feedback(&mut self) {
@@ -999,6 +1101,7 @@ impl Router {
     /// Sends each publisher a receiver report on all its producers, and
     /// re-arms the timer while any producer exists.
     fn send_reports(&mut self, now: Instant) {
+        let caps = self.publisher_caps(now);
         let Self {
             transports,
             producers,
@@ -1008,22 +1111,37 @@ impl Router {
             ..
         } = self;
         let mut blocks = Vec::new();
-        for e in transports.values_mut() {
+        let mut ssrcs = Vec::new();
+        for (tid, e) in transports.iter_mut() {
             if e.producers.is_empty() || !e.transport.is_connected() {
                 continue;
             }
             blocks.clear();
+            ssrcs.clear();
             for pid in &e.producers {
                 let p = &mut producers[*pid];
                 if let Some(b) = p.stats.report(now, p.params.ssrc) {
                     blocks.push(b);
                 }
-            }
-            if blocks.is_empty() {
-                continue;
+                ssrcs.push(p.params.ssrc);
             }
             rtcp_buf.clear();
             rtcp::write_rr(*rtcp_ssrc, &blocks, rtcp_buf);
+            // REMB (draft-alvestrand-rmcat-remb): cap a publisher whose
+            // subscribers are congested; lift it again (three times, in
+            // case one is lost) once none is.
+            match caps.iter().find(|(t, _)| *t == tid) {
+                Some((_, cap)) => {
+                    rtcp::write_remb(*rtcp_ssrc, *cap, &ssrcs, rtcp_buf);
+                    e.remb_lifts_left = 3;
+                }
+                None if e.remb_lifts_left > 0 => {
+                    rtcp::write_remb(*rtcp_ssrc, bwe::MAX_BPS, &ssrcs, rtcp_buf);
+                    e.remb_lifts_left -= 1;
+                }
+                None if blocks.is_empty() => continue,
+                None => {}
+            }
             if let Some(tx) = e.transport.protect_rtcp(rtcp_buf) {
                 transmits.push_back(tx);
             }
@@ -1104,6 +1222,7 @@ impl Router {
             write_forwarded(pkt, &hdr, &rw, scratch);
             let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
             if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
+                t.sent_bytes += tx.data.len() as u64;
                 transmits.push_back(tx);
                 if c.params.rtx.is_some() {
                     c.rtx_seq = c.rtx_seq.wrapping_add(1);

@@ -1,0 +1,142 @@
+//! A subscriber whose reports show congestion (loss above 10 %) caps what
+//! the publisher sends, through REMB (draft-alvestrand-rmcat-remb), at what
+//! it can take; a healthy subscriber caps nothing, random loss of 5 % is not
+//! congestion, and the cap is lifted once the congestion is over.
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Net, rtp};
+use sfu_core::Ssrc;
+use sfu_core::proto::rtcp::{self, ReportBlock, RtcpIter};
+use sfu_core::router::MediaKind;
+
+const VIDEO: u32 = 900;
+
+/// The REMB bitrates the publisher received since the last call.
+fn rembs(net: &mut Net, publisher: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    for c in std::mem::take(&mut net.peers[publisher].rtcp) {
+        for p in RtcpIter::new(&c) {
+            if let Some((bps, ssrcs)) = rtcp::parse_remb(&p) {
+                assert!(ssrcs.contains(&Ssrc(VIDEO)));
+                out.push(bps);
+            }
+        }
+    }
+    out
+}
+
+/// What a subscriber has reported so far: (extended highest, cumulative lost).
+type Reported = HashMap<usize, (u32, i32)>;
+
+/// A receiver report on the last 50 packets, `fraction_lost`/256 of them lost.
+fn report(net: &mut Net, reported: &mut Reported, peer: usize, about: u32, fraction_lost: u8) {
+    let (hi, cum) = reported.entry(peer).or_insert((1000, 0));
+    *hi += 50;
+    *cum += (50 * i32::from(fraction_lost)) / 256;
+    let mut rr = Vec::new();
+    rtcp::write_rr(
+        Ssrc(40 + peer as u32),
+        &[ReportBlock {
+            ssrc: Ssrc(about),
+            fraction_lost,
+            cumulative_lost: *cum,
+            ext_highest_seq: *hi,
+            jitter: 0,
+            lsr: 0,
+            dlsr: 0,
+        }],
+        &mut rr,
+    );
+    assert!(net.peers[peer].client.send_rtcp(&rr));
+}
+
+/// One second of 100 packets of 1,000 B (about 830 kbit/s on the wire),
+/// with the subscribers' reports every 500 ms.
+fn second(net: &mut Net, rep: &mut Reported, tick: &mut u32, reports: &[(usize, u32, u8)]) {
+    for k in 0..100 {
+        let pkt = rtp(96, *tick as u16, *tick * 900, VIDEO, &[5; 1000]);
+        assert!(net.peers[0].client.send_rtp(&pkt));
+        *tick += 1;
+        net.advance(Duration::from_millis(10));
+        if k % 50 == 49 {
+            for &(peer, about, loss) in reports {
+                report(net, rep, peer, about, loss);
+            }
+        }
+    }
+}
+
+#[test]
+fn heavy_loss_caps_the_publisher_and_the_cap_lifts_afterwards() {
+    let mut net = Net::new();
+    let (publisher, congested, healthy) = (net.add_peer(), net.add_peer(), net.add_peer());
+    net.connect_all();
+    let prod = net.produce(publisher, MediaKind::Video, VIDEO, 96);
+    net.consume(congested, prod, 1001, (96, 96));
+    net.consume(healthy, prod, 1002, (96, 96));
+    net.step();
+    let (mut tick, mut rep) = (0, Reported::new());
+    second(&mut net, &mut rep, &mut tick, &[(healthy, 1002, 0)]);
+    assert!(
+        rembs(&mut net, publisher).is_empty(),
+        "nobody congested: no REMB"
+    );
+    let mut caps = Vec::new();
+    for _ in 0..4 {
+        second(
+            &mut net,
+            &mut rep,
+            &mut tick,
+            &[(congested, 1001, 128), (healthy, 1002, 0)],
+        );
+        caps.extend(rembs(&mut net, publisher));
+    }
+    eprintln!("caps while congested: {caps:?}");
+    assert!(caps.len() >= 3, "one REMB a second: {caps:?}");
+    assert!(caps[0] < 830_000, "below what was sent: {caps:?}");
+    assert!(
+        caps.windows(2).all(|w| w[1] <= w[0]),
+        "decreasing under 50 % loss: {caps:?}"
+    );
+    // The congestion ends; the cap holds 10 s, then is lifted (3 REMBs).
+    let mut after = Vec::new();
+    for _ in 0..14 {
+        second(
+            &mut net,
+            &mut rep,
+            &mut tick,
+            &[(congested, 1001, 0), (healthy, 1002, 0)],
+        );
+        after.extend(rembs(&mut net, publisher));
+    }
+    let lifts = after
+        .iter()
+        .filter(|b| **b >= sfu_core::router::bwe::MAX_BPS / 2)
+        .count();
+    assert_eq!(lifts, 3, "{after:?}");
+    assert!(
+        after
+            .last()
+            .is_some_and(|b| *b >= sfu_core::router::bwe::MAX_BPS / 2)
+    );
+}
+
+#[test]
+fn five_percent_loss_is_not_congestion() {
+    let mut net = Net::new();
+    let (publisher, sub) = (net.add_peer(), net.add_peer());
+    net.connect_all();
+    let prod = net.produce(publisher, MediaKind::Video, VIDEO, 96);
+    net.consume(sub, prod, 1001, (96, 96));
+    net.step();
+    let (mut tick, mut rep) = (0, Reported::new());
+    for _ in 0..5 {
+        second(&mut net, &mut rep, &mut tick, &[(sub, 1001, 13)]);
+    }
+    assert!(rembs(&mut net, publisher).is_empty());
+}
