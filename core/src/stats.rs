@@ -132,6 +132,8 @@ pub struct Counters {
     pub packets_recovered: Counter,
     /// Missing packets given up on (never recovered within 1 s or 10 NACKs).
     pub packets_lost: Counter,
+    /// REMBs received from subscribers (their own bandwidth estimates).
+    pub rembs_received: Counter,
     /// `sendmmsg` system calls made.
     pub send_calls: Counter,
     /// UDP GSO messages sent (each two datagrams or more to one destination).

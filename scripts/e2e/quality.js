@@ -84,6 +84,17 @@ function get(path) {
     req.setTimeout(3000, () => req.destroy(new Error('timeout')));
   });
 }
+function body(path) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(BASE + path, (res) => {
+      let b = '';
+      res.on('data', (c) => { b += c; });
+      res.on('end', () => resolve(b));
+    });
+    req.on('error', reject);
+    req.setTimeout(3000, () => req.destroy(new Error('timeout')));
+  });
+}
 
 // Runs in a page: the video figures of `rx` (inbound: decoded frames,
 // freezes, bytes, loss, NACKs) and of `tx` (outbound: retransmissions, the
@@ -203,6 +214,12 @@ async function run(name) {
     p2p: summary(p0, p1, p1),
   };
   for (const c of [pub, sub, p2p]) await c.context.close();
+  // The server's side of it, summed over the run so far.
+  const m = await body('/metrics');
+  const sum = (name) => m.split('\n').filter((l) => l.startsWith(`sfu_worker_${name} `) || l.startsWith(`sfu_worker_${name}{`))
+    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+  rows.server = Object.fromEntries(['nacks_received_total', 'nacks_sent_total', 'retransmissions_sent_total',
+    'packets_recovered_total', 'packets_lost_total', 'rembs_received_total'].map((n) => [n, sum(n)]));
   return rows;
 }
 
@@ -232,6 +249,7 @@ async function main() {
       console.log(`${name.padEnd(9)} ${side}   ${String(x.fps).padEnd(6)} ${String(x.freezeS).padEnd(9)} ${String(x.kbps).padEnd(7)} `
         + `${String(x.lossPct).padEnd(7)} ${String(x.nacks).padEnd(6)} ${String(x.height).padEnd(7)} ${String(x.estimateKbps).padEnd(23)} ${x.retransmitted}`);
     }
+    console.log(`${name.padEnd(9)} server so far: ${JSON.stringify(r.server)}`);
     const t = TARGETS[name];
     if (process.env.QUALITY_ASSERT && t) {
       const x = r.sfu;

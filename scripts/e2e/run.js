@@ -160,6 +160,16 @@ async function main() {
     ]);
   });
 
+  await test('the connection-quality indicator shows a good network on loopback', async () => {
+    const q = await until('alice\'s quality indicator', async () => {
+      const v = await alice.page.evaluate(() => window.sfu.quality());
+      return v && v.rttMs !== null && v;
+    }, 15000);
+    if (q.level !== 'good' || q.lossPct > 1) throw new Error(`indicator: ${JSON.stringify(q)}`);
+    const shown = await alice.page.evaluate(() => ({ hidden: document.getElementById('quality').hidden, text: document.getElementById('quality').textContent }));
+    if (shown.hidden || shown.text !== 'Network: good') throw new Error(`shown: ${JSON.stringify(shown)}`);
+  });
+
   await test('a receive-only client written from docs/signaling.md receives everyone\'s video and audio', async () => {
     const viewer = await browser.newContext();
     const page = await viewer.newPage();

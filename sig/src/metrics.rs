@@ -105,7 +105,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 15] = [
+        let defs: [Def; 16] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -152,6 +152,11 @@ pub fn render(app: &AppState) -> String {
                 "packets_lost_total",
                 "Missing publisher packets given up on (1 s or 10 NACKs), each followed by a keyframe request.",
                 |c| c.packets_lost.get(),
+            ),
+            (
+                "rembs_received_total",
+                "REMBs received from subscribers (their own bandwidth estimates).",
+                |c| c.rembs_received.get(),
             ),
             (
                 "send_calls_total",

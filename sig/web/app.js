@@ -13,7 +13,39 @@ const state = {
   queue: Promise.resolve(),
   tiles: new Map(), // participant id -> { el, video, audio, stream, name }
   audioBlocked: false,
+  quality: null, // { level, rttMs, lossPct, outKbps } from getStats, every 2 s
+  qualityTimer: null,
+  qualityPrev: null,
 };
+
+// The connection-quality indicator: round-trip time of the selected
+// candidate pair, the share of incoming packets lost in the last 2 s, and the
+// browser's estimate of what it may send.
+async function updateQuality() {
+  const pc = state.pc;
+  if (!pc || pc.connectionState !== 'connected') return;
+  let rtt = null; let out = null; let lost = 0; let received = 0;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'candidate-pair' && s.nominated) {
+      if (s.currentRoundTripTime !== undefined) rtt = s.currentRoundTripTime * 1000;
+      if (s.availableOutgoingBitrate) out = s.availableOutgoingBitrate / 1000;
+    }
+    if (s.type === 'inbound-rtp') { lost += s.packetsLost || 0; received += s.packetsReceived || 0; }
+  });
+  const prev = state.qualityPrev || { lost: 0, received: 0 };
+  state.qualityPrev = { lost, received };
+  const dl = Math.max(0, lost - prev.lost);
+  const dr = Math.max(0, received - prev.received);
+  const lossPct = dl + dr > 0 ? (100 * dl) / (dl + dr) : 0;
+  const level = lossPct < 2 && (rtt === null || rtt < 150) ? 'good'
+    : lossPct < 8 && (rtt === null || rtt < 400) ? 'fair' : 'poor';
+  state.quality = { level, rttMs: rtt === null ? null : Math.round(rtt), lossPct: +lossPct.toFixed(1), outKbps: out === null ? null : Math.round(out) };
+  const q = $('quality');
+  q.hidden = false;
+  q.dataset.level = level;
+  q.textContent = `Network: ${level}`;
+  q.title = `round trip ${state.quality.rttMs ?? '?'} ms · ${state.quality.lossPct} % of incoming packets lost · may send ${state.quality.outKbps ?? '?'} kbit/s`;
+}
 
 function setStatus(kind, text) {
   $('status').dataset.state = kind;
@@ -217,7 +249,10 @@ async function join(room, name) {
   pc.ontrack = (e) => { if (e.streams[0]) attachStream(e.streams[0]); };
   pc.onconnectionstatechange = () => {
     const s = pc.connectionState;
-    if (s === 'connected') setStatus('connected', 'Connected');
+    if (s === 'connected') {
+      setStatus('connected', 'Connected');
+      if (!state.qualityTimer) state.qualityTimer = setInterval(() => updateQuality().catch(() => {}), 2000);
+    }
     else if (s === 'failed') { setStatus('failed', 'Connection failed'); showError('The media connection failed.'); }
     else if (s === 'disconnected') setStatus('connecting', 'Reconnecting…');
     else if (s === 'connecting' || s === 'new') setStatus('connecting', 'Connecting…');
@@ -248,6 +283,9 @@ function teardown(sendLeave) {
   if (sendLeave) send({ type: 'leave' });
   if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
   if (state.pc) { state.pc.close(); state.pc = null; }
+  if (state.qualityTimer) { clearInterval(state.qualityTimer); state.qualityTimer = null; }
+  state.quality = null; state.qualityPrev = null;
+  $('quality').hidden = true;
   if (state.local) { for (const t of state.local.getTracks()) t.stop(); state.local = null; }
   for (const id of [...state.tiles.keys()]) removeTile(id);
   state.myId = null;
@@ -320,6 +358,8 @@ window.sfu = {
   },
   // The peer connection itself, for tests that read getStats() directly.
   pc: () => state.pc,
+  // What the connection-quality indicator shows: { level, rttMs, lossPct, outKbps }.
+  quality: () => state.quality,
   errorText: () => ($('banner').hidden ? '' : $('banner-text').textContent),
   // m-sections in the current remote description (grows only with live tracks).
   sections: () => (state.pc && state.pc.remoteDescription

@@ -838,7 +838,14 @@ impl Router {
                     }
                 }
                 (rtcp::PT_RTPFB, 1) => self.on_nack(now, tid, &p),
-                // Receiver reports, SDES, BYE, transport-cc, REMB: consumed.
+                // A subscriber's own estimate (Chromium's receive-side
+                // estimator, when it has REMB and no transport-cc): counted,
+                // not used for caps (see bwe::LossBasedEstimate::cap).
+                (rtcp::PT_PSFB, 15) if rtcp::parse_remb(&p).is_some() => {
+                    self.counters.rembs_received.add(1);
+                    self.worker_counters.rembs_received.add(1);
+                }
+                // Receiver reports (taken above), SDES, BYE, transport-cc: consumed.
                 _ => {}
             }
         }
@@ -1058,7 +1065,8 @@ impl Router {
                     })
                     .count()
                     .max(1) as u64;
-                let share = cap / videos;
+                // Headroom for retransmissions and RTCP on the congested link.
+                let share = cap * 85 / 100 / videos;
                 match caps.iter_mut().find(|(t, _)| *t == p.params.transport) {
                     Some((_, v)) => *v = (*v).min(share),
                     None => caps.push((p.params.transport, share)),
