@@ -1,7 +1,8 @@
-//! RTP header parsing, extension lookup and the consumer rewrite.
+//! RTP header parsing, extension lookup, the consumer rewrite, and RTX
+//! wrapping and unwrapping (RFC 4588).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sfu_core::proto::rtp::{Rewrite, RtpHeader, write_forwarded};
+use sfu_core::proto::rtp::{Rewrite, RtpHeader, unwrap_rtx, write_forwarded};
 use sfu_core::{Mid, Pt, Ssrc};
 
 fuzz_target!(|data: &[u8]| {
@@ -9,9 +10,27 @@ fuzz_target!(|data: &[u8]| {
     for id in 0..16 {
         let _ = h.extension(data, id);
     }
-    let rw = Rewrite { ssrc: Ssrc(1), pt: Pt(96), seq: 2, timestamp: 3, mid: Mid::new("s1").map(|m| (4, m)) };
+    let rw = Rewrite {
+        ssrc: Ssrc(1),
+        pt: Pt(96),
+        seq: 2,
+        timestamp: 3,
+        mid: Mid::new("s1").map(|m| (4, m)),
+        osn: None,
+    };
     let mut out = Vec::new();
     write_forwarded(data, &h, &rw, &mut out);
     let o = RtpHeader::parse(&out).expect("our own output parses");
     assert_eq!(&out[o.header_len..], &data[h.header_len..], "payload kept");
+    // As RTX and back: the original payload again.
+    let rtx = Rewrite { osn: Some(7), ..rw };
+    write_forwarded(data, &h, &rtx, &mut out);
+    let r = RtpHeader::parse(&out).expect("our own RTX parses");
+    let mut back = Vec::new();
+    if let Some(osn) = unwrap_rtx(&out, &r, Ssrc(9), Pt(96), &mut back) {
+        assert_eq!(osn, 7);
+        let b = RtpHeader::parse(&back).expect("unwrapped parses");
+        assert_eq!(&back[b.header_len..], &data[h.header_len..]);
+    }
+    let _ = unwrap_rtx(data, &h, Ssrc(9), Pt(96), &mut back);
 });
