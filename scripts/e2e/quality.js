@@ -9,7 +9,7 @@
 // For each scenario: a publisher and a receiver through the server, and a
 // P2P pair, all on the same shaped network at once; 15 s to settle, then a
 // 20 s window read from getStats() at its start and end. Prints one table
-// row per side and writes quality.json. With QUALITY_ASSERT=1 the targets
+// row per side and writes target/quality.json. With QUALITY_ASSERT=1 the targets
 // of the scenarios that have one are checked and the exit status says so.
 'use strict';
 
@@ -260,7 +260,8 @@ async function main() {
       if (miss.length) { bad++; console.log(`FAIL ${name}: ${miss.join(', ')}`); } else console.log(`ok   ${name}`);
     }
   }
-  fs.writeFileSync('quality.json', JSON.stringify(results, null, 2));
+  fs.mkdirSync('target', { recursive: true });
+  fs.writeFileSync('target/quality.json', JSON.stringify(results, null, 2));
   finish(bad ? 1 : 0);
 }
 
