@@ -422,8 +422,16 @@ pub struct LocalMedia {
 fn fb_lines(kind: MediaKind) -> &'static [&'static str] {
     match kind {
         MediaKind::Audio => &["transport-cc"],
-        // goog-remb: we cap publishers with REMB (draft-alvestrand-rmcat-remb).
-        MediaKind::Video => &["goog-remb", "nack", "nack pli", "ccm fir", "transport-cc"],
+        // goog-remb: we cap publishers with REMB (draft-alvestrand-rmcat-remb);
+        // rrtr: Chromium then sends XR RRTR (RFC 3611), our DLRR gives it the RTT.
+        MediaKind::Video => &[
+            "goog-remb",
+            "nack",
+            "nack pli",
+            "ccm fir",
+            "transport-cc",
+            "rrtr",
+        ],
     }
 }
 

@@ -120,6 +120,11 @@ struct TransportEntry {
     /// REMBs still to send that lift a cap this publisher was given (a lost
     /// one would leave the cap in place).
     remb_lifts_left: u8,
+    /// Our last XR RRTRs to it: (NTP middle 32 bits, ms since epoch + 1).
+    rrtr_sent: [(u32, u32); 4],
+    rrtr_next: usize,
+    /// Its last RRTR, for our DLRR: (its SSRC, NTP middle 32 bits, when).
+    their_rrtr: Option<(Ssrc, u32, Instant)>,
 }
 
 /// What a timer-heap entry is for.
@@ -289,6 +294,9 @@ impl Router {
             last_report: None,
             loss_window: (0, 0),
             remb_lifts_left: 0,
+            rrtr_sent: [(0, 0); 4],
+            rrtr_next: 0,
+            their_rrtr: None,
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,
@@ -838,6 +846,7 @@ impl Router {
                     }
                 }
                 (rtcp::PT_RTPFB, 1) => self.on_nack(now, tid, &p),
+                (rtcp::PT_XR, _) => self.on_xr(now, tid, &p),
                 // A subscriber's own estimate (Chromium's receive-side
                 // estimator, when it has REMB and no transport-cc): counted,
                 // not used for caps (see bwe::LossBasedEstimate::cap).
@@ -998,20 +1007,7 @@ impl Router {
         else {
             return;
         };
-        let dlsr_ms = (u64::from(b.dlsr) * 1000 / 65536) as u32;
-        let Some(rtt_ms) = now_ms
-            .checked_sub(sent_ms)
-            .and_then(|d| d.checked_sub(dlsr_ms))
-        else {
-            return;
-        };
-        let sample = Duration::from_millis(u64::from(rtt_ms.max(1)));
-        if let Some(e) = self.transports.get_mut(tid) {
-            e.rtt = Some(match e.rtt {
-                None => sample,
-                Some(r) => (r * 7 + sample) / 8,
-            });
-        }
+        self.rtt_sample(tid, now_ms, sent_ms, b.dlsr);
     }
 
     /// A subscriber's report on its video: `expected` packets of which
@@ -1110,6 +1106,7 @@ impl Router {
     /// re-arms the timer while any producer exists.
     fn send_reports(&mut self, now: Instant) {
         let caps = self.publisher_caps(now);
+        let (ntp, now_ms) = (self.ntp(now), self.ms_since_epoch(now));
         let Self {
             transports,
             producers,
@@ -1121,7 +1118,8 @@ impl Router {
         let mut blocks = Vec::new();
         let mut ssrcs = Vec::new();
         for (tid, e) in transports.iter_mut() {
-            if e.producers.is_empty() || !e.transport.is_connected() {
+            let publishes = !e.producers.is_empty();
+            if !e.transport.is_connected() || (!publishes && e.their_rrtr.is_none()) {
                 continue;
             }
             blocks.clear();
@@ -1135,6 +1133,7 @@ impl Router {
             }
             rtcp_buf.clear();
             rtcp::write_rr(*rtcp_ssrc, &blocks, rtcp_buf);
+            let mut worth_sending = !blocks.is_empty();
             // REMB (draft-alvestrand-rmcat-remb): cap a publisher whose
             // subscribers are congested; lift it again (three times, in
             // case one is lost) once none is.
@@ -1142,22 +1141,98 @@ impl Router {
                 Some((_, cap)) => {
                     rtcp::write_remb(*rtcp_ssrc, *cap, &ssrcs, rtcp_buf);
                     e.remb_lifts_left = 3;
+                    worth_sending = true;
                 }
-                None if e.remb_lifts_left > 0 => {
+                None if e.remb_lifts_left > 0 && publishes => {
                     rtcp::write_remb(*rtcp_ssrc, bwe::MAX_BPS, &ssrcs, rtcp_buf);
                     e.remb_lifts_left -= 1;
+                    worth_sending = true;
                 }
-                None if blocks.is_empty() => continue,
                 None => {}
             }
-            if let Some(tx) = e.transport.protect_rtcp(rtcp_buf) {
+            // RFC 3611: our reference time to a publisher, whose DLRR gives
+            // us the RTT even when we send it no media (§4.4)…
+            if publishes && worth_sending {
+                rtcp::write_xr_rrtr(*rtcp_ssrc, ntp, rtcp_buf);
+                e.rrtr_sent[e.rrtr_next % e.rrtr_sent.len()] = ((ntp >> 16) as u32, now_ms);
+                e.rrtr_next = e.rrtr_next.wrapping_add(1);
+            }
+            // …and the DLRR a receiver asked for with its own RRTR (§4.5).
+            if let Some((ssrc, lrr, at)) = e.their_rrtr.take() {
+                let dlrr = receive_stats::to_1_65536(now.saturating_duration_since(at));
+                rtcp::write_xr_dlrr(*rtcp_ssrc, &[(ssrc, lrr, dlrr)], rtcp_buf);
+                worth_sending = true;
+            }
+            if worth_sending && let Some(tx) = e.transport.protect_rtcp(rtcp_buf) {
                 transmits.push_back(tx);
             }
         }
-        self.reports_scheduled = !self.producers.is_empty();
+        self.reports_scheduled = self
+            .transports
+            .iter()
+            .any(|(_, e)| !e.producers.is_empty() || e.their_rrtr.is_some());
         if self.reports_scheduled {
             self.timers
                 .push(Reverse((now + REPORT_INTERVAL, Timer::Reports)));
+        }
+    }
+
+    /// Our clock as a 64-bit NTP timestamp (RFC 3550 §4), for XR RRTR: time
+    /// since the router's epoch, which only we interpret when it comes back.
+    fn ntp(&self, now: Instant) -> u64 {
+        let d = now.saturating_duration_since(self.epoch);
+        (d.as_secs() << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+    }
+
+    /// An extended report (RFC 3611) from transport `tid`: a receiver's
+    /// RRTR is remembered for our DLRR; a DLRR on our RRTR gives the RTT.
+    fn on_xr(&mut self, now: Instant, tid: TransportId, p: &rtcp::RtcpPacket<'_>) {
+        let Some(xr) = rtcp::parse_xr(p) else { return };
+        let sender = p.sender_ssrc();
+        let now_ms = self.ms_since_epoch(now);
+        let ours = self.rtcp_ssrc;
+        if let (Some(ntp), Some(ssrc)) = (xr.rrtr.last(), sender) {
+            if let Some(e) = self.transports.get_mut(tid) {
+                e.their_rrtr = Some((ssrc, (ntp >> 16) as u32, now));
+            }
+            if !self.reports_scheduled {
+                self.reports_scheduled = true;
+                self.timers
+                    .push(Reverse((now + REPORT_INTERVAL, Timer::Reports)));
+            }
+        }
+        for (ssrc, lrr, dlrr) in xr.dlrr {
+            if ssrc != ours || lrr == 0 {
+                continue;
+            }
+            let Some(&(_, sent_ms)) = self
+                .transports
+                .get(tid)
+                .and_then(|e| e.rrtr_sent.iter().find(|(m, ms)| *m == lrr && *ms != 0))
+            else {
+                continue;
+            };
+            self.rtt_sample(tid, now_ms, sent_ms, dlrr);
+        }
+    }
+
+    /// One RTT sample (RFC 3550 §6.4.1 / RFC 3611 §4.5: now − when our
+    /// reference went out − the peer's delay), smoothed with a 1/8 gain as
+    /// TCP does (RFC 6298 §2).
+    fn rtt_sample(&mut self, tid: TransportId, now_ms: u32, sent_ms: u32, delay_1_65536: u32) {
+        let delay_ms = (u64::from(delay_1_65536) * 1000 / 65536) as u32;
+        let Some(rtt_ms) = now_ms
+            .checked_sub(sent_ms)
+            .and_then(|d| d.checked_sub(delay_ms))
+        else {
+            return;
+        };
+        let sample = Duration::from_millis(u64::from(rtt_ms.max(1)));
+        if let Some(e) = self.transports.get_mut(tid) {
+            e.rtt = Some(match e.rtt {
+                None => sample,
+                Some(r) => (r * 7 + sample) / 8,
+            });
         }
     }
 
