@@ -166,6 +166,39 @@ impl Counters {
         self.drops[reason as usize].get()
     }
 
+    /// Every [`Counter`] field (a new field must be listed here: a test
+    /// checks the count against the struct's size).
+    fn counter_fields(&self) -> [&Counter; 16] {
+        [
+            &self.packets_in,
+            &self.bytes_in,
+            &self.packets_out,
+            &self.bytes_out,
+            &self.rtp_forwarded,
+            &self.send_errors,
+            &self.nacks_received,
+            &self.nacks_sent,
+            &self.retransmissions_sent,
+            &self.packets_recovered,
+            &self.packets_lost,
+            &self.rembs_received,
+            &self.send_calls,
+            &self.gso_messages,
+            &self.keyframe_requests,
+            &self.events_dropped,
+        ]
+    }
+
+    /// Every [`Gauge`] field.
+    fn gauge_fields(&self) -> [&Gauge; 4] {
+        [
+            &self.routers,
+            &self.transports,
+            &self.producers,
+            &self.consumers,
+        ]
+    }
+
     /// A copy of the current values, owned by the caller (for summing).
     pub fn snapshot(&self) -> Counters {
         let c = Counters::default();
@@ -176,29 +209,46 @@ impl Counters {
     /// Adds every value of `other` to this one. The caller must be this
     /// set's only writer (e.g. a snapshot it owns).
     pub fn add_all(&self, other: &Counters) {
-        let pairs = [
-            (&self.packets_in, &other.packets_in),
-            (&self.bytes_in, &other.bytes_in),
-            (&self.packets_out, &other.packets_out),
-            (&self.bytes_out, &other.bytes_out),
-            (&self.rtp_forwarded, &other.rtp_forwarded),
-            (&self.send_errors, &other.send_errors),
-            (&self.keyframe_requests, &other.keyframe_requests),
-            (&self.events_dropped, &other.events_dropped),
-        ];
-        for (a, b) in pairs {
+        for (a, b) in self.counter_fields().iter().zip(other.counter_fields()) {
             a.add(b.get());
         }
         for (a, b) in self.drops.iter().zip(&other.drops) {
             a.add(b.get());
         }
-        for (a, b) in [
-            (&self.routers, &other.routers),
-            (&self.transports, &other.transports),
-            (&self.producers, &other.producers),
-            (&self.consumers, &other.consumers),
-        ] {
+        for (a, b) in self.gauge_fields().iter().zip(other.gauge_fields()) {
             a.add(b.get() as i64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_copies_every_counter_and_gauge() {
+        let c = Counters::default();
+        // Every field is listed: the struct is made of exactly these.
+        let fields = c.counter_fields().len() + DropReason::ALL.len() + c.gauge_fields().len();
+        assert_eq!(
+            std::mem::size_of::<Counters>(),
+            8 * fields,
+            "a field is missing from the lists"
+        );
+        for (i, f) in c.counter_fields().iter().enumerate() {
+            f.add(i as u64 + 1);
+        }
+        for (i, g) in c.gauge_fields().iter().enumerate() {
+            g.add(i as i64 + 100);
+        }
+        c.count_drop(DropReason::Duplicate);
+        let s = c.snapshot();
+        for (i, f) in s.counter_fields().iter().enumerate() {
+            assert_eq!(f.get(), i as u64 + 1, "counter {i}");
+        }
+        for (i, g) in s.gauge_fields().iter().enumerate() {
+            assert_eq!(g.get(), i as u64 + 100, "gauge {i}");
+        }
+        assert_eq!(s.drops(DropReason::Duplicate), 1);
     }
 }
