@@ -47,11 +47,16 @@ fn a_stalled_worker_is_failed_restarted_and_never_blocks_other_rooms() {
             (s[0].0, s[0].1)
         };
         assert_eq!((index, generation), (0, 1), "same slot, next generation");
-        assert_eq!(
-            hub.registry.worker_restarts.load(Ordering::Relaxed),
-            1,
-            "counted for /metrics"
-        );
+        // Spawned is not yet installed: the hub counts the restart once the
+        // new worker is in place (which the rejoin below relies on too).
+        while hub.registry.worker_restarts.load(Ordering::Relaxed) == 0 {
+            assert!(
+                Instant::now() < end,
+                "restart installed and counted for /metrics"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(hub.registry.worker_restarts.load(Ordering::Relaxed), 1);
         // The new worker has no rooms, worker 1 has one: the rejoin lands on 0.
         a.join("on-stalled", "a", OFFER).await;
         a.expect("answer").await;
