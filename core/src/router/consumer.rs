@@ -39,13 +39,21 @@ pub struct Consumer {
     pub(crate) octets_sent: u32,
     /// Next RTX sequence number.
     pub(crate) rtx_seq: u16,
+    /// Retransmission budget, in packets: half a token per forwarded packet
+    /// (at most [`RTX_BURST`]), one per retransmission.
+    pub(crate) rtx_tokens: f32,
+    /// State for NACKs and reports, kept apart so the fields the forwarding
+    /// loop reads for every copy stay on few cache lines.
+    pub(crate) feedback: Box<ConsumerFeedback>,
+}
+
+/// A consumer's state for retransmissions and RTCP reports (cold).
+#[derive(Debug)]
+pub(crate) struct ConsumerFeedback {
     /// Recent retransmissions: (consumer seq, ms since the router's epoch + 1;
     /// 0 = none), indexed by seq modulo the length, so one packet is resent
     /// at most once per RTT.
     pub(crate) resent: [(u16, u32); 64],
-    /// Retransmission budget, in packets: half a token per forwarded packet
-    /// (at most [`RTX_BURST`]), one per retransmission.
-    pub(crate) rtx_tokens: f32,
     /// The last SRs sent to the subscriber: (NTP middle 32 bits, ms since
     /// the router's epoch + 1), for the RTT from its receiver reports.
     pub(crate) sr_sent: [(u32, u32); 4],
@@ -69,11 +77,13 @@ impl Consumer {
             packets_sent: 0,
             octets_sent: 0,
             rtx_seq: rand::random(),
-            resent: [(0, 0); 64],
             rtx_tokens: RTX_BURST,
-            sr_sent: [(0, 0); 4],
-            sr_next: 0,
-            last_reported: None,
+            feedback: Box::new(ConsumerFeedback {
+                resent: [(0, 0); 64],
+                sr_sent: [(0, 0); 4],
+                sr_next: 0,
+                last_reported: None,
+            }),
         }
     }
 

@@ -817,13 +817,13 @@ impl Router {
                         .is_some_and(|p| p.params.kind == MediaKind::Video)
                 {
                     let c = &mut self.consumers[cid];
-                    if let Some((hi, cum)) = c.last_reported
+                    if let Some((hi, cum)) = c.feedback.last_reported
                         && b.ext_highest_seq.wrapping_sub(hi) < 1 << 16
                     {
                         expected += u64::from(b.ext_highest_seq.wrapping_sub(hi));
                         lost += i64::from(b.cumulative_lost - cum);
                     }
-                    c.last_reported = Some((b.ext_highest_seq, b.cumulative_lost));
+                    c.feedback.last_reported = Some((b.ext_highest_seq, b.cumulative_lost));
                 }
             }
             if expected > 0 {
@@ -967,8 +967,9 @@ impl Router {
                 // For the RTT, when the subscriber reports on this SR.
                 let ntp_mid = (si.ntp >> 16) as u32;
                 let c = &mut consumers[*cid];
-                c.sr_sent[c.sr_next % c.sr_sent.len()] = (ntp_mid, now_ms);
-                c.sr_next = c.sr_next.wrapping_add(1);
+                let f = &mut c.feedback;
+                f.sr_sent[f.sr_next % f.sr_sent.len()] = (ntp_mid, now_ms);
+                f.sr_next = f.sr_next.wrapping_add(1);
             }
         }
     }
@@ -1003,7 +1004,11 @@ impl Router {
         };
         let now_ms = self.ms_since_epoch(now);
         let c = &self.consumers[cid];
-        let Some(&(_, sent_ms)) = c.sr_sent.iter().find(|(lsr, ms)| *lsr == b.lsr && *ms != 0)
+        let Some(&(_, sent_ms)) = c
+            .feedback
+            .sr_sent
+            .iter()
+            .find(|(lsr, ms)| *lsr == b.lsr && *ms != 0)
         else {
             return;
         };
@@ -1279,8 +1284,8 @@ impl Router {
             let Some(hdr) = RtpHeader::parse(pkt) else {
                 continue;
             };
-            let si = out_seq as usize % c.resent.len();
-            let (last_seq, last_ms) = c.resent[si];
+            let si = out_seq as usize % c.feedback.resent.len();
+            let (last_seq, last_ms) = c.feedback.resent[si];
             if last_seq == out_seq && last_ms != 0 && now_ms.wrapping_sub(last_ms) < rtt_ms {
                 continue;
             }
@@ -1310,7 +1315,7 @@ impl Router {
                 if c.params.rtx.is_some() {
                     c.rtx_seq = c.rtx_seq.wrapping_add(1);
                 }
-                c.resent[si] = (out_seq, now_ms);
+                c.feedback.resent[si] = (out_seq, now_ms);
                 c.rtx_tokens -= 1.0;
                 counters.retransmissions_sent.add(1);
                 worker_counters.retransmissions_sent.add(1);
