@@ -677,9 +677,12 @@ impl Router {
     /// encrypted copy per consumer. A packet already received is dropped.
     fn forward(&mut self, now: Instant, pid: ProducerId, pkt: &[u8], hdr: &RtpHeader) {
         let mut keyframe = false;
+        let mut missing = false;
         let producer = &mut self.producers[pid];
         if let Some(g) = &mut producer.nack {
-            match g.on_packet(now, hdr.seq) {
+            let arrival = g.on_packet(now, hdr.seq);
+            missing = g.missing() > 0;
+            match arrival {
                 Arrival::New | Arrival::Old => {}
                 Arrival::Recovered => {
                     self.counters.packets_recovered.add(1);
@@ -694,7 +697,10 @@ impl Router {
             self.count_drop(DropReason::Duplicate);
             return;
         }
-        self.schedule_nack(pid);
+        // Nothing missing (the common case): no NACK timer to look at.
+        if missing {
+            self.schedule_nack(pid);
+        }
         if keyframe {
             self.request_keyframe(now, pid);
         }

@@ -62,9 +62,9 @@ impl ReceiveStats {
         }
         // A.8: transit = arrival - timestamp, both in RTP ticks.
         let epoch = *self.epoch.get_or_insert(now);
-        let arrival = (now.saturating_duration_since(epoch).as_nanos()
-            * u128::from(self.clock_rate)
-            / 1_000_000_000) as i64;
+        // µs × clock fits u64 for millennia of stream time; no u128 division.
+        let us = now.saturating_duration_since(epoch).as_micros() as u64;
+        let arrival = (us * u64::from(self.clock_rate) / 1_000_000) as i64;
         let transit = arrival - i64::from(timestamp);
         if let Some(last) = self.last_transit {
             let d = (transit - last).unsigned_abs();
