@@ -84,6 +84,8 @@ fn bench_rtp(c: &mut Criterion) {
         seq: 7,
         timestamp: 9,
         mid: Some((4, Mid::new("s12").expect("mid"))),
+        // As Chromium subscribers get it: our transport-wide number too.
+        twcc: Some((3, 1234)),
         osn: None,
     };
     let mut out = Vec::with_capacity(1500);

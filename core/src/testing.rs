@@ -1,6 +1,8 @@
 //! In-memory network for scenario tests and benches: one [`Router`] and any
 //! number of client-role peers ([`ClientPeer`]) on a virtual clock. No
-//! sockets, no sleeps. Datagrams are delivered by [`Net::step`].
+//! sockets, no sleeps. Datagrams are delivered by [`Net::step`], or, on a
+//! shaped [`Link`] (delay, jitter that reorders, a rate limit with a
+//! drop-tail queue, seeded loss), by [`Net::advance`] when they arrive.
 //!
 //! Not used by the server itself.
 #![allow(clippy::expect_used, missing_docs)]
@@ -13,6 +15,8 @@ use bytes::Bytes;
 
 use crate::client::{ClientParams, ClientPeer, ClientReceived};
 use crate::proto::dtls::{Certificate, DtlsRole, default_config};
+use crate::proto::rtp::RtpHeader;
+use crate::router::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::router::{ConsumerParams, MediaKind, ProducerParams, Router, RouterConfig};
 use crate::stats::Counters;
 use crate::transport::TransportParams;
@@ -22,6 +26,73 @@ pub const SERVER: &str = "127.0.0.1:40000";
 /// The transport-wide sequence number extension id of the harness's producers.
 pub const TWCC_EXT_ID: u8 = 3;
 
+/// One direction of a peer's path, like str0m's netem: seeded loss, a
+/// bottleneck (rate limit and a drop-tail queue), a fixed delay and a
+/// random extra delay (jitter: later datagrams may overtake earlier ones).
+#[derive(Debug, Clone, Default)]
+pub struct Link {
+    /// Share of datagrams dropped at random (0–1).
+    pub loss: f64,
+    /// The bottleneck's rate, bit/s; `None`: unlimited.
+    pub rate_bps: Option<u64>,
+    /// The longest the bottleneck's queue may hold a datagram before it
+    /// drops newcomers (drop-tail).
+    pub queue_limit: Duration,
+    /// Propagation delay.
+    pub delay: Duration,
+    /// Extra delay, uniform in `[0, jitter)`, per datagram.
+    pub jitter: Duration,
+    /// Datagrams dropped by the queue.
+    pub queue_drops: u64,
+    busy_until: Option<Instant>,
+    /// (arrival, order sent, datagram).
+    in_flight: Vec<(Instant, u64, Vec<u8>)>,
+    sent: u64,
+}
+
+impl Link {
+    fn shaped(&self) -> bool {
+        self.rate_bps.is_some() || !self.delay.is_zero() || !self.jitter.is_zero()
+    }
+
+    /// When a datagram of `len` bytes sent at `now` arrives, or `None` when
+    /// it is lost or the queue is full.
+    fn admit(&mut self, now: Instant, len: usize, rng: &mut SeededRng) -> Option<Instant> {
+        if rng.next_f64() < self.loss {
+            return None;
+        }
+        let mut at = now;
+        if let Some(rate) = self.rate_bps {
+            let start = self.busy_until.map_or(now, |b| b.max(now));
+            if start - now > self.queue_limit {
+                self.queue_drops += 1;
+                return None;
+            }
+            at = start + Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / rate.max(1));
+            self.busy_until = Some(at);
+        }
+        let jitter = if self.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            self.jitter.mul_f64(rng.next_f64())
+        };
+        Some(at + self.delay + jitter)
+    }
+
+    /// Datagrams that arrived by `now`, in arrival order.
+    fn arrived(&mut self, now: Instant) -> Vec<(Instant, Vec<u8>)> {
+        if self.in_flight.is_empty() {
+            return Vec::new();
+        }
+        self.in_flight.sort_by_key(|(t, n, _)| (*t, *n));
+        let due = self.in_flight.partition_point(|(t, _, _)| *t <= now);
+        self.in_flight
+            .drain(..due)
+            .map(|(t, _, d)| (t, d))
+            .collect()
+    }
+}
+
 #[derive(Debug)]
 pub struct Peer {
     pub client: ClientPeer,
@@ -30,10 +101,14 @@ pub struct Peer {
     pub rtp: Vec<Bytes>,
     pub rtcp: Vec<Bytes>,
     pub errors: usize,
-    /// Share of this peer's datagrams to the server that are dropped (0–1).
-    pub uplink_loss: f64,
-    /// Share of the server's datagrams to this peer that are dropped (0–1).
-    pub downlink_loss: f64,
+    /// This peer's datagrams to the server.
+    pub up: Link,
+    /// The server's datagrams to this peer.
+    pub down: Link,
+    /// When set, the peer records the transport-wide sequence numbers the
+    /// server stamps and sends it transport-cc feedback every 50 ms.
+    pub twcc: Option<TwccReceiver>,
+    twcc_due: Option<Instant>,
 }
 
 /// A seeded xorshift64* generator: the network's losses repeat run to run.
@@ -63,8 +138,11 @@ pub struct Net {
     pub now: Instant,
     pub server_cert: Certificate,
     pub server: SocketAddr,
-    /// Decides the peers' losses ([`Peer::uplink_loss`], [`Peer::downlink_loss`]).
+    /// Decides the links' losses and jitter ([`Link`]).
     pub rng: SeededRng,
+    /// The transport-wide sequence number extension id consumers are
+    /// created with (none by default).
+    pub subscriber_twcc_ext_id: Option<u8>,
 }
 
 pub fn server_addr() -> SocketAddr {
@@ -101,6 +179,7 @@ impl Net {
             server_cert,
             server: server_addr(),
             rng: SeededRng::new(0x5eed),
+            subscriber_twcc_ext_id: None,
         }
     }
 
@@ -150,8 +229,10 @@ impl Net {
             rtp: Vec::new(),
             rtcp: Vec::new(),
             errors: 0,
-            uplink_loss: 0.0,
-            downlink_loss: 0.0,
+            up: Link::default(),
+            down: Link::default(),
+            twcc: None,
+            twcc_due: None,
         });
         n
     }
@@ -160,14 +241,22 @@ impl Net {
         self.add_peer_with("serverpassword-0123456789", None, None, None)
     }
 
-    /// Delivers everything in flight until nobody has anything to send.
+    /// Sends every datagram waiting until nobody has anything to send:
+    /// unshaped links deliver at once, shaped ones when [`Self::advance`]
+    /// reaches their arrival.
     pub fn step(&mut self) {
         for _ in 0..1000 {
             let mut moved = false;
             for i in 0..self.peers.len() {
                 while let Some(d) = self.peers[i].client.poll_transmit() {
                     moved = true;
-                    if self.rng.next_f64() < self.peers[i].uplink_loss {
+                    let Some(at) = self.peers[i].up.admit(self.now, d.len(), &mut self.rng) else {
+                        continue;
+                    };
+                    let up = &mut self.peers[i].up;
+                    if up.shaped() {
+                        up.sent += 1;
+                        up.in_flight.push((at, up.sent, d.to_vec()));
                         continue;
                     }
                     let from = self.peers[i].addr;
@@ -176,7 +265,19 @@ impl Net {
             }
             while let Some(t) = self.router.poll_transmit() {
                 moved = true;
-                self.deliver_to_peer(t.dest, &t.data);
+                let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.dest) else {
+                    continue;
+                };
+                let Some(at) = p.down.admit(self.now, t.data.len(), &mut self.rng) else {
+                    continue;
+                };
+                if p.down.shaped() {
+                    p.down.sent += 1;
+                    p.down.in_flight.push((at, p.down.sent, t.data));
+                    continue;
+                }
+                let now = self.now;
+                self.deliver_to_peer(t.dest, now, &t.data);
             }
             if !moved {
                 return;
@@ -185,15 +286,19 @@ impl Net {
         panic!("network did not settle");
     }
 
-    fn deliver_to_peer(&mut self, dest: SocketAddr, data: &[u8]) {
-        let now = self.now;
+    fn deliver_to_peer(&mut self, dest: SocketAddr, at: Instant, data: &[u8]) {
         let server = self.server;
         if let Some(p) = self.peers.iter_mut().find(|p| p.addr == dest) {
-            if self.rng.next_f64() < p.downlink_loss {
-                return;
-            }
-            match p.client.handle_datagram(now, server, data) {
-                Ok(ClientReceived::Rtp(b)) => p.rtp.push(b),
+            match p.client.handle_datagram(at, server, data) {
+                Ok(ClientReceived::Rtp(b)) => {
+                    if let Some(tw) = &mut p.twcc
+                        && let Some(h) = RtpHeader::parse(&b)
+                        && let Some(&[x, y]) = h.extension(&b, tw.ext_id)
+                    {
+                        tw.on_packet(at, u16::from_be_bytes([x, y]));
+                    }
+                    p.rtp.push(b)
+                }
                 Ok(ClientReceived::Rtcp(b)) => p.rtcp.push(b),
                 Ok(ClientReceived::Nothing) => {}
                 Err(_) => p.errors += 1,
@@ -201,17 +306,45 @@ impl Net {
         }
     }
 
-    /// Moves the virtual clock by `d` in 10 ms ticks, firing due timers.
+    /// Has peer `peer` send transport-cc feedback on what the server
+    /// stamps with extension id `ext_id` (see [`Peer::twcc`]).
+    pub fn send_twcc_feedback(&mut self, peer: usize, ext_id: u8) {
+        self.peers[peer].twcc = Some(TwccReceiver::new(ext_id, self.now));
+    }
+
+    /// Moves the virtual clock by `d` in 10 ms ticks: datagrams on shaped
+    /// links arrive (each at its own arrival time), due timers fire, and
+    /// peers send their transport-cc feedback.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
-            self.now = (self.now + Duration::from_millis(10)).min(end);
+            let tick = (self.now + Duration::from_millis(10)).min(end);
+            for i in 0..self.peers.len() {
+                for (at, mut d) in self.peers[i].up.arrived(tick) {
+                    let from = self.peers[i].addr;
+                    self.router.handle_datagram(at, from, &mut d);
+                }
+                let addr = self.peers[i].addr;
+                for (at, d) in self.peers[i].down.arrived(tick) {
+                    self.deliver_to_peer(addr, at, &d);
+                }
+            }
+            self.now = tick;
             if self.router.poll_timeout().is_some_and(|t| t <= self.now) {
                 self.router.handle_timeout(self.now);
             }
-            for p in &mut self.peers {
+            for (n, p) in self.peers.iter_mut().enumerate() {
                 if p.client.poll_timeout() <= self.now {
                     p.client.handle_timeout(self.now);
+                }
+                if let Some(tw) = &mut p.twcc
+                    && tw.has_pending()
+                    && p.twcc_due.is_none_or(|t| t <= self.now)
+                {
+                    let mut fb = Vec::new();
+                    tw.write_feedback(Ssrc(0x7c00 + n as u32), Ssrc(0), &mut fb);
+                    p.client.send_rtcp(&fb);
+                    p.twcc_due = Some(self.now + FEEDBACK_INTERVAL);
                 }
             }
             self.step();
@@ -286,6 +419,7 @@ impl Net {
                     ssrc: Ssrc(ssrc),
                     mid: Mid::new("5"),
                     mid_ext_id: Some(4),
+                    twcc_ext_id: self.subscriber_twcc_ext_id,
                     pt_map: vec![(Pt(pt_map.0), Pt(pt_map.1))],
                     paused: false,
                     rtx: rtx.map(|(s, p)| (Ssrc(s), Pt(p))),

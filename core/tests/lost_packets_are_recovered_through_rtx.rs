@@ -145,8 +145,8 @@ fn run(loss: f64, subscriber_rtx: bool, packets: u32) -> (f64, Net) {
     );
     net.step();
     for p in [publisher, subscriber] {
-        net.peers[p].uplink_loss = loss;
-        net.peers[p].downlink_loss = loss;
+        net.peers[p].up.loss = loss;
+        net.peers[p].down.loss = loss;
         net.peers[p].rtp.clear();
         net.peers[p].rtcp.clear();
     }

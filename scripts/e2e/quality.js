@@ -103,7 +103,7 @@ function body(path) {
 async function videoStats(rx, tx) {
   const out = { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0, bytesReceived: 0,
     packetsLost: 0, packetsReceived: 0, nackCount: 0, pliCount: 0, frameHeight: 0,
-    retransmittedPacketsSent: 0, availableOutgoingBitrate: 0, targetBitrate: 0 };
+    retransmittedPacketsSent: 0, availableOutgoingBitrate: 0, targetBitrate: 0, bytesSent: 0 };
   if (rx) {
     (await rx.getStats()).forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
@@ -118,6 +118,7 @@ async function videoStats(rx, tx) {
       if (s.type === 'outbound-rtp' && s.kind === 'video') {
         out.retransmittedPacketsSent += s.retransmittedPacketsSent || 0;
         out.targetBitrate += s.targetBitrate || 0;
+        out.bytesSent += s.bytesSent || 0;
       }
       if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) {
         out.availableOutgoingBitrate = s.availableOutgoingBitrate;
@@ -204,8 +205,21 @@ async function run(name) {
   // reaches 1.5 Mbit/s within 20 s, so the highest of the first 20 s counts.
   const t0 = Date.now();
   const estimates = [];
+  // QUALITY_TRACE=1: one line a second of what the publisher sends and the
+  // receiver decodes through the server, to see how a run went.
+  let last = null;
   const sampler = setInterval(() => {
-    pub.read().then((x) => estimates.push([Date.now() - t0, x.availableOutgoingBitrate || 0])).catch(() => {});
+    Promise.all([pub.read(), sub.read()]).then(([x, r]) => {
+      estimates.push([Date.now() - t0, x.availableOutgoingBitrate || 0]);
+      if (process.env.QUALITY_TRACE && last) {
+        const [lx, lr] = last;
+        console.log(`  ${name} t=${Math.round((Date.now() - t0) / 1000)}s pub sent ${Math.round((x.bytesSent - lx.bytesSent) * 8 / 1000)} kbit/s`
+          + ` target ${Math.round(x.targetBitrate / 1000)} estimate ${Math.round(x.availableOutgoingBitrate / 1000)}`
+          + ` | sub ${r.framesDecoded - lr.framesDecoded} fps ${Math.round((r.bytesReceived - lr.bytesReceived) * 8 / 1000)} kbit/s`
+          + ` frozen ${(r.totalFreezesDuration - lr.totalFreezesDuration).toFixed(2)} s lost ${r.packetsLost - lr.packetsLost} ${r.frameHeight}p`);
+      }
+      last = [x, r];
+    }).catch(() => {});
   }, 1000);
   await until('media P2P', async () => (await p2p.read()).framesDecoded > 0);
   if (name === 'cap200') {
@@ -238,7 +252,7 @@ async function main() {
   // The nftables rules must only ever shape a namespace made for this run.
   if (process.env.SFU_IN_NETNS !== '1') throw new Error('run it through scripts/quality.sh (it makes the network namespace)');
   server = spawn(BIN, ['--http-listen', `127.0.0.1:${PORT}`, '--announced-ip', '127.0.0.1',
-    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '46000-46099', '--log', 'warn'],
+    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '46000-46099', '--log', process.env.QUALITY_SERVER_LOG || 'warn'],
   { stdio: ['ignore', 'inherit', 'inherit'] });
   await until('server /healthz', async () => (await get('/healthz')) === 200, 15000);
   browser = await chromium.launch({

@@ -149,6 +149,7 @@ pub struct Negotiation {
     own: Vec<LocalMedia>,
     client_media: Vec<MediaSection>,
     mid_ext_id: Option<u8>,
+    twcc_ext_id: Option<u8>,
     slots: Vec<Slot>,
     next_mid: u32,
     /// Deadline of the update awaiting an answer, and its m-section count.
@@ -172,6 +173,7 @@ impl Negotiation {
             own,
             client_media: offer.media.clone(),
             mid_ext_id: offer.media.iter().find_map(|m| m.mid_ext_id),
+            twcc_ext_id: offer.media.iter().find_map(|m| m.twcc_ext_id),
             slots: Vec::new(),
             next_mid: 1,
             in_flight: None,
@@ -185,6 +187,13 @@ impl Negotiation {
     /// Id of the MID header extension in this session, if the client uses one.
     pub fn mid_ext_id(&self) -> Option<u8> {
         self.mid_ext_id
+    }
+
+    /// Id of the transport-wide sequence number extension in this session,
+    /// if the client offered it: the tracks we send it carry our own
+    /// transport-wide numbering under this id, and it sends us feedback.
+    pub fn twcc_ext_id(&self) -> Option<u8> {
+        self.twcc_ext_id
     }
 
     /// Tracks carried now (offered or live, not closing).
@@ -347,7 +356,7 @@ impl Negotiation {
                         direction: Direction::SendOnly,
                         codec: Some(t.codec.clone()),
                         mid_ext_id: self.mid_ext_id,
-                        twcc_ext_id: None,
+                        twcc_ext_id: self.twcc_ext_id,
                         send: Some((
                             t.ssrc,
                             stream.clone(),

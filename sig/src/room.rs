@@ -568,6 +568,7 @@ impl Room {
             ssrc: Ssrc(ssrc),
             mid: Mid::new(&mid),
             mid_ext_id: s.neg.mid_ext_id(),
+            twcc_ext_id: s.neg.twcc_ext_id(),
             pt_map: vec![(Pt(codec.pt), Pt(sub_codec.pt))],
             paused: true,
             rtx: rtx.as_ref().map(|(c, ssrc)| (Ssrc(*ssrc), Pt(c.pt))),

@@ -162,6 +162,10 @@ pub struct Rewrite {
     pub timestamp: u32,
     /// The MID header extension to write: (extension id 1–14, value).
     pub mid: Option<(u8, Mid)>,
+    /// The transport-wide sequence number to write (draft-holmer-rmcat-
+    /// transport-wide-cc-extensions-01 §2): (extension id 1–14, the
+    /// subscriber transport's own sequence number).
+    pub twcc: Option<(u8, u16)>,
     /// For an RTX packet (RFC 4588 §4): the original sequence number (the
     /// consumer's), written in front of the payload. `ssrc`, `pt` and `seq`
     /// are then the RTX stream's.
@@ -170,8 +174,9 @@ pub struct Rewrite {
 
 /// Writes the forwarded copy of `pkt` (plain RTP with header `hdr`) into
 /// `out`, which is cleared first: the fixed header with the values of `rw`,
-/// the CSRCs, a fresh one-byte extension block holding only the MID (when
-/// `rw.mid` is set), then the payload and padding unchanged.
+/// the CSRCs, a fresh one-byte extension block (RFC 8285 §4.2) holding the
+/// MID and the transport-wide sequence number when `rw` sets them, then the
+/// payload and padding unchanged.
 ///
 /// Extensions of the producer's side are not forwarded: their ids were
 /// negotiated with the publisher, not with this subscriber. With `rw.osn`
@@ -180,7 +185,7 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<
     out.clear();
     let cc = (pkt[0] & 0x0f) as usize;
     let mut b0 = pkt[0] & 0xef; // V, P, CC; X cleared
-    if rw.mid.is_some() {
+    if rw.mid.is_some() || rw.twcc.is_some() {
         b0 |= 0x10;
     }
     out.push(b0);
@@ -189,14 +194,20 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<
     out.extend_from_slice(&rw.timestamp.to_be_bytes());
     out.extend_from_slice(&rw.ssrc.0.to_be_bytes());
     out.extend_from_slice(&pkt[FIXED_HEADER_LEN..FIXED_HEADER_LEN + 4 * cc]);
-    if let Some((id, mid)) = rw.mid {
-        let v = mid.as_bytes();
-        let ext_len = 1 + v.len();
+    if rw.mid.is_some() || rw.twcc.is_some() {
+        let mid = rw.mid.as_ref().map(|(id, m)| (*id, m.as_bytes()));
+        let ext_len = mid.map_or(0, |(_, v)| 1 + v.len()) + rw.twcc.map_or(0, |_| 3);
         let words = ext_len.div_ceil(4);
         out.extend_from_slice(&[0xBE, 0xDE]);
         out.extend_from_slice(&(words as u16).to_be_bytes());
-        out.push((id << 4) | (v.len() as u8 - 1));
-        out.extend_from_slice(v);
+        if let Some((id, v)) = mid {
+            out.push((id << 4) | (v.len() as u8 - 1));
+            out.extend_from_slice(v);
+        }
+        if let Some((id, seq)) = rw.twcc {
+            out.push((id << 4) | 1);
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
         out.resize(out.len() + words * 4 - ext_len, 0);
     }
     if let Some(osn) = rw.osn {
@@ -327,6 +338,7 @@ mod tests {
             seq: 65535,
             timestamp: 99,
             mid: Some((9, Mid::new("m12").expect("mid"))),
+            twcc: None,
             osn: None,
         };
         let mut out = Vec::new();
@@ -340,7 +352,27 @@ mod tests {
         assert_eq!(o.extension(&out, 1), None);
         assert_eq!(&out[o.header_len..], b"payload");
 
+        // With the transport-wide sequence number beside the MID, and alone.
+        let rw = Rewrite {
+            twcc: Some((3, 0xabcd)),
+            ..rw
+        };
+        write_forwarded(&p, &h, &rw, &mut out);
+        let o = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(o.extension(&out, 9), Some(&b"m12"[..]));
+        assert_eq!(o.extension(&out, 3), Some(&[0xab, 0xcd][..]));
+        assert_eq!(&out[o.header_len..], b"payload");
         let rw = Rewrite { mid: None, ..rw };
+        write_forwarded(&p, &h, &rw, &mut out);
+        let o = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(o.header_len, 12 + 4 + 4);
+        assert_eq!(o.extension(&out, 3), Some(&[0xab, 0xcd][..]));
+
+        let rw = Rewrite {
+            mid: None,
+            twcc: None,
+            ..rw
+        };
         write_forwarded(&p, &h, &rw, &mut out);
         let o = RtpHeader::parse(&out).expect("valid");
         assert_eq!(o.header_len, 12);
@@ -357,6 +389,7 @@ mod tests {
             seq: 9,
             timestamp: 0x1000,
             mid: None,
+            twcc: None,
             osn: Some(0x4242),
         };
         let mut rtx = Vec::new();

@@ -17,6 +17,11 @@ pub struct ConsumerParams {
     /// Header extension id of `urn:ietf:params:rtp-hdrext:sdes:mid` negotiated
     /// with the subscriber (1–14), if any.
     pub mid_ext_id: Option<u8>,
+    /// Header extension id of the transport-wide sequence number
+    /// (draft-holmer-rmcat-transport-wide-cc-extensions-01) negotiated with
+    /// the subscriber (1–14), if any: its packets then carry our own
+    /// transport-wide numbering and its feedback drives our estimate.
+    pub twcc_ext_id: Option<u8>,
     /// (producer PT, subscriber PT) pairs; packets with other PTs are not forwarded.
     pub pt_map: Vec<(Pt, Pt)>,
     /// Start paused.

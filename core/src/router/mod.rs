@@ -7,6 +7,7 @@
 
 pub mod bwe;
 pub mod consumer;
+pub mod delay_based;
 pub mod id_slab;
 pub mod nack;
 pub mod producer;
@@ -14,6 +15,7 @@ pub mod receive_stats;
 pub mod retransmission;
 pub mod seq_manager;
 pub mod twcc_receiver;
+pub mod twcc_sender;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -24,20 +26,21 @@ use std::time::{Duration, Instant};
 pub use consumer::{Consumer, ConsumerParams};
 pub use producer::{MediaKind, Producer, ProducerParams};
 
-use self::bwe::LossBasedEstimate;
+use self::bwe::SendSideBwe;
 use self::consumer::RTX_BURST;
 use self::id_slab::IdSlab;
 use self::nack::{Arrival, NackGenerator};
 use self::receive_stats::ReceiveStats;
 use self::retransmission::{RetransmissionBuffer, Stored};
 use self::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
+use self::twcc_sender::{PacketResult, TwccSender};
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;
 use crate::proto::rtcp::{self, RtcpIter, SenderInfo};
 use crate::proto::rtp::{Rewrite, RtpHeader, unwrap_rtx, write_forwarded};
-use crate::proto::stun;
+use crate::proto::{stun, twcc};
 use crate::stats::{Counters, DropReason};
 use crate::transport::{
     CloseReason, Received, Transmit, TransportEvent, TransportParams, TransportTimeouts,
@@ -53,6 +56,8 @@ pub const POOL_MAX: usize = 4096;
 pub const LOSS_WINDOW_PACKETS: u64 = 100;
 /// How often publishers get receiver reports (RFC 3550 §6.4.2).
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// A lowered REMB cap goes out at once, but no more often than this.
+pub const REMB_MIN_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Settings of a router.
 #[derive(Debug, Clone, Copy)]
@@ -109,8 +114,14 @@ struct TransportEntry {
     /// Arrival times for transport-cc feedback, when the participant
     /// publishes with the transport-wide sequence number extension.
     twcc: Option<TwccReceiver>,
-    /// What this participant can receive, from the loss it reports.
-    bwe: LossBasedEstimate,
+    /// What this participant can receive: our send-side estimate from its
+    /// transport-wide feedback, or from the loss its reports show.
+    bwe: SendSideBwe,
+    /// Our transport-wide numbering of what we send it, when it negotiated
+    /// the extension on any of its consumers.
+    twcc_send: Option<TwccSender>,
+    /// The last REMB we sent it as a publisher: (when, bit/s).
+    last_remb: Option<(Instant, u64)>,
     /// Bytes sent to this participant so far.
     sent_bytes: u64,
     /// When its loss was last evaluated, and `sent_bytes` then.
@@ -140,6 +151,8 @@ enum Timer {
     Reports,
     /// Transport-wide congestion control feedback to publishers.
     TwccFeedback,
+    /// A lowered REMB cap to publishers.
+    Remb,
 }
 
 /// One room's forwarding graph.
@@ -178,6 +191,12 @@ pub struct Router {
     reports_scheduled: bool,
     /// The transport-cc feedback timer is in the heap.
     twcc_scheduled: bool,
+    /// The REMB timer is in the heap.
+    remb_scheduled: bool,
+    /// When REMBs last went out.
+    last_rembs: Option<Instant>,
+    /// Results of one transport-wide feedback (reused).
+    twcc_results: Vec<PacketResult>,
     rtcp_ssrc: Ssrc,
     /// The latest time the router was given (sans-IO: it never reads a clock).
     now: Instant,
@@ -218,6 +237,9 @@ impl Router {
             epoch: now,
             reports_scheduled: false,
             twcc_scheduled: false,
+            remb_scheduled: false,
+            last_rembs: None,
+            twcc_results: Vec::with_capacity(256),
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
             now,
         }
@@ -289,7 +311,9 @@ impl Router {
             transport: t,
             rtt: None,
             twcc: None,
-            bwe: LossBasedEstimate::default(),
+            bwe: SendSideBwe::default(),
+            twcc_send: None,
+            last_remb: None,
             sent_bytes: 0,
             last_report: None,
             loss_window: (0, 0),
@@ -440,6 +464,14 @@ impl Router {
         }
         if params.mid_ext_id.is_some_and(|id| !(1..=14).contains(&id)) {
             return Err(Error::InvalidParams("mid extension id must be 1-14".into()));
+        }
+        if params.twcc_ext_id.is_some_and(|id| !(1..=14).contains(&id)) {
+            return Err(Error::InvalidParams(
+                "transport-wide sequence number extension id must be 1-14".into(),
+            ));
+        }
+        if params.twcc_ext_id.is_some() && entry.twcc_send.is_none() {
+            self.transports[tid].twcc_send = Some(TwccSender::new(now));
         }
         let pid = params.producer;
         let paused = params.paused;
@@ -726,21 +758,30 @@ impl Router {
             let Some(seq) = c.seq.input(hdr.seq) else {
                 continue;
             };
+            let Some(t) = transports.get_mut(c.params.transport) else {
+                continue;
+            };
             let rw = Rewrite {
                 ssrc: c.params.ssrc,
                 pt,
                 seq,
                 timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
                 mid: c.params.mid_ext_id.zip(c.params.mid),
+                twcc: c
+                    .params
+                    .twcc_ext_id
+                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
                 osn: None,
             };
             write_forwarded(pkt, hdr, &rw, scratch);
-            let Some(t) = transports.get_mut(c.params.transport) else {
-                continue;
-            };
             let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
             if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
                 t.sent_bytes += tx.data.len() as u64;
+                if rw.twcc.is_some()
+                    && let Some(s) = &mut t.twcc_send
+                {
+                    s.on_sent(now, tx.data.len());
+                }
                 transmits.push_back(tx);
                 c.packets_sent = c.packets_sent.wrapping_add(1);
                 c.octets_sent = c.octets_sent.wrapping_add(payload_len);
@@ -852,6 +893,7 @@ impl Router {
                     }
                 }
                 (rtcp::PT_RTPFB, 1) => self.on_nack(now, tid, &p),
+                (rtcp::PT_RTPFB, twcc::FMT) => self.on_twcc_feedback(now, tid, &p),
                 (rtcp::PT_XR, _) => self.on_xr(now, tid, &p),
                 // A subscriber's own estimate (Chromium's receive-side
                 // estimator, when it has REMB and no transport-cc): counted,
@@ -860,7 +902,7 @@ impl Router {
                     self.counters.rembs_received.add(1);
                     self.worker_counters.rembs_received.add(1);
                 }
-                // Receiver reports (taken above), SDES, BYE, transport-cc: consumed.
+                // Receiver reports (taken above), SDES, BYE: consumed.
                 _ => {}
             }
         }
@@ -990,6 +1032,11 @@ impl Router {
         self.transports.get(id).and_then(|e| e.rtt)
     }
 
+    /// Transport `id`'s send-side bandwidth estimate (what we may send it).
+    pub fn transport_bwe(&self, id: TransportId) -> Option<&SendSideBwe> {
+        self.transports.get(id).map(|e| &e.bwe)
+    }
+
     /// The RTT to transport `tid`: measured, else the configured default.
     fn rtt(&self, tid: TransportId) -> Duration {
         self.transports
@@ -1030,6 +1077,9 @@ impl Router {
         let Some(e) = self.transports.get_mut(tid) else {
             return;
         };
+        if e.bwe.has_feedback() {
+            return; // transport-wide feedback tells loss per packet, sooner
+        }
         let (at, bytes) = *e.last_report.get_or_insert((now, e.sent_bytes));
         e.loss_window.0 += expected;
         e.loss_window.1 += lost;
@@ -1040,15 +1090,63 @@ impl Router {
         }
         let fraction = ((lst.min(exp) << 8) / exp).min(255) as u8;
         let bps = ((e.sent_bytes - bytes) as f64 * 8.0 / secs) as u64;
-        e.bwe.on_report(now, fraction, bps);
+        let lowered = e.bwe.on_receiver_report(now, fraction, bps);
         e.last_report = Some((now, e.sent_bytes));
         e.loss_window = (0, 0);
+        if lowered {
+            self.schedule_rembs(now);
+        }
+    }
+
+    /// A subscriber's transport-wide feedback (draft-holmer-rmcat-transport-
+    /// wide-cc-extensions-01 §3.1) on what we sent it: matched against what
+    /// we sent, it feeds the subscriber's send-side estimate.
+    fn on_twcc_feedback(&mut self, now: Instant, tid: TransportId, p: &rtcp::RtcpPacket<'_>) {
+        let Some(fb) = twcc::parse(p.bytes) else {
+            self.count_drop(DropReason::MalformedRtcp);
+            return;
+        };
+        // `--log sfu::twcc=trace` shows each one (how the Chromium capture in
+        // testdata/packets was taken).
+        tracing::trace!(
+            target: "sfu::twcc",
+            hex = %p.bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            packets = fb.arrivals.len(),
+            "transport-cc feedback from a subscriber"
+        );
+        let rtt = self.rtt(tid);
+        let Some(e) = self.transports.get_mut(tid) else {
+            return;
+        };
+        let Some(sender) = &e.twcc_send else { return };
+        sender.on_feedback(&fb, &mut self.twcc_results);
+        if self.twcc_results.is_empty() {
+            return;
+        }
+        let now_us = sender.now_us(now);
+        if e.bwe.on_feedback(now, now_us, &self.twcc_results, rtt) {
+            self.schedule_rembs(now);
+        }
+    }
+
+    /// Sends the publishers' lowered REMB caps now, or as soon as
+    /// [`REMB_MIN_INTERVAL`] since the last ones allows.
+    fn schedule_rembs(&mut self, now: Instant) {
+        if self.remb_scheduled {
+            return;
+        }
+        self.remb_scheduled = true;
+        let at = self
+            .last_rembs
+            .map_or(now, |t| (t + REMB_MIN_INTERVAL).max(now));
+        self.timers.push(Reverse((at, Timer::Remb)));
     }
 
     /// The REMB cap for each publisher transport: the lowest share of a
-    /// congested subscriber's estimate among the subscribers of its video
-    /// (a subscriber's estimate is shared evenly by the videos it receives).
-    fn publisher_caps(&self, now: Instant) -> Vec<(TransportId, u64)> {
+    /// congested subscriber's estimate among the subscribers of its video.
+    /// A subscriber's estimate, less 5 % for retransmissions and RTCP, is
+    /// shared evenly by the publishers whose video it receives.
+    fn publisher_caps(&self) -> Vec<(TransportId, u64)> {
         let mut caps: Vec<(TransportId, u64)> = Vec::new();
         for (_, p) in self.producers.iter() {
             if p.params.kind != MediaKind::Video {
@@ -1059,21 +1157,22 @@ impl Router {
                 let Some(sub) = self.transports.get(c.params.transport) else {
                     continue;
                 };
-                let Some(cap) = sub.bwe.cap(now) else {
+                let Some(cap) = sub.bwe.cap() else {
                     continue;
                 };
-                let videos = sub
-                    .consumers
-                    .iter()
-                    .filter(|x| {
-                        self.producers
-                            .get(self.consumers[**x].params.producer)
-                            .is_some_and(|p| p.params.kind == MediaKind::Video)
-                    })
-                    .count()
-                    .max(1) as u64;
-                // Headroom for retransmissions and RTCP on the congested link.
-                let share = cap * 85 / 100 / videos;
+                // REMB caps all a publisher sends (its audio too), so the
+                // subscriber's estimate is shared by the publishers whose
+                // video it receives.
+                let mut publishers: Vec<TransportId> = Vec::new();
+                for x in &sub.consumers {
+                    if let Some(p) = self.producers.get(self.consumers[*x].params.producer)
+                        && p.params.kind == MediaKind::Video
+                        && !publishers.contains(&p.params.transport)
+                    {
+                        publishers.push(p.params.transport);
+                    }
+                }
+                let share = cap * 95 / 100 / publishers.len().max(1) as u64;
                 match caps.iter_mut().find(|(t, _)| *t == p.params.transport) {
                     Some((_, v)) => *v = (*v).min(share),
                     None => caps.push((p.params.transport, share)),
@@ -1113,10 +1212,61 @@ impl Router {
         }
     }
 
+    /// Sends each publisher whose subscribers are congested its REMB cap
+    /// (draft-alvestrand-rmcat-remb): every second with the reports
+    /// (`periodic`), and at once when a cap was lowered by 5 % or more. A
+    /// lifted cap is announced three times (a lost REMB would leave it).
+    fn send_rembs(&mut self, now: Instant, periodic: bool) {
+        if !periodic {
+            self.remb_scheduled = false;
+        }
+        let caps = self.publisher_caps();
+        let Self {
+            transports,
+            producers,
+            transmits,
+            rtcp_buf,
+            rtcp_ssrc,
+            last_rembs,
+            ..
+        } = self;
+        let mut ssrcs = Vec::new();
+        for (tid, e) in transports.iter_mut() {
+            if e.producers.is_empty() || !e.transport.is_connected() {
+                continue;
+            }
+            let bps = match caps.iter().find(|(t, _)| *t == tid) {
+                Some(&(_, cap)) => {
+                    let lowered = e.last_remb.is_none_or(|(_, b)| cap < b * 95 / 100);
+                    if !periodic && !lowered {
+                        continue;
+                    }
+                    e.remb_lifts_left = 3;
+                    cap
+                }
+                None if periodic && e.remb_lifts_left > 0 => {
+                    e.remb_lifts_left -= 1;
+                    bwe::MAX_BPS
+                }
+                None => continue,
+            };
+            ssrcs.clear();
+            ssrcs.extend(e.producers.iter().map(|p| producers[*p].params.ssrc));
+            rtcp_buf.clear();
+            rtcp::write_empty_rr(*rtcp_ssrc, rtcp_buf);
+            rtcp::write_remb(*rtcp_ssrc, bps, &ssrcs, rtcp_buf);
+            if let Some(tx) = e.transport.protect_rtcp(rtcp_buf) {
+                transmits.push_back(tx);
+                e.last_remb = Some((now, bps));
+                *last_rembs = Some(now);
+            }
+        }
+    }
+
     /// Sends each publisher a receiver report on all its producers, and
     /// re-arms the timer while any producer exists.
     fn send_reports(&mut self, now: Instant) {
-        let caps = self.publisher_caps(now);
+        self.send_rembs(now, true);
         let (ntp, now_ms) = (self.ntp(now), self.ms_since_epoch(now));
         let Self {
             transports,
@@ -1127,40 +1277,21 @@ impl Router {
             ..
         } = self;
         let mut blocks = Vec::new();
-        let mut ssrcs = Vec::new();
-        for (tid, e) in transports.iter_mut() {
+        for (_, e) in transports.iter_mut() {
             let publishes = !e.producers.is_empty();
             if !e.transport.is_connected() || (!publishes && e.their_rrtr.is_none()) {
                 continue;
             }
             blocks.clear();
-            ssrcs.clear();
             for pid in &e.producers {
                 let p = &mut producers[*pid];
                 if let Some(b) = p.stats.report(now, p.params.ssrc) {
                     blocks.push(b);
                 }
-                ssrcs.push(p.params.ssrc);
             }
             rtcp_buf.clear();
             rtcp::write_rr(*rtcp_ssrc, &blocks, rtcp_buf);
             let mut worth_sending = !blocks.is_empty();
-            // REMB (draft-alvestrand-rmcat-remb): cap a publisher whose
-            // subscribers are congested; lift it again (three times, in
-            // case one is lost) once none is.
-            match caps.iter().find(|(t, _)| *t == tid) {
-                Some((_, cap)) => {
-                    rtcp::write_remb(*rtcp_ssrc, *cap, &ssrcs, rtcp_buf);
-                    e.remb_lifts_left = 3;
-                    worth_sending = true;
-                }
-                None if e.remb_lifts_left > 0 && publishes => {
-                    rtcp::write_remb(*rtcp_ssrc, bwe::MAX_BPS, &ssrcs, rtcp_buf);
-                    e.remb_lifts_left -= 1;
-                    worth_sending = true;
-                }
-                None => {}
-            }
             // RFC 3611: our reference time to a publisher, whose DLRR gives
             // us the RTT even when we send it no media (§4.4)…
             if publishes && worth_sending {
@@ -1305,6 +1436,10 @@ impl Router {
                 seq: out_seq,
                 timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
                 mid: c.params.mid_ext_id.zip(c.params.mid),
+                twcc: c
+                    .params
+                    .twcc_ext_id
+                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
                 osn: None,
             };
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {
@@ -1317,6 +1452,11 @@ impl Router {
             let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
             if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
                 t.sent_bytes += tx.data.len() as u64;
+                if rw.twcc.is_some()
+                    && let Some(s) = &mut t.twcc_send
+                {
+                    s.on_sent(now, tx.data.len());
+                }
                 transmits.push_back(tx);
                 if c.params.rtx.is_some() {
                     c.rtx_seq = c.rtx_seq.wrapping_add(1);
@@ -1356,6 +1496,7 @@ impl Router {
                 }
                 Timer::Reports => self.send_reports(now),
                 Timer::TwccFeedback => self.send_twcc_feedback(),
+                Timer::Remb => self.send_rembs(now, false),
                 Timer::Nack(pid) => {
                     let Some(p) = self.producers.get_mut(pid) else {
                         continue;

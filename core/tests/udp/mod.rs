@@ -151,6 +151,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             ssrc: Ssrc(2000),
             mid: Mid::new("1"),
             mid_ext_id: Some(3),
+            twcc_ext_id: None,
             pt_map: vec![(Pt(111), Pt(111))],
             paused: false,
             rtx: None,
