@@ -86,6 +86,8 @@ fn bench_rtp(c: &mut Criterion) {
         mid: Some((4, Mid::new("s12").expect("mid"))),
         // As Chromium subscribers get it: our transport-wide number too.
         twcc: Some((3, 1234)),
+        audio_level: None,
+        abs_send_time: None,
         osn: None,
     };
     let mut out = Vec::with_capacity(1500);

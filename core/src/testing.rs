@@ -25,6 +25,12 @@ use crate::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
 pub const SERVER: &str = "127.0.0.1:40000";
 /// The transport-wide sequence number extension id of the harness's producers.
 pub const TWCC_EXT_ID: u8 = 3;
+/// The audio level extension id of the harness's audio producers.
+pub const AUDIO_LEVEL_EXT_ID: u8 = 1;
+/// The ids the harness's subscribers negotiated for the audio level and
+/// abs-send-time (the MID is 4).
+pub const SUBSCRIBER_AUDIO_LEVEL_EXT_ID: u8 = 10;
+pub const SUBSCRIBER_ABS_SEND_TIME_EXT_ID: u8 = 11;
 
 /// One direction of a peer's path, like str0m's netem: seeded loss, a
 /// bottleneck (rate limit and a drop-tail queue), a fixed delay and a
@@ -386,6 +392,7 @@ impl Net {
                 payload_types: vec![Pt(pt)],
                 rtx_payload_types: rtx.map(|(_, p)| (Pt(p), Pt(pt))).into_iter().collect(),
                 twcc_ext_id: Some(TWCC_EXT_ID),
+                audio_level_ext_id: (kind == MediaKind::Audio).then_some(AUDIO_LEVEL_EXT_ID),
             })
             .expect("producer")
     }
@@ -420,6 +427,8 @@ impl Net {
                     mid: Mid::new("5"),
                     mid_ext_id: Some(4),
                     twcc_ext_id: self.subscriber_twcc_ext_id,
+                    audio_level_ext_id: Some(SUBSCRIBER_AUDIO_LEVEL_EXT_ID),
+                    abs_send_time_ext_id: Some(SUBSCRIBER_ABS_SEND_TIME_EXT_ID),
                     pt_map: vec![(Pt(pt_map.0), Pt(pt_map.1))],
                     paused: false,
                     rtx: rtx.map(|(s, p)| (Ssrc(s), Pt(p))),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{Net, rtp};
 use sfu_core::proto::rtcp::{self, RtcpIter};
 use sfu_core::proto::rtp::RtpHeader;
-use sfu_core::router::MediaKind;
+use sfu_core::router::{Answered, MediaKind};
 
 const PUB_SSRC: u32 = 1111;
 const PUB_RTX: u32 = 1112;
@@ -122,9 +122,19 @@ impl Subscriber {
     }
 }
 
+/// How the subscriber's RTX stream was negotiated.
+#[derive(Clone, Copy, PartialEq)]
+enum Rtx {
+    Offered,
+    NotOffered,
+    /// We offered it; the answer left it out.
+    Refused,
+}
+
 /// Sends `packets` video packets (100 per second, 3 per frame) through a
 /// room with `loss` on every link; returns the share the subscriber got.
-fn run(loss: f64, subscriber_rtx: bool, packets: u32) -> (f64, Net) {
+fn run(loss: f64, rtx: Rtx, packets: u32) -> (f64, Net) {
+    let subscriber_rtx = rtx == Rtx::Offered;
     let mut net = Net::new();
     let publisher = net.add_peer();
     let subscriber = net.add_peer();
@@ -136,13 +146,33 @@ fn run(loss: f64, subscriber_rtx: bool, packets: u32) -> (f64, Net) {
         PT,
         Some((PUB_RTX, RTX_PT)),
     );
-    net.consume_with_rtx(
+    let consumer = net.consume_with_rtx(
         subscriber,
         producer,
         SUB_SSRC,
         (PT, SUB_PT),
-        subscriber_rtx.then_some((SUB_RTX, SUB_RTX_PT)),
+        (rtx != Rtx::NotOffered).then_some((SUB_RTX, SUB_RTX_PT)),
     );
+    if rtx == Rtx::Refused {
+        let p = net
+            .router
+            .consumer(consumer)
+            .expect("consumer")
+            .params()
+            .clone();
+        net.router
+            .consumer_answered(
+                consumer,
+                &Answered {
+                    rtx: false,
+                    mid_ext_id: p.mid_ext_id,
+                    twcc_ext_id: p.twcc_ext_id,
+                    audio_level_ext_id: p.audio_level_ext_id,
+                    abs_send_time_ext_id: p.abs_send_time_ext_id,
+                },
+            )
+            .expect("answered");
+    }
     net.step();
     for p in [publisher, subscriber] {
         net.peers[p].up.loss = loss;
@@ -190,7 +220,7 @@ fn run(loss: f64, subscriber_rtx: bool, packets: u32) -> (f64, Net) {
 
 #[test]
 fn five_percent_loss_both_ways_is_repaired_through_rtx() {
-    let (share, net) = run(0.05, true, 3000);
+    let (share, net) = run(0.05, Rtx::Offered, 3000);
     let c = net.router.counters();
     eprintln!(
         "delivered {:.4}; NACKs to publisher {}, recovered {}, lost {}; NACKs from subscriber {}, retransmissions {}",
@@ -208,13 +238,19 @@ fn five_percent_loss_both_ways_is_repaired_through_rtx() {
 
 #[test]
 fn without_negotiated_rtx_packets_are_resent_on_the_media_ssrc() {
-    let (share, _) = run(0.05, false, 3000);
+    let (share, _) = run(0.05, Rtx::NotOffered, 3000);
+    assert!(share >= 0.995, "only {share:.4} of the packets arrived");
+}
+
+#[test]
+fn when_the_answer_refuses_rtx_packets_are_resent_on_the_media_ssrc() {
+    let (share, _) = run(0.05, Rtx::Refused, 3000);
     assert!(share >= 0.995, "only {share:.4} of the packets arrived");
 }
 
 #[test]
 fn without_loss_nothing_is_retransmitted() {
-    let (share, net) = run(0.0, true, 500);
+    let (share, net) = run(0.0, Rtx::Offered, 500);
     assert_eq!(share, 1.0);
     let c = net.router.counters();
     assert_eq!((c.nacks_sent.get(), c.retransmissions_sent.get()), (0, 0));

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use sfu_core::router::MediaKind;
+use sfu_core::router::{Answered, MediaKind};
 use sfu_core::{ConsumerId, ProducerId};
 
 use crate::sdp::{Codec, Direction, LocalMedia, MediaSection, PeerSdp};
@@ -78,6 +78,9 @@ pub struct AnswerOutcome {
     /// codec): close their consumers and tell the client. They are not
     /// offered to this participant again.
     pub rejected: Vec<OutTrack>,
+    /// Accepted consumers whose answer left out something we offered (the
+    /// RTX codec, a header extension): narrow them on the data plane.
+    pub narrowed: Vec<(ConsumerId, Answered)>,
 }
 
 /// Why an answer was not taken.
@@ -143,13 +146,37 @@ impl PtTable {
     }
 }
 
+/// The header extension ids of a session: the client's own, from its join
+/// offer (ids are unique per BUNDLE group, RFC 8285 §6), and we offer the
+/// tracks we send it under them.
+#[derive(Debug, Clone, Copy)]
+struct ExtIds {
+    mid: Option<u8>,
+    twcc: Option<u8>,
+    audio_level: Option<u8>,
+    abs_send_time: Option<u8>,
+}
+
+impl ExtIds {
+    /// What we offer with a track of `kind`: every id, the audio level only
+    /// for audio; and whether it comes with RTX.
+    fn for_track(self, kind: MediaKind, rtx: bool) -> Answered {
+        Answered {
+            rtx,
+            mid_ext_id: self.mid,
+            twcc_ext_id: self.twcc,
+            audio_level_ext_id: self.audio_level.filter(|_| kind == MediaKind::Audio),
+            abs_send_time_ext_id: self.abs_send_time,
+        }
+    }
+}
+
 /// The negotiation state of one participant.
 #[derive(Debug)]
 pub struct Negotiation {
     own: Vec<LocalMedia>,
     client_media: Vec<MediaSection>,
-    mid_ext_id: Option<u8>,
-    twcc_ext_id: Option<u8>,
+    ext: ExtIds,
     slots: Vec<Slot>,
     next_mid: u32,
     /// Deadline of the update awaiting an answer, and its m-section count.
@@ -172,8 +199,12 @@ impl Negotiation {
         Self {
             own,
             client_media: offer.media.clone(),
-            mid_ext_id: offer.media.iter().find_map(|m| m.mid_ext_id),
-            twcc_ext_id: offer.media.iter().find_map(|m| m.twcc_ext_id),
+            ext: ExtIds {
+                mid: offer.media.iter().find_map(|m| m.mid_ext_id),
+                twcc: offer.media.iter().find_map(|m| m.twcc_ext_id),
+                audio_level: offer.media.iter().find_map(|m| m.audio_level_ext_id),
+                abs_send_time: offer.media.iter().find_map(|m| m.abs_send_time_ext_id),
+            },
             slots: Vec::new(),
             next_mid: 1,
             in_flight: None,
@@ -186,14 +217,21 @@ impl Negotiation {
 
     /// Id of the MID header extension in this session, if the client uses one.
     pub fn mid_ext_id(&self) -> Option<u8> {
-        self.mid_ext_id
+        self.ext.mid
     }
 
     /// Id of the transport-wide sequence number extension in this session,
     /// if the client offered it: the tracks we send it carry our own
     /// transport-wide numbering under this id, and it sends us feedback.
     pub fn twcc_ext_id(&self) -> Option<u8> {
-        self.twcc_ext_id
+        self.ext.twcc
+    }
+
+    /// Ids of the audio level (RFC 6464) and abs-send-time extensions in
+    /// this session, if the client offered them: what we send it carries
+    /// them under these ids.
+    pub fn audio_level_and_abs_send_time_ext_ids(&self) -> (Option<u8>, Option<u8>) {
+        (self.ext.audio_level, self.ext.abs_send_time)
     }
 
     /// Tracks carried now (offered or live, not closing).
@@ -339,6 +377,7 @@ impl Negotiation {
     /// which then awaits an answer until `now + timeout`.
     pub fn make_offer(&mut self, now: Instant, timeout: Duration) -> Vec<LocalMedia> {
         let mut media = self.own.clone();
+        let ext = self.ext;
         for s in &mut self.slots {
             s.state = match s.state {
                 SlotState::New => SlotState::Offered,
@@ -349,14 +388,17 @@ impl Negotiation {
             media.push(match &s.track {
                 Some(t) => {
                     let stream = format!("p{}", t.publisher);
+                    let offered = ext.for_track(s.kind, t.rtx.is_some());
                     LocalMedia {
                         mid: s.mid.clone(),
                         kind: Some(s.kind),
                         media_token: s.kind.as_str().to_string(),
                         direction: Direction::SendOnly,
                         codec: Some(t.codec.clone()),
-                        mid_ext_id: self.mid_ext_id,
-                        twcc_ext_id: self.twcc_ext_id,
+                        mid_ext_id: offered.mid_ext_id,
+                        twcc_ext_id: offered.twcc_ext_id,
+                        audio_level_ext_id: offered.audio_level_ext_id,
+                        abs_send_time_ext_id: offered.abs_send_time_ext_id,
                         send: Some((
                             t.ssrc,
                             stream.clone(),
@@ -376,6 +418,8 @@ impl Negotiation {
                     codec: None,
                     mid_ext_id: None,
                     twcc_ext_id: None,
+                    audio_level_ext_id: None,
+                    abs_send_time_ext_id: None,
                     send: None,
                     rtx: None,
                     rtx_ssrc: None,
@@ -405,6 +449,7 @@ impl Negotiation {
         self.in_flight = None;
         self.failures = 0;
         let mut out = AnswerOutcome::default();
+        let ext = self.ext;
         for s in &mut self.slots {
             let section = answer.iter().find(|m| m.mid == s.mid);
             match s.state {
@@ -418,6 +463,30 @@ impl Negotiation {
                     if accepted {
                         s.state = SlotState::Live;
                         out.resume.push(t.consumer);
+                        if let Some(m) = section {
+                            let offered = ext.for_track(s.kind, t.rtx.is_some());
+                            let answered = Answered {
+                                rtx: t.rtx.as_ref().is_some_and(|(rtx, _)| {
+                                    m.codecs.iter().any(|c| c.pt == rtx.pt)
+                                }),
+                                mid_ext_id: m.mid_ext_id,
+                                twcc_ext_id: m.twcc_ext_id,
+                                audio_level_ext_id: m.audio_level_ext_id,
+                                abs_send_time_ext_id: m.abs_send_time_ext_id,
+                            };
+                            let kept = |o: Option<u8>, a: Option<u8>| o.is_none() || o == a;
+                            let all_kept = (!offered.rtx || answered.rtx)
+                                && kept(offered.mid_ext_id, answered.mid_ext_id)
+                                && kept(offered.twcc_ext_id, answered.twcc_ext_id)
+                                && kept(offered.audio_level_ext_id, answered.audio_level_ext_id)
+                                && kept(
+                                    offered.abs_send_time_ext_id,
+                                    answered.abs_send_time_ext_id,
+                                );
+                            if !all_kept {
+                                out.narrowed.push((t.consumer, answered));
+                            }
+                        }
                     } else {
                         // Port 0: the client already stopped the m-section.
                         let closed = section.is_none_or(|m| m.port == 0);
@@ -527,6 +596,8 @@ mod tests {
                 codec: Some(opus()),
                 mid_ext_id: Some(4),
                 twcc_ext_id: None,
+                audio_level_ext_id: None,
+                abs_send_time_ext_id: None,
                 send: None,
                 rtx: None,
                 rtx_ssrc: None,
@@ -555,11 +626,13 @@ mod tests {
                         Direction::RecvOnly => Direction::SendOnly,
                         d => d,
                     },
-                    codecs: m.codec.iter().cloned().collect(),
+                    codecs: m.codec.iter().chain(&m.rtx).cloned().collect(),
                     ssrc: None,
                     rtx_ssrc: None,
                     mid_ext_id: m.mid_ext_id,
-                    twcc_ext_id: None,
+                    twcc_ext_id: m.twcc_ext_id,
+                    audio_level_ext_id: m.audio_level_ext_id,
+                    abs_send_time_ext_id: m.abs_send_time_ext_id,
                 }
             })
             .collect()
@@ -638,6 +711,74 @@ mod tests {
                 Step::Quiet => assert!(!n.needs_offer(), "{at}: nothing to offer"),
             }
         }
+    }
+
+    #[test]
+    fn an_answer_without_rtx_or_an_extension_narrows_that_consumer() {
+        let setup = || {
+            let mut n = neg(OFFER, 2);
+            let mut video = track(1, 7, MediaKind::Video);
+            video.rtx = Some((
+                Codec {
+                    pt: 97,
+                    name: "rtx".into(),
+                    clock_rate: 90000,
+                    channels: None,
+                    fmtp: Some("apt=96".into()),
+                },
+                4242,
+            ));
+            for t in [video, track(2, 7, MediaKind::Audio)] {
+                let mid = n.allocate_mid();
+                n.add(mid, t);
+            }
+            let offer = n.make_offer(Instant::now(), Duration::from_secs(10));
+            (n, offer)
+        };
+        let (mut full, offer) = setup();
+        let (v, a) = (&offer[2], &offer[3]);
+        assert_eq!(
+            (v.twcc_ext_id, v.abs_send_time_ext_id, v.audio_level_ext_id),
+            (Some(3), Some(2), None),
+            "Chromium's ids; no audio level on video"
+        );
+        assert_eq!(a.audio_level_ext_id, Some(1));
+        // A full echo narrows nothing.
+        let out = full.on_answer(&answer(&offer, &[])).expect("answer");
+        assert_eq!(out.resume.len(), 2);
+        assert!(out.narrowed.is_empty(), "{:?}", out.narrowed);
+        // Video without its RTX codec, audio without transport-cc.
+        let (mut n, offer) = setup();
+        let mut ans = answer(&offer, &[]);
+        ans[2].codecs.retain(|c| c.name != "rtx");
+        ans[3].twcc_ext_id = None;
+        let out = n.on_answer(&ans).expect("answer");
+        assert_eq!(out.resume.len(), 2);
+        assert_eq!(
+            out.narrowed,
+            vec![
+                (
+                    ConsumerId(101),
+                    Answered {
+                        rtx: false,
+                        mid_ext_id: Some(4),
+                        twcc_ext_id: Some(3),
+                        audio_level_ext_id: None,
+                        abs_send_time_ext_id: Some(2),
+                    }
+                ),
+                (
+                    ConsumerId(102),
+                    Answered {
+                        rtx: false,
+                        mid_ext_id: Some(4),
+                        twcc_ext_id: None,
+                        audio_level_ext_id: Some(1),
+                        abs_send_time_ext_id: Some(2),
+                    }
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -438,6 +438,7 @@ impl Room {
                     payload_types: vec![Pt(c.pt)],
                     rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
                     twcc_ext_id: m.twcc_ext_id,
+                    audio_level_ext_id: m.audio_level_ext_id.filter(|_| kind == MediaKind::Audio),
                 };
                 match call(&self.worker, |reply| Command::CreateProducer {
                     router,
@@ -473,6 +474,9 @@ impl Room {
                 mid_ext_id,
                 // We answer transport-cc feedback for what the client sends.
                 twcc_ext_id: m.twcc_ext_id.filter(|_| usable),
+                // We only receive on it: nothing of ours to stamp.
+                audio_level_ext_id: None,
+                abs_send_time_ext_id: None,
                 send: None,
                 rtx,
                 rtx_ssrc: None,
@@ -569,6 +573,12 @@ impl Room {
             mid: Mid::new(&mid),
             mid_ext_id: s.neg.mid_ext_id(),
             twcc_ext_id: s.neg.twcc_ext_id(),
+            audio_level_ext_id: s
+                .neg
+                .audio_level_and_abs_send_time_ext_ids()
+                .0
+                .filter(|_| kind == MediaKind::Audio),
+            abs_send_time_ext_id: s.neg.audio_level_and_abs_send_time_ext_ids().1,
             pt_map: vec![(Pt(codec.pt), Pt(sub_codec.pt))],
             paused: true,
             rtx: rtx.as_ref().map(|(c, ssrc)| (Ssrc(*ssrc), Pt(c.pt))),
@@ -661,6 +671,18 @@ impl Room {
                 router,
                 consumer,
                 paused: false,
+            });
+        }
+        for (consumer, answered) in outcome.narrowed {
+            tracing::info!(
+                participant = pid,
+                ?answered,
+                "subscriber's answer narrowed a track"
+            );
+            self.command(Command::ConsumerAnswered {
+                router,
+                consumer,
+                answered,
             });
         }
         for t in outcome.rejected {

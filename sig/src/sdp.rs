@@ -12,6 +12,12 @@ use sfu_core::router::MediaKind;
 
 /// The header extension we negotiate: the MID of the m-section (RFC 8843 §15).
 pub const MID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// The audio level header extension (RFC 6464).
+pub const AUDIO_LEVEL_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// The absolute send time header extension (Chromium's receive-side
+/// estimator reads it when there is no transport-wide feedback).
+pub const ABS_SEND_TIME_EXT_URI: &str =
+    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
 
 /// Why an SDP cannot be served. `code()` is the signaling error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +132,10 @@ pub struct MediaSection {
     pub mid_ext_id: Option<u8>,
     /// Id of the transport-wide sequence number extension, if offered.
     pub twcc_ext_id: Option<u8>,
+    /// Id of the audio level extension (RFC 6464), if offered.
+    pub audio_level_ext_id: Option<u8>,
+    /// Id of the abs-send-time extension, if offered.
+    pub abs_send_time_ext_id: Option<u8>,
 }
 
 impl MediaSection {
@@ -290,6 +300,8 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
     };
     let mid_ext_id = ext_id(MID_EXT_URI);
     let twcc_ext_id = ext_id(sfu_core::proto::twcc::TWCC_URI);
+    let audio_level_ext_id = ext_id(AUDIO_LEVEL_EXT_URI);
+    let abs_send_time_ext_id = ext_id(ABS_SEND_TIME_EXT_URI);
     Ok(MediaSection {
         mid,
         kind,
@@ -300,6 +312,8 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
         rtx_ssrc,
         mid_ext_id,
         twcc_ext_id,
+        audio_level_ext_id,
+        abs_send_time_ext_id,
     })
 }
 
@@ -409,6 +423,10 @@ pub struct LocalMedia {
     /// Transport-wide sequence number extension id to declare (answers to
     /// a publisher's offer that has it: we send transport-cc feedback).
     pub twcc_ext_id: Option<u8>,
+    /// Audio level extension id to declare (what we send carries it).
+    pub audio_level_ext_id: Option<u8>,
+    /// abs-send-time extension id to declare (what we send carries it).
+    pub abs_send_time_ext_id: Option<u8>,
     /// What we send on it: (SSRC, CNAME, msid stream id, msid track id).
     pub send: Option<(u32, String, String, String)>,
     /// The RTX codec for `codec` (RFC 4588), video only.
@@ -524,6 +542,12 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
                 "extmap",
                 format!("{id} {}", sfu_core::proto::twcc::TWCC_URI),
             );
+        }
+        if let Some(id) = m.audio_level_ext_id {
+            md = a(md, "extmap", format!("{id} {AUDIO_LEVEL_EXT_URI}"));
+        }
+        if let Some(id) = m.abs_send_time_ext_id {
+            md = a(md, "extmap", format!("{id} {ABS_SEND_TIME_EXT_URI}"));
         }
         md = md.with_property_attribute(m.direction.as_str().into());
         if let Some((_, _, stream, track)) = &m.send {
@@ -688,6 +712,8 @@ mod tests {
                 codec: Some(codec.clone()),
                 mid_ext_id: Some(4),
                 twcc_ext_id: None,
+                audio_level_ext_id: None,
+                abs_send_time_ext_id: None,
                 send: None,
                 rtx: None,
                 rtx_ssrc: None,
@@ -701,6 +727,8 @@ mod tests {
                 codec: Some(codec),
                 mid_ext_id: Some(4),
                 twcc_ext_id: None,
+                audio_level_ext_id: None,
+                abs_send_time_ext_id: None,
                 send: Some((42, "c".into(), "p1".into(), "t1".into())),
                 rtx: None,
                 rtx_ssrc: None,
@@ -744,6 +772,8 @@ mod tests {
             codec: Some(vp8),
             mid_ext_id: Some(4),
             twcc_ext_id: None,
+            audio_level_ext_id: None,
+            abs_send_time_ext_id: None,
             send: Some((42, "c".into(), "p1".into(), "t1".into())),
             rtx: Some(rtx.clone()),
             rtx_ssrc: Some(43),

@@ -97,6 +97,8 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
         codec: Some(codec(c)),
         mid_ext_id: Some(MID_EXT),
         twcc_ext_id: None,
+        audio_level_ext_id: None,
+        abs_send_time_ext_id: None,
         // The load generator neither sends nor asks for retransmissions.
         rtx: None,
         rtx_ssrc: None,
@@ -153,6 +155,8 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                 codec: m.codecs.first().cloned(),
                 mid_ext_id: m.mid_ext_id,
                 twcc_ext_id: None,
+                audio_level_ext_id: None,
+                abs_send_time_ext_id: None,
                 send: mine
                     .and_then(|s| s.send.clone())
                     .filter(|_| direction == Direction::SendOnly),

@@ -166,6 +166,12 @@ pub struct Rewrite {
     /// transport-wide-cc-extensions-01 §2): (extension id 1–14, the
     /// subscriber transport's own sequence number).
     pub twcc: Option<(u8, u16)>,
+    /// The audio level to write (RFC 6464 §3): (extension id, the byte: V
+    /// flag and level in −dBov).
+    pub audio_level: Option<(u8, u8)>,
+    /// abs-send-time to write: (extension id, 24-bit 6.18 fixed-point
+    /// seconds).
+    pub abs_send_time: Option<(u8, u32)>,
     /// For an RTX packet (RFC 4588 §4): the original sequence number (the
     /// consumer's), written in front of the payload. `ssrc`, `pt` and `seq`
     /// are then the RTX stream's.
@@ -175,8 +181,9 @@ pub struct Rewrite {
 /// Writes the forwarded copy of `pkt` (plain RTP with header `hdr`) into
 /// `out`, which is cleared first: the fixed header with the values of `rw`,
 /// the CSRCs, a fresh one-byte extension block (RFC 8285 §4.2) holding the
-/// MID and the transport-wide sequence number when `rw` sets them, then the
-/// payload and padding unchanged.
+/// extensions `rw` sets (MID, transport-wide sequence number, audio level,
+/// abs-send-time) under the subscriber's ids, then the payload and padding
+/// unchanged.
 ///
 /// Extensions of the producer's side are not forwarded: their ids were
 /// negotiated with the publisher, not with this subscriber. With `rw.osn`
@@ -185,7 +192,11 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<
     out.clear();
     let cc = (pkt[0] & 0x0f) as usize;
     let mut b0 = pkt[0] & 0xef; // V, P, CC; X cleared
-    if rw.mid.is_some() || rw.twcc.is_some() {
+    let any_ext = rw.mid.is_some()
+        || rw.twcc.is_some()
+        || rw.audio_level.is_some()
+        || rw.abs_send_time.is_some();
+    if any_ext {
         b0 |= 0x10;
     }
     out.push(b0);
@@ -194,9 +205,12 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<
     out.extend_from_slice(&rw.timestamp.to_be_bytes());
     out.extend_from_slice(&rw.ssrc.0.to_be_bytes());
     out.extend_from_slice(&pkt[FIXED_HEADER_LEN..FIXED_HEADER_LEN + 4 * cc]);
-    if rw.mid.is_some() || rw.twcc.is_some() {
+    if any_ext {
         let mid = rw.mid.as_ref().map(|(id, m)| (*id, m.as_bytes()));
-        let ext_len = mid.map_or(0, |(_, v)| 1 + v.len()) + rw.twcc.map_or(0, |_| 3);
+        let ext_len = mid.map_or(0, |(_, v)| 1 + v.len())
+            + rw.twcc.map_or(0, |_| 3)
+            + rw.audio_level.map_or(0, |_| 2)
+            + rw.abs_send_time.map_or(0, |_| 4);
         let words = ext_len.div_ceil(4);
         out.extend_from_slice(&[0xBE, 0xDE]);
         out.extend_from_slice(&(words as u16).to_be_bytes());
@@ -207,6 +221,14 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<
         if let Some((id, seq)) = rw.twcc {
             out.push((id << 4) | 1);
             out.extend_from_slice(&seq.to_be_bytes());
+        }
+        if let Some((id, level)) = rw.audio_level {
+            out.push(id << 4);
+            out.push(level);
+        }
+        if let Some((id, t)) = rw.abs_send_time {
+            out.push((id << 4) | 2);
+            out.extend_from_slice(&t.to_be_bytes()[1..]);
         }
         out.resize(out.len() + words * 4 - ext_len, 0);
     }
@@ -339,6 +361,8 @@ mod tests {
             timestamp: 99,
             mid: Some((9, Mid::new("m12").expect("mid"))),
             twcc: None,
+            audio_level: None,
+            abs_send_time: None,
             osn: None,
         };
         let mut out = Vec::new();
@@ -367,6 +391,21 @@ mod tests {
         let o = RtpHeader::parse(&out).expect("valid");
         assert_eq!(o.header_len, 12 + 4 + 4);
         assert_eq!(o.extension(&out, 3), Some(&[0xab, 0xcd][..]));
+        // All four, under the subscriber's ids; the publisher's id 1 is gone.
+        let all = Rewrite {
+            mid: Some((9, Mid::new("m12").expect("mid"))),
+            audio_level: Some((12, 0x85)),
+            abs_send_time: Some((13, 0x00ab_cdef)),
+            ..rw
+        };
+        write_forwarded(&p, &h, &all, &mut out);
+        let o = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(o.extension(&out, 9), Some(&b"m12"[..]));
+        assert_eq!(o.extension(&out, 3), Some(&[0xab, 0xcd][..]));
+        assert_eq!(o.extension(&out, 12), Some(&[0x85][..]));
+        assert_eq!(o.extension(&out, 13), Some(&[0xab, 0xcd, 0xef][..]));
+        assert_eq!(o.extension(&out, 1), None);
+        assert_eq!(&out[o.header_len..], b"payload");
 
         let rw = Rewrite {
             mid: None,
@@ -390,6 +429,8 @@ mod tests {
             timestamp: 0x1000,
             mid: None,
             twcc: None,
+            audio_level: None,
+            abs_send_time: None,
             osn: Some(0x4242),
         };
         let mut rtx = Vec::new();

@@ -22,6 +22,14 @@ pub struct ConsumerParams {
     /// the subscriber (1–14), if any: its packets then carry our own
     /// transport-wide numbering and its feedback drives our estimate.
     pub twcc_ext_id: Option<u8>,
+    /// Header extension id of the audio level (RFC 6464) negotiated with the
+    /// subscriber: the publisher's level is written under it.
+    pub audio_level_ext_id: Option<u8>,
+    /// Header extension id of abs-send-time (`http://www.webrtc.org/
+    /// experiments/rtp-hdrext/abs-send-time`) negotiated with the
+    /// subscriber: our send time is written under it (6.18 fixed-point
+    /// seconds, 24 bits), for its receive-side estimator.
+    pub abs_send_time_ext_id: Option<u8>,
     /// (producer PT, subscriber PT) pairs; packets with other PTs are not forwarded.
     pub pt_map: Vec<(Pt, Pt)>,
     /// Start paused.
@@ -30,6 +38,24 @@ pub struct ConsumerParams {
     /// payload type). With it, retransmissions go out as RTX; without, they
     /// are resent on the consumer's own SSRC and sequence number.
     pub rtx: Option<(Ssrc, Pt)>,
+}
+
+/// What a subscriber's SDP answer accepted of the m-section we offered for a
+/// consumer (RFC 3264 §6): whether it kept the RTX codec, and the header
+/// extension ids it echoed (RFC 8285 §6: an answer keeps an offered id or
+/// drops the extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    /// The RTX codec (RFC 4588) is in the answer.
+    pub rtx: bool,
+    /// The MID extension id the answer declares, if any.
+    pub mid_ext_id: Option<u8>,
+    /// The transport-wide sequence number extension id, if any.
+    pub twcc_ext_id: Option<u8>,
+    /// The audio level extension id, if any.
+    pub audio_level_ext_id: Option<u8>,
+    /// The abs-send-time extension id, if any.
+    pub abs_send_time_ext_id: Option<u8>,
 }
 
 /// A subscriber's copy of a producer.

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use consumer::{Consumer, ConsumerParams};
+pub use consumer::{Answered, Consumer, ConsumerParams};
 pub use producer::{MediaKind, Producer, ProducerParams};
 
 use self::bwe::SendSideBwe;
@@ -58,6 +58,12 @@ pub const LOSS_WINDOW_PACKETS: u64 = 100;
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// A lowered REMB cap goes out at once, but no more often than this.
 pub const REMB_MIN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// `elapsed` as abs-send-time: 6.18 fixed-point seconds, wrapping at 64 s
+/// (24 bits; `http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time`).
+pub fn abs_send_time(elapsed: Duration) -> u32 {
+    ((elapsed.as_nanos() << 18) / 1_000_000_000) as u32 & 0x00ff_ffff
+}
 
 /// Settings of a router.
 #[derive(Debug, Clone, Copy)]
@@ -536,6 +542,26 @@ impl Router {
         Ok(())
     }
 
+    /// Narrows a consumer to what the subscriber's answer accepted: without
+    /// the RTX codec, retransmissions go out on the media SSRC; an
+    /// extension the answer dropped (or gave another id) is not written.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn consumer_answered(&mut self, id: ConsumerId, answered: &Answered) -> Result<()> {
+        let c = self
+            .consumers
+            .get_mut(id)
+            .ok_or(Error::UnknownConsumer(id))?;
+        let p = &mut c.params;
+        let kept = |ours: Option<u8>, theirs: Option<u8>| ours.filter(|id| theirs == Some(*id));
+        p.rtx = p.rtx.filter(|_| answered.rtx);
+        p.mid_ext_id = kept(p.mid_ext_id, answered.mid_ext_id);
+        p.twcc_ext_id = kept(p.twcc_ext_id, answered.twcc_ext_id);
+        p.audio_level_ext_id = kept(p.audio_level_ext_id, answered.audio_level_ext_id);
+        p.abs_send_time_ext_id = kept(p.abs_send_time_ext_id, answered.abs_send_time_ext_id);
+        Ok(())
+    }
+
     /// The consumer, if it exists.
     pub fn consumer(&self, id: ConsumerId) -> Option<&Consumer> {
         self.consumers.get(id)
@@ -745,10 +771,19 @@ impl Router {
             pool,
             counters,
             worker_counters,
+            epoch,
             ..
         } = self;
         let producer = &producers[pid];
         let payload_len = (pkt.len() - hdr.header_len) as u32;
+        // The publisher's audio level (RFC 6464), copied to each subscriber
+        // under its own id; our send time as abs-send-time.
+        let level = producer
+            .params
+            .audio_level_ext_id
+            .and_then(|id| hdr.extension(pkt, id))
+            .and_then(|v| v.first().copied());
+        let send_time = abs_send_time(now.saturating_duration_since(*epoch));
         for cid in &producer.consumers {
             let c = &mut consumers[*cid];
             if c.paused {
@@ -771,6 +806,8 @@ impl Router {
                     .params
                     .twcc_ext_id
                     .zip(t.twcc_send.as_ref().map(|s| s.peek())),
+                audio_level: c.params.audio_level_ext_id.zip(level),
+                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
                 osn: None,
             };
             write_forwarded(pkt, hdr, &rw, scratch);
@@ -1393,6 +1430,7 @@ impl Router {
         self.worker_counters.nacks_received.add(1);
         let rtt_ms = self.rtt(tid).as_millis() as u32;
         let now_ms = self.ms_since_epoch(now);
+        let send_time = abs_send_time(now.saturating_duration_since(self.epoch));
         let Self {
             transports,
             producers,
@@ -1440,6 +1478,8 @@ impl Router {
                     .params
                     .twcc_ext_id
                     .zip(t.twcc_send.as_ref().map(|s| s.peek())),
+                audio_level: None,
+                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
                 osn: None,
             };
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {

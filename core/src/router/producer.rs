@@ -50,6 +50,10 @@ pub struct ProducerParams {
     /// publisher stamps (draft-holmer-rmcat-transport-wide-cc-extensions-01
     /// §2); with it, the publisher's transport gets transport-cc feedback.
     pub twcc_ext_id: Option<u8>,
+    /// Id of the audio level header extension the publisher sends (RFC 6464,
+    /// `urn:ietf:params:rtp-hdrext:ssrc-audio-level`), for audio: its value
+    /// is copied to subscribers that negotiated it.
+    pub audio_level_ext_id: Option<u8>,
 }
 
 /// An incoming track.

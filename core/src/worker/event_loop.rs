@@ -327,6 +327,18 @@ pub(super) fn run(
                     router,
                     |r| r.set_consumer_paused(now, consumer, paused),
                 )),
+                Command::ConsumerAnswered {
+                    router,
+                    consumer,
+                    answered,
+                } => log_failure(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.consumer_answered(consumer, &answered),
+                )),
             }
             if failure.borrow().is_some() {
                 break 'run;

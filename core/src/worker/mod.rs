@@ -195,6 +195,16 @@ pub enum Command {
         /// New state.
         paused: bool,
     },
+    /// Narrow a consumer to what the subscriber's answer accepted
+    /// ([`crate::router::Router::consumer_answered`]).
+    ConsumerAnswered {
+        /// The router.
+        router: RouterId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// What the answer kept.
+        answered: crate::router::Answered,
+    },
     /// Liveness probe of the control plane's watchdog: answered at once by
     /// the command loop. A worker that does not answer is stalled.
     Ping {
@@ -224,6 +234,7 @@ impl std::fmt::Debug for Command {
             Self::CreateConsumer { .. } => "CreateConsumer",
             Self::CloseConsumer { .. } => "CloseConsumer",
             Self::SetConsumerPaused { .. } => "SetConsumerPaused",
+            Self::ConsumerAnswered { .. } => "ConsumerAnswered",
             Self::Ping { .. } => "Ping",
             Self::FaultInjectPanic { .. } => "FaultInjectPanic",
             Self::Shutdown => "Shutdown",

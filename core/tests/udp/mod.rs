@@ -140,6 +140,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             payload_types: vec![Pt(111)],
             rtx_payload_types: vec![],
             twcc_ext_id: None,
+            audio_level_ext_id: None,
         },
         reply,
     });
@@ -152,6 +153,8 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             mid: Mid::new("1"),
             mid_ext_id: Some(3),
             twcc_ext_id: None,
+            audio_level_ext_id: None,
+            abs_send_time_ext_id: None,
             pt_map: vec![(Pt(111), Pt(111))],
             paused: false,
             rtx: None,

@@ -33,6 +33,8 @@ pub struct FakeState {
     pub consumers: IdSlab<ConsumerId, ()>,
     pub paused: Vec<(ConsumerId, bool)>,
     pub closed_consumers: Vec<ConsumerId>,
+    /// The parameters of every consumer created.
+    pub consumer_params: Vec<sfu_core::router::ConsumerParams>,
 }
 
 /// A stand-in worker thread.
@@ -73,7 +75,8 @@ impl FakeWorker {
                         let id = s.producers.insert(());
                         reply(Ok(id))
                     }
-                    Command::CreateConsumer { reply, .. } => {
+                    Command::CreateConsumer { params, reply, .. } => {
+                        s.consumer_params.push(params);
                         let id = s.consumers.insert(());
                         reply(Ok(id))
                     }
@@ -363,6 +366,8 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
                 codec: m.codecs.first().cloned(),
                 mid_ext_id: m.mid_ext_id,
                 twcc_ext_id: None,
+                audio_level_ext_id: None,
+                abs_send_time_ext_id: None,
                 send: None,
                 rtx: m.codecs.first().and_then(|c| m.rtx_for(c.pt)).cloned(),
                 rtx_ssrc: None,
