@@ -143,6 +143,16 @@ pub struct Counters {
     /// Events to the control plane dropped because its queue was full
     /// (worker counters only).
     pub events_dropped: Counter,
+    /// Round-trip time samples measured to participants (RFC 3550 §6.4.1,
+    /// RFC 3611 §4.5), summed, ms…
+    pub rtt_ms_sum: Counter,
+    /// …and their number.
+    pub rtt_samples: Counter,
+    /// Packets subscribers reported lost of what we sent them (receiver
+    /// reports, or transport-wide feedback when they send it)…
+    pub packets_lost_out: Counter,
+    /// …out of this many they reported on.
+    pub packets_reported_out: Counter,
     drops: [Counter; DropReason::ALL.len()],
     /// Live routers (worker counters only).
     pub routers: Gauge,
@@ -152,6 +162,13 @@ pub struct Counters {
     pub producers: Gauge,
     /// Live consumers.
     pub consumers: Gauge,
+    /// Subscribers whose send-side estimate knows a limit, updated every
+    /// second…
+    pub estimates: Gauge,
+    /// …the sum of those estimates, bit/s…
+    pub estimate_bps_sum: Gauge,
+    /// …and how many of them cap publishers (REMB) after congestion.
+    pub capped_subscribers: Gauge,
 }
 
 impl Counters {
@@ -168,7 +185,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 16] {
+    fn counter_fields(&self) -> [&Counter; 20] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -186,16 +203,23 @@ impl Counters {
             &self.gso_messages,
             &self.keyframe_requests,
             &self.events_dropped,
+            &self.rtt_ms_sum,
+            &self.rtt_samples,
+            &self.packets_lost_out,
+            &self.packets_reported_out,
         ]
     }
 
     /// Every [`Gauge`] field.
-    fn gauge_fields(&self) -> [&Gauge; 4] {
+    fn gauge_fields(&self) -> [&Gauge; 7] {
         [
             &self.routers,
             &self.transports,
             &self.producers,
             &self.consumers,
+            &self.estimates,
+            &self.estimate_bps_sum,
+            &self.capped_subscribers,
         ]
     }
 

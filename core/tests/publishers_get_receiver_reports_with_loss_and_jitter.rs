@@ -122,6 +122,14 @@ fn a_subscribers_report_gives_the_rtt() {
         (Duration::from_millis(195)..=Duration::from_millis(205)).contains(&rtt),
         "rtt {rtt:?}"
     );
+    // /metrics: one sample, summed in ms.
+    let c = net.counters();
+    assert_eq!(c.rtt_samples.get(), 1);
+    assert!(
+        (195..=205).contains(&c.rtt_ms_sum.get()),
+        "{}",
+        c.rtt_ms_sum.get()
+    );
 }
 
 /// The RRTRs (RFC 3611 §4.4) peer `peer` received since the last call, with

@@ -155,5 +155,13 @@ fn converges_to_300_kbit_s_and_recovers_after_the_limit_is_lifted() {
 
 #[test]
 fn converges_to_2_mbit_s() {
-    converges_within_10_s(2_000_000, 3_000_000);
+    let r = converges_within_10_s(2_000_000, 3_000_000);
+    // /metrics: one subscriber with an estimate, capping its publisher, and
+    // the loss it reported.
+    let c = r.net.counters();
+    assert_eq!((c.estimates.get(), c.capped_subscribers.get()), (1, 1));
+    let est = c.estimate_bps_sum.get();
+    assert!((1_600_000..=2_400_000).contains(&est), "{est}");
+    assert!(c.packets_reported_out.get() > 1000);
+    assert!(c.packets_lost_out.get() <= c.packets_reported_out.get() / 10);
 }

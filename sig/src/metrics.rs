@@ -105,7 +105,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 16] = [
+        let defs: [Def; 20] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -176,6 +176,26 @@ pub fn render(app: &AppState) -> String {
                 "Events to the control plane dropped because its queue was full.",
                 |c| c.events_dropped.get(),
             ),
+            (
+                "rtt_ms_total",
+                "Round-trip time samples to participants, summed, ms (the mean is rate(rtt_ms_total) / rate(rtt_samples_total)).",
+                |c| c.rtt_ms_sum.get(),
+            ),
+            (
+                "rtt_samples_total",
+                "Round-trip time samples (from receiver reports and XR DLRR).",
+                |c| c.rtt_samples.get(),
+            ),
+            (
+                "packets_lost_out_total",
+                "Packets subscribers reported lost of what we sent them (transport-wide feedback, else receiver reports).",
+                |c| c.packets_lost_out.get(),
+            ),
+            (
+                "packets_reported_out_total",
+                "Packets subscribers reported on (the loss out is packets_lost_out / packets_reported_out).",
+                |c| c.packets_reported_out.get(),
+            ),
         ];
         for (name, help, f) in defs {
             family(
@@ -199,7 +219,7 @@ pub fn render(app: &AppState) -> String {
             "Datagrams or packets dropped, by reason.",
             &drops,
         );
-        let gauges: [Def; 3] = [
+        let gauges: [Def; 6] = [
             ("transports", "Live WebRtcTransports.", |c| {
                 c.transports.get()
             }),
@@ -210,6 +230,21 @@ pub fn render(app: &AppState) -> String {
                 "consumers",
                 "Live consumers (outgoing track copies).",
                 |c| c.consumers.get(),
+            ),
+            (
+                "subscriber_estimates",
+                "Subscribers whose send-side bandwidth estimate knows a limit (updated every second).",
+                |c| c.estimates.get(),
+            ),
+            (
+                "subscriber_estimate_bps_sum",
+                "Those estimates summed, bit/s (the mean is this / subscriber_estimates).",
+                |c| c.estimate_bps_sum.get(),
+            ),
+            (
+                "capped_subscribers",
+                "Subscribers that saw congestion and cap the publishers they receive (REMB).",
+                |c| c.capped_subscribers.get(),
             ),
         ];
         for (name, help, f) in gauges {

@@ -203,6 +203,9 @@ pub struct Router {
     last_rembs: Option<Instant>,
     /// Results of one transport-wide feedback (reused).
     twcc_results: Vec<PacketResult>,
+    /// What the estimate gauges were last set to: (estimates, their sum,
+    /// capped subscribers).
+    estimate_gauges: (u64, u64, u64),
     rtcp_ssrc: Ssrc,
     /// The latest time the router was given (sans-IO: it never reads a clock).
     now: Instant,
@@ -246,6 +249,7 @@ impl Router {
             remb_scheduled: false,
             last_rembs: None,
             twcc_results: Vec::with_capacity(256),
+            estimate_gauges: (0, 0, 0),
             rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
             now,
         }
@@ -1117,6 +1121,10 @@ impl Router {
         if e.bwe.has_feedback() {
             return; // transport-wide feedback tells loss per packet, sooner
         }
+        for c in [&self.counters, &self.worker_counters] {
+            c.packets_lost_out.add(lost);
+            c.packets_reported_out.add(expected);
+        }
         let (at, bytes) = *e.last_report.get_or_insert((now, e.sent_bytes));
         e.loss_window.0 += expected;
         e.loss_window.1 += lost;
@@ -1161,6 +1169,15 @@ impl Router {
             return;
         }
         let now_us = sender.now_us(now);
+        let lost = self
+            .twcc_results
+            .iter()
+            .filter(|r| r.recv_us.is_none())
+            .count();
+        for c in [&self.counters, &self.worker_counters] {
+            c.packets_lost_out.add(lost as u64);
+            c.packets_reported_out.add(self.twcc_results.len() as u64);
+        }
         if e.bwe.on_feedback(now, now_us, &self.twcc_results, rtt) {
             self.schedule_rembs(now);
         }
@@ -1304,6 +1321,7 @@ impl Router {
     /// re-arms the timer while any producer exists.
     fn send_reports(&mut self, now: Instant) {
         self.send_rembs(now, true);
+        self.update_estimate_gauges();
         let (ntp, now_ms) = (self.ntp(now), self.ms_since_epoch(now));
         let Self {
             transports,
@@ -1354,6 +1372,31 @@ impl Router {
             self.timers
                 .push(Reverse((now + REPORT_INTERVAL, Timer::Reports)));
         }
+    }
+
+    /// Sets the estimate gauges (`estimates`, `estimate_bps_sum`,
+    /// `capped_subscribers`) of the room, and moves the worker's by as much.
+    fn update_estimate_gauges(&mut self) {
+        let (mut n, mut sum, mut capped) = (0u64, 0u64, 0u64);
+        for (_, e) in self.transports.iter() {
+            if e.consumers.is_empty() {
+                continue;
+            }
+            let bps = e.bwe.bps();
+            if bps < bwe::MAX_BPS {
+                n += 1;
+                sum += bps;
+            }
+            capped += u64::from(e.bwe.cap().is_some());
+        }
+        for c in [&self.counters, &self.worker_counters] {
+            c.estimates.add(n as i64 - self.estimate_gauges.0 as i64);
+            c.estimate_bps_sum
+                .add(sum as i64 - self.estimate_gauges.1 as i64);
+            c.capped_subscribers
+                .add(capped as i64 - self.estimate_gauges.2 as i64);
+        }
+        self.estimate_gauges = (n, sum, capped);
     }
 
     /// Our clock as a 64-bit NTP timestamp (RFC 3550 §4), for XR RRTR: time
@@ -1407,6 +1450,10 @@ impl Router {
             return;
         };
         let sample = Duration::from_millis(u64::from(rtt_ms.max(1)));
+        for c in [&self.counters, &self.worker_counters] {
+            c.rtt_ms_sum.add(u64::from(rtt_ms.max(1)));
+            c.rtt_samples.add(1);
+        }
         if let Some(e) = self.transports.get_mut(tid) {
             e.rtt = Some(match e.rtt {
                 None => sample,
@@ -1604,5 +1651,7 @@ impl Router {
         for k in ids {
             let _ = self.close_transport(k);
         }
+        // The worker's estimate gauges no longer count this room.
+        self.update_estimate_gauges();
     }
 }
