@@ -56,20 +56,27 @@ fn report(net: &mut Net, reported: &mut Reported, peer: usize, about: u32, fract
     assert!(net.peers[peer].client.send_rtcp(&rr));
 }
 
-/// One second of 100 packets of 1,000 B (about 830 kbit/s on the wire),
-/// with the subscribers' reports every 500 ms.
-fn second(net: &mut Net, rep: &mut Reported, tick: &mut u32, reports: &[(usize, u32, u8)]) {
+/// One second of the publisher's 100 packets of 1,000 B (about 830 kbit/s
+/// on the wire), calling `every_500_ms` twice.
+fn second_with(net: &mut Net, tick: &mut u32, mut every_500_ms: impl FnMut(&mut Net)) {
     for k in 0..100 {
         let pkt = rtp(96, *tick as u16, *tick * 900, VIDEO, &[5; 1000]);
         assert!(net.peers[0].client.send_rtp(&pkt));
         *tick += 1;
         net.advance(Duration::from_millis(10));
         if k % 50 == 49 {
-            for &(peer, about, loss) in reports {
-                report(net, rep, peer, about, loss);
-            }
+            every_500_ms(net);
         }
     }
+}
+
+/// One second, with the subscribers' reports every 500 ms.
+fn second(net: &mut Net, rep: &mut Reported, tick: &mut u32, reports: &[(usize, u32, u8)]) {
+    second_with(net, tick, |net| {
+        for &(peer, about, loss) in reports {
+            report(net, rep, peer, about, loss);
+        }
+    });
 }
 
 #[test]
@@ -139,17 +146,69 @@ fn heavy_loss_caps_the_publisher_and_the_cap_lifts_afterwards() {
     assert!(after.last().is_some_and(lifted));
 }
 
-#[test]
-fn five_percent_loss_is_not_congestion() {
+/// A room where peer 0 publishes video and peer 1 consumes it as SSRC 1001.
+fn publisher_and_subscriber() -> (Net, usize, usize) {
     let mut net = Net::new();
     let (publisher, sub) = (net.add_peer(), net.add_peer());
     net.connect_all();
     let prod = net.produce(publisher, MediaKind::Video, VIDEO, 96);
     net.consume(sub, prod, 1001, (96, 96));
     net.step();
+    (net, publisher, sub)
+}
+
+#[test]
+fn five_percent_loss_is_not_congestion() {
+    let (mut net, publisher, sub) = publisher_and_subscriber();
     let (mut tick, mut rep) = (0, Reported::new());
     for _ in 0..5 {
         second(&mut net, &mut rep, &mut tick, &[(sub, 1001, 13)]);
     }
     assert!(rembs(&mut net, publisher).is_empty());
+}
+
+/// One second, with subscriber `sub` sending REMBs (about `consumer`) of
+/// `bps` every 500 ms.
+fn second_with_remb(net: &mut Net, tick: &mut u32, sub: usize, consumer: u32, bps: u64) {
+    second_with(net, tick, |net| {
+        let mut remb = Vec::new();
+        rtcp::write_empty_rr(Ssrc(77), &mut remb);
+        rtcp::write_remb(Ssrc(77), bps, &[Ssrc(consumer)], &mut remb);
+        assert!(net.peers[sub].client.send_rtcp(&remb));
+    });
+}
+
+#[test]
+fn a_subscriber_that_sends_remb_instead_of_feedback_caps_when_it_takes_less_than_sent() {
+    let (mut net, publisher, sub) = publisher_and_subscriber();
+    let mut tick = 0;
+    // Its estimator's warm-up: low REMBs are ignored.
+    for _ in 0..3 {
+        second_with_remb(&mut net, &mut tick, sub, 1001, 200_000);
+    }
+    // It can take more than the ~830 kbit/s we send; then one low REMB
+    // alone (a blip) is not congestion.
+    for _ in 0..4 {
+        second_with_remb(&mut net, &mut tick, sub, 1001, 2_000_000);
+    }
+    let mut blip = Vec::new();
+    rtcp::write_remb(Ssrc(77), 100_000, &[Ssrc(1001)], &mut blip);
+    assert!(net.peers[sub].client.send_rtcp(&blip));
+    second_with_remb(&mut net, &mut tick, sub, 1001, 2_000_000);
+    assert!(
+        rembs(&mut net, publisher).is_empty(),
+        "no cap from warm-up REMBs, high ones or a blip"
+    );
+    // Now it says 250 kbit/s for 3 s: the publisher is capped at its share.
+    for _ in 0..3 {
+        second_with_remb(&mut net, &mut tick, sub, 1001, 250_000);
+    }
+    let caps = rembs(&mut net, publisher);
+    eprintln!("caps: {caps:?}");
+    assert!(!caps.is_empty());
+    assert!(
+        caps.iter().all(|c| (200_000..=250_000).contains(c)),
+        "95 % of what the subscriber takes: {caps:?}"
+    );
+    assert_eq!(net.counters().capped_subscribers.get(), 1);
 }

@@ -8,7 +8,9 @@
 //!   loss-based controller (§6) run on each feedback, and the estimate is
 //!   the lower of the two.
 //! - Without it, the loss-based controller runs on the fraction lost of the
-//!   subscriber's receiver reports (RFC 3550 §6.4.1).
+//!   subscriber's receiver reports (RFC 3550 §6.4.1), and a subscriber that
+//!   sends REMB (its own receive-side estimate, which our abs-send-time
+//!   feeds) bounds the estimate with it ([`SendSideBwe::on_remb`]).
 //!
 //! Until simulcast exists the estimate can only cap publishers (REMB), so it
 //! caps nothing until the subscriber has seen real congestion: loss above
@@ -54,6 +56,10 @@ pub const QUEUE_CONGESTION: Duration = Duration::from_millis(40);
 pub const LOSS_MIN_PACKETS: u32 = 100;
 /// …and at least this long.
 pub const LOSS_MIN_SPAN: Duration = Duration::from_millis(500);
+/// A subscriber's REMBs are ignored this long after its first.
+pub const REMB_WARMUP: Duration = Duration::from_secs(5);
+/// Two low REMBs this far apart are congestion.
+pub const REMB_CONFIRM: Duration = Duration::from_secs(1);
 /// The acknowledged rate is measured over this much arrival time.
 pub const ACKED_WINDOW_US: i64 = 500_000;
 
@@ -226,6 +232,11 @@ pub struct SendSideBwe {
     /// flight says nothing about the new one (libwebrtc waits 300 ms + RTT
     /// between loss-based decreases for the same reason).
     loss_from_us: i64,
+    /// The subscriber's own REMB, when it sends no transport-wide feedback:
+    /// (when, bit/s, it was below what we sent).
+    remb: Option<(Instant, u64, bool)>,
+    /// When the first REMB came (its estimator's warm-up starts then).
+    first_remb: Option<Instant>,
 }
 
 impl SendSideBwe {
@@ -238,9 +249,14 @@ impl SendSideBwe {
     /// The estimate, bit/s: the lower of the delay-based and loss-based
     /// ones ([`MAX_BPS`] while neither knows a limit).
     pub fn bps(&self) -> u64 {
+        let remb = self
+            .remb
+            .filter(|_| !self.has_feedback)
+            .map_or(MAX_BPS, |(_, b, _)| b);
         self.aimd
             .bps()
             .map_or(self.loss.bps(), |d| d.min(self.loss.bps()))
+            .min(remb)
     }
 
     /// The delay-based estimate, bit/s, once an overuse set it.
@@ -342,6 +358,38 @@ impl SendSideBwe {
                 );
             }
         }
+        self.after_update(now, congested);
+        congested || (self.congestion.is_some() && self.bps() < before * 95 / 100)
+    }
+
+    /// Takes the subscriber's own REMB (draft-alvestrand-rmcat-remb §2.2:
+    /// its receive-side estimate, bit/s), for subscribers that send REMB
+    /// instead of transport-wide feedback: it bounds the estimate, and it
+    /// is congestion when two REMBs at least [`REMB_CONFIRM`] apart both
+    /// say it takes less than 80 % of the `sending_bps` we send it. REMBs
+    /// in the first [`REMB_WARMUP`] are ignored: a receiver's estimator
+    /// starts low and follows the incoming rate up. Returns true when the
+    /// estimate should go out now.
+    pub fn on_remb(&mut self, now: Instant, bps: u64, sending_bps: u64) -> bool {
+        if self.has_feedback {
+            return false;
+        }
+        let first = *self.first_remb.get_or_insert(now);
+        if now.saturating_duration_since(first) < REMB_WARMUP {
+            return false;
+        }
+        let below = bps < sending_bps / 10 * 8;
+        let congested = match self.remb {
+            Some((at, _, true)) if below => now.saturating_duration_since(at) >= REMB_CONFIRM,
+            _ => false,
+        };
+        // Keep the first of a run of low REMBs as the run's start.
+        let since = match self.remb {
+            Some((at, _, true)) if below && !congested => at,
+            _ => now,
+        };
+        let before = self.bps();
+        self.remb = Some((since, bps.max(MIN_BPS), below));
         self.after_update(now, congested);
         congested || (self.congestion.is_some() && self.bps() < before * 95 / 100)
     }

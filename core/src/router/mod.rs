@@ -130,6 +130,9 @@ struct TransportEntry {
     last_remb: Option<(Instant, u64)>,
     /// Bytes sent to this participant so far.
     sent_bytes: u64,
+    /// The rate we send it at, measured once a second: (when, `sent_bytes`
+    /// then, bit/s).
+    sending_rate: (Option<Instant>, u64, u64),
     /// When its loss was last evaluated, and `sent_bytes` then.
     last_report: Option<(Instant, u64)>,
     /// Packets expected and lost in its reports since then.
@@ -325,6 +328,7 @@ impl Router {
             twcc_send: None,
             last_remb: None,
             sent_bytes: 0,
+            sending_rate: (None, 0, 0),
             last_report: None,
             loss_window: (0, 0),
             remb_lifts_left: 0,
@@ -937,11 +941,17 @@ impl Router {
                 (rtcp::PT_RTPFB, twcc::FMT) => self.on_twcc_feedback(now, tid, &p),
                 (rtcp::PT_XR, _) => self.on_xr(now, tid, &p),
                 // A subscriber's own estimate (Chromium's receive-side
-                // estimator, when it has REMB and no transport-cc): counted,
-                // not used for caps (see bwe::LossBasedEstimate::cap).
-                (rtcp::PT_PSFB, 15) if rtcp::parse_remb(&p).is_some() => {
-                    self.counters.rembs_received.add(1);
-                    self.worker_counters.rembs_received.add(1);
+                // estimator, when it has REMB and no transport-cc).
+                (rtcp::PT_PSFB, 15) => {
+                    if let Some((bps, _)) = rtcp::parse_remb(&p) {
+                        self.counters.rembs_received.add(1);
+                        self.worker_counters.rembs_received.add(1);
+                        if let Some(e) = self.transports.get_mut(tid)
+                            && e.bwe.on_remb(now, bps, e.sending_rate.2)
+                        {
+                            self.schedule_rembs(now);
+                        }
+                    }
                 }
                 // Receiver reports (taken above), SDES, BYE: consumed.
                 _ => {}
@@ -1321,7 +1331,7 @@ impl Router {
     /// re-arms the timer while any producer exists.
     fn send_reports(&mut self, now: Instant) {
         self.send_rembs(now, true);
-        self.update_estimate_gauges();
+        self.update_estimate_gauges(now);
         let (ntp, now_ms) = (self.ntp(now), self.ms_since_epoch(now));
         let Self {
             transports,
@@ -1374,10 +1384,21 @@ impl Router {
         }
     }
 
-    /// Sets the estimate gauges (`estimates`, `estimate_bps_sum`,
-    /// `capped_subscribers`) of the room, and moves the worker's by as much.
-    fn update_estimate_gauges(&mut self) {
+    /// Measures the rate we send each participant at, and sets the estimate
+    /// gauges (`estimates`, `estimate_bps_sum`, `capped_subscribers`) of the
+    /// room, moving the worker's by as much. Once a second.
+    fn update_estimate_gauges(&mut self, now: Instant) {
         let (mut n, mut sum, mut capped) = (0u64, 0u64, 0u64);
+        for (_, e) in self.transports.iter_mut() {
+            let (at, bytes, _) = e.sending_rate;
+            let secs = at.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+            let bps = if secs > 0.0 {
+                ((e.sent_bytes - bytes) as f64 * 8.0 / secs) as u64
+            } else {
+                0
+            };
+            e.sending_rate = (Some(now), e.sent_bytes, bps);
+        }
         for (_, e) in self.transports.iter() {
             if e.consumers.is_empty() {
                 continue;
@@ -1652,6 +1673,6 @@ impl Router {
             let _ = self.close_transport(k);
         }
         // The worker's estimate gauges no longer count this room.
-        self.update_estimate_gauges();
+        self.update_estimate_gauges(self.now);
     }
 }
