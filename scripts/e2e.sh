@@ -18,6 +18,7 @@ one() { # BACKEND EXPECTED [env...]
   shift 2
   echo "e2e: sfu $args (expecting the $want loop)"
   if [ -z "${SFU_IN_NETNS:-}" ] && unshare -n true 2>/dev/null; then
+    # shellcheck disable=SC2016 # "$0" is the inner shell's: the binary's path
     env "$@" SFU_E2E_SERVER_ARGS="$args" SFU_E2E_EXPECT_BACKEND="$want" SFU_IN_NETNS=1 \
       unshare -n bash -c 'ip link set lo up && exec node scripts/e2e/run.js "$0"' "$BIN"
   else

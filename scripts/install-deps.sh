@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian 12 machine, if missing:
-# Debian's chromium (the reference browser), curl, nftables, and the e2e driver's npm packages.
+# Debian's chromium (the reference browser), curl, nftables, shellcheck, and
+# the e2e driver's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,7 @@ PKGS=()
 [ -x /usr/lib/chromium/chromium ] || PKGS+=(chromium)
 command -v curl >/dev/null || PKGS+=(curl)   # the stress script's health checks
 command -v nft >/dev/null || PKGS+=(nftables) # loss and rate limits in scripts/quality.sh
+command -v shellcheck >/dev/null || PKGS+=(shellcheck) # scripts/lint-shell.sh
 if [ ${#PKGS[@]} -gt 0 ]; then
   echo "installing ${PKGS[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

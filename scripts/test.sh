@@ -14,6 +14,8 @@ log() { printf '\n== %s\n' "$*"; }
 
 if [ -z "${SFU_SKIP_E2E:-}" ]; then
   scripts/install-deps.sh
+  log "shell scripts: shellcheck and the pipefail/head check"
+  scripts/lint-shell.sh
 fi
 
 log "cargo test --workspace"

@@ -115,6 +115,46 @@ impl Drop for SpawnedServer {
     }
 }
 
+/// The flags `--spawn-server` starts `sfu` with for the scenario in `args`
+/// on HTTP port `port`: loopback addresses, one worker, the per-address
+/// signaling limits lifted (every client comes from 127.0.0.1), and room
+/// and track limits no lower than the scenario needs (a 1→200 room has 201
+/// participants; the server's default is 100).
+pub fn server_args(args: &Args, port: u16) -> Vec<String> {
+    let limits = sfu_sig::config::Limits::default();
+    let per_room = (args.publishers + args.subscribers).max(limits.participants_per_room);
+    let rooms = args.rooms.max(limits.rooms_per_worker);
+    // Each participant receives every publisher's audio and video.
+    let tracks = (2 * args.publishers).max(limits.consumers_per_transport);
+    [
+        "--http-listen",
+        &format!("127.0.0.1:{port}"),
+        "--announced-ip",
+        "127.0.0.1",
+        "--rtc-listen-ip",
+        "127.0.0.1",
+        "--rtc-ports",
+        "43000-43999",
+        "--cores",
+        "1",
+        "--log",
+        "warn",
+        "--max-messages-per-second-per-ip",
+        "1000000",
+        "--max-joins-per-minute-per-ip",
+        "1000000",
+        "--max-participants-per-room",
+        &per_room.to_string(),
+        "--max-rooms-per-worker",
+        &rooms.to_string(),
+        "--max-consumers-per-transport",
+        &tracks.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     let bin = match &args.server_bin {
         Some(b) => b.clone(),
@@ -126,31 +166,7 @@ fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     let port = probe.local_addr().map_err(|e| e.to_string())?.port();
     drop(probe);
     let mut cmd = Command::new(&bin);
-    cmd.args([
-        "--http-listen",
-        &format!("127.0.0.1:{port}"),
-        "--announced-ip",
-        "127.0.0.1",
-    ])
-    .args([
-        "--rtc-listen-ip",
-        "127.0.0.1",
-        "--rtc-ports",
-        "43000-43999",
-        "--cores",
-        "1",
-        "--log",
-        "warn",
-    ])
-    // Every client comes from this one address: lift the per-address
-    // signaling limits (they guard against floods from the internet).
-    .args([
-        "--max-messages-per-second-per-ip",
-        "1000000",
-        "--max-joins-per-minute-per-ip",
-        "1000000",
-    ])
-    .stdin(Stdio::null());
+    cmd.args(server_args(args, port)).stdin(Stdio::null());
     let cpu = args.server_cpu;
     // SAFETY: only async-signal-safe work (sched_setaffinity) between fork and exec.
     unsafe {
