@@ -176,6 +176,8 @@ fn zeroed_storage() -> libc::sockaddr_storage {
 /// Buffers for one `recvmmsg` of up to [`BATCH`] datagrams, allocated once.
 pub struct RecvBatch {
     bufs: Vec<[u8; RECV_BUF]>,
+    /// Control messages (the kernel receive timestamp) per datagram.
+    ctrls: Vec<[u64; super::CMSG_BUF / 8]>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
@@ -199,6 +201,7 @@ impl RecvBatch {
     pub fn new() -> Self {
         Self {
             bufs: vec![[0u8; RECV_BUF]; BATCH],
+            ctrls: vec![[0u64; super::CMSG_BUF / 8]; BATCH],
             addrs: vec![zeroed_storage(); BATCH],
             iovs: Vec::with_capacity(BATCH),
             // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
@@ -226,12 +229,12 @@ impl RecvBatch {
             m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             m.msg_hdr.msg_iov = &mut self.iovs[i];
             m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_control = std::ptr::null_mut();
-            m.msg_hdr.msg_controllen = 0;
+            m.msg_hdr.msg_control = self.ctrls[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = super::CMSG_BUF;
             m.msg_hdr.msg_flags = 0;
             m.msg_len = 0;
         }
-        // SAFETY: `msgs[..max]` point into `bufs`, `addrs` and `iovs`, which
+        // SAFETY: `msgs[..max]` point into `bufs`, `ctrls`, `addrs` and `iovs`, which
         // outlive the call and are not otherwise borrowed during it.
         let n = unsafe {
             libc::recvmmsg(
@@ -272,6 +275,15 @@ impl RecvBatch {
         let from = super::from_storage(&self.addrs[i])?;
         let n = (self.msgs[i].msg_len as usize).min(RECV_BUF);
         Some((from, &mut self.bufs[i][..n]))
+    }
+
+    /// When the kernel received datagram `i` of the last receive (realtime
+    /// clock, ns), if the socket has `SO_TIMESTAMPNS`.
+    pub fn rx_timestamp_ns(&self, i: usize) -> Option<i128> {
+        if i >= self.len {
+            return None;
+        }
+        super::rx_timestamp_ns(&self.msgs[i].msg_hdr)
     }
 }
 
@@ -645,10 +657,11 @@ impl super::Driver for EpollDriver {
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        on: &mut dyn FnMut(usize, SocketAddr, &mut [u8]),
+        on: &mut super::OnDatagram<'_>,
     ) -> io::Result<()> {
         let mut ready = std::mem::take(&mut self.ready);
         let r = self.ep.wait_into(timeout, &mut ready);
+        let clock = super::RxClock::now();
         for &token in &ready {
             if token == WAKER_TOKEN {
                 self.waker.drain();
@@ -661,8 +674,9 @@ impl super::Driver for EpollDriver {
             match self.recv.recv(fd, BATCH) {
                 Ok(n) => {
                     for i in 0..n {
+                        let at = clock.arrival(self.recv.rx_timestamp_ns(i));
                         if let Some((from, data)) = self.recv.get_mut(i) {
-                            on(slot, from, data);
+                            on(slot, from, at, data);
                         }
                     }
                 }
@@ -685,6 +699,7 @@ mod tests {
         let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
         b.set_nonblocking(true).expect("nonblocking");
+        super::super::enable_rx_timestamps(&b).expect("SO_TIMESTAMPNS");
         let to = b.local_addr().expect("addr");
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 10 + i as usize]).collect();
         let mut sb = SendBatch::new(false);
@@ -707,6 +722,7 @@ mod tests {
                 break;
             }
             for i in 0..n {
+                assert!(rb.rx_timestamp_ns(i).is_some(), "kernel receive time");
                 let (from, data) = rb.get(i).expect("datagram");
                 assert_eq!(from, a.local_addr().expect("addr"));
                 got.push(data.to_vec());

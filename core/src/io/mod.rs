@@ -5,7 +5,7 @@
 pub mod epoll;
 pub mod uring;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -33,11 +33,98 @@ pub trait Driver: std::fmt::Debug {
     /// where the kernel wrote it (no copy).
     ///
     /// Errors: the wait itself failed.
-    fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        on: &mut dyn FnMut(usize, SocketAddr, &mut [u8]),
-    ) -> std::io::Result<()>;
+    ///
+    /// Each datagram comes with when the kernel received it
+    /// (`SO_TIMESTAMPNS`), as an [`Instant`], when the kernel said: the
+    /// arrival times of transport-wide feedback are then the network's,
+    /// not those of this loop's scheduling.
+    fn poll(&mut self, timeout: Option<Duration>, on: &mut OnDatagram<'_>) -> std::io::Result<()>;
+}
+
+/// What [`Driver::poll`] hands each datagram to: (socket slot, source, when
+/// the kernel received it, the bytes).
+pub type OnDatagram<'a> = dyn FnMut(usize, SocketAddr, Option<Instant>, &mut [u8]) + 'a;
+
+/// Asks the kernel to stamp each datagram `sock` receives with its receive
+/// time (`SO_TIMESTAMPNS`), which the drivers hand on with the datagram.
+///
+/// Errors: the socket option was refused.
+pub fn enable_rx_timestamps(sock: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Control-message space per received datagram: one `SCM_TIMESTAMPNS`
+/// (`CMSG_SPACE(16)` = 32 bytes on 64-bit Linux), with room to spare.
+pub(crate) const CMSG_BUF: usize = 64;
+
+/// The kernel's receive time of a datagram (`SCM_TIMESTAMPNS`, the
+/// realtime clock, ns), from the control messages `recvmsg` filled in `msg`.
+pub(crate) fn rx_timestamp_ns(msg: &libc::msghdr) -> Option<i128> {
+    if msg.msg_control.is_null() || msg.msg_controllen < std::mem::size_of::<libc::cmsghdr>() {
+        return None;
+    }
+    // SAFETY: `msg` was filled by the kernel; CMSG_FIRSTHDR/NXTHDR stay
+    // within `msg_control[..msg_controllen]` and return null at its end.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let h = &*c;
+            if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                return Some(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+/// Turns kernel receive times (realtime clock) into [`Instant`]s: the two
+/// clocks are read together once per poll, and a datagram that arrived
+/// `d` before that realtime reading arrived `d` before that instant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RxClock {
+    instant: Instant,
+    real_ns: i128,
+}
+
+impl RxClock {
+    pub(crate) fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid out-pointer; CLOCK_REALTIME always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        Self {
+            instant: Instant::now(),
+            real_ns: i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec),
+        }
+    }
+
+    /// The instant of kernel receive time `ns`; `None` when it is not
+    /// plausible (in the future, or more than 10 s old: a clock step).
+    pub(crate) fn arrival(&self, ns: Option<i128>) -> Option<Instant> {
+        let ago = self.real_ns - ns?;
+        (0..10_000_000_000)
+            .contains(&ago)
+            .then(|| self.instant - Duration::from_nanos(ago as u64))
+    }
 }
 
 /// A kernel socket address as a [`SocketAddr`], for IPv4 and IPv6.
@@ -119,6 +206,9 @@ pub fn bind_udp(cfg: &SocketConfig, start_hint: u16) -> Result<(Socket, SocketAd
         // Buffer sizes are best effort: the kernel clamps them to rmem_max/wmem_max.
         let _ = socket.set_recv_buffer_size(cfg.recv_buffer);
         let _ = socket.set_send_buffer_size(cfg.send_buffer);
+        // Best effort: without them a datagram's arrival is when the loop
+        // reads it.
+        let _ = enable_rx_timestamps(&socket);
         match socket.bind(&addr.into()) {
             Ok(()) => return Ok((socket, addr)),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +41,8 @@ pub const REFUSE_ENV: &str = "SFU_TEST_REFUSE_IO_URING";
 
 struct RecvSlot {
     buf: [u8; RECV_BUF],
+    /// Control messages: the kernel receive timestamp.
+    ctrl: [u64; super::CMSG_BUF / 8],
     addr: libc::sockaddr_storage,
     iov: libc::iovec,
     msg: libc::msghdr,
@@ -145,8 +146,8 @@ impl UringDriver {
         r.msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
         r.msg.msg_iov = &mut r.iov;
         r.msg.msg_iovlen = 1;
-        r.msg.msg_control = std::ptr::null_mut();
-        r.msg.msg_controllen = 0;
+        r.msg.msg_control = r.ctrl.as_mut_ptr().cast();
+        r.msg.msg_controllen = super::CMSG_BUF;
         r.msg.msg_flags = 0;
         let sqe = opcode::RecvMsg::new(Fd(s.fd), &mut r.msg)
             .build()
@@ -194,6 +195,7 @@ impl Driver for UringDriver {
         let slots: Box<[RecvSlot]> = (0..RECVS_PER_SOCKET)
             .map(|_| RecvSlot {
                 buf: [0; RECV_BUF],
+                ctrl: [0; super::CMSG_BUF / 8],
                 // SAFETY: all-zero is valid for these plain C structs.
                 addr: unsafe { MaybeUninit::zeroed().assume_init() },
                 iov: libc::iovec {
@@ -245,7 +247,7 @@ impl Driver for UringDriver {
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        on: &mut dyn FnMut(usize, SocketAddr, &mut [u8]),
+        on: &mut super::OnDatagram<'_>,
     ) -> io::Result<()> {
         self.arm_waker();
         let r = match timeout {
@@ -265,6 +267,7 @@ impl Driver for UringDriver {
         {
             return Err(e);
         }
+        let clock = super::RxClock::now();
         self.completions.clear();
         self.completions
             .extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
@@ -290,7 +293,8 @@ impl Driver for UringDriver {
                             let r = &mut s.slots[idx];
                             if let Some(from) = from_storage(&r.addr) {
                                 let n = (res as usize).min(RECV_BUF);
-                                on(slot, from, &mut r.buf[..n]);
+                                let at = clock.arrival(super::rx_timestamp_ns(&r.msg));
+                                on(slot, from, at, &mut r.buf[..n]);
                             }
                         } else if res < 0 && res != -libc::ECANCELED {
                             tracing::debug!(slot, error = %io::Error::from_raw_os_error(-res), "io_uring receive failed");
@@ -371,26 +375,34 @@ mod tests {
         let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let b = socket2::Socket::from(UdpSocket::bind("127.0.0.1:0").expect("bind"));
         b.set_nonblocking(true).expect("nonblocking");
+        super::super::enable_rx_timestamps(&b).expect("SO_TIMESTAMPNS");
         let to = b.local_addr().expect("addr").as_socket().expect("inet");
         d.register(3, &b).expect("register");
+        let sent_at = Instant::now();
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 20 + i as usize]).collect();
         let items: Vec<_> = payloads.iter().map(|p| (to, p.as_slice())).collect();
         SendBatch::new(false).send(a.as_raw_fd(), &items, false);
         let mut got = Vec::new();
         let end = Instant::now() + Duration::from_secs(5);
         while got.len() < 100 && Instant::now() < end {
-            d.poll(Some(Duration::from_millis(100)), &mut |slot, from, data| {
-                assert_eq!(slot, 3);
-                assert_eq!(from, a.local_addr().expect("addr"));
-                got.push(data.to_vec());
-            })
+            d.poll(
+                Some(Duration::from_millis(100)),
+                &mut |slot, from, at, data| {
+                    assert_eq!(slot, 3);
+                    assert_eq!(from, a.local_addr().expect("addr"));
+                    // The kernel's receive time, on the Instant clock.
+                    let at = at.expect("a kernel receive timestamp");
+                    assert!(at >= sent_at - Duration::from_millis(50) && at <= Instant::now());
+                    got.push(data.to_vec());
+                },
+            )
             .expect("poll");
         }
         assert_eq!(got, payloads, "all 100 in order");
         // A wake-up ends a wait at once.
         waker.wake();
         let t0 = Instant::now();
-        d.poll(Some(Duration::from_secs(5)), &mut |_, _, _| {})
+        d.poll(Some(Duration::from_secs(5)), &mut |_, _, _, _| {})
             .expect("poll");
         assert!(t0.elapsed() < Duration::from_secs(2), "woken");
         // Deregistering cancels its receives; its buffers go once they completed.
@@ -398,7 +410,7 @@ mod tests {
         drop(b);
         let end = Instant::now() + Duration::from_secs(5);
         while !d.dying.is_empty() && Instant::now() < end {
-            d.poll(Some(Duration::from_millis(50)), &mut |_, _, _| {
+            d.poll(Some(Duration::from_millis(50)), &mut |_, _, _, _| {
                 panic!("no datagram after close")
             })
             .expect("poll");

@@ -376,14 +376,16 @@ pub(super) fn run(
         };
         touched.clear();
         let mut now: Option<Instant> = None;
-        let polled = io.driver.poll(timeout, &mut |slot, from, data| {
+        let polled = io.driver.poll(timeout, &mut |slot, from, arrived, data| {
             if failure.borrow().is_some() {
                 return;
             }
             let Some(room) = rooms.get_mut(slot) else {
                 return;
             };
-            let now = *now.get_or_insert_with(Instant::now);
+            // When the kernel received it (transport-cc arrival times are
+            // then the network's), else when this loop reads it.
+            let now = arrived.unwrap_or_else(|| *now.get_or_insert_with(Instant::now));
             if guarded(&failure, || room.router.handle_datagram(now, from, data)).is_some() {
                 room.fed += 1;
                 if room.fed == 1 {
