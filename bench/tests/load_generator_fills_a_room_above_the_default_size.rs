@@ -39,7 +39,10 @@ fn a_room_of_121_joins_without_a_failure() {
         Flags::try_parse_from(std::iter::once("sfu".to_string()).chain(server_args(&args, port)))
             .expect("the server takes sfu-load's flags");
     let cfg = Config::load(flags).expect("config");
-    assert!(cfg.limits.participants_per_room > subscribers, "room for all 121");
+    assert!(
+        cfg.limits.participants_per_room > subscribers,
+        "room for all 121"
+    );
     let server = Background::start(cfg, listener).expect("server");
     args.server = format!("ws://127.0.0.1:{port}/ws");
     args.spawn_server = false;

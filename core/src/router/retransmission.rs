@@ -1,10 +1,17 @@
 //! A producer stream's recent packets, kept for retransmission (RFC 4588):
 //! plaintext, stored once for all consumers, in a power-of-two ring indexed
 //! by sequence number, and aged out by RTP timestamp.
+//!
+//! The ring starts at [`MIN_SLOTS`] and doubles (up to [`SLOTS`]) when a
+//! packet would overwrite one still younger than the age limit: a 1 Mbit/s
+//! camera needs 256 slots (384 KB), a 2.5 Mbit/s one 1,024 (1.5 MB). It
+//! grows at most three times per stream, never in steady state.
 
 /// Packets kept at most (a power of two): about 4 s of 2 Mbit/s video in
 /// 1,200-byte packets; the age limit usually ends an entry's life first.
 pub const SLOTS: usize = 1024;
+/// Packets kept at first (a power of two): 1.3 s at 100 packets/s.
+pub const MIN_SLOTS: usize = 128;
 /// Largest packet stored, bytes; a longer one (never seen from WebRTC
 /// senders, which stay under the path MTU) is not kept.
 pub const SLOT_BYTES: usize = 1500;
@@ -17,8 +24,9 @@ struct Slot {
     timestamp: u32,
 }
 
-/// The ring. Its storage is one zeroed allocation made at creation, which
-/// the OS backs with memory only as packets are written.
+/// The ring. Its storage is one zeroed allocation (made at creation and at
+/// each doubling), which the OS backs with memory only as packets are
+/// written.
 pub struct RetransmissionBuffer {
     data: Box<[u8]>,
     slots: Box<[Slot]>,
@@ -51,11 +59,35 @@ impl RetransmissionBuffer {
     /// ticks (e.g. 1.5 s of 90 kHz video: 135,000).
     pub fn new(max_age_ticks: u32) -> Self {
         Self {
-            data: vec![0u8; SLOTS * SLOT_BYTES].into_boxed_slice(),
-            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+            data: vec![0u8; MIN_SLOTS * SLOT_BYTES].into_boxed_slice(),
+            slots: vec![Slot::default(); MIN_SLOTS].into_boxed_slice(),
             newest: None,
             max_age_ticks,
         }
+    }
+
+    /// Packets it can hold now.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Doubles the ring, moving every stored packet to its new slot.
+    fn grow(&mut self) {
+        let n = self.slots.len() * 2;
+        let mut data = vec![0u8; n * SLOT_BYTES].into_boxed_slice();
+        let mut slots = vec![Slot::default(); n].into_boxed_slice();
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.len == 0 {
+                continue;
+            }
+            let j = s.seq as usize & (n - 1);
+            let len = s.len as usize;
+            data[j * SLOT_BYTES..j * SLOT_BYTES + len]
+                .copy_from_slice(&self.data[i * SLOT_BYTES..i * SLOT_BYTES + len]);
+            slots[j] = *s;
+        }
+        self.data = data;
+        self.slots = slots;
     }
 
     fn too_old(&self, timestamp: u32) -> bool {
@@ -66,10 +98,20 @@ impl RetransmissionBuffer {
     /// Stores plain RTP packet `pkt` with sequence number `seq` and RTP
     /// timestamp `timestamp`, replacing whatever held its slot.
     pub fn insert(&mut self, seq: u16, timestamp: u32, pkt: &[u8]) -> Stored {
-        let i = seq as usize & (SLOTS - 1);
+        let mut i = seq as usize & (self.slots.len() - 1);
         let s = self.slots[i];
         if s.len != 0 && s.seq == seq && s.timestamp == timestamp {
             return Stored::Duplicate;
+        }
+        // Overwriting a packet still within the age limit: too small a ring
+        // for this stream's rate.
+        if s.len != 0 && s.seq != seq && !self.too_old(s.timestamp) && self.slots.len() < SLOTS {
+            self.grow();
+            i = seq as usize & (self.slots.len() - 1);
+            let s = self.slots[i];
+            if s.len != 0 && s.seq == seq && s.timestamp == timestamp {
+                return Stored::Duplicate;
+            }
         }
         if self
             .newest
@@ -93,7 +135,7 @@ impl RetransmissionBuffer {
     /// The stored packet with sequence number `seq`, unless it was never
     /// stored, was overwritten, or is older than the age limit.
     pub fn get(&self, seq: u16) -> Option<&[u8]> {
-        let i = seq as usize & (SLOTS - 1);
+        let i = seq as usize & (self.slots.len() - 1);
         let s = self.slots[i];
         if s.len == 0 || s.seq != seq || self.too_old(s.timestamp) {
             return None;
@@ -127,8 +169,31 @@ mod tests {
         let mut b = RetransmissionBuffer::new(u32::MAX / 4);
         b.insert(5, 0, &[1; 10]);
         b.insert(5 + SLOTS as u16, 1, &[2; 20]);
-        assert_eq!(b.get(5), None, "overwritten by a packet 1024 later");
+        assert_eq!(
+            b.get(5),
+            None,
+            "overwritten by a packet 1024 later (the ring grew once, to 256)"
+        );
         assert_eq!(b.get(5 + SLOTS as u16), Some(&[2u8; 20][..]));
+    }
+
+    #[test]
+    fn the_ring_grows_to_the_streams_rate_and_no_further() {
+        // 1.5 s of 90 kHz video.
+        let mut slow = RetransmissionBuffer::new(135_000);
+        let mut fast = RetransmissionBuffer::new(135_000);
+        for k in 0..2000u32 {
+            // 30 packets/s, and 300 packets/s.
+            slow.insert(k as u16, k * 3000, &[1; 1000]);
+            fast.insert(k as u16, k * 300, &[2; 1000]);
+        }
+        assert_eq!(slow.capacity(), MIN_SLOTS, "45 packets in 1.5 s");
+        assert_eq!(fast.capacity(), 512, "450 packets in 1.5 s");
+        // Everything younger than the limit is there, after the moves.
+        for k in 2000 - 450..2000u32 {
+            assert_eq!(fast.get(k as u16), Some(&[2u8; 1000][..]), "{k}");
+        }
+        assert_eq!(fast.get(2000 - 452), None, "older than 1.5 s");
     }
 
     #[test]
