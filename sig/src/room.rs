@@ -474,8 +474,13 @@ impl Room {
                 mid_ext_id,
                 // We answer transport-cc feedback for what the client sends.
                 twcc_ext_id: m.twcc_ext_id.filter(|_| usable),
-                // We only receive on it: nothing of ours to stamp.
-                audio_level_ext_id: None,
+                // What the publisher may send: its audio level (RFC 6464),
+                // which subscribers get and the room's speaker detection
+                // reads. Nothing of ours is stamped on a receive-only
+                // section.
+                audio_level_ext_id: m
+                    .audio_level_ext_id
+                    .filter(|_| publish && m.kind == Some(MediaKind::Audio)),
                 abs_send_time_ext_id: None,
                 send: None,
                 rtx,

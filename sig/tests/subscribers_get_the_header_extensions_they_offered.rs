@@ -2,7 +2,8 @@
 //! join offer named, under its ids (RFC 8285 §6): the MID, the
 //! transport-wide sequence number (then its feedback drives our estimate),
 //! abs-send-time, and for audio the audio level (RFC 6464). The data plane
-//! gets the same ids for each consumer.
+//! gets the same ids for each consumer. And the join answer accepts the
+//! audio level of what a participant publishes, so that it sends it.
 
 mod common;
 
@@ -28,8 +29,23 @@ fn offered_tracks_declare_the_subscribers_extension_ids() {
     run(Duration::from_secs(30), async {
         let mut hub = TestHub::start(1, hub_config(Duration::from_secs(10)), false);
         // Chromium's offer: 1 audio level, 2 abs-send-time, 3 transport-wide
-        // seq, 4 MID.
-        let mut sub = hub.joined("r", "sub", OFFER).await;
+        // seq, 4 MID. The answer takes the audio level of what it publishes
+        // (else Chromium would not send it).
+        let mut sub = hub.connect().await;
+        sub.join("r", "sub", OFFER).await;
+        let answer = sub.expect("answer").await;
+        let answer = answer["sdp"].as_str().expect("sdp");
+        let audio = sections(answer)
+            .into_iter()
+            .find(|(m, _)| m.starts_with("m=audio"))
+            .expect("audio section");
+        assert!(
+            audio
+                .1
+                .iter()
+                .any(|l| l == "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+            "{answer}"
+        );
         let _publisher = hub.joined("r", "publisher", OFFER).await;
         let update = sub.expect("update").await;
         let sdp = update["sdp"].as_str().expect("sdp");
