@@ -175,6 +175,23 @@ async function main() {
     if (shown.hidden || shown.text !== 'Network: good') throw new Error(`shown: ${JSON.stringify(shown)}`);
   });
 
+  await test('active speaker: with the others muted, the unmuted participant is the speaker on every page within 2 s', async () => {
+    const everyone = [alice, bob, carol];
+    const ids = await Promise.all(everyone.map((p) => p.page.evaluate(() => window.sfu.id())));
+    for (const [speaker, i] of [[bob, 1], [carol, 2]]) {
+      await Promise.all(everyone.map((p) => p.page.evaluate((m) => window.sfu.setMuted(m), p !== speaker)));
+      const t0 = Date.now();
+      let seen = [];
+      await until(`${ids[i]} as the speaker on all three pages`, async () => {
+        seen = await Promise.all(everyone.map((p) => p.page.evaluate(() => [window.sfu.speaker(), window.sfu.speakingTile()])));
+        return seen.every(([s, tile]) => s === ids[i] && tile === ids[i]);
+      }, 5000).catch(() => { throw new Error(`speaker/tile per page: ${JSON.stringify(seen)}, want ${ids[i]}`); });
+      const took = Date.now() - t0;
+      if (took > 2000) throw new Error(`took ${took} ms`);
+    }
+    await Promise.all(everyone.map((p) => p.page.evaluate(() => window.sfu.setMuted(false))));
+  });
+
   await test('a receive-only client written from docs/signaling.md receives everyone\'s video and audio', async () => {
     const viewer = await browser.newContext();
     const page = await viewer.newPage();

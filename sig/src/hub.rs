@@ -601,7 +601,9 @@ impl Hub {
 
     fn on_core(&mut self, ev: Event) {
         match ev {
-            Event::TransportConnected { router, .. } | Event::TransportClosed { router, .. } => {
+            Event::TransportConnected { router, .. }
+            | Event::TransportClosed { router, .. }
+            | Event::DominantSpeaker { router, .. } => {
                 if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
                     deliver(&r.tx, RoomMsg::Core(ev));
                 }

@@ -73,6 +73,12 @@ pub enum ServerMsg {
         /// Everyone in the room, the receiver included.
         participants: Vec<ParticipantInfo>,
     },
+    /// The room's dominant speaker changed (from the audio levels its
+    /// publishers send; sent again with each `participants`).
+    Speaker {
+        /// The speaker's participant id (as in `participants`).
+        id: String,
+    },
     /// Confirms `leave`.
     Left,
     /// Something went wrong; the connection stays usable unless said otherwise.

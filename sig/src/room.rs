@@ -198,6 +198,8 @@ pub struct Room {
     joins_seen: u64,
     count: Arc<AtomicUsize>,
     ctx: RoomCtx,
+    /// The dominant speaker's participant id, once the data plane named one.
+    speaker: Option<u64>,
 }
 
 impl Room {
@@ -219,6 +221,7 @@ impl Room {
             joins_seen: 0,
             count,
             ctx,
+            speaker: None,
         }
     }
 
@@ -817,12 +820,45 @@ impl Room {
         for p in &self.participants {
             p.conn.send(&msg);
         }
+        // Who speaks, for those who just joined (and it does no harm to
+        // the others).
+        if let Some(id) = self
+            .speaker
+            .filter(|s| self.participants.iter().any(|p| p.id == *s))
+        {
+            let msg = ServerMsg::Speaker {
+                id: format!("p{id}"),
+            };
+            for p in &self.participants {
+                p.conn.send(&msg);
+            }
+        }
     }
 
     async fn on_core(&mut self, ev: Event) {
         match ev {
             Event::TransportConnected { transport, .. } => {
                 tracing::debug!(room = %self.name, %transport, "transport connected");
+            }
+            Event::DominantSpeaker { producer, .. } => {
+                let Some(p) = self
+                    .participants
+                    .iter()
+                    .find(|p| p.published.iter().any(|t| t.producer == producer))
+                else {
+                    return;
+                };
+                if self.speaker == Some(p.id) {
+                    return;
+                }
+                self.speaker = Some(p.id);
+                tracing::debug!(room = %self.name, participant = p.id, "dominant speaker");
+                let msg = ServerMsg::Speaker {
+                    id: format!("p{}", p.id),
+                };
+                for p in &self.participants {
+                    p.conn.send(&msg);
+                }
             }
             Event::TransportClosed {
                 transport, reason, ..

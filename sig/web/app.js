@@ -202,6 +202,11 @@ async function handle(msg) {
       for (const id of [...state.tiles.keys()]) if (!present.has(id)) removeTile(id);
       break;
     }
+    case 'speaker':
+      state.speaker = msg.id;
+      for (const [id, t] of state.tiles) t.el.classList.toggle('speaking', id === msg.id);
+      $('tile-self').classList.toggle('speaking', msg.id === state.myId);
+      break;
     case 'left':
       break;
     case 'error': {
@@ -335,6 +340,20 @@ window.sfu = {
   id: () => state.myId,
   connectionState: () => (state.pc ? state.pc.connectionState : 'closed'),
   tiles: () => [...state.tiles.entries()].map(([id, t]) => ({ id, name: t.name })),
+  // The dominant speaker's participant id (this one's own id when it speaks).
+  speaker: () => state.speaker || null,
+  // The tile highlighted as speaking, if any.
+  speakingTile: () => {
+    const el = document.querySelector('.tile.speaking');
+    if (!el) return null;
+    return el.id === 'tile-self' ? state.myId : el.dataset.participant;
+  },
+  // Mutes or unmutes the microphone, as the Mute button does.
+  setMuted: (muted) => {
+    const b = $('toggle-audio');
+    const tracks = state.local ? state.local.getAudioTracks() : [];
+    if (tracks.length && tracks[0].enabled === muted) b.click();
+  },
   // Per remote participant: decoded video frames and received audio samples.
   async remoteStats() {
     const out = {};

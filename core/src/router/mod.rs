@@ -5,6 +5,7 @@
 //! [`Router::handle_timeout`] (no later than [`Router::poll_timeout`]), and
 //! after each call drain [`Router::poll_transmit`] and [`Router::poll_event`].
 
+pub mod active_speaker;
 pub mod bwe;
 pub mod consumer;
 pub mod delay_based;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 pub use consumer::{Answered, Consumer, ConsumerParams};
 pub use producer::{MediaKind, Producer, ProducerParams};
 
+use self::active_speaker::SpeakerDetector;
 use self::bwe::SendSideBwe;
 use self::consumer::RTX_BURST;
 use self::id_slab::IdSlab;
@@ -105,6 +107,9 @@ pub enum RouterEvent {
     TransportConnected(TransportId),
     /// The transport closed (and with it its producers and consumers).
     TransportClosed(TransportId, CloseReason),
+    /// The room's dominant speaker changed: this audio producer's
+    /// publisher ([`active_speaker`]).
+    DominantSpeaker(ProducerId),
 }
 
 #[derive(Debug)]
@@ -162,6 +167,8 @@ enum Timer {
     TwccFeedback,
     /// A lowered REMB cap to publishers.
     Remb,
+    /// The dominant-speaker decision.
+    ActiveSpeaker,
 }
 
 /// One room's forwarding graph.
@@ -202,6 +209,10 @@ pub struct Router {
     twcc_scheduled: bool,
     /// The REMB timer is in the heap.
     remb_scheduled: bool,
+    /// The room's dominant speaker, from audio levels.
+    speaker: SpeakerDetector,
+    /// The speaker timer is in the heap.
+    speaker_scheduled: bool,
     /// When REMBs last went out.
     last_rembs: Option<Instant>,
     /// Results of one transport-wide feedback (reused).
@@ -250,6 +261,8 @@ impl Router {
             reports_scheduled: false,
             twcc_scheduled: false,
             remb_scheduled: false,
+            speaker: SpeakerDetector::default(),
+            speaker_scheduled: false,
             last_rembs: None,
             twcc_results: Vec::with_capacity(256),
             estimate_gauges: (0, 0, 0),
@@ -419,6 +432,13 @@ impl Router {
             self.timers
                 .push(Reverse((self.now + REPORT_INTERVAL, Timer::Reports)));
         }
+        if self.producers[id].params.audio_level_ext_id.is_some() && !self.speaker_scheduled {
+            self.speaker_scheduled = true;
+            self.timers.push(Reverse((
+                self.now + active_speaker::INTERVAL,
+                Timer::ActiveSpeaker,
+            )));
+        }
         self.gauge(|c| c.producers.add(1));
         Ok(id)
     }
@@ -440,6 +460,7 @@ impl Router {
         let Some(p) = self.producers.try_remove(id) else {
             return;
         };
+        self.speaker.remove(id);
         for c in p.consumers {
             if let Some(cons) = self.consumers.get(c) {
                 let tid = cons.params.transport;
@@ -745,6 +766,17 @@ impl Router {
         let mut keyframe = false;
         let mut missing = false;
         let producer = &mut self.producers[pid];
+        // The publisher's audio level (RFC 6464), copied to each subscriber
+        // under its own id, and the loudest of the interval for the
+        // speaker detection.
+        let level = producer
+            .params
+            .audio_level_ext_id
+            .and_then(|id| hdr.extension(pkt, id))
+            .and_then(|v| v.first().copied());
+        if let Some(l) = level {
+            producer.loudest_level = producer.loudest_level.min(l & 0x7f);
+        }
         if let Some(g) = &mut producer.nack {
             let arrival = g.on_packet(now, hdr.seq);
             missing = g.missing() > 0;
@@ -784,13 +816,7 @@ impl Router {
         } = self;
         let producer = &producers[pid];
         let payload_len = (pkt.len() - hdr.header_len) as u32;
-        // The publisher's audio level (RFC 6464), copied to each subscriber
-        // under its own id; our send time as abs-send-time.
-        let level = producer
-            .params
-            .audio_level_ext_id
-            .and_then(|id| hdr.extension(pkt, id))
-            .and_then(|v| v.first().copied());
+        // Our send time as abs-send-time.
         let send_time = abs_send_time(now.saturating_duration_since(*epoch));
         for cid in &producer.consumers {
             let c = &mut consumers[*cid];
@@ -1246,6 +1272,30 @@ impl Router {
         caps
     }
 
+    /// One speaker-detection interval: each audio producer's loudest level
+    /// becomes its activity, the detector decides, and a new speaker is an
+    /// event. Re-armed while a producer sends levels.
+    fn decide_speaker(&mut self, now: Instant) {
+        let mut activity = Vec::new();
+        for (id, p) in self.producers.iter_mut() {
+            if p.params.audio_level_ext_id.is_none() {
+                continue;
+            }
+            activity.push((id, 127 - p.loudest_level.min(127)));
+            p.loudest_level = 127;
+        }
+        if let Some(p) = self.speaker.on_interval(&activity) {
+            self.events.push_back(RouterEvent::DominantSpeaker(p));
+        }
+        self.speaker_scheduled = !activity.is_empty();
+        if self.speaker_scheduled {
+            self.timers.push(Reverse((
+                now + active_speaker::INTERVAL,
+                Timer::ActiveSpeaker,
+            )));
+        }
+    }
+
     /// Sends each publisher with transport-cc its feedback on what arrived
     /// since the last one; the timer is re-armed by the next packet.
     fn send_twcc_feedback(&mut self) {
@@ -1605,6 +1655,7 @@ impl Router {
                 Timer::Reports => self.send_reports(now),
                 Timer::TwccFeedback => self.send_twcc_feedback(),
                 Timer::Remb => self.send_rembs(now, false),
+                Timer::ActiveSpeaker => self.decide_speaker(now),
                 Timer::Nack(pid) => {
                     let Some(p) = self.producers.get_mut(pid) else {
                         continue;

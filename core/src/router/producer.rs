@@ -70,6 +70,9 @@ pub struct Producer {
     pub(crate) nack: Option<NackGenerator>,
     /// The deadline the NACK timer has in the router's heap, if any.
     pub(crate) nack_scheduled: Option<Instant>,
+    /// The loudest audio level (RFC 6464, −dBov; 127 = silence) of the
+    /// current speaker-detection interval.
+    pub(crate) loudest_level: u8,
     /// Loss and jitter for the publisher's receiver reports.
     pub(crate) stats: ReceiveStats,
 }
@@ -85,6 +88,7 @@ impl Producer {
             buffer: None,
             nack: None,
             nack_scheduled: None,
+            loudest_level: 127,
             stats: ReceiveStats::new(90_000),
         }
     }

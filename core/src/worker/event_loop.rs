@@ -95,6 +95,10 @@ impl Io {
                     transport,
                     reason,
                 },
+                RouterEvent::DominantSpeaker(producer) => Event::DominantSpeaker {
+                    router: room.id,
+                    producer,
+                },
             };
             send_event(&self.events, &self.counters, ev);
         }

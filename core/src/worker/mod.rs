@@ -263,6 +263,13 @@ pub enum Event {
         /// Why.
         reason: CloseReason,
     },
+    /// The room's dominant speaker changed.
+    DominantSpeaker {
+        /// The router.
+        router: RouterId,
+        /// The speaker's audio producer.
+        producer: ProducerId,
+    },
     /// A router on this worker panicked (a bug). The panic was caught and
     /// logged, every router of the worker was closed (sockets released), and
     /// the worker stopped; other workers are unaffected.
