@@ -162,6 +162,8 @@ pub struct Counters {
     pub producers: Gauge,
     /// Live consumers.
     pub consumers: Gauge,
+    /// Of those, paused ones (hidden tiles, or not yet answered).
+    pub paused_consumers: Gauge,
     /// Subscribers whose send-side estimate knows a limit, updated every
     /// second…
     pub estimates: Gauge,
@@ -211,12 +213,13 @@ impl Counters {
     }
 
     /// Every [`Gauge`] field.
-    fn gauge_fields(&self) -> [&Gauge; 7] {
+    fn gauge_fields(&self) -> [&Gauge; 8] {
         [
             &self.routers,
             &self.transports,
             &self.producers,
             &self.consumers,
+            &self.paused_consumers,
             &self.estimates,
             &self.estimate_bps_sum,
             &self.capped_subscribers,

@@ -382,6 +382,39 @@ async function main() {
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });
 
+  await test('a 6-participant room with 4 visible tiles: each page decodes its visible tiles, and the hidden ones are paused on the server', async () => {
+    const grid = [];
+    for (const n of ['g1', 'g2', 'g3', 'g4', 'g5', 'g6']) grid.push(await openParticipant('e2e-grid', n));
+    const paused = () => get('/metrics').then((r) => {
+      const m = /^sfu_room_paused_consumers\{room="e2e-grid"[^}]*\} (\d+)$/m.exec(r.body);
+      return m ? Number(m[1]) : -1;
+    });
+    for (const p of grid) {
+      await until(`${p.name}: 5 tiles, 4 visible`, async () => (await tiles(p)).length === 5
+        && (await p.page.evaluate(() => window.sfu.visibleTiles())).length === 4, 60000);
+    }
+    // Each page hides one participant's video: 6 consumers paused.
+    await until('6 paused consumers in the room', async () => (await paused()) === 6, 20000)
+      .catch(async () => { throw new Error(`paused consumers: ${await paused()}`); });
+    for (const p of grid) {
+      const visible = await p.page.evaluate(() => window.sfu.visibleTiles());
+      const first = await until(`${p.name} decodes its 4 visible tiles`, async () => {
+        const s = await stats(p);
+        return visible.every((id) => s[id] && s[id].framesDecoded > 0) && s;
+      }, 60000);
+      await sleep(1000);
+      const later = await stats(p);
+      for (const id of Object.keys(later)) {
+        const grows = later[id].framesDecoded > (first[id] ? first[id].framesDecoded : 0);
+        if (grows !== visible.includes(id)) {
+          throw new Error(`${p.name}: tile ${id} (${visible.includes(id) ? 'visible' : 'hidden'}) frames ${first[id] && first[id].framesDecoded} -> ${later[id].framesDecoded}`);
+        }
+      }
+    }
+    for (const p of grid) await p.context.close();
+    await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
+  });
+
   await test('SIGTERM shuts the server down cleanly', async () => {
     const exited = new Promise((r) => server.on('exit', (code) => r(code)));
     server.kill('SIGTERM');

@@ -450,6 +450,9 @@ impl Hub {
                     message,
                 });
             }
+            (ClientMsg::VideoHidden { ids }, Some(tx)) => {
+                let _ = tx.try_send(RoomMsg::VideoHidden { conn: handle, ids });
+            }
             (ClientMsg::Leave, Some(tx)) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.room = None;
@@ -457,7 +460,10 @@ impl Hub {
                 deliver(&tx, RoomMsg::Leave { conn: handle });
             }
             (
-                ClientMsg::Answer { .. } | ClientMsg::UpdateFailed { .. } | ClientMsg::Leave,
+                ClientMsg::Answer { .. }
+                | ClientMsg::UpdateFailed { .. }
+                | ClientMsg::VideoHidden { .. }
+                | ClientMsg::Leave,
                 None,
             ) => {
                 handle.send(&ServerMsg::error("not-joined", "join a room first"));

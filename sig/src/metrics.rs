@@ -219,7 +219,7 @@ pub fn render(app: &AppState) -> String {
             "Datagrams or packets dropped, by reason.",
             &drops,
         );
-        let gauges: [Def; 6] = [
+        let gauges: [Def; 7] = [
             ("transports", "Live WebRtcTransports.", |c| {
                 c.transports.get()
             }),
@@ -230,6 +230,11 @@ pub fn render(app: &AppState) -> String {
                 "consumers",
                 "Live consumers (outgoing track copies).",
                 |c| c.consumers.get(),
+            ),
+            (
+                "paused_consumers",
+                "Consumers paused: the subscriber hides the tile (video-hidden), or has not answered yet.",
+                |c| c.paused_consumers.get(),
             ),
             (
                 "subscriber_estimates",

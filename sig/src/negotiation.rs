@@ -252,6 +252,14 @@ impl Negotiation {
         self.own.len() + self.slots.len()
     }
 
+    /// The tracks the participant receives and answered for.
+    pub fn live_tracks(&self) -> impl Iterator<Item = &OutTrack> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.state == SlotState::Live)
+            .filter_map(|s| s.track.as_ref())
+    }
+
     /// True when this participant refused `producer` before: do not offer it again.
     pub fn declined(&self, producer: ProducerId) -> bool {
         self.declined.contains(&producer)

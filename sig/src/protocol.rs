@@ -35,6 +35,14 @@ pub enum ClientMsg {
         #[serde(default)]
         message: String,
     },
+    /// The participants whose video the client does not show (a grid
+    /// with fewer tiles than participants): their video is paused for it
+    /// until a later `video-hidden` leaves them out. Each message replaces
+    /// the previous list; everyone's video is sent until the first.
+    VideoHidden {
+        /// Participant ids, as in `participants` (at most 1,000).
+        ids: Vec<String>,
+    },
     /// Leave the room (the WebSocket stays open; the client may join again).
     Leave,
 }
@@ -127,7 +135,10 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, ServerMsg> {
             "a message must be a JSON object with a string \"type\"",
         ));
     };
-    if !matches!(t, "join" | "answer" | "update-failed" | "leave") {
+    if !matches!(
+        t,
+        "join" | "answer" | "update-failed" | "video-hidden" | "leave"
+    ) {
         return Err(ServerMsg::error(
             "unknown-type",
             format!("unknown message type {t:?}"),
@@ -185,6 +196,14 @@ mod tests {
             parse_client(r#"{"type":"leave"}"#),
             Ok(ClientMsg::Leave)
         ));
+        assert!(matches!(
+            parse_client(r#"{"type":"video-hidden","ids":["p3","p9"]}"#),
+            Ok(ClientMsg::VideoHidden { ids }) if ids == ["p3", "p9"]
+        ));
+        assert_eq!(
+            code(parse_client(r#"{"type":"video-hidden","ids":"p3"}"#)),
+            "bad-message"
+        );
         assert!(matches!(
             parse_client(r#"{"type":"update-failed","message":"InvalidAccessError"}"#),
             Ok(ClientMsg::UpdateFailed { .. })

@@ -70,6 +70,13 @@ pub enum RoomMsg {
         /// The client's reason.
         message: String,
     },
+    /// The participants whose video the client hides.
+    VideoHidden {
+        /// The connection.
+        conn: ConnHandle,
+        /// Participant ids (`p7`).
+        ids: Vec<String>,
+    },
     /// An explicit `leave`: reply `left`.
     Leave {
         /// The connection.
@@ -174,6 +181,8 @@ struct Participant {
     local: LocalParams,
     published: Vec<Track>,
     neg: Negotiation,
+    /// Publishers whose video this participant hides (`video-hidden`).
+    hidden: std::collections::HashSet<u64>,
 }
 
 /// Shared settings and handles every room gets from the hub.
@@ -264,6 +273,7 @@ impl Room {
                 RoomMsg::UpdateFailed { conn, message } => {
                     self.on_update_failed(&conn, &message).await;
                 }
+                RoomMsg::VideoHidden { conn, ids } => self.on_video_hidden(&conn, &ids),
                 RoomMsg::Leave { conn } => {
                     if let Some(pid) = self.pid_of(conn.id()) {
                         self.remove_participant(pid, true).await;
@@ -510,6 +520,7 @@ impl Room {
             local,
             published,
             neg,
+            hidden: std::collections::HashSet::new(),
         });
         self.set_count();
         self.broadcast_participants();
@@ -674,7 +685,19 @@ impl Room {
             }
         };
         let router = self.router;
-        for consumer in outcome.resume {
+        let p = &self.participants[i];
+        let resume: Vec<_> = outcome
+            .resume
+            .into_iter()
+            .filter(|c| {
+                !p.neg.live_tracks().any(|t| {
+                    t.consumer == *c
+                        && t.kind == MediaKind::Video
+                        && p.hidden.contains(&t.publisher)
+                })
+            })
+            .collect();
+        for consumer in resume {
             self.command(Command::SetConsumerPaused {
                 router,
                 consumer,
@@ -714,6 +737,46 @@ impl Room {
             ));
         }
         self.negotiate(pid);
+    }
+
+    /// `video-hidden`: pauses this participant's consumers of the hidden
+    /// publishers' video and resumes the others' (only tracks it answered
+    /// for; one still being negotiated is resumed or not by its answer).
+    fn on_video_hidden(&mut self, conn: &ConnHandle, ids: &[String]) {
+        let Some(pid) = self.pid_of(conn.id()) else {
+            conn.send(&ServerMsg::error("not-joined", "join a room first"));
+            return;
+        };
+        if ids.len() > 1000 {
+            conn.send(&ServerMsg::error(
+                "bad-message",
+                "video-hidden lists at most 1,000 participants",
+            ));
+            return;
+        }
+        let hidden: std::collections::HashSet<u64> = ids
+            .iter()
+            .filter_map(|id| id.strip_prefix('p').and_then(|n| n.parse().ok()))
+            .collect();
+        let Some(i) = self.idx(pid) else { return };
+        let p = &mut self.participants[i];
+        let changes: Vec<(sfu_core::ConsumerId, bool)> = p
+            .neg
+            .live_tracks()
+            .filter(|t| t.kind == MediaKind::Video)
+            .filter(|t| hidden.contains(&t.publisher) != p.hidden.contains(&t.publisher))
+            .map(|t| (t.consumer, hidden.contains(&t.publisher)))
+            .collect();
+        p.hidden = hidden;
+        tracing::debug!(room = %self.name, participant = pid, changes = changes.len(), "video-hidden");
+        let router = self.router;
+        for (consumer, paused) in changes {
+            self.command(Command::SetConsumerPaused {
+                router,
+                consumer,
+                paused,
+            });
+        }
     }
 
     async fn on_update_failed(&mut self, conn: &ConnHandle, message: &str) {

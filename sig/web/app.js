@@ -65,6 +65,25 @@ function initials(name) {
 
 function updateEmptyHint() {
   $('empty-hint').hidden = state.tiles.size > 0;
+  layoutTiles();
+}
+
+// At most MAX_TILES remote tiles are shown (?tiles=N, default 4), the
+// speaker first, then in order of arrival; the server is told whose video
+// is hidden, and pauses it for us.
+const MAX_TILES = Math.max(1, Number(new URLSearchParams(location.search).get('tiles')) || 4);
+function layoutTiles() {
+  const ids = [...state.tiles.keys()];
+  const ranked = state.speaker && state.tiles.has(state.speaker)
+    ? [state.speaker, ...ids.filter((id) => id !== state.speaker)] : ids;
+  const visible = new Set(ranked.slice(0, MAX_TILES));
+  for (const [id, t] of state.tiles) t.el.hidden = !visible.has(id);
+  const hidden = ids.filter((id) => !visible.has(id)).sort();
+  const key = hidden.join(',');
+  if (key !== state.hiddenSent && state.myId) {
+    state.hiddenSent = key;
+    send({ type: 'video-hidden', ids: hidden });
+  }
 }
 
 function ensureTile(id, name) {
@@ -206,6 +225,7 @@ async function handle(msg) {
       state.speaker = msg.id;
       for (const [id, t] of state.tiles) t.el.classList.toggle('speaking', id === msg.id);
       $('tile-self').classList.toggle('speaking', msg.id === state.myId);
+      layoutTiles();
       break;
     case 'left':
       break;
@@ -294,6 +314,8 @@ function teardown(sendLeave) {
   if (state.local) { for (const t of state.local.getTracks()) t.stop(); state.local = null; }
   for (const id of [...state.tiles.keys()]) removeTile(id);
   state.myId = null;
+  state.speaker = null;
+  state.hiddenSent = undefined;
   $('call-view').hidden = true;
   $('join-view').hidden = false;
   $('room-title').textContent = '';
@@ -340,6 +362,8 @@ window.sfu = {
   id: () => state.myId,
   connectionState: () => (state.pc ? state.pc.connectionState : 'closed'),
   tiles: () => [...state.tiles.entries()].map(([id, t]) => ({ id, name: t.name })),
+  // Remote tiles shown (at most ?tiles=N, default 4).
+  visibleTiles: () => [...state.tiles.entries()].filter(([, t]) => !t.el.hidden).map(([id]) => id),
   // The dominant speaker's participant id (this one's own id when it speaks).
   speaker: () => state.speaker || null,
   // The tile highlighted as speaking, if any.

@@ -515,7 +515,9 @@ impl Router {
         self.transports[tid].consumers.push(id);
         self.producers[pid].consumers.push(id);
         self.gauge(|c| c.consumers.add(1));
-        if !paused {
+        if paused {
+            self.gauge(|c| c.paused_consumers.add(1));
+        } else {
             self.request_keyframe(now, pid);
         }
         Ok(id)
@@ -542,6 +544,9 @@ impl Router {
             p.consumers.retain(|x| *x != id);
         }
         self.gauge(|c| c.consumers.add(-1));
+        if c.paused {
+            self.gauge(|c| c.paused_consumers.add(-1));
+        }
     }
 
     /// Pauses or resumes a consumer. Pausing stops forwarding at once;
@@ -566,7 +571,10 @@ impl Router {
         if !paused {
             c.seq.sync();
             let pid = c.params.producer;
+            self.gauge(|c| c.paused_consumers.add(-1));
             self.request_keyframe(now, pid);
+        } else {
+            self.gauge(|c| c.paused_consumers.add(1));
         }
         Ok(())
     }

@@ -35,6 +35,10 @@ pub struct FakeState {
     pub closed_consumers: Vec<ConsumerId>,
     /// The parameters of every consumer created.
     pub consumer_params: Vec<sfu_core::router::ConsumerParams>,
+    /// Every consumer created, in order (matches `consumer_params`).
+    pub consumer_ids: Vec<ConsumerId>,
+    /// Every producer created, in order, with its router.
+    pub producer_ids: Vec<(RouterId, ProducerId)>,
 }
 
 /// A stand-in worker thread.
@@ -71,13 +75,15 @@ impl FakeWorker {
                         let id = s.transports.insert(router);
                         reply(Ok(id))
                     }
-                    Command::CreateProducer { reply, .. } => {
+                    Command::CreateProducer { router, reply, .. } => {
                         let id = s.producers.insert(());
+                        s.producer_ids.push((router, id));
                         reply(Ok(id))
                     }
                     Command::CreateConsumer { params, reply, .. } => {
                         s.consumer_params.push(params);
                         let id = s.consumers.insert(());
+                        s.consumer_ids.push(id);
                         reply(Ok(id))
                     }
                     Command::CloseTransport { transport, .. } => {
