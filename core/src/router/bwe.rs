@@ -145,9 +145,11 @@ impl LossBasedEstimate {
 /// feedback, over the last [`ACKED_WINDOW_US`] of arrival time.
 #[derive(Debug, Default)]
 struct AckedBitrate {
-    /// (arrival µs on the receiver's clock, bytes).
+    /// (arrival µs on the receiver's clock, bytes), in the order reported.
     window: VecDeque<(i64, u16)>,
     bytes: u64,
+    /// The latest arrival reported.
+    newest: Option<i64>,
 }
 
 impl AckedBitrate {
@@ -159,9 +161,11 @@ impl AckedBitrate {
         }
         self.window.push_back((recv_us, size));
         self.bytes += u64::from(size);
-        let newest = self.window.iter().map(|(t, _)| *t).max().unwrap_or(recv_us);
+        let newest = *self
+            .newest
+            .insert(self.newest.map_or(recv_us, |n| n.max(recv_us)));
         while let Some(&(t, s)) = self.window.front()
-            && newest - t > ACKED_WINDOW_US
+            && newest.saturating_sub(t) > ACKED_WINDOW_US
         {
             self.window.pop_front();
             self.bytes -= u64::from(s);
@@ -170,14 +174,9 @@ impl AckedBitrate {
 
     /// bit/s, once at least 100 ms of arrivals are known.
     fn bps(&self) -> Option<f64> {
-        let (lo, hi) = self
-            .window
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(a, b), (t, _)| {
-                (a.min(*t), b.max(*t))
-            });
-        let span = (hi - lo).max(0);
-        (span >= 100_000).then(|| self.bytes as f64 * 8e6 / span.max(ACKED_WINDOW_US / 2) as f64)
+        let (&(oldest, _), newest) = (self.window.front()?, self.newest?);
+        let span = newest.saturating_sub(oldest);
+        (span >= 100_000).then(|| self.bytes as f64 * 8e6 / span as f64)
     }
 }
 
@@ -465,6 +464,47 @@ mod tests {
         let before = e.bps();
         e.on_report(t + Duration::from_secs(1), 0, 900_000);
         assert_eq!(e.bps() - before, 17_578);
+    }
+
+    /// Feedback is network input: arbitrary arrival times (jumps, going
+    /// back, far apart), losses and sizes never panic and keep the estimate
+    /// within its bounds.
+    #[test]
+    fn arbitrary_feedback_never_panics_and_stays_in_bounds() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let t0 = Instant::now();
+        let mut e = SendSideBwe::default();
+        let mut send_us = 0i64;
+        let mut results = Vec::new();
+        for k in 0..20_000u64 {
+            results.clear();
+            for _ in 0..(rnd() % 40) {
+                send_us += (rnd() % 20_000) as i64;
+                let recv = match rnd() % 8 {
+                    0 => None,
+                    1 => Some((rnd() % (1 << 40)) as i64 - (1 << 39)),
+                    _ => Some(send_us + (rnd() % 200_000) as i64),
+                };
+                results.push(PacketResult {
+                    send_us,
+                    recv_us: recv,
+                    size: (rnd() % 1500) as u16,
+                });
+            }
+            let now = t0 + Duration::from_millis(k * 50);
+            let rtt = Duration::from_millis(rnd() % 2000);
+            e.on_feedback(now, send_us, &results, rtt);
+            if k % 7 == 0 {
+                e.on_remb(now, rnd() % 10_000_000, rnd() % 10_000_000);
+            }
+            assert!((MIN_BPS..=MAX_BPS).contains(&e.bps()), "{}", e.bps());
+        }
     }
 
     #[test]
