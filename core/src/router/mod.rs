@@ -64,7 +64,9 @@ pub const REMB_MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// `elapsed` as abs-send-time: 6.18 fixed-point seconds, wrapping at 64 s
 /// (24 bits; `http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time`).
 pub fn abs_send_time(elapsed: Duration) -> u32 {
-    ((elapsed.as_nanos() << 18) / 1_000_000_000) as u32 & 0x00ff_ffff
+    // u64 only: this runs per forwarded packet (no u128 division).
+    let frac = (u64::from(elapsed.subsec_nanos()) << 18) / 1_000_000_000;
+    (((elapsed.as_secs() << 18) | frac) & 0x00ff_ffff) as u32
 }
 
 /// Settings of a router.
@@ -1733,5 +1735,27 @@ impl Router {
         }
         // The worker's estimate gauges no longer count this room.
         self.update_estimate_gauges(self.now);
+    }
+}
+
+#[cfg(test)]
+mod abs_send_time_tests {
+    use super::*;
+
+    #[test]
+    fn abs_send_time_is_6_18_fixed_point_seconds_wrapping_at_64_s() {
+        assert_eq!(abs_send_time(Duration::ZERO), 0);
+        assert_eq!(abs_send_time(Duration::from_millis(500)), 1 << 17);
+        assert_eq!(abs_send_time(Duration::from_secs(1)), 1 << 18);
+        assert_eq!(
+            abs_send_time(Duration::from_millis(63_750)),
+            (63 << 18) | (3 << 16)
+        );
+        assert_eq!(abs_send_time(Duration::from_secs(64)), 0, "wraps");
+        assert_eq!(
+            abs_send_time(Duration::from_micros(3_814)),
+            999,
+            "rounds down"
+        );
     }
 }
