@@ -215,23 +215,11 @@ impl Negotiation {
         }
     }
 
-    /// Id of the MID header extension in this session, if the client uses one.
-    pub fn mid_ext_id(&self) -> Option<u8> {
-        self.ext.mid
-    }
-
-    /// Id of the transport-wide sequence number extension in this session,
-    /// if the client offered it: the tracks we send it carry our own
-    /// transport-wide numbering under this id, and it sends us feedback.
-    pub fn twcc_ext_id(&self) -> Option<u8> {
-        self.ext.twcc
-    }
-
-    /// Ids of the audio level (RFC 6464) and abs-send-time extensions in
-    /// this session, if the client offered them: what we send it carries
-    /// them under these ids.
-    pub fn audio_level_and_abs_send_time_ext_ids(&self) -> (Option<u8>, Option<u8>) {
-        (self.ext.audio_level, self.ext.abs_send_time)
+    /// The header extensions (ids from the client's join offer) that a
+    /// track of `kind` we send this participant carries, and whether it
+    /// comes with RTX: the same that [`Self::make_offer`] declares for it.
+    pub fn offered_for(&self, kind: MediaKind, rtx: bool) -> Answered {
+        self.ext.for_track(kind, rtx)
     }
 
     /// Tracks carried now (offered or live, not closing).

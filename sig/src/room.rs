@@ -585,19 +585,17 @@ impl Room {
             .then(|| (s.neg.rtx_codec_for(&sub_codec), rand::random::<u32>() | 1));
         let mid = s.neg.allocate_mid();
         let ssrc: u32 = rand::random::<u32>() | 1;
+        // The extensions the update offer declares for this track.
+        let ext = s.neg.offered_for(kind, rtx.is_some());
         let params = ConsumerParams {
             transport: s.transport,
             producer,
             ssrc: Ssrc(ssrc),
             mid: Mid::new(&mid),
-            mid_ext_id: s.neg.mid_ext_id(),
-            twcc_ext_id: s.neg.twcc_ext_id(),
-            audio_level_ext_id: s
-                .neg
-                .audio_level_and_abs_send_time_ext_ids()
-                .0
-                .filter(|_| kind == MediaKind::Audio),
-            abs_send_time_ext_id: s.neg.audio_level_and_abs_send_time_ext_ids().1,
+            mid_ext_id: ext.mid_ext_id,
+            twcc_ext_id: ext.twcc_ext_id,
+            audio_level_ext_id: ext.audio_level_ext_id,
+            abs_send_time_ext_id: ext.abs_send_time_ext_id,
             pt_map: vec![(Pt(codec.pt), Pt(sub_codec.pt))],
             paused: true,
             rtx: rtx.as_ref().map(|(c, ssrc)| (Ssrc(*ssrc), Pt(c.pt))),

@@ -1248,34 +1248,28 @@ impl Router {
     /// shared evenly by the publishers whose video it receives.
     fn publisher_caps(&self) -> Vec<(TransportId, u64)> {
         let mut caps: Vec<(TransportId, u64)> = Vec::new();
-        for (_, p) in self.producers.iter() {
-            if p.params.kind != MediaKind::Video {
+        let mut publishers: Vec<TransportId> = Vec::new();
+        for (_, sub) in self.transports.iter() {
+            let Some(cap) = sub.bwe.cap() else {
                 continue;
-            }
-            for cid in &p.consumers {
-                let c = &self.consumers[*cid];
-                let Some(sub) = self.transports.get(c.params.transport) else {
-                    continue;
-                };
-                let Some(cap) = sub.bwe.cap() else {
-                    continue;
-                };
-                // REMB caps all a publisher sends (its audio too), so the
-                // subscriber's estimate is shared by the publishers whose
-                // video it receives.
-                let mut publishers: Vec<TransportId> = Vec::new();
-                for x in &sub.consumers {
-                    if let Some(p) = self.producers.get(self.consumers[*x].params.producer)
-                        && p.params.kind == MediaKind::Video
-                        && !publishers.contains(&p.params.transport)
-                    {
-                        publishers.push(p.params.transport);
-                    }
+            };
+            // REMB caps all a publisher sends (its audio too), so the
+            // subscriber's estimate is shared by the publishers whose video
+            // it receives.
+            publishers.clear();
+            for x in &sub.consumers {
+                if let Some(p) = self.producers.get(self.consumers[*x].params.producer)
+                    && p.params.kind == MediaKind::Video
+                    && !publishers.contains(&p.params.transport)
+                {
+                    publishers.push(p.params.transport);
                 }
-                let share = cap * 95 / 100 / publishers.len().max(1) as u64;
-                match caps.iter_mut().find(|(t, _)| *t == p.params.transport) {
+            }
+            let share = cap * 95 / 100 / publishers.len().max(1) as u64;
+            for t in &publishers {
+                match caps.iter_mut().find(|(c, _)| c == t) {
                     Some((_, v)) => *v = (*v).min(share),
-                    None => caps.push((p.params.transport, share)),
+                    None => caps.push((*t, share)),
                 }
             }
         }
