@@ -14,19 +14,28 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::client::{ClientParams, ClientPeer, ClientReceived};
+use crate::proto::codec::VideoCodec;
 use crate::proto::dtls::{Certificate, DtlsRole, default_config};
 use crate::proto::rtp::RtpHeader;
 use crate::router::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
-use crate::router::{ConsumerParams, MediaKind, ProducerParams, Router, RouterConfig};
+use crate::router::{
+    ConsumerParams, EncodingParams, MediaKind, ProducerParams, Router, RouterConfig,
+};
 use crate::stats::Counters;
 use crate::transport::TransportParams;
-use crate::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
+use crate::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
 
 pub const SERVER: &str = "127.0.0.1:40000";
 /// The transport-wide sequence number extension id of the harness's producers.
 pub const TWCC_EXT_ID: u8 = 3;
 /// The audio level extension id of the harness's audio producers.
 pub const AUDIO_LEVEL_EXT_ID: u8 = 1;
+/// The MID header extension id publishers use (RFC 8843 §15).
+pub const MID_EXT_ID: u8 = 4;
+/// The RID header extension id publishers use (RFC 8852 §3.1).
+pub const RID_EXT_ID: u8 = 6;
+/// The repaired RID header extension id publishers use (RFC 8852 §3.2).
+pub const REPAIRED_RID_EXT_ID: u8 = 7;
 /// The ids the harness's subscribers negotiated for the audio level and
 /// abs-send-time (the MID is 4).
 pub const SUBSCRIBER_AUDIO_LEVEL_EXT_ID: u8 = 10;
@@ -386,13 +395,49 @@ impl Net {
             .create_producer(ProducerParams {
                 transport: self.peers[peer].transport,
                 kind,
-                ssrc: Ssrc(ssrc),
-                rtx_ssrc: rtx.map(|(s, _)| Ssrc(s)),
+                encodings: vec![EncodingParams::single(
+                    Ssrc(ssrc),
+                    rtx.map(|(s, _)| Ssrc(s)),
+                )],
                 mid: Mid::new("0"),
                 payload_types: vec![Pt(pt)],
+                video_codec: (kind == MediaKind::Video).then_some(VideoCodec::Vp8),
                 rtx_payload_types: rtx.map(|(_, p)| (Pt(p), Pt(pt))).into_iter().collect(),
                 twcc_ext_id: Some(TWCC_EXT_ID),
                 audio_level_ext_id: (kind == MediaKind::Audio).then_some(AUDIO_LEVEL_EXT_ID),
+                mid_ext_id: None,
+                rid_ext_id: None,
+                repaired_rid_ext_id: None,
+            })
+            .expect("producer")
+    }
+
+    /// A VP8 simulcast producer on `peer` with MID "0" and one encoding per
+    /// RID, whose SSRCs are bound from the MID and RID extensions
+    /// ([`MID_EXT_ID`], [`RID_EXT_ID`]); RTX payload type `rtx_pt` for 96,
+    /// bound by repaired RID.
+    pub fn produce_simulcast(&mut self, peer: usize, rids: &[&str], rtx_pt: u8) -> ProducerId {
+        self.router
+            .create_producer(ProducerParams {
+                transport: self.peers[peer].transport,
+                kind: MediaKind::Video,
+                encodings: rids
+                    .iter()
+                    .map(|r| EncodingParams {
+                        rid: Rid::new(r),
+                        ssrc: None,
+                        rtx_ssrc: None,
+                    })
+                    .collect(),
+                mid: Mid::new("0"),
+                payload_types: vec![Pt(96)],
+                video_codec: Some(VideoCodec::Vp8),
+                rtx_payload_types: vec![(Pt(rtx_pt), Pt(96))],
+                twcc_ext_id: Some(TWCC_EXT_ID),
+                audio_level_ext_id: None,
+                mid_ext_id: Some(MID_EXT_ID),
+                rid_ext_id: Some(RID_EXT_ID),
+                repaired_rid_ext_id: Some(REPAIRED_RID_EXT_ID),
             })
             .expect("producer")
     }
@@ -480,6 +525,39 @@ impl Net {
     pub fn counters(&self) -> &Counters {
         self.router.counters()
     }
+}
+
+/// An RTP packet with one-byte header extensions (RFC 8285 §4.2) `exts`
+/// (id, value of 1–16 bytes), and the marker bit when `marker`.
+pub fn rtp_with_ext(
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    marker: bool,
+    exts: &[(u8, &[u8])],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = vec![
+        if exts.is_empty() { 0x80 } else { 0x90 },
+        pt | if marker { 0x80 } else { 0 },
+    ];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    if !exts.is_empty() {
+        let mut body = Vec::new();
+        for (id, v) in exts {
+            body.push((id << 4) | (v.len() as u8 - 1));
+            body.extend_from_slice(v);
+        }
+        body.resize(body.len().div_ceil(4) * 4, 0);
+        p.extend_from_slice(&[0xBE, 0xDE]);
+        p.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+        p.extend_from_slice(&body);
+    }
+    p.extend_from_slice(payload);
+    p
 }
 
 /// A plain RTP packet: V=2, PT, seq, timestamp, SSRC, then `payload`.

@@ -404,6 +404,7 @@ impl Negotiation {
                         rtx: t.rtx.as_ref().map(|(c, _)| c.clone()),
                         rtx_ssrc: t.rtx.as_ref().map(|(_, ssrc)| *ssrc),
                         rejected: false,
+                        simulcast_recv: None,
                     }
                 }
                 None => LocalMedia {
@@ -420,6 +421,7 @@ impl Negotiation {
                     rtx: None,
                     rtx_ssrc: None,
                     rejected: true,
+                    simulcast_recv: None,
                 },
             });
         }
@@ -598,6 +600,7 @@ mod tests {
                 rtx: None,
                 rtx_ssrc: None,
                 rejected: false,
+                simulcast_recv: None,
             })
             .collect()
     }
@@ -629,6 +632,9 @@ mod tests {
                     twcc_ext_id: m.twcc_ext_id,
                     audio_level_ext_id: m.audio_level_ext_id,
                     abs_send_time_ext_id: m.abs_send_time_ext_id,
+                    send_rids: vec![],
+                    rid_ext_id: None,
+                    repaired_rid_ext_id: None,
                 }
             })
             .collect()

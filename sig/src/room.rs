@@ -22,18 +22,19 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use sfu_core::proto::codec::VideoCodec;
 use sfu_core::proto::dtls::DtlsRole;
-use sfu_core::router::{ConsumerParams, MediaKind, ProducerParams};
+use sfu_core::router::{ConsumerParams, EncodingParams, MediaKind, ProducerParams};
 use sfu_core::transport::{CloseReason, TransportParams};
 use sfu_core::worker::{Command, Event, Reply};
-use sfu_core::{Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
+use sfu_core::{Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{ConnHandle, ConnId};
 use crate::hub::{HubConfig, HubMsg, WorkerRef};
 use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
 use crate::protocol::{ParticipantInfo, ServerMsg};
-use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp};
+use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp, SimulcastRecv};
 
 /// How long a room waits for its worker's reply to one command.
 pub const CORE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -440,18 +441,51 @@ impl Room {
                 .filter(|_| m.kind == Some(MediaKind::Video))
                 .and_then(|c| m.rtx_for(c.pt))
                 .cloned();
-            let publish = m.port != 0 && m.direction.sends() && codec.is_some() && m.ssrc.is_some();
-            if publish && let (Some(kind), Some(c), Some(ssrc)) = (m.kind, &codec, m.ssrc) {
+            // Simulcast (RFC 8853): layers by RID, their SSRCs bound from
+            // the first packets carrying the MID and RID extensions.
+            let simulcast = (m.kind == Some(MediaKind::Video)
+                && m.rid_ext_id.is_some()
+                && m.mid_ext_id.is_some())
+            .then(|| {
+                m.send_rids
+                    .iter()
+                    .filter_map(|r| Rid::new(r))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|rids| rids.len() > 1);
+            let publish = m.port != 0
+                && m.direction.sends()
+                && codec.is_some()
+                && (m.ssrc.is_some() || simulcast.is_some());
+            if publish && let (Some(kind), Some(c)) = (m.kind, &codec) {
+                let encodings = match (&simulcast, m.ssrc) {
+                    (Some(rids), _) => rids
+                        .iter()
+                        .map(|r| EncodingParams {
+                            rid: Some(*r),
+                            ssrc: None,
+                            rtx_ssrc: None,
+                        })
+                        .collect(),
+                    (None, Some(ssrc)) => vec![EncodingParams::single(
+                        Ssrc(ssrc),
+                        m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
+                    )],
+                    (None, None) => unreachable!("publish needs an SSRC or simulcast"),
+                };
                 let params = ProducerParams {
                     transport,
                     kind,
-                    ssrc: Ssrc(ssrc),
-                    rtx_ssrc: m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
+                    encodings,
                     mid: Mid::new(&m.mid),
                     payload_types: vec![Pt(c.pt)],
+                    video_codec: VideoCodec::from_name(&c.name),
                     rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
                     twcc_ext_id: m.twcc_ext_id,
                     audio_level_ext_id: m.audio_level_ext_id.filter(|_| kind == MediaKind::Audio),
+                    mid_ext_id: m.mid_ext_id,
+                    rid_ext_id: simulcast.as_ref().and(m.rid_ext_id),
+                    repaired_rid_ext_id: simulcast.as_ref().and(m.repaired_rid_ext_id),
                 };
                 match call(&self.worker, |reply| Command::CreateProducer {
                     router,
@@ -472,6 +506,15 @@ impl Room {
                 }
             }
             let usable = m.port != 0 && m.kind.is_some() && codec.is_some();
+            let simulcast_recv =
+                simulcast
+                    .as_ref()
+                    .zip(m.rid_ext_id)
+                    .map(|(rids, id)| SimulcastRecv {
+                        rids: rids.iter().map(|r| r.to_string()).collect(),
+                        rid_ext_id: id,
+                        repaired_rid_ext_id: m.repaired_rid_ext_id.filter(|_| rtx.is_some()),
+                    });
             own.push(LocalMedia {
                 mid: m.mid.clone(),
                 kind: if usable { m.kind } else { None },
@@ -499,6 +542,7 @@ impl Room {
                 rtx,
                 rtx_ssrc: None,
                 rejected: !usable,
+                simulcast_recv: simulcast_recv.filter(|_| publish && usable),
             });
         }
         let answer = sdp::write(&local, setup, &own);

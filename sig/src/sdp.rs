@@ -7,11 +7,16 @@ use std::net::IpAddr;
 use sdp::description::common::{Address, Attribute, ConnectionInformation};
 use sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use sdp::description::session::{Origin, SessionDescription};
+use sfu_core::Rid;
 use sfu_core::proto::dtls::{Fingerprint, parse_fingerprint};
 use sfu_core::router::MediaKind;
 
 /// The header extension we negotiate: the MID of the m-section (RFC 8843 §15).
 pub const MID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// URI of the RTP stream id (RID) header extension (RFC 8852 §3.1).
+pub const RID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// URI of the repaired RTP stream id header extension (RFC 8852 §3.2).
+pub const REPAIRED_RID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
 /// The audio level header extension (RFC 6464).
 pub const AUDIO_LEVEL_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// The absolute send time header extension (Chromium's receive-side
@@ -136,6 +141,15 @@ pub struct MediaSection {
     pub audio_level_ext_id: Option<u8>,
     /// Id of the abs-send-time extension, if offered.
     pub abs_send_time_ext_id: Option<u8>,
+    /// The simulcast layers the writer sends (RFC 8853 `a=simulcast:send`,
+    /// each declared by `a=rid:<id> send`, RFC 8851), in the order of
+    /// `a=simulcast`; the first of a layer's alternatives. Empty without
+    /// simulcast.
+    pub send_rids: Vec<String>,
+    /// Id of the RID extension (RFC 8852 §3.1), if offered.
+    pub rid_ext_id: Option<u8>,
+    /// Id of the repaired RID extension (RFC 8852 §3.2), if offered.
+    pub repaired_rid_ext_id: Option<u8>,
 }
 
 impl MediaSection {
@@ -302,6 +316,45 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
     let twcc_ext_id = ext_id(sfu_core::proto::twcc::TWCC_URI);
     let audio_level_ext_id = ext_id(AUDIO_LEVEL_EXT_URI);
     let abs_send_time_ext_id = ext_id(ABS_SEND_TIME_EXT_URI);
+    let rid_ext_id = ext_id(RID_EXT_URI);
+    let repaired_rid_ext_id = ext_id(REPAIRED_RID_EXT_URI);
+    // RFC 8853 §5.1: `a=simulcast:send 1;2,~3` — layers by `;`, a layer's
+    // alternatives by `,`, `~` marks one paused; each RID must be declared
+    // with `a=rid:<id> send` (RFC 8851 §4).
+    let declared: Vec<&str> = attrs
+        .iter()
+        .filter(|a| a.key == "rid")
+        .filter_map(|a| a.value.as_deref())
+        .filter_map(|v| {
+            let mut it = v.split_whitespace();
+            let id = it.next()?;
+            (it.next() == Some("send")).then_some(id)
+        })
+        .collect();
+    let mut send_rids = Vec::new();
+    if let Some(list) = attr(attrs, "simulcast").and_then(|v| {
+        let mut it = v.split_whitespace();
+        (it.next() == Some("send")).then(|| it.next()).flatten()
+    }) {
+        for layer in list.split(';') {
+            let first = layer
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('~');
+            if declared.contains(&first)
+                && Rid::new(first).is_some()
+                && !send_rids.iter().any(|r| r == first)
+            {
+                send_rids.push(first.to_string());
+            }
+        }
+    }
+    // One layer is no simulcast (and 4 is our most).
+    if send_rids.len() < 2 {
+        send_rids.clear();
+    }
+    send_rids.truncate(sfu_core::router::producer::MAX_ENCODINGS);
     Ok(MediaSection {
         mid,
         kind,
@@ -314,6 +367,9 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
         twcc_ext_id,
         audio_level_ext_id,
         abs_send_time_ext_id,
+        send_rids,
+        rid_ext_id,
+        repaired_rid_ext_id,
     })
 }
 
@@ -435,6 +491,21 @@ pub struct LocalMedia {
     pub rtx_ssrc: Option<u32>,
     /// Port 0: rejected/removed section.
     pub rejected: bool,
+    /// Simulcast layers we receive (answer to `a=simulcast:send`): the
+    /// RIDs, written as `a=rid:<id> recv` and `a=simulcast:recv`, with the
+    /// RID and repaired RID extension ids to declare.
+    pub simulcast_recv: Option<SimulcastRecv>,
+}
+
+/// The simulcast layers an answer accepts (RFC 8853 §5.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulcastRecv {
+    /// The RIDs, in the offer's order.
+    pub rids: Vec<String>,
+    /// RID extension id (RFC 8852 §3.1).
+    pub rid_ext_id: u8,
+    /// Repaired RID extension id (RFC 8852 §3.2), if offered.
+    pub repaired_rid_ext_id: Option<u8>,
 }
 
 fn fb_lines(kind: MediaKind) -> &'static [&'static str] {
@@ -549,6 +620,12 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
         if let Some(id) = m.abs_send_time_ext_id {
             md = a(md, "extmap", format!("{id} {ABS_SEND_TIME_EXT_URI}"));
         }
+        if let Some(sc) = &m.simulcast_recv {
+            md = a(md, "extmap", format!("{} {RID_EXT_URI}", sc.rid_ext_id));
+            if let Some(id) = sc.repaired_rid_ext_id {
+                md = a(md, "extmap", format!("{id} {REPAIRED_RID_EXT_URI}"));
+            }
+        }
         md = md.with_property_attribute(m.direction.as_str().into());
         if let Some((_, _, stream, track)) = &m.send {
             md = a(md, "msid", format!("{stream} {track}"));
@@ -572,6 +649,12 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
                 md = a(md, "rtpmap", format!("{} rtx/{}", r.pt, r.clock_rate));
                 md = a(md, "fmtp", format!("{} apt={}", r.pt, c.pt));
             }
+        }
+        if let Some(sc) = &m.simulcast_recv {
+            for r in &sc.rids {
+                md = a(md, "rid", format!("{r} recv"));
+            }
+            md = a(md, "simulcast", format!("recv {}", sc.rids.join(";")));
         }
         if let Some((ssrc, cname, stream, track)) = &m.send {
             if let Some(rtx) = m.rtx_ssrc.filter(|_| m.rtx.is_some()) {
@@ -718,6 +801,7 @@ mod tests {
                 rtx: None,
                 rtx_ssrc: None,
                 rejected: false,
+                simulcast_recv: None,
             },
             LocalMedia {
                 mid: "s1".into(),
@@ -733,6 +817,7 @@ mod tests {
                 rtx: None,
                 rtx_ssrc: None,
                 rejected: false,
+                simulcast_recv: None,
             },
         ];
         let s = write(&local, "passive", &media);
@@ -778,6 +863,7 @@ mod tests {
             rtx: Some(rtx.clone()),
             rtx_ssrc: Some(43),
             rejected: false,
+            simulcast_recv: None,
         }];
         let s = write(&local, "actpass", &media);
         assert!(s.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"), "{s}");

@@ -159,6 +159,30 @@ const SECURE = window.isSecureContext && !!(navigator.mediaDevices && navigator.
 const INSECURE_TEXT = 'Camera and microphone need a secure page: open this server over HTTPS '
   + '(start it with --tls-cert and --tls-key) or from localhost. You can still join to watch and listen.';
 
+const SIMULCAST = new URLSearchParams(location.search).get('simulcast') !== '0';
+// The simulcast layers (RFC 8853) for a camera track, lowest first, each
+// capped so the layers' rates stay apart (bit/s). As many as Chromium sends
+// for the capture size (3 from 960×540, 2 from 480×270), so that the top
+// layer is the full picture; none below that.
+function simulcastLayers(track) {
+  const s = track.getSettings ? track.getSettings() : {};
+  const px = (s.width || 0) * (s.height || 0);
+  if (px >= 960 * 540) {
+    return [
+      { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 100000 },
+      { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+      { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+    ];
+  }
+  if (px >= 480 * 270) {
+    return [
+      { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 100000 },
+      { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1200000 },
+    ];
+  }
+  return null;
+}
+
 // The address that leads others into `room` (they choose their own name).
 function shareLink(room) {
   return location.origin + location.pathname + '?room=' + encodeURIComponent(room);
@@ -268,7 +292,12 @@ async function join(room, name) {
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
   state.pc = pc;
   for (const track of state.local.getTracks()) {
-    pc.addTransceiver(track, { direction: 'sendonly', streams: [state.local] });
+    const init = { direction: 'sendonly', streams: [state.local] };
+    // Simulcast: the server forwards each subscriber the layer that fits
+    // its bandwidth. `?simulcast=0` sends one stream.
+    const layers = track.kind === 'video' && SIMULCAST ? simulcastLayers(track) : null;
+    if (layers) init.sendEncodings = layers;
+    pc.addTransceiver(track, init);
   }
   if (state.local.getTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.ontrack = (e) => { if (e.streams[0]) attachStream(e.streams[0]); };
@@ -378,20 +407,25 @@ window.sfu = {
     const tracks = state.local ? state.local.getAudioTracks() : [];
     if (tracks.length && tracks[0].enabled === muted) b.click();
   },
-  // Per remote participant: decoded video frames and received audio samples.
+  // Per remote participant: decoded video frames, the decoded width (px),
+  // seconds frozen, and received audio samples.
   async remoteStats() {
     const out = {};
     if (!state.pc) return out;
     const receivers = state.pc.getReceivers();
     for (const [id, t] of state.tiles) {
-      const entry = { name: t.name, framesDecoded: 0, audioSamples: 0 };
+      const entry = { name: t.name, framesDecoded: 0, audioSamples: 0, frameWidth: 0, freezeS: 0 };
       for (const track of t.stream ? t.stream.getTracks() : []) {
         const r = receivers.find((x) => x.track === track);
         if (!r) continue;
         const stats = await r.getStats();
         stats.forEach((s) => {
           if (s.type !== 'inbound-rtp') return;
-          if (s.kind === 'video') entry.framesDecoded += s.framesDecoded || 0;
+          if (s.kind === 'video') {
+            entry.framesDecoded += s.framesDecoded || 0;
+            entry.frameWidth = Math.max(entry.frameWidth, s.frameWidth || 0);
+            entry.freezeS += s.totalFreezesDuration || 0;
+          }
           if (s.kind === 'audio') entry.audioSamples += s.totalSamplesReceived || 0;
         });
       }

@@ -111,6 +111,7 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
             )
         }),
         rejected: false,
+        simulcast_recv: None,
     };
     vec![
         section(
@@ -163,6 +164,7 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                 rtx: None,
                 rtx_ssrc: None,
                 rejected: m.port == 0 || m.kind.is_none(),
+                simulcast_recv: None,
             }
         })
         .collect::<Vec<_>>();

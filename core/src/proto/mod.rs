@@ -3,6 +3,7 @@
 //! Each parser returns "no packet" (`None`/`Err`) on bad input and never
 //! panics; the caller counts and drops.
 
+pub mod codec;
 pub mod demux;
 pub mod dtls;
 pub mod rtcp;

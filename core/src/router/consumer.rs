@@ -1,6 +1,10 @@
 //! Consumer: one subscriber's outgoing copy of a Producer.
 
+use std::time::Instant;
+
 use crate::ids::{Mid, ProducerId, Pt, Ssrc, TransportId};
+use crate::proto::codec::Vp8Descriptor;
+use crate::router::layers::LayerSelector;
 use crate::router::seq_manager::SeqManager;
 
 /// What the control plane tells the data plane about a subscription.
@@ -76,6 +80,85 @@ pub struct Consumer {
     /// State for NACKs and reports, kept apart so the fields the forwarding
     /// loop reads for every copy stay on few cache lines.
     pub(crate) feedback: Box<ConsumerFeedback>,
+    /// The producer encoding it forwards: always 0 for a single stream; for
+    /// simulcast, `None` until the first keyframe of `target_layer`.
+    pub(crate) layer: Option<u8>,
+    /// The encoding it should forward; switched to at its next keyframe.
+    /// [`NO_LAYER`] when its subscriber's bandwidth has no room for it.
+    pub(crate) target_layer: u8,
+    /// Layer switching state, for a consumer of a simulcast producer.
+    pub(crate) simulcast: Option<Box<SimulcastState>>,
+}
+
+impl SimulcastState {
+    /// After a copy of a packet was written to `out` (its payload and
+    /// padding, `payload_len` bytes, at the end): rewrites the VP8 picture
+    /// ID and TL0PICIDX by the consumer's offsets, and keeps the latest
+    /// output values for the next switch.
+    pub(crate) fn on_forwarded(
+        &mut self,
+        out: &mut [u8],
+        payload_len: usize,
+        vp8: Option<&Vp8Descriptor>,
+        timestamp: u32,
+        now: Instant,
+    ) {
+        if self
+            .last_ts
+            .is_none_or(|(t, _)| (timestamp.wrapping_sub(t) as i32) >= 0)
+        {
+            self.last_ts = Some((timestamp, now));
+        }
+        let Some(d) = vp8 else { return };
+        let at = out.len() - payload_len;
+        let m = d.picture_id_modulus();
+        let picture_id = d
+            .picture_id
+            .map(|p| p.wrapping_add(self.picture_id_offset) & (m - 1));
+        let tl0 = d.tl0picidx.map(|t| t.wrapping_add(self.tl0picidx_offset));
+        d.rewrite(&mut out[at..], picture_id.unwrap_or(0), tl0.unwrap_or(0));
+        if let Some(p) = picture_id
+            && self
+                .last_picture_id
+                .is_none_or(|l| p.wrapping_sub(l) & (m - 1) < m / 2)
+        {
+            self.last_picture_id = Some(p);
+        }
+        if let Some(t) = tl0
+            && self.last_tl0picidx.is_none_or(|l| t.wrapping_sub(l) < 128)
+        {
+            self.last_tl0picidx = Some(t);
+        }
+    }
+}
+
+/// What a consumer of a simulcast producer keeps so that its subscriber
+/// sees one continuous stream across layer switches.
+#[derive(Debug, Default)]
+pub(crate) struct SimulcastState {
+    pub(crate) selector: LayerSelector,
+    /// The largest width its subscriber shows it at, pixels.
+    pub(crate) max_width: Option<u16>,
+    /// Output = input + offset (wrapping, to the descriptor's width), for
+    /// the VP8 picture ID and TL0PICIDX (RFC 7741 §4.2).
+    pub(crate) picture_id_offset: u16,
+    pub(crate) tl0picidx_offset: u8,
+    /// The last picture ID and TL0PICIDX sent (output values).
+    pub(crate) last_picture_id: Option<u16>,
+    pub(crate) last_tl0picidx: Option<u8>,
+    /// The last RTP timestamp sent (output value) and when.
+    pub(crate) last_ts: Option<(u32, Instant)>,
+    /// Layer switches done.
+    pub(crate) switches: u32,
+    /// The encoding forwarded last, kept across a pause so the next one
+    /// continues its timestamps.
+    pub(crate) last_layer: Option<u8>,
+    /// Paused for want of bandwidth: not resumed before then, nor unless
+    /// the lowest layer fits with the upgrade margin.
+    pub(crate) no_room_until: Option<Instant>,
+    /// How long the next such pause lasts at least (doubles, 10–60 s; a
+    /// resume that holds resets it).
+    pub(crate) no_room_backoff: Option<(std::time::Duration, Instant)>,
 }
 
 /// A consumer's state for retransmissions and RTCP reports (cold).
@@ -94,13 +177,25 @@ pub(crate) struct ConsumerFeedback {
     pub(crate) last_reported: Option<(u32, i32)>,
 }
 
+/// A simulcast consumer's target when its subscriber's bandwidth has no
+/// room even for the lowest layer: nothing is forwarded.
+pub const NO_LAYER: u8 = u8::MAX;
+
 /// Retransmissions a consumer may send in a burst.
 pub const RTX_BURST: f32 = 64.0;
 
 impl Consumer {
-    pub(crate) fn new(params: ConsumerParams, initial_seq: u16, ts_offset: u32) -> Self {
+    pub(crate) fn new(
+        params: ConsumerParams,
+        initial_seq: u16,
+        ts_offset: u32,
+        simulcast: bool,
+    ) -> Self {
         let paused = params.paused;
         Self {
+            layer: (!simulcast).then_some(0),
+            target_layer: 0,
+            simulcast: simulcast.then(Box::default),
             params,
             seq: SeqManager::new(initial_seq),
             ts_offset,
@@ -121,6 +216,22 @@ impl Consumer {
     /// The parameters it was created with.
     pub fn params(&self) -> &ConsumerParams {
         &self.params
+    }
+
+    /// The encoding of its producer it forwards now (0 for a single
+    /// stream; `None` before a simulcast consumer's first keyframe).
+    pub fn layer(&self) -> Option<u8> {
+        self.layer
+    }
+
+    /// The encoding it will switch to at that encoding's next keyframe.
+    pub fn target_layer(&self) -> u8 {
+        self.target_layer
+    }
+
+    /// Layer switches done so far.
+    pub fn layer_switches(&self) -> u32 {
+        self.simulcast.as_ref().map_or(0, |s| s.switches)
     }
 
     /// Whether forwarding is paused.

@@ -10,10 +10,12 @@ pub mod bwe;
 pub mod consumer;
 pub mod delay_based;
 pub mod id_slab;
+pub mod layers;
 pub mod nack;
 pub mod producer;
 pub mod receive_stats;
 pub mod retransmission;
+pub mod rtp_listener;
 pub mod seq_manager;
 pub mod twcc_receiver;
 pub mod twcc_sender;
@@ -25,23 +27,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use consumer::{Answered, Consumer, ConsumerParams};
-pub use producer::{MediaKind, Producer, ProducerParams};
+pub use producer::{EncodingParams, MediaKind, Producer, ProducerParams};
 
 use self::active_speaker::SpeakerDetector;
 use self::bwe::SendSideBwe;
-use self::consumer::RTX_BURST;
+use self::consumer::{NO_LAYER, RTX_BURST};
 use self::id_slab::IdSlab;
+use self::layers::LayerInfo;
 use self::nack::{Arrival, NackGenerator};
-use self::receive_stats::ReceiveStats;
 use self::retransmission::{RetransmissionBuffer, Stored};
+use self::rtp_listener::{Route, RtpListener};
 use self::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use self::twcc_sender::{PacketResult, TwccSender};
 use crate::error::{Error, Result};
-use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
+use crate::ids::{ConsumerId, ProducerId, Rid, RouterId, Ssrc, TransportId};
+use crate::proto::codec::{VideoCodec, Vp8Descriptor};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;
 use crate::proto::rtcp::{self, RtcpIter, SenderInfo};
-use crate::proto::rtp::{Rewrite, RtpHeader, unwrap_rtx, write_forwarded};
+use crate::proto::rtp::{Rewrite, RtpHeader, padding_len, unwrap_rtx, write_forwarded};
 use crate::proto::{stun, twcc};
 use crate::stats::{Counters, DropReason};
 use crate::transport::{
@@ -60,6 +64,11 @@ pub const LOSS_WINDOW_PACKETS: u64 = 100;
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// A lowered REMB cap goes out at once, but no more often than this.
 pub const REMB_MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// How often simulcast consumers' layers are chosen (and encodings' rates
+/// measured).
+pub const LAYERS_INTERVAL: Duration = Duration::from_millis(500);
+/// An encoding with no packet for this long is not offered to consumers.
+pub const ENCODING_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
 
 /// `elapsed` as abs-send-time: 6.18 fixed-point seconds, wrapping at 64 s
 /// (24 bits; `http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time`).
@@ -147,6 +156,8 @@ struct TransportEntry {
     /// REMBs still to send that lift a cap this publisher was given (a lost
     /// one would leave the cap in place).
     remb_lifts_left: u8,
+    /// Which producer stream each incoming SSRC belongs to.
+    listener: RtpListener,
     /// Our last XR RRTRs to it: (NTP middle 32 bits, ms since epoch + 1).
     rrtr_sent: [(u32, u32); 4],
     rrtr_next: usize,
@@ -159,10 +170,12 @@ struct TransportEntry {
 enum Timer {
     /// A transport's own timers (ICE, DTLS, consent).
     Transport(TransportId),
-    /// A deferred keyframe request of a producer.
-    Keyframe(ProducerId),
-    /// A producer's NACKs to its publisher.
-    Nack(ProducerId),
+    /// A deferred keyframe request of a producer's encoding.
+    Keyframe(ProducerId, u8),
+    /// NACKs to its publisher on a producer's encoding.
+    Nack(ProducerId, u8),
+    /// Simulcast layer selection.
+    Layers,
     /// Receiver reports to every publisher, once a second.
     Reports,
     /// Transport-wide congestion control feedback to publishers.
@@ -215,6 +228,8 @@ pub struct Router {
     speaker: SpeakerDetector,
     /// The speaker timer is in the heap.
     speaker_scheduled: bool,
+    /// The layer-selection timer is in the heap.
+    layers_scheduled: bool,
     /// When REMBs last went out.
     last_rembs: Option<Instant>,
     /// Results of one transport-wide feedback (reused).
@@ -265,6 +280,7 @@ impl Router {
             remb_scheduled: false,
             speaker: SpeakerDetector::default(),
             speaker_scheduled: false,
+            layers_scheduled: false,
             last_rembs: None,
             twcc_results: Vec::with_capacity(256),
             estimate_gauges: (0, 0, 0),
@@ -350,6 +366,7 @@ impl Router {
             rrtr_sent: [(0, 0); 4],
             rrtr_next: 0,
             their_rrtr: None,
+            listener: RtpListener::default(),
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,
@@ -390,25 +407,31 @@ impl Router {
         self.gauge(|c| c.transports.add(-1));
     }
 
-    /// Adds a producer on `params.transport`.
+    /// Adds a producer on `params.transport`. The SSRCs of its encodings
+    /// that the offer announced are bound at once, the others from their
+    /// first packets ([`rtp_listener`]).
     ///
-    /// Errors: [`Error::UnknownTransport`]; [`Error::InvalidParams`] if the
-    /// transport already has a producer with that SSRC.
+    /// Errors: [`Error::UnknownTransport`]; [`Error::InvalidParams`] when
+    /// [`ProducerParams::validate`] fails or the transport already has a
+    /// stream with one of its SSRCs.
     pub fn create_producer(&mut self, params: ProducerParams) -> Result<ProducerId> {
         let tid = params.transport;
         let entry = self
             .transports
             .get(tid)
             .ok_or(Error::UnknownTransport(tid))?;
-        if entry
-            .producers
+        params.validate().map_err(Error::InvalidParams)?;
+        let announced = params
+            .encodings
             .iter()
-            .any(|p| self.producers[*p].params.ssrc == params.ssrc)
-        {
-            return Err(Error::InvalidParams(format!(
-                "SSRC {} already produced on this transport",
-                params.ssrc.0
-            )));
+            .flat_map(|e| e.ssrc.into_iter().chain(e.rtx_ssrc));
+        for ssrc in announced {
+            if entry.listener.contains(ssrc) {
+                return Err(Error::InvalidParams(format!(
+                    "SSRC {} already produced on this transport",
+                    ssrc.0
+                )));
+            }
         }
         let video = params.kind == MediaKind::Video;
         if let Some(id) = params.twcc_ext_id.filter(|id| (1..=14).contains(id)) {
@@ -419,16 +442,31 @@ impl Router {
             }
         }
         let mut producer = Producer::new(params);
-        // The RTP clocks of what we forward: 90 kHz video, 48 kHz Opus.
-        producer.stats = ReceiveStats::new(if video { 90_000 } else { 48_000 });
         if video {
             // 90 kHz: the RTP clock of every video codec we forward.
             let ticks = self.config.retransmission_max_age.as_millis() as u32 * 90;
-            producer.buffer = Some(RetransmissionBuffer::new(ticks));
-            producer.nack = Some(NackGenerator::new(self.config.nack_reorder_delay));
+            for e in &mut producer.encodings {
+                e.buffer = Some(RetransmissionBuffer::new(ticks));
+                e.nack = Some(NackGenerator::new(self.config.nack_reorder_delay));
+            }
         }
+        let simulcast = producer.is_simulcast();
         let id = self.producers.insert(producer);
-        self.transports[tid].producers.push(id);
+        let entry = &mut self.transports[tid];
+        entry.producers.push(id);
+        for (i, e) in self.producers[id].encodings.iter().enumerate() {
+            let route = |rtx| Route {
+                producer: id,
+                encoding: i as u8,
+                rtx,
+            };
+            if let Some(ssrc) = e.ssrc {
+                entry.listener.bind(ssrc, route(false));
+            }
+            if let Some(ssrc) = e.rtx_ssrc {
+                entry.listener.bind(ssrc, route(true));
+            }
+        }
         if !self.reports_scheduled {
             self.reports_scheduled = true;
             self.timers
@@ -440,6 +478,11 @@ impl Router {
                 self.now + active_speaker::INTERVAL,
                 Timer::ActiveSpeaker,
             )));
+        }
+        if simulcast && !self.layers_scheduled {
+            self.layers_scheduled = true;
+            self.timers
+                .push(Reverse((self.now + LAYERS_INTERVAL, Timer::Layers)));
         }
         self.gauge(|c| c.producers.add(1));
         Ok(id)
@@ -462,6 +505,9 @@ impl Router {
         let Some(p) = self.producers.try_remove(id) else {
             return;
         };
+        if let Some(e) = self.transports.get_mut(p.params.transport) {
+            e.listener.remove_producer(id);
+        }
         self.speaker.remove(id);
         for c in p.consumers {
             if let Some(cons) = self.consumers.get(c) {
@@ -512,7 +558,23 @@ impl Router {
         }
         let pid = params.producer;
         let paused = params.paused;
-        let c = Consumer::new(params, rand::random(), rand::random());
+        let simulcast = self.producers[pid].is_simulcast();
+        let mut c = Consumer::new(params, rand::random(), rand::random(), simulcast);
+        if simulcast {
+            // Until the first selection: the best layer being received.
+            let p = &self.producers[pid];
+            let layers = Self::layer_infos(p, now);
+            if let Some(t) = c
+                .simulcast
+                .as_mut()
+                .and_then(|s| s.selector.select(now, &layers, None, s.max_width))
+            {
+                c.target_layer = t as u8;
+            } else {
+                c.target_layer = (p.encodings.len() - 1) as u8;
+            }
+        }
+        let target = c.target_layer;
         let id = self.consumers.insert(c);
         self.transports[tid].consumers.push(id);
         self.producers[pid].consumers.push(id);
@@ -520,7 +582,7 @@ impl Router {
         if paused {
             self.gauge(|c| c.paused_consumers.add(1));
         } else {
-            self.request_keyframe(now, pid);
+            self.request_keyframe(now, pid, target);
         }
         Ok(id)
     }
@@ -573,8 +635,14 @@ impl Router {
         if !paused {
             c.seq.sync();
             let pid = c.params.producer;
+            // A simulcast consumer starts again at a keyframe of its target.
+            if let Some(s) = c.simulcast.as_deref_mut() {
+                s.last_layer = c.layer.or(s.last_layer);
+                c.layer = None;
+            }
+            let layer = c.target_layer;
             self.gauge(|c| c.paused_consumers.add(-1));
-            self.request_keyframe(now, pid);
+            self.request_keyframe(now, pid, layer);
         } else {
             self.gauge(|c| c.paused_consumers.add(1));
         }
@@ -599,6 +667,17 @@ impl Router {
         p.audio_level_ext_id = kept(p.audio_level_ext_id, answered.audio_level_ext_id);
         p.abs_send_time_ext_id = kept(p.abs_send_time_ext_id, answered.abs_send_time_ext_id);
         Ok(())
+    }
+
+    fn encoding_mut(&mut self, pid: ProducerId, enc: u8) -> Option<&mut producer::Encoding> {
+        self.producers
+            .get_mut(pid)
+            .and_then(|p| p.encodings.get_mut(enc as usize))
+    }
+
+    /// The producer, if it exists.
+    pub fn producer(&self, id: ProducerId) -> Option<&Producer> {
+        self.producers.get(id)
     }
 
     /// The consumer, if it exists.
@@ -684,14 +763,16 @@ impl Router {
         }
         if connected {
             // Keyframe requests made while the publisher was connecting.
-            let pending: Vec<ProducerId> = self.transports[tid]
-                .producers
-                .iter()
-                .copied()
-                .filter(|p| self.producers[*p].keyframe_pending)
-                .collect();
-            for p in pending {
-                self.request_keyframe(self.now, p);
+            let mut pending = Vec::new();
+            for pid in &self.transports[tid].producers {
+                for (i, e) in self.producers[*pid].encodings.iter().enumerate() {
+                    if e.keyframe_pending {
+                        pending.push((*pid, i as u8));
+                    }
+                }
+            }
+            for (p, e) in pending {
+                self.request_keyframe(self.now, p, e);
             }
         }
         if let Some(reason) = closed {
@@ -721,36 +802,36 @@ impl Router {
                     .push(Reverse((now + FEEDBACK_INTERVAL, Timer::TwccFeedback)));
             }
         }
-        let entry = &self.transports[tid];
-        let producers = &self.producers;
-        if let Some(pid) = entry
-            .producers
-            .iter()
-            .copied()
-            .find(|p| producers[*p].params.ssrc == hdr.ssrc)
-        {
-            if !producers[pid].params.payload_types.contains(&hdr.pt) {
-                self.count_drop(DropReason::UnknownSsrc);
-                return;
-            }
-            self.producers[pid]
-                .stats
-                .on_packet(now, hdr.seq, hdr.timestamp);
-            self.forward(now, pid, pkt, &hdr);
-            return;
-        }
-        let Some(pid) = entry
-            .producers
-            .iter()
-            .copied()
-            .find(|p| producers[*p].params.rtx_ssrc == Some(hdr.ssrc))
-        else {
+        let route = match self.transports[tid].listener.get(hdr.ssrc) {
+            Some(r) => r,
+            None => match self.bind_ssrc(tid, pkt, &hdr) {
+                Some(r) => r,
+                None => {
+                    self.count_drop(DropReason::UnknownSsrc);
+                    return;
+                }
+            },
+        };
+        let (pid, enc) = (route.producer, route.encoding);
+        let Some(p) = self.producers.get_mut(pid) else {
             self.count_drop(DropReason::UnknownSsrc);
             return;
         };
+        if !route.rtx {
+            if !p.params.payload_types.contains(&hdr.pt) {
+                self.count_drop(DropReason::UnknownSsrc);
+                return;
+            }
+            let e = &mut p.encodings[enc as usize];
+            e.stats.on_packet(now, hdr.seq, hdr.timestamp);
+            e.bytes += pkt.len() as u64;
+            e.last_packet = Some(now);
+            self.forward(now, pid, enc, pkt, &hdr);
+            return;
+        }
         // RTX (RFC 4588 §4): rebuild the original, then handle it as such.
-        let p = &producers[pid].params;
         let Some(apt) = p
+            .params
             .rtx_payload_types
             .iter()
             .find(|(rtx, _)| *rtx == hdr.pt)
@@ -759,21 +840,89 @@ impl Router {
             self.count_drop(DropReason::UnknownSsrc);
             return;
         };
+        // The media SSRC is not bound yet: nothing to rebuild it as.
+        let Some(media) = p.encodings[enc as usize].ssrc else {
+            self.count_drop(DropReason::UnknownSsrc);
+            return;
+        };
         let mut buf = std::mem::take(&mut self.unwrap_buf);
         // No OSN: a padding-only probe, nothing to recover or forward.
-        if unwrap_rtx(pkt, &hdr, p.ssrc, apt, &mut buf).is_some()
+        if unwrap_rtx(pkt, &hdr, media, apt, &mut buf).is_some()
             && let Some(orig) = RtpHeader::parse(&buf)
         {
-            self.forward(now, pid, &buf, &orig);
+            self.forward(now, pid, enc, &buf, &orig);
         }
         self.unwrap_buf = buf;
     }
 
-    /// Handles one media packet of producer `pid` (received, or rebuilt from
-    /// RTX): loss tracking, the retransmission buffer, then one rewritten and
-    /// encrypted copy per consumer. A packet already received is dropped.
-    fn forward(&mut self, now: Instant, pid: ProducerId, pkt: &[u8], hdr: &RtpHeader) {
-        let mut keyframe = false;
+    /// Binds an SSRC the offer did not announce from the packet's MID and
+    /// RID (or, on an RTX payload type, repaired RID) header extensions
+    /// (RFC 8852 §3, RFC 8843 §15): the producer whose MID it carries, its
+    /// encoding with that RID. A producer with one encoding and no RID binds
+    /// by MID alone. `None` when nothing matches.
+    fn bind_ssrc(&mut self, tid: TransportId, pkt: &[u8], hdr: &RtpHeader) -> Option<Route> {
+        let e = self.transports.get(tid)?;
+        let mut found = None;
+        for pid in &e.producers {
+            let pp = &self.producers[*pid].params;
+            let (Some(mid_id), Some(mid)) = (pp.mid_ext_id, pp.mid) else {
+                continue;
+            };
+            if hdr.extension(pkt, mid_id) != Some(mid.as_bytes()) {
+                continue;
+            }
+            let rtx = pp.rtx_payload_types.iter().any(|(r, _)| *r == hdr.pt);
+            let rid_id = if rtx {
+                pp.repaired_rid_ext_id.or(pp.rid_ext_id)
+            } else {
+                pp.rid_ext_id
+            };
+            let rid = rid_id
+                .and_then(|id| hdr.extension(pkt, id))
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(Rid::new);
+            let encoding = match rid {
+                Some(r) => pp.encodings.iter().position(|e| e.rid == Some(r)),
+                None if pp.encodings.len() == 1 && pp.encodings[0].rid.is_none() => Some(0),
+                None => None,
+            };
+            if let Some(i) = encoding {
+                found = Some(Route {
+                    producer: *pid,
+                    encoding: i as u8,
+                    rtx,
+                });
+                break;
+            }
+        }
+        let route = found?;
+        let e = &mut self.transports[tid];
+        let replaced = e.listener.bind(hdr.ssrc, route);
+        let enc = &mut self.producers[route.producer].encodings[route.encoding as usize];
+        if route.rtx {
+            enc.rtx_ssrc = Some(hdr.ssrc);
+        } else {
+            enc.ssrc = Some(hdr.ssrc);
+        }
+        tracing::debug!(
+            router = %self.id,
+            producer = %route.producer,
+            rid = ?enc.rid.map(|r| r.to_string()),
+            ssrc = hdr.ssrc.0,
+            rtx = route.rtx,
+            replaced = ?replaced.map(|s| s.0),
+            "bound an SSRC from its MID and RID"
+        );
+        Some(route)
+    }
+
+    /// Handles one media packet of producer `pid`'s encoding `enc`
+    /// (received, or rebuilt from RTX): loss tracking, the retransmission
+    /// buffer, then one rewritten and encrypted copy per consumer of that
+    /// encoding. A packet already received is dropped. A simulcast consumer
+    /// whose target is `enc` switches to it at its keyframe.
+    fn forward(&mut self, now: Instant, pid: ProducerId, enc: u8, pkt: &[u8], hdr: &RtpHeader) {
+        let mut keyframe_needed = false;
         let mut missing = false;
         let producer = &mut self.producers[pid];
         // The publisher's audio level (RFC 6464), copied to each subscriber
@@ -787,7 +936,10 @@ impl Router {
         if let Some(l) = level {
             producer.loudest_level = producer.loudest_level.min(l & 0x7f);
         }
-        if let Some(g) = &mut producer.nack {
+        let simulcast = producer.is_simulcast();
+        let codec = producer.params.video_codec;
+        let e = &mut producer.encodings[enc as usize];
+        if let Some(g) = &mut e.nack {
             let arrival = g.on_packet(now, hdr.seq);
             missing = g.missing() > 0;
             match arrival {
@@ -796,21 +948,35 @@ impl Router {
                     self.counters.packets_recovered.add(1);
                     self.worker_counters.packets_recovered.add(1);
                 }
-                Arrival::Reset => keyframe = true,
+                Arrival::Reset => keyframe_needed = true,
             }
         }
-        if let Some(b) = &mut producer.buffer
+        if let Some(b) = &mut e.buffer
             && b.insert(hdr.seq, hdr.timestamp, pkt) == Stored::Duplicate
         {
             self.count_drop(DropReason::Duplicate);
             return;
         }
+        // What a layer switch needs of the payload: only for simulcast.
+        let (mut vp8, mut is_keyframe) = (None, false);
+        if simulcast && let Some(codec) = codec {
+            let payload = payload_of(pkt, hdr);
+            if codec == VideoCodec::Vp8 {
+                vp8 = Vp8Descriptor::parse(payload);
+                is_keyframe = vp8.is_some_and(|d| d.keyframe);
+                if let Some(size) = vp8.and_then(|d| d.size) {
+                    e.size = Some(size);
+                }
+            } else {
+                is_keyframe = codec.is_keyframe(payload);
+            }
+        }
         // Nothing missing (the common case): no NACK timer to look at.
         if missing {
-            self.schedule_nack(pid);
+            self.schedule_nack(pid, enc);
         }
-        if keyframe {
-            self.request_keyframe(now, pid);
+        if keyframe_needed {
+            self.request_keyframe(now, pid, enc);
         }
         let Self {
             transports,
@@ -833,6 +999,19 @@ impl Router {
             if c.paused {
                 continue;
             }
+            if c.layer != Some(enc) {
+                if c.target_layer != enc || !is_keyframe {
+                    continue;
+                }
+                switch_layer(
+                    c,
+                    &producer.encodings,
+                    enc,
+                    hdr.timestamp,
+                    vp8.as_ref(),
+                    now,
+                );
+            }
             let Some(pt) = c.map_pt(hdr.pt) else { continue };
             let Some(seq) = c.seq.input(hdr.seq) else {
                 continue;
@@ -840,11 +1019,12 @@ impl Router {
             let Some(t) = transports.get_mut(c.params.transport) else {
                 continue;
             };
+            let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
             let rw = Rewrite {
                 ssrc: c.params.ssrc,
                 pt,
                 seq,
-                timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
+                timestamp,
                 mid: c.params.mid_ext_id.zip(c.params.mid),
                 twcc: c
                     .params
@@ -855,6 +1035,9 @@ impl Router {
                 osn: None,
             };
             write_forwarded(pkt, hdr, &rw, scratch);
+            if let Some(s) = c.simulcast.as_deref_mut() {
+                s.on_forwarded(scratch, payload_len as usize, vp8.as_ref(), timestamp, now);
+            }
             let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
             if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
                 t.sent_bytes += tx.data.len() as u64;
@@ -873,38 +1056,42 @@ impl Router {
         }
     }
 
-    /// Puts producer `pid`'s next NACK deadline in the heap when it is
-    /// earlier than the one scheduled.
-    fn schedule_nack(&mut self, pid: ProducerId) {
+    /// Puts the next NACK deadline of producer `pid`'s encoding `enc` in
+    /// the heap when it is earlier than the one scheduled.
+    fn schedule_nack(&mut self, pid: ProducerId, enc: u8) {
         let Some(tid) = self.producers.get(pid).map(|p| p.params.transport) else {
             return;
         };
         let rtt = self.rtt(tid);
-        let Some(p) = self.producers.get_mut(pid) else {
+        let Some(e) = self.encoding_mut(pid, enc) else {
             return;
         };
-        if let Some(t) = p.nack.as_ref().and_then(|g| g.next_deadline(rtt))
-            && p.nack_scheduled.is_none_or(|s| t < s)
+        if let Some(t) = e.nack.as_ref().and_then(|g| g.next_deadline(rtt))
+            && e.nack_scheduled.is_none_or(|s| t < s)
         {
-            p.nack_scheduled = Some(t);
-            self.timers.push(Reverse((t, Timer::Nack(pid))));
+            e.nack_scheduled = Some(t);
+            self.timers.push(Reverse((t, Timer::Nack(pid, enc))));
         }
     }
 
-    /// Sends producer `pid`'s due NACKs to its publisher; a packet given up
-    /// asks for a keyframe.
-    fn send_nacks(&mut self, now: Instant, pid: ProducerId) {
+    /// Sends the due NACKs of producer `pid`'s encoding `enc` to its
+    /// publisher; a packet given up asks for a keyframe.
+    fn send_nacks(&mut self, now: Instant, pid: ProducerId, enc: u8) {
         let Some(tid) = self.producers.get(pid).map(|p| p.params.transport) else {
             return;
         };
         let rtt = self.rtt(tid);
-        let Some(p) = self.producers.get_mut(pid) else {
+        let Some(e) = self
+            .producers
+            .get_mut(pid)
+            .and_then(|p| p.encodings.get_mut(enc as usize))
+        else {
             return;
         };
-        let Some(g) = &mut p.nack else { return };
+        let Some(media) = e.ssrc else { return };
+        let Some(g) = &mut e.nack else { return };
         self.nack_seqs.clear();
         let gave_up = g.poll(now, rtt, &mut self.nack_seqs);
-        let (tid, media) = (p.params.transport, p.params.ssrc);
         if gave_up > 0 {
             self.counters.packets_lost.add(gave_up as u64);
             self.worker_counters.packets_lost.add(gave_up as u64);
@@ -922,9 +1109,9 @@ impl Router {
                 self.worker_counters.nacks_sent.add(1);
             }
         }
-        self.schedule_nack(pid);
+        self.schedule_nack(pid, enc);
         if gave_up > 0 {
-            self.request_keyframe(now, pid);
+            self.request_keyframe(now, pid, enc);
         }
     }
 
@@ -1004,10 +1191,13 @@ impl Router {
             .find(|c| self.consumers[*c].params.ssrc == ssrc)
     }
 
+    /// A subscriber's PLI or FIR: a keyframe of the encoding its consumer
+    /// forwards, or of the one it is to switch to.
     fn keyframe_for_consumer_ssrc(&mut self, now: Instant, tid: TransportId, ssrc: Ssrc) {
         if let Some(cid) = self.find_consumer(tid, ssrc) {
-            let pid = self.consumers[cid].params.producer;
-            self.request_keyframe(now, pid);
+            let c = &self.consumers[cid];
+            let (pid, enc) = (c.params.producer, c.layer.unwrap_or(c.target_layer));
+            self.request_keyframe(now, pid, enc);
         }
     }
 
@@ -1015,7 +1205,7 @@ impl Router {
     /// `keyframe_min_interval`; a request inside the interval is deferred to
     /// its end, and one made before the publisher's transport is connected
     /// is deferred until it is — neither is lost.
-    fn request_keyframe(&mut self, now: Instant, pid: ProducerId) {
+    fn request_keyframe(&mut self, now: Instant, pid: ProducerId, enc: u8) {
         let interval = self.config.keyframe_min_interval;
         let Some(p) = self.producers.get_mut(pid) else {
             return;
@@ -1023,9 +1213,13 @@ impl Router {
         if p.params.kind != MediaKind::Video {
             return;
         }
+        let tid = p.params.transport;
+        let Some(p) = p.encodings.get_mut(enc as usize) else {
+            return;
+        };
         let publisher_connected = self
             .transports
-            .get(p.params.transport)
+            .get(tid)
             .is_some_and(|e| e.transport.is_connected());
         if !publisher_connected || p.last_keyframe_request.is_some_and(|t| now < t + interval) {
             // Sent once the interval has passed (a timer), or once the
@@ -1035,14 +1229,15 @@ impl Router {
                 && let Some(last) = p.last_keyframe_request
             {
                 self.timers
-                    .push(Reverse((last + interval, Timer::Keyframe(pid))));
+                    .push(Reverse((last + interval, Timer::Keyframe(pid, enc))));
             }
             p.keyframe_pending = true;
             return;
         }
+        // An SSRC not bound yet: its first keyframe comes anyway.
+        let Some(media) = p.ssrc else { return };
         p.last_keyframe_request = Some(now);
         p.keyframe_pending = false;
-        let (tid, media) = (p.params.transport, p.params.ssrc);
         self.rtcp_buf.clear();
         rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
         rtcp::write_pli(self.rtcp_ssrc, media, &mut self.rtcp_buf);
@@ -1070,20 +1265,18 @@ impl Router {
         let Some(entry) = transports.get(tid) else {
             return;
         };
-        let Some(pid) = entry
-            .producers
-            .iter()
-            .copied()
-            .find(|p| producers[*p].params.ssrc == si.ssrc)
-        else {
+        let Some(route) = entry.listener.get(si.ssrc).filter(|r| !r.rtx) else {
             return;
         };
-        let producer = &mut producers[pid];
-        producer.last_sr = Some(si);
-        producer.stats.on_sender_report(now, si.ntp);
+        let Some(producer) = producers.get_mut(route.producer) else {
+            return;
+        };
+        let e = &mut producer.encodings[route.encoding as usize];
+        e.last_sr = Some(si);
+        e.stats.on_sender_report(now, si.ntp);
         for cid in &producer.consumers {
             let c = &consumers[*cid];
-            if c.paused {
+            if c.paused || c.layer != Some(route.encoding) {
                 continue;
             }
             rtcp_buf.clear();
@@ -1258,8 +1451,11 @@ impl Router {
             // it receives.
             publishers.clear();
             for x in &sub.consumers {
+                // A simulcast producer is not capped: the estimate picks
+                // its consumer's layer instead.
                 if let Some(p) = self.producers.get(self.consumers[*x].params.producer)
                     && p.params.kind == MediaKind::Video
+                    && !p.is_simulcast()
                     && !publishers.contains(&p.params.transport)
                 {
                     publishers.push(p.params.transport);
@@ -1274,6 +1470,191 @@ impl Router {
             }
         }
         caps
+    }
+
+    /// What consumers can choose from of producer `p`'s encodings at `now`.
+    fn layer_infos(p: &Producer, now: Instant) -> Vec<LayerInfo> {
+        p.encodings
+            .iter()
+            .map(|e| LayerInfo {
+                bps: e.rate.2,
+                width: e.size.map(|(w, _)| w),
+                active: e
+                    .last_packet
+                    .is_some_and(|t| now.saturating_duration_since(t) < ENCODING_INACTIVE_AFTER),
+            })
+            .collect()
+    }
+
+    /// Measures each encoding's rate, then chooses each simulcast
+    /// consumer's target layer ([`layers`]). A subscriber's estimate, when
+    /// congestion limits it, less 5 % and less what its other consumers
+    /// receive, is shared by its simulcast consumers in order, the dominant
+    /// speaker's first: each gets its lowest layer while the estimate has
+    /// room for it, and better ones in that order; one with no room left
+    /// gets no video ([`NO_LAYER`]), the first always its lowest. A consumer not
+    /// yet on its target asks for a keyframe of it (again, should the
+    /// request or the keyframe have been lost). Every [`LAYERS_INTERVAL`]
+    /// while a simulcast producer exists.
+    fn select_layers(&mut self, now: Instant) {
+        let mut any = false;
+        for (_, p) in self.producers.iter_mut() {
+            any |= p.is_simulcast();
+            for e in &mut p.encodings {
+                let (at, bytes, _) = e.rate;
+                let secs = at.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+                if at.is_none() || secs >= 0.9 {
+                    let bps = if secs > 0.0 {
+                        ((e.bytes - bytes) as f64 * 8.0 / secs) as u64
+                    } else {
+                        0
+                    };
+                    e.rate = (Some(now), e.bytes, bps);
+                }
+            }
+        }
+        if !any {
+            self.layers_scheduled = false;
+            return;
+        }
+        let speaker = self
+            .speaker
+            .current()
+            .and_then(|p| self.producers.get(p))
+            .map(|p| p.params.transport);
+        let Self {
+            transports,
+            producers,
+            consumers,
+            ..
+        } = self;
+        let mut requests = Vec::new();
+        let mut ours: Vec<(bool, ConsumerId)> = Vec::new();
+        for (_, sub) in transports.iter() {
+            ours.clear();
+            let mut other = 0u64;
+            for cid in &sub.consumers {
+                let c = &consumers[*cid];
+                let Some(p) = producers.get(c.params.producer) else {
+                    continue;
+                };
+                if c.paused {
+                    continue;
+                }
+                if p.is_simulcast() {
+                    ours.push((Some(p.params.transport) != speaker, *cid));
+                } else {
+                    other += p.encodings[0].rate.2;
+                }
+            }
+            if ours.is_empty() {
+                continue;
+            }
+            ours.sort();
+            let mut budget = sub
+                .bwe
+                .cap()
+                .map(|cap| (cap * 95 / 100).saturating_sub(other));
+            let lowest = |p: &Producer| {
+                Self::layer_infos(p, now)
+                    .iter()
+                    .filter(|l| l.active)
+                    .map(|l| l.bps)
+                    .min()
+                    .unwrap_or(0)
+            };
+            let mut reserve: u64 = ours
+                .iter()
+                .map(|(_, c)| lowest(&producers[consumers[*c].params.producer]))
+                .sum();
+            for (i, (_, cid)) in ours.iter().enumerate() {
+                let c = &mut consumers[*cid];
+                let p = &producers[c.params.producer];
+                let layers = Self::layer_infos(p, now);
+                let min = lowest(p);
+                reserve = reserve.saturating_sub(min);
+                let Some(s) = c.simulcast.as_deref_mut() else {
+                    continue;
+                };
+                // Not even the lowest layer fits what is left: this one
+                // gets no video rather than everyone too much (those before
+                // it in the order keep theirs; the first always has one).
+                let resting = c.target_layer == NO_LAYER
+                    && (s.no_room_until.is_some_and(|t| now < t)
+                        || budget.is_some_and(|b| (b as f64) < min as f64 * layers::UP_MARGIN));
+                if i > 0 && (resting || budget.is_some_and(|b| b < min)) {
+                    if c.target_layer != NO_LAYER {
+                        // Paused again soon after a resume: wait longer.
+                        let wait = match s.no_room_backoff {
+                            Some((d, resumed)) if now.saturating_duration_since(resumed) < d => {
+                                (d * 2).min(layers::BACKOFF_MAX)
+                            }
+                            _ => layers::BACKOFF_MIN,
+                        };
+                        s.no_room_until = Some(now + wait);
+                        s.no_room_backoff = Some((wait, now));
+                        tracing::debug!(
+                            target: "sfu::layers",
+                            consumer = %cid,
+                            budget = ?budget,
+                            lowest = min,
+                            "no room for the lowest layer: video paused"
+                        );
+                        s.last_layer = c.layer.or(s.last_layer);
+                        c.layer = None;
+                        c.target_layer = NO_LAYER;
+                    }
+                    continue;
+                }
+                if c.target_layer == NO_LAYER
+                    && let Some((d, _)) = s.no_room_backoff
+                {
+                    s.no_room_backoff = Some((d, now));
+                }
+                let share = budget.map(|b| b.saturating_sub(reserve));
+                let Some(t) = s.selector.select(now, &layers, share, s.max_width) else {
+                    continue;
+                };
+                if c.target_layer != t as u8 {
+                    tracing::debug!(
+                        target: "sfu::layers",
+                        consumer = %cid,
+                        from = c.target_layer,
+                        to = t,
+                        share = ?share,
+                        layer_bps = layers[t].bps,
+                        "new target layer"
+                    );
+                }
+                c.target_layer = t as u8;
+                budget = budget.map(|b| b.saturating_sub(layers[t].bps));
+                if c.layer != Some(c.target_layer) {
+                    requests.push((c.params.producer, c.target_layer));
+                }
+            }
+        }
+        for (pid, enc) in requests {
+            self.request_keyframe(now, pid, enc);
+        }
+        self.timers
+            .push(Reverse((now + LAYERS_INTERVAL, Timer::Layers)));
+    }
+
+    /// Sets the largest width, in pixels, at which the subscriber shows
+    /// consumer `id`'s video (`None`: no limit): a simulcast consumer then
+    /// forwards no wider layer than covers it. The next layer selection
+    /// (within [`LAYERS_INTERVAL`]) applies it.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn set_consumer_max_width(&mut self, id: ConsumerId, width: Option<u16>) -> Result<()> {
+        let c = self
+            .consumers
+            .get_mut(id)
+            .ok_or(Error::UnknownConsumer(id))?;
+        if let Some(s) = c.simulcast.as_deref_mut() {
+            s.max_width = width;
+        }
+        Ok(())
     }
 
     /// One speaker-detection interval: each audio producer's loudest level
@@ -1318,8 +1699,9 @@ impl Router {
             };
             let media = e
                 .producers
-                .first()
-                .map_or(Ssrc(0), |p| producers[*p].params.ssrc);
+                .iter()
+                .find_map(|p| producers[*p].encodings.iter().find_map(|e| e.ssrc))
+                .unwrap_or(Ssrc(0));
             rtcp_buf.clear();
             if tw.write_feedback(*rtcp_ssrc, media, rtcp_buf) > 0
                 && e.transport.is_connected()
@@ -1369,7 +1751,11 @@ impl Router {
                 None => continue,
             };
             ssrcs.clear();
-            ssrcs.extend(e.producers.iter().map(|p| producers[*p].params.ssrc));
+            ssrcs.extend(
+                e.producers
+                    .iter()
+                    .flat_map(|p| producers[*p].encodings.iter().filter_map(|e| e.ssrc)),
+            );
             rtcp_buf.clear();
             rtcp::write_empty_rr(*rtcp_ssrc, rtcp_buf);
             rtcp::write_remb(*rtcp_ssrc, bps, &ssrcs, rtcp_buf);
@@ -1403,9 +1789,12 @@ impl Router {
             }
             blocks.clear();
             for pid in &e.producers {
-                let p = &mut producers[*pid];
-                if let Some(b) = p.stats.report(now, p.params.ssrc) {
-                    blocks.push(b);
+                for enc in &mut producers[*pid].encodings {
+                    if let Some(ssrc) = enc.ssrc
+                        && let Some(b) = enc.stats.report(now, ssrc)
+                    {
+                        blocks.push(b);
+                    }
                 }
             }
             rtcp_buf.clear();
@@ -1565,17 +1954,27 @@ impl Router {
             ..
         } = self;
         let c = &mut consumers[cid];
-        let Some(buffer) = producers
-            .get(c.params.producer)
-            .and_then(|p| p.buffer.as_ref())
-        else {
+        let Some(layer) = c.layer else { return };
+        let Some(producer) = producers.get(c.params.producer) else {
+            return;
+        };
+        let simulcast = producer.is_simulcast();
+        let vp8 = producer.params.video_codec == Some(VideoCodec::Vp8);
+        let Some(buffer) = producer.encodings[layer as usize].buffer.as_ref() else {
             return;
         };
         let Some(t) = transports.get_mut(c.params.transport) else {
             return;
         };
         for out_seq in rtcp::nack_seqs(p) {
-            let Some(pkt) = buffer.get(c.seq.output_to_input(out_seq)) else {
+            // After a layer switch, what was sent before it is not in this
+            // layer's buffer under the same number.
+            let input = if simulcast {
+                c.seq.output_to_input_in_epoch(out_seq)
+            } else {
+                Some(c.seq.output_to_input(out_seq))
+            };
+            let Some(pkt) = input.and_then(|i| buffer.get(i)) else {
                 continue;
             };
             let Some(hdr) = RtpHeader::parse(pkt) else {
@@ -1611,6 +2010,14 @@ impl Router {
                 rw.osn = Some(out_seq);
             }
             write_forwarded(pkt, &hdr, &rw, scratch);
+            // The same picture ID and TL0PICIDX as the original copy had.
+            if vp8 && let Some(s) = c.simulcast.as_deref_mut() {
+                let payload = payload_of(pkt, &hdr);
+                if let Some(d) = Vp8Descriptor::parse(payload) {
+                    let len = pkt.len() - hdr.header_len;
+                    s.on_forwarded(scratch, len, Some(&d), rw.timestamp, now);
+                }
+            }
             let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
             if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
                 t.sent_bytes += tx.data.len() as u64;
@@ -1660,24 +2067,25 @@ impl Router {
                 Timer::TwccFeedback => self.send_twcc_feedback(),
                 Timer::Remb => self.send_rembs(now, false),
                 Timer::ActiveSpeaker => self.decide_speaker(now),
-                Timer::Nack(pid) => {
-                    let Some(p) = self.producers.get_mut(pid) else {
+                Timer::Layers => self.select_layers(now),
+                Timer::Nack(pid, enc) => {
+                    let Some(e) = self.encoding_mut(pid, enc) else {
                         continue;
                     };
-                    if p.nack_scheduled != Some(at) {
+                    if e.nack_scheduled != Some(at) {
                         continue; // superseded by an earlier entry
                     }
-                    p.nack_scheduled = None;
-                    self.send_nacks(now, pid);
+                    e.nack_scheduled = None;
+                    self.send_nacks(now, pid, enc);
                 }
-                Timer::Keyframe(pid) => {
-                    let Some(p) = self.producers.get_mut(pid) else {
+                Timer::Keyframe(pid, enc) => {
+                    let Some(e) = self.encoding_mut(pid, enc) else {
                         continue;
                     };
-                    if p.keyframe_pending {
+                    if e.keyframe_pending {
                         // Not pending any more, so request_keyframe re-arms.
-                        p.keyframe_pending = false;
-                        self.request_keyframe(now, pid);
+                        e.keyframe_pending = false;
+                        self.request_keyframe(now, pid, enc);
                     }
                 }
             }
@@ -1729,6 +2137,83 @@ impl Router {
         }
         // The worker's estimate gauges no longer count this room.
         self.update_estimate_gauges(self.now);
+    }
+}
+
+/// The payload of `pkt` without its padding (RFC 3550 §5.1); empty when
+/// the padding count is bad.
+fn payload_of<'a>(pkt: &'a [u8], hdr: &RtpHeader) -> &'a [u8] {
+    match padding_len(pkt, hdr) {
+        Some(pad) => &pkt[hdr.header_len..pkt.len() - pad],
+        None => &[],
+    }
+}
+
+/// Clock ticks of 90 kHz video in one second.
+const VIDEO_CLOCK: i64 = 90_000;
+
+/// Switches simulcast consumer `c` to encoding `to`, at a keyframe whose
+/// RTP timestamp is `ts`: its sequence numbers continue where they were,
+/// its timestamps continue from the same capture clock (mapped through the
+/// two encodings' sender reports, RFC 3550 §6.4.1, as mediasoup does; from
+/// the time since the last packet without them), and the VP8 picture ID
+/// and TL0PICIDX continue by one (RFC 7741 §4.2).
+fn switch_layer(
+    c: &mut Consumer,
+    encodings: &[producer::Encoding],
+    to: u8,
+    ts: u32,
+    vp8: Option<&Vp8Descriptor>,
+    now: Instant,
+) {
+    let Some(s) = c.simulcast.as_deref_mut() else {
+        c.layer = Some(to);
+        c.seq.sync();
+        return;
+    };
+    let from = c.layer.or(s.last_layer);
+    c.layer = Some(to);
+    c.seq.sync();
+    s.last_layer = Some(to);
+    if from.is_some_and(|f| f != to) {
+        s.switches += 1;
+    }
+    if let (Some(from), Some((last_ts, at))) = (from, s.last_ts) {
+        let elapsed =
+            (now.saturating_duration_since(at).as_micros() as i64 * VIDEO_CLOCK / 1_000_000).max(1);
+        let by_time = last_ts.wrapping_add(elapsed as u32);
+        // The new packet's capture time in the old encoding's clock.
+        let by_sr = match (
+            encodings.get(from as usize).and_then(|e| e.last_sr),
+            encodings.get(to as usize).and_then(|e| e.last_sr),
+        ) {
+            (Some(a), Some(b)) => {
+                let since_b = i64::from(ts.wrapping_sub(b.rtp_ts) as i32);
+                let ntp_ticks =
+                    ((i128::from(b.ntp) - i128::from(a.ntp)) * i128::from(VIDEO_CLOCK)) >> 32;
+                let in_a = a.rtp_ts.wrapping_add((since_b + ntp_ticks as i64) as u32);
+                Some(in_a.wrapping_add(c.ts_offset))
+            }
+            _ => None,
+        };
+        // Sender reports of the two layers that disagree with the clock by
+        // over a second are not trusted.
+        let mut out = by_sr
+            .filter(|o| i64::from(o.wrapping_sub(by_time) as i32).abs() < VIDEO_CLOCK)
+            .unwrap_or(by_time);
+        if (out.wrapping_sub(last_ts) as i32) <= 0 {
+            out = last_ts.wrapping_add(1);
+        }
+        c.ts_offset = out.wrapping_sub(ts);
+    }
+    if let Some(d) = vp8 {
+        if let (Some(p), Some(last)) = (d.picture_id, s.last_picture_id) {
+            s.picture_id_offset =
+                last.wrapping_add(1).wrapping_sub(p) & (d.picture_id_modulus() - 1);
+        }
+        if let (Some(t), Some(last)) = (d.tl0picidx, s.last_tl0picidx) {
+            s.tl0picidx_offset = last.wrapping_add(1).wrapping_sub(t);
+        }
     }
 }
 

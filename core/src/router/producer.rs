@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use crate::ids::{ConsumerId, Mid, Pt, Ssrc, TransportId};
+use crate::ids::{ConsumerId, Mid, Pt, Rid, Ssrc, TransportId};
+use crate::proto::codec::VideoCodec;
 use crate::proto::rtcp::SenderInfo;
 use crate::router::nack::NackGenerator;
 use crate::router::receive_stats::ReceiveStats;
@@ -27,6 +28,33 @@ impl MediaKind {
     }
 }
 
+/// One RTP stream of a producer: its only one, or one simulcast layer
+/// (RFC 8853).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodingParams {
+    /// The layer's RID (`a=rid`, RFC 8851); `None` for a single stream.
+    pub rid: Option<Rid>,
+    /// Media SSRC, when the offer announced it (`a=ssrc`, or the first of
+    /// `a=ssrc-group:FID`). Without it the SSRC is bound from the first
+    /// packet that carries the producer's MID and this RID (RFC 8852 §3.1).
+    pub ssrc: Option<Ssrc>,
+    /// RTX SSRC (second of `a=ssrc-group:FID`), when announced; else bound
+    /// from the first RTX packet carrying the MID and this RID as its
+    /// repaired RID (RFC 8852 §3.2). Used only with RTX payload types.
+    pub rtx_ssrc: Option<Ssrc>,
+}
+
+impl EncodingParams {
+    /// A single stream with announced SSRCs.
+    pub fn single(ssrc: Ssrc, rtx_ssrc: Option<Ssrc>) -> Self {
+        Self {
+            rid: None,
+            ssrc: Some(ssrc),
+            rtx_ssrc,
+        }
+    }
+}
+
 /// What the control plane tells the data plane about a track (from the offer).
 #[derive(Debug, Clone)]
 pub struct ProducerParams {
@@ -34,14 +62,17 @@ pub struct ProducerParams {
     pub transport: TransportId,
     /// Audio or video.
     pub kind: MediaKind,
-    /// Media SSRC (`a=ssrc`, or the first of `a=ssrc-group:FID`).
-    pub ssrc: Ssrc,
-    /// RTX SSRC (second of `a=ssrc-group:FID`), if RTX was negotiated.
-    pub rtx_ssrc: Option<Ssrc>,
+    /// Its RTP streams: one, or 2–4 simulcast layers (video only), each
+    /// with its own SSRCs, counters and retransmission buffer. Consumers
+    /// forward one layer at a time.
+    pub encodings: Vec<EncodingParams>,
     /// MID of the m-section.
     pub mid: Option<Mid>,
     /// Payload types accepted from the publisher; others are dropped.
     pub payload_types: Vec<Pt>,
+    /// The video codec of `payload_types` (for keyframes and VP8 picture
+    /// IDs when switching layers); `None` for audio.
+    pub video_codec: Option<VideoCodec>,
     /// RTX payload types (RFC 4588 §8.6: `a=fmtp:<rtx> apt=<pt>`), as
     /// (RTX payload type, associated payload type); packets on `rtx_ssrc`
     /// with one of them are unwrapped and fill the stream's gaps.
@@ -54,13 +85,70 @@ pub struct ProducerParams {
     /// `urn:ietf:params:rtp-hdrext:ssrc-audio-level`), for audio: its value
     /// is copied to subscribers that negotiated it.
     pub audio_level_ext_id: Option<u8>,
+    /// Id of the MID header extension the publisher sends (RFC 8843 §15),
+    /// to bind SSRCs the offer did not announce.
+    pub mid_ext_id: Option<u8>,
+    /// Id of the `rtp-stream-id` header extension (RFC 8852 §3.1).
+    pub rid_ext_id: Option<u8>,
+    /// Id of the `repaired-rtp-stream-id` header extension (RFC 8852 §3.2).
+    pub repaired_rid_ext_id: Option<u8>,
 }
 
-/// An incoming track.
+impl ProducerParams {
+    /// Checks what the router relies on: 1–4 encodings, more than one only
+    /// for video and each with its RID, and an encoding without an
+    /// announced SSRC only with a MID, RID and their extension ids.
+    ///
+    /// Errors: a message for [`crate::Error::InvalidParams`].
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.encodings.len();
+        if n == 0 || n > MAX_ENCODINGS {
+            return Err(format!(
+                "a producer has 1-{MAX_ENCODINGS} encodings, not {n}"
+            ));
+        }
+        if n > 1 && self.kind != MediaKind::Video {
+            return Err("simulcast is for video only".into());
+        }
+        let ext_ok = |id: Option<u8>| id.is_none_or(|i| (1..=14).contains(&i));
+        if !ext_ok(self.mid_ext_id) || !ext_ok(self.rid_ext_id) || !ext_ok(self.repaired_rid_ext_id)
+        {
+            return Err("header extension ids must be 1-14".into());
+        }
+        for (i, e) in self.encodings.iter().enumerate() {
+            if n > 1 && e.rid.is_none() {
+                return Err(format!("simulcast encoding {i} has no RID"));
+            }
+            if n > 1 && self.encodings[..i].iter().any(|o| o.rid == e.rid) {
+                return Err(format!(
+                    "RID {:?} appears twice",
+                    e.rid.map(|r| r.to_string())
+                ));
+            }
+            let bindable = e.rid.is_some()
+                && self.mid.is_some()
+                && self.mid_ext_id.is_some()
+                && self.rid_ext_id.is_some();
+            if e.ssrc.is_none() && !bindable {
+                return Err(format!(
+                    "encoding {i} has no SSRC, and no MID and RID to bind one from"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodings a producer has at most.
+pub const MAX_ENCODINGS: usize = 4;
+
+/// The receive side of one encoding: what is known of its stream, its
+/// retransmission buffer, its loss tracking and its measured rate.
 #[derive(Debug)]
-pub struct Producer {
-    pub(crate) params: ProducerParams,
-    pub(crate) consumers: Vec<ConsumerId>,
+pub(crate) struct Encoding {
+    pub(crate) rid: Option<Rid>,
+    pub(crate) ssrc: Option<Ssrc>,
+    pub(crate) rtx_ssrc: Option<Ssrc>,
     pub(crate) last_keyframe_request: Option<Instant>,
     pub(crate) keyframe_pending: bool,
     pub(crate) last_sr: Option<SenderInfo>,
@@ -70,31 +158,90 @@ pub struct Producer {
     pub(crate) nack: Option<NackGenerator>,
     /// The deadline the NACK timer has in the router's heap, if any.
     pub(crate) nack_scheduled: Option<Instant>,
-    /// The loudest audio level (RFC 6464, −dBov; 127 = silence) of the
-    /// current speaker-detection interval.
-    pub(crate) loudest_level: u8,
     /// Loss and jitter for the publisher's receiver reports.
     pub(crate) stats: ReceiveStats,
+    /// Bytes of RTP received (headers included).
+    pub(crate) bytes: u64,
+    /// The received rate, measured by the router now and then: (when,
+    /// `bytes` then, bit/s).
+    pub(crate) rate: (Option<Instant>, u64, u64),
+    /// When its last packet arrived.
+    pub(crate) last_packet: Option<Instant>,
+    /// Its picture size (width, height) from its last keyframe, when the
+    /// codec tells it (VP8).
+    pub(crate) size: Option<(u16, u16)>,
 }
 
-impl Producer {
-    pub(crate) fn new(params: ProducerParams) -> Self {
+impl Encoding {
+    fn new(p: &EncodingParams, clock_rate: u32) -> Self {
         Self {
-            params,
-            consumers: Vec::new(),
+            rid: p.rid,
+            ssrc: p.ssrc,
+            rtx_ssrc: p.rtx_ssrc,
             last_keyframe_request: None,
             keyframe_pending: false,
             last_sr: None,
             buffer: None,
             nack: None,
             nack_scheduled: None,
+            stats: ReceiveStats::new(clock_rate),
+            bytes: 0,
+            rate: (None, 0, 0),
+            last_packet: None,
+            size: None,
+        }
+    }
+}
+
+/// An incoming track.
+#[derive(Debug)]
+pub struct Producer {
+    pub(crate) params: ProducerParams,
+    pub(crate) consumers: Vec<ConsumerId>,
+    /// One per `params.encodings`, in the same order.
+    pub(crate) encodings: Vec<Encoding>,
+    /// The loudest audio level (RFC 6464, −dBov; 127 = silence) of the
+    /// current speaker-detection interval.
+    pub(crate) loudest_level: u8,
+}
+
+impl Producer {
+    pub(crate) fn new(params: ProducerParams) -> Self {
+        // The RTP clocks of what we forward: 90 kHz video, 48 kHz Opus.
+        let clock = match params.kind {
+            MediaKind::Video => 90_000,
+            MediaKind::Audio => 48_000,
+        };
+        let encodings = params
+            .encodings
+            .iter()
+            .map(|e| Encoding::new(e, clock))
+            .collect();
+        Self {
+            params,
+            consumers: Vec::new(),
+            encodings,
             loudest_level: 127,
-            stats: ReceiveStats::new(90_000),
         }
     }
 
     /// The parameters it was created with.
     pub fn params(&self) -> &ProducerParams {
         &self.params
+    }
+
+    /// Whether it has more than one encoding (simulcast).
+    pub fn is_simulcast(&self) -> bool {
+        self.encodings.len() > 1
+    }
+
+    /// The SSRC encoding `i` arrives with, announced or bound, if known.
+    pub fn encoding_ssrc(&self, i: usize) -> Option<Ssrc> {
+        self.encodings.get(i).and_then(|e| e.ssrc)
+    }
+
+    /// Encoding `i`'s received rate, bit/s (measured about once a second).
+    pub fn encoding_bps(&self, i: usize) -> Option<u64> {
+        self.encodings.get(i).map(|e| e.rate.2)
     }
 }

@@ -83,6 +83,16 @@ impl SeqManager {
     pub fn output_to_input(&self, out: u16) -> u16 {
         (out as i64 - self.offset) as u16
     }
+
+    /// Like [`SeqManager::output_to_input`], but `None` for an output sent
+    /// before the current epoch began (another input, e.g. another
+    /// simulcast layer, whose packets this epoch's input cannot replace).
+    pub fn output_to_input_in_epoch(&self, out: u16) -> Option<u16> {
+        let h = self.highest_out?.0;
+        let first = (self.epoch_start.0 as i64 + self.offset) as u64;
+        let back = u64::from((h as u16).wrapping_sub(out));
+        (back <= h.saturating_sub(first)).then(|| self.output_to_input(out))
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +226,21 @@ mod tests {
         assert_eq!(m.input(6000), Some(364));
         assert_eq!(m.output_to_input(364), 6000);
         assert_eq!(m.output_to_input(60000), 100);
+    }
+
+    #[test]
+    fn outputs_of_an_earlier_epoch_do_not_map_to_the_current_input() {
+        let mut m = SeqManager::new(65534);
+        assert_eq!(m.input(10), Some(65534));
+        assert_eq!(m.input(11), Some(65535));
+        m.sync();
+        // Another layer: its 500 continues at 0 (wrapping).
+        assert_eq!(m.input(500), Some(0));
+        assert_eq!(m.input(501), Some(1));
+        assert_eq!(m.output_to_input_in_epoch(0), Some(500));
+        assert_eq!(m.output_to_input_in_epoch(1), Some(501));
+        assert_eq!(m.output_to_input_in_epoch(65535), None);
+        assert_eq!(m.output_to_input_in_epoch(65534), None);
+        assert_eq!(m.output_to_input_in_epoch(2), None, "not sent yet");
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use sfu_core::client::{ClientParams, ClientPeer, ClientReceived};
 use sfu_core::proto::dtls::{Certificate, DtlsRole, default_config};
-use sfu_core::router::{ConsumerParams, MediaKind, ProducerParams};
+use sfu_core::router::{ConsumerParams, EncodingParams, MediaKind, ProducerParams};
 use sfu_core::transport::TransportParams;
 use sfu_core::worker::{Command, Event, Reply, Worker};
 use sfu_core::{Mid, Pt, RouterId, Ssrc, TransportId};
@@ -134,13 +134,16 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
         params: ProducerParams {
             transport: tids[0],
             kind: MediaKind::Audio,
-            ssrc: Ssrc(1000),
-            rtx_ssrc: None,
+            encodings: vec![EncodingParams::single(Ssrc(1000), None)],
             mid: Mid::new("0"),
             payload_types: vec![Pt(111)],
+            video_codec: None,
             rtx_payload_types: vec![],
             twcc_ext_id: None,
             audio_level_ext_id: None,
+            mid_ext_id: None,
+            rid_ext_id: None,
+            repaired_rid_ext_id: None,
         },
         reply,
     });

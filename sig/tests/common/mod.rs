@@ -378,6 +378,7 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
                 rtx: m.codecs.first().and_then(|c| m.rtx_for(c.pt)).cloned(),
                 rtx_ssrc: None,
                 rejected,
+                simulcast_recv: None,
             }
         })
         .collect();

@@ -1,0 +1,342 @@
+//! Simulcast through the in-memory network: a publisher sends three VP8
+//! layers (160, 320 and 640 px wide) whose SSRCs the offer did not
+//! announce, with MID and RID header extensions only on their first
+//! packets, as Chromium does. The server binds each SSRC from them and
+//! keeps routing after they stop; a subscriber's consumer switches layers
+//! only at keyframes, and what it receives stays one continuous stream:
+//! sequence numbers without a gap, timestamps that only move forward, VP8
+//! picture IDs and TL0PICIDX that count up by one per frame. Behind a
+//! 300 kbit/s bottleneck the consumer settles on the lowest layer and tries
+//! the next one rarely (its estimate grows while it gets less than it
+//! could; a failed try backs off).
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MID_EXT_ID, Net, RID_EXT_ID, rtp_with_ext};
+use sfu_core::proto::codec::Vp8Descriptor;
+use sfu_core::proto::rtcp::{self, RtcpIter, SenderInfo};
+use sfu_core::proto::rtp::RtpHeader;
+use sfu_core::{ConsumerId, ProducerId};
+
+const FRAME: Duration = Duration::from_millis(50);
+const MAX_PACKET: usize = 1000;
+/// Packets of each layer that carry MID and RID before the publisher stops
+/// writing them.
+const TAGGED_PACKETS: u32 = 20;
+const SUB_SSRC: u32 = 1001;
+const SUB_TWCC: u8 = 5;
+
+struct Layer {
+    rid: &'static str,
+    ssrc: u32,
+    width: u16,
+    bps: u64,
+    seq: u16,
+    ts_base: u32,
+    picture_id: u16,
+    tl0: u8,
+    key_pending: bool,
+    sent: u32,
+    octets: u32,
+}
+
+struct Source {
+    layers: Vec<Layer>,
+    t: Duration,
+    keyframes: u32,
+}
+
+impl Source {
+    fn new() -> Self {
+        let layer = |i: u32, rid, width, kbps: u64| Layer {
+            rid,
+            ssrc: 5000 + i,
+            width,
+            bps: kbps * 1000,
+            seq: 60_000 + 1_000 * i as u16,
+            ts_base: 0x7000_0000 * i,
+            picture_id: 32_000 + 50 * i as u16,
+            tl0: 250 + i as u8,
+            key_pending: true,
+            sent: 0,
+            octets: 0,
+        };
+        Self {
+            layers: vec![
+                layer(0, "q", 160, 100),
+                layer(1, "h", 320, 300),
+                layer(2, "f", 640, 900),
+            ],
+            t: Duration::ZERO,
+            keyframes: 0,
+        }
+    }
+
+    /// One frame of every layer, a sender report per layer each second,
+    /// and keyframes for the SSRCs the server sent a PLI for.
+    fn tick(&mut self, net: &mut Net) {
+        for c in std::mem::take(&mut net.peers[0].rtcp) {
+            for p in RtcpIter::new(&c) {
+                if p.pt == rtcp::PT_PSFB && p.count_or_fmt == 1 {
+                    let ssrc = p.media_ssrc().expect("PLI names its SSRC").0;
+                    for l in &mut self.layers {
+                        l.key_pending |= l.ssrc == ssrc;
+                    }
+                }
+            }
+        }
+        let ms = self.t.as_millis() as u64;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let ts = l.ts_base.wrapping_add((ms * 90) as u32);
+            if ms.is_multiple_of(1000) {
+                let mut sr = Vec::new();
+                SenderInfo {
+                    ssrc: sfu_core::Ssrc(l.ssrc),
+                    ntp: (1_000_000u64 << 32) + (ms << 32) / 1000,
+                    rtp_ts: ts,
+                    packets: l.sent,
+                    octets: l.octets,
+                }
+                .write(&mut sr);
+                assert!(net.peers[0].client.send_rtcp(&sr));
+            }
+            let key = std::mem::take(&mut l.key_pending);
+            self.keyframes += u32::from(key);
+            let frame_bytes = (l.bps / 8 * FRAME.as_millis() as u64 / 1000) as usize;
+            let packets = frame_bytes.div_ceil(MAX_PACKET).max(1);
+            for k in 0..packets {
+                // VP8 descriptor: X, S on the first packet; I and L; 15-bit
+                // picture ID; TL0PICIDX.
+                let [p0, p1] = (l.picture_id | 0x8000).to_be_bytes();
+                let mut payload = vec![if k == 0 { 0x90 } else { 0x80 }, 0xc0, p0, p1, l.tl0];
+                if k == 0 {
+                    // Frame tag (P clear on a keyframe), start code, size.
+                    payload.push(if key { 0x10 } else { 0x11 });
+                    payload.extend_from_slice(&[0x02, 0x00, 0x9d, 0x01, 0x2a]);
+                    payload.extend_from_slice(&l.width.to_le_bytes());
+                    payload.extend_from_slice(&(l.width * 3 / 4).to_le_bytes());
+                }
+                payload.resize(frame_bytes / packets, 0);
+                // The layer, for the subscriber's side of the test.
+                payload.push(i as u8);
+                let tagged = l.sent < TAGGED_PACKETS;
+                let exts: Vec<(u8, &[u8])> = if tagged {
+                    vec![(MID_EXT_ID, b"0"), (RID_EXT_ID, l.rid.as_bytes())]
+                } else {
+                    vec![]
+                };
+                let pkt = rtp_with_ext(96, l.seq, ts, l.ssrc, k + 1 == packets, &exts, &payload);
+                assert!(net.peers[0].client.send_rtp(&pkt));
+                l.seq = l.seq.wrapping_add(1);
+                l.sent += 1;
+                l.octets += payload.len() as u32;
+            }
+            l.picture_id = (l.picture_id + 1) & 0x7fff;
+            l.tl0 = l.tl0.wrapping_add(1);
+        }
+        self.t += FRAME;
+    }
+}
+
+/// What the subscriber got, packet by packet.
+#[derive(Debug, Clone, Copy)]
+struct Got {
+    seq: u16,
+    ts: u32,
+    picture_id: u16,
+    tl0: u8,
+    frame_start: bool,
+    keyframe: bool,
+    layer: u8,
+}
+
+fn received(net: &mut Net, sub: usize, out: &mut Vec<Got>) {
+    for b in std::mem::take(&mut net.peers[sub].rtp) {
+        let h = RtpHeader::parse(&b).expect("forwarded RTP parses");
+        if h.ssrc.0 != SUB_SSRC {
+            continue;
+        }
+        let payload = &b[h.header_len..];
+        let d = Vp8Descriptor::parse(payload).expect("VP8 descriptor");
+        out.push(Got {
+            seq: h.seq,
+            ts: h.timestamp,
+            picture_id: d.picture_id.expect("picture ID"),
+            tl0: d.tl0picidx.expect("TL0PICIDX"),
+            frame_start: d.frame_start,
+            keyframe: d.keyframe,
+            layer: *payload.last().expect("layer byte"),
+        });
+    }
+}
+
+fn setup(net: &mut Net) -> (usize, ProducerId, ConsumerId) {
+    let (publisher, sub) = (net.add_peer(), net.add_peer());
+    assert_eq!(publisher, 0);
+    net.connect_all();
+    let prod = net.produce_simulcast(publisher, &["q", "h", "f"], 97);
+    let cons = net.consume(sub, prod, SUB_SSRC, (96, 96));
+    (sub, prod, cons)
+}
+
+/// Checks one continuous stream; returns the layers in the order seen.
+fn check_continuity(got: &[Got]) -> Vec<u8> {
+    let mut layers = vec![got[0].layer];
+    assert!(got[0].keyframe, "the first packet starts a keyframe");
+    for w in got.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        assert_eq!(
+            b.seq,
+            a.seq.wrapping_add(1),
+            "gapless sequence numbers: {a:?} → {b:?}"
+        );
+        assert!(
+            (b.ts.wrapping_sub(a.ts) as i32) >= 0,
+            "timestamps move forward: {a:?} → {b:?}"
+        );
+        if b.frame_start {
+            assert!(
+                b.ts != a.ts,
+                "a new frame has a new timestamp: {a:?} → {b:?}"
+            );
+            assert_eq!(
+                b.picture_id,
+                (a.picture_id + 1) & 0x7fff,
+                "picture ID +1: {a:?} → {b:?}"
+            );
+            assert_eq!(b.tl0, a.tl0.wrapping_add(1), "TL0PICIDX +1: {a:?} → {b:?}");
+        } else {
+            assert_eq!(
+                (b.ts, b.picture_id, b.tl0),
+                (a.ts, a.picture_id, a.tl0),
+                "same frame"
+            );
+        }
+        if b.layer != a.layer {
+            assert!(
+                b.keyframe,
+                "a switch to layer {} starts at a keyframe",
+                b.layer
+            );
+            layers.push(b.layer);
+        }
+    }
+    layers
+}
+
+#[test]
+fn ssrcs_are_bound_from_mid_and_rid_and_keep_routing_after_they_stop() {
+    let mut net = Net::new();
+    let (sub, prod, _) = setup(&mut net);
+    let mut src = Source::new();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        src.tick(&mut net);
+        net.advance(FRAME);
+        received(&mut net, sub, &mut got);
+    }
+    let p = net.router.producer(prod).expect("producer");
+    for (i, l) in src.layers.iter().enumerate() {
+        assert_eq!(
+            p.encoding_ssrc(i).map(|s| s.0),
+            Some(l.ssrc),
+            "layer {}",
+            l.rid
+        );
+        assert!(
+            l.sent > 3 * TAGGED_PACKETS,
+            "most packets carried no MID/RID"
+        );
+    }
+    // The top layer reaches the subscriber throughout, long after the
+    // extensions stopped.
+    let late = got.iter().filter(|g| g.layer == 2).count();
+    assert!(late > 150, "only {late} packets of the top layer forwarded");
+    assert_eq!(check_continuity(&got), vec![2]);
+}
+
+#[test]
+fn layer_switches_happen_at_keyframes_and_the_stream_stays_continuous() {
+    let mut net = Net::new();
+    let (sub, _, cons) = setup(&mut net);
+    let mut src = Source::new();
+    let mut got = Vec::new();
+    // 3 s on the top layer, then tiles of 160 px (q), 320 px (h), any (f),
+    // 3 s each.
+    for (width, secs) in [(None, 3), (Some(160), 3), (Some(320), 3), (None, 3)] {
+        net.router
+            .set_consumer_max_width(cons, width)
+            .expect("consumer");
+        for _ in 0..secs * 20 {
+            src.tick(&mut net);
+            net.advance(FRAME);
+            received(&mut net, sub, &mut got);
+        }
+    }
+    let layers = check_continuity(&got);
+    assert_eq!(layers, vec![2, 0, 1, 2], "the layers forwarded, in order");
+    let c = net.router.consumer(cons).expect("consumer");
+    assert_eq!(c.layer_switches(), 3);
+    // Keyframes only as the switches asked: one per layer at the start and
+    // one per switch, give or take a repeated request.
+    assert!(src.keyframes <= 3 + 3 * 2, "{} keyframes", src.keyframes);
+}
+
+#[test]
+fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer() {
+    let mut net = Net::new();
+    net.subscriber_twcc_ext_id = Some(SUB_TWCC);
+    let (sub, _, cons) = setup(&mut net);
+    net.send_twcc_feedback(sub, SUB_TWCC);
+    let down = &mut net.peers[sub].down;
+    down.rate_bps = Some(300_000);
+    down.queue_limit = Duration::from_millis(400);
+    down.delay = Duration::from_millis(20);
+    let mut src = Source::new();
+    let mut got = Vec::new();
+    // The layer forwarded after each frame, from 10 s on.
+    let mut late_layers = Vec::new();
+    for k in 0..30u32 * 20 {
+        src.tick(&mut net);
+        net.advance(FRAME);
+        received(&mut net, sub, &mut got);
+        let c = net.router.consumer(cons).expect("consumer");
+        if k.is_multiple_of(20) {
+            let tid = net.peers[sub].transport;
+            let bwe = net.router.transport_bwe(tid).expect("transport");
+            eprintln!(
+                "{:4.1} s layer {:?} target {} estimate {} cap {:?}",
+                k as f64 / 20.0,
+                c.layer(),
+                c.target_layer(),
+                bwe.bps(),
+                bwe.cap()
+            );
+        }
+        if k >= 10 * 20 {
+            late_layers.push(c.layer());
+        }
+    }
+    // From 10 s on, the lowest layer at least 90 % of the time: the
+    // estimate grows while the subscriber gets less than it could, and a
+    // failed try of the next layer is not repeated before its backoff.
+    let lowest = late_layers.iter().filter(|l| **l == Some(0)).count();
+    assert!(
+        lowest * 10 >= late_layers.len() * 9,
+        "on the lowest layer {lowest} of {} frames",
+        late_layers.len()
+    );
+    let tries = late_layers
+        .windows(2)
+        .filter(|w| w[0] == Some(0) && w[1] != Some(0))
+        .count();
+    assert!(tries <= 2, "{tries} tries of a higher layer in 20 s");
+    // The link drops packets, but what arrives never goes back.
+    for w in got.windows(2) {
+        let d = w[1].seq.wrapping_sub(w[0].seq);
+        assert!((1..1000).contains(&d), "{:?} → {:?}", w[0], w[1]);
+    }
+}
