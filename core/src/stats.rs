@@ -134,6 +134,10 @@ pub struct Counters {
     pub packets_lost: Counter,
     /// REMBs received from subscribers (their own bandwidth estimates).
     pub rembs_received: Counter,
+    /// Probe clusters sent to subscribers (padding to measure their path).
+    pub probes: Counter,
+    /// Simulcast layer switches made by consumers.
+    pub layer_switches: Counter,
     /// `sendmmsg` system calls made.
     pub send_calls: Counter,
     /// UDP GSO messages sent (each two datagrams or more to one destination).
@@ -187,7 +191,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 20] {
+    fn counter_fields(&self) -> [&Counter; 22] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -201,6 +205,8 @@ impl Counters {
             &self.packets_recovered,
             &self.packets_lost,
             &self.rembs_received,
+            &self.probes,
+            &self.layer_switches,
             &self.send_calls,
             &self.gso_messages,
             &self.keyframe_requests,

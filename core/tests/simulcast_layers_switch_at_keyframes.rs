@@ -8,7 +8,8 @@
 //! picture IDs and TL0PICIDX that count up by one per frame. Behind a
 //! 300 kbit/s bottleneck the consumer settles on the lowest layer and tries
 //! the next one rarely (its estimate grows while it gets less than it
-//! could; a failed try backs off).
+//! could; a failed try backs off); once the limit is lifted, probe padding
+//! finds the room and it is back on the top layer within 10 s.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -27,6 +28,7 @@ const MAX_PACKET: usize = 1000;
 /// writing them.
 const TAGGED_PACKETS: u32 = 20;
 const SUB_SSRC: u32 = 1001;
+const SUB_RTX_SSRC: u32 = 1002;
 const SUB_TWCC: u8 = 5;
 
 struct Layer {
@@ -178,7 +180,8 @@ fn setup(net: &mut Net) -> (usize, ProducerId, ConsumerId) {
     assert_eq!(publisher, 0);
     net.connect_all();
     let prod = net.produce_simulcast(publisher, &["q", "h", "f"], 97);
-    let cons = net.consume(sub, prod, SUB_SSRC, (96, 96));
+    // With RTX: retransmissions and probe padding go on its own SSRC.
+    let cons = net.consume_with_rtx(sub, prod, SUB_SSRC, (96, 96), Some((SUB_RTX_SSRC, 97)));
     (sub, prod, cons)
 }
 
@@ -285,8 +288,39 @@ fn layer_switches_happen_at_keyframes_and_the_stream_stays_continuous() {
     assert!(src.keyframes <= 3 + 3 * 2, "{} keyframes", src.keyframes);
 }
 
+/// One frame through the network; prints the consumer's state once a
+/// second. Returns the layer it forwards.
+fn step(
+    net: &mut Net,
+    src: &mut Source,
+    sub: usize,
+    cons: ConsumerId,
+    got: &mut Vec<Got>,
+    k: u32,
+    label: &str,
+) -> Option<u8> {
+    src.tick(net);
+    net.advance(FRAME);
+    received(net, sub, got);
+    let c = net.router.consumer(cons).expect("consumer");
+    if k.is_multiple_of(20) {
+        let tid = net.peers[sub].transport;
+        let bwe = net.router.transport_bwe(tid).expect("transport");
+        eprintln!(
+            "{label}{:4.1} s layer {:?} target {} estimate {} cap {:?} probes {}",
+            f64::from(k) / 20.0,
+            c.layer(),
+            c.target_layer(),
+            bwe.bps(),
+            bwe.cap(),
+            net.counters().probes.get(),
+        );
+    }
+    c.layer()
+}
+
 #[test]
-fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer() {
+fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer_and_climbs_back() {
     let mut net = Net::new();
     net.subscriber_twcc_ext_id = Some(SUB_TWCC);
     let (sub, _, cons) = setup(&mut net);
@@ -300,24 +334,9 @@ fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer() {
     // The layer forwarded after each frame, from 10 s on.
     let mut late_layers = Vec::new();
     for k in 0..30u32 * 20 {
-        src.tick(&mut net);
-        net.advance(FRAME);
-        received(&mut net, sub, &mut got);
-        let c = net.router.consumer(cons).expect("consumer");
-        if k.is_multiple_of(20) {
-            let tid = net.peers[sub].transport;
-            let bwe = net.router.transport_bwe(tid).expect("transport");
-            eprintln!(
-                "{:4.1} s layer {:?} target {} estimate {} cap {:?}",
-                k as f64 / 20.0,
-                c.layer(),
-                c.target_layer(),
-                bwe.bps(),
-                bwe.cap()
-            );
-        }
+        let c = step(&mut net, &mut src, sub, cons, &mut got, k, "");
         if k >= 10 * 20 {
-            late_layers.push(c.layer());
+            late_layers.push(c);
         }
     }
     // From 10 s on, the lowest layer at least 90 % of the time: the
@@ -334,6 +353,21 @@ fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer() {
         .filter(|w| w[0] == Some(0) && w[1] != Some(0))
         .count();
     assert!(tries <= 2, "{tries} tries of a higher layer in 20 s");
+    // The limit is lifted: probes find the room, and the consumer is back on
+    // the top layer within 10 s.
+    net.peers[sub].down.rate_bps = None;
+    let mut back = None;
+    for k in 0..20u32 * 20 {
+        let c = step(&mut net, &mut src, sub, cons, &mut got, k, "lifted +");
+        if c == Some(2) && back.is_none() {
+            back = Some(k as f64 / 20.0);
+        }
+    }
+    assert!(
+        back.is_some_and(|t| t <= 10.0),
+        "back on the top layer {back:?} s after the lift"
+    );
+    assert!(net.counters().probes.get() > 0, "it probed");
     // The link drops packets, but what arrives never goes back.
     for w in got.windows(2) {
         let d = w[1].seq.wrapping_sub(w[0].seq);

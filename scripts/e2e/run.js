@@ -421,7 +421,7 @@ async function main() {
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });
 
-  await test('simulcast: with only cat\'s downlink capped at 300 kbit/s, bob keeps ann at full size and cat decodes a lower layer; lifted, cat climbs back', async () => {
+  await test('simulcast: with only cat\'s downlink capped at 300 kbit/s, bob keeps ann at full size and cat decodes a lower layer at 15 fps; lifted, cat is back at full size within 30 s', async () => {
     if (process.env.SFU_IN_NETNS !== '1') {
       // nftables must only ever shape a namespace made for the run.
       console.log('  not run: needs the network namespace scripts/e2e.sh makes (root)');
@@ -449,22 +449,23 @@ async function main() {
       await sleep(15000);
       const byName = (s) => Object.fromEntries(Object.values(s).map((e) => [e.name, e]));
       const [b0, c0] = [byName(await stats(bob)), byName(await stats(cat))];
-      await sleep(20000);
+      // The width cat decodes ann at, once a second.
+      const widths = [];
+      for (let i = 0; i < 20; i++) {
+        await sleep(1000);
+        widths.push(byName(await stats(cat)).ann.frameWidth);
+      }
       const [b1, c1] = [byName(await stats(bob)), byName(await stats(cat))];
       const fig = (a, b) => ({ fps: (b.framesDecoded - a.framesDecoded) / 20, frozen: b.freezeS - a.freezeS, width: b.frameWidth });
       const seen = { 'bob<-ann': fig(b0.ann, b1.ann), 'bob<-cat': fig(b0.cat, b1.cat), 'cat<-ann': fig(c0.ann, c1.ann) };
-      console.log(`  capped 20 s window: ${JSON.stringify(seen)}`);
-      for (const k of ['bob<-ann', 'bob<-cat']) {
-        const v = seen[k];
+      console.log(`  capped 20 s window: ${JSON.stringify(seen)}; cat's widths of ann: ${widths.join(' ')}`);
+      for (const [k, v] of Object.entries(seen)) {
         if (v.fps < 15 || v.frozen > 2) throw new Error(`${k}: ${v.fps} fps, ${v.frozen} s frozen`);
       }
-      // The issue's target for cat is 15 fps with at most 2 s frozen; it
-      // gets 1-8 fps so far (its audio and a second video share the 300
-      // kbit/s): what is checked is that it keeps decoding a lower layer.
-      const c = seen['cat<-ann'];
-      if (c.fps < 1) throw new Error(`cat<-ann: ${c.fps} fps, ${c.frozen} s frozen`);
       if (seen['bob<-ann'].width < 640) throw new Error(`bob decodes ann at ${seen['bob<-ann'].width} px`);
-      if (seen['cat<-ann'].width >= 640) throw new Error(`cat decodes ann at ${seen['cat<-ann'].width} px despite the cap`);
+      // A lower layer, but for a try of a higher one now and then.
+      const full = widths.filter((w) => w >= 640).length;
+      if (full > 4) throw new Error(`cat decodes ann at >= 640 px in ${full} of 20 s despite the cap`);
     } finally {
       nft('delete', 'table', 'inet', 'sc');
     }
@@ -472,7 +473,10 @@ async function main() {
     await until('cat decodes ann at >= 640 px again', async () => {
       const s = Object.values(await stats(cat)).find((e) => e.name === 'ann');
       return s && s.frameWidth >= 640;
-    }, 60000, 500);
+    }, 30000, 500);
+    // The issue asks for 15 s; probes a policer's bucket lets through can
+    // leave a failed try's backoff in the way (module docs of
+    // router/probe.rs), so the bound checked is 30 s and the time printed.
     console.log(`  cat back at >= 640 px ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap was lifted`);
     for (const p of [ann, bob, cat]) await p.context.close();
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);

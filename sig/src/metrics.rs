@@ -105,7 +105,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 20] = [
+        let defs: [Def; 22] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -157,6 +157,16 @@ pub fn render(app: &AppState) -> String {
                 "rembs_received_total",
                 "REMBs received from subscribers (their own bandwidth estimates).",
                 |c| c.rembs_received.get(),
+            ),
+            (
+                "probes_total",
+                "Probe clusters sent to subscribers: padding that measures whether their path takes a higher simulcast layer.",
+                |c| c.probes.get(),
+            ),
+            (
+                "layer_switches_total",
+                "Simulcast layer switches made by consumers (each at a keyframe).",
+                |c| c.layer_switches.get(),
             ),
             (
                 "send_calls_total",

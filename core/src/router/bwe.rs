@@ -60,6 +60,8 @@ pub const LOSS_MIN_SPAN: Duration = Duration::from_millis(500);
 pub const REMB_WARMUP: Duration = Duration::from_secs(5);
 /// Two low REMBs this far apart are congestion.
 pub const REMB_CONFIRM: Duration = Duration::from_secs(1);
+/// A probe's rise lifts no cap until it has held this long.
+pub const PROBE_CONFIRM: Duration = Duration::from_secs(5);
 /// The acknowledged rate is measured over this much arrival time.
 pub const ACKED_WINDOW_US: i64 = 500_000;
 
@@ -138,6 +140,28 @@ impl LossBasedEstimate {
     /// The estimate, bit/s.
     pub fn bps(&self) -> u64 {
         self.bps
+    }
+
+    /// Undoes growth since `before` beyond `ceiling` bit/s (it never goes
+    /// below `before` for it).
+    pub fn limit_growth(&mut self, before: u64, ceiling: u64) {
+        if self.bps > before && self.bps > ceiling {
+            self.bps = before.max(ceiling);
+        }
+    }
+
+    /// Lowers the estimate to `bps` when it is higher (undoing a rise).
+    pub fn lower_to(&mut self, bps: u64) {
+        self.bps = self.bps.min(bps.max(MIN_BPS));
+    }
+
+    /// Raises the estimate to `bps` (a probe's result) when it is higher;
+    /// the capacity found before no longer holds.
+    pub fn raise_to(&mut self, bps: u64) {
+        if bps > self.bps {
+            self.bps = bps.min(MAX_BPS);
+            self.capacity = None;
+        }
     }
 }
 
@@ -236,6 +260,11 @@ pub struct SendSideBwe {
     remb: Option<(Instant, u64, bool)>,
     /// When the first REMB came (its estimator's warm-up starts then).
     first_remb: Option<Instant>,
+    /// The loss of the last transport-wide loss window (0–1).
+    last_loss: f64,
+    /// A probe raised the estimate: the cap is not lifted before then
+    /// (a policer's bucket may have let the probe through).
+    no_lift_until: Option<Instant>,
 }
 
 impl SendSideBwe {
@@ -271,6 +300,17 @@ impl SendSideBwe {
     /// The rate acknowledged as received in the last 500 ms, bit/s.
     pub fn acked_bps(&self) -> Option<u64> {
         self.acked.bps().map(|b| b as u64)
+    }
+
+    /// When congestion last lowered the estimate, while it caps.
+    pub fn last_congestion(&self) -> Option<Instant> {
+        self.congestion.map(|(t, _)| t)
+    }
+
+    /// The fraction of packets lost in the last transport-wide loss window
+    /// (at least [`LOSS_MIN_PACKETS`] packets and [`LOSS_MIN_SPAN`]).
+    pub fn last_loss(&self) -> f64 {
+        self.last_loss
     }
 
     /// The queue standing on the path to the subscriber, smoothed.
@@ -318,6 +358,7 @@ impl SendSideBwe {
         let acked = self.acked.bps();
         let usage = self.trendline.usage();
         let before = self.bps();
+        let (loss_before, aimd_before) = (self.loss.bps(), self.aimd.bps());
         let mut congested = false;
         if self
             .aimd
@@ -343,6 +384,7 @@ impl SendSideBwe {
         let span = now.saturating_duration_since(since);
         if w.0 >= LOSS_MIN_PACKETS && span >= LOSS_MIN_SPAN {
             let fraction = ((u64::from(w.1) << 8) / u64::from(w.0)).min(255) as u8;
+            self.last_loss = f64::from(w.1) / f64::from(w.0);
             let sending = (w.2 as f64 * 8.0 / span.as_secs_f64()) as u64;
             *w = (0, 0, 0, Some(now));
             if self.loss.on_report(now, fraction, sending) {
@@ -355,6 +397,17 @@ impl SendSideBwe {
                     sending,
                     "loss-based decrease"
                 );
+            }
+        }
+        // A subscriber that receives less than it could proves no more than
+        // that: the estimate grows to at most 1.5 × the acknowledged rate +
+        // 10 kbit/s (libwebrtc's bound on its rate controller's increase);
+        // probes ([`super::probe`]) raise it beyond.
+        if !congested && let Some(a) = acked {
+            let ceiling = (1.5 * a) as u64 + 10_000;
+            self.loss.limit_growth(loss_before, ceiling);
+            if let Some(b) = aimd_before {
+                self.aimd.limit_growth(b as f64, ceiling as f64);
             }
         }
         self.after_update(now, congested);
@@ -412,10 +465,31 @@ impl SendSideBwe {
             self.congestion = Some((now, self.bps()));
         } else if let Some((at, left)) = self.congestion
             && now.saturating_duration_since(at) >= HOLD
+            && self.no_lift_until.is_none_or(|t| now >= t)
             && self.bps() >= left.saturating_mul(LIFT_FACTOR)
         {
             self.congestion = None;
         }
+    }
+
+    /// Takes a probe's result (bit/s the path took, [`super::probe`]): the
+    /// estimate rises to it when it is higher. Returns whether it rose.
+    pub fn on_probe_result(&mut self, now: Instant, bps: u64) -> bool {
+        if bps <= self.bps() {
+            return false;
+        }
+        self.loss.raise_to(bps);
+        self.aimd.raise_to(bps as f64);
+        self.no_lift_until = Some(now + PROBE_CONFIRM);
+        true
+    }
+
+    /// Undoes a probe's rise: the estimate goes back to at most `bps` (what
+    /// it was before), when a higher probe right after found the path
+    /// taking less — a policer's bucket had let the first burst through.
+    pub fn undo_probe(&mut self, bps: u64) {
+        self.loss.lower_to(bps);
+        self.aimd.lower_to(bps as f64);
     }
 
     /// The delay detector's verdict (for tests and logs).

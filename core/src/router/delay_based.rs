@@ -240,6 +240,35 @@ impl AimdRateControl {
         self.bps.map(|b| b as u64)
     }
 
+    /// Undoes growth since `before` beyond `ceiling` bit/s (it never goes
+    /// below `before` for it).
+    pub fn limit_growth(&mut self, before: f64, ceiling: f64) {
+        if let Some(b) = self.bps
+            && b > before
+            && b > ceiling
+        {
+            self.bps = Some(before.max(ceiling));
+        }
+    }
+
+    /// Lowers a set estimate to `bps` when it is higher (undoing a rise).
+    pub fn lower_to(&mut self, bps: f64) {
+        if let Some(b) = self.bps {
+            self.bps = Some(b.min(bps));
+        }
+    }
+
+    /// Raises a set estimate to `bps` (a probe's result) when it is
+    /// higher; the capacity seen at decreases no longer holds.
+    pub fn raise_to(&mut self, bps: f64) {
+        if let Some(b) = self.bps
+            && bps > b
+        {
+            self.bps = Some(bps);
+            self.capacity = None;
+        }
+    }
+
     /// Takes the detector's verdict, `dt` after the previous update, with
     /// the rate acknowledged as received (bit/s) and the round-trip time.
     /// Returns true when it decreased the estimate.

@@ -47,6 +47,29 @@ pub struct LayerInfo {
     pub active: bool,
 }
 
+/// The active layers ranked by rate (lowest first), and how many of them
+/// are not wider than needed for `max_width`: up to the first at least as
+/// wide.
+fn ranked(layers: &[LayerInfo], max_width: Option<u16>) -> (Vec<usize>, usize) {
+    let mut ranked: Vec<usize> = (0..layers.len()).filter(|i| layers[*i].active).collect();
+    ranked.sort_by_key(|i| (layers[*i].bps, *i));
+    let by_size = match max_width {
+        Some(w) => ranked
+            .iter()
+            .position(|i| layers[*i].width.is_some_and(|lw| lw >= w))
+            .map_or(ranked.len(), |p| p + 1),
+        None => ranked.len(),
+    };
+    (ranked, by_size)
+}
+
+/// The layer a consumer shown at `max_width` would take with bandwidth to
+/// spare, if any is active.
+pub fn best_for_size(layers: &[LayerInfo], max_width: Option<u16>) -> Option<usize> {
+    let (ranked, n) = ranked(layers, max_width);
+    n.checked_sub(1).map(|i| ranked[i])
+}
+
 /// One consumer's layer choice.
 #[derive(Debug, Clone, Default)]
 pub struct LayerSelector {
@@ -80,20 +103,12 @@ impl LayerSelector {
         share_bps: Option<u64>,
         max_width: Option<u16>,
     ) -> Option<usize> {
-        let mut ranked: Vec<usize> = (0..layers.len()).filter(|i| layers[*i].active).collect();
-        if ranked.is_empty() {
+        // Not wider than needed: up to the first layer at least as wide.
+        let (ranked, n) = ranked(layers, max_width);
+        if n == 0 {
             return self.target;
         }
-        ranked.sort_by_key(|i| (layers[*i].bps, *i));
-        // Not wider than needed: up to the first layer at least as wide.
-        let by_size = match max_width {
-            Some(w) => ranked
-                .iter()
-                .position(|i| layers[*i].width.is_some_and(|lw| lw >= w))
-                .unwrap_or(ranked.len() - 1),
-            None => ranked.len() - 1,
-        };
-        let allowed = &ranked[..=by_size];
+        let allowed = &ranked[..n];
         let fits = |margin: f64| {
             allowed
                 .iter()
@@ -272,63 +287,80 @@ mod tests {
     fn up_only_after_the_share_holds_above_the_rate_with_margin() {
         let t0 = Instant::now();
         let ms = |m: u64| t0 + Duration::from_millis(m);
+        let hold = UP_HOLD.as_millis() as u64;
         let mut s = LayerSelector::default();
         assert_eq!(s.select(t0, &three(), Some(150_000), None), Some(0));
         // 330 kbit/s fits layer 1 (300) but not with the 20 % margin (360).
         for t in (0..5000).step_by(500) {
             assert_eq!(s.select(ms(t), &three(), Some(330_000), None), Some(0));
         }
-        // 400 kbit/s: up after 2 s of it, not before.
+        // 400 kbit/s: up after UP_HOLD of it, not before.
         assert_eq!(s.select(ms(5000), &three(), Some(400_000), None), Some(0));
-        assert_eq!(s.select(ms(6500), &three(), Some(400_000), None), Some(0));
+        assert_eq!(
+            s.select(ms(5000 + hold - 500), &three(), Some(400_000), None),
+            Some(0)
+        );
         // A dip below the margin restarts the wait.
-        assert_eq!(s.select(ms(6800), &three(), Some(340_000), None), Some(0));
-        assert_eq!(s.select(ms(7000), &three(), Some(400_000), None), Some(0));
-        assert_eq!(s.select(ms(8900), &three(), Some(400_000), None), Some(0));
-        assert_eq!(s.select(ms(9000), &three(), Some(400_000), None), Some(1));
+        assert_eq!(
+            s.select(ms(5000 + hold - 200), &three(), Some(340_000), None),
+            Some(0)
+        );
+        let t1 = 5000 + hold;
+        assert_eq!(s.select(ms(t1), &three(), Some(400_000), None), Some(0));
+        assert_eq!(
+            s.select(ms(t1 + hold - 100), &three(), Some(400_000), None),
+            Some(0)
+        );
+        assert_eq!(
+            s.select(ms(t1 + hold), &three(), Some(400_000), None),
+            Some(1)
+        );
         // And straight back down when the share falls.
-        assert_eq!(s.select(ms(9100), &three(), Some(200_000), None), Some(0));
+        assert_eq!(
+            s.select(ms(t1 + hold + 100), &three(), Some(200_000), None),
+            Some(0)
+        );
     }
 
     #[test]
     fn a_failed_upgrade_is_not_tried_again_before_its_backoff() {
         let t0 = Instant::now();
-        let s_ = |t: u64| t0 + Duration::from_secs(t);
+        let at = |t: u64| t0 + Duration::from_secs(t);
+        let (h, b) = (UP_HOLD.as_secs(), BACKOFF_MIN.as_secs());
+        let (low, mid, high) = (Some(200_000), Some(400_000), Some(1_200_000));
         let mut s = LayerSelector::default();
-        assert_eq!(s.select(s_(0), &three(), Some(150_000), None), Some(0));
-        assert_eq!(s.select(s_(1), &three(), Some(400_000), None), Some(0));
-        assert_eq!(s.select(s_(3), &three(), Some(400_000), None), Some(1));
-        // Congestion right after: back down, and layer 1 is blocked 10 s.
-        assert_eq!(s.select(s_(4), &three(), Some(200_000), None), Some(0));
-        for t in 5..14 {
-            assert_eq!(
-                s.select(s_(t), &three(), Some(400_000), None),
-                Some(0),
-                "{t} s"
-            );
+        let mut pick = |t: u64, share: Option<u64>| s.select(at(t), &three(), share, None);
+        assert_eq!(pick(0, Some(150_000)), Some(0));
+        assert_eq!(pick(1, mid), Some(0));
+        let up1 = 1 + h;
+        assert_eq!(pick(up1, mid), Some(1));
+        // Congestion right after: back down, and layer 1 is blocked.
+        assert_eq!(pick(up1 + 1, low), Some(0));
+        for t in up1 + 2..up1 + 1 + b {
+            assert_eq!(pick(t, mid), Some(0), "{t} s");
         }
-        // Tried again after the backoff (and the 2 s hold).
-        assert_eq!(s.select(s_(14), &three(), Some(400_000), None), Some(0));
-        assert_eq!(s.select(s_(16), &three(), Some(400_000), None), Some(1));
+        // Tried again after the backoff (and the hold).
+        assert_eq!(pick(up1 + 1 + b, mid), Some(0));
+        let up2 = up1 + 1 + b + h;
+        assert_eq!(pick(up2, mid), Some(1));
         // A second failure blocks it twice as long.
-        assert_eq!(s.select(s_(17), &three(), Some(200_000), None), Some(0));
-        for t in 18..37 {
-            assert_eq!(
-                s.select(s_(t), &three(), Some(400_000), None),
-                Some(0),
-                "{t} s"
-            );
+        assert_eq!(pick(up2 + 1, low), Some(0));
+        for t in up2 + 2..up2 + 1 + 2 * b {
+            assert_eq!(pick(t, mid), Some(0), "{t} s");
         }
-        assert_eq!(s.select(s_(37), &three(), Some(400_000), None), Some(0));
-        assert_eq!(s.select(s_(39), &three(), Some(400_000), None), Some(1));
-        // It holds this time; a later failure starts again at 10 s.
-        assert_eq!(s.select(s_(45), &three(), Some(400_000), None), Some(1));
-        assert_eq!(s.select(s_(46), &three(), Some(1_200_000), None), Some(1));
-        assert_eq!(s.select(s_(48), &three(), Some(1_200_000), None), Some(2));
-        assert_eq!(s.select(s_(49), &three(), Some(400_000), None), Some(1));
-        assert_eq!(s.select(s_(58), &three(), Some(1_200_000), None), Some(1));
-        assert_eq!(s.select(s_(59), &three(), Some(1_200_000), None), Some(1));
-        assert_eq!(s.select(s_(61), &three(), Some(1_200_000), None), Some(2));
+        assert_eq!(pick(up2 + 1 + 2 * b, mid), Some(0));
+        let up3 = up2 + 1 + 2 * b + h;
+        assert_eq!(pick(up3, mid), Some(1));
+        // It holds this time; a later failure starts again at BACKOFF_MIN.
+        let held = up3 + FAILED_WITHIN.as_secs();
+        assert_eq!(pick(held, mid), Some(1));
+        assert_eq!(pick(held + 1, high), Some(1));
+        let up4 = held + 1 + h;
+        assert_eq!(pick(up4, high), Some(2));
+        assert_eq!(pick(up4 + 1, mid), Some(1));
+        assert_eq!(pick(up4 + b, high), Some(1));
+        assert_eq!(pick(up4 + 1 + b, high), Some(1));
+        assert_eq!(pick(up4 + 1 + b + h, high), Some(2));
     }
 
     #[test]

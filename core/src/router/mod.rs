@@ -12,6 +12,7 @@ pub mod delay_based;
 pub mod id_slab;
 pub mod layers;
 pub mod nack;
+pub mod probe;
 pub mod producer;
 pub mod receive_stats;
 pub mod retransmission;
@@ -35,6 +36,7 @@ use self::consumer::{NO_LAYER, RTX_BURST};
 use self::id_slab::IdSlab;
 use self::layers::LayerInfo;
 use self::nack::{Arrival, NackGenerator};
+use self::probe::{ProbeCluster, ProbeOutcome};
 use self::retransmission::{RetransmissionBuffer, Stored};
 use self::rtp_listener::{Route, RtpListener};
 use self::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
@@ -158,11 +160,31 @@ struct TransportEntry {
     remb_lifts_left: u8,
     /// Which producer stream each incoming SSRC belongs to.
     listener: RtpListener,
+    /// The probe cluster being sent or measured ([`probe`]).
+    probe: Option<ActiveProbe>,
+    /// No new probe before then.
+    probe_next: Option<Instant>,
+    /// The wait after a probe that finds nothing more: doubles with each
+    /// such probe, back to the least after one that holds.
+    probe_interval: Duration,
+    /// When a probe last raised its estimate, and the estimate before.
+    probe_raised: Option<(Instant, u64)>,
     /// Our last XR RRTRs to it: (NTP middle 32 bits, ms since epoch + 1).
     rrtr_sent: [(u32, u32); 4],
     rrtr_next: usize,
     /// Its last RRTR, for our DLRR: (its SSRC, NTP middle 32 bits, when).
     their_rrtr: Option<(Ssrc, u32, Instant)>,
+}
+
+/// A probe cluster of a subscriber transport.
+#[derive(Debug)]
+struct ActiveProbe {
+    cluster: ProbeCluster,
+    /// The consumer whose RTX stream carries the padding.
+    consumer: ConsumerId,
+    started: Instant,
+    /// The transport's `sent_bytes` when it started.
+    bytes_at_start: u64,
 }
 
 /// What a timer-heap entry is for.
@@ -176,6 +198,8 @@ enum Timer {
     Nack(ProducerId, u8),
     /// Simulcast layer selection.
     Layers,
+    /// Padding of a subscriber transport's probe cluster.
+    Probe(TransportId),
     /// Receiver reports to every publisher, once a second.
     Reports,
     /// Transport-wide congestion control feedback to publishers.
@@ -214,6 +238,9 @@ pub struct Router {
     rtcp_buf: Vec<u8>,
     /// A publisher's RTX packet rebuilt as the original (reused).
     unwrap_buf: Vec<u8>,
+    /// The plain packet probe padding is written from: a 12-byte header
+    /// with the P bit, then [`probe::PADDING`] bytes of padding.
+    padding_src: Vec<u8>,
     /// Sequence numbers of one NACK (reused).
     nack_seqs: Vec<u16>,
     /// When the router was created: the zero of its millisecond stamps.
@@ -273,6 +300,12 @@ impl Router {
             pool: Vec::new(),
             rtcp_buf: Vec::with_capacity(256),
             unwrap_buf: Vec::with_capacity(SEND_BUF),
+            padding_src: {
+                let mut p = vec![0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                p.resize(12 + probe::PADDING - 1, 0);
+                p.push(probe::PADDING as u8);
+                p
+            },
             nack_seqs: Vec::with_capacity(64),
             epoch: now,
             reports_scheduled: false,
@@ -367,6 +400,10 @@ impl Router {
             rrtr_next: 0,
             their_rrtr: None,
             listener: RtpListener::default(),
+            probe: None,
+            probe_next: None,
+            probe_interval: probe::MIN_INTERVAL,
+            probe_raised: None,
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,
@@ -1003,6 +1040,7 @@ impl Router {
                 if c.target_layer != enc || !is_keyframe {
                     continue;
                 }
+                let before = c.layer_switches();
                 switch_layer(
                     c,
                     &producer.encodings,
@@ -1011,6 +1049,10 @@ impl Router {
                     vp8.as_ref(),
                     now,
                 );
+                if c.layer_switches() > before {
+                    counters.layer_switches.add(1);
+                    worker_counters.layer_switches.add(1);
+                }
             }
             let Some(pt) = c.map_pt(hdr.pt) else { continue };
             let Some(seq) = c.seq.input(hdr.seq) else {
@@ -1038,15 +1080,7 @@ impl Router {
             if let Some(s) = c.simulcast.as_deref_mut() {
                 s.on_forwarded(scratch, payload_len as usize, vp8.as_ref(), timestamp, now);
             }
-            let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
-            if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
-                t.sent_bytes += tx.data.len() as u64;
-                if rw.twcc.is_some()
-                    && let Some(s) = &mut t.twcc_send
-                {
-                    s.on_sent(now, tx.data.len());
-                }
-                transmits.push_back(tx);
+            if send_rtp(t, scratch, pool, transmits, now, rw.twcc.is_some()).is_some() {
                 c.packets_sent = c.packets_sent.wrapping_add(1);
                 c.octets_sent = c.octets_sent.wrapping_add(payload_len);
                 c.rtx_tokens = (c.rtx_tokens + 0.5).min(RTX_BURST);
@@ -1417,9 +1451,149 @@ impl Router {
             c.packets_lost_out.add(lost as u64);
             c.packets_reported_out.add(self.twcc_results.len() as u64);
         }
-        if e.bwe.on_feedback(now, now_us, &self.twcc_results, rtt) {
+        let lowered = e.bwe.on_feedback(now, now_us, &self.twcc_results, rtt);
+        let outcome = match &mut e.probe {
+            Some(p) => p.cluster.on_results(&self.twcc_results).or_else(|| {
+                // Feedback that never covers the end: give up on it.
+                (now.saturating_duration_since(p.started) > Duration::from_secs(2))
+                    .then_some(ProbeOutcome::Failed)
+            }),
+            None => None,
+        };
+        if let Some(outcome) = outcome {
+            let target = e.probe.take().map_or(0, |p| p.cluster.target_bps);
+            let before = e.bwe.bps();
+            // The path took all of it: probe again soon if still needed (a
+            // rise that congestion undoes backs off, in select_layers). It
+            // took less (a bottleneck spread it out) or lost it: back off,
+            // so a capped path is not hammered.
+            let took_all = match outcome {
+                ProbeOutcome::Rate(bps) => {
+                    if e.bwe.on_probe_result(now, bps) {
+                        // A chain of rises is undone to where it began.
+                        let was = e.probe_raised.map_or(before, |(_, w)| w);
+                        e.probe_raised = Some((now, was));
+                    }
+                    bps >= target * 9 / 10
+                }
+                ProbeOutcome::Failed => false,
+            };
+            // A rise the very next probe contradicts was a bucket's burst.
+            if !took_all
+                && let Some((at, was)) = e.probe_raised.take()
+                && now.saturating_duration_since(at) < probe::CONFIRM
+            {
+                e.bwe.undo_probe(was);
+            }
+            let wait = if took_all {
+                probe::MIN_INTERVAL
+            } else {
+                e.probe_interval = (e.probe_interval * 2).min(probe::MAX_INTERVAL);
+                e.probe_interval
+            };
+            e.probe_next = Some(now + wait);
+            tracing::debug!(
+                target: "sfu::bwe",
+                transport = %tid,
+                target,
+                ?outcome,
+                before,
+                after = e.bwe.bps(),
+                next_in_ms = wait.as_millis() as u64,
+                "probe measured"
+            );
+        }
+        if lowered {
             self.schedule_rembs(now);
         }
+    }
+
+    /// Starts a probe cluster of `target_bps` to subscriber transport `tid`,
+    /// its padding on consumer `cid`'s RTX stream.
+    fn start_probe(&mut self, now: Instant, tid: TransportId, cid: ConsumerId, target_bps: u64) {
+        let Some(e) = self.transports.get_mut(tid) else {
+            return;
+        };
+        let Some(sender) = &e.twcc_send else { return };
+        e.probe = Some(ActiveProbe {
+            cluster: ProbeCluster::new(sender.now_us(now), target_bps),
+            consumer: cid,
+            started: now,
+            bytes_at_start: e.sent_bytes,
+        });
+        self.counters.probes.add(1);
+        self.worker_counters.probes.add(1);
+        self.send_probe_padding(now, tid);
+    }
+
+    /// Sends what a probe cluster is due by `now` beyond the media sent
+    /// meanwhile, as padding-only RTX packets (RFC 3550 §5.1, RFC 4588),
+    /// and re-arms itself every 5 ms until the cluster's time is over.
+    fn send_probe_padding(&mut self, now: Instant, tid: TransportId) {
+        const TICK: Duration = Duration::from_millis(5);
+        let send_time = abs_send_time(now.saturating_duration_since(self.epoch));
+        let Self {
+            transports,
+            consumers,
+            transmits,
+            scratch,
+            pool,
+            padding_src,
+            timers,
+            ..
+        } = self;
+        let Some(t) = transports.get_mut(tid) else {
+            return;
+        };
+        let Some(p) = &t.probe else { return };
+        let elapsed = now.saturating_duration_since(p.started);
+        if elapsed >= probe::CLUSTER {
+            return;
+        }
+        let Some(c) = consumers.get_mut(p.consumer) else {
+            return;
+        };
+        let Some((rtx_ssrc, rtx_pt)) = c.params.rtx else {
+            return;
+        };
+        let due = (p.cluster.target_bps as f64 * (elapsed + TICK).as_secs_f64() / 8.0) as u64;
+        let sent = t.sent_bytes - p.bytes_at_start;
+        let mut left = due.saturating_sub(sent);
+        let Some(hdr) = RtpHeader::parse(padding_src) else {
+            return;
+        };
+        let timestamp = c
+            .simulcast
+            .as_ref()
+            .and_then(|s| s.last_ts)
+            .map_or(0, |(ts, _)| ts);
+        // At most 64 a tick: a 5 ms tick of a 10 Mbit/s probe.
+        for _ in 0..64 {
+            if left == 0 {
+                break;
+            }
+            let rw = Rewrite {
+                ssrc: rtx_ssrc,
+                pt: rtx_pt,
+                seq: c.rtx_seq,
+                timestamp,
+                mid: c.params.mid_ext_id.zip(c.params.mid),
+                twcc: c
+                    .params
+                    .twcc_ext_id
+                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
+                audio_level: None,
+                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+                osn: None,
+            };
+            write_forwarded(padding_src, &hdr, &rw, scratch);
+            let Some(len) = send_rtp(t, scratch, pool, transmits, now, rw.twcc.is_some()) else {
+                break;
+            };
+            c.rtx_seq = c.rtx_seq.wrapping_add(1);
+            left = left.saturating_sub(len as u64);
+        }
+        timers.push(Reverse((now + TICK, Timer::Probe(tid))));
     }
 
     /// Sends the publishers' lowered REMB caps now, or as soon as
@@ -1517,6 +1691,26 @@ impl Router {
             self.layers_scheduled = false;
             return;
         }
+        // A probe's rise that congestion undid was a policer's bucket
+        // letting a short burst through: back off. One that held for
+        // PROBE_CONFIRM was real.
+        for (_, e) in self.transports.iter_mut() {
+            let Some((r, _)) = e.probe_raised else {
+                continue;
+            };
+            match e.bwe.last_congestion() {
+                Some(c) if c >= r => {
+                    e.probe_interval = (e.probe_interval * 2).min(probe::MAX_INTERVAL);
+                    e.probe_next = Some(c + e.probe_interval);
+                    e.probe_raised = None;
+                }
+                _ if now.saturating_duration_since(r) >= probe::CONFIRM => {
+                    e.probe_interval = probe::MIN_INTERVAL;
+                    e.probe_raised = None;
+                }
+                _ => {}
+            }
+        }
         let speaker = self
             .speaker
             .current()
@@ -1529,8 +1723,9 @@ impl Router {
             ..
         } = self;
         let mut requests = Vec::new();
+        let mut probes = Vec::new();
         let mut ours: Vec<(bool, ConsumerId)> = Vec::new();
-        for (_, sub) in transports.iter() {
+        for (tid, sub) in transports.iter() {
             ours.clear();
             let mut other = 0u64;
             for cid in &sub.consumers {
@@ -1551,10 +1746,16 @@ impl Router {
                 continue;
             }
             ours.sort();
+            // Loss the estimate holds through (2–10 %, gcc-02 §6) means the
+            // path is full: what got through is the bound then.
+            let loss = sub.bwe.last_loss();
+            let through = (loss > bwe::INCREASE_BELOW)
+                .then_some((sub.sending_rate.2 as f64 * (1.0 - loss)) as u64);
             let mut budget = sub
                 .bwe
                 .cap()
-                .map(|cap| (cap * 95 / 100).saturating_sub(other));
+                .map(|cap| (cap.min(through.unwrap_or(u64::MAX)) * 95 / 100).saturating_sub(other));
+            let limited = budget.is_some();
             let lowest = |p: &Producer| {
                 Self::layer_infos(p, now)
                     .iter()
@@ -1632,9 +1833,44 @@ impl Router {
                     requests.push((c.params.producer, c.target_layer));
                 }
             }
+            // Consumers held below what their tiles want by the estimate
+            // alone: probe whether the path takes enough for that.
+            if limited
+                && sub.probe.is_none()
+                && sub.twcc_send.is_some()
+                && sub.bwe.has_feedback()
+                && sub.probe_next.is_none_or(|t| now >= t)
+            {
+                let mut need = 0u64;
+                let mut via = None;
+                for (_, cid) in &ours {
+                    let c = &consumers[*cid];
+                    let p = &producers[c.params.producer];
+                    let infos = Self::layer_infos(p, now);
+                    let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
+                    let Some(best) = layers::best_for_size(&infos, max_width) else {
+                        continue;
+                    };
+                    let current = infos.get(c.target_layer as usize).map_or(0, |l| l.bps);
+                    if infos[best].bps > current {
+                        need += (infos[best].bps as f64 * layers::UP_MARGIN) as u64 - current;
+                        if c.params.rtx.is_some() {
+                            via = Some(*cid);
+                        }
+                    }
+                }
+                if let Some(cid) = via {
+                    let est = sub.bwe.bps();
+                    let target = (est + need * 100 / 95).clamp(est * 12 / 10, est * 3 / 2);
+                    probes.push((tid, cid, target));
+                }
+            }
         }
         for (pid, enc) in requests {
             self.request_keyframe(now, pid, enc);
+        }
+        for (tid, cid, target) in probes {
+            self.start_probe(now, tid, cid, target);
         }
         self.timers
             .push(Reverse((now + LAYERS_INTERVAL, Timer::Layers)));
@@ -2018,15 +2254,7 @@ impl Router {
                     s.on_forwarded(scratch, len, Some(&d), rw.timestamp, now);
                 }
             }
-            let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
-            if let Some(tx) = t.transport.protect_rtp(scratch, buf) {
-                t.sent_bytes += tx.data.len() as u64;
-                if rw.twcc.is_some()
-                    && let Some(s) = &mut t.twcc_send
-                {
-                    s.on_sent(now, tx.data.len());
-                }
-                transmits.push_back(tx);
+            if send_rtp(t, scratch, pool, transmits, now, rw.twcc.is_some()).is_some() {
                 if c.params.rtx.is_some() {
                     c.rtx_seq = c.rtx_seq.wrapping_add(1);
                 }
@@ -2068,6 +2296,7 @@ impl Router {
                 Timer::Remb => self.send_rembs(now, false),
                 Timer::ActiveSpeaker => self.decide_speaker(now),
                 Timer::Layers => self.select_layers(now),
+                Timer::Probe(tid) => self.send_probe_padding(now, tid),
                 Timer::Nack(pid, enc) => {
                     let Some(e) = self.encoding_mut(pid, enc) else {
                         continue;
@@ -2138,6 +2367,30 @@ impl Router {
         // The worker's estimate gauges no longer count this room.
         self.update_estimate_gauges(self.now);
     }
+}
+
+/// Encrypts the plain RTP packet `plain` for subscriber transport `t` into
+/// a pooled buffer and queues it: its bytes count towards what `t` was
+/// sent, and with `twcc` (the packet carries the transport's next
+/// transport-wide sequence number) it enters the send history. Returns its
+/// length on the wire, or `None` when the transport cannot protect yet.
+fn send_rtp(
+    t: &mut TransportEntry,
+    plain: &[u8],
+    pool: &mut Vec<Vec<u8>>,
+    transmits: &mut VecDeque<Transmit>,
+    now: Instant,
+    twcc: bool,
+) -> Option<usize> {
+    let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
+    let tx = t.transport.protect_rtp(plain, buf)?;
+    let len = tx.data.len();
+    t.sent_bytes += len as u64;
+    if twcc && let Some(s) = &mut t.twcc_send {
+        s.on_sent(now, len);
+    }
+    transmits.push_back(tx);
+    Some(len)
 }
 
 /// The payload of `pkt` without its padding (RFC 3550 §5.1); empty when
