@@ -156,6 +156,8 @@ pub(crate) struct SimulcastState {
     /// Paused for want of bandwidth: not resumed before then, nor unless
     /// the lowest layer fits with the upgrade margin.
     pub(crate) no_room_until: Option<Instant>,
+    /// Since when the lowest layer has fit again while paused so.
+    pub(crate) room_since: Option<Instant>,
     /// How long the next such pause lasts at least (doubles, 10–60 s; a
     /// resume that holds resets it).
     pub(crate) no_room_backoff: Option<(std::time::Duration, Instant)>,

@@ -1780,9 +1780,20 @@ impl Router {
                 // Not even the lowest layer fits what is left: this one
                 // gets no video rather than everyone too much (those before
                 // it in the order keep theirs; the first always has one).
+                // A paused one resumes once the lowest layer has fit with
+                // the upgrade margin for as long as a probe's rise takes to
+                // be confirmed (a policer's bucket lets a chain of probes
+                // through for seconds), after its backoff.
+                let room = budget.is_none_or(|b| b as f64 >= min as f64 * layers::UP_MARGIN);
+                if c.target_layer == NO_LAYER && room {
+                    s.room_since.get_or_insert(now);
+                } else {
+                    s.room_since = None;
+                }
                 let resting = c.target_layer == NO_LAYER
                     && (s.no_room_until.is_some_and(|t| now < t)
-                        || budget.is_some_and(|b| (b as f64) < min as f64 * layers::UP_MARGIN));
+                        || s.room_since
+                            .is_none_or(|t| now.saturating_duration_since(t) < probe::CONFIRM));
                 if i > 0 && (resting || budget.is_some_and(|b| b < min)) {
                     if c.target_layer != NO_LAYER {
                         // Paused again soon after a resume: wait longer.
