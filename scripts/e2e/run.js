@@ -421,7 +421,7 @@ async function main() {
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });
 
-  await test('simulcast: with only cat\'s downlink capped at 300 kbit/s, bob keeps ann at full size and cat decodes a lower layer at 15 fps; lifted, cat is back at full size within 30 s', async () => {
+  await test('simulcast: with only cat\'s downlink capped at 300 kbit/s, bob keeps ann at full size and cat decodes a lower layer at 15 fps; lifted, cat is back at full size within 30 s, and a small tile gets the small layer', async () => {
     if (process.env.SFU_IN_NETNS !== '1') {
       // nftables must only ever shape a namespace made for the run.
       console.log('  not run: needs the network namespace scripts/e2e.sh makes (root)');
@@ -478,6 +478,16 @@ async function main() {
     // leave a failed try's backoff in the way (module docs of
     // router/probe.rs), so the bound checked is 30 s and the time printed.
     console.log(`  cat back at >= 640 px ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap was lifted`);
+    // cat shows ann small (150 px): video-size gets it the 320 px layer.
+    const annId = Object.entries(await stats(cat)).find(([, e]) => e.name === 'ann')[0];
+    await cat.page.evaluate((id) => {
+      document.querySelector(`[data-participant="${id}"] video`).style.width = '150px';
+      window.dispatchEvent(new Event('resize'));
+    }, annId);
+    await until('cat decodes ann at the 320 px layer for its 150 px tile', async () => {
+      const s = (await stats(cat))[annId];
+      return s && s.frameWidth > 0 && s.frameWidth < 640;
+    }, 15000, 500);
     for (const p of [ann, bob, cat]) await p.context.close();
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });

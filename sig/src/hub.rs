@@ -453,6 +453,12 @@ impl Hub {
             (ClientMsg::VideoHidden { ids }, Some(tx)) => {
                 let _ = tx.try_send(RoomMsg::VideoHidden { conn: handle, ids });
             }
+            (ClientMsg::VideoSize { widths }, Some(tx)) => {
+                let _ = tx.try_send(RoomMsg::VideoSize {
+                    conn: handle,
+                    widths,
+                });
+            }
             (ClientMsg::Leave, Some(tx)) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.room = None;
@@ -463,6 +469,7 @@ impl Hub {
                 ClientMsg::Answer { .. }
                 | ClientMsg::UpdateFailed { .. }
                 | ClientMsg::VideoHidden { .. }
+                | ClientMsg::VideoSize { .. }
                 | ClientMsg::Leave,
                 None,
             ) => {

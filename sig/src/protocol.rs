@@ -43,6 +43,14 @@ pub enum ClientMsg {
         /// Participant ids, as in `participants` (at most 1,000).
         ids: Vec<String>,
     },
+    /// The width, in device pixels, at which the client shows each
+    /// participant's video: the server forwards no larger simulcast layer
+    /// than covers it. Each message replaces the previous one; a
+    /// participant left out has no limit.
+    VideoSize {
+        /// Participant id → width in pixels (at most 1,000 entries).
+        widths: std::collections::HashMap<String, u32>,
+    },
     /// Leave the room (the WebSocket stays open; the client may join again).
     Leave,
 }
@@ -137,7 +145,7 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, ServerMsg> {
     };
     if !matches!(
         t,
-        "join" | "answer" | "update-failed" | "video-hidden" | "leave"
+        "join" | "answer" | "update-failed" | "video-hidden" | "video-size" | "leave"
     ) {
         return Err(ServerMsg::error(
             "unknown-type",
@@ -202,6 +210,14 @@ mod tests {
         ));
         assert_eq!(
             code(parse_client(r#"{"type":"video-hidden","ids":"p3"}"#)),
+            "bad-message"
+        );
+        assert!(matches!(
+            parse_client(r#"{"type":"video-size","widths":{"p3":320}}"#),
+            Ok(ClientMsg::VideoSize { widths }) if widths.get("p3") == Some(&320)
+        ));
+        assert_eq!(
+            code(parse_client(r#"{"type":"video-size","widths":{"p3":-1}}"#)),
             "bad-message"
         );
         assert!(matches!(

@@ -78,6 +78,13 @@ pub enum RoomMsg {
         /// Participant ids (`p7`).
         ids: Vec<String>,
     },
+    /// The widths the client shows participants' video at.
+    VideoSize {
+        /// The connection.
+        conn: ConnHandle,
+        /// Participant id (`p7`) → pixels.
+        widths: std::collections::HashMap<String, u32>,
+    },
     /// An explicit `leave`: reply `left`.
     Leave {
         /// The connection.
@@ -184,6 +191,8 @@ struct Participant {
     neg: Negotiation,
     /// Publishers whose video this participant hides (`video-hidden`).
     hidden: std::collections::HashSet<u64>,
+    /// The widths it shows publishers' video at, pixels (`video-size`).
+    widths: std::collections::HashMap<u64, u16>,
 }
 
 /// Shared settings and handles every room gets from the hub.
@@ -275,6 +284,7 @@ impl Room {
                     self.on_update_failed(&conn, &message).await;
                 }
                 RoomMsg::VideoHidden { conn, ids } => self.on_video_hidden(&conn, &ids),
+                RoomMsg::VideoSize { conn, widths } => self.on_video_size(&conn, &widths),
                 RoomMsg::Leave { conn } => {
                     if let Some(pid) = self.pid_of(conn.id()) {
                         self.remove_participant(pid, true).await;
@@ -565,6 +575,7 @@ impl Room {
             published,
             neg,
             hidden: std::collections::HashSet::new(),
+            widths: std::collections::HashMap::new(),
         });
         self.set_count();
         self.broadcast_participants();
@@ -739,11 +750,25 @@ impl Room {
                 })
             })
             .collect();
+        // Consumers that just went live get the width their tile has.
+        let sized: Vec<_> = p
+            .neg
+            .live_tracks()
+            .filter(|t| t.kind == MediaKind::Video && resume.contains(&t.consumer))
+            .filter_map(|t| p.widths.get(&t.publisher).map(|w| (t.consumer, *w)))
+            .collect();
         for consumer in resume {
             self.command(Command::SetConsumerPaused {
                 router,
                 consumer,
                 paused: false,
+            });
+        }
+        for (consumer, width) in sized {
+            self.command(Command::SetConsumerMaxWidth {
+                router,
+                consumer,
+                width: Some(width),
             });
         }
         for (consumer, answered) in outcome.narrowed {
@@ -817,6 +842,53 @@ impl Room {
                 router,
                 consumer,
                 paused,
+            });
+        }
+    }
+
+    /// `video-size`: each live video consumer of this participant forwards
+    /// no larger simulcast layer than covers the width it is shown at
+    /// (publishers left out: no limit). Only changes are sent to the core.
+    fn on_video_size(
+        &mut self,
+        conn: &ConnHandle,
+        widths: &std::collections::HashMap<String, u32>,
+    ) {
+        let Some(pid) = self.pid_of(conn.id()) else {
+            conn.send(&ServerMsg::error("not-joined", "join a room first"));
+            return;
+        };
+        if widths.len() > 1000 {
+            conn.send(&ServerMsg::error(
+                "bad-message",
+                "video-size lists at most 1,000 participants",
+            ));
+            return;
+        }
+        let widths: std::collections::HashMap<u64, u16> = widths
+            .iter()
+            .filter_map(|(id, w)| {
+                let id = id.strip_prefix('p').and_then(|n| n.parse().ok())?;
+                Some((id, (*w).clamp(1, u32::from(u16::MAX)) as u16))
+            })
+            .collect();
+        let Some(i) = self.idx(pid) else { return };
+        let p = &mut self.participants[i];
+        let changes: Vec<(sfu_core::ConsumerId, Option<u16>)> = p
+            .neg
+            .live_tracks()
+            .filter(|t| t.kind == MediaKind::Video)
+            .filter(|t| widths.get(&t.publisher) != p.widths.get(&t.publisher))
+            .map(|t| (t.consumer, widths.get(&t.publisher).copied()))
+            .collect();
+        p.widths = widths;
+        tracing::debug!(room = %self.name, participant = pid, changes = changes.len(), "video-size");
+        let router = self.router;
+        for (consumer, width) in changes {
+            self.command(Command::SetConsumerMaxWidth {
+                router,
+                consumer,
+                width,
             });
         }
     }

@@ -84,7 +84,31 @@ function layoutTiles() {
     state.hiddenSent = key;
     send({ type: 'video-hidden', ids: hidden });
   }
+  sendVideoSizes();
 }
+
+// The width (device pixels) each shown remote video has, so the server
+// forwards no larger simulcast layer than covers it. Sent when a width
+// changes by more than 10 %.
+function sendVideoSizes() {
+  if (!state.myId) return;
+  const widths = {};
+  for (const [id, t] of state.tiles) {
+    if (t.el.hidden) continue;
+    const w = Math.round((t.video.clientWidth || t.el.clientWidth) * (window.devicePixelRatio || 1));
+    if (w > 0) widths[id] = w;
+  }
+  const last = state.widthsSent || {};
+  const ids = new Set([...Object.keys(widths), ...Object.keys(last)]);
+  const changed = [...ids].some((id) => !widths[id] || !last[id] || Math.abs(widths[id] - last[id]) > last[id] / 10);
+  if (!changed) return;
+  state.widthsSent = widths;
+  send({ type: 'video-size', widths });
+}
+window.addEventListener('resize', () => {
+  clearTimeout(state.resizeTimer);
+  state.resizeTimer = setTimeout(sendVideoSizes, 300);
+});
 
 function ensureTile(id, name) {
   let t = state.tiles.get(id);
@@ -345,6 +369,7 @@ function teardown(sendLeave) {
   state.myId = null;
   state.speaker = null;
   state.hiddenSent = undefined;
+  state.widthsSent = undefined;
   $('call-view').hidden = true;
   $('join-view').hidden = false;
   $('room-title').textContent = '';

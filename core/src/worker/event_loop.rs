@@ -331,6 +331,18 @@ pub(super) fn run(
                     router,
                     |r| r.set_consumer_paused(now, consumer, paused),
                 )),
+                Command::SetConsumerMaxWidth {
+                    router,
+                    consumer,
+                    width,
+                } => log_failure(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &failure,
+                    router,
+                    |r| r.set_consumer_max_width(consumer, width),
+                )),
                 Command::ConsumerAnswered {
                     router,
                     consumer,

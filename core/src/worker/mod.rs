@@ -195,6 +195,16 @@ pub enum Command {
         /// New state.
         paused: bool,
     },
+    /// Set the largest width a subscriber shows a consumer's video at
+    /// ([`crate::router::Router::set_consumer_max_width`]).
+    SetConsumerMaxWidth {
+        /// The router.
+        router: RouterId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// Pixels; `None`: no limit.
+        width: Option<u16>,
+    },
     /// Narrow a consumer to what the subscriber's answer accepted
     /// ([`crate::router::Router::consumer_answered`]).
     ConsumerAnswered {
@@ -234,6 +244,7 @@ impl std::fmt::Debug for Command {
             Self::CreateConsumer { .. } => "CreateConsumer",
             Self::CloseConsumer { .. } => "CloseConsumer",
             Self::SetConsumerPaused { .. } => "SetConsumerPaused",
+            Self::SetConsumerMaxWidth { .. } => "SetConsumerMaxWidth",
             Self::ConsumerAnswered { .. } => "ConsumerAnswered",
             Self::Ping { .. } => "Ping",
             Self::FaultInjectPanic { .. } => "FaultInjectPanic",
