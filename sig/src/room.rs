@@ -468,6 +468,7 @@ impl Room {
                 && codec.is_some()
                 && (m.ssrc.is_some() || simulcast.is_some());
             if publish && let (Some(kind), Some(c)) = (m.kind, &codec) {
+                // `publish` needs one of the two: an SSRC or simulcast.
                 let encodings = match (&simulcast, m.ssrc) {
                     (Some(rids), _) => rids
                         .iter()
@@ -477,11 +478,15 @@ impl Room {
                             rtx_ssrc: None,
                         })
                         .collect(),
-                    (None, Some(ssrc)) => vec![EncodingParams::single(
-                        Ssrc(ssrc),
-                        m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
-                    )],
-                    (None, None) => unreachable!("publish needs an SSRC or simulcast"),
+                    (None, ssrc) => ssrc
+                        .map(|s| {
+                            EncodingParams::single(
+                                Ssrc(s),
+                                m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
+                            )
+                        })
+                        .into_iter()
+                        .collect(),
                 };
                 let params = ProducerParams {
                     transport,

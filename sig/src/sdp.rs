@@ -736,6 +736,87 @@ mod tests {
             let o = parse(&sdp).expect(f);
             validate_offer(&o).expect(f);
         }
+        // Chromium's three layers, in a=simulcast order, and their extensions.
+        let o = parse(&fixture("offer-audio-video-simulcast.sdp")).expect("simulcast offer");
+        let video = o
+            .media
+            .iter()
+            .find(|m| m.kind == Some(MediaKind::Video))
+            .expect("video");
+        assert_eq!(video.send_rids, ["q", "h", "f"]);
+        assert_eq!(
+            (video.rid_ext_id, video.repaired_rid_ext_id),
+            (Some(10), Some(11))
+        );
+        assert_eq!(video.ssrc, None, "Chromium announces no SSRC for simulcast");
+    }
+
+    #[test]
+    fn simulcast_is_read_only_from_declared_send_rids() {
+        let base = fixture("offer-audio-video-simulcast.sdp");
+        let video = |sdp: &str| {
+            parse(sdp)
+                .expect("parses")
+                .media
+                .into_iter()
+                .find(|m| m.kind == Some(MediaKind::Video))
+                .expect("video")
+        };
+        // Paused layers (~) count; alternatives take the first; an
+        // undeclared RID is left out; one layer left is no simulcast.
+        let cases = [
+            ("a=simulcast:send q;h;f", vec!["q", "h", "f"]),
+            ("a=simulcast:send ~q;h,f", vec!["q", "h"]),
+            ("a=simulcast:send q;x", vec![]),
+            ("a=simulcast:recv q;h;f", vec![]),
+        ];
+        for (line, want) in cases {
+            let sdp = base.replace("a=simulcast:send q;h;f", line);
+            assert_eq!(video(&sdp).send_rids, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn an_answer_accepting_simulcast_lists_the_rids_and_extensions() {
+        let local = test_local();
+        let vp8 = Codec {
+            pt: 96,
+            name: "VP8".into(),
+            clock_rate: 90000,
+            channels: None,
+            fmtp: None,
+        };
+        let media = vec![LocalMedia {
+            mid: "1".into(),
+            kind: Some(MediaKind::Video),
+            media_token: "video".into(),
+            direction: Direction::RecvOnly,
+            codec: Some(vp8),
+            mid_ext_id: Some(4),
+            twcc_ext_id: None,
+            audio_level_ext_id: None,
+            abs_send_time_ext_id: None,
+            send: None,
+            rtx: None,
+            rtx_ssrc: None,
+            rejected: false,
+            simulcast_recv: Some(SimulcastRecv {
+                rids: vec!["q".into(), "h".into(), "f".into()],
+                rid_ext_id: 10,
+                repaired_rid_ext_id: Some(11),
+            }),
+        }];
+        let s = write(&local, "passive", &media);
+        for line in [
+            "a=rid:q recv\r\n",
+            "a=rid:h recv\r\n",
+            "a=rid:f recv\r\n",
+            "a=simulcast:recv q;h;f\r\n",
+            "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n",
+            "a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n",
+        ] {
+            assert!(s.contains(line), "{line:?} missing in {s}");
+        }
     }
 
     #[test]
