@@ -1716,6 +1716,23 @@ impl Router {
             .current()
             .and_then(|p| self.producers.get(p))
             .map(|p| p.params.transport);
+        // Each simulcast producer's layers, and the rate of its lowest
+        // active one, once for every consumer.
+        let infos: HashMap<ProducerId, (Vec<LayerInfo>, u64)> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.is_simulcast())
+            .map(|(id, p)| {
+                let layers = Self::layer_infos(p, now);
+                let lowest = layers
+                    .iter()
+                    .filter(|l| l.active)
+                    .map(|l| l.bps)
+                    .min()
+                    .unwrap_or(0);
+                (id, (layers, lowest))
+            })
+            .collect();
         let Self {
             transports,
             producers,
@@ -1756,23 +1773,17 @@ impl Router {
                 .cap()
                 .map(|cap| (cap.min(through.unwrap_or(u64::MAX)) * 95 / 100).saturating_sub(other));
             let limited = budget.is_some();
-            let lowest = |p: &Producer| {
-                Self::layer_infos(p, now)
-                    .iter()
-                    .filter(|l| l.active)
-                    .map(|l| l.bps)
-                    .min()
-                    .unwrap_or(0)
-            };
             let mut reserve: u64 = ours
                 .iter()
-                .map(|(_, c)| lowest(&producers[consumers[*c].params.producer]))
+                .filter_map(|(_, c)| infos.get(&consumers[*c].params.producer))
+                .map(|(_, lowest)| lowest)
                 .sum();
             for (i, (_, cid)) in ours.iter().enumerate() {
                 let c = &mut consumers[*cid];
-                let p = &producers[c.params.producer];
-                let layers = Self::layer_infos(p, now);
-                let min = lowest(p);
+                let Some((offered, min)) = infos.get(&c.params.producer) else {
+                    continue;
+                };
+                let min = *min;
                 reserve = reserve.saturating_sub(min);
                 let Some(s) = c.simulcast.as_deref_mut() else {
                     continue;
@@ -1824,7 +1835,7 @@ impl Router {
                     s.no_room_backoff = Some((d, now));
                 }
                 let share = budget.map(|b| b.saturating_sub(reserve));
-                let Some(t) = s.selector.select(now, &layers, share, s.max_width) else {
+                let Some(t) = s.selector.select(now, offered, share, s.max_width) else {
                     continue;
                 };
                 if c.target_layer != t as u8 {
@@ -1834,12 +1845,12 @@ impl Router {
                         from = c.target_layer,
                         to = t,
                         share = ?share,
-                        layer_bps = layers[t].bps,
+                        layer_bps = offered[t].bps,
                         "new target layer"
                     );
                 }
                 c.target_layer = t as u8;
-                budget = budget.map(|b| b.saturating_sub(layers[t].bps));
+                budget = budget.map(|b| b.saturating_sub(offered[t].bps));
                 if c.layer != Some(c.target_layer) {
                     requests.push((c.params.producer, c.target_layer));
                 }
@@ -1856,15 +1867,16 @@ impl Router {
                 let mut via = None;
                 for (_, cid) in &ours {
                     let c = &consumers[*cid];
-                    let p = &producers[c.params.producer];
-                    let infos = Self::layer_infos(p, now);
-                    let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
-                    let Some(best) = layers::best_for_size(&infos, max_width) else {
+                    let Some((offered, _)) = infos.get(&c.params.producer) else {
                         continue;
                     };
-                    let current = infos.get(c.target_layer as usize).map_or(0, |l| l.bps);
-                    if infos[best].bps > current {
-                        need += (infos[best].bps as f64 * layers::UP_MARGIN) as u64 - current;
+                    let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
+                    let Some(best) = layers::best_for_size(offered, max_width) else {
+                        continue;
+                    };
+                    let current = offered.get(c.target_layer as usize).map_or(0, |l| l.bps);
+                    if offered[best].bps > current {
+                        need += (offered[best].bps as f64 * layers::UP_MARGIN) as u64 - current;
                         if c.params.rtx.is_some() {
                             via = Some(*cid);
                         }
