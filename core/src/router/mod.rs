@@ -1773,6 +1773,10 @@ impl Router {
                 .cap()
                 .map(|cap| (cap.min(through.unwrap_or(u64::MAX)) * 95 / 100).saturating_sub(other));
             let limited = budget.is_some();
+            // Video is paused for want of room only on a path that loses
+            // packets: a receiver starved of CPU also delays its feedback,
+            // and that alone must not take tiles away.
+            let lossy = loss > bwe::INCREASE_BELOW;
             let mut reserve: u64 = ours
                 .iter()
                 .filter_map(|(_, c)| infos.get(&consumers[*c].params.producer))
@@ -1805,7 +1809,7 @@ impl Router {
                     && (s.no_room_until.is_some_and(|t| now < t)
                         || s.room_since
                             .is_none_or(|t| now.saturating_duration_since(t) < probe::CONFIRM));
-                if i > 0 && (resting || budget.is_some_and(|b| b < min)) {
+                if i > 0 && (resting || lossy && budget.is_some_and(|b| b < min)) {
                     if c.target_layer != NO_LAYER {
                         // Paused again soon after a resume: wait longer.
                         let wait = match s.no_room_backoff {
