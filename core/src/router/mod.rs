@@ -14,6 +14,7 @@ pub mod layers;
 pub mod nack;
 pub mod probe;
 pub mod producer;
+pub mod rate_meter;
 pub mod receive_stats;
 pub mod retransmission;
 pub mod rtp_listener;
@@ -37,6 +38,7 @@ use self::id_slab::IdSlab;
 use self::layers::LayerInfo;
 use self::nack::{Arrival, NackGenerator};
 use self::probe::{ProbeCluster, ProbeOutcome};
+use self::rate_meter::RateMeter;
 use self::retransmission::{RetransmissionBuffer, Stored};
 use self::rtp_listener::{Route, RtpListener};
 use self::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
@@ -148,9 +150,8 @@ struct TransportEntry {
     last_remb: Option<(Instant, u64)>,
     /// Bytes sent to this participant so far.
     sent_bytes: u64,
-    /// The rate we send it at, measured once a second: (when, `sent_bytes`
-    /// then, bit/s).
-    sending_rate: (Option<Instant>, u64, u64),
+    /// The rate we send it at, measured once a second from `sent_bytes`.
+    sending_rate: RateMeter,
     /// When its loss was last evaluated, and `sent_bytes` then.
     last_report: Option<(Instant, u64)>,
     /// Packets expected and lost in its reports since then.
@@ -392,7 +393,7 @@ impl Router {
             twcc_send: None,
             last_remb: None,
             sent_bytes: 0,
-            sending_rate: (None, 0, 0),
+            sending_rate: RateMeter::default(),
             last_report: None,
             loss_window: (0, 0),
             remb_lifts_left: 0,
@@ -1204,7 +1205,7 @@ impl Router {
                         self.counters.rembs_received.add(1);
                         self.worker_counters.rembs_received.add(1);
                         if let Some(e) = self.transports.get_mut(tid)
-                            && e.bwe.on_remb(now, bps, e.sending_rate.2)
+                            && e.bwe.on_remb(now, bps, e.sending_rate.bps())
                         {
                             self.schedule_rembs(now);
                         }
@@ -1651,7 +1652,7 @@ impl Router {
         p.encodings
             .iter()
             .map(|e| LayerInfo {
-                bps: e.rate.2,
+                bps: e.rate.bps(),
                 width: e.size.map(|(w, _)| w),
                 active: e
                     .last_packet
@@ -1675,16 +1676,7 @@ impl Router {
         for (_, p) in self.producers.iter_mut() {
             any |= p.is_simulcast();
             for e in &mut p.encodings {
-                let (at, bytes, _) = e.rate;
-                let secs = at.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
-                if at.is_none() || secs >= 0.9 {
-                    let bps = if secs > 0.0 {
-                        ((e.bytes - bytes) as f64 * 8.0 / secs) as u64
-                    } else {
-                        0
-                    };
-                    e.rate = (Some(now), e.bytes, bps);
-                }
+                e.rate.sample(now, e.bytes, Duration::from_millis(900));
             }
         }
         if !any {
@@ -1756,7 +1748,7 @@ impl Router {
                 if p.is_simulcast() {
                     ours.push((Some(p.params.transport) != speaker, *cid));
                 } else {
-                    other += p.encodings[0].rate.2;
+                    other += p.encodings[0].rate.bps();
                 }
             }
             if ours.is_empty() {
@@ -1767,7 +1759,7 @@ impl Router {
             // path is full: what got through is the bound then.
             let loss = sub.bwe.last_loss();
             let through = (loss > bwe::INCREASE_BELOW)
-                .then_some((sub.sending_rate.2 as f64 * (1.0 - loss)) as u64);
+                .then_some((sub.sending_rate.bps() as f64 * (1.0 - loss)) as u64);
             let mut budget = sub
                 .bwe
                 .cap()
@@ -2096,14 +2088,7 @@ impl Router {
     fn update_estimate_gauges(&mut self, now: Instant) {
         let (mut n, mut sum, mut capped) = (0u64, 0u64, 0u64);
         for (_, e) in self.transports.iter_mut() {
-            let (at, bytes, _) = e.sending_rate;
-            let secs = at.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
-            let bps = if secs > 0.0 {
-                ((e.sent_bytes - bytes) as f64 * 8.0 / secs) as u64
-            } else {
-                0
-            };
-            e.sending_rate = (Some(now), e.sent_bytes, bps);
+            e.sending_rate.sample(now, e.sent_bytes, Duration::ZERO);
         }
         for (_, e) in self.transports.iter() {
             if e.consumers.is_empty() {

@@ -6,6 +6,7 @@ use crate::ids::{ConsumerId, Mid, Pt, Rid, Ssrc, TransportId};
 use crate::proto::codec::VideoCodec;
 use crate::proto::rtcp::SenderInfo;
 use crate::router::nack::NackGenerator;
+use crate::router::rate_meter::RateMeter;
 use crate::router::receive_stats::ReceiveStats;
 use crate::router::retransmission::RetransmissionBuffer;
 
@@ -162,9 +163,8 @@ pub(crate) struct Encoding {
     pub(crate) stats: ReceiveStats,
     /// Bytes of RTP received (headers included).
     pub(crate) bytes: u64,
-    /// The received rate, measured by the router now and then: (when,
-    /// `bytes` then, bit/s).
-    pub(crate) rate: (Option<Instant>, u64, u64),
+    /// The received rate, measured by the router about once a second.
+    pub(crate) rate: RateMeter,
     /// When its last packet arrived.
     pub(crate) last_packet: Option<Instant>,
     /// Its picture size (width, height) from its last keyframe, when the
@@ -186,7 +186,7 @@ impl Encoding {
             nack_scheduled: None,
             stats: ReceiveStats::new(clock_rate),
             bytes: 0,
-            rate: (None, 0, 0),
+            rate: RateMeter::default(),
             last_packet: None,
             size: None,
         }
@@ -242,6 +242,6 @@ impl Producer {
 
     /// Encoding `i`'s received rate, bit/s (measured about once a second).
     pub fn encoding_bps(&self, i: usize) -> Option<u64> {
-        self.encodings.get(i).map(|e| e.rate.2)
+        self.encodings.get(i).map(|e| e.rate.bps())
     }
 }
