@@ -23,8 +23,8 @@ fn audio(ssrc: u32, seq: u16, level: u8) -> Vec<u8> {
 }
 
 /// `ms` of 20 ms packets from peers 0, 1, 2 at the given levels; returns
-/// the speaker events seen, with when (ms from the start of this call).
-fn talk(net: &mut Net, seq: &mut u16, levels: [u8; 3], ms: u32) -> Vec<(u32, ProducerId)> {
+/// the router's events, with when (ms from the start of this call).
+fn talk_events(net: &mut Net, seq: &mut u16, levels: [u8; 3], ms: u32) -> Vec<(u32, RouterEvent)> {
     let mut out = Vec::new();
     for t in (0..ms).step_by(20) {
         for (peer, level) in levels.iter().enumerate() {
@@ -34,16 +34,42 @@ fn talk(net: &mut Net, seq: &mut u16, levels: [u8; 3], ms: u32) -> Vec<(u32, Pro
         *seq = seq.wrapping_add(1);
         net.advance(Duration::from_millis(20));
         while let Some(ev) = net.router.poll_event() {
-            if let RouterEvent::DominantSpeaker(p) = ev {
-                out.push((t, p));
-            }
+            out.push((t, ev));
         }
     }
     out
 }
 
-#[test]
-fn the_speaker_follows_who_talks_with_hysteresis() {
+/// The speaker events of [`talk_events`].
+fn talk(net: &mut Net, seq: &mut u16, levels: [u8; 3], ms: u32) -> Vec<(u32, ProducerId)> {
+    talk_events(net, seq, levels, ms)
+        .into_iter()
+        .filter_map(|(t, ev)| match ev {
+            RouterEvent::DominantSpeaker(p) => Some((t, p)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The level reports of [`talk_events`].
+fn levels_seen(
+    net: &mut Net,
+    seq: &mut u16,
+    levels: [u8; 3],
+    ms: u32,
+) -> Vec<Vec<(ProducerId, u8)>> {
+    talk_events(net, seq, levels, ms)
+        .into_iter()
+        .filter_map(|(_, ev)| match ev {
+            RouterEvent::AudioLevels(l) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A router with three connected peers, each publishing audio with levels
+/// (SSRC 100 + peer); its events so far drained.
+fn three_publishers() -> (Net, Vec<ProducerId>) {
     let mut net = Net::new();
     let peers = [net.add_peer(), net.add_peer(), net.add_peer()];
     net.connect_all();
@@ -52,6 +78,12 @@ fn the_speaker_follows_who_talks_with_hysteresis() {
         .map(|&p| net.produce(p, MediaKind::Audio, 100 + p as u32, 111))
         .collect();
     while net.router.poll_event().is_some() {}
+    (net, prods)
+}
+
+#[test]
+fn the_speaker_follows_who_talks_with_hysteresis() {
+    let (mut net, prods) = three_publishers();
     let mut seq = 0;
     // Silence: nobody.
     assert!(talk(&mut net, &mut seq, [127, 127, 127], 1000).is_empty());
@@ -70,4 +102,27 @@ fn the_speaker_follows_who_talks_with_hysteresis() {
     assert!(ev[0].0 <= 700, "{ev:?}");
     // Everyone silent: the speaker stays.
     assert!(talk(&mut net, &mut seq, [127, 127, 127], 2000).is_empty());
+}
+
+#[test]
+fn each_publishers_loudest_level_is_reported_every_interval_while_anyone_talks() {
+    let (mut net, prods) = three_publishers();
+    let mut seq = 0;
+    assert!(
+        levels_seen(&mut net, &mut seq, [127, 127, 127], 1000).is_empty(),
+        "silence is not reported"
+    );
+    let talk = levels_seen(&mut net, &mut seq, [30, 50, 127], 1200);
+    assert!((3..=5).contains(&talk.len()), "one per 300 ms: {talk:?}");
+    let last = talk.last().expect("a report");
+    for (p, want) in prods.iter().zip([30, 50, 127]) {
+        assert!(last.contains(&(*p, want)), "{p:?} at {want}: {last:?}");
+    }
+    // Silence again: the interval that still had talk, one all-silent
+    // report, then none.
+    let quiet = levels_seen(&mut net, &mut seq, [127, 127, 127], 1200);
+    assert!((1..=2).contains(&quiet.len()), "{quiet:?}");
+    let last = quiet.last().expect("a report");
+    assert!(last.iter().all(|(_, l)| *l == 127), "{last:?}");
+    assert!(levels_seen(&mut net, &mut seq, [127, 127, 127], 1000).is_empty());
 }

@@ -459,6 +459,32 @@ impl Hub {
                     widths,
                 });
             }
+            (ClientMsg::OfferRequest, Some(tx)) => {
+                deliver(&tx, RoomMsg::OfferRequest { conn: handle });
+            }
+            (ClientMsg::Offer { sdp, screen }, Some(tx)) => {
+                deliver(
+                    &tx,
+                    RoomMsg::Offer {
+                        conn: handle,
+                        sdp,
+                        screen,
+                    },
+                );
+            }
+            (
+                ClientMsg::MediaState {
+                    audio_muted,
+                    video_off,
+                },
+                Some(tx),
+            ) => {
+                let _ = tx.try_send(RoomMsg::MediaState {
+                    conn: handle,
+                    audio_muted,
+                    video_off,
+                });
+            }
             (ClientMsg::Leave, Some(tx)) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.room = None;
@@ -470,6 +496,9 @@ impl Hub {
                 | ClientMsg::UpdateFailed { .. }
                 | ClientMsg::VideoHidden { .. }
                 | ClientMsg::VideoSize { .. }
+                | ClientMsg::OfferRequest
+                | ClientMsg::Offer { .. }
+                | ClientMsg::MediaState { .. }
                 | ClientMsg::Leave,
                 None,
             ) => {
@@ -619,6 +648,12 @@ impl Hub {
             | Event::DominantSpeaker { router, .. } => {
                 if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
                     deliver(&r.tx, RoomMsg::Core(ev));
+                }
+            }
+            Event::AudioLevels { router, .. } => {
+                // Levels are sent again in 300 ms: dropped when the room is busy.
+                if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
+                    let _ = r.tx.try_send(RoomMsg::Core(ev));
                 }
             }
             Event::WorkerFailed {

@@ -40,6 +40,26 @@ pub struct OutTrack {
     pub ssrc: u32,
     /// Video: the RTX codec offered with `codec` and the RTX SSRC.
     pub rtx: Option<(Codec, u32)>,
+    /// The publisher's screen share (its msid stream is `p{publisher}-screen`).
+    pub screen: bool,
+}
+
+impl OutTrack {
+    /// The msid stream id the subscriber sees: `p7` for a participant's
+    /// camera and microphone, `p7-screen` for its screen share.
+    pub fn stream_id(&self) -> String {
+        stream_id(self.publisher, self.screen)
+    }
+}
+
+/// The msid stream id of `publisher`'s tracks: `p7`, or `p7-screen` for
+/// its screen share.
+pub fn stream_id(publisher: u64, screen: bool) -> String {
+    if screen {
+        format!("p{publisher}-screen")
+    } else {
+        format!("p{publisher}")
+    }
 }
 
 /// Where a slot is in its life.
@@ -57,6 +77,9 @@ pub enum SlotState {
     ClosingOffered,
     /// Closed in an answered update: may carry a new track under a new mid.
     Free,
+    /// An m-section the client added in an offer of its own (a screen
+    /// share): it publishes on it, and our offers keep it as answered.
+    Published,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +90,81 @@ struct Slot {
     track: Option<OutTrack>,
     /// The client has seen an m-section at this index.
     offered_once: bool,
+    /// For [`SlotState::Published`]: the section as answered, and the
+    /// producer it feeds (none once the client stopped sending).
+    published: Option<(LocalMedia, Option<ProducerId>)>,
+}
+
+impl Slot {
+    /// Takes this slot's track, not yet offered, into a new slot under the
+    /// same mid (to go at the end of the session).
+    fn take_track(&mut self) -> Option<Slot> {
+        let t = self.track.take()?;
+        Some(Slot {
+            mid: self.mid.clone(),
+            kind: self.kind,
+            state: SlotState::New,
+            track: Some(t),
+            offered_once: false,
+            published: None,
+        })
+    }
+}
+
+/// Where a client's request to offer stands (`offer-request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    None,
+    /// Asked while an update was out: granted once it is answered.
+    Pending,
+    /// Granted: no update goes out until the client's offer arrives or
+    /// this deadline passes.
+    Given(Instant),
+}
+
+/// Why a client's offer was not taken. The client rolls it back; the
+/// session stays as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    /// The client offered without `offer-granted`.
+    #[error("offer without offer-granted: send offer-request and wait for offer-granted")]
+    NotGranted,
+    /// New ICE credentials or a new certificate fingerprint.
+    #[error("an offer may not restart ICE or change the DTLS fingerprint")]
+    Restart,
+    /// An m-section the session has is missing, moved or renamed.
+    #[error("m-section {index} has mid {got:?}; the session has {want:?} there")]
+    Mismatch {
+        /// Index of the m-section.
+        index: usize,
+        /// The mid in the offer.
+        got: String,
+        /// The mid the session has there.
+        want: String,
+    },
+    /// The offer has fewer m-sections than the session.
+    #[error("the offer has {got} m-sections; the session has {want}")]
+    Missing {
+        /// m-sections in the offer.
+        got: usize,
+        /// m-sections in the session.
+        want: usize,
+    },
+    /// A new m-section reuses a mid of the session.
+    #[error("the new m-section's mid {0:?} is already used in this session")]
+    MidTaken(String),
+}
+
+/// What a client's offer changes, once the room published its new sections.
+#[derive(Debug, Default)]
+pub struct ClientOfferOutcome {
+    /// The answer's m-sections, in the offer's order.
+    pub answer: Vec<LocalMedia>,
+    /// Producers of sections the client stopped sending on: close them.
+    pub ended: Vec<ProducerId>,
+    /// Tracks the client stopped receiving (it stopped their transceivers):
+    /// close their consumers. They are not offered to it again.
+    pub rejected: Vec<OutTrack>,
 }
 
 /// What an answer did.
@@ -185,6 +283,12 @@ pub struct Negotiation {
     failures: u32,
     retry: bool,
     pts: PtTable,
+    /// The sections after the client's own as the client has them, by
+    /// the last answer (its or ours): (mid, open).
+    client_view: Vec<(String, bool)>,
+    grant: Grant,
+    /// The join offer's ICE ufrag and password and DTLS fingerprint.
+    ice: (String, String, sfu_core::proto::dtls::Fingerprint),
 }
 
 impl Negotiation {
@@ -212,6 +316,13 @@ impl Negotiation {
             failures: 0,
             retry: false,
             pts,
+            client_view: Vec::new(),
+            grant: Grant::None,
+            ice: (
+                offer.ice_ufrag.clone(),
+                offer.ice_pwd.clone(),
+                offer.fingerprint,
+            ),
         }
     }
 
@@ -309,6 +420,7 @@ impl Negotiation {
             state: SlotState::New,
             track: Some(track),
             offered_once: false,
+            published: None,
         };
         match self
             .slots
@@ -354,14 +466,32 @@ impl Negotiation {
                 s.state = SlotState::Closing;
                 s.track = None;
             }
-            SlotState::Closing | SlotState::ClosingOffered | SlotState::Free => {}
+            SlotState::Closing
+            | SlotState::ClosingOffered
+            | SlotState::Free
+            | SlotState::Published => {}
         }
+    }
+
+    /// Stops carrying the track of `producer` (its publisher stopped it;
+    /// the data plane removed its consumers). Returns whether one was.
+    pub fn remove_producer(&mut self, producer: ProducerId) -> bool {
+        let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.track.as_ref().is_some_and(|t| t.producer == producer))
+        else {
+            return false;
+        };
+        self.end_slot(i);
+        true
     }
 
     /// True when an update should go out now: something changed (or the
     /// last one failed) and no update awaits an answer.
     pub fn needs_offer(&self) -> bool {
         self.in_flight.is_none()
+            && self.grant == Grant::None
             && (self.retry
                 || self
                     .slots
@@ -381,53 +511,45 @@ impl Negotiation {
                 other => other,
             };
             s.offered_once = true;
+            if let Some((m, _)) = &s.published {
+                media.push(m.clone());
+                continue;
+            }
             media.push(match &s.track {
-                Some(t) => {
-                    let stream = format!("p{}", t.publisher);
-                    let offered = ext.for_track(s.kind, t.rtx.is_some());
-                    LocalMedia {
-                        mid: s.mid.clone(),
-                        kind: Some(s.kind),
-                        media_token: s.kind.as_str().to_string(),
-                        direction: Direction::SendOnly,
-                        codec: Some(t.codec.clone()),
-                        mid_ext_id: offered.mid_ext_id,
-                        twcc_ext_id: offered.twcc_ext_id,
-                        audio_level_ext_id: offered.audio_level_ext_id,
-                        abs_send_time_ext_id: offered.abs_send_time_ext_id,
-                        send: Some((
-                            t.ssrc,
-                            stream.clone(),
-                            stream,
-                            format!("{}-{}", s.kind.as_str(), t.producer.0),
-                        )),
-                        rtx: t.rtx.as_ref().map(|(c, _)| c.clone()),
-                        rtx_ssrc: t.rtx.as_ref().map(|(_, ssrc)| *ssrc),
-                        rejected: false,
-                        simulcast_recv: None,
-                    }
-                }
-                None => LocalMedia {
-                    mid: s.mid.clone(),
-                    kind: Some(s.kind),
-                    media_token: s.kind.as_str().to_string(),
-                    direction: Direction::Inactive,
-                    codec: None,
-                    mid_ext_id: None,
-                    twcc_ext_id: None,
-                    audio_level_ext_id: None,
-                    abs_send_time_ext_id: None,
-                    send: None,
-                    rtx: None,
-                    rtx_ssrc: None,
-                    rejected: true,
-                    simulcast_recv: None,
-                },
+                Some(t) => Self::track_media(ext, &s.mid, s.kind, t),
+                None => LocalMedia::closed(&s.mid, Some(s.kind)),
             });
         }
         self.retry = false;
         self.in_flight = Some((now + timeout, media.len()));
         media
+    }
+
+    /// The `sendonly` m-section that carries `t` to the client under `mid`.
+    fn track_media(ext: ExtIds, mid: &str, kind: MediaKind, t: &OutTrack) -> LocalMedia {
+        let stream = t.stream_id();
+        let offered = ext.for_track(kind, t.rtx.is_some());
+        LocalMedia {
+            mid: mid.to_string(),
+            kind: Some(kind),
+            media_token: kind.as_str().to_string(),
+            direction: Direction::SendOnly,
+            codec: Some(t.codec.clone()),
+            mid_ext_id: offered.mid_ext_id,
+            twcc_ext_id: offered.twcc_ext_id,
+            audio_level_ext_id: offered.audio_level_ext_id,
+            abs_send_time_ext_id: offered.abs_send_time_ext_id,
+            send: Some((
+                t.ssrc,
+                stream.clone(),
+                stream,
+                format!("{}-{}", kind.as_str(), t.producer.0),
+            )),
+            rtx: t.rtx.as_ref().map(|(c, _)| c.clone()),
+            rtx_ssrc: t.rtx.as_ref().map(|(_, ssrc)| *ssrc),
+            rejected: false,
+            simulcast_recv: None,
+        }
     }
 
     /// Takes the client's answer (its m-sections) to the outstanding update.
@@ -446,6 +568,10 @@ impl Negotiation {
         }
         self.in_flight = None;
         self.failures = 0;
+        self.client_view = answer[self.own.len()..]
+            .iter()
+            .map(|m| (m.mid.clone(), m.port != 0))
+            .collect();
         let mut out = AnswerOutcome::default();
         let ext = self.ext;
         for s in &mut self.slots {
@@ -532,9 +658,239 @@ impl Negotiation {
         self.in_flight.is_some()
     }
 
-    /// When the outstanding update times out, if one is outstanding.
+    /// The client asks to send an offer of its own (`offer-request`).
+    /// Returns true when it may now (send `offer-granted`); else it may once
+    /// the outstanding update is answered or failed
+    /// ([`Self::take_pending_grant`]). Until its offer arrives, or `now +
+    /// timeout`, no update goes out, so offers never cross (no glare).
+    pub fn request_offer(&mut self, now: Instant, timeout: Duration) -> bool {
+        match self.grant {
+            Grant::Given(_) => {
+                self.grant = Grant::Given(now + timeout);
+                true
+            }
+            _ if self.in_flight.is_some() => {
+                self.grant = Grant::Pending;
+                false
+            }
+            _ => {
+                self.grant = Grant::Given(now + timeout);
+                true
+            }
+        }
+    }
+
+    /// After an update was answered or failed: true when a request to offer
+    /// waited for it and is granted now (send `offer-granted`).
+    pub fn take_pending_grant(&mut self, now: Instant, timeout: Duration) -> bool {
+        if self.grant == Grant::Pending && self.in_flight.is_none() {
+            self.grant = Grant::Given(now + timeout);
+            return true;
+        }
+        false
+    }
+
+    /// True when the client may offer now.
+    pub fn granted(&self) -> bool {
+        matches!(self.grant, Grant::Given(_))
+    }
+
+    /// True when a grant went unused until its deadline: call
+    /// [`Self::end_grant`] then.
+    pub fn grant_expired(&self, now: Instant) -> bool {
+        matches!(self.grant, Grant::Given(d) if now >= d)
+    }
+
+    /// Withdraws the grant (it expired, or the client's offer was refused);
+    /// updates may go out again.
+    pub fn end_grant(&mut self) {
+        self.grant = Grant::None;
+    }
+
+    /// Checks a client's offer against the session (it must have been
+    /// granted; the same ICE credentials and fingerprint; every m-section
+    /// of the session in place, a closed one possibly recycled) and returns
+    /// the indices of its new m-sections: those after the session's, and
+    /// closed ones it recycled (RFC 8829 §5.2.2). Changes nothing.
+    ///
+    /// Errors: [`OfferError`]; the room then calls [`Self::end_grant`].
+    pub fn check_client_offer(&self, offer: &PeerSdp) -> Result<Vec<usize>, OfferError> {
+        if !self.granted() {
+            return Err(OfferError::NotGranted);
+        }
+        if (&offer.ice_ufrag, &offer.ice_pwd, offer.fingerprint)
+            != (&self.ice.0, &self.ice.1, self.ice.2)
+        {
+            return Err(OfferError::Restart);
+        }
+        let own = self.own.len();
+        let known = own + self.client_view.len();
+        if offer.media.len() < known {
+            return Err(OfferError::Missing {
+                got: offer.media.len(),
+                want: known,
+            });
+        }
+        let mut new = Vec::new();
+        for (i, m) in offer.media.iter().enumerate() {
+            let want = if i < own {
+                Some((self.own[i].mid.as_str(), true))
+            } else {
+                self.client_view
+                    .get(i - own)
+                    .map(|(mid, open)| (mid.as_str(), *open))
+            };
+            match want {
+                Some((mid, _)) if m.mid == mid => {}
+                // A closed m-section the client recycled for a new one.
+                Some((_, false)) => new.push(i),
+                Some((mid, true)) => {
+                    return Err(OfferError::Mismatch {
+                        index: i,
+                        got: m.mid.clone(),
+                        want: mid.to_string(),
+                    });
+                }
+                None => new.push(i),
+            }
+        }
+        for &i in &new {
+            let mid = &offer.media[i].mid;
+            let taken = self.own.iter().any(|o| &o.mid == mid)
+                || self.slots.iter().any(|s| &s.mid == mid)
+                || new.iter().filter(|&&j| &offer.media[j].mid == mid).count() > 1;
+            if taken {
+                return Err(OfferError::MidTaken(mid.clone()));
+            }
+        }
+        Ok(new)
+    }
+
+    /// Applies a client's offer that [`Self::check_client_offer`] took:
+    /// `published` holds, for each new m-section (by index in the offer),
+    /// its answer and the producer the room created for it (none when it
+    /// does not send). Returns the answer and what to close, and ends the
+    /// grant. Server tracks the client had not seen yet move after its new
+    /// sections and go out in the next update.
+    pub fn apply_client_offer(
+        &mut self,
+        offer: &PeerSdp,
+        mut published: Vec<(usize, LocalMedia, Option<ProducerId>)>,
+    ) -> ClientOfferOutcome {
+        self.grant = Grant::None;
+        self.failures = 0;
+        let own = self.own.len();
+        let mut out = ClientOfferOutcome::default();
+        let seen = self.client_view.len().min(self.slots.len());
+        let unseen = self.slots.split_off(seen);
+        let mut moved = Vec::new();
+        for c in offer.media.iter().flat_map(|m| &m.codecs) {
+            self.pts.claim(c);
+        }
+        let rejected = |mid: &str, m: &MediaSection| LocalMedia::closed(mid, m.kind);
+        for (i, m) in offer.media.iter().enumerate() {
+            if i < own {
+                if m.port == 0 {
+                    self.own[i].rejected = true;
+                }
+                out.answer.push(self.own[i].clone());
+                continue;
+            }
+            let new = published
+                .iter()
+                .position(|(j, _, _)| *j == i)
+                .map(|k| published.swap_remove(k));
+            if let Some((_, media, producer)) = new {
+                let slot = Slot {
+                    mid: m.mid.clone(),
+                    kind: m.kind.unwrap_or(MediaKind::Video),
+                    state: SlotState::Published,
+                    track: None,
+                    offered_once: true,
+                    published: Some((media.clone(), producer)),
+                };
+                out.answer.push(media);
+                match self.slots.get_mut(i - own) {
+                    Some(s) => {
+                        // A recycled closed slot; a track we had put in it
+                        // moves to the end.
+                        moved.extend(s.take_track());
+                        *s = slot;
+                    }
+                    None => self.slots.push(slot),
+                }
+                continue;
+            }
+            let Some(s) = self.slots.get_mut(i - own) else {
+                // Checked: every index past the session's is new.
+                out.answer.push(rejected(&m.mid, m));
+                continue;
+            };
+            let open = self.client_view.get(i - own).is_some_and(|(_, o)| *o);
+            match s.state {
+                SlotState::Published => {
+                    let sending = m.port != 0 && m.direction.sends();
+                    match &s.published {
+                        Some((media, _)) if sending => out.answer.push(media.clone()),
+                        _ => {
+                            if let Some((_, Some(p))) = s.published.take() {
+                                out.ended.push(p);
+                            }
+                            s.state = SlotState::Free;
+                            s.track = None;
+                            out.answer.push(rejected(&m.mid, m));
+                        }
+                    }
+                }
+                SlotState::Live if m.port != 0 && m.direction.receives() => {
+                    // The same as our last offer had it.
+                    out.answer.push(match &s.track {
+                        Some(t) => Self::track_media(self.ext, &s.mid, s.kind, t),
+                        None => rejected(&m.mid, m),
+                    });
+                }
+                _ if !open => {
+                    // Closed for the client: stays closed; a track we put
+                    // in it but did not offer yet moves to the end.
+                    if s.state == SlotState::New {
+                        moved.extend(s.take_track());
+                    }
+                    s.state = SlotState::Free;
+                    out.answer.push(rejected(&m.mid, m));
+                }
+                _ => {
+                    // Open for the client, but ending here (Closing), or
+                    // refused by the client in its offer: closed now.
+                    if let Some(t) = s.track.take() {
+                        self.declined.insert(t.producer);
+                        out.rejected.push(t);
+                    }
+                    s.state = SlotState::Free;
+                    out.answer.push(rejected(&m.mid, m));
+                }
+            }
+        }
+        self.slots.extend(unseen);
+        self.slots.extend(moved);
+        self.client_view = out.answer[own..]
+            .iter()
+            .map(|m| (m.mid.clone(), !m.rejected))
+            .collect();
+        out
+    }
+
+    /// When the outstanding update or an unused grant times out, if one is
+    /// outstanding.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.in_flight.map(|(d, _)| d)
+        let grant = match self.grant {
+            Grant::Given(d) => Some(d),
+            _ => None,
+        };
+        self.in_flight
+            .map(|(d, _)| d)
+            .into_iter()
+            .chain(grant)
+            .min()
     }
 
     /// True when the outstanding update has timed out by `now`: call
@@ -587,20 +943,11 @@ mod tests {
     fn own(n: usize) -> Vec<LocalMedia> {
         (0..n)
             .map(|i| LocalMedia {
-                mid: i.to_string(),
-                kind: Some(MediaKind::Audio),
-                media_token: "audio".into(),
                 direction: Direction::RecvOnly,
                 codec: Some(opus()),
                 mid_ext_id: Some(4),
-                twcc_ext_id: None,
-                audio_level_ext_id: None,
-                abs_send_time_ext_id: None,
-                send: None,
-                rtx: None,
-                rtx_ssrc: None,
                 rejected: false,
-                simulcast_recv: None,
+                ..LocalMedia::closed(&i.to_string(), Some(MediaKind::Audio))
             })
             .collect()
     }
@@ -653,6 +1000,7 @@ mod tests {
             },
             ssrc: 1000 + n as u32,
             rtx: None,
+            screen: false,
         }
     }
 
@@ -928,6 +1276,189 @@ mod tests {
             n.on_answer(&answer(&offer, &[])).map(|o| o.resume),
             Ok(vec![ConsumerId(101)])
         );
+    }
+
+    /// A client offer: the join offer's session with these m-sections.
+    fn client_offer(media: Vec<MediaSection>) -> PeerSdp {
+        let mut o = crate::sdp::parse(OFFER).expect("offer");
+        o.media = media;
+        o
+    }
+
+    /// A new sendonly video m-section under `mid` (a screen share).
+    fn screen_section(mid: &str) -> MediaSection {
+        MediaSection {
+            mid: mid.into(),
+            kind: Some(MediaKind::Video),
+            port: 9,
+            direction: Direction::SendOnly,
+            codecs: vec![vp8(96)],
+            ssrc: Some(4242),
+            rtx_ssrc: None,
+            mid_ext_id: Some(4),
+            twcc_ext_id: None,
+            audio_level_ext_id: None,
+            abs_send_time_ext_id: None,
+            send_rids: vec![],
+            rid_ext_id: None,
+            repaired_rid_ext_id: None,
+        }
+    }
+
+    /// What the room answers for a published section.
+    fn published_media(mid: &str) -> LocalMedia {
+        LocalMedia {
+            direction: Direction::RecvOnly,
+            codec: Some(vp8(96)),
+            mid_ext_id: Some(4),
+            rejected: false,
+            ..LocalMedia::closed(mid, Some(MediaKind::Video))
+        }
+    }
+
+    /// A session with one received video track (producer 1 of publisher
+    /// 7) live, and the client's m-sections as it has them.
+    fn with_live_video() -> (Negotiation, Vec<MediaSection>, Instant, Duration) {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let mut n = neg(OFFER, 2);
+        let mid = n.allocate_mid();
+        n.add(mid, track(1, 7, MediaKind::Video));
+        let offer = n.make_offer(t0, timeout);
+        let seen = answer(&offer, &[]);
+        n.on_answer(&seen).expect("answer");
+        (n, seen, t0, timeout)
+    }
+
+    #[test]
+    fn a_request_to_offer_waits_for_the_outstanding_update_and_holds_ours_back() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let mut n = neg(OFFER, 2);
+        let mid = n.allocate_mid();
+        n.add(mid, track(1, 7, MediaKind::Audio));
+        let offer = n.make_offer(t0, timeout);
+        assert!(!n.request_offer(t0, timeout), "an update is out: not yet");
+        assert!(!n.granted());
+        n.on_answer(&answer(&offer, &[])).expect("answer");
+        assert!(
+            n.take_pending_grant(t0, timeout),
+            "granted after the answer"
+        );
+        assert!(!n.take_pending_grant(t0, timeout), "once");
+        let mid = n.allocate_mid();
+        n.add(mid, track(2, 8, MediaKind::Audio));
+        assert!(!n.needs_offer(), "no update while the client may offer");
+        assert_eq!(n.poll_timeout(), Some(t0 + timeout));
+        assert!(!n.grant_expired(t0 + timeout / 2));
+        assert!(n.grant_expired(t0 + timeout));
+        n.end_grant();
+        assert!(
+            n.needs_offer(),
+            "the held-back update goes out after the grant"
+        );
+        // Without an update out, a request is granted at once.
+        let offer = n.make_offer(t0, timeout);
+        n.on_answer(&answer(&offer, &[])).expect("answer");
+        assert!(n.request_offer(t0, timeout));
+    }
+
+    #[test]
+    fn a_client_offer_adds_a_section_and_unseen_tracks_move_after_it() {
+        let (mut n, mut seen, t0, timeout) = with_live_video();
+        let no_grant = client_offer(seen.clone());
+        assert_eq!(n.check_client_offer(&no_grant), Err(OfferError::NotGranted));
+        assert!(n.request_offer(t0, timeout));
+        // A track added after the grant has not been seen by the client.
+        let mid = n.allocate_mid();
+        n.add(mid, track(2, 8, MediaKind::Audio));
+        seen.push(screen_section("3"));
+        let o = client_offer(seen.clone());
+        assert_eq!(n.check_client_offer(&o), Ok(vec![3]));
+        let out = n.apply_client_offer(&o, vec![(3, published_media("3"), Some(ProducerId(50)))]);
+        let mids: Vec<_> = out.answer.iter().map(|m| m.mid.as_str()).collect();
+        assert_eq!(mids, ["0", "1", "s1", "3"]);
+        assert_eq!(
+            out.answer[2].direction,
+            Direction::SendOnly,
+            "s1 still sent"
+        );
+        assert_eq!(
+            out.answer[3].direction,
+            Direction::RecvOnly,
+            "we receive the share"
+        );
+        assert!(out.ended.is_empty() && out.rejected.is_empty());
+        assert!(!n.granted(), "the grant is used up");
+        // The held-back track goes out after the client's section.
+        assert!(n.needs_offer());
+        let next = n.make_offer(t0, timeout);
+        assert_eq!(shape(&next, 2), "s1=send 3=send s2=send");
+        assert_eq!(next[3].direction, Direction::RecvOnly);
+        n.on_answer(&answer(&next, &[])).expect("answer");
+        // The client stops sharing (port 0): the producer ends, the slot is free.
+        assert!(n.request_offer(t0, timeout));
+        let mut again = answer(&next, &[]);
+        again[3].port = 0;
+        let o = client_offer(again);
+        assert_eq!(n.check_client_offer(&o), Ok(vec![]));
+        let out = n.apply_client_offer(&o, vec![]);
+        assert_eq!(out.ended, vec![ProducerId(50)]);
+        assert!(out.answer[3].rejected);
+        assert_eq!(
+            n.slots()[1],
+            ("3".to_string(), SlotState::Free),
+            "recyclable by either side"
+        );
+    }
+
+    #[test]
+    fn a_client_may_recycle_a_closed_section_and_our_track_there_moves() {
+        let (mut n, _, t0, timeout) = with_live_video();
+        n.remove_publisher(7);
+        let offer = n.make_offer(t0, timeout);
+        let seen = answer(&offer, &[]);
+        n.on_answer(&seen).expect("answer");
+        // We put a new video track in the free slot, but the client's
+        // offer recycles that m-section for its screen share.
+        let mid = n.allocate_mid();
+        n.add(mid, track(2, 8, MediaKind::Video));
+        assert!(n.request_offer(t0, timeout));
+        let mut media = seen.clone();
+        media[2] = screen_section("2");
+        let o = client_offer(media);
+        assert_eq!(n.check_client_offer(&o), Ok(vec![2]));
+        let out = n.apply_client_offer(&o, vec![(2, published_media("2"), Some(ProducerId(60)))]);
+        assert_eq!(out.answer.len(), 3);
+        let next = n.make_offer(t0, timeout);
+        assert_eq!(shape(&next, 2), "2=send s2=send");
+    }
+
+    #[test]
+    fn a_client_offer_that_moves_renames_or_restarts_is_refused() {
+        let (mut n, seen, t0, timeout) = with_live_video();
+        assert!(n.request_offer(t0, timeout));
+        let o = client_offer(seen[..2].to_vec());
+        assert_eq!(
+            n.check_client_offer(&o),
+            Err(OfferError::Missing { got: 2, want: 3 })
+        );
+        let mut renamed = seen.clone();
+        renamed[2].mid = "x".into();
+        assert!(matches!(
+            n.check_client_offer(&client_offer(renamed)),
+            Err(OfferError::Mismatch { index: 2, .. })
+        ));
+        let mut taken = seen.clone();
+        taken.push(screen_section("s1"));
+        assert_eq!(
+            n.check_client_offer(&client_offer(taken)),
+            Err(OfferError::MidTaken("s1".into()))
+        );
+        let mut restart = client_offer(seen.clone());
+        restart.ice_ufrag = "other".into();
+        assert_eq!(n.check_client_offer(&restart), Err(OfferError::Restart));
+        assert!(n.granted(), "checking changes nothing");
     }
 
     #[test]

@@ -51,6 +51,28 @@ pub enum ClientMsg {
         /// Participant id → width in pixels (at most 1,000 entries).
         widths: std::collections::HashMap<String, u32>,
     },
+    /// The client wants to send an offer of its own (to add or stop a
+    /// screen share). The server replies `offer-granted` once no update of
+    /// its own is outstanding, and sends none until the client's `offer`.
+    OfferRequest,
+    /// The client's offer, after `offer-granted`: the session's m-sections
+    /// in place, plus new ones it sends on (or closed ones it recycled).
+    /// Answered with `offer-answer`.
+    Offer {
+        /// SDP offer.
+        sdp: String,
+        /// Mids of the new m-sections that carry a screen share.
+        #[serde(default)]
+        screen: Vec<String>,
+    },
+    /// The client's microphone is muted and/or its camera off; the others
+    /// show it (`participants`).
+    MediaState {
+        /// The microphone is muted.
+        audio_muted: bool,
+        /// The camera is off (the client sends no video).
+        video_off: bool,
+    },
     /// Leave the room (the WebSocket stays open; the client may join again).
     Leave,
 }
@@ -62,6 +84,12 @@ pub struct ParticipantInfo {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Its microphone is muted (`media-state`).
+    pub audio_muted: bool,
+    /// Its camera is off (`media-state`).
+    pub video_off: bool,
+    /// It shares its screen: the track's msid stream is `<id>-screen`.
+    pub screen: bool,
 }
 
 /// Messages the server sends.
@@ -94,6 +122,20 @@ pub enum ServerMsg {
     Speaker {
         /// The speaker's participant id (as in `participants`).
         id: String,
+    },
+    /// The client may send its `offer` now.
+    OfferGranted,
+    /// The answer to the client's `offer`.
+    OfferAnswer {
+        /// SDP answer.
+        sdp: String,
+    },
+    /// The loudest audio level each participant sent in the last 300 ms,
+    /// in dBov (RFC 6464: 0 is the loudest, -127 silence); sent every
+    /// 300 ms while anyone is above -127, then once more.
+    Levels {
+        /// Participant id → level in dBov.
+        levels: std::collections::BTreeMap<String, i8>,
     },
     /// Confirms `leave`.
     Left,
@@ -145,7 +187,15 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, ServerMsg> {
     };
     if !matches!(
         t,
-        "join" | "answer" | "update-failed" | "video-hidden" | "video-size" | "leave"
+        "join"
+            | "answer"
+            | "update-failed"
+            | "video-hidden"
+            | "video-size"
+            | "offer-request"
+            | "offer"
+            | "media-state"
+            | "leave"
     ) {
         return Err(ServerMsg::error(
             "unknown-type",

@@ -85,6 +85,29 @@ pub enum RoomMsg {
         /// Participant id (`p7`) → pixels.
         widths: std::collections::HashMap<String, u32>,
     },
+    /// `offer-request`: the client wants to offer.
+    OfferRequest {
+        /// The connection.
+        conn: ConnHandle,
+    },
+    /// The client's own offer.
+    Offer {
+        /// The connection.
+        conn: ConnHandle,
+        /// SDP text.
+        sdp: String,
+        /// Mids of new m-sections that carry a screen share.
+        screen: Vec<String>,
+    },
+    /// `media-state`: muted microphone, camera off.
+    MediaState {
+        /// The connection.
+        conn: ConnHandle,
+        /// The microphone is muted.
+        audio_muted: bool,
+        /// The camera is off.
+        video_off: bool,
+    },
     /// An explicit `leave`: reply `left`.
     Leave {
         /// The connection.
@@ -177,6 +200,8 @@ struct Track {
     producer: ProducerId,
     kind: MediaKind,
     codec: Codec,
+    /// A screen share (`offer` with `screen`).
+    screen: bool,
 }
 
 #[derive(Debug)]
@@ -189,10 +214,17 @@ struct Participant {
     local: LocalParams,
     published: Vec<Track>,
     neg: Negotiation,
-    /// Publishers whose video this participant hides (`video-hidden`).
-    hidden: std::collections::HashSet<u64>,
-    /// The widths it shows publishers' video at, pixels (`video-size`).
-    widths: std::collections::HashMap<u64, u16>,
+    /// msid streams (`p7`, `p7-screen`) whose video this participant
+    /// hides (`video-hidden`).
+    hidden: std::collections::HashSet<String>,
+    /// The widths it shows each msid stream's video at, pixels (`video-size`).
+    widths: std::collections::HashMap<String, u16>,
+    /// Our DTLS role in answers to its offers (`passive` or `active`).
+    setup: &'static str,
+    /// Its microphone is muted (`media-state`).
+    audio_muted: bool,
+    /// Its camera is off (`media-state`).
+    video_off: bool,
 }
 
 /// Shared settings and handles every room gets from the hub.
@@ -285,6 +317,13 @@ impl Room {
                 }
                 RoomMsg::VideoHidden { conn, ids } => self.on_video_hidden(&conn, &ids),
                 RoomMsg::VideoSize { conn, widths } => self.on_video_size(&conn, &widths),
+                RoomMsg::OfferRequest { conn } => self.on_offer_request(&conn),
+                RoomMsg::Offer { conn, sdp, screen } => self.on_offer(&conn, &sdp, &screen).await,
+                RoomMsg::MediaState {
+                    conn,
+                    audio_muted,
+                    video_off,
+                } => self.on_media_state(&conn, audio_muted, video_off),
                 RoomMsg::Leave { conn } => {
                     if let Some(pid) = self.pid_of(conn.id()) {
                         self.remove_participant(pid, true).await;
@@ -444,121 +483,16 @@ impl Room {
         let mut published = Vec::new();
         let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
         for m in &offer.media {
-            let codec = m.preferred_codec().cloned();
-            // RTX (RFC 4588) for video, when the client offers it for the codec.
-            let rtx = codec
-                .as_ref()
-                .filter(|_| m.kind == Some(MediaKind::Video))
-                .and_then(|c| m.rtx_for(c.pt))
-                .cloned();
-            // Simulcast (RFC 8853): layers by RID, their SSRCs bound from
-            // the first packets carrying the MID and RID extensions.
-            let simulcast = (m.kind == Some(MediaKind::Video)
-                && m.rid_ext_id.is_some()
-                && m.mid_ext_id.is_some())
-            .then(|| {
-                m.send_rids
-                    .iter()
-                    .filter_map(|r| Rid::new(r))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|rids| rids.len() > 1);
-            let publish = m.port != 0
-                && m.direction.sends()
-                && codec.is_some()
-                && (m.ssrc.is_some() || simulcast.is_some());
-            if publish && let (Some(kind), Some(c)) = (m.kind, &codec) {
-                // `publish` needs one of the two: an SSRC or simulcast.
-                let encodings = match (&simulcast, m.ssrc) {
-                    (Some(rids), _) => rids
-                        .iter()
-                        .map(|r| EncodingParams {
-                            rid: Some(*r),
-                            ssrc: None,
-                            rtx_ssrc: None,
-                        })
-                        .collect(),
-                    (None, ssrc) => ssrc
-                        .map(|s| {
-                            EncodingParams::single(
-                                Ssrc(s),
-                                m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
-                            )
-                        })
-                        .into_iter()
-                        .collect(),
-                };
-                let params = ProducerParams {
-                    transport,
-                    kind,
-                    encodings,
-                    mid: Mid::new(&m.mid),
-                    payload_types: vec![Pt(c.pt)],
-                    video_codec: VideoCodec::from_name(&c.name),
-                    rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
-                    twcc_ext_id: m.twcc_ext_id,
-                    audio_level_ext_id: m.audio_level_ext_id.filter(|_| kind == MediaKind::Audio),
-                    mid_ext_id: m.mid_ext_id,
-                    rid_ext_id: simulcast.as_ref().and(m.rid_ext_id),
-                    repaired_rid_ext_id: simulcast.as_ref().and(m.repaired_rid_ext_id),
-                };
-                match call(&self.worker, |reply| Command::CreateProducer {
-                    router,
-                    params,
-                    reply,
-                })
-                .await
-                {
-                    Ok(producer) => published.push(Track {
-                        producer,
-                        kind,
-                        codec: c.clone(),
-                    }),
-                    Err(e) => {
-                        self.command(Command::CloseTransport { router, transport });
-                        return Err(e.into());
-                    }
+            match self.publish_section(transport, m, mid_ext_id, false).await {
+                Ok((media, track)) => {
+                    own.push(media);
+                    published.extend(track);
+                }
+                Err(e) => {
+                    self.command(Command::CloseTransport { router, transport });
+                    return Err(e);
                 }
             }
-            let usable = m.port != 0 && m.kind.is_some() && codec.is_some();
-            let simulcast_recv =
-                simulcast
-                    .as_ref()
-                    .zip(m.rid_ext_id)
-                    .map(|(rids, id)| SimulcastRecv {
-                        rids: rids.iter().map(|r| r.to_string()).collect(),
-                        rid_ext_id: id,
-                        repaired_rid_ext_id: m.repaired_rid_ext_id.filter(|_| rtx.is_some()),
-                    });
-            own.push(LocalMedia {
-                mid: m.mid.clone(),
-                kind: if usable { m.kind } else { None },
-                media_token: m
-                    .kind
-                    .map_or("application".to_string(), |k| k.as_str().to_string()),
-                direction: if publish {
-                    Direction::RecvOnly
-                } else {
-                    Direction::Inactive
-                },
-                codec,
-                mid_ext_id,
-                // We answer transport-cc feedback for what the client sends.
-                twcc_ext_id: m.twcc_ext_id.filter(|_| usable),
-                // What the publisher may send: its audio level (RFC 6464),
-                // which subscribers get and the room's speaker detection
-                // reads. Nothing of ours is stamped on a receive-only
-                // section.
-                audio_level_ext_id: m
-                    .audio_level_ext_id
-                    .filter(|_| publish && m.kind == Some(MediaKind::Audio)),
-                abs_send_time_ext_id: None,
-                send: None,
-                rtx,
-                rtx_ssrc: None,
-                rejected: !usable,
-                simulcast_recv: simulcast_recv.filter(|_| publish && usable),
-            });
         }
         let answer = sdp::write(&local, setup, &own);
         let pid = self.ctx.next_pid.fetch_add(1, Ordering::Relaxed);
@@ -581,6 +515,9 @@ impl Room {
             neg,
             hidden: std::collections::HashSet::new(),
             widths: std::collections::HashMap::new(),
+            setup,
+            audio_muted: false,
+            video_off: false,
         });
         self.set_count();
         self.broadcast_participants();
@@ -593,18 +530,145 @@ impl Room {
         Ok(())
     }
 
+    /// Publishes what m-section `m` of a client's offer sends: a Producer
+    /// on `transport` (simulcast by RID, RFC 8853) when it sends with a
+    /// codec we forward. Returns the section's answer and the track, if
+    /// any. `mid_ext_id` is the session's MID extension id; `screen` marks
+    /// a screen share.
+    ///
+    /// Errors: the worker refused the producer ([`Fail`] to send).
+    async fn publish_section(
+        &mut self,
+        transport: TransportId,
+        m: &sdp::MediaSection,
+        mid_ext_id: Option<u8>,
+        screen: bool,
+    ) -> Result<(LocalMedia, Option<Track>), Fail> {
+        let router = self.router;
+        let mut track = None;
+        let codec = m.preferred_codec().cloned();
+        // RTX (RFC 4588) for video, when the client offers it for the codec.
+        let rtx = codec
+            .as_ref()
+            .filter(|_| m.kind == Some(MediaKind::Video))
+            .and_then(|c| m.rtx_for(c.pt))
+            .cloned();
+        // Simulcast (RFC 8853): layers by RID, their SSRCs bound from
+        // the first packets carrying the MID and RID extensions.
+        let simulcast =
+            (m.kind == Some(MediaKind::Video) && m.rid_ext_id.is_some() && m.mid_ext_id.is_some())
+                .then(|| {
+                    m.send_rids
+                        .iter()
+                        .filter_map(|r| Rid::new(r))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|rids| rids.len() > 1);
+        let publish = m.port != 0
+            && m.direction.sends()
+            && codec.is_some()
+            && (m.ssrc.is_some() || simulcast.is_some());
+        if publish && let (Some(kind), Some(c)) = (m.kind, &codec) {
+            // `publish` needs one of the two: an SSRC or simulcast.
+            let encodings = match (&simulcast, m.ssrc) {
+                (Some(rids), _) => rids
+                    .iter()
+                    .map(|r| EncodingParams {
+                        rid: Some(*r),
+                        ssrc: None,
+                        rtx_ssrc: None,
+                    })
+                    .collect(),
+                (None, ssrc) => ssrc
+                    .map(|s| {
+                        EncodingParams::single(
+                            Ssrc(s),
+                            m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
+                        )
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            let params = ProducerParams {
+                transport,
+                kind,
+                encodings,
+                mid: Mid::new(&m.mid),
+                payload_types: vec![Pt(c.pt)],
+                video_codec: VideoCodec::from_name(&c.name),
+                rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
+                twcc_ext_id: m.twcc_ext_id,
+                audio_level_ext_id: m.audio_level_ext_id.filter(|_| kind == MediaKind::Audio),
+                mid_ext_id: m.mid_ext_id,
+                rid_ext_id: simulcast.as_ref().and(m.rid_ext_id),
+                repaired_rid_ext_id: simulcast.as_ref().and(m.repaired_rid_ext_id),
+            };
+            let producer = call(&self.worker, |reply| Command::CreateProducer {
+                router,
+                params,
+                reply,
+            })
+            .await?;
+            track = Some(Track {
+                producer,
+                kind,
+                codec: c.clone(),
+                screen: screen && kind == MediaKind::Video,
+            });
+        }
+        let usable = m.port != 0 && m.kind.is_some() && codec.is_some();
+        let simulcast_recv = simulcast
+            .as_ref()
+            .zip(m.rid_ext_id)
+            .map(|(rids, id)| SimulcastRecv {
+                rids: rids.iter().map(|r| r.to_string()).collect(),
+                rid_ext_id: id,
+                repaired_rid_ext_id: m.repaired_rid_ext_id.filter(|_| rtx.is_some()),
+            });
+        let media = LocalMedia {
+            mid: m.mid.clone(),
+            kind: if usable { m.kind } else { None },
+            media_token: m
+                .kind
+                .map_or("application".to_string(), |k| k.as_str().to_string()),
+            direction: if publish {
+                Direction::RecvOnly
+            } else {
+                Direction::Inactive
+            },
+            codec,
+            mid_ext_id,
+            // We answer transport-cc feedback for what the client sends.
+            twcc_ext_id: m.twcc_ext_id.filter(|_| usable),
+            // What the publisher may send: its audio level (RFC 6464),
+            // which subscribers get and the room's speaker detection
+            // reads. Nothing of ours is stamped on a receive-only
+            // section.
+            audio_level_ext_id: m
+                .audio_level_ext_id
+                .filter(|_| publish && m.kind == Some(MediaKind::Audio)),
+            abs_send_time_ext_id: None,
+            send: None,
+            rtx,
+            rtx_ssrc: None,
+            rejected: !usable,
+            simulcast_recv: simulcast_recv.filter(|_| publish && usable),
+        };
+        Ok((media, track))
+    }
+
     /// Creates paused consumers on `sub` for every track of `publisher`.
     async fn subscribe_all(&mut self, sub: u64, publisher: u64) {
         let Some(p) = self.idx(publisher) else {
             return;
         };
-        let tracks: Vec<(ProducerId, MediaKind, Codec)> = self.participants[p]
+        let tracks: Vec<(ProducerId, MediaKind, Codec, bool)> = self.participants[p]
             .published
             .iter()
-            .map(|t| (t.producer, t.kind, t.codec.clone()))
+            .map(|t| (t.producer, t.kind, t.codec.clone(), t.screen))
             .collect();
-        for (producer, kind, codec) in tracks {
-            self.add_consumer(sub, publisher, producer, kind, &codec)
+        for (producer, kind, codec, screen) in tracks {
+            self.add_consumer(sub, publisher, producer, kind, &codec, screen)
                 .await;
         }
     }
@@ -616,6 +680,7 @@ impl Room {
         producer: ProducerId,
         kind: MediaKind,
         codec: &Codec,
+        screen: bool,
     ) {
         let Some(i) = self.idx(sub) else { return };
         let publisher_name = self
@@ -694,6 +759,7 @@ impl Room {
                 codec: sub_codec,
                 ssrc,
                 rtx,
+                screen,
             },
         );
     }
@@ -704,6 +770,10 @@ impl Room {
         let timeout = self.ctx.cfg.offer_timeout;
         let Some(i) = self.idx(pid) else { return };
         let p = &mut self.participants[i];
+        if p.neg.take_pending_grant(Instant::now(), timeout) {
+            p.conn.send(&ServerMsg::OfferGranted);
+            return;
+        }
         if !p.neg.needs_offer() {
             return;
         }
@@ -751,7 +821,7 @@ impl Room {
                 !p.neg.live_tracks().any(|t| {
                     t.consumer == *c
                         && t.kind == MediaKind::Video
-                        && p.hidden.contains(&t.publisher)
+                        && p.hidden.contains(&t.stream_id())
                 })
             })
             .collect();
@@ -760,7 +830,7 @@ impl Room {
             .neg
             .live_tracks()
             .filter(|t| t.kind == MediaKind::Video && resume.contains(&t.consumer))
-            .filter_map(|t| p.widths.get(&t.publisher).map(|w| (t.consumer, *w)))
+            .filter_map(|t| p.widths.get(&t.stream_id()).map(|w| (t.consumer, *w)))
             .collect();
         for consumer in resume {
             self.command(Command::SetConsumerPaused {
@@ -826,18 +896,18 @@ impl Room {
             ));
             return;
         }
-        let hidden: std::collections::HashSet<u64> = ids
-            .iter()
-            .filter_map(|id| id.strip_prefix('p').and_then(|n| n.parse().ok()))
-            .collect();
+        let hidden: std::collections::HashSet<String> = ids.iter().cloned().collect();
         let Some(i) = self.idx(pid) else { return };
         let p = &mut self.participants[i];
         let changes: Vec<(sfu_core::ConsumerId, bool)> = p
             .neg
             .live_tracks()
             .filter(|t| t.kind == MediaKind::Video)
-            .filter(|t| hidden.contains(&t.publisher) != p.hidden.contains(&t.publisher))
-            .map(|t| (t.consumer, hidden.contains(&t.publisher)))
+            .filter(|t| {
+                let id = t.stream_id();
+                hidden.contains(&id) != p.hidden.contains(&id)
+            })
+            .map(|t| (t.consumer, hidden.contains(&t.stream_id())))
             .collect();
         p.hidden = hidden;
         tracing::debug!(room = %self.name, participant = pid, changes = changes.len(), "video-hidden");
@@ -870,12 +940,9 @@ impl Room {
             ));
             return;
         }
-        let widths: std::collections::HashMap<u64, u16> = widths
+        let widths: std::collections::HashMap<String, u16> = widths
             .iter()
-            .filter_map(|(id, w)| {
-                let id = id.strip_prefix('p').and_then(|n| n.parse().ok())?;
-                Some((id, (*w).clamp(1, u32::from(u16::MAX)) as u16))
-            })
+            .map(|(id, w)| (id.clone(), (*w).clamp(1, u32::from(u16::MAX)) as u16))
             .collect();
         let Some(i) = self.idx(pid) else { return };
         let p = &mut self.participants[i];
@@ -883,8 +950,11 @@ impl Room {
             .neg
             .live_tracks()
             .filter(|t| t.kind == MediaKind::Video)
-            .filter(|t| widths.get(&t.publisher) != p.widths.get(&t.publisher))
-            .map(|t| (t.consumer, widths.get(&t.publisher).copied()))
+            .filter(|t| {
+                let id = t.stream_id();
+                widths.get(&id) != p.widths.get(&id)
+            })
+            .map(|t| (t.consumer, widths.get(&t.stream_id()).copied()))
             .collect();
         p.widths = widths;
         tracing::debug!(room = %self.name, participant = pid, changes = changes.len(), "video-size");
@@ -896,6 +966,176 @@ impl Room {
                 width,
             });
         }
+    }
+
+    /// `offer-request`: grant it now, or once the outstanding update is
+    /// answered ([`Negotiation::request_offer`]).
+    fn on_offer_request(&mut self, conn: &ConnHandle) {
+        let Some(pid) = self.pid_of(conn.id()) else {
+            conn.send(&ServerMsg::error("not-joined", "join a room first"));
+            return;
+        };
+        let timeout = self.ctx.cfg.offer_timeout;
+        let Some(i) = self.idx(pid) else { return };
+        if self.participants[i]
+            .neg
+            .request_offer(Instant::now(), timeout)
+        {
+            conn.send(&ServerMsg::OfferGranted);
+        }
+    }
+
+    /// The client's own offer (after `offer-granted`): publishes its new
+    /// m-sections, closes the producers of those it stopped, answers with
+    /// `offer-answer`, and subscribes everyone else to the new tracks.
+    async fn on_offer(&mut self, conn: &ConnHandle, offer_sdp: &str, screen: &[String]) {
+        let Some(pid) = self.pid_of(conn.id()) else {
+            conn.send(&ServerMsg::error("not-joined", "join a room first"));
+            return;
+        };
+        let Some(i) = self.idx(pid) else { return };
+        if !self.participants[i].neg.granted() {
+            conn.send(&ServerMsg::error(
+                "offer-not-granted",
+                crate::negotiation::OfferError::NotGranted.to_string(),
+            ));
+            return;
+        }
+        let checked = sdp::parse(offer_sdp)
+            .map_err(|e| ServerMsg::error(e.code(), format!("bad offer: {e}")))
+            .and_then(|offer| {
+                let p = &self.participants[i];
+                let new = p
+                    .neg
+                    .check_client_offer(&offer)
+                    .map_err(|e| ServerMsg::error("offer-refused", e.to_string()))?;
+                let sending = new
+                    .iter()
+                    .filter(|&&j| {
+                        let m = &offer.media[j];
+                        m.port != 0 && m.direction.sends() && m.preferred_codec().is_some()
+                    })
+                    .count();
+                let max = self.ctx.cfg.limits.producers_per_participant;
+                if p.published.len() + sending > max {
+                    return Err(ServerMsg::error(
+                        "too-many-tracks",
+                        format!("a participant may publish at most {max} tracks"),
+                    ));
+                }
+                Ok((offer, new))
+            });
+        let (offer, new) = match checked {
+            Ok(x) => x,
+            Err(m) => {
+                tracing::info!(room = %self.name, participant = pid, error = ?m, "client offer refused");
+                conn.send(&m);
+                self.participants[i].neg.end_grant();
+                self.negotiate(pid);
+                return;
+            }
+        };
+        let transport = self.participants[i].transport;
+        let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
+        let router = self.router;
+        let mut published = Vec::new();
+        let mut tracks = Vec::new();
+        for j in new {
+            let m = &offer.media[j];
+            match self
+                .publish_section(transport, m, mid_ext_id, screen.contains(&m.mid))
+                .await
+            {
+                Ok((media, track)) => {
+                    published.push((j, media, track.as_ref().map(|t| t.producer)));
+                    tracks.extend(track);
+                }
+                Err(Fail(msg)) => {
+                    for t in &tracks {
+                        self.command(Command::CloseProducer {
+                            router,
+                            producer: t.producer,
+                        });
+                    }
+                    conn.send(&msg);
+                    if let Some(i) = self.idx(pid) {
+                        self.participants[i].neg.end_grant();
+                    }
+                    self.negotiate(pid);
+                    return;
+                }
+            }
+        }
+        let Some(i) = self.idx(pid) else { return };
+        let p = &mut self.participants[i];
+        let outcome = p.neg.apply_client_offer(&offer, published);
+        p.local.session_version += 1;
+        let answer = sdp::write(&p.local, p.setup, &outcome.answer);
+        conn.send(&ServerMsg::OfferAnswer { sdp: answer });
+        let was_sharing = p.published.iter().any(|t| t.screen);
+        p.published.retain(|t| !outcome.ended.contains(&t.producer));
+        let added: Vec<(ProducerId, MediaKind, Codec, bool)> = tracks
+            .iter()
+            .map(|t| (t.producer, t.kind, t.codec.clone(), t.screen))
+            .collect();
+        p.published.extend(tracks);
+        let sharing = p.published.iter().any(|t| t.screen);
+        tracing::info!(
+            room = %self.name,
+            participant = pid,
+            added = added.len(),
+            ended = outcome.ended.len(),
+            sharing,
+            "client offer applied"
+        );
+        for t in &outcome.rejected {
+            self.command(Command::CloseConsumer {
+                router,
+                consumer: t.consumer,
+            });
+        }
+        for &producer in &outcome.ended {
+            self.command(Command::CloseProducer { router, producer });
+        }
+        let others: Vec<u64> = self
+            .participants
+            .iter()
+            .map(|o| o.id)
+            .filter(|o| *o != pid)
+            .collect();
+        for other in others {
+            if let Some(j) = self.idx(other) {
+                for producer in &outcome.ended {
+                    // The data plane closed its consumers with it.
+                    self.participants[j].neg.remove_producer(*producer);
+                }
+            }
+            for (producer, kind, codec, screen) in &added {
+                self.add_consumer(other, pid, *producer, *kind, codec, *screen)
+                    .await;
+            }
+            self.negotiate(other);
+        }
+        if sharing != was_sharing {
+            self.broadcast_participants();
+        }
+        self.negotiate(pid);
+    }
+
+    /// `media-state`: tells everyone (in `participants`) when it changed.
+    fn on_media_state(&mut self, conn: &ConnHandle, audio_muted: bool, video_off: bool) {
+        let Some(pid) = self.pid_of(conn.id()) else {
+            conn.send(&ServerMsg::error("not-joined", "join a room first"));
+            return;
+        };
+        let Some(i) = self.idx(pid) else { return };
+        let p = &mut self.participants[i];
+        if (p.audio_muted, p.video_off) == (audio_muted, video_off) {
+            return;
+        }
+        p.audio_muted = audio_muted;
+        p.video_off = video_off;
+        self.broadcast_participants();
     }
 
     async fn on_update_failed(&mut self, conn: &ConnHandle, message: &str) {
@@ -940,6 +1180,23 @@ impl Room {
     }
 
     async fn on_timeouts(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .participants
+            .iter()
+            .filter(|p| p.neg.grant_expired(now))
+            .map(|p| p.id)
+            .collect();
+        for pid in expired {
+            let Some(i) = self.idx(pid) else { continue };
+            let p = &mut self.participants[i];
+            p.neg.end_grant();
+            let secs = self.ctx.cfg.offer_timeout.as_secs();
+            p.conn.send(&ServerMsg::error(
+                "offer-timeout",
+                format!("no offer within {secs} s of offer-granted; send offer-request again"),
+            ));
+            self.negotiate(pid);
+        }
         let due: Vec<u64> = self
             .participants
             .iter()
@@ -993,6 +1250,9 @@ impl Room {
             .map(|p| ParticipantInfo {
                 id: format!("p{}", p.id),
                 name: p.name.clone(),
+                audio_muted: p.audio_muted,
+                video_off: p.video_off,
+                screen: p.published.iter().any(|t| t.screen),
             })
             .collect();
         let msg = ServerMsg::Participants {
@@ -1038,6 +1298,22 @@ impl Room {
                 let msg = ServerMsg::Speaker {
                     id: format!("p{}", p.id),
                 };
+                for p in &self.participants {
+                    p.conn.send(&msg);
+                }
+            }
+            Event::AudioLevels { levels, .. } => {
+                let levels: std::collections::BTreeMap<String, i8> = levels
+                    .iter()
+                    .filter_map(|(producer, level)| {
+                        let p = self
+                            .participants
+                            .iter()
+                            .find(|p| p.published.iter().any(|t| t.producer == *producer))?;
+                        Some((format!("p{}", p.id), -(i8::try_from(*level).unwrap_or(127))))
+                    })
+                    .collect();
+                let msg = ServerMsg::Levels { levels };
                 for p in &self.participants {
                     p.conn.send(&msg);
                 }

@@ -497,6 +497,29 @@ pub struct LocalMedia {
     pub simulcast_recv: Option<SimulcastRecv>,
 }
 
+impl LocalMedia {
+    /// A closed m-section (port 0, `inactive`, nothing in it) under `mid`;
+    /// also the base to build others on with `..LocalMedia::closed(..)`.
+    pub fn closed(mid: &str, kind: Option<MediaKind>) -> Self {
+        Self {
+            mid: mid.to_string(),
+            kind,
+            media_token: kind.map_or("application", |k| k.as_str()).to_string(),
+            direction: Direction::Inactive,
+            codec: None,
+            mid_ext_id: None,
+            twcc_ext_id: None,
+            audio_level_ext_id: None,
+            abs_send_time_ext_id: None,
+            send: None,
+            rtx: None,
+            rtx_ssrc: None,
+            rejected: true,
+            simulcast_recv: None,
+        }
+    }
+}
+
 /// The simulcast layers an answer accepts (RFC 8853 §5.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimulcastRecv {
@@ -787,24 +810,16 @@ mod tests {
             fmtp: None,
         };
         let media = vec![LocalMedia {
-            mid: "1".into(),
-            kind: Some(MediaKind::Video),
-            media_token: "video".into(),
             direction: Direction::RecvOnly,
             codec: Some(vp8),
             mid_ext_id: Some(4),
-            twcc_ext_id: None,
-            audio_level_ext_id: None,
-            abs_send_time_ext_id: None,
-            send: None,
-            rtx: None,
-            rtx_ssrc: None,
             rejected: false,
             simulcast_recv: Some(SimulcastRecv {
                 rids: vec!["q".into(), "h".into(), "f".into()],
                 rid_ext_id: 10,
                 repaired_rid_ext_id: Some(11),
             }),
+            ..LocalMedia::closed("1", Some(MediaKind::Video))
         }];
         let s = write(&local, "passive", &media);
         for line in [
@@ -869,36 +884,19 @@ mod tests {
         };
         let media = vec![
             LocalMedia {
-                mid: "0".into(),
-                kind: Some(MediaKind::Audio),
-                media_token: "audio".into(),
                 direction: Direction::RecvOnly,
                 codec: Some(codec.clone()),
                 mid_ext_id: Some(4),
-                twcc_ext_id: None,
-                audio_level_ext_id: None,
-                abs_send_time_ext_id: None,
-                send: None,
-                rtx: None,
-                rtx_ssrc: None,
                 rejected: false,
-                simulcast_recv: None,
+                ..LocalMedia::closed("0", Some(MediaKind::Audio))
             },
             LocalMedia {
-                mid: "s1".into(),
-                kind: Some(MediaKind::Audio),
-                media_token: "audio".into(),
                 direction: Direction::SendOnly,
                 codec: Some(codec),
                 mid_ext_id: Some(4),
-                twcc_ext_id: None,
-                audio_level_ext_id: None,
-                abs_send_time_ext_id: None,
                 send: Some((42, "c".into(), "p1".into(), "t1".into())),
-                rtx: None,
-                rtx_ssrc: None,
                 rejected: false,
-                simulcast_recv: None,
+                ..LocalMedia::closed("s1", Some(MediaKind::Audio))
             },
         ];
         let s = write(&local, "passive", &media);

@@ -1,5 +1,6 @@
-// sfu web client: joins a room over /ws, publishes camera and microphone,
-// and shows one tile per remote participant. Protocol: docs/signaling.md.
+// sfu web client: joins a room over /ws, publishes camera and microphone
+// (and a screen share on demand), and shows one tile per remote participant
+// and per screen share. Protocol: docs/signaling.md.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -11,7 +12,16 @@ const state = {
   room: null,
   name: null,
   queue: Promise.resolve(),
-  tiles: new Map(), // participant id -> { el, video, audio, stream, name }
+  tiles: new Map(), // msid stream id (p7, p7-screen) -> { el, video, audio, stream, name }
+  people: new Map(), // participant id -> { id, name, audio_muted, video_off, screen }
+  recent: [], // participant ids, the latest dominant speaker first
+  levels: {}, // participant id -> dBov, from `levels`
+  view: 'grid', // or 'speaker': the speaker (or a screen share) large
+  screen: null, // { stream, track, transceiver } while sharing
+  offerJob: null, // { change, screenMids, resolve, reject } while our own offer is under way
+  senders: {}, // kind -> RTCRtpSender of the camera and microphone
+  videoOff: false,
+  reconnect: { attempt: 0, timer: null },
   audioBlocked: false,
   quality: null, // { level, rttMs, lossPct, outKbps } from getStats, every 2 s
   qualityTimer: null,
@@ -68,16 +78,30 @@ function updateEmptyHint() {
   layoutTiles();
 }
 
-// At most MAX_TILES remote tiles are shown (?tiles=N, default 4), the
-// speaker first, then in order of arrival; the server is told whose video
-// is hidden, and pauses it for us.
+// At most MAX_TILES remote tiles are shown (?tiles=N, default 4): screen
+// shares first, then the last speakers (most recent first), then in order of
+// arrival. The server is told whose video is hidden, and pauses it for us.
+// In speaker view the first of them is shown large.
 const MAX_TILES = Math.max(1, Number(new URLSearchParams(location.search).get('tiles')) || 4);
+function rankedTiles() {
+  const ids = [...state.tiles.keys()];
+  const screens = ids.filter((id) => id.endsWith('-screen'));
+  const speakers = state.recent.filter((id) => state.tiles.has(id));
+  return [...new Set([...screens, ...speakers, ...ids])];
+}
+
 function layoutTiles() {
   const ids = [...state.tiles.keys()];
-  const ranked = state.speaker && state.tiles.has(state.speaker)
-    ? [state.speaker, ...ids.filter((id) => id !== state.speaker)] : ids;
+  const ranked = rankedTiles();
   const visible = new Set(ranked.slice(0, MAX_TILES));
-  for (const [id, t] of state.tiles) t.el.hidden = !visible.has(id);
+  const main = state.view === 'speaker' ? ranked[0] : null;
+  $('grid').classList.toggle('speaker-view', state.view === 'speaker');
+  for (const [id, t] of state.tiles) {
+    t.el.hidden = !visible.has(id);
+    t.el.classList.toggle('main', id === main);
+    // The large tile comes first.
+    if (id === main && $('grid').firstChild !== t.el) $('grid').prepend(t.el);
+  }
   const hidden = ids.filter((id) => !visible.has(id)).sort();
   const key = hidden.join(',');
   if (key !== state.hiddenSent && state.myId) {
@@ -114,7 +138,7 @@ function ensureTile(id, name) {
   let t = state.tiles.get(id);
   if (!t) {
     const el = document.createElement('figure');
-    el.className = 'tile remote';
+    el.className = id.endsWith('-screen') ? 'tile remote screen' : 'tile remote';
     el.dataset.participant = id;
     const ph = document.createElement('div');
     ph.className = 'placeholder';
@@ -127,10 +151,14 @@ function ensureTile(id, name) {
     const cap = document.createElement('figcaption');
     const nm = document.createElement('span');
     nm.className = 'name';
-    cap.appendChild(nm);
+    const badges = document.createElement('span');
+    badges.className = 'badges';
+    const level = document.createElement('span');
+    level.className = 'level';
+    cap.append(level, nm, badges);
     el.append(ph, video, audio, cap);
     $('grid').appendChild(el);
-    t = { el, video, audio, stream: null, name: name || '', nameEl: nm, ph };
+    t = { el, video, audio, stream: null, name: name || '', nameEl: nm, ph, badgesEl: badges, levelEl: level };
     state.tiles.set(id, t);
   }
   if (name) {
@@ -150,6 +178,23 @@ function removeTile(id) {
   t.el.remove();
   state.tiles.delete(id);
   updateEmptyHint();
+}
+
+// Badges from `participants`: a muted microphone, a camera turned off
+// (the tile shows the initials instead of a frozen frame).
+function showBadges(t, p) {
+  const badges = [];
+  if (p.audio_muted) badges.push('muted');
+  if (p.video_off) badges.push('camera off');
+  t.badgesEl.textContent = badges.join(' · ');
+  t.el.classList.toggle('video-off', !!p.video_off);
+  t.el.classList.toggle('audio-muted', !!p.audio_muted);
+}
+
+// The audio level meter of a tile: dBov (-127 silence … 0 loudest).
+function showLevel(el, dbov) {
+  const v = Math.max(0, Math.min(1, (dbov + 60) / 50));
+  el.style.setProperty('--level', v.toFixed(2));
 }
 
 function playAudio(t) {
@@ -216,13 +261,15 @@ function send(msg) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
 }
 
+const VIDEO = { width: 640, height: 480 };
+
 async function getMedia() {
   if (!SECURE) {
     showError(INSECURE_TEXT);
     return new MediaStream();
   }
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: VIDEO });
   } catch (e) {
     try {
       const s = await navigator.mediaDevices.getUserMedia({ audio: true });
@@ -240,6 +287,42 @@ async function handle(msg) {
     case 'answer':
       state.myId = msg.id;
       await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      if (state.reconnect.attempt > 0) {
+        state.reconnect.attempt = 0;
+        $('banner').hidden = true;
+      }
+      sendMediaState();
+      break;
+    case 'offer-granted': {
+      // No update of the server's crosses ours: it sends none until our offer.
+      const pc = state.pc;
+      const job = state.offerJob;
+      try {
+        if (job) await job.change(pc);
+        await pc.setLocalDescription(await pc.createOffer());
+      } catch (e) {
+        console.warn('could not make an offer', e);
+        if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        // An offer with no change gives the turn back.
+        await pc.setLocalDescription(await pc.createOffer());
+      }
+      send({ type: 'offer', sdp: pc.localDescription.sdp, screen: job ? job.screenMids() : [] });
+      break;
+    }
+    case 'offer-answer': {
+      await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      const job = state.offerJob;
+      state.offerJob = null;
+      if (job) job.resolve();
+      break;
+    }
+    case 'levels':
+      state.levels = msg.levels;
+      for (const [id, dbov] of Object.entries(msg.levels)) {
+        const t = state.tiles.get(id);
+        if (t) showLevel(t.levelEl, dbov);
+        if (id === state.myId) showLevel($('self-level'), dbov);
+      }
       break;
     case 'update': {
       // The server offers; a failure is reported so it can send the state again.
@@ -261,16 +344,23 @@ async function handle(msg) {
     }
     case 'participants': {
       const present = new Set();
+      state.people = new Map(msg.participants.map((p) => [p.id, p]));
       for (const p of msg.participants) {
         if (p.id === state.myId) continue;
         present.add(p.id);
-        ensureTile(p.id, p.name);
+        showBadges(ensureTile(p.id, p.name), p);
+        if (p.screen) {
+          present.add(p.id + '-screen');
+          ensureTile(p.id + '-screen', p.name + ' (screen)');
+        }
       }
       for (const id of [...state.tiles.keys()]) if (!present.has(id)) removeTile(id);
+      layoutTiles();
       break;
     }
     case 'speaker':
       state.speaker = msg.id;
+      state.recent = [msg.id, ...state.recent.filter((id) => id !== msg.id)];
       for (const [id, t] of state.tiles) t.el.classList.toggle('speaking', id === msg.id);
       $('tile-self').classList.toggle('speaking', msg.id === state.myId);
       layoutTiles();
@@ -280,12 +370,24 @@ async function handle(msg) {
     case 'error': {
       // update-timeout is followed by a fresh update: nothing to show.
       if (msg.code === 'update-timeout') { console.warn(msg.message); break; }
-      showError(msg.message + ' [' + msg.code + ']');
-      const fatal = ['transport-closed', 'room-failed', 'negotiation-failed'].includes(msg.code);
-      if (fatal || msg.code === 'server-shutdown') {
-        setStatus('failed', msg.code === 'server-shutdown' ? 'Server stopped' : 'Connection lost');
+      // Our own offer was not taken: roll it back; the session is unchanged.
+      const job = state.offerJob;
+      if (job && ['offer-refused', 'offer-timeout', 'offer-not-granted', 'too-many-tracks'].concat(
+        msg.code.startsWith('sdp-') ? [msg.code] : []).includes(msg.code)) {
+        state.offerJob = null;
+        if (state.pc && state.pc.signalingState === 'have-local-offer') {
+          await state.pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        }
+        job.reject(new Error(msg.message));
+        showError(msg.message + ' [' + msg.code + ']');
+        break;
       }
-      if (!state.myId || fatal) teardown(false);
+      showError(msg.message + ' [' + msg.code + ']');
+      // The session is gone: join again (after a pause) with the same media.
+      const lost = ['transport-closed', 'room-failed', 'negotiation-failed', 'server-shutdown', 'idle-timeout'].includes(msg.code);
+      if (lost && state.myId) { scheduleReconnect(msg.message); break; }
+      if (!state.myId && state.reconnect.attempt > 0) { scheduleReconnect(msg.message); break; }
+      if (!state.myId) teardown(false);
       break;
     }
     default:
@@ -303,6 +405,7 @@ async function join(room, name) {
   // An empty stream (watching only) would hold the page's load event forever.
   if (state.local.getTracks().length > 0) $('local-video').srcObject = state.local;
   $('self-name').textContent = name + ' (you)';
+  $('tile-self').querySelector('.placeholder').textContent = initials(name);
   $('room-title').textContent = 'Room: ' + room;
   const link = shareLink(room);
   $('share-link').href = link;
@@ -312,86 +415,270 @@ async function join(room, name) {
   $('join-view').hidden = true;
   $('call-view').hidden = false;
   updateEmptyHint();
+  listDevices();
+  await connect();
+  $('join-button').disabled = false;
+}
 
+// One session: a peer connection and a WebSocket that joins with its offer.
+// Run again, with the same media, to reconnect.
+async function connect() {
+  const { room, name } = state;
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
   state.pc = pc;
+  state.senders = {};
   for (const track of state.local.getTracks()) {
     const init = { direction: 'sendonly', streams: [state.local] };
     // Simulcast: the server forwards each subscriber the layer that fits
     // its bandwidth. `?simulcast=0` sends one stream.
     const layers = track.kind === 'video' && SIMULCAST ? simulcastLayers(track) : null;
     if (layers) init.sendEncodings = layers;
-    pc.addTransceiver(track, init);
+    state.senders[track.kind] = pc.addTransceiver(track, init).sender;
   }
   if (state.local.getTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.ontrack = (e) => { if (e.streams[0]) attachStream(e.streams[0]); };
   pc.onconnectionstatechange = () => {
+    if (state.pc !== pc) return;
     const s = pc.connectionState;
     if (s === 'connected') {
       setStatus('connected', 'Connected');
       if (!state.qualityTimer) state.qualityTimer = setInterval(() => updateQuality().catch(() => {}), 2000);
     }
-    else if (s === 'failed') { setStatus('failed', 'Connection failed'); showError('The media connection failed.'); }
+    else if (s === 'failed') scheduleReconnect('The media connection failed.');
     else if (s === 'disconnected') setStatus('connecting', 'Reconnecting…');
     else if (s === 'connecting' || s === 'new') setStatus('connecting', 'Connecting…');
   };
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
+  // Camera off: the sender stays, but sends nothing.
+  if (state.videoOff && state.senders.video) await state.senders.video.replaceTrack(null);
 
   const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
   const ws = new WebSocket(url);
   state.ws = ws;
+  state.queue = Promise.resolve();
   const token = new URLSearchParams(location.search).get('token');
   ws.onopen = () => send(Object.assign({ type: 'join', room, name, sdp: pc.localDescription.sdp }, token ? { token } : {}));
   ws.onmessage = (ev) => {
+    if (state.ws !== ws) return;
     let msg;
     try { msg = JSON.parse(ev.data); } catch { return; }
     state.queue = state.queue.then(() => handle(msg)).catch((e) => showError('Signaling failed: ' + e));
   };
   ws.onclose = () => {
-    if (state.ws === ws && state.pc) {
-      setStatus('failed', 'Disconnected');
-      showError('The connection to the server closed.');
-    }
+    if (state.ws === ws && state.pc) scheduleReconnect('The connection to the server closed.');
   };
-  $('join-button').disabled = false;
+}
+
+// Ends the session but keeps the call on screen, then joins again after
+// 1, 2, 4 … 15 s, up to RECONNECT_ATTEMPTS times; the status says so.
+const RECONNECT_ATTEMPTS = 8;
+function scheduleReconnect(why) {
+  if (state.reconnect.timer || !state.room) return;
+  closeSession();
+  const n = ++state.reconnect.attempt;
+  if (n > RECONNECT_ATTEMPTS) {
+    setStatus('failed', 'Disconnected');
+    showError(why + ' Could not reconnect; leave and join again.');
+    return;
+  }
+  const delay = Math.min(15000, 1000 * 2 ** (n - 1));
+  setStatus('connecting', `Reconnecting in ${Math.round(delay / 1000)} s (attempt ${n} of ${RECONNECT_ATTEMPTS})…`);
+  showError(why + ' Reconnecting…');
+  state.reconnect.timer = setTimeout(() => {
+    state.reconnect.timer = null;
+    setStatus('connecting', `Reconnecting (attempt ${n} of ${RECONNECT_ATTEMPTS})…`);
+    connect().catch((e) => scheduleReconnect('Could not reconnect: ' + e));
+  }, delay);
+}
+
+// Closes the WebSocket and the peer connection and forgets the remote tiles
+// (the server sends them again after a join); local media stays.
+function closeSession() {
+  if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
+  if (state.pc) { state.pc.close(); state.pc = null; }
+  if (state.qualityTimer) { clearInterval(state.qualityTimer); state.qualityTimer = null; }
+  if (state.offerJob) { state.offerJob.reject(new Error('disconnected')); state.offerJob = null; }
+  if (state.screen) { state.screen.track.onended = null; state.screen.track.stop(); state.screen = null; showSharing(); }
+  state.quality = null; state.qualityPrev = null;
+  $('quality').hidden = true;
+  for (const id of [...state.tiles.keys()]) removeTile(id);
+  state.myId = null;
+  state.speaker = null;
+  state.recent = [];
+  state.hiddenSent = undefined;
+  state.widthsSent = undefined;
 }
 
 function teardown(sendLeave) {
   if (sendLeave) send({ type: 'leave' });
-  if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
-  if (state.pc) { state.pc.close(); state.pc = null; }
-  if (state.qualityTimer) { clearInterval(state.qualityTimer); state.qualityTimer = null; }
-  state.quality = null; state.qualityPrev = null;
-  $('quality').hidden = true;
+  if (state.reconnect.timer) { clearTimeout(state.reconnect.timer); state.reconnect.timer = null; }
+  state.reconnect.attempt = 0;
+  closeSession();
+  state.room = null;
   if (state.local) { for (const t of state.local.getTracks()) t.stop(); state.local = null; }
-  for (const id of [...state.tiles.keys()]) removeTile(id);
-  state.myId = null;
-  state.speaker = null;
-  state.hiddenSent = undefined;
-  state.widthsSent = undefined;
+  state.videoOff = false;
   $('call-view').hidden = true;
   $('join-view').hidden = false;
   $('room-title').textContent = '';
   if (sendLeave) setStatus('idle', 'Not connected');
 }
 
-function toggle(kind, button, onLabel, offLabel) {
-  if (!state.local) return;
-  const tracks = kind === 'audio' ? state.local.getAudioTracks() : state.local.getVideoTracks();
-  if (tracks.length === 0) return;
-  const enabled = !tracks[0].enabled;
-  for (const t of tracks) t.enabled = enabled;
-  button.setAttribute('aria-pressed', String(!enabled));
-  button.querySelector('span').textContent = enabled ? onLabel : offLabel;
+// Our own offer (docs/signaling.md, "The client offers"): ask for the turn,
+// and when the server grants it, apply `change` to the peer connection and
+// offer. Resolves once the server's answer is applied.
+function requestOffer(change, screenMids) {
+  if (!state.pc || !state.myId) return Promise.reject(new Error('not in a call'));
+  if (state.offerJob) return Promise.reject(new Error('an offer is already under way'));
+  return new Promise((resolve, reject) => {
+    state.offerJob = { change, screenMids, resolve, reject };
+    send({ type: 'offer-request' });
+  });
+}
+
+function showSharing() {
+  const b = $('toggle-screen');
+  b.setAttribute('aria-pressed', String(!!state.screen));
+  b.querySelector('span').textContent = state.screen ? 'Stop sharing' : 'Share screen';
+}
+
+// Shares the screen as a second video track (one stream, no simulcast; the
+// server gives it the room's bandwidth first). `stream` replaces the
+// screen picker (for tests).
+async function startScreenShare(stream) {
+  if (state.screen || !state.pc) return;
+  const s = stream || await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+  const track = s.getVideoTracks()[0];
+  if ('contentHint' in track) track.contentHint = 'detail';
+  const share = { stream: s, track, transceiver: null };
+  state.screen = share;
+  showSharing();
+  track.onended = () => stopScreenShare().catch(() => {});
+  try {
+    await requestOffer((pc) => {
+      share.transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [s] });
+    }, () => (share.transceiver && share.transceiver.mid ? [share.transceiver.mid] : []));
+  } catch (e) {
+    if (state.screen === share) { state.screen = null; track.stop(); showSharing(); }
+    throw e;
+  }
+}
+
+async function stopScreenShare() {
+  const share = state.screen;
+  if (!share) return;
+  state.screen = null;
+  showSharing();
+  share.track.onended = null;
+  share.track.stop();
+  if (state.pc && share.transceiver) {
+    await requestOffer(() => { share.transceiver.stop(); }, () => []);
+  }
+}
+
+$('toggle-screen').onclick = () => {
+  (state.screen ? stopScreenShare() : startScreenShare()).catch((e) => {
+    if (e && e.name !== 'NotAllowedError') showError('Screen share failed: ' + e.message);
+  });
+};
+
+function sendMediaState() {
+  const audio = state.local ? state.local.getAudioTracks() : [];
+  send({
+    type: 'media-state',
+    audio_muted: audio.length > 0 && !audio[0].enabled,
+    video_off: state.videoOff,
+  });
+}
+
+function showSelfBadges() {
   const badges = [];
-  if (!state.local.getAudioTracks().every((t) => t.enabled)) badges.push('muted');
-  if (!state.local.getVideoTracks().every((t) => t.enabled)) badges.push('camera off');
+  if (state.local && !state.local.getAudioTracks().every((t) => t.enabled)) badges.push('muted');
+  if (state.videoOff) badges.push('camera off');
   $('self-badges').textContent = badges.join(' · ');
 }
 
-$('toggle-audio').onclick = (e) => toggle('audio', e.currentTarget, 'Mute', 'Unmute');
-$('toggle-video').onclick = (e) => toggle('video', e.currentTarget, 'Camera off', 'Camera on');
+function setMuted(muted) {
+  const tracks = state.local ? state.local.getAudioTracks() : [];
+  if (tracks.length === 0) return;
+  for (const t of tracks) t.enabled = !muted;
+  const b = $('toggle-audio');
+  b.setAttribute('aria-pressed', String(muted));
+  b.querySelector('span').textContent = muted ? 'Unmute' : 'Mute';
+  showSelfBadges();
+  sendMediaState();
+}
+
+// Camera off sends no video at all (the sender's track is taken away),
+// rather than black frames; the others see a badge.
+async function setCameraOff(off) {
+  const tracks = state.local ? state.local.getVideoTracks() : [];
+  if (tracks.length === 0) return;
+  state.videoOff = off;
+  for (const t of tracks) t.enabled = !off;
+  if (state.senders.video) await state.senders.video.replaceTrack(off ? null : tracks[0]);
+  const b = $('toggle-video');
+  b.setAttribute('aria-pressed', String(off));
+  b.querySelector('span').textContent = off ? 'Camera on' : 'Camera off';
+  $('tile-self').classList.toggle('video-off', off);
+  showSelfBadges();
+  sendMediaState();
+}
+
+$('toggle-audio').onclick = () => {
+  const tracks = state.local ? state.local.getAudioTracks() : [];
+  if (tracks.length) setMuted(tracks[0].enabled);
+};
+$('toggle-video').onclick = () => { setCameraOff(!state.videoOff).catch((e) => showError('Camera: ' + e)); };
+$('toggle-view').onclick = () => {
+  state.view = state.view === 'grid' ? 'speaker' : 'grid';
+  $('toggle-view').setAttribute('aria-pressed', String(state.view === 'speaker'));
+  $('toggle-view').querySelector('span').textContent = state.view === 'grid' ? 'Speaker view' : 'Grid view';
+  layoutTiles();
+};
+
+// The camera and microphone pickers: the chosen device's track replaces
+// the sent one (no renegotiation).
+async function listDevices() {
+  if (!SECURE || !navigator.mediaDevices.enumerateDevices) return;
+  const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+  for (const [kind, sel] of [['videoinput', $('camera-select')], ['audioinput', $('mic-select')]]) {
+    const current = state.local && (kind === 'videoinput' ? state.local.getVideoTracks() : state.local.getAudioTracks())[0];
+    const currentId = current && current.getSettings ? current.getSettings().deviceId : null;
+    sel.replaceChildren();
+    for (const d of devices.filter((x) => x.kind === kind)) {
+      const o = document.createElement('option');
+      o.value = d.deviceId;
+      o.textContent = d.label || (kind === 'videoinput' ? 'Camera ' : 'Microphone ') + (sel.length + 1);
+      o.selected = d.deviceId === currentId;
+      sel.appendChild(o);
+    }
+    sel.disabled = sel.length < 2 || !current;
+  }
+}
+
+async function switchDevice(kind, deviceId) {
+  if (!state.local) return;
+  const old = (kind === 'video' ? state.local.getVideoTracks() : state.local.getAudioTracks())[0];
+  const constraints = kind === 'video'
+    ? { video: Object.assign({ deviceId: { exact: deviceId } }, VIDEO) }
+    : { audio: { deviceId: { exact: deviceId } } };
+  const s = await navigator.mediaDevices.getUserMedia(constraints);
+  const track = s.getTracks()[0];
+  if (old) track.enabled = old.enabled;
+  const sender = state.senders[kind];
+  if (sender && !(kind === 'video' && state.videoOff)) await sender.replaceTrack(track);
+  if (old) { state.local.removeTrack(old); old.stop(); }
+  state.local.addTrack(track);
+  if (kind === 'video') $('local-video').srcObject = state.local;
+}
+
+$('camera-select').onchange = (e) => switchDevice('video', e.target.value).catch((err) => showError('Camera: ' + err));
+$('mic-select').onchange = (e) => switchDevice('audio', e.target.value).catch((err) => showError('Microphone: ' + err));
+if (SECURE && navigator.mediaDevices.addEventListener) {
+  navigator.mediaDevices.addEventListener('devicechange', () => { if (state.local) listDevices(); });
+}
+
 $('leave').onclick = () => teardown(true);
 $('copy-link').onclick = async () => {
   const link = $('share-link').href;
@@ -427,11 +714,28 @@ window.sfu = {
     return el.id === 'tile-self' ? state.myId : el.dataset.participant;
   },
   // Mutes or unmutes the microphone, as the Mute button does.
-  setMuted: (muted) => {
-    const b = $('toggle-audio');
-    const tracks = state.local ? state.local.getAudioTracks() : [];
-    if (tracks.length && tracks[0].enabled === muted) b.click();
-  },
+  setMuted: (muted) => setMuted(muted),
+  // Turns the camera off or on, as the Camera button does.
+  setCameraOff: (off) => setCameraOff(off),
+  // Starts sharing the screen (`stream`: a stream to share instead of
+  // asking the browser), or stops.
+  startScreenShare: (stream) => startScreenShare(stream),
+  stopScreenShare: () => stopScreenShare(),
+  sharing: () => !!state.screen,
+  // 'grid' or 'speaker', and the tile shown large in speaker view.
+  setView: (v) => { if (v !== state.view) $('toggle-view').click(); },
+  mainTile: () => { const el = document.querySelector('.tile.remote.main'); return el ? el.dataset.participant : null; },
+  // The badges a remote tile shows ('muted', 'camera off').
+  badges: (id) => { const t = state.tiles.get(id); return t ? t.badgesEl.textContent : null; },
+  // The last `levels`: participant id -> dBov.
+  levels: () => state.levels,
+  // The status line ('Connected', 'Reconnecting in 1 s (attempt 1 of 8)…').
+  status: () => $('status-text').textContent,
+  // The camera and microphone on offer and the chosen ones.
+  devices: () => ({ cameras: [...$('camera-select').options].map((o) => o.value), camera: $('camera-select').value, mics: [...$('mic-select').options].map((o) => o.value), mic: $('mic-select').value }),
+  switchDevice: (kind, id) => switchDevice(kind, id),
+  // Drops the WebSocket, as a network failure would (to test reconnecting).
+  dropConnection: () => { if (state.ws) state.ws.close(); },
   // Per remote participant: decoded video frames, the decoded width (px),
   // seconds frozen, and received audio samples.
   async remoteStats() {

@@ -125,6 +125,11 @@ pub enum RouterEvent {
     /// The room's dominant speaker changed: this audio producer's
     /// publisher ([`active_speaker`]).
     DominantSpeaker(ProducerId),
+    /// Each audio producer's loudest level in the last speaker interval
+    /// (300 ms), as RFC 6464 carries it: 0 is 0 dBov, 127 is -127 dBov
+    /// (silence). Emitted every interval while one of them is above
+    /// silence, then once more.
+    AudioLevels(Vec<(ProducerId, u8)>),
 }
 
 #[derive(Debug)]
@@ -256,6 +261,8 @@ pub struct Router {
     speaker: SpeakerDetector,
     /// The speaker timer is in the heap.
     speaker_scheduled: bool,
+    /// The last [`RouterEvent::AudioLevels`] had a level above silence.
+    levels_audible: bool,
     /// The layer-selection timer is in the heap.
     layers_scheduled: bool,
     /// When REMBs last went out.
@@ -314,6 +321,7 @@ impl Router {
             remb_scheduled: false,
             speaker: SpeakerDetector::default(),
             speaker_scheduled: false,
+            levels_audible: false,
             layers_scheduled: false,
             last_rembs: None,
             twcc_results: Vec::with_capacity(256),
@@ -1917,13 +1925,21 @@ impl Router {
     /// event. Re-armed while a producer sends levels.
     fn decide_speaker(&mut self, now: Instant) {
         let mut activity = Vec::new();
+        let mut levels = Vec::new();
         for (id, p) in self.producers.iter_mut() {
             if p.params.audio_level_ext_id.is_none() {
                 continue;
             }
-            activity.push((id, 127 - p.loudest_level.min(127)));
+            let level = p.loudest_level.min(127);
+            activity.push((id, 127 - level));
+            levels.push((id, level));
             p.loudest_level = 127;
         }
+        let audible = levels.iter().any(|(_, l)| *l < 127);
+        if audible || self.levels_audible {
+            self.events.push_back(RouterEvent::AudioLevels(levels));
+        }
+        self.levels_audible = audible;
         if let Some(p) = self.speaker.on_interval(&activity) {
             self.events.push_back(RouterEvent::DominantSpeaker(p));
         }

@@ -99,6 +99,10 @@ impl Io {
                     router: room.id,
                     producer,
                 },
+                RouterEvent::AudioLevels(levels) => Event::AudioLevels {
+                    router: room.id,
+                    levels,
+                },
             };
             send_event(&self.events, &self.counters, ev);
         }

@@ -281,6 +281,14 @@ pub enum Event {
         /// The speaker's audio producer.
         producer: ProducerId,
     },
+    /// Each audio producer's loudest level in the last 300 ms
+    /// ([`crate::router::RouterEvent::AudioLevels`]).
+    AudioLevels {
+        /// The router.
+        router: RouterId,
+        /// (audio producer, RFC 6464 level: 0 = 0 dBov … 127 = silence).
+        levels: Vec<(ProducerId, u8)>,
+    },
     /// A router on this worker panicked (a bug). The panic was caught and
     /// logged, every router of the worker was closed (sockets released), and
     /// the worker stopped; other workers are unaffected.
