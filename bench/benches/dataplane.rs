@@ -88,6 +88,7 @@ fn bench_rtp(c: &mut Criterion) {
         twcc: Some((3, 1234)),
         audio_level: None,
         abs_send_time: None,
+        dependency_descriptor: None,
         osn: None,
     };
     let mut out = Vec::with_capacity(1500);

@@ -158,6 +158,10 @@ pub struct Net {
     /// The transport-wide sequence number extension id consumers are
     /// created with (none by default).
     pub subscriber_twcc_ext_id: Option<u8>,
+    /// (publisher's, subscriber's) id of the AV1 dependency descriptor
+    /// extension for producers and consumers made from now on; producers
+    /// are then AV1.
+    pub dependency_descriptor_ext_ids: Option<(u8, u8)>,
 }
 
 pub fn server_addr() -> SocketAddr {
@@ -195,6 +199,7 @@ impl Net {
             server: server_addr(),
             rng: SeededRng::new(0x5eed),
             subscriber_twcc_ext_id: None,
+            dependency_descriptor_ext_ids: None,
         }
     }
 
@@ -401,13 +406,19 @@ impl Net {
                 )],
                 mid: Mid::new("0"),
                 payload_types: vec![Pt(pt)],
-                video_codec: (kind == MediaKind::Video).then_some(VideoCodec::Vp8),
+                video_codec: (kind == MediaKind::Video).then_some(
+                    match self.dependency_descriptor_ext_ids {
+                        Some(_) => VideoCodec::Av1,
+                        None => VideoCodec::Vp8,
+                    },
+                ),
                 rtx_payload_types: rtx.map(|(_, p)| (Pt(p), Pt(pt))).into_iter().collect(),
                 twcc_ext_id: Some(TWCC_EXT_ID),
                 audio_level_ext_id: (kind == MediaKind::Audio).then_some(AUDIO_LEVEL_EXT_ID),
                 mid_ext_id: None,
                 rid_ext_id: None,
                 repaired_rid_ext_id: None,
+                dependency_descriptor_ext_id: self.dependency_descriptor_ext_ids.map(|(p, _)| p),
             })
             .expect("producer")
     }
@@ -438,6 +449,7 @@ impl Net {
                 mid_ext_id: Some(MID_EXT_ID),
                 rid_ext_id: Some(RID_EXT_ID),
                 repaired_rid_ext_id: Some(REPAIRED_RID_EXT_ID),
+                dependency_descriptor_ext_id: None,
             })
             .expect("producer")
     }
@@ -474,6 +486,9 @@ impl Net {
                     twcc_ext_id: self.subscriber_twcc_ext_id,
                     audio_level_ext_id: Some(SUBSCRIBER_AUDIO_LEVEL_EXT_ID),
                     abs_send_time_ext_id: Some(SUBSCRIBER_ABS_SEND_TIME_EXT_ID),
+                    dependency_descriptor_ext_id: self
+                        .dependency_descriptor_ext_ids
+                        .map(|(_, s)| s),
                     pt_map: vec![(Pt(pt_map.0), Pt(pt_map.1))],
                     paused: false,
                     rtx: rtx.map(|(s, p)| (Ssrc(s), Pt(p))),

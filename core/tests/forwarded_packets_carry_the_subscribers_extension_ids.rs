@@ -76,3 +76,54 @@ fn audio_level_mid_abs_send_time_and_transport_seq_arrive_under_the_subscribers_
         }
     }
 }
+
+/// An AV1 packet whose dependency descriptor (id 12) is `dd`, in a
+/// two-byte extension block (RFC 8285 §4.3) when it is over 16 bytes.
+fn av1(seq: u16, dd: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x90, 45];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+    p.extend_from_slice(&88u32.to_be_bytes());
+    let mut block = Vec::new();
+    if dd.len() > 16 {
+        block.extend_from_slice(&[12, dd.len() as u8]);
+    } else {
+        block.push((12 << 4) | (dd.len() as u8 - 1));
+    }
+    block.extend_from_slice(dd);
+    block.resize(block.len().div_ceil(4) * 4, 0);
+    p.extend_from_slice(if dd.len() > 16 {
+        &[0x10, 0x00]
+    } else {
+        &[0xBE, 0xDE]
+    });
+    p.extend_from_slice(&((block.len() / 4) as u16).to_be_bytes());
+    p.extend_from_slice(&block);
+    p.extend_from_slice(b"av1-obu");
+    p
+}
+
+#[test]
+fn the_av1_dependency_descriptor_is_copied_under_the_subscribers_id() {
+    let mut net = Net::new();
+    net.dependency_descriptor_ext_ids = Some((12, 9));
+    let (alice, bob) = (net.add_peer(), net.add_peer());
+    net.connect_all();
+    let producer = net.produce(alice, MediaKind::Video, 88, 45);
+    net.consume(bob, producer, 3333, (45, 35));
+    net.step();
+    // A keyframe's descriptor carries the template structure: long.
+    let long: Vec<u8> = (0..37).collect();
+    let short = [0x40, 0x00, 0x01];
+    assert!(net.peers[alice].client.send_rtp(&av1(1, &long)));
+    assert!(net.peers[alice].client.send_rtp(&av1(2, &short)));
+    net.advance(Duration::from_millis(20));
+    let got = std::mem::take(&mut net.peers[bob].rtp);
+    assert_eq!(got.len(), 2);
+    for (pkt, want) in got.iter().zip([&long[..], &short[..]]) {
+        let h = RtpHeader::parse(pkt).expect("valid rtp");
+        assert_eq!(h.extension(pkt, 9), Some(want), "under the subscriber's id");
+        assert_eq!(h.extension(pkt, 12), None, "not under the publisher's");
+        assert_eq!(&pkt[h.header_len..], b"av1-obu");
+    }
+}

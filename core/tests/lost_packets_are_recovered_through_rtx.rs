@@ -169,6 +169,7 @@ fn run(loss: f64, rtx: Rtx, packets: u32) -> (f64, Net) {
                     twcc_ext_id: p.twcc_ext_id,
                     audio_level_ext_id: p.audio_level_ext_id,
                     abs_send_time_ext_id: p.abs_send_time_ext_id,
+                    dependency_descriptor_ext_id: p.dependency_descriptor_ext_id,
                 },
             )
             .expect("answered");

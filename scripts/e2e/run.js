@@ -83,12 +83,12 @@ async function test(name, fn) {
   }
 }
 
-async function openParticipant(room, name) {
+async function openParticipant(room, name, query = '') {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') console.log(`  [${name} console] ${m.text()}`); });
   page.on('pageerror', (e) => console.log(`  [${name} pageerror] ${e}`));
-  await page.goto(`${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);
+  await page.goto(`${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}${query}`);
   return { name, page, context };
 }
 
@@ -494,6 +494,27 @@ async function main() {
     await until('cat connected again', async () => (await sc.page.evaluate(() => window.sfu.status())) === 'Connected', 20000);
     await Promise.all([expectReceiving(sa, ['bob', 'cat']), expectReceiving(sb, ['ann', 'cat']), expectReceiving(sc, ['ann', 'bob'])]);
     for (const p of [sa, sb, sc]) await p.context.close();
+    await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
+  });
+
+  await test('codecs: a VP9 publisher and an AV1 publisher (setCodecPreferences) are forwarded in their codecs and everyone decodes everyone', async () => {
+    const vic = await openParticipant('e2e-codecs', 'vic', '&codec=vp9');
+    const ava = await openParticipant('e2e-codecs', 'ava', '&codec=av1');
+    const bea = await openParticipant('e2e-codecs', 'bea');
+    await Promise.all([expectReceiving(vic, ['ava', 'bea']), expectReceiving(ava, ['bea', 'vic']), expectReceiving(bea, ['ava', 'vic'])]);
+    const want = { vic: 'video/VP9', ava: 'video/AV1', bea: 'video/VP8' };
+    for (const p of [vic, ava, bea]) {
+      const s = await stats(p);
+      for (const e of Object.values(s)) {
+        if (e.codec !== want[e.name]) throw new Error(`${p.name} decodes ${e.name} in ${e.codec}, want ${want[e.name]}`);
+      }
+      console.log(`  ${p.name} decodes ${Object.values(s).map((e) => `${e.name} ${e.codec} ${e.frameWidth} px`).join(', ')}`);
+    }
+    // The AV1 dependency descriptor is negotiated with bea for ava's track.
+    const sdp = await bea.page.evaluate(() => window.sfu.pc().remoteDescription.sdp);
+    const av1 = sdp.split('m=video').find((m) => / AV1\/90000/.test(m));
+    if (!av1 || !av1.includes('dependency-descriptor-rtp-header-extension')) throw new Error('no dependency descriptor offered with AV1');
+    for (const p of [vic, ava, bea]) await p.context.close();
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });
 

@@ -253,18 +253,21 @@ struct ExtIds {
     twcc: Option<u8>,
     audio_level: Option<u8>,
     abs_send_time: Option<u8>,
+    dd: Option<u8>,
 }
 
 impl ExtIds {
-    /// What we offer with a track of `kind`: every id, the audio level only
-    /// for audio; and whether it comes with RTX.
-    fn for_track(self, kind: MediaKind, rtx: bool) -> Answered {
+    /// What we offer with a track of `kind` sent in `codec`: every id, the
+    /// audio level only for audio, the dependency descriptor only for AV1;
+    /// and whether it comes with RTX.
+    fn for_track(self, kind: MediaKind, codec: &Codec, rtx: bool) -> Answered {
         Answered {
             rtx,
             mid_ext_id: self.mid,
             twcc_ext_id: self.twcc,
             audio_level_ext_id: self.audio_level.filter(|_| kind == MediaKind::Audio),
             abs_send_time_ext_id: self.abs_send_time,
+            dependency_descriptor_ext_id: self.dd.filter(|_| codec.is("AV1")),
         }
     }
 }
@@ -308,6 +311,7 @@ impl Negotiation {
                 twcc: offer.media.iter().find_map(|m| m.twcc_ext_id),
                 audio_level: offer.media.iter().find_map(|m| m.audio_level_ext_id),
                 abs_send_time: offer.media.iter().find_map(|m| m.abs_send_time_ext_id),
+                dd: offer.media.iter().find_map(|m| m.dd_ext_id),
             },
             slots: Vec::new(),
             next_mid: 1,
@@ -327,10 +331,11 @@ impl Negotiation {
     }
 
     /// The header extensions (ids from the client's join offer) that a
-    /// track of `kind` we send this participant carries, and whether it
-    /// comes with RTX: the same that [`Self::make_offer`] declares for it.
-    pub fn offered_for(&self, kind: MediaKind, rtx: bool) -> Answered {
-        self.ext.for_track(kind, rtx)
+    /// track of `kind` in `codec` we send this participant carries, and
+    /// whether it comes with RTX: the same that [`Self::make_offer`]
+    /// declares for it.
+    pub fn offered_for(&self, kind: MediaKind, codec: &Codec, rtx: bool) -> Answered {
+        self.ext.for_track(kind, codec, rtx)
     }
 
     /// Tracks carried now (offered or live, not closing).
@@ -528,7 +533,7 @@ impl Negotiation {
     /// The `sendonly` m-section that carries `t` to the client under `mid`.
     fn track_media(ext: ExtIds, mid: &str, kind: MediaKind, t: &OutTrack) -> LocalMedia {
         let stream = t.stream_id();
-        let offered = ext.for_track(kind, t.rtx.is_some());
+        let offered = ext.for_track(kind, &t.codec, t.rtx.is_some());
         LocalMedia {
             mid: mid.to_string(),
             kind: Some(kind),
@@ -539,6 +544,7 @@ impl Negotiation {
             twcc_ext_id: offered.twcc_ext_id,
             audio_level_ext_id: offered.audio_level_ext_id,
             abs_send_time_ext_id: offered.abs_send_time_ext_id,
+            dd_ext_id: offered.dependency_descriptor_ext_id,
             send: Some((
                 t.ssrc,
                 stream.clone(),
@@ -588,7 +594,7 @@ impl Negotiation {
                         s.state = SlotState::Live;
                         out.resume.push(t.consumer);
                         if let Some(m) = section {
-                            let offered = ext.for_track(s.kind, t.rtx.is_some());
+                            let offered = ext.for_track(s.kind, &t.codec, t.rtx.is_some());
                             let answered = Answered {
                                 rtx: t.rtx.as_ref().is_some_and(|(rtx, _)| {
                                     m.codecs.iter().any(|c| c.pt == rtx.pt)
@@ -597,6 +603,7 @@ impl Negotiation {
                                 twcc_ext_id: m.twcc_ext_id,
                                 audio_level_ext_id: m.audio_level_ext_id,
                                 abs_send_time_ext_id: m.abs_send_time_ext_id,
+                                dependency_descriptor_ext_id: m.dd_ext_id,
                             };
                             let kept = |o: Option<u8>, a: Option<u8>| o.is_none() || o == a;
                             let all_kept = (!offered.rtx || answered.rtx)
@@ -606,6 +613,10 @@ impl Negotiation {
                                 && kept(
                                     offered.abs_send_time_ext_id,
                                     answered.abs_send_time_ext_id,
+                                )
+                                && kept(
+                                    offered.dependency_descriptor_ext_id,
+                                    answered.dependency_descriptor_ext_id,
                                 );
                             if !all_kept {
                                 out.narrowed.push((t.consumer, answered));
@@ -982,6 +993,7 @@ mod tests {
                     send_rids: vec![],
                     rid_ext_id: None,
                     repaired_rid_ext_id: None,
+                    dd_ext_id: None,
                 }
             })
             .collect()
@@ -1115,6 +1127,7 @@ mod tests {
                         twcc_ext_id: Some(3),
                         audio_level_ext_id: None,
                         abs_send_time_ext_id: Some(2),
+                        dependency_descriptor_ext_id: None,
                     }
                 ),
                 (
@@ -1125,6 +1138,7 @@ mod tests {
                         twcc_ext_id: None,
                         audio_level_ext_id: Some(1),
                         abs_send_time_ext_id: Some(2),
+                        dependency_descriptor_ext_id: None,
                     }
                 ),
             ]
@@ -1302,6 +1316,7 @@ mod tests {
             send_rids: vec![],
             rid_ext_id: None,
             repaired_rid_ext_id: None,
+            dd_ext_id: None,
         }
     }
 

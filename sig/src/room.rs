@@ -546,7 +546,23 @@ impl Room {
     ) -> Result<(LocalMedia, Option<Track>), Fail> {
         let router = self.router;
         let mut track = None;
-        let codec = m.preferred_codec().cloned();
+        // Simulcast is forwarded for VP8 (picture IDs rewritten across
+        // layers) and H264; VP9 and AV1 as single streams. A simulcast
+        // offer gets the first of VP8 and H264 the client lists, if any.
+        let simulcast_codec = m
+            .codecs
+            .iter()
+            .find(|c| c.forwardable_video() && (c.is("VP8") || c.is("H264")));
+        let codec = if m.send_rids.len() > 1 {
+            simulcast_codec.or(m.preferred_codec())
+        } else {
+            m.preferred_codec()
+        }
+        .cloned();
+        // The AV1 dependency descriptor, passed through for AV1.
+        let dd_ext_id = m
+            .dd_ext_id
+            .filter(|_| codec.as_ref().is_some_and(|c| c.is("AV1")));
         // RTX (RFC 4588) for video, when the client offers it for the codec.
         let rtx = codec
             .as_ref()
@@ -555,15 +571,17 @@ impl Room {
             .cloned();
         // Simulcast (RFC 8853): layers by RID, their SSRCs bound from
         // the first packets carrying the MID and RID extensions.
-        let simulcast =
-            (m.kind == Some(MediaKind::Video) && m.rid_ext_id.is_some() && m.mid_ext_id.is_some())
-                .then(|| {
-                    m.send_rids
-                        .iter()
-                        .filter_map(|r| Rid::new(r))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|rids| rids.len() > 1);
+        let simulcast = (m.kind == Some(MediaKind::Video)
+            && m.rid_ext_id.is_some()
+            && m.mid_ext_id.is_some()
+            && codec.as_ref().is_some_and(|c| c.is("VP8") || c.is("H264")))
+        .then(|| {
+            m.send_rids
+                .iter()
+                .filter_map(|r| Rid::new(r))
+                .collect::<Vec<_>>()
+        })
+        .filter(|rids| rids.len() > 1);
         let publish = m.port != 0
             && m.direction.sends()
             && codec.is_some()
@@ -602,6 +620,7 @@ impl Room {
                 mid_ext_id: m.mid_ext_id,
                 rid_ext_id: simulcast.as_ref().and(m.rid_ext_id),
                 repaired_rid_ext_id: simulcast.as_ref().and(m.repaired_rid_ext_id),
+                dependency_descriptor_ext_id: dd_ext_id,
             };
             let producer = call(&self.worker, |reply| Command::CreateProducer {
                 router,
@@ -648,6 +667,7 @@ impl Room {
                 .audio_level_ext_id
                 .filter(|_| publish && m.kind == Some(MediaKind::Audio)),
             abs_send_time_ext_id: None,
+            dd_ext_id: dd_ext_id.filter(|_| publish),
             send: None,
             rtx,
             rtx_ssrc: None,
@@ -711,7 +731,7 @@ impl Room {
         let mid = s.neg.allocate_mid();
         let ssrc: u32 = rand::random::<u32>() | 1;
         // The extensions the update offer declares for this track.
-        let ext = s.neg.offered_for(kind, rtx.is_some());
+        let ext = s.neg.offered_for(kind, &sub_codec, rtx.is_some());
         let params = ConsumerParams {
             transport: s.transport,
             producer,
@@ -721,6 +741,7 @@ impl Room {
             twcc_ext_id: ext.twcc_ext_id,
             audio_level_ext_id: ext.audio_level_ext_id,
             abs_send_time_ext_id: ext.abs_send_time_ext_id,
+            dependency_descriptor_ext_id: ext.dependency_descriptor_ext_id,
             pt_map: vec![(Pt(codec.pt), Pt(sub_codec.pt))],
             paused: true,
             rtx: rtx.as_ref().map(|(c, ssrc)| (Ssrc(*ssrc), Pt(c.pt))),

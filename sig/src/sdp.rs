@@ -23,6 +23,18 @@ pub const AUDIO_LEVEL_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-lev
 /// estimator reads it when there is no transport-wide feedback).
 pub const ABS_SEND_TIME_EXT_URI: &str =
     "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
+/// The AV1 dependency descriptor header extension (AV1 RTP specification,
+/// appendix A), passed through for AV1 tracks.
+pub const DEPENDENCY_DESCRIPTOR_EXT_URI: &str =
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
+
+/// The value of `key` in an fmtp line (`a=b;c=d`), e.g. `profile-id`.
+pub fn fmtp_param<'a>(fmtp: Option<&'a str>, key: &str) -> Option<&'a str> {
+    fmtp?.split(';').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
 
 /// Why an SDP cannot be served. `code()` is the signaling error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,7 +123,8 @@ pub struct Codec {
 }
 
 impl Codec {
-    fn is(&self, name: &str) -> bool {
+    /// True when this codec's name is `name` (case-insensitive, RFC 4855 §3).
+    pub fn is(&self, name: &str) -> bool {
         self.name.eq_ignore_ascii_case(name)
     }
 }
@@ -150,25 +163,38 @@ pub struct MediaSection {
     pub rid_ext_id: Option<u8>,
     /// Id of the repaired RID extension (RFC 8852 §3.2), if offered.
     pub repaired_rid_ext_id: Option<u8>,
+    /// Id of the AV1 dependency descriptor extension, if offered.
+    pub dd_ext_id: Option<u8>,
+}
+
+impl Codec {
+    /// True for a video codec we forward: VP8; VP9 profile 0 (RFC 9628
+    /// §6: `profile-id`, absent means 0); AV1 profile 0 (AV1 RTP
+    /// specification §7.2: `profile`, absent means 0); H264 with
+    /// packetization-mode=1 (RFC 6184 §8.1).
+    pub fn forwardable_video(&self) -> bool {
+        let param = |k: &str| fmtp_param(self.fmtp.as_deref(), k);
+        self.clock_rate == 90_000
+            && (self.is("VP8")
+                || (self.is("VP9") && param("profile-id").is_none_or(|p| p == "0"))
+                || (self.is("AV1") && param("profile").is_none_or(|p| p == "0"))
+                || (self.is("H264") && param("packetization-mode") == Some("1")))
+    }
 }
 
 impl MediaSection {
-    /// The codec we forward for this kind: Opus 48000/2 for audio; VP8, else
-    /// H264 with packetization-mode=1, for video.
+    /// The codec we forward for this kind: Opus 48000/2 for audio; for
+    /// video the first the client lists of VP8, VP9, AV1 and H264 with
+    /// packetization-mode=1 ([`Codec::forwardable_video`]): the client's
+    /// preference (Chromium lists VP8 first; `setCodecPreferences`
+    /// changes it).
     pub fn preferred_codec(&self) -> Option<&Codec> {
         match self.kind? {
             MediaKind::Audio => self
                 .codecs
                 .iter()
                 .find(|c| c.is("opus") && c.clock_rate == 48000),
-            MediaKind::Video => self.codecs.iter().find(|c| c.is("VP8")).or_else(|| {
-                self.codecs.iter().find(|c| {
-                    c.is("H264")
-                        && c.fmtp
-                            .as_deref()
-                            .is_some_and(|f| f.contains("packetization-mode=1"))
-                })
-            }),
+            MediaKind::Video => self.codecs.iter().find(|c| c.forwardable_video()),
         }
     }
 
@@ -180,16 +206,20 @@ impl MediaSection {
             .find(|c| c.is("rtx") && c.fmtp.as_deref().and_then(rtx_apt) == Some(pt))
     }
 
-    /// The offered codec that matches `codec` (same name, clock, and for H264
-    /// packetization-mode=1), for choosing the subscriber-side payload type.
+    /// The offered codec that matches `codec` (same name and clock; for
+    /// H264 packetization-mode=1, for VP9 and AV1 the same profile), for
+    /// choosing the subscriber-side payload type.
     pub fn matching_codec(&self, codec: &Codec) -> Option<&Codec> {
+        fn profile<'a>(c: &'a Codec, key: &str) -> &'a str {
+            fmtp_param(c.fmtp.as_deref(), key).unwrap_or("0")
+        }
         self.codecs.iter().find(|c| {
             c.is(&codec.name)
                 && c.clock_rate == codec.clock_rate
                 && (!c.is("H264")
-                    || c.fmtp
-                        .as_deref()
-                        .is_some_and(|f| f.contains("packetization-mode=1")))
+                    || fmtp_param(c.fmtp.as_deref(), "packetization-mode") == Some("1"))
+                && (!c.is("VP9") || profile(c, "profile-id") == profile(codec, "profile-id"))
+                && (!c.is("AV1") || profile(c, "profile") == profile(codec, "profile"))
         })
     }
 }
@@ -318,6 +348,7 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
     let abs_send_time_ext_id = ext_id(ABS_SEND_TIME_EXT_URI);
     let rid_ext_id = ext_id(RID_EXT_URI);
     let repaired_rid_ext_id = ext_id(REPAIRED_RID_EXT_URI);
+    let dd_ext_id = ext_id(DEPENDENCY_DESCRIPTOR_EXT_URI);
     // RFC 8853 §5.1: `a=simulcast:send 1;2,~3` — layers by `;`, a layer's
     // alternatives by `,`, `~` marks one paused; each RID must be declared
     // with `a=rid:<id> send` (RFC 8851 §4).
@@ -370,6 +401,7 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
         send_rids,
         rid_ext_id,
         repaired_rid_ext_id,
+        dd_ext_id,
     })
 }
 
@@ -483,6 +515,9 @@ pub struct LocalMedia {
     pub audio_level_ext_id: Option<u8>,
     /// abs-send-time extension id to declare (what we send carries it).
     pub abs_send_time_ext_id: Option<u8>,
+    /// AV1 dependency descriptor extension id to declare (AV1 only: what
+    /// the publisher sends, and we copy to subscribers).
+    pub dd_ext_id: Option<u8>,
     /// What we send on it: (SSRC, CNAME, msid stream id, msid track id).
     pub send: Option<(u32, String, String, String)>,
     /// The RTX codec for `codec` (RFC 4588), video only.
@@ -511,6 +546,7 @@ impl LocalMedia {
             twcc_ext_id: None,
             audio_level_ext_id: None,
             abs_send_time_ext_id: None,
+            dd_ext_id: None,
             send: None,
             rtx: None,
             rtx_ssrc: None,
@@ -570,6 +606,11 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
     sd.session_name = "sfu".into();
     if local.ice_lite {
         sd = sd.with_property_attribute("ice-lite".into());
+    }
+    // A dependency descriptor over 16 bytes needs two-byte header
+    // extensions (RFC 8285 §4.3, §6).
+    if media.iter().any(|m| m.dd_ext_id.is_some() && !m.rejected) {
+        sd = sd.with_property_attribute("extmap-allow-mixed".into());
     }
     sd = sd
         .with_value_attribute("group".into(), format!("BUNDLE {}", bundle.join(" ")))
@@ -643,6 +684,13 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
         if let Some(id) = m.abs_send_time_ext_id {
             md = a(md, "extmap", format!("{id} {ABS_SEND_TIME_EXT_URI}"));
         }
+        if let Some(id) = m.dd_ext_id {
+            md = a(
+                md,
+                "extmap",
+                format!("{id} {DEPENDENCY_DESCRIPTOR_EXT_URI}"),
+            );
+        }
         if let Some(sc) = &m.simulcast_recv {
             md = a(md, "extmap", format!("{} {RID_EXT_URI}", sc.rid_ext_id));
             if let Some(id) = sc.repaired_rid_ext_id {
@@ -714,6 +762,58 @@ mod tests {
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{FIX}/{name}"))
             .unwrap_or_else(|e| panic!("testdata/sdp/{name}: {e}"))
+    }
+
+    fn codec(pt: u8, name: &str, fmtp: Option<&str>) -> Codec {
+        Codec {
+            pt,
+            name: name.into(),
+            clock_rate: 90_000,
+            channels: None,
+            fmtp: fmtp.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn video_codecs_follow_the_clients_order_and_match_by_profile() {
+        let section = |codecs: Vec<Codec>| {
+            let mut m = parse(include_str!(
+                "../../testdata/sdp/offer-audio-video-sendrecv.sdp"
+            ))
+            .expect("offer")
+            .media
+            .remove(1);
+            m.codecs = codecs;
+            m
+        };
+        let pick = |codecs: Vec<Codec>| section(codecs).preferred_codec().map(|c| c.pt);
+        let vp8 = codec(96, "VP8", None);
+        let vp9_2 = codec(100, "VP9", Some("profile-id=2"));
+        let vp9_0 = codec(98, "VP9", Some("profile-id=0"));
+        let av1 = codec(45, "AV1", Some("level-idx=5;profile=0;tier=0"));
+        let h264_0 = codec(104, "H264", Some("packetization-mode=0"));
+        let h264_1 = codec(
+            102,
+            "H264",
+            Some("level-asymmetry-allowed=1;packetization-mode=1"),
+        );
+        assert_eq!(pick(vec![av1.clone(), vp8.clone()]), Some(45));
+        assert_eq!(
+            pick(vec![vp9_2.clone(), vp9_0.clone(), vp8.clone()]),
+            Some(98)
+        );
+        assert_eq!(pick(vec![h264_0.clone(), h264_1.clone()]), Some(102));
+        assert_eq!(pick(vec![h264_0.clone(), vp9_2.clone()]), None);
+        // A subscriber's own payload type for the publisher's codec: the
+        // same VP9 profile (absent means 0), not just the same name.
+        let sub = section(vec![vp9_2, codec(50, "VP9", None), av1, vp8]);
+        assert_eq!(sub.matching_codec(&vp9_0).map(|c| c.pt), Some(50));
+        assert_eq!(
+            sub.matching_codec(&codec(35, "AV1", None)).map(|c| c.pt),
+            Some(45)
+        );
+        assert_eq!(sub.matching_codec(&h264_1), None);
+        assert_eq!(fmtp_param(Some("a=1; b = 2"), "b"), Some("2"));
     }
 
     #[test]
@@ -851,7 +951,11 @@ mod tests {
         assert_eq!(parse(&no_ice).err(), Some(SdpError::NoIceCredentials));
         let no_codec: String = sdp
             .lines()
-            .filter(|l| !l.contains("opus") && !l.contains("VP8") && !l.contains("H264"))
+            .filter(|l| {
+                !["opus", "VP8", "VP9", "AV1", "H264"]
+                    .iter()
+                    .any(|c| l.contains(c))
+            })
             .map(|l| format!("{l}\r\n"))
             .collect();
         let o = parse(&no_codec).expect("still parses");
@@ -938,6 +1042,7 @@ mod tests {
             twcc_ext_id: None,
             audio_level_ext_id: None,
             abs_send_time_ext_id: None,
+            dd_ext_id: None,
             send: Some((42, "c".into(), "p1".into(), "t1".into())),
             rtx: Some(rtx.clone()),
             rtx_ssrc: Some(43),

@@ -122,7 +122,11 @@ async fn scenario(addr: std::net::SocketAddr) {
     .await;
     let no_codecs: String = OFFER
         .lines()
-        .filter(|l| !(l.contains("opus") || l.contains("VP8") || l.contains("H264")))
+        .filter(|l| {
+            !["opus", "VP8", "VP9", "AV1", "H264"]
+                .iter()
+                .any(|c| l.contains(c))
+        })
         .map(|l| format!("{l}\r\n"))
         .collect();
     expect_error(

@@ -228,7 +228,20 @@ const SECURE = window.isSecureContext && !!(navigator.mediaDevices && navigator.
 const INSECURE_TEXT = 'Camera and microphone need a secure page: open this server over HTTPS '
   + '(start it with --tls-cert and --tls-key) or from localhost. You can still join to watch and listen.';
 
-const SIMULCAST = new URLSearchParams(location.search).get('simulcast') !== '0';
+// `?codec=vp9|av1|h264` puts that video codec first (setCodecPreferences);
+// the server forwards the client's first. VP9 and AV1 go as one stream.
+const CODEC = (new URLSearchParams(location.search).get('codec') || '').toLowerCase();
+const SIMULCAST = new URLSearchParams(location.search).get('simulcast') !== '0'
+  && !['vp9', 'av1'].includes(CODEC);
+
+function preferCodec(transceiver) {
+  if (!CODEC || !window.RTCRtpSender || !RTCRtpSender.getCapabilities || !transceiver.setCodecPreferences) return;
+  const caps = RTCRtpSender.getCapabilities('video').codecs;
+  const want = caps.filter((c) => c.mimeType.toLowerCase() === 'video/' + CODEC
+    && !/profile-id=[1-9]|profile=[1-9]|packetization-mode=0/.test(c.sdpFmtpLine || ''));
+  if (want.length === 0) { showError(`This browser cannot send ${CODEC}; using its default codec.`); return; }
+  transceiver.setCodecPreferences([...want, ...caps.filter((c) => !want.includes(c))]);
+}
 // The simulcast layers (RFC 8853) for a camera track, lowest first, each
 // capped so the layers' rates stay apart (bit/s). As many as Chromium sends
 // for the capture size (3 from 960×540, 2 from 480×270), so that the top
@@ -433,7 +446,9 @@ async function connect() {
     // its bandwidth. `?simulcast=0` sends one stream.
     const layers = track.kind === 'video' && SIMULCAST ? simulcastLayers(track) : null;
     if (layers) init.sendEncodings = layers;
-    state.senders[track.kind] = pc.addTransceiver(track, init).sender;
+    const tr = pc.addTransceiver(track, init);
+    if (track.kind === 'video') preferCodec(tr);
+    state.senders[track.kind] = tr.sender;
   }
   if (state.local.getTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.ontrack = (e) => { if (e.streams[0]) attachStream(e.streams[0]); };
@@ -743,7 +758,7 @@ window.sfu = {
     if (!state.pc) return out;
     const receivers = state.pc.getReceivers();
     for (const [id, t] of state.tiles) {
-      const entry = { name: t.name, framesDecoded: 0, audioSamples: 0, frameWidth: 0, freezeS: 0 };
+      const entry = { name: t.name, framesDecoded: 0, audioSamples: 0, frameWidth: 0, freezeS: 0, codec: null };
       for (const track of t.stream ? t.stream.getTracks() : []) {
         const r = receivers.find((x) => x.track === track);
         if (!r) continue;
@@ -751,6 +766,8 @@ window.sfu = {
         stats.forEach((s) => {
           if (s.type !== 'inbound-rtp') return;
           if (s.kind === 'video') {
+            const codec = s.codecId && stats.get(s.codecId);
+            if (codec) entry.codec = codec.mimeType;
             entry.framesDecoded += s.framesDecoded || 0;
             entry.frameWidth = Math.max(entry.frameWidth, s.frameWidth || 0);
             entry.freezeS += s.totalFreezesDuration || 0;

@@ -99,6 +99,7 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
         twcc_ext_id: None,
         audio_level_ext_id: None,
         abs_send_time_ext_id: None,
+        dd_ext_id: None,
         // The load generator neither sends nor asks for retransmissions.
         rtx: None,
         rtx_ssrc: None,
@@ -158,6 +159,7 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                 twcc_ext_id: None,
                 audio_level_ext_id: None,
                 abs_send_time_ext_id: None,
+                dd_ext_id: None,
                 send: mine
                     .and_then(|s| s.send.clone())
                     .filter(|_| direction == Direction::SendOnly),

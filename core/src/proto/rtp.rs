@@ -151,7 +151,7 @@ fn extension_elements_fit(profile: u16, block: &[u8]) -> bool {
 
 /// What a consumer changes in a forwarded packet's header.
 #[derive(Debug, Clone, Copy)]
-pub struct Rewrite {
+pub struct Rewrite<'a> {
     /// The consumer's SSRC.
     pub ssrc: Ssrc,
     /// The payload type the subscriber negotiated for this codec.
@@ -172,6 +172,10 @@ pub struct Rewrite {
     /// abs-send-time to write: (extension id, 24-bit 6.18 fixed-point
     /// seconds).
     pub abs_send_time: Option<(u8, u32)>,
+    /// The AV1 dependency descriptor to copy: (extension id, the
+    /// publisher's value, 1–255 bytes). One over 16 bytes makes the block
+    /// two-byte (RFC 8285 §4.3).
+    pub dependency_descriptor: Option<(u8, &'a [u8])>,
     /// For an RTX packet (RFC 4588 §4): the original sequence number (the
     /// consumer's), written in front of the payload. `ssrc`, `pt` and `seq`
     /// are then the RTX stream's.
@@ -188,14 +192,18 @@ pub struct Rewrite {
 /// Extensions of the producer's side are not forwarded: their ids were
 /// negotiated with the publisher, not with this subscriber. With `rw.osn`
 /// the copy is an RTX packet: the two OSN bytes go before the payload.
-pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<u8>) {
+pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite<'_>, out: &mut Vec<u8>) {
     out.clear();
     let cc = (pkt[0] & 0x0f) as usize;
     let mut b0 = pkt[0] & 0xef; // V, P, CC; X cleared
+    let dd = rw
+        .dependency_descriptor
+        .filter(|(_, v)| !v.is_empty() && v.len() <= 255);
     let any_ext = rw.mid.is_some()
         || rw.twcc.is_some()
         || rw.audio_level.is_some()
-        || rw.abs_send_time.is_some();
+        || rw.abs_send_time.is_some()
+        || dd.is_some();
     if any_ext {
         b0 |= 0x10;
     }
@@ -207,28 +215,45 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite, out: &mut Vec<
     out.extend_from_slice(&pkt[FIXED_HEADER_LEN..FIXED_HEADER_LEN + 4 * cc]);
     if any_ext {
         let mid = rw.mid.as_ref().map(|(id, m)| (*id, m.as_bytes()));
-        let ext_len = mid.map_or(0, |(_, v)| 1 + v.len())
-            + rw.twcc.map_or(0, |_| 3)
-            + rw.audio_level.map_or(0, |_| 2)
-            + rw.abs_send_time.map_or(0, |_| 4);
+        // One-byte elements hold 1–16 bytes; a longer dependency
+        // descriptor needs the two-byte form for the whole block.
+        let two_byte = dd.is_some_and(|(_, v)| v.len() > 16);
+        let head = if two_byte { 2 } else { 1 };
+        let ext_len = mid.map_or(0, |(_, v)| head + v.len())
+            + rw.twcc.map_or(0, |_| head + 2)
+            + rw.audio_level.map_or(0, |_| head + 1)
+            + rw.abs_send_time.map_or(0, |_| head + 3)
+            + dd.map_or(0, |(_, v)| head + v.len());
         let words = ext_len.div_ceil(4);
-        out.extend_from_slice(&[0xBE, 0xDE]);
+        out.extend_from_slice(if two_byte {
+            &[0x10, 0x00]
+        } else {
+            &[0xBE, 0xDE]
+        });
         out.extend_from_slice(&(words as u16).to_be_bytes());
-        if let Some((id, v)) = mid {
-            out.push((id << 4) | (v.len() as u8 - 1));
+        let mut element = |id: u8, v: &[u8]| {
+            if two_byte {
+                out.push(id);
+                out.push(v.len() as u8);
+            } else {
+                out.push((id << 4) | (v.len() as u8 - 1));
+            }
             out.extend_from_slice(v);
+        };
+        if let Some((id, v)) = mid {
+            element(id, v);
         }
         if let Some((id, seq)) = rw.twcc {
-            out.push((id << 4) | 1);
-            out.extend_from_slice(&seq.to_be_bytes());
+            element(id, &seq.to_be_bytes());
         }
         if let Some((id, level)) = rw.audio_level {
-            out.push(id << 4);
-            out.push(level);
+            element(id, &[level]);
         }
         if let Some((id, t)) = rw.abs_send_time {
-            out.push((id << 4) | 2);
-            out.extend_from_slice(&t.to_be_bytes()[1..]);
+            element(id, &t.to_be_bytes()[1..]);
+        }
+        if let Some((id, v)) = dd {
+            element(id, v);
         }
         out.resize(out.len() + words * 4 - ext_len, 0);
     }
@@ -363,6 +388,7 @@ mod tests {
             twcc: None,
             audio_level: None,
             abs_send_time: None,
+            dependency_descriptor: None,
             osn: None,
         };
         let mut out = Vec::new();
@@ -416,6 +442,32 @@ mod tests {
         let o = RtpHeader::parse(&out).expect("valid");
         assert_eq!(o.header_len, 12);
         assert_eq!(o.ext_profile, None);
+        // A dependency descriptor of up to 16 bytes keeps the one-byte
+        // form; a longer one makes the block two-byte (RFC 8285 §4.3).
+        let short = [0x80, 0x01, 0x02];
+        let dd = Rewrite {
+            dependency_descriptor: Some((11, &short[..])),
+            ..all
+        };
+        write_forwarded(&p, &h, &dd, &mut out);
+        let o = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(o.ext_profile, Some(0xBEDE));
+        assert_eq!(o.extension(&out, 11), Some(&short[..]));
+        assert_eq!(o.extension(&out, 9), Some(&b"m12"[..]));
+        let long: Vec<u8> = (0..40).collect();
+        let dd = Rewrite {
+            dependency_descriptor: Some((11, &long[..])),
+            ..all
+        };
+        write_forwarded(&p, &h, &dd, &mut out);
+        let o = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(o.ext_profile, Some(0x1000));
+        assert_eq!(o.extension(&out, 11), Some(&long[..]));
+        assert_eq!(o.extension(&out, 9), Some(&b"m12"[..]));
+        assert_eq!(o.extension(&out, 3), Some(&[0xab, 0xcd][..]));
+        assert_eq!(o.extension(&out, 12), Some(&[0x85][..]));
+        assert_eq!(o.extension(&out, 13), Some(&[0xab, 0xcd, 0xef][..]));
+        assert_eq!(&out[o.header_len..], b"payload");
     }
 
     #[test]
@@ -431,6 +483,7 @@ mod tests {
             twcc: None,
             audio_level: None,
             abs_send_time: None,
+            dependency_descriptor: None,
             osn: Some(0x4242),
         };
         let mut rtx = Vec::new();

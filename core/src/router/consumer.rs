@@ -34,6 +34,9 @@ pub struct ConsumerParams {
     /// subscriber: our send time is written under it (6.18 fixed-point
     /// seconds, 24 bits), for its receive-side estimator.
     pub abs_send_time_ext_id: Option<u8>,
+    /// Header extension id of the AV1 dependency descriptor negotiated
+    /// with the subscriber: the publisher's descriptor is copied under it.
+    pub dependency_descriptor_ext_id: Option<u8>,
     /// (producer PT, subscriber PT) pairs; packets with other PTs are not forwarded.
     pub pt_map: Vec<(Pt, Pt)>,
     /// Start paused.
@@ -60,6 +63,8 @@ pub struct Answered {
     pub audio_level_ext_id: Option<u8>,
     /// The abs-send-time extension id, if any.
     pub abs_send_time_ext_id: Option<u8>,
+    /// The AV1 dependency descriptor extension id, if any.
+    pub dependency_descriptor_ext_id: Option<u8>,
 }
 
 /// A subscriber's copy of a producer.

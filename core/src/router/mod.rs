@@ -712,6 +712,10 @@ impl Router {
         p.twcc_ext_id = kept(p.twcc_ext_id, answered.twcc_ext_id);
         p.audio_level_ext_id = kept(p.audio_level_ext_id, answered.audio_level_ext_id);
         p.abs_send_time_ext_id = kept(p.abs_send_time_ext_id, answered.abs_send_time_ext_id);
+        p.dependency_descriptor_ext_id = kept(
+            p.dependency_descriptor_ext_id,
+            answered.dependency_descriptor_ext_id,
+        );
         Ok(())
     }
 
@@ -1040,6 +1044,10 @@ impl Router {
         let payload_len = (pkt.len() - hdr.header_len) as u32;
         // Our send time as abs-send-time.
         let send_time = abs_send_time(now.saturating_duration_since(*epoch));
+        let dd = producer
+            .params
+            .dependency_descriptor_ext_id
+            .and_then(|id| hdr.extension(pkt, id));
         for cid in &producer.consumers {
             let c = &mut consumers[*cid];
             if c.paused {
@@ -1083,6 +1091,7 @@ impl Router {
                     .zip(t.twcc_send.as_ref().map(|s| s.peek())),
                 audio_level: c.params.audio_level_ext_id.zip(level),
                 abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+                dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
                 osn: None,
             };
             write_forwarded(pkt, hdr, &rw, scratch);
@@ -1593,6 +1602,7 @@ impl Router {
                     .zip(t.twcc_send.as_ref().map(|s| s.peek())),
                 audio_level: None,
                 abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+                dependency_descriptor: None,
                 osn: None,
             };
             write_forwarded(padding_src, &hdr, &rw, scratch);
@@ -2253,6 +2263,10 @@ impl Router {
                 break;
             }
             let Some(pt) = c.map_pt(hdr.pt) else { continue };
+            let dd = producer
+                .params
+                .dependency_descriptor_ext_id
+                .and_then(|id| hdr.extension(pkt, id));
             let mut rw = Rewrite {
                 ssrc: c.params.ssrc,
                 pt,
@@ -2265,6 +2279,7 @@ impl Router {
                     .zip(t.twcc_send.as_ref().map(|s| s.peek())),
                 audio_level: None,
                 abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+                dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
                 osn: None,
             };
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {

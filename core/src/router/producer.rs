@@ -93,6 +93,10 @@ pub struct ProducerParams {
     pub rid_ext_id: Option<u8>,
     /// Id of the `repaired-rtp-stream-id` header extension (RFC 8852 §3.2).
     pub repaired_rid_ext_id: Option<u8>,
+    /// Id of the AV1 dependency descriptor header extension the publisher
+    /// sends (AV1 RTP specification, appendix A): copied to subscribers
+    /// that negotiated it.
+    pub dependency_descriptor_ext_id: Option<u8>,
 }
 
 impl ProducerParams {
@@ -112,7 +116,10 @@ impl ProducerParams {
             return Err("simulcast is for video only".into());
         }
         let ext_ok = |id: Option<u8>| id.is_none_or(|i| (1..=14).contains(&i));
-        if !ext_ok(self.mid_ext_id) || !ext_ok(self.rid_ext_id) || !ext_ok(self.repaired_rid_ext_id)
+        if !ext_ok(self.mid_ext_id)
+            || !ext_ok(self.rid_ext_id)
+            || !ext_ok(self.repaired_rid_ext_id)
+            || !ext_ok(self.dependency_descriptor_ext_id)
         {
             return Err("header extension ids must be 1-14".into());
         }

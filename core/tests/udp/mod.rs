@@ -144,6 +144,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             mid_ext_id: None,
             rid_ext_id: None,
             repaired_rid_ext_id: None,
+            dependency_descriptor_ext_id: None,
         },
         reply,
     });
@@ -158,6 +159,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             twcc_ext_id: None,
             audio_level_ext_id: None,
             abs_send_time_ext_id: None,
+            dependency_descriptor_ext_id: None,
             pt_map: vec![(Pt(111), Pt(111))],
             paused: false,
             rtx: None,

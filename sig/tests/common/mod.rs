@@ -39,6 +39,8 @@ pub struct FakeState {
     pub consumer_ids: Vec<ConsumerId>,
     /// Every producer created, in order, with its router.
     pub producer_ids: Vec<(RouterId, ProducerId)>,
+    /// The parameters of every producer created (matches `producer_ids`).
+    pub producer_params: Vec<sfu_core::router::ProducerParams>,
 }
 
 /// A stand-in worker thread.
@@ -75,9 +77,14 @@ impl FakeWorker {
                         let id = s.transports.insert(router);
                         reply(Ok(id))
                     }
-                    Command::CreateProducer { router, reply, .. } => {
+                    Command::CreateProducer {
+                        router,
+                        params,
+                        reply,
+                    } => {
                         let id = s.producers.insert(());
                         s.producer_ids.push((router, id));
+                        s.producer_params.push(params);
                         reply(Ok(id))
                     }
                     Command::CreateConsumer { params, reply, .. } => {
@@ -374,6 +381,8 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
                 twcc_ext_id: None,
                 audio_level_ext_id: None,
                 abs_send_time_ext_id: None,
+                // Echoes the dependency descriptor, as Chromium does.
+                dd_ext_id: m.dd_ext_id,
                 send: None,
                 rtx: m.codecs.first().and_then(|c| m.rtx_for(c.pt)).cloned(),
                 rtx_ssrc: None,
