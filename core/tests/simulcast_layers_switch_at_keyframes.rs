@@ -20,6 +20,7 @@ use common::{MID_EXT_ID, Net, RID_EXT_ID, rtp_with_ext};
 use sfu_core::proto::codec::Vp8Descriptor;
 use sfu_core::proto::rtcp::{self, RtcpIter, SenderInfo};
 use sfu_core::proto::rtp::RtpHeader;
+use sfu_core::router::RouterEvent;
 use sfu_core::{ConsumerId, ProducerId};
 
 const FRAME: Duration = Duration::from_millis(50);
@@ -41,6 +42,8 @@ struct Layer {
     picture_id: u16,
     tl0: u8,
     key_pending: bool,
+    /// Encoded and sent (`RTCRtpEncodingParameters.active`).
+    active: bool,
     sent: u32,
     octets: u32,
 }
@@ -63,6 +66,7 @@ impl Source {
             picture_id: 32_000 + 50 * i as u16,
             tl0: 250 + i as u8,
             key_pending: true,
+            active: true,
             sent: 0,
             octets: 0,
         };
@@ -92,6 +96,9 @@ impl Source {
         }
         let ms = self.t.as_millis() as u64;
         for (i, l) in self.layers.iter_mut().enumerate() {
+            if !l.active {
+                continue;
+            }
             let ts = l.ts_base.wrapping_add((ms * 90) as u32);
             if ms.is_multiple_of(1000) {
                 let mut sr = Vec::new();
@@ -373,4 +380,67 @@ fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer_and_c
         let d = w[1].seq.wrapping_sub(w[0].seq);
         assert!((1..1000).contains(&d), "{:?} → {:?}", w[0], w[1]);
     }
+}
+
+#[test]
+fn a_layer_no_tile_needs_is_stopped_at_the_source_and_started_again_at_once() {
+    let mut net = Net::new();
+    let (sub, prod, cons) = setup(&mut net);
+    let mut src = Source::new();
+    let mut got = Vec::new();
+    // Runs `secs`, acting on what the router tells the publisher as a
+    // browser would (a restarted encoding begins with a keyframe); returns
+    // the times (in frames from the start of the run) and contents of
+    // those messages.
+    let run = |net: &mut Net, src: &mut Source, got: &mut Vec<Got>, secs: u32| {
+        let mut told = Vec::new();
+        for frame in 1..=secs * 20 {
+            src.tick(net);
+            net.advance(FRAME);
+            received(net, sub, got);
+            while let Some(ev) = net.router.poll_event() {
+                if let RouterEvent::SourceLayers(p, active) = ev {
+                    assert_eq!(p, prod);
+                    for (l, on) in src.layers.iter_mut().zip(&active) {
+                        l.key_pending |= *on && !l.active;
+                        l.active = *on;
+                    }
+                    told.push((frame, active));
+                }
+            }
+        }
+        told
+    };
+    assert!(
+        run(&mut net, &mut src, &mut got, 3).is_empty(),
+        "all needed"
+    );
+    // A 160 px tile: only q is used; after the hold, h and f stop.
+    net.router
+        .set_consumer_max_width(cons, Some(160))
+        .expect("consumer");
+    let told = run(&mut net, &mut src, &mut got, 6);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].1, [true, false, false]);
+    let after = Duration::from_millis(50 * u64::from(told[0].0));
+    assert!(after >= Duration::from_secs(3), "held {after:?}");
+    assert!(after <= Duration::from_secs(5), "held {after:?}");
+    assert_eq!(
+        net.router.consumer(cons).expect("consumer").layer(),
+        Some(0)
+    );
+    // The tile grows: everything is needed at once, and the consumer is
+    // back on the top layer.
+    net.router
+        .set_consumer_max_width(cons, None)
+        .expect("consumer");
+    let told = run(&mut net, &mut src, &mut got, 8);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].1, [true, true, true]);
+    assert!(told[0].0 <= 11, "within a layer pass: {told:?}");
+    assert_eq!(
+        net.router.consumer(cons).expect("consumer").layer(),
+        Some(2)
+    );
+    assert_eq!(check_continuity(&got), vec![2, 0, 2]);
 }

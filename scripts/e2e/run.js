@@ -631,6 +631,24 @@ async function main() {
       const s = (await stats(cat))[annId];
       return s && s.frameWidth > 0 && s.frameWidth < 640;
     }, 15000, 500);
+    // bob shows ann small too: nobody needs her full layer, so her browser
+    // is told to stop encoding it (after a 3 s hold), and to start again
+    // when bob's tile grows.
+    const small = (p, px) => p.page.evaluate(([id, w]) => {
+      document.querySelector(`[data-participant="${id}"] video`).style.width = w;
+      window.dispatchEvent(new Event('resize'));
+    }, [annId, px]);
+    await small(bob, '150px');
+    const t0 = Date.now();
+    await until('ann stops encoding her full layer', async () => {
+      const l = await ann.page.evaluate(() => window.sfu.sendingLayers());
+      return l.f === false && l.h === true;
+    }, 10000, 250);
+    console.log(`  ann's full layer stopped ${((Date.now() - t0) / 1000).toFixed(1)} s after the last large tile shrank`);
+    await expectDecoding(bob, annId);
+    await small(bob, '');
+    await until('ann encodes her full layer again', async () => (await ann.page.evaluate(() => window.sfu.sendingLayers())).f === true, 3000, 100);
+    await until('bob decodes ann at >= 640 px again', async () => ((await stats(bob))[annId] || {}).frameWidth >= 640, 15000, 500);
     for (const p of [ann, bob, cat]) await p.context.close();
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });

@@ -645,7 +645,8 @@ impl Hub {
         match ev {
             Event::TransportConnected { router, .. }
             | Event::TransportClosed { router, .. }
-            | Event::DominantSpeaker { router, .. } => {
+            | Event::DominantSpeaker { router, .. }
+            | Event::SourceLayers { router, .. } => {
                 if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
                     deliver(&r.tx, RoomMsg::Core(ev));
                 }

@@ -137,6 +137,16 @@ pub enum ServerMsg {
         /// Participant id → level in dBov.
         levels: std::collections::BTreeMap<String, i8>,
     },
+    /// Which simulcast encodings of the client's track on `mid` someone
+    /// receives: the client may stop encoding the others
+    /// (`RTCRtpEncodingParameters.active = false`) until a later message
+    /// turns them on again.
+    SourceLayers {
+        /// The m-section of the track.
+        mid: String,
+        /// RID → someone can use it.
+        active: std::collections::BTreeMap<String, bool>,
+    },
     /// Confirms `leave`.
     Left,
     /// Something went wrong; the connection stays usable unless said otherwise.

@@ -202,6 +202,10 @@ struct Track {
     codec: Codec,
     /// A screen share (`offer` with `screen`).
     screen: bool,
+    /// Its m-section's mid.
+    mid: String,
+    /// Simulcast: its encodings' RIDs, in the producer's order.
+    rids: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -633,6 +637,8 @@ impl Room {
                 kind,
                 codec: c.clone(),
                 screen: screen && kind == MediaKind::Video,
+                mid: m.mid.clone(),
+                rids: simulcast.iter().flatten().map(|r| r.to_string()).collect(),
             });
         }
         let usable = m.port != 0 && m.kind.is_some() && codec.is_some();
@@ -1322,6 +1328,25 @@ impl Room {
                 for p in &self.participants {
                     p.conn.send(&msg);
                 }
+            }
+            Event::SourceLayers {
+                producer, active, ..
+            } => {
+                let Some((p, t)) = self.participants.iter().find_map(|p| {
+                    p.published
+                        .iter()
+                        .find(|t| t.producer == producer)
+                        .map(|t| (p, t))
+                }) else {
+                    return;
+                };
+                let active: std::collections::BTreeMap<String, bool> =
+                    t.rids.iter().cloned().zip(active).collect();
+                tracing::debug!(room = %self.name, participant = p.id, mid = %t.mid, ?active, "source layers");
+                p.conn.send(&ServerMsg::SourceLayers {
+                    mid: t.mid.clone(),
+                    active,
+                });
             }
             Event::AudioLevels { levels, .. } => {
                 let levels: std::collections::BTreeMap<String, i8> = levels

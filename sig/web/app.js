@@ -329,6 +329,22 @@ async function handle(msg) {
       if (job) job.resolve();
       break;
     }
+    case 'source-layers': {
+      // Simulcast encodings nobody receives: stop encoding them, until
+      // someone does again.
+      const tr = state.pc && state.pc.getTransceivers().find((t) => t.mid === msg.mid);
+      if (!tr || !tr.sender) break;
+      const params = tr.sender.getParameters();
+      let changed = false;
+      for (const e of params.encodings || []) {
+        if (e.rid && e.rid in msg.active && e.active !== msg.active[e.rid]) {
+          e.active = msg.active[e.rid];
+          changed = true;
+        }
+      }
+      if (changed) await tr.sender.setParameters(params).catch((e) => console.warn('setParameters', e));
+      break;
+    }
     case 'levels':
       state.levels = msg.levels;
       for (const [id, dbov] of Object.entries(msg.levels)) {
@@ -742,6 +758,13 @@ window.sfu = {
   mainTile: () => { const el = document.querySelector('.tile.remote.main'); return el ? el.dataset.participant : null; },
   // The badges a remote tile shows ('muted', 'camera off').
   badges: (id) => { const t = state.tiles.get(id); return t ? t.badgesEl.textContent : null; },
+  // The camera's simulcast encodings: rid -> active (see source-layers).
+  sendingLayers: () => {
+    const s = state.senders.video;
+    const out = {};
+    for (const e of (s ? s.getParameters().encodings : []) || []) if (e.rid) out[e.rid] = e.active !== false;
+    return out;
+  },
   // The last `levels`: participant id -> dBov.
   levels: () => state.levels,
   // The status line ('Connected', 'Reconnecting in 1 s (attempt 1 of 8)…').

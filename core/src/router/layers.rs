@@ -63,6 +63,30 @@ fn ranked(layers: &[LayerInfo], max_width: Option<u16>) -> (Vec<usize>, usize) {
     (ranked, by_size)
 }
 
+/// The layers (bit i: layer i) a consumer shown at `max_width` can use,
+/// active or not: all when its width is unknown, else those narrower than
+/// it and the narrowest at least as wide; a layer of unknown width counts.
+/// The rest need not be encoded for it.
+pub fn needed_for_size(layers: &[LayerInfo], max_width: Option<u16>) -> u8 {
+    let all = (1u16 << layers.len().min(8)).wrapping_sub(1) as u8;
+    let Some(w) = max_width else {
+        return all;
+    };
+    let cover = layers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.width.filter(|lw| *lw >= w).map(|lw| (lw, i)))
+        .min();
+    layers
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| match l.width {
+            None => true,
+            Some(lw) => lw < w || cover.is_some_and(|(_, c)| c == *i),
+        })
+        .fold(0, |m, (i, _)| m | (1 << i))
+}
+
 /// The layer a consumer shown at `max_width` would take with bandwidth to
 /// spare, if any is active.
 pub fn best_for_size(layers: &[LayerInfo], max_width: Option<u16>) -> Option<usize> {
@@ -192,6 +216,34 @@ mod tests {
     /// Three layers as Chromium sends a 640×480 camera: 160, 320, 640 wide.
     fn three() -> Vec<LayerInfo> {
         vec![layer(100, 160), layer(300, 320), layer(900, 640)]
+    }
+
+    #[test]
+    fn layers_needed_by_size_whatever_is_active() {
+        let mut paused_top = three();
+        paused_top[2].active = false;
+        let mut unknown = three();
+        unknown[1].width = None;
+        let mut reordered = three();
+        reordered.reverse();
+        let cases: [(&str, &[LayerInfo], Option<u16>, u8); 8] = [
+            ("no width: all", &three(), None, 0b111),
+            ("a 160 px tile: q", &three(), Some(160), 0b001),
+            ("150 px: q covers it", &three(), Some(150), 0b001),
+            ("200 px: q and h", &three(), Some(200), 0b011),
+            ("1000 px: all, none covers", &three(), Some(1000), 0b111),
+            ("a paused layer still counts", &paused_top, Some(600), 0b111),
+            ("unknown width counts", &unknown, Some(160), 0b011),
+            ("SDP order f, h, q", &reordered, Some(300), 0b110),
+        ];
+        for (name, layers, width, want) in cases {
+            assert_eq!(
+                needed_for_size(layers, width),
+                want,
+                "{name}: {:b}",
+                needed_for_size(layers, width)
+            );
+        }
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub const REMB_MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// How often simulcast consumers' layers are chosen (and encodings' rates
 /// measured).
 pub const LAYERS_INTERVAL: Duration = Duration::from_millis(500);
+/// How long no consumer may need an encoding before its publisher is told
+/// to stop it ([`RouterEvent::SourceLayers`]).
+pub const SOURCE_LAYERS_HOLD: Duration = Duration::from_secs(3);
 /// An encoding with no packet for this long is not offered to consumers.
 pub const ENCODING_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
 
@@ -130,6 +133,11 @@ pub enum RouterEvent {
     /// (silence). Emitted every interval while one of them is above
     /// silence, then once more.
     AudioLevels(Vec<(ProducerId, u8)>),
+    /// The encodings of a simulcast producer that anyone can use changed
+    /// (one bool per encoding, in its order): the publisher may stop
+    /// encoding the others (`RTCRtpEncodingParameters.active`) and start
+    /// them again when told ([`Router`]'s layer pass, every 500 ms).
+    SourceLayers(ProducerId, Vec<bool>),
 }
 
 #[derive(Debug)]
@@ -1909,8 +1917,77 @@ impl Router {
         for (tid, cid, target) in probes {
             self.start_probe(now, tid, cid, target);
         }
+        self.update_source_layers(now);
         self.timers
             .push(Reverse((now + LAYERS_INTERVAL, Timer::Layers)));
+    }
+
+    /// Which encodings of each simulcast producer someone can use: those
+    /// its unpaused consumers' tiles need by width
+    /// ([`layers::needed_for_size`]), those they forward now, and always
+    /// the narrowest. A change is a [`RouterEvent::SourceLayers`]: at once
+    /// when more are needed, after [`SOURCE_LAYERS_HOLD`] of needing
+    /// fewer (a tile that shrinks for a moment stops nothing).
+    fn update_source_layers(&mut self, now: Instant) {
+        let Self {
+            producers,
+            consumers,
+            events,
+            ..
+        } = self;
+        for (pid, p) in producers.iter_mut() {
+            if !p.is_simulcast() {
+                continue;
+            }
+            let infos = Self::layer_infos(p, now);
+            let n = infos.len().min(8);
+            let all = ((1u16 << n) - 1) as u8;
+            let narrowest = infos
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, l)| (l.width.unwrap_or(u16::MAX), *i))
+                .map_or(0, |(i, _)| i);
+            let mut needed = 1u8 << narrowest;
+            for cid in &p.consumers {
+                let Some(c) = consumers.get(*cid) else {
+                    continue;
+                };
+                if c.paused {
+                    continue;
+                }
+                if let Some(l) = c.layer {
+                    needed |= 1 << l;
+                }
+                let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
+                needed |= layers::needed_for_size(&infos, max_width);
+            }
+            needed &= all;
+            let sent = p.source_layers.0 & all;
+            let mut next = sent | needed;
+            if sent & !needed != 0 {
+                let since = *p.source_layers.1.get_or_insert(now);
+                if now.saturating_duration_since(since) >= SOURCE_LAYERS_HOLD {
+                    next = needed;
+                }
+            }
+            if next == needed {
+                p.source_layers.1 = None;
+            }
+            if next != sent {
+                tracing::debug!(
+                    target: "sfu::layers",
+                    producer = %pid,
+                    from = format_args!("{sent:b}"),
+                    to = format_args!("{next:b}"),
+                    "encodings the publisher should send"
+                );
+                p.source_layers.0 = next;
+                events.push_back(RouterEvent::SourceLayers(
+                    pid,
+                    (0..n).map(|i| next & (1 << i) != 0).collect(),
+                ));
+            }
+        }
     }
 
     /// Sets the largest width, in pixels, at which the subscriber shows

@@ -210,6 +210,9 @@ pub struct Producer {
     /// The loudest audio level (RFC 6464, −dBov; 127 = silence) of the
     /// current speaker-detection interval.
     pub(crate) loudest_level: u8,
+    /// Simulcast: the encodings the publisher was last told to send (bit
+    /// i: encoding i; all at first), and since when fewer would do.
+    pub(crate) source_layers: (u8, Option<Instant>),
 }
 
 impl Producer {
@@ -229,6 +232,7 @@ impl Producer {
             consumers: Vec::new(),
             encodings,
             loudest_level: 127,
+            source_layers: (u8::MAX, None),
         }
     }
 

@@ -103,6 +103,11 @@ impl Io {
                     router: room.id,
                     levels,
                 },
+                RouterEvent::SourceLayers(producer, active) => Event::SourceLayers {
+                    router: room.id,
+                    producer,
+                    active,
+                },
             };
             send_event(&self.events, &self.counters, ev);
         }

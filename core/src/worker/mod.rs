@@ -289,6 +289,16 @@ pub enum Event {
         /// (audio producer, RFC 6464 level: 0 = 0 dBov … 127 = silence).
         levels: Vec<(ProducerId, u8)>,
     },
+    /// The encodings of a simulcast producer anyone can use changed
+    /// ([`crate::router::RouterEvent::SourceLayers`]).
+    SourceLayers {
+        /// The router.
+        router: RouterId,
+        /// The producer.
+        producer: ProducerId,
+        /// One per encoding, in the producer's order: someone can use it.
+        active: Vec<bool>,
+    },
     /// A router on this worker panicked (a bug). The panic was caught and
     /// logged, every router of the worker was closed (sockets released), and
     /// the worker stopped; other workers are unaffected.
