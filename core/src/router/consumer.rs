@@ -163,6 +163,9 @@ pub(crate) struct SimulcastState {
     pub(crate) no_room_until: Option<Instant>,
     /// Since when the lowest layer has fit again while paused so.
     pub(crate) room_since: Option<Instant>,
+    /// Since when the lowest layer has not fit on a lossy path while
+    /// forwarding: paused for want of room after [`crate::router::NO_ROOM_HOLD`].
+    pub(crate) starved_since: Option<Instant>,
     /// How long the next such pause lasts at least (doubles, 10–60 s; a
     /// resume that holds resets it).
     pub(crate) no_room_backoff: Option<(std::time::Duration, Instant)>,

@@ -41,7 +41,7 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 pub struct LayerInfo {
     /// Its received rate, bit/s.
     pub bps: u64,
-    /// Its width in pixels, when known (from a VP8 keyframe).
+    /// Its width in pixels, when known (from a VP8 keyframe or an H.264 SPS).
     pub width: Option<u16>,
     /// It is being received (a packet in the last second or so).
     pub active: bool,

@@ -45,7 +45,7 @@ use self::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use self::twcc_sender::{PacketResult, TwccSender};
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, Rid, RouterId, Ssrc, TransportId};
-use crate::proto::codec::{VideoCodec, Vp8Descriptor};
+use crate::proto::codec::{VideoCodec, Vp8Descriptor, h264_sps_size};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;
 use crate::proto::rtcp::{self, RtcpIter, SenderInfo};
@@ -71,6 +71,10 @@ pub const REMB_MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// How often simulcast consumers' layers are chosen (and encodings' rates
 /// measured).
 pub const LAYERS_INTERVAL: Duration = Duration::from_millis(500);
+/// How long the lowest layer must go on not fitting a lossy path before a
+/// consumer (not the first of its subscriber) gets no video: a loss burst
+/// alone pauses nothing.
+pub const NO_ROOM_HOLD: Duration = Duration::from_secs(2);
 /// How long no consumer may need an encoding before its publisher is told
 /// to stop it ([`RouterEvent::SourceLayers`]).
 pub const SOURCE_LAYERS_HOLD: Duration = Duration::from_secs(3);
@@ -1027,6 +1031,13 @@ impl Router {
                 }
             } else {
                 is_keyframe = codec.is_keyframe(payload);
+                // An H.264 keyframe starts with its SPS: the layer's size.
+                if is_keyframe
+                    && codec == VideoCodec::H264
+                    && let Some(size) = h264_sps_size(payload)
+                {
+                    e.size = Some(size);
+                }
             }
         }
         // Nothing missing (the common case): no NACK timer to look at.
@@ -1827,7 +1838,16 @@ impl Router {
                     && (s.no_room_until.is_some_and(|t| now < t)
                         || s.room_since
                             .is_none_or(|t| now.saturating_duration_since(t) < probe::CONFIRM));
-                if i > 0 && (resting || lossy && budget.is_some_and(|b| b < min)) {
+                // Starved for NO_ROOM_HOLD on a lossy path: no room.
+                if lossy && budget.is_some_and(|b| b < min) {
+                    s.starved_since.get_or_insert(now);
+                } else {
+                    s.starved_since = None;
+                }
+                let starved = s
+                    .starved_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= NO_ROOM_HOLD);
+                if i > 0 && (resting || starved) {
                     if c.target_layer != NO_LAYER {
                         // Paused again soon after a resume: wait longer.
                         let wait = match s.no_room_backoff {
