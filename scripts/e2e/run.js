@@ -575,6 +575,14 @@ async function main() {
     await expectReceiving(bob, ['ann', 'cat']);
     await expectReceiving(cat, ['ann', 'bob']);
     await expectReceiving(ann, ['bob', 'cat']);
+    // ann speaks, bob and cat are muted. At 300 kbit/s cat has no room for
+    // both others' lowest layers (2 x ~110 kbit/s with headers) besides
+    // their audio (2 x ~50): the speaker's video keeps its place and bob's
+    // is paused for cat (the bandwidth order: screen shares, then the
+    // speaker).
+    const annId = await ann.page.evaluate(() => window.sfu.id());
+    await Promise.all([bob, cat].map((p) => p.page.evaluate(() => window.sfu.setMuted(true))));
+    await until('ann is the speaker on cat\'s page', async () => (await cat.page.evaluate(() => window.sfu.speaker())) === annId, 5000);
     const port = await cat.page.evaluate(async () => {
       let p = 0;
       const s = await window.sfu.pc().getStats();
@@ -622,7 +630,6 @@ async function main() {
     // router/probe.rs), so the bound checked is 30 s and the time printed.
     console.log(`  cat back at >= 640 px ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap was lifted`);
     // cat shows ann small (150 px): video-size gets it the 320 px layer.
-    const annId = Object.entries(await stats(cat)).find(([, e]) => e.name === 'ann')[0];
     await cat.page.evaluate((id) => {
       document.querySelector(`[data-participant="${id}"] video`).style.width = '150px';
       window.dispatchEvent(new Event('resize'));

@@ -1838,15 +1838,25 @@ impl Router {
                     && (s.no_room_until.is_some_and(|t| now < t)
                         || s.room_since
                             .is_none_or(|t| now.saturating_duration_since(t) < probe::CONFIRM));
-                // Starved for NO_ROOM_HOLD on a lossy path: no room.
+                // Starved for NO_ROOM_HOLD on a lossy path: no room. Right
+                // after a resume from such a pause, at once: the resume
+                // failed, and waiting would congest the others.
                 if lossy && budget.is_some_and(|b| b < min) {
                     s.starved_since.get_or_insert(now);
                 } else {
                     s.starved_since = None;
                 }
+                let just_resumed = s.no_room_backoff.is_some_and(|(_, resumed)| {
+                    now.saturating_duration_since(resumed) < layers::FAILED_WITHIN
+                });
+                let hold = if just_resumed {
+                    Duration::ZERO
+                } else {
+                    NO_ROOM_HOLD
+                };
                 let starved = s
                     .starved_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= NO_ROOM_HOLD);
+                    .is_some_and(|t| now.saturating_duration_since(t) >= hold);
                 if i > 0 && (resting || starved) {
                     if c.target_layer != NO_LAYER {
                         // Paused again soon after a resume: wait longer.
