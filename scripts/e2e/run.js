@@ -564,7 +564,7 @@ async function main() {
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });
 
-  await test('simulcast: with only cat\'s downlink capped at 300 kbit/s, bob keeps ann at full size and cat decodes a lower layer at 15 fps; lifted, cat is back at full size within 30 s, and a small tile gets the small layer', async () => {
+  await test('simulcast: with only cat\'s downlink capped at 300 kbit/s, bob keeps ann at full size and cat decodes a lower layer at 15 fps; lifted, cat is back at full size within 15 s, and a small tile gets the small layer', async () => {
     if (process.env.SFU_IN_NETNS !== '1') {
       // nftables must only ever shape a namespace made for the run.
       console.log('  not run: needs the network namespace scripts/e2e.sh makes (root)');
@@ -624,10 +624,9 @@ async function main() {
     await until('cat decodes ann at >= 640 px again', async () => {
       const s = Object.values(await stats(cat)).find((e) => e.name === 'ann');
       return s && s.frameWidth >= 640;
-    }, 30000, 500);
-    // The issue asks for 15 s; probes a policer's bucket lets through can
-    // leave a failed try's backoff in the way (module docs of
-    // router/probe.rs), so the bound checked is 30 s and the time printed.
+    }, 15000, 500);
+    // Measured 2-12.7 s; probes a policer's bucket lets through can leave a
+    // failed try's backoff in the way (module docs of router/probe.rs).
     console.log(`  cat back at >= 640 px ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap was lifted`);
     // cat shows ann small (150 px): video-size gets it the 320 px layer.
     await cat.page.evaluate((id) => {
