@@ -217,50 +217,86 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite<'_>, out: &mut 
         let mid = rw.mid.as_ref().map(|(id, m)| (*id, m.as_bytes()));
         // One-byte elements hold 1–16 bytes; a longer dependency
         // descriptor needs the two-byte form for the whole block.
-        let two_byte = dd.is_some_and(|(_, v)| v.len() > 16);
-        let head = if two_byte { 2 } else { 1 };
-        let ext_len = mid.map_or(0, |(_, v)| head + v.len())
-            + rw.twcc.map_or(0, |_| head + 2)
-            + rw.audio_level.map_or(0, |_| head + 1)
-            + rw.abs_send_time.map_or(0, |_| head + 3)
-            + dd.map_or(0, |(_, v)| head + v.len());
-        let words = ext_len.div_ceil(4);
-        out.extend_from_slice(if two_byte {
-            &[0x10, 0x00]
+        if dd.is_some_and(|(_, v)| v.len() > 16) {
+            write_two_byte_extensions(rw, mid, dd, out);
         } else {
-            &[0xBE, 0xDE]
-        });
-        out.extend_from_slice(&(words as u16).to_be_bytes());
-        let mut element = |id: u8, v: &[u8]| {
-            if two_byte {
-                out.push(id);
-                out.push(v.len() as u8);
-            } else {
+            let ext_len = mid.map_or(0, |(_, v)| 1 + v.len())
+                + rw.twcc.map_or(0, |_| 3)
+                + rw.audio_level.map_or(0, |_| 2)
+                + rw.abs_send_time.map_or(0, |_| 4)
+                + dd.map_or(0, |(_, v)| 1 + v.len());
+            let words = ext_len.div_ceil(4);
+            out.extend_from_slice(&[0xBE, 0xDE]);
+            out.extend_from_slice(&(words as u16).to_be_bytes());
+            if let Some((id, v)) = mid {
                 out.push((id << 4) | (v.len() as u8 - 1));
+                out.extend_from_slice(v);
             }
-            out.extend_from_slice(v);
-        };
-        if let Some((id, v)) = mid {
-            element(id, v);
+            if let Some((id, seq)) = rw.twcc {
+                out.push((id << 4) | 1);
+                out.extend_from_slice(&seq.to_be_bytes());
+            }
+            if let Some((id, level)) = rw.audio_level {
+                out.push(id << 4);
+                out.push(level);
+            }
+            if let Some((id, t)) = rw.abs_send_time {
+                out.push((id << 4) | 2);
+                out.extend_from_slice(&t.to_be_bytes()[1..]);
+            }
+            if let Some((id, v)) = dd {
+                out.push((id << 4) | (v.len() as u8 - 1));
+                out.extend_from_slice(v);
+            }
+            out.resize(out.len() + words * 4 - ext_len, 0);
         }
-        if let Some((id, seq)) = rw.twcc {
-            element(id, &seq.to_be_bytes());
-        }
-        if let Some((id, level)) = rw.audio_level {
-            element(id, &[level]);
-        }
-        if let Some((id, t)) = rw.abs_send_time {
-            element(id, &t.to_be_bytes()[1..]);
-        }
-        if let Some((id, v)) = dd {
-            element(id, v);
-        }
-        out.resize(out.len() + words * 4 - ext_len, 0);
     }
     if let Some(osn) = rw.osn {
         out.extend_from_slice(&osn.to_be_bytes());
     }
     out.extend_from_slice(&pkt[hdr.header_len..]);
+}
+
+/// The extension block of [`write_forwarded`] in the two-byte form (RFC
+/// 8285 §4.3: profile 0x1000, then id and length bytes per element), for a
+/// dependency descriptor over 16 bytes (a keyframe's, with its template
+/// structure). Off the common path.
+#[cold]
+fn write_two_byte_extensions(
+    rw: &Rewrite<'_>,
+    mid: Option<(u8, &[u8])>,
+    dd: Option<(u8, &[u8])>,
+    out: &mut Vec<u8>,
+) {
+    let ext_len = mid.map_or(0, |(_, v)| 2 + v.len())
+        + rw.twcc.map_or(0, |_| 4)
+        + rw.audio_level.map_or(0, |_| 3)
+        + rw.abs_send_time.map_or(0, |_| 5)
+        + dd.map_or(0, |(_, v)| 2 + v.len());
+    let words = ext_len.div_ceil(4);
+    out.extend_from_slice(&[0x10, 0x00]);
+    out.extend_from_slice(&(words as u16).to_be_bytes());
+    let mut element = |id: u8, v: &[u8]| {
+        out.push(id);
+        out.push(v.len() as u8);
+        out.extend_from_slice(v);
+    };
+    if let Some((id, v)) = mid {
+        element(id, v);
+    }
+    if let Some((id, seq)) = rw.twcc {
+        element(id, &seq.to_be_bytes());
+    }
+    if let Some((id, level)) = rw.audio_level {
+        element(id, &[level]);
+    }
+    if let Some((id, t)) = rw.abs_send_time {
+        element(id, &t.to_be_bytes()[1..]);
+    }
+    if let Some((id, v)) = dd {
+        element(id, v);
+    }
+    out.resize(out.len() + words * 4 - ext_len, 0);
 }
 
 /// Padding bytes at the end of `pkt` (RFC 3550 §5.1: the P bit, then the
