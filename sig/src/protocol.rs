@@ -130,11 +130,12 @@ pub enum ServerMsg {
         /// SDP answer.
         sdp: String,
     },
-    /// The loudest audio level each participant sent in the last 300 ms,
-    /// in dBov (RFC 6464: 0 is the loudest, -127 silence); sent every
-    /// 300 ms while anyone is above -127, then once more.
+    /// The loudest audio level each participant above silence sent in
+    /// the last 300 ms, in dBov (RFC 6464: 0 is the loudest); those left
+    /// out were silent. Sent every 300 ms while anyone is above silence,
+    /// then once more (empty).
     Levels {
-        /// Participant id → level in dBov.
+        /// Participant id → level in dBov (-126 to 0).
         levels: std::collections::BTreeMap<String, i8>,
     },
     /// Which simulcast encodings of the client's track on `mid` someone

@@ -346,12 +346,10 @@ async function handle(msg) {
       break;
     }
     case 'levels':
+      // Those left out are silent.
       state.levels = msg.levels;
-      for (const [id, dbov] of Object.entries(msg.levels)) {
-        const t = state.tiles.get(id);
-        if (t) showLevel(t.levelEl, dbov);
-        if (id === state.myId) showLevel($('self-level'), dbov);
-      }
+      for (const [id, t] of state.tiles) if (!id.endsWith('-screen')) showLevel(t.levelEl, msg.levels[id] ?? -127);
+      showLevel($('self-level'), msg.levels[state.myId] ?? -127);
       break;
     case 'update': {
       // The server offers; a failure is reported so it can send the state again.

@@ -132,10 +132,10 @@ pub enum RouterEvent {
     /// The room's dominant speaker changed: this audio producer's
     /// publisher ([`active_speaker`]).
     DominantSpeaker(ProducerId),
-    /// Each audio producer's loudest level in the last speaker interval
-    /// (300 ms), as RFC 6464 carries it: 0 is 0 dBov, 127 is -127 dBov
-    /// (silence). Emitted every interval while one of them is above
-    /// silence, then once more.
+    /// The loudest level in the last speaker interval (300 ms) of each
+    /// audio producer above silence, as RFC 6464 carries it: 0 is 0 dBov,
+    /// 126 is -126 dBov; those left out were silent. Emitted every interval
+    /// while one is above silence, then once more (empty).
     AudioLevels(Vec<(ProducerId, u8)>),
     /// The encodings of a simulcast producer that anyone can use changed
     /// (one bool per encoding, in its order): the publisher may stop
@@ -2049,10 +2049,12 @@ impl Router {
             }
             let level = p.loudest_level.min(127);
             activity.push((id, 127 - level));
-            levels.push((id, level));
+            if level < 127 {
+                levels.push((id, level));
+            }
             p.loudest_level = 127;
         }
-        let audible = levels.iter().any(|(_, l)| *l < 127);
+        let audible = !levels.is_empty();
         if audible || self.levels_audible {
             self.events.push_back(RouterEvent::AudioLevels(levels));
         }

@@ -286,7 +286,8 @@ pub enum Event {
     AudioLevels {
         /// The router.
         router: RouterId,
-        /// (audio producer, RFC 6464 level: 0 = 0 dBov … 127 = silence).
+        /// (audio producer above silence, RFC 6464 level: 0 = 0 dBov …
+        /// 126 = -126 dBov); empty once all fell silent.
         levels: Vec<(ProducerId, u8)>,
     },
     /// The encodings of a simulcast producer anyone can use changed
