@@ -116,12 +116,19 @@ async function expectReceiving(p, names) {
     const ok = want.every((n) => byName.some((e) => e.name === n && e.framesDecoded > 0 && e.audioSamples > 0));
     return ok && s;
   }, 30000);
-  await sleep(1500);
-  const later = await stats(p);
+  // Still flowing: every track grows within 5 s (a simulcast consumer's
+  // first layer switches, as the publisher's browser starts its upper
+  // layers, each wait for a keyframe).
+  let later = first;
+  const grown = (e, l) => l && l.framesDecoded > e.framesDecoded && l.audioSamples > e.audioSamples;
+  const end = Date.now() + 5000;
+  do {
+    await sleep(500);
+    later = await stats(p);
+  } while (Date.now() < end && !Object.entries(first).every(([id, e]) => grown(e, later[id])));
   for (const [id, e] of Object.entries(first)) {
-    const l = later[id];
-    if (!l || !(l.framesDecoded > e.framesDecoded) || !(l.audioSamples > e.audioSamples)) {
-      throw new Error(`${p.name}: media from ${e.name} stopped (${JSON.stringify(e)} -> ${JSON.stringify(l)})`);
+    if (!grown(e, later[id])) {
+      throw new Error(`${p.name}: media from ${e.name} stopped (${JSON.stringify(e)} -> ${JSON.stringify(later[id])})`);
     }
   }
 }

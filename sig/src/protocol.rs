@@ -84,11 +84,15 @@ pub struct ParticipantInfo {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Its microphone is muted (`media-state`).
+    /// Its microphone is muted (`media-state`); left out when not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub audio_muted: bool,
-    /// Its camera is off (`media-state`).
+    /// Its camera is off (`media-state`); left out when not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub video_off: bool,
-    /// It shares its screen: the track's msid stream is `<id>-screen`.
+    /// It shares its screen (the track's msid stream is `<id>-screen`);
+    /// left out when not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub screen: bool,
 }
 
