@@ -1947,7 +1947,7 @@ impl Router {
         for (tid, cid, target) in probes {
             self.start_probe(now, tid, cid, target);
         }
-        self.update_source_layers(now);
+        self.update_source_layers(now, &infos);
         self.timers
             .push(Reverse((now + LAYERS_INTERVAL, Timer::Layers)));
     }
@@ -1958,7 +1958,13 @@ impl Router {
     /// the narrowest. A change is a [`RouterEvent::SourceLayers`]: at once
     /// when more are needed, after [`SOURCE_LAYERS_HOLD`] of needing
     /// fewer (a tile that shrinks for a moment stops nothing).
-    fn update_source_layers(&mut self, now: Instant) {
+    /// `infos`: each simulcast producer's layers, as this layer pass
+    /// measured them.
+    fn update_source_layers(
+        &mut self,
+        now: Instant,
+        infos: &HashMap<ProducerId, (Vec<LayerInfo>, u64)>,
+    ) {
         let Self {
             producers,
             consumers,
@@ -1966,10 +1972,9 @@ impl Router {
             ..
         } = self;
         for (pid, p) in producers.iter_mut() {
-            if !p.is_simulcast() {
+            let Some((infos, _)) = infos.get(&pid) else {
                 continue;
-            }
-            let infos = Self::layer_infos(p, now);
+            };
             let n = infos.len().min(8);
             let all = ((1u16 << n) - 1) as u8;
             let narrowest = infos
@@ -1989,7 +1994,7 @@ impl Router {
                     needed |= 1 << l;
                 }
                 let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
-                needed |= layers::needed_for_size(&infos, max_width);
+                needed |= layers::needed_for_size(infos, max_width);
             }
             needed &= all;
             let sent = p.source_layers.0 & all;
