@@ -537,11 +537,7 @@ impl Hub {
         let offer = sdp::parse(offer_sdp).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
         sdp::validate_offer(&offer).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
         let limits = self.cfg.limits;
-        let publishing = offer
-            .media
-            .iter()
-            .filter(|m| m.port != 0 && m.direction.sends() && m.preferred_codec().is_some())
-            .count();
+        let publishing = offer.media.iter().filter(|m| m.publishes()).count();
         if publishing > limits.producers_per_participant {
             return Err(ServerMsg::error(
                 "too-many-tracks",

@@ -195,7 +195,7 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Track {
     producer: ProducerId,
     kind: MediaKind,
@@ -688,26 +688,22 @@ impl Room {
         let Some(p) = self.idx(publisher) else {
             return;
         };
-        let tracks: Vec<(ProducerId, MediaKind, Codec, bool)> = self.participants[p]
-            .published
-            .iter()
-            .map(|t| (t.producer, t.kind, t.codec.clone(), t.screen))
-            .collect();
-        for (producer, kind, codec, screen) in tracks {
-            self.add_consumer(sub, publisher, producer, kind, &codec, screen)
-                .await;
+        let tracks = self.participants[p].published.clone();
+        for t in &tracks {
+            self.add_consumer(sub, publisher, t).await;
         }
     }
 
-    async fn add_consumer(
-        &mut self,
-        sub: u64,
-        publisher: u64,
-        producer: ProducerId,
-        kind: MediaKind,
-        codec: &Codec,
-        screen: bool,
-    ) {
+    /// Creates a paused consumer on `sub` of `publisher`'s `track`, to go
+    /// out in `sub`'s next update.
+    async fn add_consumer(&mut self, sub: u64, publisher: u64, track: &Track) {
+        let Track {
+            producer,
+            kind,
+            ref codec,
+            screen,
+            ..
+        } = *track;
         let Some(i) = self.idx(sub) else { return };
         let publisher_name = self
             .idx(publisher)
@@ -1036,13 +1032,7 @@ impl Room {
                     .neg
                     .check_client_offer(&offer)
                     .map_err(|e| ServerMsg::error("offer-refused", e.to_string()))?;
-                let sending = new
-                    .iter()
-                    .filter(|&&j| {
-                        let m = &offer.media[j];
-                        m.port != 0 && m.direction.sends() && m.preferred_codec().is_some()
-                    })
-                    .count();
+                let sending = new.iter().filter(|&&j| offer.media[j].publishes()).count();
                 let max = self.ctx.cfg.limits.producers_per_participant;
                 if p.published.len() + sending > max {
                     return Err(ServerMsg::error(
@@ -1101,10 +1091,7 @@ impl Room {
         conn.send(&ServerMsg::OfferAnswer { sdp: answer });
         let was_sharing = p.published.iter().any(|t| t.screen);
         p.published.retain(|t| !outcome.ended.contains(&t.producer));
-        let added: Vec<(ProducerId, MediaKind, Codec, bool)> = tracks
-            .iter()
-            .map(|t| (t.producer, t.kind, t.codec.clone(), t.screen))
-            .collect();
+        let added = tracks.clone();
         p.published.extend(tracks);
         let sharing = p.published.iter().any(|t| t.screen);
         tracing::info!(
@@ -1137,9 +1124,8 @@ impl Room {
                     self.participants[j].neg.remove_producer(*producer);
                 }
             }
-            for (producer, kind, codec, screen) in &added {
-                self.add_consumer(other, pid, *producer, *kind, codec, *screen)
-                    .await;
+            for t in &added {
+                self.add_consumer(other, pid, t).await;
             }
             self.negotiate(other);
         }

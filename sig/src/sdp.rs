@@ -198,6 +198,12 @@ impl MediaSection {
         }
     }
 
+    /// True when the client sends on this m-section with a codec we
+    /// forward: it would become a track (counted against the publish limit).
+    pub fn publishes(&self) -> bool {
+        self.port != 0 && self.direction.sends() && self.preferred_codec().is_some()
+    }
+
     /// The RTX codec associated with payload type `pt` (RFC 4588 §8.6:
     /// `a=rtpmap:<rtx> rtx/90000`, `a=fmtp:<rtx> apt=<pt>`), if offered.
     pub fn rtx_for(&self, pt: u8) -> Option<&Codec> {
