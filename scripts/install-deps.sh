@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian 12 machine, if missing:
-# Debian's chromium (the reference browser), curl, nftables, shellcheck, and
-# the e2e driver's npm packages.
+# Debian's chromium (the reference browser) and firefox-esr (the second
+# browser the e2e suite joins), curl, nftables, shellcheck, and the e2e
+# driver's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=()
 [ -x /usr/lib/chromium/chromium ] || PKGS+=(chromium)
+[ -x /usr/bin/firefox-esr ] || PKGS+=(firefox-esr)
 command -v curl >/dev/null || PKGS+=(curl)   # the stress script's health checks
 command -v nft >/dev/null || PKGS+=(nftables) # loss and rate limits in scripts/quality.sh
 command -v shellcheck >/dev/null || PKGS+=(shellcheck) # scripts/lint-shell.sh
@@ -22,7 +24,8 @@ if ! command -v node >/dev/null; then
   exit 1
 fi
 
-if [ -f scripts/e2e/package.json ] && [ ! -d scripts/e2e/node_modules/playwright-core ]; then
+if [ -f scripts/e2e/package.json ] && { [ ! -d scripts/e2e/node_modules/playwright-core ] ||
+  [ ! -d scripts/e2e/node_modules/puppeteer-core ]; }; then
   echo "installing the e2e driver's npm packages"
   (cd scripts/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi

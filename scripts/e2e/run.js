@@ -4,11 +4,15 @@
 'use strict';
 
 const { chromium } = require('playwright-core');
+// Stock Firefox has no Playwright protocol; puppeteer-core drives it over
+// WebDriver BiDi.
+const puppeteer = require('puppeteer-core');
 const { spawn, execFileSync } = require('child_process');
 const http = require('http');
 
 const BIN = process.argv[2];
 const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
+const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 const PORT = Number(process.env.SFU_E2E_PORT || 18080);
 const BASE = `http://127.0.0.1:${PORT}`;
 const WATCHDOG_MS = 10 * 60 * 1000;
@@ -17,6 +21,7 @@ let passed = 0;
 let failed = 0;
 let server;
 let browser;
+let firefox;
 
 const watchdog = setTimeout(() => {
   console.error(`watchdog: e2e run exceeded ${WATCHDOG_MS / 1000}s`);
@@ -30,7 +35,7 @@ function finish(code) {
     console.log(`\ne2e: ${passed} passed, ${failed} failed`);
     process.exit(code || (failed ? 1 : 0));
   };
-  const closing = browser ? browser.close().catch(() => {}) : Promise.resolve();
+  const closing = Promise.all([browser, firefox].filter(Boolean).map((b) => b.close().catch(() => {})));
   Promise.race([closing, new Promise((r) => setTimeout(r, 5000))]).then(done);
 }
 
@@ -90,6 +95,49 @@ async function openParticipant(room, name, query = '') {
   page.on('pageerror', (e) => console.log(`  [${name} pageerror] ${e}`));
   await page.goto(`${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}${query}`);
   return { name, page, context };
+}
+
+// Debian's Firefox ESR with fake media, driven over WebDriver BiDi, started
+// on first use. `media.navigator.permission.fake` makes it gather ICE
+// candidates when only `lo` exists; loopback candidates are off by default.
+async function openFirefox(room, name, query = '') {
+  if (!firefox) {
+    firefox = await puppeteer.launch({
+      browser: 'firefox',
+      executablePath: FIREFOX,
+      headless: true,
+      protocolTimeout: 60000,
+      extraPrefsFirefox: {
+        'media.navigator.streams.fake': true,
+        'media.navigator.permission.disabled': true,
+        'media.navigator.permission.fake': true,
+        'media.peerconnection.ice.loopback': true,
+        'media.peerconnection.ice.obfuscate_host_addresses': false,
+        'media.autoplay.default': 0,
+      },
+    });
+    console.log(`  firefox: ${await firefox.version()}`);
+  }
+  const context = await firefox.createBrowserContext();
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warn' || m.type() === 'warning') console.log(`  [${name} console] ${m.text()}`); });
+  page.on('pageerror', (e) => console.log(`  [${name} pageerror] ${e}`));
+  await page.goto(`${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}${query}`);
+  return { name, page, context };
+}
+
+// Frames per second `p` decodes of each tile over `seconds`: { id: { name, fps, width } }.
+async function fpsOver(p, seconds) {
+  const a = await stats(p);
+  const t0 = Date.now();
+  await sleep(seconds * 1000);
+  const b = await stats(p);
+  const dt = (Date.now() - t0) / 1000;
+  const out = {};
+  for (const [id, e] of Object.entries(b)) {
+    out[id] = { name: e.name, fps: Number(((e.framesDecoded - (a[id] ? a[id].framesDecoded : 0)) / dt).toFixed(1)), width: e.frameWidth };
+  }
+  return out;
 }
 
 // A page with `init` run before the app (to simulate browser conditions).
@@ -522,6 +570,82 @@ async function main() {
     const av1 = sdp.split('m=video').find((m) => / AV1\/90000/.test(m));
     if (!av1 || !av1.includes('dependency-descriptor-rtp-header-extension')) throw new Error('no dependency descriptor offered with AV1');
     for (const p of [vic, ava, bea]) await p.context.close();
+    await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
+  });
+
+  // Firefox marks every m-section after the first bundle-only with port 0
+  // (RFC 9143 §6): once taken as rejected, so Firefox published no video.
+  let fox = {};
+  await test('Firefox and Chromium in one room: two Firefox pages (simulcast and not) and two Chromium pages decode every other at >= 15 fps and hear it', async () => {
+    fox = {
+      cr1: await openParticipant('e2e-fox', 'cr1'),
+      cr2: await openParticipant('e2e-fox', 'cr2'),
+      ff1: await openFirefox('e2e-fox', 'ff1', '&simulcast=0'),
+      ff2: await openFirefox('e2e-fox', 'ff2'),
+    };
+    const all = Object.values(fox);
+    await Promise.all(all.map((p) => expectReceiving(p, all.filter((o) => o !== p).map((o) => o.name))));
+    const seen = {};
+    for (const p of all) seen[p.name] = await fpsOver(p, 5);
+    console.log(`  fps over 5 s: ${JSON.stringify(Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, Object.values(v).map((e) => `${e.name} ${e.fps} fps ${e.width} px`)])))}`);
+    for (const [who, v] of Object.entries(seen)) {
+      for (const e of Object.values(v)) {
+        if (e.fps < 15) throw new Error(`${who} decodes ${e.name} at ${e.fps} fps`);
+      }
+    }
+  });
+
+  await test('a Chromium subscriber showing Firefox small gets its low simulcast layer', async () => {
+    const { cr1, ff2 } = fox;
+    const ffId = await ff2.page.evaluate(() => window.sfu.id());
+    const width = (px) => cr1.page.evaluate(([id, w]) => {
+      document.querySelector(`[data-participant="${id}"] video`).style.width = w;
+      window.dispatchEvent(new Event('resize'));
+    }, [ffId, px]);
+    // Large first: its full layer reaches a Chromium page too.
+    await width('800px');
+    await until('cr1 decodes ff2 at >= 640 px in an 800 px tile', async () => ((await stats(cr1))[ffId] || {}).frameWidth >= 640, 20000, 500);
+    await width('150px');
+    await until('cr1 decodes ff2 at its low layer (< 640 px)', async () => {
+      const s = (await stats(cr1))[ffId];
+      return s && s.frameWidth > 0 && s.frameWidth < 640;
+    }, 15000, 500);
+    const s = await expectDecoding(cr1, ffId);
+    console.log(`  cr1 decodes ff2's low layer at ${s.frameWidth} px`);
+  });
+
+  await test('a Firefox screen share (its own offer) reaches the Chromium pages', async () => {
+    const { cr1, cr2, ff1 } = fox;
+    const ffId = await ff1.page.evaluate(() => window.sfu.id());
+    // Headless Firefox has no screen to capture: a canvas stream stands in
+    // for getDisplayMedia's, through the same share path (client offer).
+    await ff1.page.evaluate(() => {
+      const c = document.createElement('canvas');
+      c.width = 1280; c.height = 720;
+      const g = c.getContext('2d');
+      let n = 0;
+      setInterval(() => { g.fillStyle = `hsl(${(n += 7) % 360},60%,50%)`; g.fillRect(0, 0, 1280, 720); g.fillStyle = '#fff'; g.fillRect(n % 1200, 300, 80, 80); }, 66);
+      window.__share = 'pending';
+      window.sfu.startScreenShare(c.captureStream(15)).then(() => { window.__share = 'ok'; }, (e) => { window.__share = String(e); });
+    });
+    await until('ff1\'s share negotiated', async () => {
+      const r = await ff1.page.evaluate(() => window.__share);
+      if (r !== 'ok' && r !== 'pending') throw new Error(`ff1's share failed: ${r}`);
+      return r === 'ok';
+    }, 20000).catch(async (e) => {
+      const why = await ff1.page.evaluate(() => ({ banner: window.sfu.errorText(), signaling: window.sfu.pc().signalingState, local: window.sfu.pc().localDescription.sdp.slice(-1500) }));
+      throw new Error(`${e.message}: ${JSON.stringify(why)}`);
+    });
+    for (const p of [cr1, cr2]) {
+      await until(`${p.name} shows ff1's screen`, async () => (await tiles(p)).includes('ff1 (screen)'), 20000);
+      const s = await expectDecoding(p, `${ffId}-screen`, 640);
+      console.log(`  ${p.name} decodes ff1's screen at ${s.frameWidth} px`);
+    }
+    await ff1.page.evaluate(() => window.sfu.stopScreenShare());
+    for (const p of [cr1, cr2]) {
+      await until(`${p.name} no longer shows ff1's screen`, async () => !(await tiles(p)).includes('ff1 (screen)'), 15000);
+    }
+    for (const p of Object.values(fox)) await p.context.close();
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });
 

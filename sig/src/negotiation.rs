@@ -165,6 +165,10 @@ pub struct ClientOfferOutcome {
     /// Tracks the client stopped receiving (it stopped their transceivers):
     /// close their consumers. They are not offered to it again.
     pub rejected: Vec<OutTrack>,
+    /// Live consumers whose section in the offer leaves out something we
+    /// offered before (the RTX codec, a header extension): narrow them on
+    /// the data plane, as for an answer.
+    pub narrowed: Vec<(ConsumerId, Answered)>,
 }
 
 /// What an answer did.
@@ -269,6 +273,26 @@ impl ExtIds {
             abs_send_time_ext_id: self.abs_send_time,
             dependency_descriptor_ext_id: self.dd.filter(|_| codec.is("AV1")),
         }
+    }
+}
+
+/// What the client's m-section `m` (its answer to our offer, or its own
+/// offer) takes of `offered` for track `t`: the RTX codec if it lists its
+/// payload type, and each header extension we offered that it names, with
+/// its id (RFC 8285 §7: the answerer's ids stand in an answer, the
+/// offerer's in an offer).
+fn accepted_by(m: &MediaSection, t: &OutTrack, offered: Answered) -> Answered {
+    let take = |o: Option<u8>, a: Option<u8>| o.and(a);
+    Answered {
+        rtx: offered.rtx
+            && t.rtx
+                .as_ref()
+                .is_some_and(|(rtx, _)| m.codecs.iter().any(|c| c.pt == rtx.pt)),
+        mid_ext_id: take(offered.mid_ext_id, m.mid_ext_id),
+        twcc_ext_id: take(offered.twcc_ext_id, m.twcc_ext_id),
+        audio_level_ext_id: take(offered.audio_level_ext_id, m.audio_level_ext_id),
+        abs_send_time_ext_id: take(offered.abs_send_time_ext_id, m.abs_send_time_ext_id),
+        dependency_descriptor_ext_id: take(offered.dependency_descriptor_ext_id, m.dd_ext_id),
     }
 }
 
@@ -521,7 +545,12 @@ impl Negotiation {
                 continue;
             }
             media.push(match &s.track {
-                Some(t) => Self::track_media(ext, &s.mid, s.kind, t),
+                Some(t) => Self::track_media(
+                    &s.mid,
+                    s.kind,
+                    t,
+                    ext.for_track(s.kind, &t.codec, t.rtx.is_some()),
+                ),
                 None => LocalMedia::closed(&s.mid, Some(s.kind)),
             });
         }
@@ -530,10 +559,10 @@ impl Negotiation {
         media
     }
 
-    /// The `sendonly` m-section that carries `t` to the client under `mid`.
-    fn track_media(ext: ExtIds, mid: &str, kind: MediaKind, t: &OutTrack) -> LocalMedia {
+    /// The `sendonly` m-section that carries `t` to the client under `mid`,
+    /// with the RTX codec and the header extensions `offered` names.
+    fn track_media(mid: &str, kind: MediaKind, t: &OutTrack, offered: Answered) -> LocalMedia {
         let stream = t.stream_id();
-        let offered = ext.for_track(kind, &t.codec, t.rtx.is_some());
         LocalMedia {
             mid: mid.to_string(),
             kind: Some(kind),
@@ -551,8 +580,16 @@ impl Negotiation {
                 stream,
                 format!("{}-{}", kind.as_str(), t.producer.0),
             )),
-            rtx: t.rtx.as_ref().map(|(c, _)| c.clone()),
-            rtx_ssrc: t.rtx.as_ref().map(|(_, ssrc)| *ssrc),
+            rtx: t
+                .rtx
+                .as_ref()
+                .filter(|_| offered.rtx)
+                .map(|(c, _)| c.clone()),
+            rtx_ssrc: t
+                .rtx
+                .as_ref()
+                .filter(|_| offered.rtx)
+                .map(|(_, ssrc)| *ssrc),
             rejected: false,
             simulcast_recv: None,
         }
@@ -576,7 +613,7 @@ impl Negotiation {
         self.failures = 0;
         self.client_view = answer[self.own.len()..]
             .iter()
-            .map(|m| (m.mid.clone(), m.port != 0))
+            .map(|m| (m.mid.clone(), !m.rejected))
             .collect();
         let mut out = AnswerOutcome::default();
         let ext = self.ext;
@@ -586,7 +623,7 @@ impl Negotiation {
                 SlotState::Offered => {
                     let Some(t) = s.track.clone() else { continue };
                     let accepted = section.is_some_and(|m| {
-                        m.port != 0
+                        !m.rejected
                             && m.direction.receives()
                             && m.codecs.iter().any(|c| c.pt == t.codec.pt)
                     });
@@ -595,36 +632,14 @@ impl Negotiation {
                         out.resume.push(t.consumer);
                         if let Some(m) = section {
                             let offered = ext.for_track(s.kind, &t.codec, t.rtx.is_some());
-                            let answered = Answered {
-                                rtx: t.rtx.as_ref().is_some_and(|(rtx, _)| {
-                                    m.codecs.iter().any(|c| c.pt == rtx.pt)
-                                }),
-                                mid_ext_id: m.mid_ext_id,
-                                twcc_ext_id: m.twcc_ext_id,
-                                audio_level_ext_id: m.audio_level_ext_id,
-                                abs_send_time_ext_id: m.abs_send_time_ext_id,
-                                dependency_descriptor_ext_id: m.dd_ext_id,
-                            };
-                            let kept = |o: Option<u8>, a: Option<u8>| o.is_none() || o == a;
-                            let all_kept = (!offered.rtx || answered.rtx)
-                                && kept(offered.mid_ext_id, answered.mid_ext_id)
-                                && kept(offered.twcc_ext_id, answered.twcc_ext_id)
-                                && kept(offered.audio_level_ext_id, answered.audio_level_ext_id)
-                                && kept(
-                                    offered.abs_send_time_ext_id,
-                                    answered.abs_send_time_ext_id,
-                                )
-                                && kept(
-                                    offered.dependency_descriptor_ext_id,
-                                    answered.dependency_descriptor_ext_id,
-                                );
-                            if !all_kept {
+                            let answered = accepted_by(m, &t, offered);
+                            if answered != offered {
                                 out.narrowed.push((t.consumer, answered));
                             }
                         }
                     } else {
                         // Port 0: the client already stopped the m-section.
-                        let closed = section.is_none_or(|m| m.port == 0);
+                        let closed = section.is_none_or(|m| m.rejected);
                         s.state = if closed {
                             SlotState::Free
                         } else {
@@ -801,7 +816,7 @@ impl Negotiation {
         let rejected = |mid: &str, m: &MediaSection| LocalMedia::closed(mid, m.kind);
         for (i, m) in offer.media.iter().enumerate() {
             if i < own {
-                if m.port == 0 {
+                if m.rejected {
                     self.own[i].rejected = true;
                 }
                 out.answer.push(self.own[i].clone());
@@ -840,7 +855,7 @@ impl Negotiation {
             let open = self.client_view.get(i - own).is_some_and(|(_, o)| *o);
             match s.state {
                 SlotState::Published => {
-                    let sending = m.port != 0 && m.direction.sends();
+                    let sending = !m.rejected && m.direction.sends();
                     match &s.published {
                         Some((media, _)) if sending => out.answer.push(media.clone()),
                         _ => {
@@ -853,10 +868,20 @@ impl Negotiation {
                         }
                     }
                 }
-                SlotState::Live if m.port != 0 && m.direction.receives() => {
-                    // The same as our last offer had it.
+                SlotState::Live if !m.rejected && m.direction.receives() => {
+                    // As our last offer had it, less what this offer leaves
+                    // out: an answer names only extensions and codecs the
+                    // offer has (RFC 8285 §7, RFC 3264 §6.1; Firefox
+                    // refuses others).
                     out.answer.push(match &s.track {
-                        Some(t) => Self::track_media(self.ext, &s.mid, s.kind, t),
+                        Some(t) => {
+                            let offered = self.ext.for_track(s.kind, &t.codec, t.rtx.is_some());
+                            let accepted = accepted_by(m, t, offered);
+                            if accepted != offered {
+                                out.narrowed.push((t.consumer, accepted));
+                            }
+                            Self::track_media(&s.mid, s.kind, t, accepted)
+                        }
                         None => rejected(&m.mid, m),
                     });
                 }
@@ -977,7 +1002,7 @@ mod tests {
                 MediaSection {
                     mid: m.mid.clone(),
                     kind: m.kind,
-                    port: if refused { 0 } else { 9 },
+                    rejected: refused,
                     direction: match m.direction {
                         Direction::SendOnly => Direction::RecvOnly,
                         Direction::RecvOnly => Direction::SendOnly,
@@ -1304,7 +1329,7 @@ mod tests {
         MediaSection {
             mid: mid.into(),
             kind: Some(MediaKind::Video),
-            port: 9,
+            rejected: false,
             direction: Direction::SendOnly,
             codecs: vec![vp8(96)],
             ssrc: Some(4242),
@@ -1414,7 +1439,7 @@ mod tests {
         // The client stops sharing (port 0): the producer ends, the slot is free.
         assert!(n.request_offer(t0, timeout));
         let mut again = answer(&next, &[]);
-        again[3].port = 0;
+        again[3].rejected = true;
         let o = client_offer(again);
         assert_eq!(n.check_client_offer(&o), Ok(vec![]));
         let out = n.apply_client_offer(&o, vec![]);
@@ -1424,6 +1449,38 @@ mod tests {
             n.slots()[1],
             ("3".to_string(), SlotState::Free),
             "recyclable by either side"
+        );
+    }
+
+    /// Firefox's own offer lists only the extensions it kept for a section
+    /// it receives on; our answer names no others (Firefox refuses an answer
+    /// with an extension its offer lacks), and the consumer is narrowed.
+    #[test]
+    fn an_answer_to_a_client_offer_names_only_what_the_offer_has() {
+        let (mut n, mut seen, t0, timeout) = with_live_video();
+        assert_eq!(seen[2].abs_send_time_ext_id, Some(2), "accepted before");
+        assert!(n.request_offer(t0, timeout));
+        seen[2].abs_send_time_ext_id = None;
+        let o = client_offer(seen);
+        assert_eq!(n.check_client_offer(&o), Ok(vec![]));
+        let out = n.apply_client_offer(&o, vec![]);
+        let video = &out.answer[2];
+        assert_eq!(video.direction, Direction::SendOnly);
+        assert_eq!(video.abs_send_time_ext_id, None);
+        assert_eq!((video.twcc_ext_id, video.mid_ext_id), (Some(3), Some(4)));
+        assert_eq!(
+            out.narrowed,
+            vec![(
+                ConsumerId(101),
+                Answered {
+                    rtx: false,
+                    mid_ext_id: Some(4),
+                    twcc_ext_id: Some(3),
+                    audio_level_ext_id: None,
+                    abs_send_time_ext_id: None,
+                    dependency_descriptor_ext_id: None,
+                }
+            )]
         );
     }
 

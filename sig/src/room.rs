@@ -24,10 +24,10 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use sfu_core::proto::codec::VideoCodec;
 use sfu_core::proto::dtls::DtlsRole;
-use sfu_core::router::{ConsumerParams, EncodingParams, MediaKind, ProducerParams};
+use sfu_core::router::{Answered, ConsumerParams, EncodingParams, MediaKind, ProducerParams};
 use sfu_core::transport::{CloseReason, TransportParams};
 use sfu_core::worker::{Command, Event, Reply};
-use sfu_core::{Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
+use sfu_core::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{ConnHandle, ConnId};
@@ -394,6 +394,20 @@ impl Room {
         }
     }
 
+    /// Consumers of `pid` whose client's answer or offer left out the RTX
+    /// codec or a header extension we offered: the data plane stops
+    /// writing them (or writes the client's ids).
+    fn narrow(&self, router: RouterId, pid: u64, narrowed: &[(ConsumerId, Answered)]) {
+        for &(consumer, answered) in narrowed {
+            tracing::info!(participant = pid, ?answered, "subscriber narrowed a track");
+            self.command(Command::ConsumerAnswered {
+                router,
+                consumer,
+                answered,
+            });
+        }
+    }
+
     fn close_router(&self) {
         if self.port.is_some() {
             self.command(Command::CloseRouter {
@@ -586,7 +600,7 @@ impl Room {
                 .collect::<Vec<_>>()
         })
         .filter(|rids| rids.len() > 1);
-        let publish = m.port != 0
+        let publish = !m.rejected
             && m.direction.sends()
             && codec.is_some()
             && (m.ssrc.is_some() || simulcast.is_some());
@@ -641,7 +655,7 @@ impl Room {
                 rids: simulcast.iter().flatten().map(|r| r.to_string()).collect(),
             });
         }
-        let usable = m.port != 0 && m.kind.is_some() && codec.is_some();
+        let usable = !m.rejected && m.kind.is_some() && codec.is_some();
         let simulcast_recv = simulcast
             .as_ref()
             .zip(m.rid_ext_id)
@@ -869,18 +883,7 @@ impl Room {
                 width: Some(width),
             });
         }
-        for (consumer, answered) in outcome.narrowed {
-            tracing::info!(
-                participant = pid,
-                ?answered,
-                "subscriber's answer narrowed a track"
-            );
-            self.command(Command::ConsumerAnswered {
-                router,
-                consumer,
-                answered,
-            });
-        }
+        self.narrow(router, pid, &outcome.narrowed);
         for t in outcome.rejected {
             self.command(Command::CloseConsumer {
                 router,
@@ -1108,6 +1111,7 @@ impl Room {
                 consumer: t.consumer,
             });
         }
+        self.narrow(router, pid, &outcome.narrowed);
         for &producer in &outcome.ended {
             self.command(Command::CloseProducer { router, producer });
         }

@@ -136,8 +136,11 @@ pub struct MediaSection {
     pub mid: String,
     /// Audio or video; `None` for other media (application …).
     pub kind: Option<MediaKind>,
-    /// Port of the m-line; 0 means rejected or removed.
-    pub port: u16,
+    /// Rejected or removed: port 0 on the m-line, unless the section is
+    /// `a=bundle-only` and in the session's BUNDLE group (RFC 9143 §6.2:
+    /// there port 0 means "only if bundled", as Firefox's `max-bundle`
+    /// offers write every section after the first). Decided here only.
+    pub rejected: bool,
     /// Direction from the writer's point of view.
     pub direction: Direction,
     /// Codecs in preference order.
@@ -201,7 +204,7 @@ impl MediaSection {
     /// True when the client sends on this m-section with a codec we
     /// forward: it would become a track (counted against the publish limit).
     pub fn publishes(&self) -> bool {
-        self.port != 0 && self.direction.sends() && self.preferred_codec().is_some()
+        !self.rejected && self.direction.sends() && self.preferred_codec().is_some()
     }
 
     /// The RTX codec associated with payload type `pt` (RFC 4588 §8.6:
@@ -273,7 +276,7 @@ fn parse_direction(attrs: &[Attribute]) -> Direction {
     Direction::SendRecv
 }
 
-fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
+fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, SdpError> {
     let attrs = &md.attributes;
     let mid = attr(attrs, "mid")
         .ok_or(SdpError::NoMid)?
@@ -393,9 +396,10 @@ fn parse_media(md: &MediaDescription) -> Result<MediaSection, SdpError> {
     }
     send_rids.truncate(sfu_core::router::producer::MAX_ENCODINGS);
     Ok(MediaSection {
-        mid,
         kind,
-        port: md.media_name.port.value.clamp(0, 65535) as u16,
+        rejected: md.media_name.port.value == 0
+            && !(attrs.iter().any(|a| a.key == "bundle-only") && bundle.contains(&mid.as_str())),
+        mid,
         direction: parse_direction(attrs),
         codecs,
         ssrc,
@@ -421,10 +425,19 @@ pub fn parse(sdp: &str) -> Result<PeerSdp, SdpError> {
     if sd.media_descriptions.is_empty() {
         return Err(SdpError::NoMedia);
     }
+    // RFC 5888 §5 / RFC 9143 §7: `a=group:BUNDLE <mid> …` at session level.
+    let bundle: Vec<&str> = sd
+        .attributes
+        .iter()
+        .filter(|a| a.key == "group")
+        .filter_map(|a| a.value.as_deref())
+        .filter_map(|v| v.strip_prefix("BUNDLE"))
+        .flat_map(str::split_whitespace)
+        .collect();
     let media = sd
         .media_descriptions
         .iter()
-        .map(parse_media)
+        .map(|md| parse_media(md, &bundle))
         .collect::<Result<Vec<_>, _>>()?;
     // ICE and DTLS attributes may be at session or media level; with BUNDLE
     // the first m-section's apply (RFC 8843 §7.1.3).
@@ -470,7 +483,7 @@ pub fn validate_offer(offer: &PeerSdp) -> Result<(), SdpError> {
     if offer
         .media
         .iter()
-        .any(|m| m.port != 0 && m.preferred_codec().is_some())
+        .any(|m| !m.rejected && m.preferred_codec().is_some())
     {
         Ok(())
     } else {
@@ -878,6 +891,81 @@ mod tests {
             (Some(10), Some(11))
         );
         assert_eq!(video.ssrc, None, "Chromium announces no SSRC for simulcast");
+    }
+
+    /// Firefox 153 (`max-bundle`) offers every m-section after the first
+    /// with port 0 and `a=bundle-only` (RFC 9143 §6): bundled, not rejected.
+    #[test]
+    fn firefox_bundle_only_sections_are_accepted() {
+        let o = parse(&fixture("firefox-offer-audio-video-simulcast.sdp")).expect("parses");
+        validate_offer(&o).expect("usable");
+        assert_eq!(o.setup, "actpass");
+        let video = &o.media[1];
+        assert!(!video.rejected, "bundle-only in the BUNDLE group");
+        assert!(video.publishes());
+        assert_eq!(video.direction, Direction::SendOnly);
+        assert_eq!(
+            video.preferred_codec().map(|c| (c.name.as_str(), c.pt)),
+            Some(("VP8", 120))
+        );
+        assert_eq!(video.rtx_for(120).map(|c| c.pt), Some(124));
+        // Firefox's layers, and its per-layer FID groups (the first read).
+        assert_eq!(video.send_rids, ["h", "f"]);
+        assert_eq!(
+            (video.rid_ext_id, video.repaired_rid_ext_id),
+            (Some(9), Some(10)),
+            "extmap ids with a direction (`9/sendonly`)"
+        );
+        assert_eq!(
+            (video.ssrc, video.rtx_ssrc),
+            (Some(1_185_204_161), Some(1_186_419_574))
+        );
+        assert_eq!(video.dd_ext_id, Some(8));
+        assert_eq!(video.twcc_ext_id, Some(7));
+        assert_eq!(video.abs_send_time_ext_id, Some(4));
+        let audio = &o.media[0];
+        assert!(audio.publishes());
+        assert_eq!(audio.audio_level_ext_id, Some(1));
+
+        let o = parse(&fixture("firefox-offer-audio-video.sdp")).expect("parses");
+        let video = &o.media[1];
+        assert!(video.publishes() && video.send_rids.is_empty());
+        assert_eq!(
+            (video.ssrc, video.rtx_ssrc),
+            (Some(1_934_572_943), Some(2_812_827_909))
+        );
+    }
+
+    /// Port 0 rejects a section that is not bundle-only, or that is
+    /// bundle-only but outside the BUNDLE group.
+    #[test]
+    fn port_zero_outside_bundle_or_without_bundle_only_is_rejected() {
+        let ff = fixture("firefox-offer-audio-video-simulcast.sdp");
+        let outside = ff.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0");
+        assert!(parse(&outside).expect("parses").media[1].rejected);
+        let no_group = ff.replace("a=group:BUNDLE 0 1\r\n", "");
+        assert!(parse(&no_group).expect("parses").media[1].rejected);
+        let plain = ff.replace("a=bundle-only\r\n", "");
+        let o = parse(&plain).expect("parses");
+        assert!(o.media[1].rejected && !o.media[1].publishes());
+        assert!(!o.media[0].rejected, "the first section has its port");
+    }
+
+    /// Firefox's answer to one of our offers (a `update`): port 9 on every
+    /// section, DTLS `active`, extmap directions; all accepted.
+    #[test]
+    fn firefox_answer_to_our_offer_accepts_every_section() {
+        let offer = parse(&fixture("sfu-offer-to-firefox.input.sdp")).expect("ours parses");
+        let a = parse(&fixture("firefox-answer-to-sfu-offer.sdp")).expect("parses");
+        assert_eq!(a.setup, "active");
+        let mids = |p: &PeerSdp| p.media.iter().map(|m| m.mid.clone()).collect::<Vec<_>>();
+        assert_eq!(mids(&a), mids(&offer));
+        assert!(a.media.iter().all(|m| !m.rejected));
+        let recv: Vec<Direction> = a.media[2..].iter().map(|m| m.direction).collect();
+        assert_eq!(recv, [Direction::RecvOnly, Direction::RecvOnly]);
+        // Firefox declines abs-send-time on the audio it receives.
+        assert_eq!(a.media[2].abs_send_time_ext_id, None);
+        assert_eq!(a.media[3].abs_send_time_ext_id, Some(4));
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn sections_of(sdp: &sdp::PeerSdp, direction: Option<Direction>) -> Vec<LocalMed
             direction: direction.unwrap_or(m.direction),
             codec: m.codecs.first().cloned(),
             mid_ext_id: m.mid_ext_id,
-            rejected: m.port == 0,
+            rejected: m.rejected,
             ..LocalMedia::closed(&m.mid, m.kind)
         })
         .collect()
@@ -153,7 +153,7 @@ fn a_screen_share_is_offered_by_the_client_and_glare_cannot_happen() {
         let a = sdp::parse(&answer_sdp).expect("our answer parses");
         let last = a.media.last().expect("sections");
         assert_eq!(
-            (last.mid.as_str(), last.direction, last.port != 0),
+            (last.mid.as_str(), last.direction, !last.rejected),
             ("7", Direction::RecvOnly, true),
             "the share is received"
         );
@@ -216,7 +216,7 @@ fn a_screen_share_is_offered_by_the_client_and_glare_cannot_happen() {
         .await;
         let reply = ann.expect("offer-answer").await;
         let a = sdp::parse(reply["sdp"].as_str().expect("sdp")).expect("parses");
-        assert!(a.media.iter().any(|m| m.mid == "7" && m.port == 0));
+        assert!(a.media.iter().any(|m| m.mid == "7" && m.rejected));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(hub.workers[0].count("CloseProducer"), 1);
         let msgs = drain_answering(&mut bob, Duration::from_millis(500)).await;

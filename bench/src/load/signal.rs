@@ -165,7 +165,7 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                     .filter(|_| direction == Direction::SendOnly),
                 rtx: None,
                 rtx_ssrc: None,
-                rejected: m.port == 0 || m.kind.is_none(),
+                rejected: m.rejected || m.kind.is_none(),
                 simulcast_recv: None,
             }
         })

@@ -366,7 +366,7 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
         .iter()
         .map(|m| {
             let kind = m.kind.map(|k| k.as_str());
-            let rejected = m.port == 0 || (refuse.is_some() && kind == refuse);
+            let rejected = m.rejected || (refuse.is_some() && kind == refuse);
             LocalMedia {
                 mid: m.mid.clone(),
                 kind: m.kind,
