@@ -23,6 +23,22 @@ impl SeqNo {
     pub fn wire(self) -> u16 {
         self.0 as u16
     }
+
+    /// The extended number of the first packet of a stream, `seq` on the
+    /// wire: 2^32 cycles up, so a packet reordered before it still gets a
+    /// smaller number.
+    #[inline]
+    pub fn first(seq: u16) -> Self {
+        Self((1 << 32) | u64::from(seq))
+    }
+
+    /// The extended number of wire value `seq` nearest to `self` (within
+    /// ±2^15): the one 16-bit unwrap (RFC 3550 §A.1) every receive-side
+    /// table uses.
+    #[inline]
+    pub fn unwrap(self, seq: u16) -> Self {
+        Self((self.0 as i64 + i64::from(seq.wrapping_sub(self.0 as u16) as i16)) as u64)
+    }
 }
 
 /// Maximum length in bytes of a MID or RID value we accept (RFC 8843 §15
@@ -99,7 +115,7 @@ macro_rules! slab_id {
             }
         }
 
-        impl crate::router::id_slab::SlabId for $name {
+        impl crate::slab::SlabId for $name {
             fn from_raw(raw: u64) -> Self {
                 Self(raw)
             }
@@ -160,5 +176,20 @@ mod tests {
     #[test]
     fn seqno_wire_truncates() {
         assert_eq!(SeqNo(65536 + 7).wire(), 7);
+    }
+
+    #[test]
+    fn seqno_unwraps_to_the_nearest_across_wraps() {
+        let first = SeqNo::first(65_530);
+        assert_eq!(first.wire(), 65_530);
+        let after_wrap = first.unwrap(3);
+        assert_eq!(after_wrap.0, first.0 + 9, "forward across the wrap");
+        assert_eq!(after_wrap.unwrap(65_534).0, first.0 + 4, "back across it");
+        assert_eq!(first.unwrap(65_530), first);
+        assert_eq!(first.unwrap(65_530 - 32_768).0, first.0 - 32_768);
+        assert_eq!(
+            first.unwrap(65_530u16.wrapping_add(32_767)).0,
+            first.0 + 32_767
+        );
     }
 }

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod io;
 pub mod proto;
 pub mod router;
+pub mod slab;
 pub mod stats;
 pub mod testing;
 pub mod transport;

@@ -9,19 +9,14 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use super::{Waker, cvt};
+use crate::transport::{Datagram, SendOutcome};
+
 /// Datagrams received or sent per system call at most.
 pub const BATCH: usize = 64;
 /// Bytes per receive buffer: WebRTC stays under the 1500 B path MTU, and
 /// anything longer than this is truncated (and then fails authentication).
 pub const RECV_BUF: usize = 2048;
-
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
 
 /// An epoll set in level-triggered mode: a socket with datagrams left after
 /// a bounded batch is reported again by the next wait.
@@ -97,44 +92,6 @@ impl Epoll {
         }
         out.extend(self.events[..n as usize].iter().map(|e| e.u64));
         Ok(())
-    }
-}
-
-/// An eventfd: any thread may [`Waker::wake`] the loop that watches it.
-#[derive(Debug)]
-pub struct Waker {
-    fd: OwnedFd,
-}
-
-impl Waker {
-    /// A new non-blocking eventfd. Errors: the `eventfd` failure.
-    pub fn new() -> io::Result<Self> {
-        // SAFETY: plain system call; the descriptor is owned below.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-        Ok(Self {
-            // SAFETY: fresh descriptor.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    /// The descriptor, for an epoll set.
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Makes the descriptor readable (wakes the loop). Never blocks.
-    pub fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64; a full counter (EAGAIN)
-        // means a wake-up is pending anyway.
-        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    /// Clears pending wake-ups.
-    pub fn drain(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64.
-        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
     }
 }
 
@@ -284,40 +241,6 @@ impl RecvBatch {
             return None;
         }
         super::rx_timestamp_ns(&self.msgs[i].msg_hdr)
-    }
-}
-
-/// What one [`SendBatch::send`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SendOutcome {
-    /// Datagrams the kernel took (a GSO send of n segments counts n).
-    pub sent: usize,
-    /// Their payload bytes.
-    pub bytes: usize,
-    /// Datagrams refused (full socket buffer, no route, …): dropped, as UDP does.
-    pub failed: usize,
-    /// Messages the kernel took: equal to `sent` without GSO, fewer with it.
-    pub messages: usize,
-    /// Of those, UDP GSO messages (two datagrams or more).
-    pub gso_messages: usize,
-    /// System calls made.
-    pub syscalls: usize,
-}
-
-/// A datagram for [`SendBatch::send`]: where it goes and its UDP payload.
-pub trait Datagram {
-    /// Destination.
-    fn dest(&self) -> SocketAddr;
-    /// UDP payload.
-    fn payload(&self) -> &[u8];
-}
-
-impl<T: AsRef<[u8]>> Datagram for (SocketAddr, T) {
-    fn dest(&self) -> SocketAddr {
-        self.0
-    }
-    fn payload(&self) -> &[u8] {
-        self.1.as_ref()
     }
 }
 

@@ -4,6 +4,9 @@
 
 pub mod epoll;
 pub mod uring;
+pub mod waker;
+
+pub use waker::Waker;
 
 use std::time::{Duration, Instant};
 
@@ -219,6 +222,15 @@ pub fn bind_udp(cfg: &SocketConfig, start_hint: u16) -> Result<(Socket, SocketAd
         min: cfg.port_min,
         max: cfg.port_max,
     })
+}
+
+/// A libc return code as a result: negative is the thread's `errno`.
+pub(crate) fn cvt(rc: libc::c_int) -> std::io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, opcode};
 
-use super::epoll::{RECV_BUF, Waker};
+use super::Waker;
+use super::epoll::RECV_BUF;
 use super::{Driver, from_storage};
 
 /// Receive requests kept outstanding per socket (so at most this many

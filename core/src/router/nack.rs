@@ -12,6 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::ids::SeqNo;
+
 /// Missing packets tracked at most; a larger gap is not NACKed packet by
 /// packet (a keyframe is cheaper than hundreds of retransmissions).
 pub const MAX_MISSING: usize = 512;
@@ -70,11 +72,10 @@ impl NackGenerator {
     /// Records the arrival of `seq` at `now`.
     pub fn on_packet(&mut self, now: Instant, seq: u16) -> Arrival {
         let Some(h) = self.highest else {
-            self.highest = Some((1 << 32) | u64::from(seq));
+            self.highest = Some(SeqNo::first(seq).0);
             return Arrival::New;
         };
-        let diff = seq.wrapping_sub(h as u16) as i16 as i64;
-        let ext = (h as i64 + diff) as u64;
+        let ext = SeqNo(h).unwrap(seq).0;
         if ext > h {
             self.highest = Some(ext);
             let gap = (ext - h - 1) as usize;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::ids::Ssrc;
+use crate::ids::{SeqNo, Ssrc};
 use crate::proto::rtcp::ReportBlock;
 
 /// One stream's receive statistics.
@@ -51,12 +51,11 @@ impl ReceiveStats {
         self.received += 1;
         match self.base {
             None => {
-                self.base = Some((1 << 32) | u64::from(seq));
-                self.highest = (1 << 32) | u64::from(seq);
+                self.base = Some(SeqNo::first(seq).0);
+                self.highest = SeqNo::first(seq).0;
             }
             Some(_) => {
-                let diff = seq.wrapping_sub(self.highest as u16) as i16 as i64;
-                let ext = (self.highest as i64 + diff) as u64;
+                let ext = SeqNo(self.highest).unwrap(seq).0;
                 self.highest = self.highest.max(ext);
             }
         }

@@ -61,8 +61,7 @@ impl SeqManager {
             ext
         } else {
             let h = self.highest_in?.0;
-            let diff = seq.wrapping_sub(h as u16) as i16 as i64;
-            let ext = (h as i64 + diff) as u64;
+            let ext = SeqNo(h).unwrap(seq).0;
             if ext < self.epoch_start.0 {
                 return None;
             }

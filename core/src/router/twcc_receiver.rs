@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::ids::Ssrc;
+use crate::ids::{SeqNo, Ssrc};
 use crate::proto::twcc::{self, Feedback, MAX_PACKETS};
 
 /// How often feedback goes out while packets arrive (the draft suggests
@@ -53,8 +53,8 @@ impl TwccReceiver {
     /// ignored.
     pub fn on_packet(&mut self, now: Instant, seq: u16) {
         let ext = match self.highest {
-            None => (1 << 32) | u64::from(seq),
-            Some(h) => (h as i64 + i64::from(seq.wrapping_sub(h as u16) as i16)) as u64,
+            None => SeqNo::first(seq).0,
+            Some(h) => SeqNo(h).unwrap(seq).0,
         };
         if self.highest.is_none_or(|h| ext > h) {
             self.highest = Some(ext);

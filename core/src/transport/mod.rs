@@ -16,6 +16,10 @@ use crate::proto::srtp::{SrtpBackend, SrtpError, SrtpSession};
 use crate::proto::stun;
 use crate::stats::DropReason;
 
+pub mod transmit;
+
+pub use transmit::{Datagram, SendOutcome, Transmit};
+
 /// What the control plane tells a transport (from the SDP exchange).
 #[derive(Debug, Clone)]
 pub struct TransportParams {
@@ -99,25 +103,6 @@ pub enum Received {
     /// A decrypted compound RTCP packet of this many bytes, now at the start
     /// of the datagram's buffer.
     Rtcp(usize),
-}
-
-/// A datagram to send.
-#[derive(Debug, Clone)]
-pub struct Transmit {
-    /// Destination.
-    pub dest: SocketAddr,
-    /// UDP payload. A router gets these buffers back with
-    /// [`crate::router::Router::recycle`] once sent.
-    pub data: Vec<u8>,
-}
-
-impl crate::io::epoll::Datagram for Transmit {
-    fn dest(&self) -> SocketAddr {
-        self.dest
-    }
-    fn payload(&self) -> &[u8] {
-        &self.data
-    }
 }
 
 /// One peer's ICE-lite + DTLS + SRTP.

@@ -26,7 +26,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::error::{Error, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
 use crate::io::SocketConfig;
-use crate::io::epoll::Waker;
+use crate::io::Waker;
 use crate::proto::dtls::Certificate;
 use crate::router::{ConsumerParams, ProducerParams, RouterConfig};
 use crate::stats::Counters;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sfu_core::router::id_slab::IdSlab;
+use sfu_core::slab::IdSlab;
 use sfu_core::stats::Counters;
 use sfu_core::transport::CloseReason;
 use sfu_core::worker::{Command, CommandSender, Event, RouterInfo};

@@ -1,0 +1,365 @@
+//! Layer allocation: every 500 ms each subscriber's budget is shared out
+//! over the simulcast layers it receives, and encodings nobody needs are
+//! paused at the source.
+
+use super::*;
+
+impl Router {
+    /// What consumers can choose from of producer `p`'s encodings at `now`.
+    pub(super) fn layer_infos(p: &Producer, now: Instant) -> Vec<LayerInfo> {
+        p.encodings
+            .iter()
+            .map(|e| LayerInfo {
+                bps: e.rate.bps(),
+                width: e.size.map(|(w, _)| w),
+                active: e
+                    .last_packet
+                    .is_some_and(|t| now.saturating_duration_since(t) < ENCODING_INACTIVE_AFTER),
+            })
+            .collect()
+    }
+
+    /// Measures each encoding's rate, then chooses each simulcast
+    /// consumer's target layer ([`layers`]). A subscriber's estimate, when
+    /// congestion limits it, less 5 % and less what its other consumers
+    /// receive, is shared by its simulcast consumers in order, the dominant
+    /// speaker's first: each gets its lowest layer while the estimate has
+    /// room for it, and better ones in that order; one with no room left
+    /// gets no video ([`NO_LAYER`]), the first always its lowest. A consumer not
+    /// yet on its target asks for a keyframe of it (again, should the
+    /// request or the keyframe have been lost). Every [`LAYERS_INTERVAL`]
+    /// while a simulcast producer exists.
+    pub(super) fn select_layers(&mut self, now: Instant) {
+        let mut any = false;
+        for (_, p) in self.producers.iter_mut() {
+            any |= p.is_simulcast();
+            for e in &mut p.encodings {
+                e.rate.sample(now, e.bytes, Duration::from_millis(900));
+            }
+        }
+        if !any {
+            self.layers_scheduled = false;
+            return;
+        }
+        // A probe's rise that congestion undid was a policer's bucket
+        // letting a short burst through: back off. One that held for
+        // PROBE_CONFIRM was real.
+        for (_, e) in self.transports.iter_mut() {
+            let Some((r, _)) = e.probe_raised else {
+                continue;
+            };
+            match e.bwe.last_congestion() {
+                Some(c) if c >= r => {
+                    e.probe_interval = (e.probe_interval * 2).min(probe::MAX_INTERVAL);
+                    e.probe_next = Some(c + e.probe_interval);
+                    e.probe_raised = None;
+                }
+                _ if now.saturating_duration_since(r) >= probe::CONFIRM => {
+                    e.probe_interval = probe::MIN_INTERVAL;
+                    e.probe_raised = None;
+                }
+                _ => {}
+            }
+        }
+        let speaker = self
+            .speaker
+            .current()
+            .and_then(|p| self.producers.get(p))
+            .map(|p| p.params.transport);
+        // Each simulcast producer's layers, and the rate of its lowest
+        // active one, once for every consumer.
+        let infos: HashMap<ProducerId, (Vec<LayerInfo>, u64)> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.is_simulcast())
+            .map(|(id, p)| {
+                let layers = Self::layer_infos(p, now);
+                let lowest = layers
+                    .iter()
+                    .filter(|l| l.active)
+                    .map(|l| l.bps)
+                    .min()
+                    .unwrap_or(0);
+                (id, (layers, lowest))
+            })
+            .collect();
+        let Self {
+            transports,
+            producers,
+            consumers,
+            ..
+        } = self;
+        let mut requests = Vec::new();
+        let mut probes = Vec::new();
+        let mut ours: Vec<(bool, ConsumerId)> = Vec::new();
+        for (tid, sub) in transports.iter() {
+            ours.clear();
+            let mut other = 0u64;
+            for cid in &sub.consumers {
+                let c = &consumers[*cid];
+                let Some(p) = producers.get(c.params.producer) else {
+                    continue;
+                };
+                if c.paused {
+                    continue;
+                }
+                if p.is_simulcast() {
+                    ours.push((Some(p.params.transport) != speaker, *cid));
+                } else {
+                    other += p.encodings[0].rate.bps();
+                }
+            }
+            if ours.is_empty() {
+                continue;
+            }
+            ours.sort();
+            // Loss the estimate holds through (2–10 %, gcc-02 §6) means the
+            // path is full: what got through is the bound then.
+            let loss = sub.bwe.last_loss();
+            let through = (loss > bwe::INCREASE_BELOW)
+                .then_some((sub.sending_rate.bps() as f64 * (1.0 - loss)) as u64);
+            let mut budget = sub
+                .bwe
+                .cap()
+                .map(|cap| (cap.min(through.unwrap_or(u64::MAX)) * 95 / 100).saturating_sub(other));
+            let limited = budget.is_some();
+            // Video is paused for want of room only on a path that loses
+            // packets: a receiver starved of CPU also delays its feedback,
+            // and that alone must not take tiles away.
+            let lossy = loss > bwe::INCREASE_BELOW;
+            let mut reserve: u64 = ours
+                .iter()
+                .filter_map(|(_, c)| infos.get(&consumers[*c].params.producer))
+                .map(|(_, lowest)| lowest)
+                .sum();
+            for (i, (_, cid)) in ours.iter().enumerate() {
+                let c = &mut consumers[*cid];
+                let Some((offered, min)) = infos.get(&c.params.producer) else {
+                    continue;
+                };
+                let min = *min;
+                reserve = reserve.saturating_sub(min);
+                let Some(s) = c.simulcast.as_deref_mut() else {
+                    continue;
+                };
+                // Not even the lowest layer fits what is left: this one
+                // gets no video rather than everyone too much (those before
+                // it in the order keep theirs; the first always has one).
+                // A paused one resumes once the lowest layer has fit with
+                // the upgrade margin for as long as a probe's rise takes to
+                // be confirmed (a policer's bucket lets a chain of probes
+                // through for seconds), after its backoff.
+                let room = budget.is_none_or(|b| b as f64 >= min as f64 * layers::UP_MARGIN);
+                if c.target_layer == NO_LAYER && room {
+                    s.room_since.get_or_insert(now);
+                } else {
+                    s.room_since = None;
+                }
+                let resting = c.target_layer == NO_LAYER
+                    && (s.no_room_until.is_some_and(|t| now < t)
+                        || s.room_since
+                            .is_none_or(|t| now.saturating_duration_since(t) < probe::CONFIRM));
+                // Starved for NO_ROOM_HOLD on a lossy path: no room. Right
+                // after a resume from such a pause, at once: the resume
+                // failed, and waiting would congest the others.
+                if lossy && budget.is_some_and(|b| b < min) {
+                    s.starved_since.get_or_insert(now);
+                } else {
+                    s.starved_since = None;
+                }
+                let just_resumed = s.no_room_backoff.is_some_and(|(_, resumed)| {
+                    now.saturating_duration_since(resumed) < layers::FAILED_WITHIN
+                });
+                let hold = if just_resumed {
+                    Duration::ZERO
+                } else {
+                    NO_ROOM_HOLD
+                };
+                let starved = s
+                    .starved_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= hold);
+                if i > 0 && (resting || starved) {
+                    if c.target_layer != NO_LAYER {
+                        // Paused again soon after a resume: wait longer.
+                        let wait = match s.no_room_backoff {
+                            Some((d, resumed)) if now.saturating_duration_since(resumed) < d => {
+                                (d * 2).min(layers::BACKOFF_MAX)
+                            }
+                            _ => layers::BACKOFF_MIN,
+                        };
+                        s.no_room_until = Some(now + wait);
+                        s.no_room_backoff = Some((wait, now));
+                        tracing::debug!(
+                            target: "sfu::layers",
+                            consumer = %cid,
+                            budget = ?budget,
+                            lowest = min,
+                            "no room for the lowest layer: video paused"
+                        );
+                        s.last_layer = c.layer.or(s.last_layer);
+                        c.layer = None;
+                        c.target_layer = NO_LAYER;
+                    }
+                    continue;
+                }
+                if c.target_layer == NO_LAYER
+                    && let Some((d, _)) = s.no_room_backoff
+                {
+                    s.no_room_backoff = Some((d, now));
+                }
+                let share = budget.map(|b| b.saturating_sub(reserve));
+                let Some(t) = s.selector.select(now, offered, share, s.max_width) else {
+                    continue;
+                };
+                if c.target_layer != t as u8 {
+                    tracing::debug!(
+                        target: "sfu::layers",
+                        consumer = %cid,
+                        from = c.target_layer,
+                        to = t,
+                        share = ?share,
+                        layer_bps = offered[t].bps,
+                        "new target layer"
+                    );
+                }
+                c.target_layer = t as u8;
+                budget = budget.map(|b| b.saturating_sub(offered[t].bps));
+                if c.layer != Some(c.target_layer) {
+                    requests.push((c.params.producer, c.target_layer));
+                }
+            }
+            // Consumers held below what their tiles want by the estimate
+            // alone: probe whether the path takes enough for that.
+            if limited
+                && sub.probe.is_none()
+                && sub.twcc_send.is_some()
+                && sub.bwe.has_feedback()
+                && sub.probe_next.is_none_or(|t| now >= t)
+            {
+                let mut need = 0u64;
+                let mut via = None;
+                for (_, cid) in &ours {
+                    let c = &consumers[*cid];
+                    let Some((offered, _)) = infos.get(&c.params.producer) else {
+                        continue;
+                    };
+                    let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
+                    let Some(best) = layers::best_for_size(offered, max_width) else {
+                        continue;
+                    };
+                    let current = offered.get(c.target_layer as usize).map_or(0, |l| l.bps);
+                    if offered[best].bps > current {
+                        need += (offered[best].bps as f64 * layers::UP_MARGIN) as u64 - current;
+                        if c.params.rtx.is_some() {
+                            via = Some(*cid);
+                        }
+                    }
+                }
+                if let Some(cid) = via {
+                    let est = sub.bwe.bps();
+                    let target = (est + need * 100 / 95).clamp(est * 12 / 10, est * 3 / 2);
+                    probes.push((tid, cid, target));
+                }
+            }
+        }
+        for (pid, enc) in requests {
+            self.request_keyframe(now, pid, enc);
+        }
+        for (tid, cid, target) in probes {
+            self.start_probe(now, tid, cid, target);
+        }
+        self.update_source_layers(now, &infos);
+        self.timers
+            .push(Reverse((now + LAYERS_INTERVAL, Timer::Layers)));
+    }
+
+    /// Which encodings of each simulcast producer someone can use: those
+    /// its unpaused consumers' tiles need by width
+    /// ([`layers::needed_for_size`]), those they forward now, and always
+    /// the narrowest. A change is a [`RouterEvent::SourceLayers`]: at once
+    /// when more are needed, after [`SOURCE_LAYERS_HOLD`] of needing
+    /// fewer (a tile that shrinks for a moment stops nothing).
+    /// `infos`: each simulcast producer's layers, as this layer pass
+    /// measured them.
+    pub(super) fn update_source_layers(
+        &mut self,
+        now: Instant,
+        infos: &HashMap<ProducerId, (Vec<LayerInfo>, u64)>,
+    ) {
+        let Self {
+            producers,
+            consumers,
+            events,
+            ..
+        } = self;
+        for (pid, p) in producers.iter_mut() {
+            let Some((infos, _)) = infos.get(&pid) else {
+                continue;
+            };
+            let n = infos.len().min(8);
+            let all = ((1u16 << n) - 1) as u8;
+            let narrowest = infos
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, l)| (l.width.unwrap_or(u16::MAX), *i))
+                .map_or(0, |(i, _)| i);
+            let mut needed = 1u8 << narrowest;
+            for cid in &p.consumers {
+                let Some(c) = consumers.get(*cid) else {
+                    continue;
+                };
+                if c.paused {
+                    continue;
+                }
+                if let Some(l) = c.layer {
+                    needed |= 1 << l;
+                }
+                let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
+                needed |= layers::needed_for_size(infos, max_width);
+            }
+            needed &= all;
+            let sent = p.source_layers.0 & all;
+            let mut next = sent | needed;
+            if sent & !needed != 0 {
+                let since = *p.source_layers.1.get_or_insert(now);
+                if now.saturating_duration_since(since) >= SOURCE_LAYERS_HOLD {
+                    next = needed;
+                }
+            }
+            if next == needed {
+                p.source_layers.1 = None;
+            }
+            if next != sent {
+                tracing::debug!(
+                    target: "sfu::layers",
+                    producer = %pid,
+                    from = format_args!("{sent:b}"),
+                    to = format_args!("{next:b}"),
+                    "encodings the publisher should send"
+                );
+                p.source_layers.0 = next;
+                events.push_back(RouterEvent::SourceLayers(
+                    pid,
+                    (0..n).map(|i| next & (1 << i) != 0).collect(),
+                ));
+            }
+        }
+    }
+
+    /// Sets the largest width, in pixels, at which the subscriber shows
+    /// consumer `id`'s video (`None`: no limit): a simulcast consumer then
+    /// forwards no wider layer than covers it. The next layer selection
+    /// (within [`LAYERS_INTERVAL`]) applies it.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn set_consumer_max_width(&mut self, id: ConsumerId, width: Option<u16>) -> Result<()> {
+        let c = self
+            .consumers
+            .get_mut(id)
+            .ok_or(Error::UnknownConsumer(id))?;
+        if let Some(s) = c.simulcast.as_deref_mut() {
+            s.max_width = width;
+        }
+        Ok(())
+    }
+}

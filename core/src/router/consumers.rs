@@ -1,0 +1,158 @@
+//! The Router's consumer API: create, pause, narrow to an answer, and close
+//! a subscriber's copy of a producer.
+
+use super::*;
+
+impl Router {
+    /// Adds a consumer of `params.producer` on `params.transport` and asks the
+    /// producer for a keyframe so the subscriber can start decoding.
+    ///
+    /// Errors: [`Error::UnknownTransport`], [`Error::UnknownProducer`],
+    /// [`Error::InvalidParams`] (SSRC in use on that transport, bad ext id).
+    pub fn create_consumer(&mut self, now: Instant, params: ConsumerParams) -> Result<ConsumerId> {
+        let tid = params.transport;
+        let entry = self
+            .transports
+            .get(tid)
+            .ok_or(Error::UnknownTransport(tid))?;
+        if !self.producers.contains(params.producer) {
+            return Err(Error::UnknownProducer(params.producer));
+        }
+        if entry
+            .consumers
+            .iter()
+            .any(|c| self.consumers[*c].params.ssrc == params.ssrc)
+        {
+            return Err(Error::InvalidParams(format!(
+                "SSRC {} already consumed on this transport",
+                params.ssrc.0
+            )));
+        }
+        if params.mid_ext_id.is_some_and(|id| !(1..=14).contains(&id)) {
+            return Err(Error::InvalidParams("mid extension id must be 1-14".into()));
+        }
+        if params.twcc_ext_id.is_some_and(|id| !(1..=14).contains(&id)) {
+            return Err(Error::InvalidParams(
+                "transport-wide sequence number extension id must be 1-14".into(),
+            ));
+        }
+        if params.twcc_ext_id.is_some() && entry.twcc_send.is_none() {
+            self.transports[tid].twcc_send = Some(TwccSender::new(now));
+        }
+        let pid = params.producer;
+        let paused = params.paused;
+        let simulcast = self.producers[pid].is_simulcast();
+        let mut c = Consumer::new(params, rand::random(), rand::random(), simulcast);
+        if simulcast {
+            // Until the first selection: the best layer being received.
+            let p = &self.producers[pid];
+            let layers = Self::layer_infos(p, now);
+            if let Some(t) = c
+                .simulcast
+                .as_mut()
+                .and_then(|s| s.selector.select(now, &layers, None, s.max_width))
+            {
+                c.target_layer = t as u8;
+            } else {
+                c.target_layer = (p.encodings.len() - 1) as u8;
+            }
+        }
+        let target = c.target_layer;
+        let id = self.consumers.insert(c);
+        self.transports[tid].consumers.push(id);
+        self.producers[pid].consumers.push(id);
+        self.gauge(|c| c.consumers.add(1));
+        if paused {
+            self.gauge(|c| c.paused_consumers.add(1));
+        } else {
+            self.request_keyframe(now, pid, target);
+        }
+        Ok(id)
+    }
+
+    /// Closes a consumer; forwarding to it stops at once.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn close_consumer(&mut self, id: ConsumerId) -> Result<()> {
+        let c = self.consumers.get(id).ok_or(Error::UnknownConsumer(id))?;
+        let tid = c.params.transport;
+        if let Some(e) = self.transports.get_mut(tid) {
+            e.consumers.retain(|x| *x != id);
+        }
+        self.remove_consumer(id);
+        Ok(())
+    }
+
+    pub(super) fn remove_consumer(&mut self, id: ConsumerId) {
+        let Some(c) = self.consumers.try_remove(id) else {
+            return;
+        };
+        if let Some(p) = self.producers.get_mut(c.params.producer) {
+            p.consumers.retain(|x| *x != id);
+        }
+        self.gauge(|c| c.consumers.add(-1));
+        if c.paused {
+            self.gauge(|c| c.paused_consumers.add(-1));
+        }
+    }
+
+    /// Pauses or resumes a consumer. Pausing stops forwarding at once;
+    /// resuming continues the sequence numbers without a jump and asks the
+    /// producer for a keyframe.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn set_consumer_paused(
+        &mut self,
+        now: Instant,
+        id: ConsumerId,
+        paused: bool,
+    ) -> Result<()> {
+        let c = self
+            .consumers
+            .get_mut(id)
+            .ok_or(Error::UnknownConsumer(id))?;
+        if c.paused == paused {
+            return Ok(());
+        }
+        c.paused = paused;
+        if !paused {
+            c.seq.sync();
+            let pid = c.params.producer;
+            // A simulcast consumer starts again at a keyframe of its target.
+            if let Some(s) = c.simulcast.as_deref_mut() {
+                s.last_layer = c.layer.or(s.last_layer);
+                c.layer = None;
+            }
+            let layer = c.target_layer;
+            self.gauge(|c| c.paused_consumers.add(-1));
+            self.request_keyframe(now, pid, layer);
+        } else {
+            self.gauge(|c| c.paused_consumers.add(1));
+        }
+        Ok(())
+    }
+
+    /// Narrows a consumer to what the subscriber's answer accepted: without
+    /// the RTX codec, retransmissions go out on the media SSRC; an
+    /// extension the answer dropped (or gave another id) is not written.
+    ///
+    /// Errors: [`Error::UnknownConsumer`].
+    pub fn consumer_answered(&mut self, id: ConsumerId, answered: &Answered) -> Result<()> {
+        let c = self
+            .consumers
+            .get_mut(id)
+            .ok_or(Error::UnknownConsumer(id))?;
+        let p = &mut c.params;
+        let kept = |ours: Option<u8>, theirs: Option<u8>| ours.filter(|id| theirs == Some(*id));
+        p.rtx = p.rtx.filter(|_| answered.rtx);
+        p.mid_ext_id = kept(p.mid_ext_id, answered.mid_ext_id);
+        p.twcc_ext_id = kept(p.twcc_ext_id, answered.twcc_ext_id);
+        p.audio_level_ext_id = kept(p.audio_level_ext_id, answered.audio_level_ext_id);
+        p.abs_send_time_ext_id = kept(p.abs_send_time_ext_id, answered.abs_send_time_ext_id);
+        p.dependency_descriptor_ext_id = kept(
+            p.dependency_descriptor_ext_id,
+            answered.dependency_descriptor_ext_id,
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Fan-out: a producer's packet to each of its consumers, rewritten for
+//! the subscriber (SSRC, sequence number, timestamp, header extensions),
+//! SRTP-protected and queued on the subscriber's transport.
+
+use super::*;
+
+impl Router {
+    /// Handles one media packet of producer `pid`'s encoding `enc`
+    /// (received, or rebuilt from RTX): loss tracking, the retransmission
+    /// buffer, then one rewritten and encrypted copy per consumer of that
+    /// encoding. A packet already received is dropped. A simulcast consumer
+    /// whose target is `enc` switches to it at its keyframe.
+    pub(super) fn forward(
+        &mut self,
+        now: Instant,
+        pid: ProducerId,
+        enc: u8,
+        pkt: &[u8],
+        hdr: &RtpHeader,
+    ) {
+        let mut keyframe_needed = false;
+        let mut missing = false;
+        let producer = &mut self.producers[pid];
+        // The publisher's audio level (RFC 6464), copied to each subscriber
+        // under its own id, and the loudest of the interval for the
+        // speaker detection.
+        let level = producer
+            .params
+            .audio_level_ext_id
+            .and_then(|id| hdr.extension(pkt, id))
+            .and_then(|v| v.first().copied());
+        if let Some(l) = level {
+            producer.loudest_level = producer.loudest_level.min(l & 0x7f);
+        }
+        let simulcast = producer.is_simulcast();
+        let codec = producer.params.video_codec;
+        let e = &mut producer.encodings[enc as usize];
+        if let Some(g) = &mut e.nack {
+            let arrival = g.on_packet(now, hdr.seq);
+            missing = g.missing() > 0;
+            match arrival {
+                Arrival::New | Arrival::Old => {}
+                Arrival::Recovered => {
+                    self.counters.packets_recovered.add(1);
+                    self.worker_counters.packets_recovered.add(1);
+                }
+                Arrival::Reset => keyframe_needed = true,
+            }
+        }
+        if let Some(b) = &mut e.buffer
+            && b.insert(hdr.seq, hdr.timestamp, pkt) == Stored::Duplicate
+        {
+            self.count_drop(DropReason::Duplicate);
+            return;
+        }
+        // What a layer switch needs of the payload: only for simulcast.
+        let (mut vp8, mut is_keyframe) = (None, false);
+        if simulcast && let Some(codec) = codec {
+            let payload = payload_of(pkt, hdr);
+            if codec == VideoCodec::Vp8 {
+                vp8 = Vp8Descriptor::parse(payload);
+                is_keyframe = vp8.is_some_and(|d| d.keyframe);
+                if let Some(size) = vp8.and_then(|d| d.size) {
+                    e.size = Some(size);
+                }
+            } else {
+                is_keyframe = codec.is_keyframe(payload);
+                // An H.264 keyframe starts with its SPS: the layer's size.
+                if is_keyframe
+                    && codec == VideoCodec::H264
+                    && let Some(size) = h264_sps_size(payload)
+                {
+                    e.size = Some(size);
+                }
+            }
+        }
+        // Nothing missing (the common case): no NACK timer to look at.
+        if missing {
+            self.schedule_nack(pid, enc);
+        }
+        if keyframe_needed {
+            self.request_keyframe(now, pid, enc);
+        }
+        let Self {
+            transports,
+            producers,
+            consumers,
+            transmits,
+            scratch,
+            pool,
+            counters,
+            worker_counters,
+            epoch,
+            ..
+        } = self;
+        let producer = &producers[pid];
+        let payload_len = (pkt.len() - hdr.header_len) as u32;
+        // Our send time as abs-send-time.
+        let send_time = abs_send_time(now.saturating_duration_since(*epoch));
+        let dd = producer
+            .params
+            .dependency_descriptor_ext_id
+            .and_then(|id| hdr.extension(pkt, id));
+        for cid in &producer.consumers {
+            let c = &mut consumers[*cid];
+            if c.paused {
+                continue;
+            }
+            if c.layer != Some(enc) {
+                if c.target_layer != enc || !is_keyframe {
+                    continue;
+                }
+                let before = c.layer_switches();
+                switch_layer(
+                    c,
+                    &producer.encodings,
+                    enc,
+                    hdr.timestamp,
+                    vp8.as_ref(),
+                    now,
+                );
+                if c.layer_switches() > before {
+                    counters.layer_switches.add(1);
+                    worker_counters.layer_switches.add(1);
+                }
+            }
+            let Some(pt) = c.map_pt(hdr.pt) else { continue };
+            let Some(seq) = c.seq.input(hdr.seq) else {
+                continue;
+            };
+            let Some(t) = transports.get_mut(c.params.transport) else {
+                continue;
+            };
+            let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
+            let rw = Rewrite {
+                ssrc: c.params.ssrc,
+                pt,
+                seq,
+                timestamp,
+                mid: c.params.mid_ext_id.zip(c.params.mid),
+                twcc: c
+                    .params
+                    .twcc_ext_id
+                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
+                audio_level: c.params.audio_level_ext_id.zip(level),
+                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+                dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
+                osn: None,
+            };
+            write_forwarded(pkt, hdr, &rw, scratch);
+            if let Some(s) = c.simulcast.as_deref_mut() {
+                s.on_forwarded(scratch, payload_len as usize, vp8.as_ref(), timestamp, now);
+            }
+            if send_rtp(t, scratch, pool, transmits, now, rw.twcc.is_some()).is_some() {
+                c.packets_sent = c.packets_sent.wrapping_add(1);
+                c.octets_sent = c.octets_sent.wrapping_add(payload_len);
+                c.rtx_tokens = (c.rtx_tokens + 0.5).min(RTX_BURST);
+                counters.rtp_forwarded.add(1);
+                worker_counters.rtp_forwarded.add(1);
+            }
+        }
+    }
+}
+
+/// Encrypts the plain RTP packet `plain` for subscriber transport `t` into
+/// a pooled buffer and queues it: its bytes count towards what `t` was
+/// sent, and with `twcc` (the packet carries the transport's next
+/// transport-wide sequence number) it enters the send history. Returns its
+/// length on the wire, or `None` when the transport cannot protect yet.
+pub(super) fn send_rtp(
+    t: &mut TransportEntry,
+    plain: &[u8],
+    pool: &mut Vec<Vec<u8>>,
+    transmits: &mut VecDeque<Transmit>,
+    now: Instant,
+    twcc: bool,
+) -> Option<usize> {
+    let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
+    let tx = t.transport.protect_rtp(plain, buf)?;
+    let len = tx.data.len();
+    t.sent_bytes += len as u64;
+    if twcc && let Some(s) = &mut t.twcc_send {
+        s.on_sent(now, len);
+    }
+    transmits.push_back(tx);
+    Some(len)
+}
+
+/// The payload of `pkt` without its padding (RFC 3550 §5.1); empty when
+/// the padding count is bad.
+pub(super) fn payload_of<'a>(pkt: &'a [u8], hdr: &RtpHeader) -> &'a [u8] {
+    match padding_len(pkt, hdr) {
+        Some(pad) => &pkt[hdr.header_len..pkt.len() - pad],
+        None => &[],
+    }
+}

@@ -1,0 +1,182 @@
+//! RTCP from participants (RFC 3550 §6, RFC 4585, RFC 5104): each compound
+//! packet is dispatched by type to reports, NACK, feedback and XR handling.
+
+use super::*;
+
+impl Router {
+    pub(super) fn on_rtcp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
+        if !rtcp::is_well_formed(pkt) {
+            self.count_drop(DropReason::MalformedRtcp);
+            return;
+        }
+        for p in RtcpIter::new(pkt) {
+            // Loss on this subscriber's video since its previous reports.
+            let (mut expected, mut lost) = (0u64, 0i64);
+            for b in rtcp::report_blocks(&p) {
+                self.on_report_block(now, tid, &b);
+                if let Some(cid) = self.find_consumer(tid, b.ssrc)
+                    && self
+                        .producers
+                        .get(self.consumers[cid].params.producer)
+                        .is_some_and(|p| p.params.kind == MediaKind::Video)
+                {
+                    let c = &mut self.consumers[cid];
+                    if let Some((hi, cum)) = c.feedback.last_reported
+                        && b.ext_highest_seq.wrapping_sub(hi) < 1 << 16
+                    {
+                        expected += u64::from(b.ext_highest_seq.wrapping_sub(hi));
+                        lost += i64::from(b.cumulative_lost - cum);
+                    }
+                    c.feedback.last_reported = Some((b.ext_highest_seq, b.cumulative_lost));
+                }
+            }
+            if expected > 0 {
+                self.on_subscriber_loss(now, tid, expected, lost.max(0) as u64);
+            }
+            match (p.pt, p.count_or_fmt) {
+                (rtcp::PT_SR, _) => {
+                    if let Some(si) = SenderInfo::parse(&p) {
+                        self.relay_sender_report(now, tid, si);
+                    }
+                }
+                (rtcp::PT_PSFB, 1) => {
+                    if let Some(ssrc) = p.media_ssrc() {
+                        self.keyframe_for_consumer_ssrc(now, tid, ssrc);
+                    }
+                }
+                (rtcp::PT_PSFB, 4) => {
+                    for ssrc in p.fir_ssrcs() {
+                        self.keyframe_for_consumer_ssrc(now, tid, ssrc);
+                    }
+                }
+                (rtcp::PT_RTPFB, 1) => self.on_nack(now, tid, &p),
+                (rtcp::PT_RTPFB, twcc::FMT) => self.on_twcc_feedback(now, tid, &p),
+                (rtcp::PT_XR, _) => self.on_xr(now, tid, &p),
+                // A subscriber's own estimate (Chromium's receive-side
+                // estimator, when it has REMB and no transport-cc).
+                (rtcp::PT_PSFB, 15) => {
+                    if let Some((bps, _)) = rtcp::parse_remb(&p) {
+                        self.counters.rembs_received.add(1);
+                        self.worker_counters.rembs_received.add(1);
+                        if let Some(e) = self.transports.get_mut(tid)
+                            && e.bwe.on_remb(now, bps, e.sending_rate.bps())
+                        {
+                            self.schedule_rembs(now);
+                        }
+                    }
+                }
+                // Receiver reports (taken above), SDES, BYE: consumed.
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers a subscriber's NACK (RFC 4585 §6.2.1) from the producer's
+    /// retransmission buffer: each packet still there is sent again, as RTX
+    /// on the consumer's RTX SSRC with the original sequence number in front
+    /// (RFC 4588 §4) when the subscriber negotiated RTX, else as it was.
+    /// A packet is resent at most once per RTT, and within the consumer's
+    /// retransmission budget.
+    pub(super) fn on_nack(&mut self, now: Instant, tid: TransportId, p: &rtcp::RtcpPacket<'_>) {
+        let Some(ssrc) = p.media_ssrc() else { return };
+        let Some(cid) = self.find_consumer(tid, ssrc) else {
+            return;
+        };
+        self.counters.nacks_received.add(1);
+        self.worker_counters.nacks_received.add(1);
+        let rtt_ms = self.rtt(tid).as_millis() as u32;
+        let now_ms = self.ms_since_epoch(now);
+        let send_time = abs_send_time(now.saturating_duration_since(self.epoch));
+        let Self {
+            transports,
+            producers,
+            consumers,
+            transmits,
+            scratch,
+            pool,
+            counters,
+            worker_counters,
+            ..
+        } = self;
+        let c = &mut consumers[cid];
+        let Some(layer) = c.layer else { return };
+        let Some(producer) = producers.get(c.params.producer) else {
+            return;
+        };
+        let simulcast = producer.is_simulcast();
+        let vp8 = producer.params.video_codec == Some(VideoCodec::Vp8);
+        let Some(buffer) = producer.encodings[layer as usize].buffer.as_ref() else {
+            return;
+        };
+        let Some(t) = transports.get_mut(c.params.transport) else {
+            return;
+        };
+        for out_seq in rtcp::nack_seqs(p) {
+            // After a layer switch, what was sent before it is not in this
+            // layer's buffer under the same number.
+            let input = if simulcast {
+                c.seq.output_to_input_in_epoch(out_seq)
+            } else {
+                Some(c.seq.output_to_input(out_seq))
+            };
+            let Some(pkt) = input.and_then(|i| buffer.get(i)) else {
+                continue;
+            };
+            let Some(hdr) = RtpHeader::parse(pkt) else {
+                continue;
+            };
+            let si = out_seq as usize % c.feedback.resent.len();
+            let (last_seq, last_ms) = c.feedback.resent[si];
+            if last_seq == out_seq && last_ms != 0 && now_ms.wrapping_sub(last_ms) < rtt_ms {
+                continue;
+            }
+            if c.rtx_tokens < 1.0 {
+                break;
+            }
+            let Some(pt) = c.map_pt(hdr.pt) else { continue };
+            let dd = producer
+                .params
+                .dependency_descriptor_ext_id
+                .and_then(|id| hdr.extension(pkt, id));
+            let mut rw = Rewrite {
+                ssrc: c.params.ssrc,
+                pt,
+                seq: out_seq,
+                timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
+                mid: c.params.mid_ext_id.zip(c.params.mid),
+                twcc: c
+                    .params
+                    .twcc_ext_id
+                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
+                audio_level: None,
+                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+                dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
+                osn: None,
+            };
+            if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {
+                rw.ssrc = rtx_ssrc;
+                rw.pt = rtx_pt;
+                rw.seq = c.rtx_seq;
+                rw.osn = Some(out_seq);
+            }
+            write_forwarded(pkt, &hdr, &rw, scratch);
+            // The same picture ID and TL0PICIDX as the original copy had.
+            if vp8 && let Some(s) = c.simulcast.as_deref_mut() {
+                let payload = payload_of(pkt, &hdr);
+                if let Some(d) = Vp8Descriptor::parse(payload) {
+                    let len = pkt.len() - hdr.header_len;
+                    s.on_forwarded(scratch, len, Some(&d), rw.timestamp, now);
+                }
+            }
+            if send_rtp(t, scratch, pool, transmits, now, rw.twcc.is_some()).is_some() {
+                if c.params.rtx.is_some() {
+                    c.rtx_seq = c.rtx_seq.wrapping_add(1);
+                }
+                c.feedback.resent[si] = (out_seq, now_ms);
+                c.rtx_tokens -= 1.0;
+                counters.retransmissions_sent.add(1);
+                worker_counters.retransmissions_sent.add(1);
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Receiving RTP: a publisher's packet from its transport through the
+//! RtpListener (SSRC binding by MID/RID, RFC 8843 §15, RFC 8852) to its
+//! Producer, and the NACKs we send publishers for their gaps (RFC 4585 §6.2.1).
+
+use super::*;
+
+impl Router {
+    pub(super) fn on_rtp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
+        let Some(hdr) = RtpHeader::parse(pkt) else {
+            self.count_drop(DropReason::MalformedRtp);
+            return;
+        };
+        // Every packet of the transport counts for transport-cc, RTX and
+        // padding included.
+        if let Some(tw) = &mut self.transports[tid].twcc
+            && let Some(&[a, b, ..]) = hdr.extension(pkt, tw.ext_id)
+        {
+            tw.on_packet(now, u16::from_be_bytes([a, b]));
+            if !self.twcc_scheduled {
+                self.twcc_scheduled = true;
+                self.timers
+                    .push(Reverse((now + FEEDBACK_INTERVAL, Timer::TwccFeedback)));
+            }
+        }
+        let route = match self.transports[tid].listener.get(hdr.ssrc) {
+            Some(r) => r,
+            None => match self.bind_ssrc(tid, pkt, &hdr) {
+                Some(r) => r,
+                None => {
+                    self.count_drop(DropReason::UnknownSsrc);
+                    return;
+                }
+            },
+        };
+        let (pid, enc) = (route.producer, route.encoding);
+        let Some(p) = self.producers.get_mut(pid) else {
+            self.count_drop(DropReason::UnknownSsrc);
+            return;
+        };
+        if !route.rtx {
+            if !p.params.payload_types.contains(&hdr.pt) {
+                self.count_drop(DropReason::UnknownSsrc);
+                return;
+            }
+            let e = &mut p.encodings[enc as usize];
+            e.stats.on_packet(now, hdr.seq, hdr.timestamp);
+            e.bytes += pkt.len() as u64;
+            e.last_packet = Some(now);
+            self.forward(now, pid, enc, pkt, &hdr);
+            return;
+        }
+        // RTX (RFC 4588 §4): rebuild the original, then handle it as such.
+        let Some(apt) = p
+            .params
+            .rtx_payload_types
+            .iter()
+            .find(|(rtx, _)| *rtx == hdr.pt)
+            .map(|(_, apt)| *apt)
+        else {
+            self.count_drop(DropReason::UnknownSsrc);
+            return;
+        };
+        // The media SSRC is not bound yet: nothing to rebuild it as.
+        let Some(media) = p.encodings[enc as usize].ssrc else {
+            self.count_drop(DropReason::UnknownSsrc);
+            return;
+        };
+        let mut buf = std::mem::take(&mut self.unwrap_buf);
+        // No OSN: a padding-only probe, nothing to recover or forward.
+        if unwrap_rtx(pkt, &hdr, media, apt, &mut buf).is_some()
+            && let Some(orig) = RtpHeader::parse(&buf)
+        {
+            self.forward(now, pid, enc, &buf, &orig);
+        }
+        self.unwrap_buf = buf;
+    }
+
+    /// Binds an SSRC the offer did not announce from the packet's MID and
+    /// RID (or, on an RTX payload type, repaired RID) header extensions
+    /// (RFC 8852 §3, RFC 8843 §15): the producer whose MID it carries, its
+    /// encoding with that RID. A producer with one encoding and no RID binds
+    /// by MID alone. `None` when nothing matches.
+    pub(super) fn bind_ssrc(
+        &mut self,
+        tid: TransportId,
+        pkt: &[u8],
+        hdr: &RtpHeader,
+    ) -> Option<Route> {
+        let e = self.transports.get(tid)?;
+        let mut found = None;
+        for pid in &e.producers {
+            let pp = &self.producers[*pid].params;
+            let (Some(mid_id), Some(mid)) = (pp.mid_ext_id, pp.mid) else {
+                continue;
+            };
+            if hdr.extension(pkt, mid_id) != Some(mid.as_bytes()) {
+                continue;
+            }
+            let rtx = pp.rtx_payload_types.iter().any(|(r, _)| *r == hdr.pt);
+            let rid_id = if rtx {
+                pp.repaired_rid_ext_id.or(pp.rid_ext_id)
+            } else {
+                pp.rid_ext_id
+            };
+            let rid = rid_id
+                .and_then(|id| hdr.extension(pkt, id))
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(Rid::new);
+            let encoding = match rid {
+                Some(r) => pp.encodings.iter().position(|e| e.rid == Some(r)),
+                None if pp.encodings.len() == 1 && pp.encodings[0].rid.is_none() => Some(0),
+                None => None,
+            };
+            if let Some(i) = encoding {
+                found = Some(Route {
+                    producer: *pid,
+                    encoding: i as u8,
+                    rtx,
+                });
+                break;
+            }
+        }
+        let route = found?;
+        let e = &mut self.transports[tid];
+        let replaced = e.listener.bind(hdr.ssrc, route);
+        let enc = &mut self.producers[route.producer].encodings[route.encoding as usize];
+        if route.rtx {
+            enc.rtx_ssrc = Some(hdr.ssrc);
+        } else {
+            enc.ssrc = Some(hdr.ssrc);
+        }
+        tracing::debug!(
+            router = %self.id,
+            producer = %route.producer,
+            rid = ?enc.rid.map(|r| r.to_string()),
+            ssrc = hdr.ssrc.0,
+            rtx = route.rtx,
+            replaced = ?replaced.map(|s| s.0),
+            "bound an SSRC from its MID and RID"
+        );
+        Some(route)
+    }
+
+    /// Puts the next NACK deadline of producer `pid`'s encoding `enc` in
+    /// the heap when it is earlier than the one scheduled.
+    pub(super) fn schedule_nack(&mut self, pid: ProducerId, enc: u8) {
+        let Some(tid) = self.producers.get(pid).map(|p| p.params.transport) else {
+            return;
+        };
+        let rtt = self.rtt(tid);
+        let Some(e) = self.encoding_mut(pid, enc) else {
+            return;
+        };
+        if let Some(t) = e.nack.as_ref().and_then(|g| g.next_deadline(rtt))
+            && e.nack_scheduled.is_none_or(|s| t < s)
+        {
+            e.nack_scheduled = Some(t);
+            self.timers.push(Reverse((t, Timer::Nack(pid, enc))));
+        }
+    }
+
+    /// Sends the due NACKs of producer `pid`'s encoding `enc` to its
+    /// publisher; a packet given up asks for a keyframe.
+    pub(super) fn send_nacks(&mut self, now: Instant, pid: ProducerId, enc: u8) {
+        let Some(tid) = self.producers.get(pid).map(|p| p.params.transport) else {
+            return;
+        };
+        let rtt = self.rtt(tid);
+        let Some(e) = self
+            .producers
+            .get_mut(pid)
+            .and_then(|p| p.encodings.get_mut(enc as usize))
+        else {
+            return;
+        };
+        let Some(media) = e.ssrc else { return };
+        let Some(g) = &mut e.nack else { return };
+        self.nack_seqs.clear();
+        let gave_up = g.poll(now, rtt, &mut self.nack_seqs);
+        if gave_up > 0 {
+            self.counters.packets_lost.add(gave_up as u64);
+            self.worker_counters.packets_lost.add(gave_up as u64);
+        }
+        if !self.nack_seqs.is_empty() {
+            let items = rtcp::nack_items(&self.nack_seqs);
+            self.rtcp_buf.clear();
+            rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
+            rtcp::write_nack(self.rtcp_ssrc, media, &items, &mut self.rtcp_buf);
+            if let Some(e) = self.transports.get_mut(tid)
+                && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
+            {
+                self.transmits.push_back(tx);
+                self.counters.nacks_sent.add(1);
+                self.worker_counters.nacks_sent.add(1);
+            }
+        }
+        self.schedule_nack(pid, enc);
+        if gave_up > 0 {
+            self.request_keyframe(now, pid, enc);
+        }
+    }
+}

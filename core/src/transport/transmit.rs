@@ -1,0 +1,58 @@
+//! The outgoing datagram type ([`Transmit`]) and what sending a batch of
+//! them did ([`SendOutcome`]): the seam between the sans-IO layers, which
+//! produce datagrams, and the IO drivers, which send them (`io/`).
+
+use std::net::SocketAddr;
+
+/// A datagram to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// Destination.
+    pub dest: SocketAddr,
+    /// UDP payload. A router gets these buffers back with
+    /// [`crate::router::Router::recycle`] once sent.
+    pub data: Vec<u8>,
+}
+
+impl Datagram for Transmit {
+    fn dest(&self) -> SocketAddr {
+        self.dest
+    }
+    fn payload(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// What one batch send did (the IO drivers' `SendBatch::send`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Datagrams the kernel took (a GSO send of n segments counts n).
+    pub sent: usize,
+    /// Their payload bytes.
+    pub bytes: usize,
+    /// Datagrams refused (full socket buffer, no route, …): dropped, as UDP does.
+    pub failed: usize,
+    /// Messages the kernel took: equal to `sent` without GSO, fewer with it.
+    pub messages: usize,
+    /// Of those, UDP GSO messages (two datagrams or more).
+    pub gso_messages: usize,
+    /// System calls made.
+    pub syscalls: usize,
+}
+
+/// A datagram to hand to a batch send: where it goes and its UDP payload.
+pub trait Datagram {
+    /// Destination.
+    fn dest(&self) -> SocketAddr;
+    /// UDP payload.
+    fn payload(&self) -> &[u8];
+}
+
+impl<T: AsRef<[u8]>> Datagram for (SocketAddr, T) {
+    fn dest(&self) -> SocketAddr {
+        self.0
+    }
+    fn payload(&self) -> &[u8] {
+        self.1.as_ref()
+    }
+}
