@@ -1,4 +1,4 @@
-//! Identifier newtypes used across the data plane (DESIGN §4).
+//! Identifier newtypes used across the data plane (docs/architecture.md, Names).
 //!
 //! Objects live in slabs and refer to each other by these ids; none of them
 //! allocates, so they are cheap to copy on the packet path.

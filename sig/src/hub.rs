@@ -1,5 +1,5 @@
 //! The hub: the connection registry, room placement, and the supervisor of
-//! the data-plane workers (DESIGN §1, §3).
+//! the data-plane workers (docs/architecture.md, Threads).
 //!
 //! One tokio task owns which connection is in which room and which room is
 //! on which worker. It never awaits a worker or a room: it validates joins,

@@ -1,4 +1,4 @@
-//! The negotiation state of one participant (DESIGN §3), sans-IO: which
+//! The negotiation state of one participant, sans-IO: which
 //! m-sections the server added to its session, what the next `update` offer
 //! holds, and what an answer accepted. Fed the time, track changes and the
 //! client's answers; it returns what the room must do and never blocks.

@@ -1,5 +1,5 @@
 //! The only code that touches sockets: binding a room's UDP socket from a
-//! port range with socket2 (RFC-free plumbing; see DESIGN §6), and the
+//! port range with socket2 (RFC-free plumbing), and the
 //! per-core loop's two [`Driver`]s: [`epoll`] and [`uring`].
 
 pub mod epoll;

@@ -1,4 +1,4 @@
-//! Our own per-core run loop (DESIGN §1): one pinned OS thread, one
+//! Our own per-core run loop (docs/architecture.md, Threads): one pinned OS thread, one
 //! [`Driver`] (epoll or io_uring) holding every room's UDP socket and the
 //! command eventfd.
 //!
