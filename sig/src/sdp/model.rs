@@ -1,0 +1,153 @@
+//! What we read of a peer's SDP: its m-sections and their codecs.
+
+use sfu_core::proto::dtls::Fingerprint;
+use sfu_core::router::MediaKind;
+
+use super::{Direction, fmtp_param};
+
+/// An RTP codec of an m-section (`a=rtpmap`, `a=fmtp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codec {
+    /// Payload type.
+    pub pt: u8,
+    /// Encoding name as written (`opus`, `VP8`, `H264`, …).
+    pub name: String,
+    /// Clock rate in Hz.
+    pub clock_rate: u32,
+    /// Audio channels, if given.
+    pub channels: Option<u8>,
+    /// `a=fmtp` parameters, if any.
+    pub fmtp: Option<String>,
+}
+
+impl Codec {
+    /// True when this codec's name is `name` (case-insensitive, RFC 4855 §3).
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// True for a video codec we forward: VP8; VP9 profile 0 (RFC 9628
+    /// §6: `profile-id`, absent means 0); AV1 profile 0 (AV1 RTP
+    /// specification §7.2: `profile`, absent means 0); H264 with
+    /// packetization-mode=1 (RFC 6184 §8.1).
+    pub fn forwardable_video(&self) -> bool {
+        let param = |k: &str| fmtp_param(self.fmtp.as_deref(), k);
+        self.clock_rate == 90_000
+            && (self.is("VP8")
+                || (self.is("VP9") && param("profile-id").is_none_or(|p| p == "0"))
+                || (self.is("AV1") && param("profile").is_none_or(|p| p == "0"))
+                || (self.is("H264") && param("packetization-mode") == Some("1")))
+    }
+}
+
+/// One m-section of a peer's SDP.
+#[derive(Debug, Clone)]
+pub struct MediaSection {
+    /// `a=mid`.
+    pub mid: String,
+    /// Audio or video; `None` for other media (application …).
+    pub kind: Option<MediaKind>,
+    /// Rejected or removed: port 0 on the m-line, unless the section is
+    /// `a=bundle-only` and in the session's BUNDLE group (RFC 9143 §6.2:
+    /// there port 0 means "only if bundled", as Firefox's `max-bundle`
+    /// offers write every section after the first). Decided here only.
+    pub rejected: bool,
+    /// Direction from the writer's point of view.
+    pub direction: Direction,
+    /// Codecs in preference order.
+    pub codecs: Vec<Codec>,
+    /// Media SSRC the writer sends with (first of `a=ssrc-group:FID`, or the only `a=ssrc`).
+    pub ssrc: Option<u32>,
+    /// RTX SSRC (second of `a=ssrc-group:FID`).
+    pub rtx_ssrc: Option<u32>,
+    /// Id of the MID header extension, if offered.
+    pub mid_ext_id: Option<u8>,
+    /// Id of the transport-wide sequence number extension, if offered.
+    pub twcc_ext_id: Option<u8>,
+    /// Id of the audio level extension (RFC 6464), if offered.
+    pub audio_level_ext_id: Option<u8>,
+    /// Id of the abs-send-time extension, if offered.
+    pub abs_send_time_ext_id: Option<u8>,
+    /// The simulcast layers the writer sends (RFC 8853 `a=simulcast:send`,
+    /// each declared by `a=rid:<id> send`, RFC 8851), in the order of
+    /// `a=simulcast`; the first of a layer's alternatives. Empty without
+    /// simulcast.
+    pub send_rids: Vec<String>,
+    /// Id of the RID extension (RFC 8852 §3.1), if offered.
+    pub rid_ext_id: Option<u8>,
+    /// Id of the repaired RID extension (RFC 8852 §3.2), if offered.
+    pub repaired_rid_ext_id: Option<u8>,
+    /// Id of the AV1 dependency descriptor extension, if offered.
+    pub dd_ext_id: Option<u8>,
+}
+
+impl MediaSection {
+    /// The codec we forward for this kind: Opus 48000/2 for audio; for
+    /// video the first the client lists of VP8, VP9, AV1 and H264 with
+    /// packetization-mode=1 ([`Codec::forwardable_video`]): the client's
+    /// preference (Chromium lists VP8 first; `setCodecPreferences`
+    /// changes it).
+    pub fn preferred_codec(&self) -> Option<&Codec> {
+        match self.kind? {
+            MediaKind::Audio => self
+                .codecs
+                .iter()
+                .find(|c| c.is("opus") && c.clock_rate == 48000),
+            MediaKind::Video => self.codecs.iter().find(|c| c.forwardable_video()),
+        }
+    }
+
+    /// True when the client sends on this m-section with a codec we
+    /// forward: it would become a track (counted against the publish limit).
+    pub fn publishes(&self) -> bool {
+        !self.rejected && self.direction.sends() && self.preferred_codec().is_some()
+    }
+
+    /// The RTX codec associated with payload type `pt` (RFC 4588 §8.6:
+    /// `a=rtpmap:<rtx> rtx/90000`, `a=fmtp:<rtx> apt=<pt>`), if offered.
+    pub fn rtx_for(&self, pt: u8) -> Option<&Codec> {
+        self.codecs
+            .iter()
+            .find(|c| c.is("rtx") && c.fmtp.as_deref().and_then(rtx_apt) == Some(pt))
+    }
+
+    /// The offered codec that matches `codec` (same name and clock; for
+    /// H264 packetization-mode=1, for VP9 and AV1 the same profile), for
+    /// choosing the subscriber-side payload type.
+    pub fn matching_codec(&self, codec: &Codec) -> Option<&Codec> {
+        fn profile<'a>(c: &'a Codec, key: &str) -> &'a str {
+            fmtp_param(c.fmtp.as_deref(), key).unwrap_or("0")
+        }
+        self.codecs.iter().find(|c| {
+            c.is(&codec.name)
+                && c.clock_rate == codec.clock_rate
+                && (!c.is("H264")
+                    || fmtp_param(c.fmtp.as_deref(), "packetization-mode") == Some("1"))
+                && (!c.is("VP9") || profile(c, "profile-id") == profile(codec, "profile-id"))
+                && (!c.is("AV1") || profile(c, "profile") == profile(codec, "profile"))
+        })
+    }
+}
+
+/// The `apt` (associated payload type) of an RTX codec's fmtp, e.g. 96 in
+/// `apt=96` (RFC 4588 §8.6).
+pub fn rtx_apt(fmtp: &str) -> Option<u8> {
+    fmtp.split(';')
+        .find_map(|kv| kv.trim().strip_prefix("apt="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// What we need of a peer's SDP.
+#[derive(Debug, Clone)]
+pub struct PeerSdp {
+    /// `a=ice-ufrag`.
+    pub ice_ufrag: String,
+    /// `a=ice-pwd`.
+    pub ice_pwd: String,
+    /// `a=fingerprint:sha-256`.
+    pub fingerprint: Fingerprint,
+    /// `a=setup` value (`actpass`, `active`, `passive`).
+    pub setup: String,
+    /// The m-sections in order.
+    pub media: Vec<MediaSection>,
+}
