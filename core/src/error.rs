@@ -35,6 +35,10 @@ pub enum Error {
     /// The worker thread is gone (shut down or crashed).
     #[error("worker is not running")]
     WorkerGone,
+    /// The router panicked (a bug) while handling the request: it was
+    /// closed alone ([`crate::worker::Event::RouterFailed`]).
+    #[error("router {0} failed and was closed")]
+    RouterFailed(RouterId),
     /// The worker's command queue is full: it is overloaded or stalled.
     #[error("the worker's command queue is full")]
     QueueFull,

@@ -19,9 +19,11 @@
 //! - a connection's outgoing queue ([`crate::conn::OUT_QUEUE`]): the
 //!   connection is closed and its participant removed.
 //!
-//! A watchdog pings every worker each second; one that does not answer
-//! within [`WATCHDOG_TIMEOUT`] is failed like one that panicked: its rooms
-//! get `room-failed`, and a new worker is started on the same CPU.
+//! A router that panics fails its room alone (`Event::RouterFailed`: that
+//! room's participants get `room-failed`). A watchdog pings every worker
+//! each second; one that does not answer within [`WATCHDOG_TIMEOUT`] is
+//! failed like one that panicked outside any room: its rooms get
+//! `room-failed`, and a new worker is started on the same CPU.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -653,6 +655,16 @@ impl Hub {
                     let _ = r.tx.try_send(RoomMsg::Core(ev));
                 }
             }
+            Event::RouterFailed { router, message } => {
+                // That room alone: its router was dropped, the worker goes on.
+                if let Some(name) = self.by_router.remove(&router) {
+                    tracing::error!(room = %name, %router, panic = %message, "a room's router failed; the room is closed");
+                    if let Some(entry) = self.rooms.remove(&name) {
+                        deliver(&entry.tx, RoomMsg::Failed);
+                    }
+                    self.update_registry();
+                }
+            }
             Event::WorkerFailed {
                 worker,
                 generation,
@@ -732,7 +744,7 @@ impl Hub {
         for name in rooms {
             if let Some(entry) = self.rooms.remove(&name) {
                 self.by_router.remove(&entry.router);
-                deliver(&entry.tx, RoomMsg::WorkerFailed);
+                deliver(&entry.tx, RoomMsg::Failed);
             }
         }
         self.update_registry();

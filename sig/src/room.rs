@@ -128,8 +128,9 @@ pub enum RoomMsg {
     },
     /// An event of the room's router.
     Core(Event),
-    /// The room's worker failed: tell everyone `room-failed` and stop.
-    WorkerFailed,
+    /// The room's router panicked, or its whole worker failed: tell
+    /// everyone `room-failed` and stop.
+    Failed,
     /// The hub forgot this idle room: close the router and stop.
     Close,
     /// The server stops: remove everyone, close the router, then signal.
@@ -150,7 +151,7 @@ impl From<sfu_core::Error> for Fail {
                 "no-capacity",
                 format!("the server cannot open another room: {e}"),
             ),
-            sfu_core::Error::WorkerGone => ServerMsg::error(
+            sfu_core::Error::WorkerGone | sfu_core::Error::RouterFailed(_) => ServerMsg::error(
                 "room-failed",
                 "the room's data-plane worker failed or stalled; join again",
             ),
@@ -343,7 +344,7 @@ impl Room {
                     conn.send(&msg);
                 }
                 RoomMsg::Core(ev) => self.on_core(ev).await,
-                RoomMsg::WorkerFailed => {
+                RoomMsg::Failed => {
                     self.fail_all(&mut rx).await;
                     return;
                 }
@@ -1377,8 +1378,8 @@ impl Room {
         }
     }
 
-    /// The worker failed: everyone, and every join still queued, gets
-    /// `room-failed`.
+    /// The router or its worker failed: everyone, and every join still
+    /// queued, gets `room-failed`.
     async fn fail_all(&mut self, rx: &mut mpsc::Receiver<RoomMsg>) {
         let failed = ServerMsg::error(
             "room-failed",

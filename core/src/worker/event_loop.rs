@@ -19,18 +19,16 @@
 //! room deregisters its socket (io_uring: cancels its receives) and drops it
 //! on the spot; nothing waits for a pending receive.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use slab::Slab;
 
-use super::{Command, Event, Failure, RouterInfo, WorkerConfig, guarded, log_failure, send_event};
+use super::{Command, Event, RouterInfo, WorkerConfig, caught, log_failure, send_event};
 use crate::error::{Error, Result};
 use crate::ids::RouterId;
 use crate::io::Waker;
@@ -53,7 +51,13 @@ struct Room {
     scheduled: Option<Instant>,
     /// Datagrams fed in this iteration (its output is flushed after the poll).
     fed: u32,
+    /// The router panicked: it is not called into again, and is dropped at
+    /// the end of the current step ([`reap`]).
+    failed: bool,
 }
+
+/// Rooms whose router panicked in the current step: (slot, panic message).
+type Failed = Vec<(usize, String)>;
 
 /// The loop's state apart from its rooms.
 struct Io {
@@ -195,7 +199,7 @@ pub(super) fn run(
     );
     let mut touched: Vec<usize> = Vec::with_capacity(64);
     let mut port_hint: u16 = (index as u16).wrapping_mul(97);
-    let failure: Failure = Rc::new(RefCell::new(None));
+    let mut failed: Failed = Vec::new();
     'run: loop {
         // 1. Commands, a bounded number.
         let mut more = false;
@@ -248,6 +252,7 @@ pub(super) fn run(
                         sock,
                         scheduled: None,
                         fed: 0,
+                        failed: false,
                     });
                     by_id.insert(router, key);
                     io.counters.routers.add(1);
@@ -262,13 +267,14 @@ pub(super) fn run(
                         io.close(key, room);
                     }
                 }
-                Command::FaultInjectPanic { router } => {
-                    if by_id.contains_key(&router) {
-                        guarded(&failure, || -> () {
-                            panic!("fault injection: router {router} made to panic")
-                        });
-                    }
-                }
+                Command::FaultInjectPanic { router } => log_failure(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &mut failed,
+                    router,
+                    |_| -> Result<()> { panic!("fault injection: router {router} made to panic") },
+                )),
                 Command::CreateTransport {
                     router,
                     params,
@@ -277,7 +283,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.create_transport(now, params),
                 )),
@@ -285,7 +291,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.close_transport(transport),
                 )),
@@ -297,7 +303,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.create_producer(params),
                 )),
@@ -305,7 +311,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.close_producer(producer),
                 )),
@@ -317,7 +323,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.create_consumer(now, params),
                 )),
@@ -325,7 +331,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.close_consumer(consumer),
                 )),
@@ -337,7 +343,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.set_consumer_paused(now, consumer, paused),
                 )),
@@ -349,7 +355,7 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.set_consumer_max_width(consumer, width),
                 )),
@@ -361,14 +367,12 @@ pub(super) fn run(
                     &mut rooms,
                     &by_id,
                     &mut io,
-                    &failure,
+                    &mut failed,
                     router,
                     |r| r.consumer_answered(consumer, &answered),
                 )),
             }
-            if failure.borrow().is_some() {
-                break 'run;
-            }
+            reap(&mut rooms, &mut by_id, &mut io, &mut failed);
         }
 
         // 2. Timers that are due.
@@ -381,15 +385,19 @@ pub(super) fn run(
             let Some(room) = rooms.get_mut(slot) else {
                 continue;
             };
-            if room.scheduled != Some(at) {
+            if room.scheduled != Some(at) || room.failed {
                 continue; // superseded, or a slot reused since
             }
             room.scheduled = None;
-            if guarded(&failure, || room.router.handle_timeout(now)).is_none() {
-                break 'run;
+            if let Err(msg) = caught(|| {
+                room.router.handle_timeout(now);
+                io.after(slot, room);
+            }) {
+                room.failed = true;
+                failed.push((slot, msg));
             }
-            io.after(slot, room);
         }
+        reap(&mut rooms, &mut by_id, &mut io, &mut failed);
 
         // 3. Wait for datagrams, a command, or the next deadline; 4. feed
         // each socket's batch to its router, then flush those routers.
@@ -403,19 +411,22 @@ pub(super) fn run(
         touched.clear();
         let mut now: Option<Instant> = None;
         let polled = io.driver.poll(timeout, &mut |slot, from, arrived, data| {
-            if failure.borrow().is_some() {
-                return;
-            }
-            let Some(room) = rooms.get_mut(slot) else {
+            let Some(room) = rooms.get_mut(slot).filter(|r| !r.failed) else {
                 return;
             };
             // When the kernel received it (transport-cc arrival times are
             // then the network's), else when this loop reads it.
             let now = arrived.unwrap_or_else(|| *now.get_or_insert_with(Instant::now));
-            if guarded(&failure, || room.router.handle_datagram(now, from, data)).is_some() {
-                room.fed += 1;
-                if room.fed == 1 {
-                    touched.push(slot);
+            match caught(|| room.router.handle_datagram(now, from, data)) {
+                Ok(()) => {
+                    room.fed += 1;
+                    if room.fed == 1 {
+                        touched.push(slot);
+                    }
+                }
+                Err(msg) => {
+                    room.failed = true;
+                    failed.push((slot, msg));
                 }
             }
         });
@@ -423,38 +434,17 @@ pub(super) fn run(
             tracing::error!(worker = index, error = %e, "waiting for datagrams failed");
             std::thread::sleep(Duration::from_millis(10));
         }
-        if failure.borrow().is_some() {
-            break 'run;
-        }
         for &slot in &touched {
-            if let Some(room) = rooms.get_mut(slot) {
-                io.after(slot, room);
+            if let Some(room) = rooms.get_mut(slot).filter(|r| !r.failed)
+                && let Err(msg) = caught(|| io.after(slot, room))
+            {
+                room.failed = true;
+                failed.push((slot, msg));
             }
         }
+        reap(&mut rooms, &mut by_id, &mut io, &mut failed);
     }
 
-    let failed = failure.borrow_mut().take();
-    if let Some(message) = failed {
-        // A router's state may be inconsistent after a panic: do not call into
-        // any of them again; drop them, releasing their sockets.
-        tracing::error!(worker = index, rooms = rooms.len(), panic = %message, "worker failed: closing its rooms");
-        let keys: Vec<usize> = rooms.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            let room = rooms.remove(key);
-            io.driver.deregister(key, &room.sock);
-            io.counters.routers.add(-1);
-        }
-        send_event(
-            &io.events,
-            &io.counters,
-            Event::WorkerFailed {
-                worker: index,
-                generation: config.generation,
-                message,
-            },
-        );
-        return;
-    }
     let keys: Vec<usize> = rooms.iter().map(|(k, _)| k).collect();
     for key in keys {
         let room = rooms.remove(key);
@@ -463,21 +453,61 @@ pub(super) fn run(
 }
 
 /// Runs `f` on router `id` and then [`Io::after`], or fails with
-/// [`Error::UnknownRouter`]; a panic in `f` is caught ([`guarded`]) and
-/// reported as [`Error::WorkerGone`].
+/// [`Error::UnknownRouter`]. A panic in either is caught ([`caught`]): the
+/// room is marked failed and put in `failed` for [`reap`], and the request
+/// fails with [`Error::RouterFailed`].
 fn on_router<T>(
     rooms: &mut Slab<Room>,
     by_id: &HashMap<RouterId, usize>,
     io: &mut Io,
-    failure: &Failure,
+    failed: &mut Failed,
     id: RouterId,
     f: impl FnOnce(&mut Router) -> Result<T>,
 ) -> Result<T> {
     let slot = *by_id.get(&id).ok_or(Error::UnknownRouter(id))?;
     let room = rooms.get_mut(slot).ok_or(Error::UnknownRouter(id))?;
-    let r = guarded(failure, || f(&mut room.router)).unwrap_or(Err(Error::WorkerGone));
-    if failure.borrow().is_none() {
-        io.after(slot, room);
+    if room.failed {
+        return Err(Error::RouterFailed(id));
     }
-    r
+    match caught(|| {
+        let r = f(&mut room.router);
+        io.after(slot, room);
+        r
+    }) {
+        Ok(r) => r,
+        Err(msg) => {
+            room.failed = true;
+            failed.push((slot, msg));
+            Err(Error::RouterFailed(id))
+        }
+    }
+}
+
+/// Drops the rooms whose router panicked in this step, without calling
+/// into them again (their state may be inconsistent): the socket is
+/// deregistered and closed, and the control plane gets
+/// [`Event::RouterFailed`]. The worker's other rooms are not touched.
+fn reap(
+    rooms: &mut Slab<Room>,
+    by_id: &mut HashMap<RouterId, usize>,
+    io: &mut Io,
+    failed: &mut Failed,
+) {
+    for (slot, message) in failed.drain(..) {
+        let Some(room) = rooms.try_remove(slot) else {
+            continue;
+        };
+        let router = room.id;
+        by_id.remove(&router);
+        io.driver.deregister(slot, &room.sock);
+        io.counters.routers.add(-1);
+        // Dropped (its socket closed) before the event says so.
+        drop(room);
+        tracing::error!(worker = io.index, %router, panic = %message, "router panicked: its room is closed; the worker's other rooms go on");
+        send_event(
+            &io.events,
+            &io.counters,
+            Event::RouterFailed { router, message },
+        );
+    }
 }

@@ -15,9 +15,8 @@
 
 mod event_loop;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -222,8 +221,8 @@ pub enum Command {
         reply: Reply<()>,
     },
     /// Fault injection for tests of panic containment: makes `router` panic
-    /// inside the worker, as a bug would. The worker then fails as described
-    /// on [`Event::WorkerFailed`].
+    /// inside the worker, as a bug in it would. That room then fails alone,
+    /// as described on [`Event::RouterFailed`].
     FaultInjectPanic {
         /// The router.
         router: RouterId,
@@ -300,9 +299,19 @@ pub enum Event {
         /// One per encoding, in the producer's order: someone can use it.
         active: Vec<bool>,
     },
-    /// A router on this worker panicked (a bug). The panic was caught and
-    /// logged, every router of the worker was closed (sockets released), and
-    /// the worker stopped; other workers are unaffected.
+    /// A router panicked (a bug) while it handled a datagram, a timer or a
+    /// command. The panic was caught and logged, and that router alone was
+    /// dropped without calling into it again (its socket released); the
+    /// worker's other rooms keep forwarding.
+    RouterFailed {
+        /// The router.
+        router: RouterId,
+        /// The panic message.
+        message: String,
+    },
+    /// The worker itself panicked outside any router (a bug). The panic was
+    /// caught and logged, every router of the worker was closed (sockets
+    /// released), and the worker stopped; other workers are unaffected.
     WorkerFailed {
         /// Index of the worker.
         worker: usize,
@@ -396,7 +405,25 @@ impl Worker {
                                 return;
                             }
                         };
-                        event_loop::run(index, config, cert, driver, rx, events.clone(), c.clone());
+                        // A panic in a router fails its room alone (the
+                        // loop catches it); one anywhere else in the loop
+                        // fails the worker: unwinding drops its rooms and
+                        // releases their sockets.
+                        let run = caught(|| {
+                            event_loop::run(index, config, cert, driver, rx, events.clone(), c.clone())
+                        });
+                        if let Err(message) = run {
+                            tracing::error!(worker = index, panic = %message, "worker failed: its rooms are closed");
+                            send_event(
+                                &events,
+                                &c,
+                                Event::WorkerFailed {
+                                    worker: index,
+                                    generation,
+                                    message,
+                                },
+                            );
+                        }
                         send_event(
                             &events,
                             &c,
@@ -488,24 +515,15 @@ impl Drop for Worker {
     }
 }
 
-/// The first panic caught on this worker, if any.
-pub(crate) type Failure = Rc<RefCell<Option<String>>>;
-
-/// Runs `f`, catching a panic: the panic is recorded in `failure` (the worker
-/// then closes its rooms and stops) and `None` is returned.
-pub(crate) fn guarded<T>(failure: &Failure, f: impl FnOnce() -> T) -> Option<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(v) => Some(v),
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic with a non-string payload".into());
-            failure.borrow_mut().get_or_insert(msg);
-            None
-        }
-    }
+/// Runs `f`, catching a panic: `Err` holds its message.
+pub(crate) fn caught<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic with a non-string payload".into())
+    })
 }
 
 /// A fire-and-forget command that failed (e.g. the object was already
