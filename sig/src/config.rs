@@ -644,6 +644,21 @@ impl Config {
     }
 }
 
+/// Static settings the hub and its rooms share (made from [`Config`]).
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Address put in ICE candidates.
+    pub announced_ip: IpAddr,
+    /// Our DTLS certificate fingerprint, `AB:CD:…`.
+    pub fingerprint: String,
+    /// Server limits.
+    pub limits: Limits,
+    /// HS256 secret of join tokens; `None`: open rooms.
+    pub auth_secret: Option<String>,
+    /// Time a client has to answer an `update`.
+    pub offer_timeout: Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,6 @@
 //! `room-failed`, and a new worker is started on the same CPU.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,11 +36,12 @@ use sfu_core::stats::Counters;
 use sfu_core::worker::{Command, CommandSender, Event};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::Limits;
+pub use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId, Outgoing};
 use crate::protocol::{ClientMsg, ServerMsg, validate_name};
-use crate::room::{ROOM_QUEUE, Room, RoomCtx, RoomMsg};
+use crate::room::{Notices, ROOM_QUEUE, Room, RoomCtx, RoomMsg, RoomNotice};
 use crate::sdp;
+pub use crate::worker_link::WorkerRef;
 
 /// Capacity of the hub's inbox, in messages.
 pub const HUB_QUEUE: usize = 4096;
@@ -49,37 +49,6 @@ pub const HUB_QUEUE: usize = 4096;
 pub const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A worker that does not answer a ping within this is marked failed.
 pub const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A worker as rooms and the hub see it.
-#[derive(Debug, Clone)]
-pub struct WorkerRef {
-    /// Index of the worker (its CPU slot).
-    pub index: usize,
-    /// Which incarnation at that index (0, then one more per restart).
-    pub generation: u32,
-    /// Command channel.
-    pub tx: CommandSender,
-    /// Its counters (for placement and metrics).
-    pub counters: Arc<Counters>,
-    /// Becomes true when the hub declares the worker failed; pending
-    /// requests then give up at once.
-    pub failed: watch::Receiver<bool>,
-}
-
-impl WorkerRef {
-    /// Queues a command without blocking.
-    ///
-    /// Errors: [`sfu_core::Error::QueueFull`], [`sfu_core::Error::WorkerGone`].
-    pub fn try_send(&self, cmd: Command) -> Result<(), sfu_core::Error> {
-        if *self.failed.borrow() {
-            return Err(sfu_core::Error::WorkerGone);
-        }
-        self.tx.try_send(cmd).map_err(|e| match e {
-            TrySendError::Full(_) => sfu_core::Error::QueueFull,
-            TrySendError::Disconnected(_) => sfu_core::Error::WorkerGone,
-        })
-    }
-}
 
 /// Starts worker `index` (generation `generation`) and returns its command
 /// channel and counters, or why it could not start. The caller keeps the
@@ -109,21 +78,6 @@ pub struct Registry {
     pub workers: Mutex<Vec<Arc<Counters>>>,
     /// Workers restarted since start.
     pub worker_restarts: AtomicU64,
-}
-
-/// Static settings of the hub and its rooms.
-#[derive(Debug, Clone)]
-pub struct HubConfig {
-    /// Address put in ICE candidates.
-    pub announced_ip: IpAddr,
-    /// Our DTLS certificate fingerprint, `AB:CD:…`.
-    pub fingerprint: String,
-    /// Server limits.
-    pub limits: Limits,
-    /// HS256 secret of join tokens; `None`: open rooms.
-    pub auth_secret: Option<String>,
-    /// Time a client has to answer an `update`.
-    pub offer_timeout: Duration,
 }
 
 /// Messages to the hub.
@@ -161,28 +115,8 @@ pub enum HubMsg {
         /// Signalled when done.
         done: oneshot::Sender<()>,
     },
-    /// From a room: this connection's membership `join` (the sequence
-    /// number the hub gave its join) ended, or the join failed.
-    Left {
-        /// Connection id.
-        conn: ConnId,
-        /// The join's sequence number.
-        join: u64,
-    },
-    /// From a room: its router exists.
-    RoomOpened {
-        /// The room's router.
-        router: RouterId,
-        /// The router's counters.
-        counters: Arc<Counters>,
-    },
-    /// From a room: it has no participant after handling `joins_seen` joins.
-    RoomIdle {
-        /// The room's router.
-        router: RouterId,
-        /// Joins the room has handled.
-        joins_seen: u64,
-    },
+    /// From a room.
+    Room(RoomNotice),
     /// From a watchdog: the worker did not answer a ping in time.
     WorkerUnresponsive {
         /// Index.
@@ -237,6 +171,8 @@ pub struct Hub {
     next_router: u32,
     next_join: u64,
     ctx: RoomCtx,
+    /// The hub's own inbox (for watchdogs and restarts).
+    hub_tx: mpsc::Sender<HubMsg>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -247,6 +183,19 @@ impl std::fmt::Debug for Hub {
             .field("rooms", &self.rooms.len())
             .finish()
     }
+}
+
+/// Rooms' notices, as messages on the hub's inbox: at once when it has
+/// room, else from a task of their own (a room never waits on the hub).
+fn notices_to(hub: mpsc::Sender<HubMsg>) -> Notices {
+    Notices(Arc::new(move |n| {
+        if let Err(mpsc::error::TrySendError::Full(msg)) = hub.try_send(HubMsg::Room(n)) {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let _ = hub.send(msg).await;
+            });
+        }
+    }))
 }
 
 /// Delivers `msg` to a room without waiting: at once when its inbox has
@@ -284,9 +233,10 @@ impl Hub {
             next_join: 1,
             ctx: RoomCtx {
                 cfg,
-                hub: hub_tx,
+                notices: notices_to(hub_tx.clone()),
                 next_pid: Arc::new(AtomicU64::new(1)),
             },
+            hub_tx,
         };
         for (i, (tx, counters)) in workers.into_iter().enumerate() {
             let slot = hub.make_slot(i, 0, tx, counters);
@@ -347,7 +297,7 @@ impl Hub {
                     }
                 }
                 HubMsg::Core(ev) => self.on_core(ev),
-                HubMsg::Left { conn, join } => {
+                HubMsg::Room(RoomNotice::Left { conn, join }) => {
                     // Only the membership that ended: after a pipelined
                     // leave and join, the new one stays.
                     if let Some(c) = self.conns.get_mut(&conn)
@@ -356,7 +306,7 @@ impl Hub {
                         c.room = None;
                     }
                 }
-                HubMsg::RoomOpened { router, counters } => {
+                HubMsg::Room(RoomNotice::Opened { router, counters }) => {
                     if let Some(r) = self
                         .by_router
                         .get(&router)
@@ -366,7 +316,9 @@ impl Hub {
                     }
                     self.update_registry();
                 }
-                HubMsg::RoomIdle { router, joins_seen } => self.on_room_idle(router, joins_seen),
+                HubMsg::Room(RoomNotice::Idle { router, joins_seen }) => {
+                    self.on_room_idle(router, joins_seen)
+                }
                 HubMsg::WorkerUnresponsive { worker, generation } => {
                     let why = format!(
                         "no answer to a ping within {} s",
@@ -682,7 +634,7 @@ impl Hub {
 
     fn start_watchdog(&mut self, i: usize) {
         let r = self.workers[i].r.clone();
-        let hub = self.ctx.hub.clone();
+        let hub = self.hub_tx.clone();
         self.workers[i].watchdog = Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(WATCHDOG_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -749,7 +701,7 @@ impl Hub {
         }
         self.update_registry();
         if let Some(spawner) = self.spawner.clone() {
-            let hub = self.ctx.hub.clone();
+            let hub = self.hub_tx.clone();
             let next = generation + 1;
             tokio::spawn(async move {
                 let result = tokio::task::spawn_blocking(move || spawner(i, next))

@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod room;
 pub mod sdp;
+pub mod worker_link;
 pub mod ws;
 
 use std::future::Future;

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -26,18 +26,16 @@ use sfu_core::proto::codec::VideoCodec;
 use sfu_core::proto::dtls::DtlsRole;
 use sfu_core::router::{Answered, ConsumerParams, EncodingParams, MediaKind, ProducerParams};
 use sfu_core::transport::{CloseReason, TransportParams};
-use sfu_core::worker::{Command, Event, Reply};
+use sfu_core::worker::{Command, Event};
 use sfu_core::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId};
-use crate::hub::{HubConfig, HubMsg, WorkerRef};
 use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
 use crate::protocol::{ParticipantInfo, ServerMsg};
 use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp, SimulcastRecv};
-
-/// How long a room waits for its worker's reply to one command.
-pub const CORE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::worker_link::{WorkerRef, call};
 
 /// Capacity of a room's inbox, in messages. When it is full (the room is
 /// stuck on its worker), the hub refuses new joins to it with `room-busy`.
@@ -50,7 +48,7 @@ pub enum RoomMsg {
     Join {
         /// The connection.
         conn: ConnHandle,
-        /// The hub's sequence number of this join (returned in `HubMsg::Left`).
+        /// The hub's sequence number of this join (returned in `RoomNotice::Left`).
         join: u64,
         /// Display name.
         name: String,
@@ -164,30 +162,6 @@ impl From<sfu_core::Error> for Fail {
     }
 }
 
-/// Sends a command to `worker` and awaits its reply, for at most
-/// [`CORE_REPLY_TIMEOUT`] and never past the worker being declared failed.
-///
-/// Errors: [`sfu_core::Error::QueueFull`] when its queue is full,
-/// [`sfu_core::Error::WorkerGone`] when it is gone, failed or silent, or the
-/// command's own error.
-pub async fn call<T: Send + 'static>(
-    worker: &WorkerRef,
-    make: impl FnOnce(Reply<T>) -> Command,
-) -> Result<T, sfu_core::Error> {
-    let (otx, orx) = oneshot::channel();
-    worker.try_send(make(Box::new(move |r| {
-        let _ = otx.send(r);
-    })))?;
-    let mut failed = worker.failed.clone();
-    tokio::select! {
-        r = tokio::time::timeout(CORE_REPLY_TIMEOUT, orx) => match r {
-            Ok(Ok(r)) => r,
-            _ => Err(sfu_core::Error::WorkerGone),
-        },
-        _ = failed.wait_for(|f| *f) => Err(sfu_core::Error::WorkerGone),
-    }
-}
-
 fn random_token(len: usize) -> String {
     rand::rng()
         .sample_iter(&Alphanumeric)
@@ -232,13 +206,52 @@ struct Participant {
     video_off: bool,
 }
 
+/// What a room tells whoever placed it (the hub wraps these in its own
+/// messages): the room never names the hub.
+#[derive(Debug)]
+pub enum RoomNotice {
+    /// This connection's membership `join` (the sequence number the hub gave
+    /// its join) ended, or the join failed.
+    Left {
+        /// Connection id.
+        conn: ConnId,
+        /// The join's sequence number.
+        join: u64,
+    },
+    /// The room's router exists.
+    Opened {
+        /// The room's router.
+        router: RouterId,
+        /// The router's counters.
+        counters: Arc<sfu_core::stats::Counters>,
+    },
+    /// The room has no participant after handling `joins_seen` joins.
+    Idle {
+        /// The room's router.
+        router: RouterId,
+        /// Joins the room has handled.
+        joins_seen: u64,
+    },
+}
+
+/// Where a room's [`RoomNotice`]s go: a function that never waits (the
+/// hub's queues them on its inbox, from a task of their own when it is full).
+#[derive(Clone)]
+pub struct Notices(pub Arc<dyn Fn(RoomNotice) + Send + Sync>);
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notices")
+    }
+}
+
 /// Shared settings and handles every room gets from the hub.
 #[derive(Debug, Clone)]
 pub struct RoomCtx {
     /// Static settings.
     pub cfg: Arc<HubConfig>,
-    /// The hub's inbox.
-    pub hub: mpsc::Sender<HubMsg>,
+    /// Where the room's notices go.
+    pub notices: Notices,
     /// Source of participant ids, unique in the process.
     pub next_pid: Arc<AtomicU64>,
 }
@@ -309,7 +322,7 @@ impl Room {
                     self.joins_seen += 1;
                     if let Err(Fail(m)) = self.join(conn.clone(), join, name, *offer).await {
                         conn.send(&m);
-                        self.tell_hub(HubMsg::Left {
+                        self.tell_hub(RoomNotice::Left {
                             conn: conn.id(),
                             join,
                         });
@@ -378,14 +391,9 @@ impl Room {
         self.participants.iter().position(|p| p.id == pid)
     }
 
-    /// Sends to the hub without ever waiting on it.
-    fn tell_hub(&self, msg: HubMsg) {
-        if let Err(mpsc::error::TrySendError::Full(msg)) = self.ctx.hub.try_send(msg) {
-            let hub = self.ctx.hub.clone();
-            tokio::spawn(async move {
-                let _ = hub.send(msg).await;
-            });
-        }
+    /// Tells whoever placed the room, without ever waiting on it.
+    fn tell_hub(&self, notice: RoomNotice) {
+        (self.ctx.notices.0)(notice);
     }
 
     /// A fire-and-forget command; a full queue or a gone worker is logged.
@@ -420,7 +428,7 @@ impl Room {
 
     fn report_if_idle(&self) {
         if self.participants.is_empty() {
-            self.tell_hub(HubMsg::RoomIdle {
+            self.tell_hub(RoomNotice::Idle {
                 router: self.router,
                 joins_seen: self.joins_seen,
             });
@@ -444,7 +452,7 @@ impl Room {
         let port = info.local_addr.port();
         tracing::info!(room = %self.name, worker = self.worker.index, port, "room opened");
         self.port = Some(port);
-        self.tell_hub(HubMsg::RoomOpened {
+        self.tell_hub(RoomNotice::Opened {
             router,
             counters: info.counters,
         });
@@ -1244,7 +1252,7 @@ impl Room {
                 transport: p.transport,
             });
         }
-        self.tell_hub(HubMsg::Left {
+        self.tell_hub(RoomNotice::Left {
             conn: p.conn.id(),
             join: p.join,
         });
@@ -1387,7 +1395,7 @@ impl Room {
         );
         for p in std::mem::take(&mut self.participants) {
             p.conn.send(&failed);
-            self.tell_hub(HubMsg::Left {
+            self.tell_hub(RoomNotice::Left {
                 conn: p.conn.id(),
                 join: p.join,
             });
@@ -1398,7 +1406,7 @@ impl Room {
             match m {
                 RoomMsg::Join { conn, join, .. } => {
                     conn.send(&failed);
-                    self.tell_hub(HubMsg::Left {
+                    self.tell_hub(RoomNotice::Left {
                         conn: conn.id(),
                         join,
                     });
