@@ -1,0 +1,123 @@
+//! Events of the room's router (connections, closes, the dominant speaker,
+//! audio levels, source layers), and failing the room.
+
+use super::*;
+
+impl Room {
+    pub(super) async fn on_core(&mut self, ev: Event) {
+        match ev {
+            Event::TransportConnected { transport, .. } => {
+                tracing::debug!(room = %self.name, %transport, "transport connected");
+            }
+            Event::DominantSpeaker { producer, .. } => {
+                let Some(p) = self
+                    .participants
+                    .iter()
+                    .find(|p| p.published.iter().any(|t| t.producer == producer))
+                else {
+                    return;
+                };
+                if self.speaker == Some(p.id) {
+                    return;
+                }
+                self.speaker = Some(p.id);
+                tracing::debug!(room = %self.name, participant = p.id, "dominant speaker");
+                let msg = ServerMsg::Speaker {
+                    id: format!("p{}", p.id),
+                };
+                for p in &self.participants {
+                    p.conn.send(&msg);
+                }
+            }
+            Event::SourceLayers {
+                producer, active, ..
+            } => {
+                let Some((p, t)) = self.participants.iter().find_map(|p| {
+                    p.published
+                        .iter()
+                        .find(|t| t.producer == producer)
+                        .map(|t| (p, t))
+                }) else {
+                    return;
+                };
+                let active: std::collections::BTreeMap<String, bool> =
+                    t.rids.iter().cloned().zip(active).collect();
+                tracing::debug!(room = %self.name, participant = p.id, mid = %t.mid, ?active, "source layers");
+                p.conn.send(&ServerMsg::SourceLayers {
+                    mid: t.mid.clone(),
+                    active,
+                });
+            }
+            Event::AudioLevels { levels, .. } => {
+                let levels: std::collections::BTreeMap<String, i8> = levels
+                    .iter()
+                    .filter_map(|(producer, level)| {
+                        let p = self
+                            .participants
+                            .iter()
+                            .find(|p| p.published.iter().any(|t| t.producer == *producer))?;
+                        Some((format!("p{}", p.id), -(i8::try_from(*level).unwrap_or(127))))
+                    })
+                    .collect();
+                let msg = ServerMsg::Levels { levels };
+                for p in &self.participants {
+                    p.conn.send(&msg);
+                }
+            }
+            Event::TransportClosed {
+                transport, reason, ..
+            } => {
+                if reason == CloseReason::Closed {
+                    return;
+                }
+                // Ids are never reused, so this is the participant whose
+                // transport closed, even if someone joined since.
+                let Some(p) = self.participants.iter().find(|p| p.transport == transport) else {
+                    return;
+                };
+                let (pid, conn) = (p.id, p.conn.clone());
+                tracing::info!(room = %self.name, participant = pid, %reason, "media connection closed");
+                conn.send(&ServerMsg::error(
+                    "transport-closed",
+                    format!("media connection closed: {reason}; join again"),
+                ));
+                self.remove_participant(pid, false).await;
+            }
+            other => tracing::debug!(room = %self.name, event = ?other, "core event"),
+        }
+    }
+
+    /// The router or its worker failed: everyone, and every join still
+    /// queued, gets `room-failed`.
+    pub(super) async fn fail_all(&mut self, rx: &mut mpsc::Receiver<RoomMsg>) {
+        let failed = ServerMsg::error(
+            "room-failed",
+            "the server hit an internal error in this room; join again",
+        );
+        for p in std::mem::take(&mut self.participants) {
+            p.conn.send(&failed);
+            self.tell_hub(RoomNotice::Left {
+                conn: p.conn.id(),
+                join: p.join,
+            });
+        }
+        self.set_count();
+        rx.close();
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                RoomMsg::Join { conn, join, .. } => {
+                    conn.send(&failed);
+                    self.tell_hub(RoomNotice::Left {
+                        conn: conn.id(),
+                        join,
+                    });
+                }
+                RoomMsg::Shutdown { done } => {
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+        tracing::warn!(room = %self.name, "room failed with its worker");
+    }
+}

@@ -1,0 +1,261 @@
+//! Joining: a participant's offer becomes its WebRtcTransport, its tracks
+//! Producers (one encoding, or simulcast by RID, RFC 8853), and our answer.
+
+use super::*;
+
+pub(super) fn random_token(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+impl Room {
+    pub(super) async fn join(
+        &mut self,
+        conn: ConnHandle,
+        join: u64,
+        name: String,
+        offer: PeerSdp,
+    ) -> Result<(), Fail> {
+        let limits = self.ctx.cfg.limits;
+        if self.participants.len() >= limits.participants_per_room {
+            return Err(Fail(ServerMsg::error(
+                "room-full",
+                format!(
+                    "room {:?} has its maximum of {} participants",
+                    self.name, limits.participants_per_room
+                ),
+            )));
+        }
+        let port = self.ensure_router().await?;
+        let router = self.router;
+        let (dtls_role, setup) = if offer.setup == "passive" {
+            (DtlsRole::Client, "active")
+        } else {
+            (DtlsRole::Server, "passive")
+        };
+        let cfg = &self.ctx.cfg;
+        let local = LocalParams {
+            ice_ufrag: random_token(8),
+            ice_pwd: random_token(24),
+            fingerprint: cfg.fingerprint.clone(),
+            ip: cfg.announced_ip,
+            port,
+            session_id: rand::random::<u32>() as u64,
+            session_version: 1,
+            ice_lite: true,
+        };
+        let params = TransportParams {
+            local_ufrag: local.ice_ufrag.clone(),
+            local_pwd: local.ice_pwd.clone(),
+            remote_fingerprint: offer.fingerprint,
+            dtls_role,
+        };
+        let transport = call(&self.worker, |reply| Command::CreateTransport {
+            router,
+            params,
+            reply,
+        })
+        .await?;
+        let mut own = Vec::new();
+        let mut published = Vec::new();
+        let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
+        for m in &offer.media {
+            match self.publish_section(transport, m, mid_ext_id, false).await {
+                Ok((media, track)) => {
+                    own.push(media);
+                    published.extend(track);
+                }
+                Err(e) => {
+                    self.command(Command::CloseTransport { router, transport });
+                    return Err(e);
+                }
+            }
+        }
+        let answer = sdp::write(&local, setup, &own);
+        let pid = self.ctx.next_pid.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(room = %self.name, participant = pid, name = %name, tracks = published.len(), "participant joined");
+        conn.send(&ServerMsg::Answer {
+            sdp: answer,
+            id: format!("p{pid}"),
+            room: self.name.clone(),
+        });
+        let neg = Negotiation::new(own, &offer);
+        let others: Vec<u64> = self.participants.iter().map(|p| p.id).collect();
+        self.participants.push(Participant {
+            id: pid,
+            name,
+            conn,
+            join,
+            transport,
+            local,
+            published,
+            neg,
+            hidden: std::collections::HashSet::new(),
+            widths: std::collections::HashMap::new(),
+            setup,
+            audio_muted: false,
+            video_off: false,
+        });
+        self.set_count();
+        self.broadcast_participants();
+        for other in others {
+            self.subscribe_all(pid, other).await;
+            self.subscribe_all(other, pid).await;
+            self.negotiate(other);
+        }
+        self.negotiate(pid);
+        Ok(())
+    }
+
+    /// Publishes what m-section `m` of a client's offer sends: a Producer
+    /// on `transport` (simulcast by RID, RFC 8853) when it sends with a
+    /// codec we forward. Returns the section's answer and the track, if
+    /// any. `mid_ext_id` is the session's MID extension id; `screen` marks
+    /// a screen share.
+    ///
+    /// Errors: the worker refused the producer ([`Fail`] to send).
+    pub(super) async fn publish_section(
+        &mut self,
+        transport: TransportId,
+        m: &sdp::MediaSection,
+        mid_ext_id: Option<u8>,
+        screen: bool,
+    ) -> Result<(LocalMedia, Option<Track>), Fail> {
+        let router = self.router;
+        let mut track = None;
+        // Simulcast is forwarded for VP8 (picture IDs rewritten across
+        // layers) and H264; VP9 and AV1 as single streams. A simulcast
+        // offer gets the first of VP8 and H264 the client lists, if any.
+        let simulcast_codec = m
+            .codecs
+            .iter()
+            .find(|c| c.forwardable_video() && (c.is("VP8") || c.is("H264")));
+        let codec = if m.send_rids.len() > 1 {
+            simulcast_codec.or(m.preferred_codec())
+        } else {
+            m.preferred_codec()
+        }
+        .cloned();
+        // The AV1 dependency descriptor, passed through for AV1.
+        let dd_ext_id = m
+            .dd_ext_id
+            .filter(|_| codec.as_ref().is_some_and(|c| c.is("AV1")));
+        // RTX (RFC 4588) for video, when the client offers it for the codec.
+        let rtx = codec
+            .as_ref()
+            .filter(|_| m.kind == Some(MediaKind::Video))
+            .and_then(|c| m.rtx_for(c.pt))
+            .cloned();
+        // Simulcast (RFC 8853): layers by RID, their SSRCs bound from
+        // the first packets carrying the MID and RID extensions.
+        let simulcast = (m.kind == Some(MediaKind::Video)
+            && m.rid_ext_id.is_some()
+            && m.mid_ext_id.is_some()
+            && codec.as_ref().is_some_and(|c| c.is("VP8") || c.is("H264")))
+        .then(|| {
+            m.send_rids
+                .iter()
+                .filter_map(|r| Rid::new(r))
+                .collect::<Vec<_>>()
+        })
+        .filter(|rids| rids.len() > 1);
+        let publish = !m.rejected
+            && m.direction.sends()
+            && codec.is_some()
+            && (m.ssrc.is_some() || simulcast.is_some());
+        if publish && let (Some(kind), Some(c)) = (m.kind, &codec) {
+            // `publish` needs one of the two: an SSRC or simulcast.
+            let encodings = match (&simulcast, m.ssrc) {
+                (Some(rids), _) => rids
+                    .iter()
+                    .map(|r| EncodingParams {
+                        rid: Some(*r),
+                        ssrc: None,
+                        rtx_ssrc: None,
+                    })
+                    .collect(),
+                (None, ssrc) => ssrc
+                    .map(|s| {
+                        EncodingParams::single(
+                            Ssrc(s),
+                            m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
+                        )
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            let params = ProducerParams {
+                transport,
+                kind,
+                encodings,
+                mid: Mid::new(&m.mid),
+                payload_types: vec![Pt(c.pt)],
+                video_codec: VideoCodec::from_name(&c.name),
+                rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
+                twcc_ext_id: m.twcc_ext_id,
+                audio_level_ext_id: m.audio_level_ext_id.filter(|_| kind == MediaKind::Audio),
+                mid_ext_id: m.mid_ext_id,
+                rid_ext_id: simulcast.as_ref().and(m.rid_ext_id),
+                repaired_rid_ext_id: simulcast.as_ref().and(m.repaired_rid_ext_id),
+                dependency_descriptor_ext_id: dd_ext_id,
+            };
+            let producer = call(&self.worker, |reply| Command::CreateProducer {
+                router,
+                params,
+                reply,
+            })
+            .await?;
+            track = Some(Track {
+                producer,
+                kind,
+                codec: c.clone(),
+                screen: screen && kind == MediaKind::Video,
+                mid: m.mid.clone(),
+                rids: simulcast.iter().flatten().map(|r| r.to_string()).collect(),
+            });
+        }
+        let usable = !m.rejected && m.kind.is_some() && codec.is_some();
+        let simulcast_recv = simulcast
+            .as_ref()
+            .zip(m.rid_ext_id)
+            .map(|(rids, id)| SimulcastRecv {
+                rids: rids.iter().map(|r| r.to_string()).collect(),
+                rid_ext_id: id,
+                repaired_rid_ext_id: m.repaired_rid_ext_id.filter(|_| rtx.is_some()),
+            });
+        let media = LocalMedia {
+            mid: m.mid.clone(),
+            kind: if usable { m.kind } else { None },
+            media_token: m
+                .kind
+                .map_or("application".to_string(), |k| k.as_str().to_string()),
+            direction: if publish {
+                Direction::RecvOnly
+            } else {
+                Direction::Inactive
+            },
+            codec,
+            mid_ext_id,
+            // We answer transport-cc feedback for what the client sends.
+            twcc_ext_id: m.twcc_ext_id.filter(|_| usable),
+            // What the publisher may send: its audio level (RFC 6464),
+            // which subscribers get and the room's speaker detection
+            // reads. Nothing of ours is stamped on a receive-only
+            // section.
+            audio_level_ext_id: m
+                .audio_level_ext_id
+                .filter(|_| publish && m.kind == Some(MediaKind::Audio)),
+            abs_send_time_ext_id: None,
+            dd_ext_id: dd_ext_id.filter(|_| publish),
+            send: None,
+            rtx,
+            rtx_ssrc: None,
+            rejected: !usable,
+            simulcast_recv: simulcast_recv.filter(|_| publish && usable),
+        };
+        Ok((media, track))
+    }
+}

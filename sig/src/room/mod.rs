@@ -1,0 +1,529 @@
+//! One room: a tokio task that owns the room's participants, orchestrates
+//! joins and leaves on the room's worker, and drives each participant's
+//! [`Negotiation`].
+//!
+//! The room awaits its worker's replies, so a stalled worker stalls only the
+//! rooms placed on it; the [`Hub`](crate::hub::Hub) and every other room go
+//! on. Messages reach the room in the order the hub received them, and the
+//! room answers them in that order.
+//!
+//! After the join answer the server is the only offerer: whenever the set of
+//! tracks a participant should receive changes, it sends an `update` offer
+//! and queues further changes until the answer arrives. An update left
+//! unanswered for the offer timeout, or refused with `update-failed`, is
+//! sent again; the third failure in a row removes the participant
+//! (`negotiation-failed`). New consumers are created paused and resumed only
+//! once the subscriber's answer accepted their m-section, so the first
+//! keyframe is not lost.
+
+mod client_offer;
+mod events;
+mod join;
+mod subscribe;
+mod visibility;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sfu_core::proto::codec::VideoCodec;
+use sfu_core::proto::dtls::DtlsRole;
+use sfu_core::router::{Answered, ConsumerParams, EncodingParams, MediaKind, ProducerParams};
+use sfu_core::transport::{CloseReason, TransportParams};
+use sfu_core::worker::{Command, Event};
+use sfu_core::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::HubConfig;
+use crate::conn::{ConnHandle, ConnId};
+use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
+use crate::protocol::{ParticipantInfo, ServerMsg};
+use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp, SimulcastRecv};
+use crate::worker_link::{WorkerRef, call};
+
+/// Capacity of a room's inbox, in messages. When it is full (the room is
+/// stuck on its worker), the hub refuses new joins to it with `room-busy`.
+pub const ROOM_QUEUE: usize = 1024;
+
+/// Messages to a room.
+#[derive(Debug)]
+pub enum RoomMsg {
+    /// A validated join.
+    Join {
+        /// The connection.
+        conn: ConnHandle,
+        /// The hub's sequence number of this join (returned in `RoomNotice::Left`).
+        join: u64,
+        /// Display name.
+        name: String,
+        /// The parsed offer.
+        offer: Box<PeerSdp>,
+    },
+    /// An answer to an update.
+    Answer {
+        /// The connection.
+        conn: ConnHandle,
+        /// SDP text.
+        sdp: String,
+    },
+    /// The client could not apply the last update.
+    UpdateFailed {
+        /// The connection.
+        conn: ConnHandle,
+        /// The client's reason.
+        message: String,
+    },
+    /// The participants whose video the client hides.
+    VideoHidden {
+        /// The connection.
+        conn: ConnHandle,
+        /// Participant ids (`p7`).
+        ids: Vec<String>,
+    },
+    /// The widths the client shows participants' video at.
+    VideoSize {
+        /// The connection.
+        conn: ConnHandle,
+        /// Participant id (`p7`) → pixels.
+        widths: std::collections::HashMap<String, u32>,
+    },
+    /// `offer-request`: the client wants to offer.
+    OfferRequest {
+        /// The connection.
+        conn: ConnHandle,
+    },
+    /// The client's own offer.
+    Offer {
+        /// The connection.
+        conn: ConnHandle,
+        /// SDP text.
+        sdp: String,
+        /// Mids of new m-sections that carry a screen share.
+        screen: Vec<String>,
+    },
+    /// `media-state`: muted microphone, camera off.
+    MediaState {
+        /// The connection.
+        conn: ConnHandle,
+        /// The microphone is muted.
+        audio_muted: bool,
+        /// The camera is off.
+        video_off: bool,
+    },
+    /// An explicit `leave`: reply `left`.
+    Leave {
+        /// The connection.
+        conn: ConnHandle,
+    },
+    /// The WebSocket closed.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A reply decided by the hub for a connection in this room, sent through
+    /// the room so that it keeps the order of the requests.
+    Reply {
+        /// The connection.
+        conn: ConnHandle,
+        /// The reply.
+        msg: ServerMsg,
+    },
+    /// An event of the room's router.
+    Core(Event),
+    /// The room's router panicked, or its whole worker failed: tell
+    /// everyone `room-failed` and stop.
+    Failed,
+    /// The hub forgot this idle room: close the router and stop.
+    Close,
+    /// The server stops: remove everyone, close the router, then signal.
+    Shutdown {
+        /// Signalled when done.
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A failed step of a request: the error message to send.
+#[derive(Debug)]
+pub struct Fail(pub ServerMsg);
+
+impl From<sfu_core::Error> for Fail {
+    fn from(e: sfu_core::Error) -> Self {
+        Fail(match e {
+            sfu_core::Error::PortRangeExhausted { .. } => ServerMsg::error(
+                "no-capacity",
+                format!("the server cannot open another room: {e}"),
+            ),
+            sfu_core::Error::WorkerGone | sfu_core::Error::RouterFailed(_) => ServerMsg::error(
+                "room-failed",
+                "the room's data-plane worker failed or stalled; join again",
+            ),
+            sfu_core::Error::QueueFull => ServerMsg::error(
+                "room-busy",
+                "the room's data-plane worker is overloaded; try again",
+            ),
+            other => ServerMsg::error("server-error", format!("data plane error: {other}")),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    producer: ProducerId,
+    kind: MediaKind,
+    codec: Codec,
+    /// A screen share (`offer` with `screen`).
+    screen: bool,
+    /// Its m-section's mid.
+    mid: String,
+    /// Simulcast: its encodings' RIDs, in the producer's order.
+    rids: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Participant {
+    id: u64,
+    name: String,
+    conn: ConnHandle,
+    join: u64,
+    transport: TransportId,
+    local: LocalParams,
+    published: Vec<Track>,
+    neg: Negotiation,
+    /// msid streams (`p7`, `p7-screen`) whose video this participant
+    /// hides (`video-hidden`).
+    hidden: std::collections::HashSet<String>,
+    /// The widths it shows each msid stream's video at, pixels (`video-size`).
+    widths: std::collections::HashMap<String, u16>,
+    /// Our DTLS role in answers to its offers (`passive` or `active`).
+    setup: &'static str,
+    /// Its microphone is muted (`media-state`).
+    audio_muted: bool,
+    /// Its camera is off (`media-state`).
+    video_off: bool,
+}
+
+/// What a room tells whoever placed it (the hub wraps these in its own
+/// messages): the room never names the hub.
+#[derive(Debug)]
+pub enum RoomNotice {
+    /// This connection's membership `join` (the sequence number the hub gave
+    /// its join) ended, or the join failed.
+    Left {
+        /// Connection id.
+        conn: ConnId,
+        /// The join's sequence number.
+        join: u64,
+    },
+    /// The room's router exists.
+    Opened {
+        /// The room's router.
+        router: RouterId,
+        /// The router's counters.
+        counters: Arc<sfu_core::stats::Counters>,
+    },
+    /// The room has no participant after handling `joins_seen` joins.
+    Idle {
+        /// The room's router.
+        router: RouterId,
+        /// Joins the room has handled.
+        joins_seen: u64,
+    },
+}
+
+/// Where a room's [`RoomNotice`]s go: a function that never waits (the
+/// hub's queues them on its inbox, from a task of their own when it is full).
+#[derive(Clone)]
+pub struct Notices(pub Arc<dyn Fn(RoomNotice) + Send + Sync>);
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notices")
+    }
+}
+
+/// Shared settings and handles every room gets from the hub.
+#[derive(Debug, Clone)]
+pub struct RoomCtx {
+    /// Static settings.
+    pub cfg: Arc<HubConfig>,
+    /// Where the room's notices go.
+    pub notices: Notices,
+    /// Source of participant ids, unique in the process.
+    pub next_pid: Arc<AtomicU64>,
+}
+
+/// A room's state, run by [`Room::run`].
+#[derive(Debug)]
+pub struct Room {
+    name: String,
+    router: RouterId,
+    worker: WorkerRef,
+    port: Option<u16>,
+    participants: Vec<Participant>,
+    joins_seen: u64,
+    count: Arc<AtomicUsize>,
+    ctx: RoomCtx,
+    /// The dominant speaker's participant id, once the data plane named one.
+    speaker: Option<u64>,
+}
+
+impl Room {
+    /// A room `name` whose router will be `router` on `worker`; `count`
+    /// mirrors its number of participants for /metrics.
+    pub fn new(
+        name: String,
+        router: RouterId,
+        worker: WorkerRef,
+        count: Arc<AtomicUsize>,
+        ctx: RoomCtx,
+    ) -> Self {
+        Self {
+            name,
+            router,
+            worker,
+            port: None,
+            participants: Vec::new(),
+            joins_seen: 0,
+            count,
+            ctx,
+            speaker: None,
+        }
+    }
+
+    /// Runs until the hub closes the room, its worker fails, or the server stops.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<RoomMsg>) {
+        loop {
+            let deadline = self
+                .participants
+                .iter()
+                .filter_map(|p| p.neg.poll_timeout())
+                .min();
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.on_timeouts(Instant::now()).await;
+                    continue;
+                }
+            };
+            match msg {
+                RoomMsg::Join {
+                    conn,
+                    join,
+                    name,
+                    offer,
+                } => {
+                    self.joins_seen += 1;
+                    if let Err(Fail(m)) = self.join(conn.clone(), join, name, *offer).await {
+                        conn.send(&m);
+                        self.tell_hub(RoomNotice::Left {
+                            conn: conn.id(),
+                            join,
+                        });
+                        self.report_if_idle();
+                    }
+                }
+                RoomMsg::Answer { conn, sdp } => self.on_answer(&conn, &sdp).await,
+                RoomMsg::UpdateFailed { conn, message } => {
+                    self.on_update_failed(&conn, &message).await;
+                }
+                RoomMsg::VideoHidden { conn, ids } => self.on_video_hidden(&conn, &ids),
+                RoomMsg::VideoSize { conn, widths } => self.on_video_size(&conn, &widths),
+                RoomMsg::OfferRequest { conn } => self.on_offer_request(&conn),
+                RoomMsg::Offer { conn, sdp, screen } => self.on_offer(&conn, &sdp, &screen).await,
+                RoomMsg::MediaState {
+                    conn,
+                    audio_muted,
+                    video_off,
+                } => self.on_media_state(&conn, audio_muted, video_off),
+                RoomMsg::Leave { conn } => {
+                    if let Some(pid) = self.pid_of(conn.id()) {
+                        self.remove_participant(pid, true).await;
+                    }
+                    conn.send(&ServerMsg::Left);
+                }
+                RoomMsg::Disconnected { conn } => {
+                    if let Some(pid) = self.pid_of(conn) {
+                        self.remove_participant(pid, true).await;
+                    }
+                }
+                RoomMsg::Reply { conn, msg } => {
+                    conn.send(&msg);
+                }
+                RoomMsg::Core(ev) => self.on_core(ev).await,
+                RoomMsg::Failed => {
+                    self.fail_all(&mut rx).await;
+                    return;
+                }
+                RoomMsg::Close => {
+                    if self.participants.is_empty() {
+                        self.close_router();
+                        return;
+                    }
+                    tracing::error!(room = %self.name, "asked to close with participants; ignored");
+                }
+                RoomMsg::Shutdown { done } => {
+                    for pid in self.participants.iter().map(|p| p.id).collect::<Vec<_>>() {
+                        self.remove_participant(pid, true).await;
+                    }
+                    self.close_router();
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pid_of(&self, conn: ConnId) -> Option<u64> {
+        self.participants
+            .iter()
+            .find(|p| p.conn.id() == conn)
+            .map(|p| p.id)
+    }
+
+    fn idx(&self, pid: u64) -> Option<usize> {
+        self.participants.iter().position(|p| p.id == pid)
+    }
+
+    /// Tells whoever placed the room, without ever waiting on it.
+    fn tell_hub(&self, notice: RoomNotice) {
+        (self.ctx.notices.0)(notice);
+    }
+
+    /// A fire-and-forget command; a full queue or a gone worker is logged.
+    fn command(&self, cmd: Command) {
+        if let Err(e) = self.worker.try_send(cmd) {
+            tracing::warn!(room = %self.name, error = %e, "command to the worker not sent");
+        }
+    }
+
+    /// Consumers of `pid` whose client's answer or offer left out the RTX
+    /// codec or a header extension we offered: the data plane stops
+    /// writing them (or writes the client's ids).
+    fn narrow(&self, router: RouterId, pid: u64, narrowed: &[(ConsumerId, Answered)]) {
+        for &(consumer, answered) in narrowed {
+            tracing::info!(participant = pid, ?answered, "subscriber narrowed a track");
+            self.command(Command::ConsumerAnswered {
+                router,
+                consumer,
+                answered,
+            });
+        }
+    }
+
+    fn close_router(&self) {
+        if self.port.is_some() {
+            self.command(Command::CloseRouter {
+                router: self.router,
+            });
+            tracing::info!(room = %self.name, "room closed");
+        }
+    }
+
+    fn report_if_idle(&self) {
+        if self.participants.is_empty() {
+            self.tell_hub(RoomNotice::Idle {
+                router: self.router,
+                joins_seen: self.joins_seen,
+            });
+        }
+    }
+
+    fn set_count(&self) {
+        self.count.store(self.participants.len(), Ordering::Relaxed);
+    }
+
+    async fn ensure_router(&mut self) -> Result<u16, Fail> {
+        if let Some(port) = self.port {
+            return Ok(port);
+        }
+        let router = self.router;
+        let info = call(&self.worker, |reply| Command::CreateRouter {
+            router,
+            reply,
+        })
+        .await?;
+        let port = info.local_addr.port();
+        tracing::info!(room = %self.name, worker = self.worker.index, port, "room opened");
+        self.port = Some(port);
+        self.tell_hub(RoomNotice::Opened {
+            router,
+            counters: info.counters,
+        });
+        Ok(port)
+    }
+
+    /// Removes a participant: closes its transport (and with it its
+    /// producers and every consumer of them) and updates the others.
+    async fn remove_participant(&mut self, pid: u64, close_transport: bool) {
+        let Some(i) = self.idx(pid) else { return };
+        let p = self.participants.remove(i);
+        self.set_count();
+        if close_transport {
+            self.command(Command::CloseTransport {
+                router: self.router,
+                transport: p.transport,
+            });
+        }
+        self.tell_hub(RoomNotice::Left {
+            conn: p.conn.id(),
+            join: p.join,
+        });
+        tracing::info!(room = %self.name, participant = pid, name = %p.name, "participant left");
+        let others: Vec<u64> = self.participants.iter().map(|o| o.id).collect();
+        for other in others {
+            if let Some(j) = self.idx(other) {
+                // The data plane removed the consumers with the producers.
+                self.participants[j].neg.remove_publisher(pid);
+            }
+            self.negotiate(other);
+        }
+        self.broadcast_participants();
+        self.report_if_idle();
+    }
+
+    fn broadcast_participants(&self) {
+        let participants: Vec<ParticipantInfo> = self
+            .participants
+            .iter()
+            .map(|p| ParticipantInfo {
+                id: format!("p{}", p.id),
+                name: p.name.clone(),
+                audio_muted: p.audio_muted,
+                video_off: p.video_off,
+                screen: p.published.iter().any(|t| t.screen),
+            })
+            .collect();
+        let msg = ServerMsg::Participants {
+            room: self.name.clone(),
+            participants,
+        };
+        for p in &self.participants {
+            p.conn.send(&msg);
+        }
+        // Who speaks, for those who just joined (and it does no harm to
+        // the others).
+        if let Some(id) = self
+            .speaker
+            .filter(|s| self.participants.iter().any(|p| p.id == *s))
+        {
+            let msg = ServerMsg::Speaker {
+                id: format!("p{id}"),
+            };
+            for p in &self.participants {
+                p.conn.send(&msg);
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
