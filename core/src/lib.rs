@@ -14,6 +14,7 @@
 //! fed `(Instant, datagram, from)` and polled for datagrams to send and for the
 //! next timeout. Only [`io`] and [`worker`] touch sockets.
 
+pub mod bwe;
 pub mod client;
 pub mod error;
 pub mod ids;

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::bwe::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::client::{ClientParams, ClientPeer, ClientReceived};
 use crate::proto::codec::VideoCodec;
 use crate::proto::dtls::{Certificate, DtlsRole, default_config};
 use crate::proto::rtp::RtpHeader;
-use crate::router::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::router::{
     ConsumerParams, EncodingParams, MediaKind, ProducerParams, Router, RouterConfig,
 };

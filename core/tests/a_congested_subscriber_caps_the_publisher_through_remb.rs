@@ -126,7 +126,7 @@ fn heavy_loss_caps_the_publisher_and_the_cap_lifts_afterwards() {
         after.extend(rembs(&mut net, publisher));
     }
     eprintln!("caps afterwards: {after:?}");
-    let max = sfu_core::router::bwe::MAX_BPS;
+    let max = sfu_core::bwe::MAX_BPS;
     // REMB's 18-bit mantissa: "no limit" arrives as just under MAX_BPS.
     let lifted = |b: &u64| *b >= max / 2;
     let rising: Vec<u64> = after.iter().copied().take_while(|b| !lifted(b)).collect();

@@ -126,7 +126,7 @@ pub struct SrtpKeys {
 }
 
 /// A DTLS endpoint: feed datagrams and time, take datagrams to send, and
-/// read [`DtlsEndpoint::keys`] once connected.
+/// read its keys (`keys()`) once connected.
 pub struct DtlsEndpoint {
     dtls: Dtls,
     role: DtlsRole,

@@ -149,7 +149,7 @@ impl Router {
                 // the upgrade margin for as long as a probe's rise takes to
                 // be confirmed (a policer's bucket lets a chain of probes
                 // through for seconds), after its backoff.
-                let room = budget.is_none_or(|b| b as f64 >= min as f64 * layers::UP_MARGIN);
+                let room = budget.is_none_or(|b| b as f64 >= min as f64 * allocator::UP_MARGIN);
                 if c.target_layer == NO_LAYER && room {
                     s.room_since.get_or_insert(now);
                 } else {
@@ -168,7 +168,7 @@ impl Router {
                     s.starved_since = None;
                 }
                 let just_resumed = s.no_room_backoff.is_some_and(|(_, resumed)| {
-                    now.saturating_duration_since(resumed) < layers::FAILED_WITHIN
+                    now.saturating_duration_since(resumed) < allocator::FAILED_WITHIN
                 });
                 let hold = if just_resumed {
                     Duration::ZERO
@@ -183,9 +183,9 @@ impl Router {
                         // Paused again soon after a resume: wait longer.
                         let wait = match s.no_room_backoff {
                             Some((d, resumed)) if now.saturating_duration_since(resumed) < d => {
-                                (d * 2).min(layers::BACKOFF_MAX)
+                                (d * 2).min(allocator::BACKOFF_MAX)
                             }
-                            _ => layers::BACKOFF_MIN,
+                            _ => allocator::BACKOFF_MIN,
                         };
                         s.no_room_until = Some(now + wait);
                         s.no_room_backoff = Some((wait, now));
@@ -244,12 +244,12 @@ impl Router {
                         continue;
                     };
                     let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
-                    let Some(best) = layers::best_for_size(offered, max_width) else {
+                    let Some(best) = allocator::best_for_size(offered, max_width) else {
                         continue;
                     };
                     let current = offered.get(c.target_layer as usize).map_or(0, |l| l.bps);
                     if offered[best].bps > current {
-                        need += (offered[best].bps as f64 * layers::UP_MARGIN) as u64 - current;
+                        need += (offered[best].bps as f64 * allocator::UP_MARGIN) as u64 - current;
                         if c.params.rtx.is_some() {
                             via = Some(*cid);
                         }
@@ -275,7 +275,7 @@ impl Router {
 
     /// Which encodings of each simulcast producer someone can use: those
     /// its unpaused consumers' tiles need by width
-    /// ([`layers::needed_for_size`]), those they forward now, and always
+    /// ([`allocator::needed_for_size`]), those they forward now, and always
     /// the narrowest. A change is a [`RouterEvent::SourceLayers`]: at once
     /// when more are needed, after [`SOURCE_LAYERS_HOLD`] of needing
     /// fewer (a tile that shrinks for a moment stops nothing).
@@ -315,7 +315,7 @@ impl Router {
                     needed |= 1 << l;
                 }
                 let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
-                needed |= layers::needed_for_size(infos, max_width);
+                needed |= allocator::needed_for_size(infos, max_width);
             }
             needed &= all;
             let sent = p.source_layers.0 & all;

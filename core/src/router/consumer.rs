@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crate::ids::{Mid, ProducerId, Pt, Ssrc, TransportId};
 use crate::proto::codec::Vp8Descriptor;
-use crate::router::layers::LayerSelector;
+use crate::router::allocator::LayerSelector;
 use crate::router::seq_manager::SeqManager;
 
 /// What the control plane tells the data plane about a subscription.

@@ -26,7 +26,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// undid), up to this far: a path whose cap is lifted is found within it.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(8);
 /// A rise a probe brought that no congestion undid for this long was real.
-pub const CONFIRM: Duration = super::bwe::PROBE_CONFIRM;
+pub const CONFIRM: Duration = super::send_side::PROBE_CONFIRM;
 /// A cluster losing more than this fraction found nothing.
 pub const MAX_LOSS: f64 = 0.10;
 /// Fewer received packets than this measure nothing.

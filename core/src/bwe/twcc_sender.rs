@@ -3,7 +3,7 @@
 //! RTP packet we send a subscriber transport with its own transport-wide
 //! sequence number, remembers when each left and how big it was, and turns
 //! the subscriber's feedback into per-packet results (sent when, arrived
-//! when or lost) for the send-side estimator ([`super::bwe`]).
+//! when or lost) for the send-side estimator ([`super::send_side`]).
 
 use std::time::Instant;
 
