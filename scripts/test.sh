@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs what it needs if missing,
-# runs every Rust test, then the end-to-end tests in real headless Chromium,
-# the media-quality check (Chromium through the server on a clean network,
+# checks formatting and clippy (-D warnings), runs every Rust test, then the
+# end-to-end tests in real headless Chromium and Firefox, the media-quality
+# check (Chromium through the server on a clean network,
 # on 5 % loss and behind a 200 kbit/s downlink, against P2P) and 20
 # start/stop stress cycles.
 #
@@ -17,6 +18,10 @@ if [ -z "${SFU_SKIP_E2E:-}" ]; then
   log "shell scripts: shellcheck and the pipefail/head check"
   scripts/lint-shell.sh
 fi
+
+log "cargo fmt --check and cargo clippy --workspace --all-targets -- -D warnings"
+cargo fmt --all --check
+timeout 1800 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo test --workspace"
 timeout 1800 cargo test --workspace --locked
