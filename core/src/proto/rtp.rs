@@ -6,6 +6,28 @@ use crate::ids::{Mid, Pt, Ssrc};
 /// Fixed RTP header length in bytes (RFC 3550 §5.1).
 pub const FIXED_HEADER_LEN: usize = 12;
 
+/// True for a header extension id we negotiate and write: 1–14, what a
+/// one-byte header can carry (RFC 8285 §4.2: 0 is padding, 15 reserved).
+/// The one check of an extension id, for SDP and the data plane alike.
+#[inline]
+pub fn valid_ext_id(id: u8) -> bool {
+    (1..=14).contains(&id)
+}
+
+/// Checks named extension ids (`("mid", Some(4))`, …): every one given is
+/// [`valid_ext_id`].
+///
+/// Errors: a message naming the first invalid one.
+pub fn check_ext_ids(ids: &[(&str, Option<u8>)]) -> Result<(), String> {
+    match ids
+        .iter()
+        .find(|(_, id)| id.is_some_and(|i| !valid_ext_id(i)))
+    {
+        Some((name, Some(id))) => Err(format!("{name} extension id {id}: must be 1-14")),
+        _ => Ok(()),
+    }
+}
+
 /// A parsed view of an RTP header. Offsets index the packet it was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpHeader {
@@ -341,6 +363,20 @@ pub fn unwrap_rtx(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_ids_are_one_byte_ids_and_the_first_bad_one_is_named() {
+        assert!(!valid_ext_id(0) && valid_ext_id(1) && valid_ext_id(14) && !valid_ext_id(15));
+        assert_eq!(check_ext_ids(&[("mid", Some(4)), ("rid", None)]), Ok(()));
+        assert_eq!(
+            check_ext_ids(&[
+                ("mid", Some(4)),
+                ("audio level", Some(15)),
+                ("rid", Some(0))
+            ]),
+            Err("audio level extension id 15: must be 1-14".into())
+        );
+    }
 
     fn packet_with_ext() -> Vec<u8> {
         let mut p = vec![

@@ -2,6 +2,7 @@
 //! a subscriber's copy of a producer.
 
 use super::*;
+use crate::proto::rtp::check_ext_ids;
 
 impl Router {
     /// Adds a consumer of `params.producer` on `params.transport` and asks the
@@ -28,14 +29,14 @@ impl Router {
                 params.ssrc.0
             )));
         }
-        if params.mid_ext_id.is_some_and(|id| !(1..=14).contains(&id)) {
-            return Err(Error::InvalidParams("mid extension id must be 1-14".into()));
-        }
-        if params.twcc_ext_id.is_some_and(|id| !(1..=14).contains(&id)) {
-            return Err(Error::InvalidParams(
-                "transport-wide sequence number extension id must be 1-14".into(),
-            ));
-        }
+        check_ext_ids(&[
+            ("mid", params.mid_ext_id),
+            ("transport-wide sequence number", params.twcc_ext_id),
+            ("audio level", params.audio_level_ext_id),
+            ("abs-send-time", params.abs_send_time_ext_id),
+            ("dependency descriptor", params.dependency_descriptor_ext_id),
+        ])
+        .map_err(Error::InvalidParams)?;
         if params.twcc_ext_id.is_some() && entry.twcc_send.is_none() {
             self.transports[tid].twcc_send = Some(TwccSender::new(now));
         }

@@ -115,14 +115,14 @@ impl ProducerParams {
         if n > 1 && self.kind != MediaKind::Video {
             return Err("simulcast is for video only".into());
         }
-        let ext_ok = |id: Option<u8>| id.is_none_or(|i| (1..=14).contains(&i));
-        if !ext_ok(self.mid_ext_id)
-            || !ext_ok(self.rid_ext_id)
-            || !ext_ok(self.repaired_rid_ext_id)
-            || !ext_ok(self.dependency_descriptor_ext_id)
-        {
-            return Err("header extension ids must be 1-14".into());
-        }
+        crate::proto::rtp::check_ext_ids(&[
+            ("mid", self.mid_ext_id),
+            ("rid", self.rid_ext_id),
+            ("repaired rid", self.repaired_rid_ext_id),
+            ("transport-wide sequence number", self.twcc_ext_id),
+            ("audio level", self.audio_level_ext_id),
+            ("dependency descriptor", self.dependency_descriptor_ext_id),
+        ])?;
         for (i, e) in self.encodings.iter().enumerate() {
             if n > 1 && e.rid.is_none() {
                 return Err(format!("simulcast encoding {i} has no RID"));

@@ -32,7 +32,7 @@ impl Router {
             }
         }
         let video = params.kind == MediaKind::Video;
-        if let Some(id) = params.twcc_ext_id.filter(|id| (1..=14).contains(id)) {
+        if let Some(id) = params.twcc_ext_id {
             let now = self.now;
             let e = &mut self.transports[tid];
             if e.twcc.is_none() {

@@ -126,49 +126,22 @@ impl Room {
     ) -> Result<(LocalMedia, Option<Track>), Fail> {
         let router = self.router;
         let mut track = None;
-        // Simulcast is forwarded for VP8 (picture IDs rewritten across
-        // layers) and H264; VP9 and AV1 as single streams. A simulcast
-        // offer gets the first of VP8 and H264 the client lists, if any.
-        let simulcast_codec = m
-            .codecs
-            .iter()
-            .find(|c| c.forwardable_video() && (c.is("VP8") || c.is("H264")));
-        let codec = if m.send_rids.len() > 1 {
-            simulcast_codec.or(m.preferred_codec())
-        } else {
-            m.preferred_codec()
-        }
-        .cloned();
-        // The AV1 dependency descriptor, passed through for AV1.
-        let dd_ext_id = m
-            .dd_ext_id
-            .filter(|_| codec.as_ref().is_some_and(|c| c.is("AV1")));
-        // RTX (RFC 4588) for video, when the client offers it for the codec.
+        // The answer's codec, and its RTX (RFC 4588) for video when offered.
+        let codec = m.answer_codec().cloned();
         let rtx = codec
             .as_ref()
             .filter(|_| m.kind == Some(MediaKind::Video))
             .and_then(|c| m.rtx_for(c.pt))
             .cloned();
-        // Simulcast (RFC 8853): layers by RID, their SSRCs bound from
-        // the first packets carrying the MID and RID extensions.
-        let simulcast = (m.kind == Some(MediaKind::Video)
-            && m.rid_ext_id.is_some()
-            && m.mid_ext_id.is_some()
-            && codec.as_ref().is_some_and(|c| c.is("VP8") || c.is("H264")))
-        .then(|| {
-            m.send_rids
-                .iter()
-                .filter_map(|r| Rid::new(r))
-                .collect::<Vec<_>>()
-        })
-        .filter(|rids| rids.len() > 1);
-        let publish = !m.rejected
-            && m.direction.sends()
-            && codec.is_some()
-            && (m.ssrc.is_some() || simulcast.is_some());
-        if publish && let (Some(kind), Some(c)) = (m.kind, &codec) {
-            // `publish` needs one of the two: an SSRC or simulcast.
-            let encodings = match (&simulcast, m.ssrc) {
+        let publication = m.publication();
+        let publish = publication.is_some();
+        if let Some(p) = &publication {
+            let (kind, c) = (p.kind, &p.codec);
+            // Simulcast (RFC 8853): layers by RID, their SSRCs bound from
+            // the first packets carrying the MID and RID extensions; else
+            // the announced SSRC ([`sdp::MediaSection::publication`] has
+            // one of the two).
+            let encodings = match (&p.simulcast, m.ssrc) {
                 (Some(rids), _) => rids
                     .iter()
                     .map(|r| EncodingParams {
@@ -181,7 +154,7 @@ impl Room {
                     .map(|s| {
                         EncodingParams::single(
                             Ssrc(s),
-                            m.rtx_ssrc.filter(|_| rtx.is_some()).map(Ssrc),
+                            m.rtx_ssrc.filter(|_| p.rtx.is_some()).map(Ssrc),
                         )
                     })
                     .into_iter()
@@ -194,13 +167,14 @@ impl Room {
                 mid: Mid::new(&m.mid),
                 payload_types: vec![Pt(c.pt)],
                 video_codec: VideoCodec::from_name(&c.name),
-                rtx_payload_types: rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
+                rtx_payload_types: p.rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
                 twcc_ext_id: m.twcc_ext_id,
                 audio_level_ext_id: m.audio_level_ext_id.filter(|_| kind == MediaKind::Audio),
                 mid_ext_id: m.mid_ext_id,
-                rid_ext_id: simulcast.as_ref().and(m.rid_ext_id),
-                repaired_rid_ext_id: simulcast.as_ref().and(m.repaired_rid_ext_id),
-                dependency_descriptor_ext_id: dd_ext_id,
+                rid_ext_id: p.simulcast.as_ref().and(m.rid_ext_id),
+                repaired_rid_ext_id: p.simulcast.as_ref().and(m.repaired_rid_ext_id),
+                // The AV1 dependency descriptor, passed through for AV1.
+                dependency_descriptor_ext_id: p.dd_ext_id,
             };
             let producer = call(&self.worker, |reply| Command::CreateProducer {
                 router,
@@ -214,18 +188,22 @@ impl Room {
                 codec: c.clone(),
                 screen: screen && kind == MediaKind::Video,
                 mid: m.mid.clone(),
-                rids: simulcast.iter().flatten().map(|r| r.to_string()).collect(),
+                rids: p
+                    .simulcast
+                    .iter()
+                    .flatten()
+                    .map(|r| r.to_string())
+                    .collect(),
             });
         }
+        let simulcast = publication.as_ref().and_then(|p| p.simulcast.as_ref());
+        let dd_ext_id = publication.as_ref().and_then(|p| p.dd_ext_id);
         let usable = !m.rejected && m.kind.is_some() && codec.is_some();
-        let simulcast_recv = simulcast
-            .as_ref()
-            .zip(m.rid_ext_id)
-            .map(|(rids, id)| SimulcastRecv {
-                rids: rids.iter().map(|r| r.to_string()).collect(),
-                rid_ext_id: id,
-                repaired_rid_ext_id: m.repaired_rid_ext_id.filter(|_| rtx.is_some()),
-            });
+        let simulcast_recv = simulcast.zip(m.rid_ext_id).map(|(rids, id)| SimulcastRecv {
+            rids: rids.iter().map(|r| r.to_string()).collect(),
+            rid_ext_id: id,
+            repaired_rid_ext_id: m.repaired_rid_ext_id.filter(|_| rtx.is_some()),
+        });
         let media = LocalMedia {
             mid: m.mid.clone(),
             kind: if usable { m.kind } else { None },

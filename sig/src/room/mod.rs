@@ -33,7 +33,7 @@ use sfu_core::proto::dtls::DtlsRole;
 use sfu_core::router::{Answered, ConsumerParams, EncodingParams, MediaKind, ProducerParams};
 use sfu_core::transport::{CloseReason, TransportParams};
 use sfu_core::worker::{Command, Event};
-use sfu_core::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
+use sfu_core::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::HubConfig;

@@ -11,7 +11,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use model::{Codec, MediaSection, PeerSdp, rtx_apt};
+pub use model::{Codec, MediaSection, PeerSdp, Publication, rtx_apt};
 pub use parse::{parse, validate_offer};
 pub use write::{LocalMedia, LocalParams, SimulcastRecv, write};
 

@@ -1,5 +1,6 @@
 //! What we read of a peer's SDP: its m-sections and their codecs.
 
+use sfu_core::Rid;
 use sfu_core::proto::dtls::Fingerprint;
 use sfu_core::router::MediaKind;
 
@@ -97,10 +98,63 @@ impl MediaSection {
         }
     }
 
-    /// True when the client sends on this m-section with a codec we
-    /// forward: it would become a track (counted against the publish limit).
+    /// The codec our answer takes for this section: with simulcast
+    /// (`a=simulcast:send`, two layers or more) the first of VP8 and H264
+    /// the client lists (their layers we forward; VP9 and AV1 go as single
+    /// streams), else [`Self::preferred_codec`].
+    pub fn answer_codec(&self) -> Option<&Codec> {
+        let simulcast_codec = || {
+            self.codecs
+                .iter()
+                .find(|c| c.forwardable_video() && (c.is("VP8") || c.is("H264")))
+        };
+        if self.send_rids.len() > 1 {
+            simulcast_codec().or(self.preferred_codec())
+        } else {
+            self.preferred_codec()
+        }
+    }
+
+    /// What the client publishes on this section, if it does: it sends
+    /// (not rejected, `sendonly`/`sendrecv`), with a codec we forward, and
+    /// either announces its SSRC or sends simulcast layers by RID (RFC 8853:
+    /// VP8 or H264 video, with the MID and RID extensions). The one
+    /// definition of "this section publishes", for the publish limit and
+    /// for creating the producer.
+    pub fn publication(&self) -> Option<Publication> {
+        if self.rejected || !self.direction.sends() {
+            return None;
+        }
+        let kind = self.kind?;
+        let codec = self.answer_codec()?.clone();
+        let video = kind == MediaKind::Video;
+        let simulcast = (video
+            && self.rid_ext_id.is_some()
+            && self.mid_ext_id.is_some()
+            && (codec.is("VP8") || codec.is("H264")))
+        .then(|| {
+            self.send_rids
+                .iter()
+                .filter_map(|r| Rid::new(r))
+                .collect::<Vec<_>>()
+        })
+        .filter(|rids| rids.len() > 1);
+        if self.ssrc.is_none() && simulcast.is_none() {
+            return None;
+        }
+        Some(Publication {
+            kind,
+            rtx: self.rtx_for(codec.pt).filter(|_| video).cloned(),
+            dd_ext_id: self.dd_ext_id.filter(|_| codec.is("AV1")),
+            codec,
+            simulcast,
+        })
+    }
+
+    /// True when the client publishes on this section ([`Self::publication`]):
+    /// it becomes a track, counted against the publish limit.
     pub fn publishes(&self) -> bool {
-        !self.rejected && self.direction.sends() && self.preferred_codec().is_some()
+        self.publication().is_some()
     }
 
     /// The RTX codec associated with payload type `pt` (RFC 4588 §8.6:
@@ -135,6 +189,22 @@ pub fn rtx_apt(fmtp: &str) -> Option<u8> {
     fmtp.split(';')
         .find_map(|kv| kv.trim().strip_prefix("apt="))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// What a section publishes ([`MediaSection::publication`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The codec it sends that we forward.
+    pub codec: Codec,
+    /// Its RTX codec (RFC 4588), video only, when offered for `codec`.
+    pub rtx: Option<Codec>,
+    /// The AV1 dependency descriptor extension id, for AV1 only.
+    pub dd_ext_id: Option<u8>,
+    /// Simulcast layers by RID (two or more), or `None`: one stream whose
+    /// SSRC the section announces.
+    pub simulcast: Option<Vec<Rid>>,
 }
 
 /// What we need of a peer's SDP.

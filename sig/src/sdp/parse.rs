@@ -104,7 +104,7 @@ fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, S
             .find(|v| v.split_whitespace().nth(1) == Some(uri))
             .and_then(|v| v.split(['/', ' ']).next())
             .and_then(|id| id.parse::<u8>().ok())
-            .filter(|id| (1..=14).contains(id))
+            .filter(|id| sfu_core::proto::rtp::valid_ext_id(*id))
     };
     let mid_ext_id = ext_id(MID_EXT_URI);
     let twcc_ext_id = ext_id(sfu_core::proto::twcc::TWCC_URI);
