@@ -41,20 +41,7 @@ use crate::ws::AppState;
 pub const EVENT_QUEUE: usize = 65_536;
 
 /// The CPUs this process may run on (its affinity mask), in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is this thread; the size and pointer describe `set`.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
-    }
-    // SAFETY: `set` was filled above; CPU_ISSET only reads it.
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
-}
+pub use sfu_core::worker::affinity::allowed_cpus;
 
 /// Runs the server on `listener` until `shutdown` completes: then tells every
 /// participant, closes rooms, stops HTTP and joins the workers.

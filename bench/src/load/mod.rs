@@ -82,18 +82,6 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-fn pin_to_cpu(pid: libc::pid_t, cpu: usize) -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; the size matches.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// A server started with `--spawn-server`; killed (SIGTERM, then SIGKILL) on drop.
 struct SpawnedServer {
     child: Child,
@@ -171,7 +159,7 @@ fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     // SAFETY: only async-signal-safe work (sched_setaffinity) between fork and exec.
     unsafe {
         use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || pin_to_cpu(0, cpu));
+        cmd.pre_exec(move || sfu_core::worker::affinity::pin(0, cpu));
     }
     let child = cmd
         .spawn()
@@ -209,7 +197,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         None
     };
     if args.cpu >= 0 {
-        pin_to_cpu(0, args.cpu as usize)
+        sfu_core::worker::affinity::pin(0, args.cpu as usize)
             .map_err(|e| format!("cannot pin to CPU {}: {e}", args.cpu))?;
     }
     let cert = Certificate::generate()?;

@@ -135,26 +135,6 @@ impl Io {
     }
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is checked against the set's size.
-    unsafe {
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        libc::CPU_SET(cpu, &mut set);
-    }
-    // SAFETY: pid 0 is this thread; the size and pointer describe `set`.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Creates the worker's driver for `backend` (`Uring` or `Epoll`), woken by
 /// `waker`, before the thread starts, so a failure is the caller's error.
 pub(super) fn setup(backend: super::IoBackend, waker: &Arc<Waker>) -> Result<Box<dyn Driver>> {
@@ -175,7 +155,7 @@ pub(super) fn run(
     counters: Arc<Counters>,
 ) {
     if let Some(cpu) = config.cpu
-        && let Err(e) = pin_to(cpu)
+        && let Err(e) = super::affinity::pin(0, cpu)
     {
         tracing::warn!(worker = index, cpu, error = %e, "could not pin the worker to its CPU");
     }

@@ -13,6 +13,7 @@
 //! flood of datagrams never starves commands. Replies travel in the command as a
 //! [`Reply`] callback, so the control plane may use any runtime.
 
+pub mod affinity;
 mod event_loop;
 
 use std::cell::Cell;
