@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use crossbeam_channel::TrySendError;
 use sfu_core::RouterId;
+use sfu_core::router::RouterEvent;
 use sfu_core::stats::Counters;
 use sfu_core::worker::{Command, CommandSender, Event};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -593,18 +594,18 @@ impl Hub {
 
     fn on_core(&mut self, ev: Event) {
         match ev {
-            Event::TransportConnected { router, .. }
-            | Event::TransportClosed { router, .. }
-            | Event::DominantSpeaker { router, .. }
-            | Event::SourceLayers { router, .. } => {
-                if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
-                    deliver(&r.tx, RoomMsg::Core(ev));
-                }
-            }
-            Event::AudioLevels { router, .. } => {
+            Event::Router {
+                router,
+                event: RouterEvent::AudioLevels(_),
+            } => {
                 // Levels are sent again in 300 ms: dropped when the room is busy.
                 if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
                     let _ = r.tx.try_send(RoomMsg::Core(ev));
+                }
+            }
+            Event::Router { router, .. } => {
+                if let Some(r) = self.by_router.get(&router).and_then(|n| self.rooms.get(n)) {
+                    deliver(&r.tx, RoomMsg::Core(ev));
                 }
             }
             Event::RouterFailed { router, message } => {
@@ -622,7 +623,7 @@ impl Hub {
                 generation,
                 message,
             } => {
-                let why = format!("a room panicked: {message}");
+                let why = format!("the worker panicked outside any room: {message}");
                 self.fail_worker(worker, generation, &why);
             }
             Event::WorkerStopped { worker, generation } => {

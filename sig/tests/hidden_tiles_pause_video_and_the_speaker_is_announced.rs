@@ -78,7 +78,11 @@ fn the_dominant_speaker_is_announced_to_everyone() {
         let mut b = hub.joined("r", "b", OFFER).await;
         // a's producers were created first.
         let (router, producer) = hub.workers[0].state.lock().expect("state").producer_ids[0];
-        hub.event(Event::DominantSpeaker { router, producer }).await;
+        hub.event(Event::Router {
+            router,
+            event: sfu_core::router::RouterEvent::DominantSpeaker(producer),
+        })
+        .await;
         for c in [&mut a, &mut b] {
             let m = c.expect("speaker").await;
             assert_eq!(m["id"], a_id.as_str());

@@ -36,7 +36,7 @@ use crate::io::epoll::{BATCH, EpollDriver, SendBatch};
 use crate::io::uring::UringDriver;
 use crate::io::{Driver, bind_udp};
 use crate::proto::dtls::{self, Certificate};
-use crate::router::{Router, RouterEvent};
+use crate::router::Router;
 use crate::stats::Counters;
 use crate::transport::Transmit;
 
@@ -89,30 +89,10 @@ impl Io {
                 room.router.recycle(t.data);
             }
         }
-        while let Some(ev) = room.router.poll_event() {
-            let ev = match ev {
-                RouterEvent::TransportConnected(transport) => Event::TransportConnected {
-                    router: room.id,
-                    transport,
-                },
-                RouterEvent::TransportClosed(transport, reason) => Event::TransportClosed {
-                    router: room.id,
-                    transport,
-                    reason,
-                },
-                RouterEvent::DominantSpeaker(producer) => Event::DominantSpeaker {
-                    router: room.id,
-                    producer,
-                },
-                RouterEvent::AudioLevels(levels) => Event::AudioLevels {
-                    router: room.id,
-                    levels,
-                },
-                RouterEvent::SourceLayers(producer, active) => Event::SourceLayers {
-                    router: room.id,
-                    producer,
-                    active,
-                },
+        while let Some(event) = room.router.poll_event() {
+            let ev = Event::Router {
+                router: room.id,
+                event,
             };
             send_event(&self.events, &self.counters, ev);
         }

@@ -28,9 +28,10 @@ use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
 use crate::io::SocketConfig;
 use crate::io::Waker;
 use crate::proto::dtls::Certificate;
+use crate::router::RouterEvent;
 use crate::router::{ConsumerParams, ProducerParams, RouterConfig};
 use crate::stats::Counters;
-use crate::transport::{CloseReason, TransportParams};
+use crate::transport::TransportParams;
 
 /// Which run loop and IO a worker uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -258,47 +259,13 @@ impl std::fmt::Debug for Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// ICE and DTLS completed.
-    TransportConnected {
+    /// What one router reported ([`RouterEvent`]: a transport connected or
+    /// closed, the dominant speaker, audio levels, source layers).
+    Router {
         /// The router.
         router: RouterId,
-        /// The transport.
-        transport: TransportId,
-    },
-    /// A transport closed by itself (consent, timeouts, DTLS failure) or on request.
-    TransportClosed {
-        /// The router.
-        router: RouterId,
-        /// The transport.
-        transport: TransportId,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// The room's dominant speaker changed.
-    DominantSpeaker {
-        /// The router.
-        router: RouterId,
-        /// The speaker's audio producer.
-        producer: ProducerId,
-    },
-    /// Each audio producer's loudest level in the last 300 ms
-    /// ([`crate::router::RouterEvent::AudioLevels`]).
-    AudioLevels {
-        /// The router.
-        router: RouterId,
-        /// (audio producer above silence, RFC 6464 level: 0 = 0 dBov …
-        /// 126 = -126 dBov); empty once all fell silent.
-        levels: Vec<(ProducerId, u8)>,
-    },
-    /// The encodings of a simulcast producer anyone can use changed
-    /// ([`crate::router::RouterEvent::SourceLayers`]).
-    SourceLayers {
-        /// The router.
-        router: RouterId,
-        /// The producer.
-        producer: ProducerId,
-        /// One per encoding, in the producer's order: someone can use it.
-        active: Vec<bool>,
+        /// Its event.
+        event: RouterEvent,
     },
     /// A router panicked (a bug) while it handled a datagram, a timer or a
     /// command. The panic was caught and logged, and that router alone was

@@ -115,7 +115,8 @@ pub fn connect_pair(
     }
     let mut connected = 0;
     while let Ok(ev) = events.recv_timeout(Duration::from_secs(2)) {
-        if matches!(ev, Event::TransportConnected { router: r, .. } if r == router) {
+        if matches!(ev, Event::Router { router: r, event: sfu_core::router::RouterEvent::TransportConnected(_) } if r == router)
+        {
             connected += 1;
             if connected == 2 {
                 break;

@@ -1,15 +1,21 @@
 //! Events of the room's router (connections, closes, the dominant speaker,
 //! audio levels, source layers), and failing the room.
 
+use sfu_core::router::RouterEvent;
+
 use super::*;
 
 impl Room {
     pub(super) async fn on_core(&mut self, ev: Event) {
-        match ev {
-            Event::TransportConnected { transport, .. } => {
+        let Event::Router { event, .. } = ev else {
+            tracing::debug!(room = %self.name, event = ?ev, "core event");
+            return;
+        };
+        match event {
+            RouterEvent::TransportConnected(transport) => {
                 tracing::debug!(room = %self.name, %transport, "transport connected");
             }
-            Event::DominantSpeaker { producer, .. } => {
+            RouterEvent::DominantSpeaker(producer) => {
                 let Some(p) = self
                     .participants
                     .iter()
@@ -29,9 +35,7 @@ impl Room {
                     p.conn.send(&msg);
                 }
             }
-            Event::SourceLayers {
-                producer, active, ..
-            } => {
+            RouterEvent::SourceLayers(producer, active) => {
                 let Some((p, t)) = self.participants.iter().find_map(|p| {
                     p.published
                         .iter()
@@ -48,7 +52,7 @@ impl Room {
                     active,
                 });
             }
-            Event::AudioLevels { levels, .. } => {
+            RouterEvent::AudioLevels(levels) => {
                 let levels: std::collections::BTreeMap<String, i8> = levels
                     .iter()
                     .filter_map(|(producer, level)| {
@@ -64,9 +68,7 @@ impl Room {
                     p.conn.send(&msg);
                 }
             }
-            Event::TransportClosed {
-                transport, reason, ..
-            } => {
+            RouterEvent::TransportClosed(transport, reason) => {
                 if reason == CloseReason::Closed {
                     return;
                 }
@@ -83,7 +85,6 @@ impl Room {
                 ));
                 self.remove_participant(pid, false).await;
             }
-            other => tracing::debug!(room = %self.name, event = ?other, "core event"),
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sfu_core::router::RouterEvent;
 use sfu_core::slab::IdSlab;
 use sfu_core::stats::Counters;
 use sfu_core::transport::CloseReason;
@@ -128,10 +129,9 @@ impl FakeWorker {
     pub fn expire(&self, transport: TransportId) -> Event {
         let mut s = self.state.lock().expect("state");
         let router = s.transports.try_remove(transport).expect("live transport");
-        Event::TransportClosed {
+        Event::Router {
             router,
-            transport,
-            reason: CloseReason::ConsentExpired,
+            event: RouterEvent::TransportClosed(transport, CloseReason::ConsentExpired),
         }
     }
 
