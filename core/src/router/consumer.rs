@@ -199,6 +199,7 @@ impl Consumer {
         params: ConsumerParams,
         initial_seq: u16,
         ts_offset: u32,
+        rtx_seq: u16,
         simulcast: bool,
     ) -> Self {
         let paused = params.paused;
@@ -212,7 +213,7 @@ impl Consumer {
             paused,
             packets_sent: 0,
             octets_sent: 0,
-            rtx_seq: rand::random(),
+            rtx_seq,
             rtx_tokens: RTX_BURST,
             feedback: Box::new(ConsumerFeedback {
                 resent: [(0, 0); 64],

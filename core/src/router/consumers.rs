@@ -43,7 +43,8 @@ impl Router {
         let pid = params.producer;
         let paused = params.paused;
         let simulcast = self.producers[pid].is_simulcast();
-        let mut c = Consumer::new(params, rand::random(), rand::random(), simulcast);
+        let (seq, ts, rtx_seq) = (self.rng.random(), self.rng.random(), self.rng.random());
+        let mut c = Consumer::new(params, seq, ts, rtx_seq, simulcast);
         if simulcast {
             // Until the first selection: the best layer being received.
             let p = &self.producers[pid];
@@ -155,5 +156,32 @@ impl Router {
             answered.dependency_descriptor_ext_id,
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::router::{MediaKind, RouterConfig};
+    use crate::testing::Net;
+
+    /// (RTCP SSRC, a consumer's timestamp offset and RTX sequence number)
+    /// of a router seeded with `seed`.
+    fn randoms(seed: u64) -> (u32, u32, u16) {
+        let mut net = Net::with_config(RouterConfig {
+            seed,
+            ..RouterConfig::default()
+        });
+        let (a, b) = (net.add_peer(), net.add_peer());
+        net.connect_all();
+        let p = net.produce(a, MediaKind::Video, 1000, 96);
+        let c = net.consume(b, p, 2000, (96, 96));
+        let consumer = net.router.consumer(c).expect("consumer");
+        (net.router.rtcp_ssrc.0, consumer.ts_offset, consumer.rtx_seq)
+    }
+
+    #[test]
+    fn a_routers_random_numbers_come_from_its_seed() {
+        assert_eq!(randoms(7), randoms(7), "the same seed, the same run");
+        assert_ne!(randoms(7), randoms(8));
     }
 }

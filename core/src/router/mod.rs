@@ -46,6 +46,9 @@ use self::rtp_listener::{Route, RtpListener};
 use self::simulcast_consumer::switch_layer;
 use self::timers::Timer;
 use self::transport_state::{ActiveProbe, TransportEntry};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use crate::bwe::allocator::LayerInfo;
 use crate::bwe::probe::{ProbeCluster, ProbeOutcome};
 use crate::bwe::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
@@ -116,6 +119,11 @@ pub struct RouterConfig {
     /// Round-trip time assumed for NACK retries and for resending a packet
     /// at most once per RTT, until one is measured (100 ms).
     pub default_rtt: Duration,
+    /// Seed of the router's random numbers (our RTCP SSRC, each consumer's
+    /// first sequence number, timestamp offset and RTX sequence number), so
+    /// that a run is reproducible: the worker gives each router a random
+    /// one, tests a fixed one.
+    pub seed: u64,
 }
 
 impl Default for RouterConfig {
@@ -127,6 +135,7 @@ impl Default for RouterConfig {
             nack_reorder_delay: Duration::from_millis(5),
             retransmission_max_age: Duration::from_millis(1500),
             default_rtt: Duration::from_millis(100),
+            seed: 0,
         }
     }
 }
@@ -210,6 +219,8 @@ pub struct Router {
     /// capped subscribers).
     estimate_gauges: (u64, u64, u64),
     rtcp_ssrc: Ssrc,
+    /// The router's random numbers, from [`RouterConfig::seed`].
+    rng: StdRng,
     /// The latest time the router was given (sans-IO: it never reads a clock).
     now: Instant,
 }
@@ -226,7 +237,10 @@ impl Router {
         worker_counters: Arc<Counters>,
         now: Instant,
     ) -> Self {
+        let mut rng = StdRng::seed_from_u64(config.seed);
         Self {
+            rtcp_ssrc: Ssrc(rng.random::<u32>() | 1),
+            rng,
             id,
             cert,
             dtls_config,
@@ -263,7 +277,6 @@ impl Router {
             last_rembs: None,
             twcc_results: Vec::with_capacity(256),
             estimate_gauges: (0, 0, 0),
-            rtcp_ssrc: Ssrc(rand::random::<u32>() | 1),
             now,
         }
     }

@@ -36,7 +36,7 @@ use crate::io::epoll::{BATCH, EpollDriver, SendBatch};
 use crate::io::uring::UringDriver;
 use crate::io::{Driver, bind_udp};
 use crate::proto::dtls::{self, Certificate};
-use crate::router::Router;
+use crate::router::{Router, RouterConfig};
 use crate::stats::Counters;
 use crate::transport::Transmit;
 
@@ -195,7 +195,10 @@ pub(super) fn run(
                         router,
                         cert.clone(),
                         dtls_config.clone(),
-                        config.router,
+                        RouterConfig {
+                            seed: rand::random(),
+                            ..config.router
+                        },
                         rc.clone(),
                         io.counters.clone(),
                         now,
