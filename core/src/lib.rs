@@ -15,6 +15,7 @@
 //! next timeout. Only [`io`] and [`worker`] touch sockets.
 
 pub mod bwe;
+#[cfg(any(test, feature = "testing"))]
 pub mod client;
 pub mod error;
 pub mod ids;
@@ -23,6 +24,7 @@ pub mod proto;
 pub mod router;
 pub mod slab;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transport;
 pub mod worker;

@@ -36,10 +36,6 @@ const WAKER_UD: u64 = u64::MAX;
 /// `user_data` of cancel requests (their completions are ignored).
 const CANCEL_UD: u64 = u64::MAX - 1;
 
-/// Refuses io_uring as a seccomp filter would, when this environment
-/// variable is set (a test hook for the epoll fallback of `auto`).
-pub const REFUSE_ENV: &str = "SFU_TEST_REFUSE_IO_URING";
-
 struct RecvSlot {
     buf: [u8; RECV_BUF],
     /// Control messages: the kernel receive timestamp.
@@ -70,12 +66,10 @@ fn split(ud: u64) -> (usize, u16, usize) {
     )
 }
 
-/// Whether io_uring can be set up here (not refused by seccomp, present in
-/// the kernel, not disabled by the test hook).
+/// Whether io_uring can be set up here: not refused by seccomp (EPERM),
+/// not disabled by the administrator (`kernel.io_uring_disabled`, Linux
+/// 6.6+: EPERM), present in the kernel (ENOSYS).
 pub fn available() -> io::Result<()> {
-    if std::env::var_os(REFUSE_ENV).is_some() {
-        return Err(io::Error::from_raw_os_error(libc::EPERM));
-    }
     IoUring::new(8).map(|_| ())
 }
 
@@ -103,8 +97,8 @@ impl std::fmt::Debug for UringDriver {
 impl UringDriver {
     /// A ring for one worker, woken by `waker`.
     ///
-    /// Errors: `io_uring_setup` refused (seccomp: EPERM; old kernel: ENOSYS),
-    /// or the test hook [`REFUSE_ENV`] is set.
+    /// Errors: `io_uring_setup` refused (seccomp or `kernel.io_uring_disabled`:
+    /// EPERM; old kernel: ENOSYS).
     pub fn new(waker: Arc<Waker>) -> io::Result<Self> {
         available()?;
         Ok(Self {

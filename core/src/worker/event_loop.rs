@@ -230,6 +230,7 @@ pub(super) fn run(
                         io.close(key, room);
                     }
                 }
+                #[cfg(any(test, feature = "testing"))]
                 Command::FaultInjectPanic { router } => log_failure(on_router(
                     &mut rooms,
                     &by_id,

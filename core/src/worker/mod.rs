@@ -222,9 +222,11 @@ pub enum Command {
         /// Gets `Ok(())`.
         reply: Reply<()>,
     },
-    /// Fault injection for tests of panic containment: makes `router` panic
+    /// Fault injection for tests of panic containment (the `testing`
+    /// feature only): makes `router` panic
     /// inside the worker, as a bug in it would. That room then fails alone,
     /// as described on [`Event::RouterFailed`].
+    #[cfg(any(test, feature = "testing"))]
     FaultInjectPanic {
         /// The router.
         router: RouterId,
@@ -248,6 +250,7 @@ impl std::fmt::Debug for Command {
             Self::SetConsumerMaxWidth { .. } => "SetConsumerMaxWidth",
             Self::ConsumerAnswered { .. } => "ConsumerAnswered",
             Self::Ping { .. } => "Ping",
+            #[cfg(any(test, feature = "testing"))]
             Self::FaultInjectPanic { .. } => "FaultInjectPanic",
             Self::Shutdown => "Shutdown",
         };
