@@ -241,6 +241,7 @@ impl ClientPeer {
     }
 
     /// When to call [`ClientPeer::handle_timeout`] next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Instant {
         match (self.ice_ok && self.srtp.is_none())
             .then(|| self.dtls.poll_timeout())
@@ -252,6 +253,7 @@ impl ClientPeer {
     }
 
     /// Next datagram to send to the server.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.out.pop_front()
     }

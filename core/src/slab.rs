@@ -141,7 +141,6 @@ impl<I: SlabId, T> std::ops::Index<I> for IdSlab<I, T> {
     /// Panics when the id is stale: only for ids the router itself holds in
     /// its own consistent tables.
     fn index(&self, id: I) -> &T {
-        #[allow(clippy::expect_used)]
         self.get(id)
             .expect("id held by the router's own tables exists")
     }
@@ -149,7 +148,6 @@ impl<I: SlabId, T> std::ops::Index<I> for IdSlab<I, T> {
 
 impl<I: SlabId, T> std::ops::IndexMut<I> for IdSlab<I, T> {
     fn index_mut(&mut self, id: I) -> &mut T {
-        #[allow(clippy::expect_used)]
         self.get_mut(id)
             .expect("id held by the router's own tables exists")
     }

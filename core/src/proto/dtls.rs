@@ -282,6 +282,7 @@ impl DtlsEndpoint {
     }
 
     /// Takes the datagrams to send, oldest first.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         if self.out.is_empty() {
             None
@@ -291,6 +292,7 @@ impl DtlsEndpoint {
     }
 
     /// When [`DtlsEndpoint::handle_timeout`] must next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.connected || self.failed.is_some() {
             None

@@ -452,6 +452,7 @@ impl Router {
     }
 
     /// Next datagram to send on the router's socket.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
@@ -478,6 +479,7 @@ impl Router {
     }
 
     /// Next event for the control plane.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<RouterEvent> {
         self.events.pop_front()
     }

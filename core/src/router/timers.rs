@@ -180,6 +180,7 @@ impl Router {
 
     /// The earliest instant by which [`Router::handle_timeout`] must be
     /// called (O(1); it may be earlier than needed, never later).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }

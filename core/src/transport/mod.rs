@@ -324,6 +324,7 @@ impl WebRtcTransport {
     }
 
     /// The latest instant by which [`WebRtcTransport::handle_timeout`] must be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed.is_some() {
             return None;
@@ -351,11 +352,13 @@ impl WebRtcTransport {
     }
 
     /// Next datagram to send.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
     /// Next state change.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransportEvent> {
         self.events.pop_front()
     }

@@ -124,7 +124,6 @@ pub(super) fn setup(backend: super::IoBackend, waker: &Arc<Waker>) -> Result<Box
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     index: usize,
     config: WorkerConfig,

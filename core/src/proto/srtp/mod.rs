@@ -91,8 +91,10 @@ pub enum SrtpBackend {
     WebrtcSrtp,
 }
 
-// One per transport, never moved per packet: boxing would only add an indirection.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per transport, never moved per packet: boxing would only add an indirection"
+)]
 enum Imp {
     Native {
         local: native::Context,
