@@ -12,9 +12,13 @@
 //!   client's further messages wait in TCP); the worker-event thread waits
 //!   too, and the workers' bounded event queue then drops and counts;
 //! - a room's inbox ([`crate::room::ROOM_QUEUE`]): a new join gets
-//!   `room-busy`, an answer is dropped (the update then times out and is
-//!   sent again); leaves, disconnects and worker events are delivered later
-//!   by a task of their own, never dropped;
+//!   `room-busy`; for the other client messages `when_full` decides, in
+//!   one place: an answer, `update-failed`, `video-hidden`, `video-size` and
+//!   `media-state` are dropped (counted in `sfu_signaling_dropped_total`,
+//!   logged at most once per 10 s: the update times out and is sent again,
+//!   the client sends its state again), while `offer-request`, `offer`,
+//!   leaves, disconnects and worker events are queued by a task of their
+//!   own, never dropped;
 //! - a worker's command queue: the request fails with `room-busy`;
 //! - a connection's outgoing queue ([`crate::conn::OUT_QUEUE`]): the
 //!   connection is closed and its participant removed.
@@ -79,6 +83,8 @@ pub struct Registry {
     pub workers: Mutex<Vec<Arc<Counters>>>,
     /// Workers restarted since start.
     pub worker_restarts: AtomicU64,
+    /// Client messages dropped because their room's inbox was full.
+    pub signaling_dropped: AtomicU64,
 }
 
 /// Messages to the hub.
@@ -174,6 +180,8 @@ pub struct Hub {
     ctx: RoomCtx,
     /// The hub's own inbox (for watchdogs and restarts).
     hub_tx: mpsc::Sender<HubMsg>,
+    /// When a dropped client message was last logged.
+    last_drop_log: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -197,6 +205,29 @@ fn notices_to(hub: mpsc::Sender<HubMsg>) -> Notices {
             });
         }
     }))
+}
+
+/// What to do with a client message whose room's inbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenFull {
+    /// Queue it from a task of its own: it must not be lost.
+    Queue,
+    /// Drop it; the text says what follows.
+    Drop(&'static str),
+}
+
+/// The one policy for client messages to a full room inbox, by `type`.
+fn when_full(kind: &str) -> WhenFull {
+    match kind {
+        "answer" => WhenFull::Drop("the update times out and is sent again"),
+        "update-failed" => WhenFull::Drop("the update times out and is sent again"),
+        "video-hidden" | "video-size" | "media-state" => {
+            WhenFull::Drop("the client sends its state again when it changes")
+        }
+        // offer-request, offer, leave: a lost one would leave the client
+        // waiting; joins are not sent this way.
+        _ => WhenFull::Queue,
+    }
 }
 
 /// Delivers `msg` to a room without waiting: at once when its inbox has
@@ -238,6 +269,7 @@ impl Hub {
                 next_pid: Arc::new(AtomicU64::new(1)),
             },
             hub_tx,
+            last_drop_log: std::cell::Cell::new(None),
         };
         for (i, (tx, counters)) in workers.into_iter().enumerate() {
             let slot = hub.make_slot(i, 0, tx, counters);
@@ -391,73 +423,48 @@ impl Hub {
                     "leave the current room before joining another",
                 ),
             ),
-            (ClientMsg::Answer { sdp }, Some(tx)) => {
-                if tx.try_send(RoomMsg::Answer { conn: handle, sdp }).is_err() {
-                    tracing::warn!(
-                        conn,
-                        "room inbox full: answer dropped (the update will time out and be sent again)"
-                    );
-                }
-            }
-            (ClientMsg::UpdateFailed { message }, Some(tx)) => {
-                let _ = tx.try_send(RoomMsg::UpdateFailed {
-                    conn: handle,
-                    message,
-                });
-            }
-            (ClientMsg::VideoHidden { ids }, Some(tx)) => {
-                let _ = tx.try_send(RoomMsg::VideoHidden { conn: handle, ids });
-            }
-            (ClientMsg::VideoSize { widths }, Some(tx)) => {
-                let _ = tx.try_send(RoomMsg::VideoSize {
-                    conn: handle,
-                    widths,
-                });
-            }
-            (ClientMsg::OfferRequest, Some(tx)) => {
-                deliver(&tx, RoomMsg::OfferRequest { conn: handle });
-            }
-            (ClientMsg::Offer { sdp, screen }, Some(tx)) => {
-                deliver(
-                    &tx,
-                    RoomMsg::Offer {
-                        conn: handle,
-                        sdp,
-                        screen,
-                    },
-                );
-            }
-            (
-                ClientMsg::MediaState {
-                    audio_muted,
-                    video_off,
-                },
-                Some(tx),
-            ) => {
-                let _ = tx.try_send(RoomMsg::MediaState {
-                    conn: handle,
-                    audio_muted,
-                    video_off,
-                });
-            }
             (ClientMsg::Leave, Some(tx)) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.room = None;
                 }
-                deliver(&tx, RoomMsg::Leave { conn: handle });
+                self.to_room(&tx, handle, ClientMsg::Leave);
             }
-            (
-                ClientMsg::Answer { .. }
-                | ClientMsg::UpdateFailed { .. }
-                | ClientMsg::VideoHidden { .. }
-                | ClientMsg::VideoSize { .. }
-                | ClientMsg::OfferRequest
-                | ClientMsg::Offer { .. }
-                | ClientMsg::MediaState { .. }
-                | ClientMsg::Leave,
-                None,
-            ) => {
+            (msg, Some(tx)) => self.to_room(&tx, handle, msg),
+            (_, None) => {
                 handle.send(&ServerMsg::error("not-joined", "join a room first"));
+            }
+        }
+    }
+
+    /// Hands a client message to its room. What happens when the room's
+    /// inbox is full is decided here, for every kind ([`when_full`]):
+    /// queued from a task of its own, or dropped, counted
+    /// (`sfu_signaling_dropped_total`) and logged at most once per 10 s.
+    fn to_room(&self, tx: &mpsc::Sender<RoomMsg>, conn: ConnHandle, msg: ClientMsg) {
+        let kind = msg.kind();
+        let id = conn.id();
+        let room_msg = RoomMsg::Client { conn, msg };
+        match when_full(kind) {
+            WhenFull::Queue => deliver(tx, room_msg),
+            WhenFull::Drop(then) => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(room_msg) {
+                    self.registry
+                        .signaling_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    let now = std::time::Instant::now();
+                    let due = self
+                        .last_drop_log
+                        .get()
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+                    if due {
+                        self.last_drop_log.set(Some(now));
+                        tracing::warn!(
+                            conn = id,
+                            message = kind,
+                            "room inbox full: message dropped ({then})"
+                        );
+                    }
+                }
             }
         }
     }
@@ -779,6 +786,27 @@ impl Hub {
         }
         if let Ok(mut g) = self.registry.workers.lock() {
             *g = self.workers.iter().map(|w| w.r.counters.clone()).collect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_room_inbox_drops_only_what_is_sent_again() {
+        for kind in [
+            "answer",
+            "update-failed",
+            "video-hidden",
+            "video-size",
+            "media-state",
+        ] {
+            assert!(matches!(when_full(kind), WhenFull::Drop(_)), "{kind}");
+        }
+        for kind in ["offer-request", "offer", "leave"] {
+            assert_eq!(when_full(kind), WhenFull::Queue, "{kind}");
         }
     }
 }

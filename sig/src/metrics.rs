@@ -307,6 +307,13 @@ pub fn render(app: &AppState) -> String {
             .worker_restarts
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP sfu_signaling_dropped_total Client messages dropped because their room's inbox was full (sig/src/hub.rs when_full).\n# TYPE sfu_signaling_dropped_total counter\nsfu_signaling_dropped_total {}",
+        app.registry
+            .signaling_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     out
 }
 

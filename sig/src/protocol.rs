@@ -77,6 +77,23 @@ pub enum ClientMsg {
     Leave,
 }
 
+impl ClientMsg {
+    /// The message's `type`, as the client wrote it (for logs and metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Join { .. } => "join",
+            Self::Answer { .. } => "answer",
+            Self::UpdateFailed { .. } => "update-failed",
+            Self::VideoHidden { .. } => "video-hidden",
+            Self::VideoSize { .. } => "video-size",
+            Self::OfferRequest => "offer-request",
+            Self::Offer { .. } => "offer",
+            Self::MediaState { .. } => "media-state",
+            Self::Leave => "leave",
+        }
+    }
+}
+
 /// One participant as listed to clients.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParticipantInfo {

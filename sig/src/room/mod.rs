@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId};
 use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
-use crate::protocol::{ParticipantInfo, ServerMsg};
+use crate::protocol::{ClientMsg, ParticipantInfo, ServerMsg};
 use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp, SimulcastRecv};
 use crate::worker_link::{WorkerRef, call};
 
@@ -61,61 +61,13 @@ pub enum RoomMsg {
         /// The parsed offer.
         offer: Box<PeerSdp>,
     },
-    /// An answer to an update.
-    Answer {
+    /// A client message for this room (all but `join`, which comes
+    /// validated as [`RoomMsg::Join`]).
+    Client {
         /// The connection.
         conn: ConnHandle,
-        /// SDP text.
-        sdp: String,
-    },
-    /// The client could not apply the last update.
-    UpdateFailed {
-        /// The connection.
-        conn: ConnHandle,
-        /// The client's reason.
-        message: String,
-    },
-    /// The participants whose video the client hides.
-    VideoHidden {
-        /// The connection.
-        conn: ConnHandle,
-        /// Participant ids (`p7`).
-        ids: Vec<String>,
-    },
-    /// The widths the client shows participants' video at.
-    VideoSize {
-        /// The connection.
-        conn: ConnHandle,
-        /// Participant id (`p7`) → pixels.
-        widths: std::collections::HashMap<String, u32>,
-    },
-    /// `offer-request`: the client wants to offer.
-    OfferRequest {
-        /// The connection.
-        conn: ConnHandle,
-    },
-    /// The client's own offer.
-    Offer {
-        /// The connection.
-        conn: ConnHandle,
-        /// SDP text.
-        sdp: String,
-        /// Mids of new m-sections that carry a screen share.
-        screen: Vec<String>,
-    },
-    /// `media-state`: muted microphone, camera off.
-    MediaState {
-        /// The connection.
-        conn: ConnHandle,
-        /// The microphone is muted.
-        audio_muted: bool,
-        /// The camera is off.
-        video_off: bool,
-    },
-    /// An explicit `leave`: reply `left`.
-    Leave {
-        /// The connection.
-        conn: ConnHandle,
+        /// The message.
+        msg: ClientMsg,
     },
     /// The WebSocket closed.
     Disconnected {
@@ -327,25 +279,7 @@ impl Room {
                         self.report_if_idle();
                     }
                 }
-                RoomMsg::Answer { conn, sdp } => self.on_answer(&conn, &sdp).await,
-                RoomMsg::UpdateFailed { conn, message } => {
-                    self.on_update_failed(&conn, &message).await;
-                }
-                RoomMsg::VideoHidden { conn, ids } => self.on_video_hidden(&conn, &ids),
-                RoomMsg::VideoSize { conn, widths } => self.on_video_size(&conn, &widths),
-                RoomMsg::OfferRequest { conn } => self.on_offer_request(&conn),
-                RoomMsg::Offer { conn, sdp, screen } => self.on_offer(&conn, &sdp, &screen).await,
-                RoomMsg::MediaState {
-                    conn,
-                    audio_muted,
-                    video_off,
-                } => self.on_media_state(&conn, audio_muted, video_off),
-                RoomMsg::Leave { conn } => {
-                    if let Some(pid) = self.pid_of(conn.id()) {
-                        self.remove_participant(pid, true).await;
-                    }
-                    conn.send(&ServerMsg::Left);
-                }
+                RoomMsg::Client { conn, msg } => self.on_client(conn, msg).await,
                 RoomMsg::Disconnected { conn } => {
                     if let Some(pid) = self.pid_of(conn) {
                         self.remove_participant(pid, true).await;
@@ -375,6 +309,31 @@ impl Room {
                     return;
                 }
             }
+        }
+    }
+
+    /// A client message of a participant (or of a connection whose join
+    /// is still queued).
+    async fn on_client(&mut self, conn: ConnHandle, msg: ClientMsg) {
+        match msg {
+            ClientMsg::Answer { sdp } => self.on_answer(&conn, &sdp).await,
+            ClientMsg::UpdateFailed { message } => self.on_update_failed(&conn, &message).await,
+            ClientMsg::VideoHidden { ids } => self.on_video_hidden(&conn, &ids),
+            ClientMsg::VideoSize { widths } => self.on_video_size(&conn, &widths),
+            ClientMsg::OfferRequest => self.on_offer_request(&conn),
+            ClientMsg::Offer { sdp, screen } => self.on_offer(&conn, &sdp, &screen).await,
+            ClientMsg::MediaState {
+                audio_muted,
+                video_off,
+            } => self.on_media_state(&conn, audio_muted, video_off),
+            ClientMsg::Leave => {
+                if let Some(pid) = self.pid_of(conn.id()) {
+                    self.remove_participant(pid, true).await;
+                }
+                conn.send(&ServerMsg::Left);
+            }
+            // The hub validates joins and sends them as RoomMsg::Join.
+            ClientMsg::Join { .. } => {}
         }
     }
 
