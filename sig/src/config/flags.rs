@@ -1,0 +1,168 @@
+//! Where settings come from: command-line flags (each also an `SFU_*`
+//! environment variable, through clap) and the TOML file's shape.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line flags (each also readable from an `SFU_*` environment variable).
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "sfu",
+    version,
+    about = "WebRTC SFU: thread-per-core data plane, signaling and web client"
+)]
+pub struct Flags {
+    /// TOML config file; flags and SFU_* variables override its values.
+    #[arg(long, env = "SFU_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// HTTP(S) listen address for the web client, /ws, /metrics, /healthz [default: 127.0.0.1:8080].
+    #[arg(long, env = "SFU_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// IP address put in ICE candidates (what browsers send media to) [default: 127.0.0.1].
+    #[arg(long, env = "SFU_ANNOUNCED_IP")]
+    pub announced_ip: Option<String>,
+    /// Local IP the rooms' UDP sockets bind to [default: 0.0.0.0].
+    #[arg(long, env = "SFU_RTC_LISTEN_IP")]
+    pub rtc_listen_ip: Option<String>,
+    /// UDP port range for rooms, MIN-MAX (one port per room) [default: 40000-40999].
+    #[arg(long, env = "SFU_RTC_PORTS")]
+    pub rtc_ports: Option<String>,
+    /// Number of data-plane workers, one pinned per CPU 0..N-1 [default: all CPUs].
+    #[arg(long, env = "SFU_CORES")]
+    pub cores: Option<String>,
+    /// PEM certificate chain for HTTPS (with --tls-key).
+    #[arg(long, env = "SFU_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long, env = "SFU_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Log filter in tracing's EnvFilter syntax [default: info].
+    #[arg(long, env = "SFU_LOG")]
+    pub log: Option<String>,
+    /// SO_RCVBUF and SO_SNDBUF of each room's UDP socket, in bytes (the kernel caps them at
+    /// net.core.rmem_max/wmem_max) [default: 4194304].
+    #[arg(long, env = "SFU_UDP_BUFFER_BYTES")]
+    pub udp_buffer_bytes: Option<String>,
+    /// Seconds without a valid ICE consent check before a participant is dropped [default: 30].
+    #[arg(long, env = "SFU_CONSENT_TIMEOUT")]
+    pub consent_timeout: Option<String>,
+    /// Seconds a new participant has to complete ICE [default: 15].
+    #[arg(long, env = "SFU_ICE_TIMEOUT")]
+    pub ice_timeout: Option<String>,
+    /// Seconds a participant has to complete DTLS after ICE [default: 15].
+    #[arg(long, env = "SFU_DTLS_TIMEOUT")]
+    pub dtls_timeout: Option<String>,
+    /// Seconds of silence (no message, no pong) before a WebSocket is closed; pings go out
+    /// every third of it [default: 60].
+    #[arg(long, env = "SFU_WS_IDLE_TIMEOUT")]
+    pub ws_idle_timeout: Option<String>,
+    /// Rooms one worker hosts at most [default: 1000].
+    #[arg(long, env = "SFU_MAX_ROOMS_PER_WORKER")]
+    pub max_rooms_per_worker: Option<String>,
+    /// Participants in one room at most [default: 100].
+    #[arg(long, env = "SFU_MAX_PARTICIPANTS_PER_ROOM")]
+    pub max_participants_per_room: Option<String>,
+    /// Tracks one participant may publish at most [default: 4].
+    #[arg(long, env = "SFU_MAX_PRODUCERS_PER_PARTICIPANT")]
+    pub max_producers_per_participant: Option<String>,
+    /// Tracks one participant may receive at most [default: 400].
+    #[arg(long, env = "SFU_MAX_CONSUMERS_PER_TRANSPORT")]
+    pub max_consumers_per_transport: Option<String>,
+    /// Seconds a client has to answer an `update` offer; then it gets `update-timeout` and the
+    /// current state again [default: 10].
+    #[arg(long, env = "SFU_OFFER_TIMEOUT")]
+    pub offer_timeout: Option<String>,
+    /// Seconds one WebSocket write may take; a client that stops reading is closed after it and
+    /// its participant removed [default: 10].
+    #[arg(long, env = "SFU_WS_WRITE_TIMEOUT")]
+    pub ws_write_timeout: Option<String>,
+    /// Messages per second one WebSocket may send (bursts up to the same number) [default: 20].
+    #[arg(long, env = "SFU_MAX_MESSAGES_PER_SECOND")]
+    pub max_messages_per_second: Option<String>,
+    /// Messages per second all WebSockets from one IP address may send together [default: 200].
+    #[arg(long, env = "SFU_MAX_MESSAGES_PER_SECOND_PER_IP")]
+    pub max_messages_per_second_per_ip: Option<String>,
+    /// Joins per minute one WebSocket may send [default: 10].
+    #[arg(long, env = "SFU_MAX_JOINS_PER_MINUTE")]
+    pub max_joins_per_minute: Option<String>,
+    /// Joins per minute all WebSockets from one IP address may send together [default: 600].
+    #[arg(long, env = "SFU_MAX_JOINS_PER_MINUTE_PER_IP")]
+    pub max_joins_per_minute_per_ip: Option<String>,
+    /// Data-plane run loop: epoll (our loop over epoll), uring (our loop over io_uring), or auto
+    /// (io_uring when io_uring_setup is allowed, else epoll) [default: epoll, which measured
+    /// cheaper per forwarded packet].
+    #[arg(long, env = "SFU_IO_BACKEND")]
+    pub io_backend: Option<String>,
+    /// SRTP implementation: native (our own, in place) or webrtc-srtp (the first one, kept for
+    /// comparison) [default: native].
+    #[arg(long, env = "SFU_SRTP")]
+    pub srtp: Option<String>,
+    /// UDP GSO (UDP_SEGMENT): on sends several equal-size datagrams to one participant as one
+    /// kernel send when the kernel supports it, off sends each alone [default: on].
+    #[arg(long, env = "SFU_UDP_GSO")]
+    pub udp_gso: Option<String>,
+    /// Rooms that get their own series in /metrics, largest first; the rest are summed into
+    /// series labelled rooms="other" [default: 500].
+    #[arg(long, env = "SFU_METRICS_MAX_ROOMS")]
+    pub metrics_max_rooms: Option<String>,
+    /// Secret for HS256 join tokens; when set, every join must carry a valid token (at least
+    /// 32 characters).
+    #[arg(long, env = "SFU_AUTH_SECRET", global = true, hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Subcommand (none: run the server).
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// Subcommands of `sfu`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// Print a join token (JWT, HS256) for --room and --identity, signed with the auth secret.
+    Token {
+        /// The room the token admits to.
+        #[arg(long)]
+        room: String,
+        /// Who the holder is (the token's `sub`).
+        #[arg(long)]
+        identity: String,
+        /// How long it is valid: e.g. 90s, 30m, 1h, 7d [default: 1h].
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+/// The TOML file's shape: the same names as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) http_listen: Option<String>,
+    pub(super) announced_ip: Option<String>,
+    pub(super) rtc_listen_ip: Option<String>,
+    pub(super) rtc_ports: Option<String>,
+    pub(super) cores: Option<toml::Value>,
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
+    pub(super) log: Option<String>,
+    pub(super) udp_buffer_bytes: Option<toml::Value>,
+    pub(super) consent_timeout: Option<toml::Value>,
+    pub(super) ice_timeout: Option<toml::Value>,
+    pub(super) dtls_timeout: Option<toml::Value>,
+    pub(super) ws_idle_timeout: Option<toml::Value>,
+    pub(super) max_rooms_per_worker: Option<toml::Value>,
+    pub(super) max_participants_per_room: Option<toml::Value>,
+    pub(super) max_producers_per_participant: Option<toml::Value>,
+    pub(super) max_consumers_per_transport: Option<toml::Value>,
+    pub(super) offer_timeout: Option<toml::Value>,
+    pub(super) ws_write_timeout: Option<toml::Value>,
+    pub(super) max_messages_per_second: Option<toml::Value>,
+    pub(super) max_messages_per_second_per_ip: Option<toml::Value>,
+    pub(super) max_joins_per_minute: Option<toml::Value>,
+    pub(super) max_joins_per_minute_per_ip: Option<toml::Value>,
+    pub(super) metrics_max_rooms: Option<toml::Value>,
+    pub(super) io_backend: Option<String>,
+    pub(super) srtp: Option<String>,
+    pub(super) udp_gso: Option<bool>,
+    pub(super) auth_secret: Option<String>,
+}

@@ -1,0 +1,134 @@
+//! Tests of loading and validating the configuration.
+
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    let c = Config::load(Flags::default()).expect("defaults");
+    assert_eq!(c.http_listen, "127.0.0.1:8080".parse().expect("addr"));
+    assert_eq!((c.rtc_port_min, c.rtc_port_max), (40000, 40999));
+    assert!(c.cores >= 1);
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases: Vec<(Flags, &str)> = vec![
+        (
+            Flags {
+                rtc_ports: Some("5-1".into()),
+                ..Flags::default()
+            },
+            "rtc_ports",
+        ),
+        (
+            Flags {
+                rtc_ports: Some("abc".into()),
+                ..Flags::default()
+            },
+            "rtc_ports",
+        ),
+        (
+            Flags {
+                http_listen: Some("nope".into()),
+                ..Flags::default()
+            },
+            "http_listen",
+        ),
+        (
+            Flags {
+                announced_ip: Some("0.0.0.0".into()),
+                ..Flags::default()
+            },
+            "announced_ip",
+        ),
+        (
+            Flags {
+                cores: Some("0".into()),
+                ..Flags::default()
+            },
+            "cores",
+        ),
+        (
+            Flags {
+                cores: Some("9999".into()),
+                ..Flags::default()
+            },
+            "cores",
+        ),
+        (
+            Flags {
+                tls_cert: Some("/nonexistent".into()),
+                ..Flags::default()
+            },
+            "tls_key",
+        ),
+        (
+            Flags {
+                consent_timeout: Some("1".into()),
+                ..Flags::default()
+            },
+            "consent_timeout",
+        ),
+        (
+            Flags {
+                config: Some("/nonexistent.toml".into()),
+                ..Flags::default()
+            },
+            "config",
+        ),
+        (
+            Flags {
+                io_backend: Some("dpdk".into()),
+                ..Flags::default()
+            },
+            "io_backend",
+        ),
+    ];
+    for (flags, field) in cases {
+        let e = Config::load(flags).expect_err(field);
+        assert_eq!(e.field, field, "{e}");
+    }
+}
+
+#[test]
+fn ttl_parses_units() {
+    assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+    assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+    assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86400)));
+    assert_eq!(parse_ttl("42"), Ok(Duration::from_secs(42)));
+    assert!(parse_ttl("0s").is_err() && parse_ttl("1y").is_err() && parse_ttl("999d").is_err());
+}
+
+#[test]
+fn file_values_apply_and_flags_override_them() {
+    let dir = std::env::temp_dir().join(format!("sfu-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("sfu.toml");
+    std::fs::write(
+        &path,
+        "rtc_ports = \"41000-41010\"\nannounced_ip = \"127.0.0.2\"\ncores = 1\n",
+    )
+    .expect("write");
+    let c = Config::load(Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    })
+    .expect("load");
+    assert_eq!((c.rtc_port_min, c.rtc_port_max, c.cores), (41000, 41010, 1));
+    let c = Config::load(Flags {
+        config: Some(path.clone()),
+        announced_ip: Some("127.0.0.3".into()),
+        ..Flags::default()
+    })
+    .expect("load");
+    assert_eq!(c.announced_ip.to_string(), "127.0.0.3");
+    std::fs::write(&path, "bogus_field = 1\n").expect("write");
+    let e = Config::load(Flags {
+        config: Some(path),
+        ..Flags::default()
+    })
+    .expect_err("unknown field");
+    assert!(e.reason.contains("bogus_field"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,137 @@
+//! Room placement: a join is validated (name, token, SDP, limits), its room
+//! is found or opened on the least-loaded healthy worker, and the join goes
+//! to the room.
+
+use super::*;
+
+impl Hub {
+    /// The healthy worker with the fewest transports (then rooms) among
+    /// those under the rooms-per-worker limit, or `None` when all are full.
+    pub(super) fn least_loaded_worker(&self) -> Option<usize> {
+        let rooms_on = |i: usize| self.rooms.values().filter(|r| r.worker == i).count();
+        (0..self.workers.len())
+            .filter(|&i| self.workers[i].healthy)
+            .filter(|&i| rooms_on(i) < self.cfg.limits.rooms_per_worker)
+            .min_by_key(|&i| (self.workers[i].r.counters.transports.get(), rooms_on(i), i))
+    }
+
+    /// Validates a join and hands it to its room, creating the room on the
+    /// least-loaded worker when it does not exist.
+    pub(super) fn join(
+        &mut self,
+        conn: ConnHandle,
+        room: String,
+        name: String,
+        offer_sdp: &str,
+        token: Option<&str>,
+    ) -> Result<(), ServerMsg> {
+        validate_name("room", &room).map_err(|m| ServerMsg::error("bad-room", m))?;
+        validate_name("name", &name).map_err(|m| ServerMsg::error("bad-name", m))?;
+        if let Some(secret) = &self.cfg.auth_secret {
+            let claims = crate::auth::verify(secret, token, &room)
+                .map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
+            tracing::debug!(room = %room, identity = %claims.sub, "join token accepted");
+        }
+        let offer = sdp::parse(offer_sdp).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
+        sdp::validate_offer(&offer).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
+        let limits = self.cfg.limits;
+        let publishing = offer.media.iter().filter(|m| m.publishes()).count();
+        if publishing > limits.producers_per_participant {
+            return Err(ServerMsg::error(
+                "too-many-tracks",
+                format!(
+                    "the offer sends {publishing} tracks; at most {} are allowed",
+                    limits.producers_per_participant
+                ),
+            ));
+        }
+        if !self.rooms.contains_key(&room) {
+            self.open_room(&room)?;
+        }
+        let entry = self
+            .rooms
+            .get_mut(&room)
+            .ok_or_else(|| ServerMsg::error("server-error", "the room vanished while joining"))?;
+        let conn_id = conn.id();
+        let join = self.next_join;
+        let msg = RoomMsg::Join {
+            conn,
+            join,
+            name,
+            offer: Box::new(offer),
+        };
+        if entry.tx.try_send(msg).is_err() {
+            return Err(ServerMsg::error(
+                "room-busy",
+                format!("room {room:?} is not keeping up; try again in a few seconds"),
+            ));
+        }
+        entry.joins_sent += 1;
+        self.next_join += 1;
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.room = Some((room, join));
+        }
+        Ok(())
+    }
+
+    pub(super) fn open_room(&mut self, name: &str) -> Result<(), ServerMsg> {
+        let Some(worker) = self.least_loaded_worker() else {
+            return Err(ServerMsg::error(
+                "no-capacity",
+                format!(
+                    "every worker hosts its maximum of {} rooms or has failed; try again later",
+                    self.cfg.limits.rooms_per_worker
+                ),
+            ));
+        };
+        let router = RouterId(self.next_router);
+        self.next_router += 1;
+        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+        let count = Arc::new(AtomicUsize::new(0));
+        let room = Room::new(
+            name.to_string(),
+            router,
+            self.workers[worker].r.clone(),
+            count.clone(),
+            self.ctx.clone(),
+        );
+        tokio::spawn(room.run(rx));
+        self.by_router.insert(router, name.to_string());
+        self.rooms.insert(
+            name.to_string(),
+            RoomEntry {
+                router,
+                worker,
+                tx,
+                joins_sent: 0,
+                view: RoomView {
+                    name: name.to_string(),
+                    worker,
+                    participants: count,
+                    counters: None,
+                },
+            },
+        );
+        self.update_registry();
+        Ok(())
+    }
+
+    /// Forgets an idle room, unless a join is on its way to it.
+    pub(super) fn on_room_idle(&mut self, router: RouterId, joins_seen: u64) {
+        let Some(name) = self.by_router.get(&router) else {
+            return;
+        };
+        let Some(entry) = self.rooms.get(name) else {
+            return;
+        };
+        if entry.joins_sent != joins_seen {
+            return;
+        }
+        let name = name.clone();
+        self.by_router.remove(&router);
+        if let Some(entry) = self.rooms.remove(&name) {
+            deliver(&entry.tx, RoomMsg::Close);
+        }
+        self.update_registry();
+    }
+}
