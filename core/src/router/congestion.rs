@@ -273,13 +273,10 @@ impl Router {
                 .iter()
                 .find_map(|p| producers[*p].encodings.iter().find_map(|e| e.ssrc))
                 .unwrap_or(Ssrc(0));
-            rtcp_buf.clear();
-            if tw.write_feedback(*rtcp_ssrc, media, rtcp_buf) > 0
-                && e.transport.is_connected()
-                && let Some(tx) = e.transport.protect_rtcp(rtcp_buf)
-            {
-                transmits.push_back(tx);
-            }
+            let connected = e.transport.is_connected();
+            send_rtcp(&mut e.transport, rtcp_buf, transmits, |b| {
+                tw.write_feedback(*rtcp_ssrc, media, b) > 0 && connected
+            });
         }
     }
 
@@ -327,11 +324,12 @@ impl Router {
                     .iter()
                     .flat_map(|p| producers[*p].encodings.iter().filter_map(|e| e.ssrc)),
             );
-            rtcp_buf.clear();
-            rtcp::write_empty_rr(*rtcp_ssrc, rtcp_buf);
-            rtcp::write_remb(*rtcp_ssrc, bps, &ssrcs, rtcp_buf);
-            if let Some(tx) = e.transport.protect_rtcp(rtcp_buf) {
-                transmits.push_back(tx);
+            let sent = send_rtcp(&mut e.transport, rtcp_buf, transmits, |b| {
+                rtcp::write_empty_rr(*rtcp_ssrc, b);
+                rtcp::write_remb(*rtcp_ssrc, bps, &ssrcs, b);
+                true
+            });
+            if sent {
                 e.last_remb = Some((now, bps));
                 *last_rembs = Some(now);
             }

@@ -162,6 +162,56 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Sends transport `tid` one RTCP feedback message (a NACK, a PLI),
+    /// written by `write` with our RTCP SSRC after an empty receiver report
+    /// of ours (RFC 4585 §3.1: feedback goes in a compound packet). Returns
+    /// true when it was queued.
+    pub(super) fn send_feedback(
+        &mut self,
+        tid: TransportId,
+        write: impl FnOnce(Ssrc, &mut Vec<u8>),
+    ) -> bool {
+        let ours = self.rtcp_ssrc;
+        let Some(e) = self.transports.get_mut(tid) else {
+            return false;
+        };
+        send_rtcp(
+            &mut e.transport,
+            &mut self.rtcp_buf,
+            &mut self.transmits,
+            |b| {
+                rtcp::write_empty_rr(ours, b);
+                write(ours, b);
+                true
+            },
+        )
+    }
+}
+
+/// Writes one compound RTCP packet into `buf` (cleared first) with `write`,
+/// which says whether it is worth sending, then protects it for `transport`
+/// (SRTCP, RFC 3711 §3.4) and queues it. Returns true when it was queued;
+/// false when not worth sending or the transport cannot protect yet.
+pub(super) fn send_rtcp(
+    transport: &mut WebRtcTransport,
+    buf: &mut Vec<u8>,
+    transmits: &mut VecDeque<Transmit>,
+    write: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
+    buf.clear();
+    if !write(buf) {
+        return false;
+    }
+    match transport.protect_rtcp(buf) {
+        Some(tx) => {
+            transmits.push_back(tx);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Encrypts the plain RTP packet `plain` for subscriber transport `t` into
 /// a pooled buffer and queues it: its bytes count towards what `t` was
 /// sent, and with `twcc` (the packet carries the transport's next

@@ -65,13 +65,7 @@ impl Router {
         let Some(media) = p.ssrc else { return };
         p.last_keyframe_request = Some(now);
         p.keyframe_pending = false;
-        self.rtcp_buf.clear();
-        rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
-        rtcp::write_pli(self.rtcp_ssrc, media, &mut self.rtcp_buf);
-        if let Some(e) = self.transports.get_mut(tid)
-            && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
-        {
-            self.transmits.push_back(tx);
+        if self.send_feedback(tid, |ours, b| rtcp::write_pli(ours, media, b)) {
             self.counters.keyframe_requests.add(1);
             self.worker_counters.keyframe_requests.add(1);
         }

@@ -38,7 +38,7 @@ pub use producer::{EncodingParams, MediaKind, Producer, ProducerParams};
 
 use self::active_speaker::SpeakerDetector;
 use self::consumer::{NO_LAYER, RTX_BURST};
-use self::forward::{payload_of, send_rtp};
+use self::forward::{payload_of, send_rtcp, send_rtp};
 use self::nack::{Arrival, NackGenerator};
 use self::rate_meter::RateMeter;
 use self::retransmission::{RetransmissionBuffer, Stored};

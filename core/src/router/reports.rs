@@ -34,19 +34,19 @@ impl Router {
             if c.paused || c.layer != Some(route.encoding) {
                 continue;
             }
-            rtcp_buf.clear();
-            SenderInfo {
+            let sr = SenderInfo {
                 ssrc: c.params.ssrc,
                 ntp: si.ntp,
                 rtp_ts: si.rtp_ts.wrapping_add(c.ts_offset),
                 packets: c.packets_sent,
                 octets: c.octets_sent,
-            }
-            .write(rtcp_buf);
+            };
             if let Some(t) = transports.get_mut(c.params.transport)
-                && let Some(tx) = t.transport.protect_rtcp(rtcp_buf)
+                && send_rtcp(&mut t.transport, rtcp_buf, transmits, |b| {
+                    sr.write(b);
+                    true
+                })
             {
-                transmits.push_back(tx);
                 // For the RTT, when the subscriber reports on this SR.
                 let ntp_mid = (si.ntp >> 16) as u32;
                 let c = &mut consumers[*cid];
@@ -173,25 +173,26 @@ impl Router {
                     }
                 }
             }
-            rtcp_buf.clear();
-            rtcp::write_rr(*rtcp_ssrc, &blocks, rtcp_buf);
-            let mut worth_sending = !blocks.is_empty();
-            // RFC 3611: our reference time to a publisher, whose DLRR gives
-            // us the RTT even when we send it no media (§4.4)…
-            if publishes && worth_sending {
-                rtcp::write_xr_rrtr(*rtcp_ssrc, ntp, rtcp_buf);
-                e.rrtr_sent[e.rrtr_next % e.rrtr_sent.len()] = ((ntp >> 16) as u32, now_ms);
-                e.rrtr_next = e.rrtr_next.wrapping_add(1);
-            }
-            // …and the DLRR a receiver asked for with its own RRTR (§4.5).
-            if let Some((ssrc, lrr, at)) = e.their_rrtr.take() {
-                let dlrr = receive_stats::to_1_65536(now.saturating_duration_since(at));
-                rtcp::write_xr_dlrr(*rtcp_ssrc, &[(ssrc, lrr, dlrr)], rtcp_buf);
-                worth_sending = true;
-            }
-            if worth_sending && let Some(tx) = e.transport.protect_rtcp(rtcp_buf) {
-                transmits.push_back(tx);
-            }
+            let (rrtr_sent, rrtr_next, their_rrtr) =
+                (&mut e.rrtr_sent, &mut e.rrtr_next, &mut e.their_rrtr);
+            send_rtcp(&mut e.transport, rtcp_buf, transmits, |b| {
+                rtcp::write_rr(*rtcp_ssrc, &blocks, b);
+                let mut worth_sending = !blocks.is_empty();
+                // RFC 3611: our reference time to a publisher, whose DLRR
+                // gives us the RTT even when we send it no media (§4.4)…
+                if publishes && worth_sending {
+                    rtcp::write_xr_rrtr(*rtcp_ssrc, ntp, b);
+                    rrtr_sent[*rrtr_next % rrtr_sent.len()] = ((ntp >> 16) as u32, now_ms);
+                    *rrtr_next = rrtr_next.wrapping_add(1);
+                }
+                // …and the DLRR a receiver asked for with its own RRTR (§4.5).
+                if let Some((ssrc, lrr, at)) = their_rrtr.take() {
+                    let dlrr = receive_stats::to_1_65536(now.saturating_duration_since(at));
+                    rtcp::write_xr_dlrr(*rtcp_ssrc, &[(ssrc, lrr, dlrr)], b);
+                    worth_sending = true;
+                }
+                worth_sending
+            });
         }
         self.reports_scheduled = self
             .transports

@@ -183,13 +183,7 @@ impl Router {
         }
         if !self.nack_seqs.is_empty() {
             let items = rtcp::nack_items(&self.nack_seqs);
-            self.rtcp_buf.clear();
-            rtcp::write_empty_rr(self.rtcp_ssrc, &mut self.rtcp_buf);
-            rtcp::write_nack(self.rtcp_ssrc, media, &items, &mut self.rtcp_buf);
-            if let Some(e) = self.transports.get_mut(tid)
-                && let Some(tx) = e.transport.protect_rtcp(&self.rtcp_buf)
-            {
-                self.transmits.push_back(tx);
+            if self.send_feedback(tid, |ours, b| rtcp::write_nack(ours, media, &items, b)) {
                 self.counters.nacks_sent.add(1);
                 self.worker_counters.nacks_sent.add(1);
             }
