@@ -177,20 +177,11 @@ impl Router {
             if left == 0 {
                 break;
             }
+            let twcc_seq = t.twcc_send.as_ref().map(|s| s.peek());
+            // Padding on the RTX stream (RFC 4588 §4, no original payload).
             let rw = Rewrite {
                 ssrc: rtx_ssrc,
-                pt: rtx_pt,
-                seq: c.rtx_seq,
-                timestamp,
-                mid: c.params.mid_ext_id.zip(c.params.mid),
-                twcc: c
-                    .params
-                    .twcc_ext_id
-                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
-                audio_level: None,
-                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
-                dependency_descriptor: None,
-                osn: None,
+                ..c.rewrite(rtx_pt, c.rtx_seq, timestamp, twcc_seq, send_time)
             };
             write_forwarded(padding_src, &hdr, &rw, scratch);
             let Some(len) = send_rtp(t, scratch, pool, transmits, now, rw.twcc.is_some()) else {

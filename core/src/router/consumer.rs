@@ -2,9 +2,10 @@
 
 use std::time::Instant;
 
+use crate::bwe::allocator::LayerSelector;
 use crate::ids::{Mid, ProducerId, Pt, Ssrc, TransportId};
 use crate::proto::codec::Vp8Descriptor;
-use crate::router::allocator::LayerSelector;
+use crate::proto::rtp::Rewrite;
 use crate::router::seq_manager::SeqManager;
 
 /// What the control plane tells the data plane about a subscription.
@@ -195,6 +196,36 @@ pub const NO_LAYER: u8 = u8::MAX;
 pub const RTX_BURST: f32 = 64.0;
 
 impl Consumer {
+    /// The header rewrite of a packet this consumer sends now: its SSRC,
+    /// payload type `pt`, sequence number `seq` and `timestamp`, and the
+    /// extensions it negotiated: its MID, the transport-wide sequence number
+    /// `twcc_seq` its transport gives the packet, abs-send-time `send_time`
+    /// (6.18 fixed point). The caller adds what only some packets carry (the
+    /// audio level, the dependency descriptor, RTX's original sequence
+    /// number, RFC 4588 §4).
+    #[inline]
+    pub(crate) fn rewrite<'a>(
+        &self,
+        pt: Pt,
+        seq: u16,
+        timestamp: u32,
+        twcc_seq: Option<u16>,
+        send_time: u32,
+    ) -> Rewrite<'a> {
+        Rewrite {
+            ssrc: self.params.ssrc,
+            pt,
+            seq,
+            timestamp,
+            mid: self.params.mid_ext_id.zip(self.params.mid),
+            twcc: self.params.twcc_ext_id.zip(twcc_seq),
+            audio_level: None,
+            abs_send_time: self.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+            dependency_descriptor: None,
+            osn: None,
+        }
+    }
+
     pub(crate) fn new(
         params: ConsumerParams,
         initial_seq: u16,

@@ -132,20 +132,11 @@ impl Router {
                 continue;
             };
             let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
+            let twcc_seq = t.twcc_send.as_ref().map(|s| s.peek());
             let rw = Rewrite {
-                ssrc: c.params.ssrc,
-                pt,
-                seq,
-                timestamp,
-                mid: c.params.mid_ext_id.zip(c.params.mid),
-                twcc: c
-                    .params
-                    .twcc_ext_id
-                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
                 audio_level: c.params.audio_level_ext_id.zip(level),
-                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
                 dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
-                osn: None,
+                ..c.rewrite(pt, seq, timestamp, twcc_seq, send_time)
             };
             write_forwarded(pkt, hdr, &rw, scratch);
             if let Some(s) = c.simulcast.as_deref_mut() {

@@ -138,20 +138,11 @@ impl Router {
                 .params
                 .dependency_descriptor_ext_id
                 .and_then(|id| hdr.extension(pkt, id));
+            let twcc_seq = t.twcc_send.as_ref().map(|s| s.peek());
+            let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
             let mut rw = Rewrite {
-                ssrc: c.params.ssrc,
-                pt,
-                seq: out_seq,
-                timestamp: hdr.timestamp.wrapping_add(c.ts_offset),
-                mid: c.params.mid_ext_id.zip(c.params.mid),
-                twcc: c
-                    .params
-                    .twcc_ext_id
-                    .zip(t.twcc_send.as_ref().map(|s| s.peek())),
-                audio_level: None,
-                abs_send_time: c.params.abs_send_time_ext_id.map(|id| (id, send_time)),
                 dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
-                osn: None,
+                ..c.rewrite(pt, out_seq, timestamp, twcc_seq, send_time)
             };
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {
                 rw.ssrc = rtx_ssrc;
