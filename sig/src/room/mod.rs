@@ -3,7 +3,7 @@
 //! [`Negotiation`].
 //!
 //! The room awaits its worker's replies, so a stalled worker stalls only the
-//! rooms placed on it; the [`Hub`](crate::hub::Hub) and every other room go
+//! rooms placed on it; the hub and every other room go
 //! on. Messages reach the room in the order the hub received them, and the
 //! room answers them in that order.
 //!
