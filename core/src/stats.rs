@@ -33,11 +33,15 @@ pub enum DropReason {
     UnknownProtocol,
     /// An RTP packet (often a retransmission) already received: not forwarded twice.
     Duplicate,
+    /// A packet-path step met an id its router's own tables no longer hold
+    /// (a bug, never a peer's doing): that step was skipped instead of
+    /// panicking.
+    StaleId,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         Self::UnknownAddress,
         Self::BadStun,
         Self::Dtls,
@@ -49,6 +53,7 @@ impl DropReason {
         Self::UnknownSsrc,
         Self::UnknownProtocol,
         Self::Duplicate,
+        Self::StaleId,
     ];
 
     /// Label used in metrics (`reason="…"`).
@@ -65,6 +70,7 @@ impl DropReason {
             Self::UnknownSsrc => "unknown_ssrc",
             Self::UnknownProtocol => "unknown_protocol",
             Self::Duplicate => "duplicate",
+            Self::StaleId => "stale_id",
         }
     }
 }

@@ -96,7 +96,9 @@ impl Router {
             ours.clear();
             let mut other = 0u64;
             for cid in &sub.consumers {
-                let c = &consumers[*cid];
+                let Some(c) = consumers.get(*cid) else {
+                    continue;
+                };
                 let Some(p) = producers.get(c.params.producer) else {
                     continue;
                 };
@@ -106,7 +108,7 @@ impl Router {
                 if p.is_simulcast() {
                     ours.push((Some(p.params.transport) != speaker, *cid));
                 } else {
-                    other += p.encodings[0].rate.bps();
+                    other += p.encodings.first().map_or(0, |e| e.rate.bps());
                 }
             }
             if ours.is_empty() {
@@ -129,11 +131,13 @@ impl Router {
             let lossy = loss > bwe::INCREASE_BELOW;
             let mut reserve: u64 = ours
                 .iter()
-                .filter_map(|(_, c)| infos.get(&consumers[*c].params.producer))
+                .filter_map(|(_, c)| infos.get(&consumers.get(*c)?.params.producer))
                 .map(|(_, lowest)| lowest)
                 .sum();
             for (i, (_, cid)) in ours.iter().enumerate() {
-                let c = &mut consumers[*cid];
+                let Some(c) = consumers.get_mut(*cid) else {
+                    continue;
+                };
                 let Some((offered, min)) = infos.get(&c.params.producer) else {
                     continue;
                 };
@@ -239,7 +243,9 @@ impl Router {
                 let mut need = 0u64;
                 let mut via = None;
                 for (_, cid) in &ours {
-                    let c = &consumers[*cid];
+                    let Some(c) = consumers.get(*cid) else {
+                        continue;
+                    };
                     let Some((offered, _)) = infos.get(&c.params.producer) else {
                         continue;
                     };

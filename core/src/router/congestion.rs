@@ -224,7 +224,8 @@ impl Router {
             for x in &sub.consumers {
                 // A simulcast producer is not capped: the estimate picks
                 // its consumer's layer instead.
-                if let Some(p) = self.producers.get(self.consumers[*x].params.producer)
+                if let Some(c) = self.consumers.get(*x)
+                    && let Some(p) = self.producers.get(c.params.producer)
                     && p.params.kind == MediaKind::Video
                     && !p.is_simulcast()
                     && !publishers.contains(&p.params.transport)
@@ -262,7 +263,8 @@ impl Router {
             let media = e
                 .producers
                 .iter()
-                .find_map(|p| producers[*p].encodings.iter().find_map(|e| e.ssrc))
+                .filter_map(|p| producers.get(*p))
+                .find_map(|p| p.encodings.iter().find_map(|e| e.ssrc))
                 .unwrap_or(Ssrc(0));
             let connected = e.transport.is_connected();
             send_rtcp(&mut e.transport, rtcp_buf, transmits, |b| {
@@ -313,7 +315,8 @@ impl Router {
             ssrcs.extend(
                 e.producers
                     .iter()
-                    .flat_map(|p| producers[*p].encodings.iter().filter_map(|e| e.ssrc)),
+                    .filter_map(|p| producers.get(*p))
+                    .flat_map(|p| p.encodings.iter().filter_map(|e| e.ssrc)),
             );
             let sent = send_rtcp(&mut e.transport, rtcp_buf, transmits, |b| {
                 rtcp::write_empty_rr(*rtcp_ssrc, b);

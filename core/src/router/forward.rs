@@ -20,7 +20,10 @@ impl Router {
     ) {
         let mut keyframe_needed = false;
         let mut missing = false;
-        let producer = &mut self.producers[pid];
+        let Some(producer) = self.producers.get_mut(pid) else {
+            self.count_drop(DropReason::StaleId);
+            return;
+        };
         // The publisher's audio level (RFC 6464), copied to each subscriber
         // under its own id, and the loudest of the interval for the
         // speaker detection.
@@ -34,7 +37,11 @@ impl Router {
         }
         let simulcast = producer.is_simulcast();
         let codec = producer.params.video_codec;
-        let e = &mut producer.encodings[enc as usize];
+        let Some(e) = producer.encodings.get_mut(enc as usize) else {
+            self.counters.count_drop(DropReason::StaleId);
+            self.worker_counters.count_drop(DropReason::StaleId);
+            return;
+        };
         if let Some(g) = &mut e.nack {
             let arrival = g.on_packet(now, hdr.seq);
             missing = g.missing() > 0;
@@ -93,7 +100,9 @@ impl Router {
             epoch,
             ..
         } = self;
-        let producer = &producers[pid];
+        let Some(producer) = producers.get(pid) else {
+            return;
+        };
         let payload_len = (pkt.len() - hdr.header_len) as u32;
         // Our send time as abs-send-time.
         let send_time = abs_send_time(now.saturating_duration_since(*epoch));
@@ -102,7 +111,11 @@ impl Router {
             .dependency_descriptor_ext_id
             .and_then(|id| hdr.extension(pkt, id));
         for cid in &producer.consumers {
-            let c = &mut consumers[*cid];
+            let Some(c) = consumers.get_mut(*cid) else {
+                counters.count_drop(DropReason::StaleId);
+                worker_counters.count_drop(DropReason::StaleId);
+                continue;
+            };
             if c.paused {
                 continue;
             }

@@ -6,11 +6,11 @@ use super::*;
 impl Router {
     pub(super) fn find_consumer(&self, tid: TransportId, ssrc: Ssrc) -> Option<ConsumerId> {
         let entry = self.transports.get(tid)?;
-        entry
-            .consumers
-            .iter()
-            .copied()
-            .find(|c| self.consumers[*c].params.ssrc == ssrc)
+        entry.consumers.iter().copied().find(|c| {
+            self.consumers
+                .get(*c)
+                .is_some_and(|c| c.params.ssrc == ssrc)
+        })
     }
 
     /// A subscriber's PLI or FIR: a keyframe of the encoding its consumer
@@ -21,8 +21,9 @@ impl Router {
         tid: TransportId,
         ssrc: Ssrc,
     ) {
-        if let Some(cid) = self.find_consumer(tid, ssrc) {
-            let c = &self.consumers[cid];
+        if let Some(cid) = self.find_consumer(tid, ssrc)
+            && let Some(c) = self.consumers.get(cid)
+        {
             let (pid, enc) = (c.params.producer, c.layer.unwrap_or(c.target_layer));
             self.request_keyframe(now, pid, enc);
         }

@@ -26,11 +26,15 @@ impl Router {
         let Some(producer) = producers.get_mut(route.producer) else {
             return;
         };
-        let e = &mut producer.encodings[route.encoding as usize];
+        let Some(e) = producer.encodings.get_mut(route.encoding as usize) else {
+            return;
+        };
         e.last_sr = Some(si);
         e.stats.on_sender_report(now, si.ntp);
         for cid in &producer.consumers {
-            let c = &consumers[*cid];
+            let Some(c) = consumers.get(*cid) else {
+                continue;
+            };
             if c.paused || c.layer != Some(route.encoding) {
                 continue;
             }
@@ -49,7 +53,9 @@ impl Router {
             {
                 // For the RTT, when the subscriber reports on this SR.
                 let ntp_mid = (si.ntp >> 16) as u32;
-                let c = &mut consumers[*cid];
+                let Some(c) = consumers.get_mut(*cid) else {
+                    continue;
+                };
                 let f = &mut c.feedback;
                 f.sr_sent[f.sr_next % f.sr_sent.len()] = (ntp_mid, now_ms);
                 f.sr_next = f.sr_next.wrapping_add(1);
@@ -91,7 +97,9 @@ impl Router {
             return;
         };
         let now_ms = self.ms_since_epoch(now);
-        let c = &self.consumers[cid];
+        let Some(c) = self.consumers.get(cid) else {
+            return;
+        };
         let Some(&(_, sent_ms)) = c
             .feedback
             .sr_sent
@@ -165,7 +173,8 @@ impl Router {
             }
             blocks.clear();
             for pid in &e.producers {
-                for enc in &mut producers[*pid].encodings {
+                let encodings = producers.get_mut(*pid).map(|p| p.encodings.as_mut_slice());
+                for enc in encodings.unwrap_or_default() {
                     if let Some(ssrc) = enc.ssrc
                         && let Some(b) = enc.stats.report(now, ssrc)
                     {

@@ -15,12 +15,12 @@ impl Router {
             for b in rtcp::report_blocks(&p) {
                 self.on_report_block(now, tid, &b);
                 if let Some(cid) = self.find_consumer(tid, b.ssrc)
+                    && let Some(c) = self.consumers.get_mut(cid)
                     && self
                         .producers
-                        .get(self.consumers[cid].params.producer)
+                        .get(c.params.producer)
                         .is_some_and(|p| p.params.kind == MediaKind::Video)
                 {
-                    let c = &mut self.consumers[cid];
                     if let Some((hi, cum)) = c.feedback.last_reported
                         && b.ext_highest_seq.wrapping_sub(hi) < 1 << 16
                     {
@@ -98,14 +98,20 @@ impl Router {
             worker_counters,
             ..
         } = self;
-        let c = &mut consumers[cid];
+        let Some(c) = consumers.get_mut(cid) else {
+            return;
+        };
         let Some(layer) = c.layer else { return };
         let Some(producer) = producers.get(c.params.producer) else {
             return;
         };
         let simulcast = producer.is_simulcast();
         let vp8 = producer.params.video_codec == Some(VideoCodec::Vp8);
-        let Some(buffer) = producer.encodings[layer as usize].buffer.as_ref() else {
+        let Some(buffer) = producer
+            .encodings
+            .get(layer as usize)
+            .and_then(|e| e.buffer.as_ref())
+        else {
             return;
         };
         let Some(t) = transports.get_mut(c.params.transport) else {

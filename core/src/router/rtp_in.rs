@@ -12,7 +12,11 @@ impl Router {
         };
         // Every packet of the transport counts for transport-cc, RTX and
         // padding included.
-        if let Some(tw) = &mut self.transports[tid].twcc
+        let Some(entry) = self.transports.get_mut(tid) else {
+            self.count_drop(DropReason::StaleId);
+            return;
+        };
+        if let Some(tw) = &mut entry.twcc
             && let Some(&[a, b, ..]) = hdr.extension(pkt, tw.ext_id)
         {
             tw.on_packet(now, u16::from_be_bytes([a, b]));
@@ -22,7 +26,8 @@ impl Router {
                     .push(Reverse((now + FEEDBACK_INTERVAL, Timer::TwccFeedback)));
             }
         }
-        let route = match self.transports[tid].listener.get(hdr.ssrc) {
+        let listener = self.transports.get(tid).map(|e| e.listener.get(hdr.ssrc));
+        let route = match listener.flatten() {
             Some(r) => r,
             None => match self.bind_ssrc(tid, pkt, &hdr) {
                 Some(r) => r,
@@ -42,7 +47,10 @@ impl Router {
                 self.count_drop(DropReason::UnknownSsrc);
                 return;
             }
-            let e = &mut p.encodings[enc as usize];
+            let Some(e) = p.encodings.get_mut(enc as usize) else {
+                self.count_drop(DropReason::StaleId);
+                return;
+            };
             e.stats.on_packet(now, hdr.seq, hdr.timestamp);
             e.bytes += pkt.len() as u64;
             e.last_packet = Some(now);
@@ -61,7 +69,7 @@ impl Router {
             return;
         };
         // The media SSRC is not bound yet: nothing to rebuild it as.
-        let Some(media) = p.encodings[enc as usize].ssrc else {
+        let Some(media) = p.encodings.get(enc as usize).and_then(|e| e.ssrc) else {
             self.count_drop(DropReason::UnknownSsrc);
             return;
         };
@@ -89,7 +97,10 @@ impl Router {
         let e = self.transports.get(tid)?;
         let mut found = None;
         for pid in &e.producers {
-            let pp = &self.producers[*pid].params;
+            let Some(p) = self.producers.get(*pid) else {
+                continue;
+            };
+            let pp = &p.params;
             let (Some(mid_id), Some(mid)) = (pp.mid_ext_id, pp.mid) else {
                 continue;
             };
@@ -121,9 +132,13 @@ impl Router {
             }
         }
         let route = found?;
-        let e = &mut self.transports[tid];
+        let e = self.transports.get_mut(tid)?;
         let replaced = e.listener.bind(hdr.ssrc, route);
-        let enc = &mut self.producers[route.producer].encodings[route.encoding as usize];
+        let enc = self
+            .producers
+            .get_mut(route.producer)?
+            .encodings
+            .get_mut(route.encoding as usize)?;
         if route.rtx {
             enc.rtx_ssrc = Some(hdr.ssrc);
         } else {

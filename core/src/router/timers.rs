@@ -68,8 +68,12 @@ impl Router {
         if connected {
             // Keyframe requests made while the publisher was connecting.
             let mut pending = Vec::new();
-            for pid in &self.transports[tid].producers {
-                for (i, e) in self.producers[*pid].encodings.iter().enumerate() {
+            let publishing = self.transports.get(tid).map(|e| e.producers.as_slice());
+            for pid in publishing.unwrap_or_default() {
+                let Some(p) = self.producers.get(*pid) else {
+                    continue;
+                };
+                for (i, e) in p.encodings.iter().enumerate() {
                     if e.keyframe_pending {
                         pending.push((*pid, i as u8));
                     }
