@@ -17,7 +17,7 @@ use crate::bwe::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::client::{ClientParams, ClientPeer, ClientReceived};
 use crate::proto::codec::VideoCodec;
 use crate::proto::dtls::{Certificate, DtlsRole, default_config};
-use crate::proto::rtp::RtpHeader;
+use crate::proto::rtp::{Extension, ExtensionMap, RtpHeader};
 use crate::router::{
     ConsumerParams, EncodingParams, MediaKind, ProducerParams, Router, RouterConfig,
 };
@@ -413,12 +413,16 @@ impl Net {
                     },
                 ),
                 rtx_payload_types: rtx.map(|(_, p)| (Pt(p), Pt(pt))).into_iter().collect(),
-                twcc_ext_id: Some(TWCC_EXT_ID),
-                audio_level_ext_id: (kind == MediaKind::Audio).then_some(AUDIO_LEVEL_EXT_ID),
-                mid_ext_id: None,
-                rid_ext_id: None,
-                repaired_rid_ext_id: None,
-                dependency_descriptor_ext_id: self.dependency_descriptor_ext_ids.map(|(p, _)| p),
+                extensions: ExtensionMap::EMPTY
+                    .with(Extension::TransportWideCc, Some(TWCC_EXT_ID))
+                    .with(
+                        Extension::AudioLevel,
+                        (kind == MediaKind::Audio).then_some(AUDIO_LEVEL_EXT_ID),
+                    )
+                    .with(
+                        Extension::DependencyDescriptor,
+                        self.dependency_descriptor_ext_ids.map(|(p, _)| p),
+                    ),
             })
             .expect("producer")
     }
@@ -444,12 +448,11 @@ impl Net {
                 payload_types: vec![Pt(96)],
                 video_codec: Some(VideoCodec::Vp8),
                 rtx_payload_types: vec![(Pt(rtx_pt), Pt(96))],
-                twcc_ext_id: Some(TWCC_EXT_ID),
-                audio_level_ext_id: None,
-                mid_ext_id: Some(MID_EXT_ID),
-                rid_ext_id: Some(RID_EXT_ID),
-                repaired_rid_ext_id: Some(REPAIRED_RID_EXT_ID),
-                dependency_descriptor_ext_id: None,
+                extensions: ExtensionMap::EMPTY
+                    .with(Extension::TransportWideCc, Some(TWCC_EXT_ID))
+                    .with(Extension::Mid, Some(MID_EXT_ID))
+                    .with(Extension::Rid, Some(RID_EXT_ID))
+                    .with(Extension::RepairedRid, Some(REPAIRED_RID_EXT_ID)),
             })
             .expect("producer")
     }
@@ -482,13 +485,18 @@ impl Net {
                     producer,
                     ssrc: Ssrc(ssrc),
                     mid: Mid::new("5"),
-                    mid_ext_id: Some(4),
-                    twcc_ext_id: self.subscriber_twcc_ext_id,
-                    audio_level_ext_id: Some(SUBSCRIBER_AUDIO_LEVEL_EXT_ID),
-                    abs_send_time_ext_id: Some(SUBSCRIBER_ABS_SEND_TIME_EXT_ID),
-                    dependency_descriptor_ext_id: self
-                        .dependency_descriptor_ext_ids
-                        .map(|(_, s)| s),
+                    extensions: ExtensionMap::EMPTY
+                        .with(Extension::Mid, Some(4))
+                        .with(Extension::TransportWideCc, self.subscriber_twcc_ext_id)
+                        .with(Extension::AudioLevel, Some(SUBSCRIBER_AUDIO_LEVEL_EXT_ID))
+                        .with(
+                            Extension::AbsSendTime,
+                            Some(SUBSCRIBER_ABS_SEND_TIME_EXT_ID),
+                        )
+                        .with(
+                            Extension::DependencyDescriptor,
+                            self.dependency_descriptor_ext_ids.map(|(_, s)| s),
+                        ),
                     pt_map: vec![(Pt(pt_map.0), Pt(pt_map.1))],
                     paused: false,
                     rtx: rtx.map(|(s, p)| (Ssrc(s), Pt(p))),

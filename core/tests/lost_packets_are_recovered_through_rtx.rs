@@ -165,11 +165,7 @@ fn run(loss: f64, rtx: Rtx, packets: u32) -> (f64, Net) {
                 consumer,
                 &Answered {
                     rtx: false,
-                    mid_ext_id: p.mid_ext_id,
-                    twcc_ext_id: p.twcc_ext_id,
-                    audio_level_ext_id: p.audio_level_ext_id,
-                    abs_send_time_ext_id: p.abs_send_time_ext_id,
-                    dependency_descriptor_ext_id: p.dependency_descriptor_ext_id,
+                    extensions: p.extensions,
                 },
             )
             .expect("answered");

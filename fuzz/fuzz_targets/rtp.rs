@@ -16,6 +16,11 @@ fuzz_target!(|data: &[u8]| {
         seq: 2,
         timestamp: 3,
         mid: Mid::new("s1").map(|m| (4, m)),
+        twcc: Some((5, 0x1234)),
+        audio_level: Some((1, 0x7f)),
+        abs_send_time: Some((3, 0x00ab_cdef)),
+        // Up to 20 bytes of the input: over 16 makes the block two-byte.
+        dependency_descriptor: Some((12, &data[..data.len().min(20)])),
         osn: None,
     };
     let mut out = Vec::new();

@@ -6,6 +6,7 @@
 
 mod common;
 
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use std::time::Duration;
 
 use common::*;
@@ -21,7 +22,7 @@ fn sections_of(sdp: &sdp::PeerSdp, direction: Option<Direction>) -> Vec<LocalMed
         .map(|m| LocalMedia {
             direction: direction.unwrap_or(m.direction),
             codec: m.codecs.first().cloned(),
-            mid_ext_id: m.mid_ext_id,
+            extensions: ExtensionMap::EMPTY.with(Extension::Mid, m.extensions.get(Extension::Mid)),
             rejected: m.rejected,
             ..LocalMedia::closed(&m.mid, m.kind)
         })
@@ -75,7 +76,7 @@ fn screen(mid: &str, ssrc: u32) -> LocalMedia {
             channels: None,
             fmtp: None,
         }),
-        mid_ext_id: Some(9),
+        extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(9)),
         send: Some((
             ssrc,
             "screen".into(),

@@ -7,6 +7,7 @@
 
 mod common;
 
+use sfu_core::proto::rtp::Extension;
 use std::time::Duration;
 
 use common::*;
@@ -78,11 +79,19 @@ fn offered_tracks_declare_the_subscribers_extension_ids() {
         // Both ways: each participant receives the other's audio and video.
         assert_eq!(s.consumer_params.len(), 4);
         for c in &s.consumer_params {
-            assert_eq!(c.mid_ext_id, Some(4), "{c:?}");
-            assert_eq!(c.twcc_ext_id, Some(3), "{c:?}");
-            assert_eq!(c.abs_send_time_ext_id, Some(2), "{c:?}");
+            assert_eq!(c.extensions.get(Extension::Mid), Some(4), "{c:?}");
+            assert_eq!(
+                c.extensions.get(Extension::TransportWideCc),
+                Some(3),
+                "{c:?}"
+            );
+            assert_eq!(c.extensions.get(Extension::AbsSendTime), Some(2), "{c:?}");
             let opus = c.pt_map.iter().any(|(p, _)| p.0 == 111);
-            assert_eq!(c.audio_level_ext_id, opus.then_some(1), "{c:?}");
+            assert_eq!(
+                c.extensions.get(Extension::AudioLevel),
+                opus.then_some(1),
+                "{c:?}"
+            );
         }
     });
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use sfu_core::proto::rtp::Extension;
 use std::time::Duration;
 
 use common::*;
@@ -44,7 +45,11 @@ fn an_av1_publisher_keeps_its_codec_and_dependency_descriptor() {
         let a = sdp::parse(answer["sdp"].as_str().expect("sdp")).expect("answer parses");
         let video = &a.media[1];
         assert_eq!(video.codecs[0].name, "AV1");
-        assert_eq!(video.dd_ext_id, Some(12), "the descriptor is answered");
+        assert_eq!(
+            video.extensions.get(Extension::DependencyDescriptor),
+            Some(12),
+            "the descriptor is answered"
+        );
         assert!(
             answer["sdp"]
                 .as_str()
@@ -60,7 +65,10 @@ fn an_av1_publisher_keeps_its_codec_and_dependency_descriptor() {
                 .expect("a video producer")
         };
         assert_eq!(video_params.video_codec, Some(VideoCodec::Av1));
-        assert_eq!(video_params.dependency_descriptor_ext_id, Some(12));
+        assert_eq!(
+            video_params.extensions.get(Extension::DependencyDescriptor),
+            Some(12)
+        );
         assert_eq!(video_params.encodings.len(), 1, "a single stream");
         // bob (VP8 first, but AV1 offered, with the descriptor) is offered
         // AV1 with the descriptor under his id.
@@ -74,12 +82,15 @@ fn an_av1_publisher_keeps_its_codec_and_dependency_descriptor() {
             .iter()
             .find(|m| m.codecs.first().is_some_and(|c| c.name == "AV1"))
             .expect("ann's video offered in AV1");
-        assert_eq!(av1.dd_ext_id, Some(12));
+        assert_eq!(
+            av1.extensions.get(Extension::DependencyDescriptor),
+            Some(12)
+        );
         let bob_consumers = {
             let s = hub.workers[0].state.lock().expect("state");
             s.consumer_params
                 .iter()
-                .map(|c| c.dependency_descriptor_ext_id)
+                .map(|c| c.extensions.get(Extension::DependencyDescriptor))
                 .collect::<Vec<_>>()
         };
         assert!(bob_consumers.contains(&Some(12)), "{bob_consumers:?}");
@@ -103,7 +114,11 @@ fn vp9_is_published_as_a_single_stream_and_simulcast_stays_vp8() {
         let a = sdp::parse(answer["sdp"].as_str().expect("sdp")).expect("parses");
         let c = &a.media[1].codecs[0];
         assert_eq!((c.name.as_str(), c.pt), ("VP9", 98));
-        assert_eq!(a.media[1].dd_ext_id, None, "no descriptor for VP9");
+        assert_eq!(
+            a.media[1].extensions.get(Extension::DependencyDescriptor),
+            None,
+            "no descriptor for VP9"
+        );
         // VP9 profile 2 first: skipped for the first forwardable one.
         let mut bob = hub.connect().await;
         bob.join("r", "bob", &prefer("100", false)).await;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sfu_core::client::ClientParams;
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::MediaKind;
 use sfu_sig::sdp::{self, Codec, Direction, LocalMedia, LocalParams};
 use tokio::sync::watch;
@@ -95,11 +96,7 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
             Direction::RecvOnly
         },
         codec: Some(codec(c)),
-        mid_ext_id: Some(MID_EXT),
-        twcc_ext_id: None,
-        audio_level_ext_id: None,
-        abs_send_time_ext_id: None,
-        dd_ext_id: None,
+        extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(MID_EXT)),
         // The load generator neither sends nor asks for retransmissions.
         rtx: None,
         rtx_ssrc: None,
@@ -155,11 +152,8 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                 media_token: m.kind.map_or("application".into(), |k| k.as_str().into()),
                 direction,
                 codec: m.codecs.first().cloned(),
-                mid_ext_id: m.mid_ext_id,
-                twcc_ext_id: None,
-                audio_level_ext_id: None,
-                abs_send_time_ext_id: None,
-                dd_ext_id: None,
+                extensions: ExtensionMap::EMPTY
+                    .with(Extension::Mid, m.extensions.get(Extension::Mid)),
                 send: mine
                     .and_then(|s| s.send.clone())
                     .filter(|_| direction == Direction::SendOnly),

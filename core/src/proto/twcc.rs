@@ -7,9 +7,6 @@
 use crate::ids::Ssrc;
 use crate::proto::rtcp::PT_RTPFB;
 
-/// The header extension's URI in SDP `a=extmap`.
-pub const TWCC_URI: &str =
-    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// RTPFB FMT of the feedback.
 pub const FMT: u8 = 15;
 /// One receive-delta tick, µs.

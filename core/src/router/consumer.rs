@@ -5,7 +5,8 @@ use std::time::Instant;
 use crate::bwe::allocator::LayerSelector;
 use crate::ids::{Mid, ProducerId, Pt, Ssrc, TransportId};
 use crate::proto::codec::Vp8Descriptor;
-use crate::proto::rtp::Rewrite;
+use crate::proto::rtp::Extension;
+use crate::proto::rtp::{ExtensionMap, Rewrite};
 use crate::router::seq_manager::SeqManager;
 
 /// What the control plane tells the data plane about a subscription.
@@ -19,25 +20,12 @@ pub struct ConsumerParams {
     pub ssrc: Ssrc,
     /// MID of the subscriber's m-section.
     pub mid: Option<Mid>,
-    /// Header extension id of `urn:ietf:params:rtp-hdrext:sdes:mid` negotiated
-    /// with the subscriber (1–14), if any.
-    pub mid_ext_id: Option<u8>,
-    /// Header extension id of the transport-wide sequence number
-    /// (draft-holmer-rmcat-transport-wide-cc-extensions-01) negotiated with
-    /// the subscriber (1–14), if any: its packets then carry our own
-    /// transport-wide numbering and its feedback drives our estimate.
-    pub twcc_ext_id: Option<u8>,
-    /// Header extension id of the audio level (RFC 6464) negotiated with the
-    /// subscriber: the publisher's level is written under it.
-    pub audio_level_ext_id: Option<u8>,
-    /// Header extension id of abs-send-time (`http://www.webrtc.org/
-    /// experiments/rtp-hdrext/abs-send-time`) negotiated with the
-    /// subscriber: our send time is written under it (6.18 fixed-point
-    /// seconds, 24 bits), for its receive-side estimator.
-    pub abs_send_time_ext_id: Option<u8>,
-    /// Header extension id of the AV1 dependency descriptor negotiated
-    /// with the subscriber: the publisher's descriptor is copied under it.
-    pub dependency_descriptor_ext_id: Option<u8>,
+    /// The header extension ids negotiated with the subscriber (RFC 8285),
+    /// each written into what it is sent: the MID, our own transport-wide
+    /// sequence number (its feedback then drives our estimate), the
+    /// publisher's audio level, our abs-send-time (for its receive-side
+    /// estimator) and the publisher's AV1 dependency descriptor.
+    pub extensions: ExtensionMap,
     /// (producer PT, subscriber PT) pairs; packets with other PTs are not forwarded.
     pub pt_map: Vec<(Pt, Pt)>,
     /// Start paused.
@@ -56,16 +44,8 @@ pub struct ConsumerParams {
 pub struct Answered {
     /// The RTX codec (RFC 4588) is in the answer.
     pub rtx: bool,
-    /// The MID extension id the answer declares, if any.
-    pub mid_ext_id: Option<u8>,
-    /// The transport-wide sequence number extension id, if any.
-    pub twcc_ext_id: Option<u8>,
-    /// The audio level extension id, if any.
-    pub audio_level_ext_id: Option<u8>,
-    /// The abs-send-time extension id, if any.
-    pub abs_send_time_ext_id: Option<u8>,
-    /// The AV1 dependency descriptor extension id, if any.
-    pub dependency_descriptor_ext_id: Option<u8>,
+    /// The header extension ids the answer declares.
+    pub extensions: ExtensionMap,
 }
 
 /// A subscriber's copy of a producer.
@@ -217,10 +197,22 @@ impl Consumer {
             pt,
             seq,
             timestamp,
-            mid: self.params.mid_ext_id.zip(self.params.mid),
-            twcc: self.params.twcc_ext_id.zip(twcc_seq),
+            mid: self
+                .params
+                .extensions
+                .get(Extension::Mid)
+                .zip(self.params.mid),
+            twcc: self
+                .params
+                .extensions
+                .get(Extension::TransportWideCc)
+                .zip(twcc_seq),
             audio_level: None,
-            abs_send_time: self.params.abs_send_time_ext_id.map(|id| (id, send_time)),
+            abs_send_time: self
+                .params
+                .extensions
+                .get(Extension::AbsSendTime)
+                .map(|id| (id, send_time)),
             dependency_descriptor: None,
             osn: None,
         }

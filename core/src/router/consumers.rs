@@ -2,7 +2,7 @@
 //! a subscriber's copy of a producer.
 
 use super::*;
-use crate::proto::rtp::check_ext_ids;
+use crate::proto::rtp::Extension;
 
 impl Router {
     /// Adds a consumer of `params.producer` on `params.transport` and asks the
@@ -29,15 +29,12 @@ impl Router {
                 params.ssrc.0
             )));
         }
-        check_ext_ids(&[
-            ("mid", params.mid_ext_id),
-            ("transport-wide sequence number", params.twcc_ext_id),
-            ("audio level", params.audio_level_ext_id),
-            ("abs-send-time", params.abs_send_time_ext_id),
-            ("dependency descriptor", params.dependency_descriptor_ext_id),
-        ])
-        .map_err(Error::InvalidParams)?;
-        if params.twcc_ext_id.is_some() && entry.twcc_send.is_none() {
+        params
+            .extensions
+            .validate()
+            .map_err(|e| Error::InvalidParams(e.to_string()))?;
+        if params.extensions.get(Extension::TransportWideCc).is_some() && entry.twcc_send.is_none()
+        {
             self.transports[tid].twcc_send = Some(TwccSender::new(now));
         }
         let pid = params.producer;
@@ -145,16 +142,8 @@ impl Router {
             .get_mut(id)
             .ok_or(Error::UnknownConsumer(id))?;
         let p = &mut c.params;
-        let kept = |ours: Option<u8>, theirs: Option<u8>| ours.filter(|id| theirs == Some(*id));
         p.rtx = p.rtx.filter(|_| answered.rtx);
-        p.mid_ext_id = kept(p.mid_ext_id, answered.mid_ext_id);
-        p.twcc_ext_id = kept(p.twcc_ext_id, answered.twcc_ext_id);
-        p.audio_level_ext_id = kept(p.audio_level_ext_id, answered.audio_level_ext_id);
-        p.abs_send_time_ext_id = kept(p.abs_send_time_ext_id, answered.abs_send_time_ext_id);
-        p.dependency_descriptor_ext_id = kept(
-            p.dependency_descriptor_ext_id,
-            answered.dependency_descriptor_ext_id,
-        );
+        p.extensions = p.extensions.common(&answered.extensions);
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! SRTP-protected and queued on the subscriber's transport.
 
 use super::*;
+use crate::proto::rtp::Extension;
 
 impl Router {
     /// Handles one media packet of producer `pid`'s encoding `enc`
@@ -29,7 +30,8 @@ impl Router {
         // speaker detection.
         let level = producer
             .params
-            .audio_level_ext_id
+            .extensions
+            .get(Extension::AudioLevel)
             .and_then(|id| hdr.extension(pkt, id))
             .and_then(|v| v.first().copied());
         if let Some(l) = level {
@@ -108,7 +110,8 @@ impl Router {
         let send_time = abs_send_time(now.saturating_duration_since(*epoch));
         let dd = producer
             .params
-            .dependency_descriptor_ext_id
+            .extensions
+            .get(Extension::DependencyDescriptor)
             .and_then(|id| hdr.extension(pkt, id));
         for cid in &producer.consumers {
             let Some(c) = consumers.get_mut(*cid) else {
@@ -147,8 +150,12 @@ impl Router {
             let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
             let twcc_seq = t.twcc_send.as_ref().map(|s| s.peek());
             let rw = Rewrite {
-                audio_level: c.params.audio_level_ext_id.zip(level),
-                dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
+                audio_level: c.params.extensions.get(Extension::AudioLevel).zip(level),
+                dependency_descriptor: c
+                    .params
+                    .extensions
+                    .get(Extension::DependencyDescriptor)
+                    .zip(dd),
                 ..c.rewrite(pt, seq, timestamp, twcc_seq, send_time)
             };
             write_forwarded(pkt, hdr, &rw, scratch);

@@ -5,6 +5,7 @@ use std::time::Instant;
 use crate::ids::{ConsumerId, Mid, Pt, Rid, Ssrc, TransportId};
 use crate::proto::codec::VideoCodec;
 use crate::proto::rtcp::SenderInfo;
+use crate::proto::rtp::{Extension, ExtensionMap};
 use crate::router::nack::NackGenerator;
 use crate::router::rate_meter::RateMeter;
 use crate::router::receive_stats::ReceiveStats;
@@ -78,25 +79,13 @@ pub struct ProducerParams {
     /// (RTX payload type, associated payload type); packets on `rtx_ssrc`
     /// with one of them are unwrapped and fill the stream's gaps.
     pub rtx_payload_types: Vec<(Pt, Pt)>,
-    /// Id of the transport-wide sequence number header extension the
-    /// publisher stamps (draft-holmer-rmcat-transport-wide-cc-extensions-01
-    /// §2); with it, the publisher's transport gets transport-cc feedback.
-    pub twcc_ext_id: Option<u8>,
-    /// Id of the audio level header extension the publisher sends (RFC 6464,
-    /// `urn:ietf:params:rtp-hdrext:ssrc-audio-level`), for audio: its value
-    /// is copied to subscribers that negotiated it.
-    pub audio_level_ext_id: Option<u8>,
-    /// Id of the MID header extension the publisher sends (RFC 8843 §15),
-    /// to bind SSRCs the offer did not announce.
-    pub mid_ext_id: Option<u8>,
-    /// Id of the `rtp-stream-id` header extension (RFC 8852 §3.1).
-    pub rid_ext_id: Option<u8>,
-    /// Id of the `repaired-rtp-stream-id` header extension (RFC 8852 §3.2).
-    pub repaired_rid_ext_id: Option<u8>,
-    /// Id of the AV1 dependency descriptor header extension the publisher
-    /// sends (AV1 RTP specification, appendix A): copied to subscribers
-    /// that negotiated it.
-    pub dependency_descriptor_ext_id: Option<u8>,
+    /// The header extension ids the publisher negotiated (RFC 8285). Of
+    /// them the router reads the transport-wide sequence number (then the
+    /// publisher's transport gets transport-cc feedback), the audio level
+    /// (copied to subscribers and used for the active speaker), the MID and
+    /// RIDs (to bind SSRCs the offer did not announce, RFC 8843 §15, RFC
+    /// 8852 §3) and the AV1 dependency descriptor (copied to subscribers).
+    pub extensions: ExtensionMap,
 }
 
 impl ProducerParams {
@@ -115,14 +104,7 @@ impl ProducerParams {
         if n > 1 && self.kind != MediaKind::Video {
             return Err("simulcast is for video only".into());
         }
-        crate::proto::rtp::check_ext_ids(&[
-            ("mid", self.mid_ext_id),
-            ("rid", self.rid_ext_id),
-            ("repaired rid", self.repaired_rid_ext_id),
-            ("transport-wide sequence number", self.twcc_ext_id),
-            ("audio level", self.audio_level_ext_id),
-            ("dependency descriptor", self.dependency_descriptor_ext_id),
-        ])?;
+        self.extensions.validate().map_err(|e| e.to_string())?;
         for (i, e) in self.encodings.iter().enumerate() {
             if n > 1 && e.rid.is_none() {
                 return Err(format!("simulcast encoding {i} has no RID"));
@@ -135,8 +117,8 @@ impl ProducerParams {
             }
             let bindable = e.rid.is_some()
                 && self.mid.is_some()
-                && self.mid_ext_id.is_some()
-                && self.rid_ext_id.is_some();
+                && self.extensions.get(Extension::Mid).is_some()
+                && self.extensions.get(Extension::Rid).is_some();
             if e.ssrc.is_none() && !bindable {
                 return Err(format!(
                     "encoding {i} has no SSRC, and no MID and RID to bind one from"

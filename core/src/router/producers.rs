@@ -3,6 +3,7 @@
 //! into the transport's RtpListener.
 
 use super::*;
+use crate::proto::rtp::Extension;
 
 impl Router {
     /// Adds a producer on `params.transport`. The SSRCs of its encodings
@@ -32,7 +33,7 @@ impl Router {
             }
         }
         let video = params.kind == MediaKind::Video;
-        if let Some(id) = params.twcc_ext_id {
+        if let Some(id) = params.extensions.get(Extension::TransportWideCc) {
             let now = self.now;
             let e = &mut self.transports[tid];
             if e.twcc.is_none() {
@@ -70,7 +71,13 @@ impl Router {
             self.timers
                 .push(Reverse((self.now + REPORT_INTERVAL, Timer::Reports)));
         }
-        if self.producers[id].params.audio_level_ext_id.is_some() && !self.speaker_scheduled {
+        if self.producers[id]
+            .params
+            .extensions
+            .get(Extension::AudioLevel)
+            .is_some()
+            && !self.speaker_scheduled
+        {
             self.speaker_scheduled = true;
             self.timers.push(Reverse((
                 self.now + active_speaker::INTERVAL,

@@ -2,6 +2,7 @@
 //! packet is dispatched by type to reports, NACK, feedback and XR handling.
 
 use super::*;
+use crate::proto::rtp::Extension;
 
 impl Router {
     pub(super) fn on_rtcp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
@@ -142,12 +143,17 @@ impl Router {
             let Some(pt) = c.map_pt(hdr.pt) else { continue };
             let dd = producer
                 .params
-                .dependency_descriptor_ext_id
+                .extensions
+                .get(Extension::DependencyDescriptor)
                 .and_then(|id| hdr.extension(pkt, id));
             let twcc_seq = t.twcc_send.as_ref().map(|s| s.peek());
             let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
             let mut rw = Rewrite {
-                dependency_descriptor: c.params.dependency_descriptor_ext_id.zip(dd),
+                dependency_descriptor: c
+                    .params
+                    .extensions
+                    .get(Extension::DependencyDescriptor)
+                    .zip(dd),
                 ..c.rewrite(pt, out_seq, timestamp, twcc_seq, send_time)
             };
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {

@@ -3,6 +3,7 @@
 //! Producer, and the NACKs we send publishers for their gaps (RFC 4585 §6.2.1).
 
 use super::*;
+use crate::proto::rtp::Extension;
 
 impl Router {
     pub(super) fn on_rtp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
@@ -101,7 +102,7 @@ impl Router {
                 continue;
             };
             let pp = &p.params;
-            let (Some(mid_id), Some(mid)) = (pp.mid_ext_id, pp.mid) else {
+            let (Some(mid_id), Some(mid)) = (pp.extensions.get(Extension::Mid), pp.mid) else {
                 continue;
             };
             if hdr.extension(pkt, mid_id) != Some(mid.as_bytes()) {
@@ -109,9 +110,11 @@ impl Router {
             }
             let rtx = pp.rtx_payload_types.iter().any(|(r, _)| *r == hdr.pt);
             let rid_id = if rtx {
-                pp.repaired_rid_ext_id.or(pp.rid_ext_id)
+                pp.extensions
+                    .get(Extension::RepairedRid)
+                    .or(pp.extensions.get(Extension::Rid))
             } else {
-                pp.rid_ext_id
+                pp.extensions.get(Extension::Rid)
             };
             let rid = rid_id
                 .and_then(|id| hdr.extension(pkt, id))

@@ -2,6 +2,7 @@
 //! rescheduled after each input, and the periodic work each timer does.
 
 use super::*;
+use crate::proto::rtp::Extension;
 
 /// What a timer-heap entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,7 +101,7 @@ impl Router {
         let mut activity = Vec::new();
         let mut levels = Vec::new();
         for (id, p) in self.producers.iter_mut() {
-            if p.params.audio_level_ext_id.is_none() {
+            if p.params.extensions.get(Extension::AudioLevel).is_none() {
                 continue;
             }
             let level = p.loudest_level.min(127);

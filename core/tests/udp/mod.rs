@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use sfu_core::client::{ClientParams, ClientPeer, ClientReceived};
 use sfu_core::proto::dtls::{Certificate, DtlsRole, default_config};
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::{ConsumerParams, EncodingParams, MediaKind, ProducerParams};
 use sfu_core::transport::TransportParams;
 use sfu_core::worker::{Command, Event, Reply, Worker};
@@ -140,12 +141,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             payload_types: vec![Pt(111)],
             video_codec: None,
             rtx_payload_types: vec![],
-            twcc_ext_id: None,
-            audio_level_ext_id: None,
-            mid_ext_id: None,
-            rid_ext_id: None,
-            repaired_rid_ext_id: None,
-            dependency_descriptor_ext_id: None,
+            extensions: ExtensionMap::EMPTY,
         },
         reply,
     });
@@ -156,11 +152,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
             producer,
             ssrc: Ssrc(2000),
             mid: Mid::new("1"),
-            mid_ext_id: Some(3),
-            twcc_ext_id: None,
-            audio_level_ext_id: None,
-            abs_send_time_ext_id: None,
-            dependency_descriptor_ext_id: None,
+            extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(3)),
             pt_map: vec![(Pt(111), Pt(111))],
             paused: false,
             rtx: None,

@@ -247,7 +247,8 @@ impl Negotiation {
                     // refuses others).
                     out.answer.push(match &s.track {
                         Some(t) => {
-                            let offered = self.ext.for_track(s.kind, &t.codec, t.rtx.is_some());
+                            let offered =
+                                offered_for_track(&self.ext, s.kind, &t.codec, t.rtx.is_some());
                             let accepted = accepted_by(m, t, offered);
                             if accepted != offered {
                                 out.narrowed.push((t.consumer, accepted));

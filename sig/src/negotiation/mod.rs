@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::{Answered, MediaKind};
 use sfu_core::{ConsumerId, ProducerId};
 
@@ -25,7 +26,7 @@ mod payload_types;
 mod tests;
 
 pub use client_offer::{ClientOfferOutcome, OfferError};
-use payload_types::{ExtIds, PtTable};
+use payload_types::{PtTable, offered_for_track};
 
 /// Consecutive failed updates (timeouts or `update-failed`) before the
 /// server gives up on a participant.
@@ -176,17 +177,12 @@ pub enum AfterFailure {
 /// its id (RFC 8285 §7: the answerer's ids stand in an answer, the
 /// offerer's in an offer).
 fn accepted_by(m: &MediaSection, t: &OutTrack, offered: Answered) -> Answered {
-    let take = |o: Option<u8>, a: Option<u8>| o.and(a);
     Answered {
         rtx: offered.rtx
             && t.rtx
                 .as_ref()
                 .is_some_and(|(rtx, _)| m.codecs.iter().any(|c| c.pt == rtx.pt)),
-        mid_ext_id: take(offered.mid_ext_id, m.mid_ext_id),
-        twcc_ext_id: take(offered.twcc_ext_id, m.twcc_ext_id),
-        audio_level_ext_id: take(offered.audio_level_ext_id, m.audio_level_ext_id),
-        abs_send_time_ext_id: take(offered.abs_send_time_ext_id, m.abs_send_time_ext_id),
-        dependency_descriptor_ext_id: take(offered.dependency_descriptor_ext_id, m.dd_ext_id),
+        extensions: offered.extensions.restricted_to(&m.extensions),
     }
 }
 
@@ -195,7 +191,9 @@ fn accepted_by(m: &MediaSection, t: &OutTrack, offered: Answered) -> Answered {
 pub struct Negotiation {
     own: Vec<LocalMedia>,
     client_media: Vec<MediaSection>,
-    ext: ExtIds,
+    /// The session's header extension ids: for each, the first id the
+    /// join offer gives it.
+    ext: ExtensionMap,
     slots: Vec<Slot>,
     next_mid: u32,
     /// Deadline of the update awaiting an answer, and its m-section count.
@@ -224,13 +222,13 @@ impl Negotiation {
         Self {
             own,
             client_media: offer.media.clone(),
-            ext: ExtIds {
-                mid: offer.media.iter().find_map(|m| m.mid_ext_id),
-                twcc: offer.media.iter().find_map(|m| m.twcc_ext_id),
-                audio_level: offer.media.iter().find_map(|m| m.audio_level_ext_id),
-                abs_send_time: offer.media.iter().find_map(|m| m.abs_send_time_ext_id),
-                dd: offer.media.iter().find_map(|m| m.dd_ext_id),
-            },
+            ext: Extension::ALL
+                .into_iter()
+                .filter_map(|e| {
+                    let id = offer.media.iter().find_map(|m| m.extensions.get(e))?;
+                    Some((e, id))
+                })
+                .collect(),
             slots: Vec::new(),
             next_mid: 1,
             in_flight: None,
@@ -253,7 +251,7 @@ impl Negotiation {
     /// whether it comes with RTX: the same that [`Self::make_offer`]
     /// declares for it.
     pub fn offered_for(&self, kind: MediaKind, codec: &Codec, rtx: bool) -> Answered {
-        self.ext.for_track(kind, codec, rtx)
+        offered_for_track(&self.ext, kind, codec, rtx)
     }
 
     /// Tracks carried now (offered or live, not closing).
@@ -443,7 +441,7 @@ impl Negotiation {
                     &s.mid,
                     s.kind,
                     t,
-                    ext.for_track(s.kind, &t.codec, t.rtx.is_some()),
+                    offered_for_track(&ext, s.kind, &t.codec, t.rtx.is_some()),
                 ),
                 None => LocalMedia::closed(&s.mid, Some(s.kind)),
             });
@@ -463,11 +461,7 @@ impl Negotiation {
             media_token: kind.as_str().to_string(),
             direction: Direction::SendOnly,
             codec: Some(t.codec.clone()),
-            mid_ext_id: offered.mid_ext_id,
-            twcc_ext_id: offered.twcc_ext_id,
-            audio_level_ext_id: offered.audio_level_ext_id,
-            abs_send_time_ext_id: offered.abs_send_time_ext_id,
-            dd_ext_id: offered.dependency_descriptor_ext_id,
+            extensions: offered.extensions,
             send: Some((
                 t.ssrc,
                 stream.clone(),
@@ -525,7 +519,8 @@ impl Negotiation {
                         s.state = SlotState::Live;
                         out.resume.push(t.consumer);
                         if let Some(m) = section {
-                            let offered = ext.for_track(s.kind, &t.codec, t.rtx.is_some());
+                            let offered =
+                                offered_for_track(&ext, s.kind, &t.codec, t.rtx.is_some());
                             let answered = accepted_by(m, &t, offered);
                             if answered != offered {
                                 out.narrowed.push((t.consumer, answered));

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::{Answered, MediaKind};
 
 use crate::sdp::Codec;
@@ -45,30 +46,24 @@ impl PtTable {
     }
 }
 
-/// The header extension ids of a session: the client's own, from its join
-/// offer (ids are unique per BUNDLE group, RFC 8285 §6), and we offer the
-/// tracks we send it under them.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ExtIds {
-    pub(super) mid: Option<u8>,
-    pub(super) twcc: Option<u8>,
-    pub(super) audio_level: Option<u8>,
-    pub(super) abs_send_time: Option<u8>,
-    pub(super) dd: Option<u8>,
-}
-
-impl ExtIds {
-    /// What we offer with a track of `kind` sent in `codec`: every id, the
-    /// audio level only for audio, the dependency descriptor only for AV1;
-    /// and whether it comes with RTX.
-    pub(super) fn for_track(self, kind: MediaKind, codec: &Codec, rtx: bool) -> Answered {
-        Answered {
-            rtx,
-            mid_ext_id: self.mid,
-            twcc_ext_id: self.twcc,
-            audio_level_ext_id: self.audio_level.filter(|_| kind == MediaKind::Audio),
-            abs_send_time_ext_id: self.abs_send_time,
-            dependency_descriptor_ext_id: self.dd.filter(|_| codec.is("AV1")),
-        }
+/// What we offer with a track of `kind` sent in `codec`, of the session's
+/// header extensions `session` (the client's own ids from its join offer:
+/// ids are unique per BUNDLE group, RFC 8285 §6): the MID, transport-wide
+/// sequence number and abs-send-time, the audio level only for audio, the
+/// dependency descriptor only for AV1, never the RIDs; and whether it comes
+/// with RTX.
+pub(super) fn offered_for_track(
+    session: &ExtensionMap,
+    kind: MediaKind,
+    codec: &Codec,
+    rtx: bool,
+) -> Answered {
+    Answered {
+        rtx,
+        extensions: session
+            .without(Extension::Rid)
+            .without(Extension::RepairedRid)
+            .keep_if(Extension::AudioLevel, kind == MediaKind::Audio)
+            .keep_if(Extension::DependencyDescriptor, codec.is("AV1")),
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the negotiation state: tables of steps, and client offers.
 
 use super::*;
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 
 const OFFER: &str = include_str!("../../../testdata/sdp/offer-audio-video-sendrecv.sdp");
 const RECVONLY_AUDIO: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
@@ -35,7 +36,7 @@ fn own(n: usize) -> Vec<LocalMedia> {
         .map(|i| LocalMedia {
             direction: Direction::RecvOnly,
             codec: Some(opus()),
-            mid_ext_id: Some(4),
+            extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
             rejected: false,
             ..LocalMedia::closed(&i.to_string(), Some(MediaKind::Audio))
         })
@@ -65,14 +66,8 @@ fn answer(offer: &[LocalMedia], refuse: &[&str]) -> Vec<MediaSection> {
                 codecs: m.codec.iter().chain(&m.rtx).cloned().collect(),
                 ssrc: None,
                 rtx_ssrc: None,
-                mid_ext_id: m.mid_ext_id,
-                twcc_ext_id: m.twcc_ext_id,
-                audio_level_ext_id: m.audio_level_ext_id,
-                abs_send_time_ext_id: m.abs_send_time_ext_id,
+                extensions: m.extensions.without(Extension::DependencyDescriptor),
                 send_rids: vec![],
-                rid_ext_id: None,
-                repaired_rid_ext_id: None,
-                dd_ext_id: None,
             }
         })
         .collect()
@@ -179,11 +174,15 @@ fn an_answer_without_rtx_or_an_extension_narrows_that_consumer() {
     let (mut full, offer) = setup();
     let (v, a) = (&offer[2], &offer[3]);
     assert_eq!(
-        (v.twcc_ext_id, v.abs_send_time_ext_id, v.audio_level_ext_id),
+        (
+            v.extensions.get(Extension::TransportWideCc),
+            v.extensions.get(Extension::AbsSendTime),
+            v.extensions.get(Extension::AudioLevel)
+        ),
         (Some(3), Some(2), None),
         "Chromium's ids; no audio level on video"
     );
-    assert_eq!(a.audio_level_ext_id, Some(1));
+    assert_eq!(a.extensions.get(Extension::AudioLevel), Some(1));
     // A full echo narrows nothing.
     let out = full.on_answer(&answer(&offer, &[])).expect("answer");
     assert_eq!(out.resume.len(), 2);
@@ -192,7 +191,7 @@ fn an_answer_without_rtx_or_an_extension_narrows_that_consumer() {
     let (mut n, offer) = setup();
     let mut ans = answer(&offer, &[]);
     ans[2].codecs.retain(|c| c.name != "rtx");
-    ans[3].twcc_ext_id = None;
+    ans[3].extensions.set(Extension::TransportWideCc, None);
     let out = n.on_answer(&ans).expect("answer");
     assert_eq!(out.resume.len(), 2);
     assert_eq!(
@@ -202,22 +201,20 @@ fn an_answer_without_rtx_or_an_extension_narrows_that_consumer() {
                 ConsumerId(101),
                 Answered {
                     rtx: false,
-                    mid_ext_id: Some(4),
-                    twcc_ext_id: Some(3),
-                    audio_level_ext_id: None,
-                    abs_send_time_ext_id: Some(2),
-                    dependency_descriptor_ext_id: None,
+                    extensions: ExtensionMap::EMPTY
+                        .with(Extension::Mid, Some(4))
+                        .with(Extension::TransportWideCc, Some(3))
+                        .with(Extension::AbsSendTime, Some(2)),
                 }
             ),
             (
                 ConsumerId(102),
                 Answered {
                     rtx: false,
-                    mid_ext_id: Some(4),
-                    twcc_ext_id: None,
-                    audio_level_ext_id: Some(1),
-                    abs_send_time_ext_id: Some(2),
-                    dependency_descriptor_ext_id: None,
+                    extensions: ExtensionMap::EMPTY
+                        .with(Extension::Mid, Some(4))
+                        .with(Extension::AudioLevel, Some(1))
+                        .with(Extension::AbsSendTime, Some(2)),
                 }
             ),
         ]
@@ -388,14 +385,8 @@ fn screen_section(mid: &str) -> MediaSection {
         codecs: vec![vp8(96)],
         ssrc: Some(4242),
         rtx_ssrc: None,
-        mid_ext_id: Some(4),
-        twcc_ext_id: None,
-        audio_level_ext_id: None,
-        abs_send_time_ext_id: None,
+        extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
         send_rids: vec![],
-        rid_ext_id: None,
-        repaired_rid_ext_id: None,
-        dd_ext_id: None,
     }
 }
 
@@ -404,7 +395,7 @@ fn published_media(mid: &str) -> LocalMedia {
     LocalMedia {
         direction: Direction::RecvOnly,
         codec: Some(vp8(96)),
-        mid_ext_id: Some(4),
+        extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
         rejected: false,
         ..LocalMedia::closed(mid, Some(MediaKind::Video))
     }
@@ -512,27 +503,35 @@ fn a_client_offer_adds_a_section_and_unseen_tracks_move_after_it() {
 #[test]
 fn an_answer_to_a_client_offer_names_only_what_the_offer_has() {
     let (mut n, mut seen, t0, timeout) = with_live_video();
-    assert_eq!(seen[2].abs_send_time_ext_id, Some(2), "accepted before");
+    assert_eq!(
+        seen[2].extensions.get(Extension::AbsSendTime),
+        Some(2),
+        "accepted before"
+    );
     assert!(n.request_offer(t0, timeout));
-    seen[2].abs_send_time_ext_id = None;
+    seen[2].extensions.set(Extension::AbsSendTime, None);
     let o = client_offer(seen);
     assert_eq!(n.check_client_offer(&o), Ok(vec![]));
     let out = n.apply_client_offer(&o, vec![]);
     let video = &out.answer[2];
     assert_eq!(video.direction, Direction::SendOnly);
-    assert_eq!(video.abs_send_time_ext_id, None);
-    assert_eq!((video.twcc_ext_id, video.mid_ext_id), (Some(3), Some(4)));
+    assert_eq!(video.extensions.get(Extension::AbsSendTime), None);
+    assert_eq!(
+        (
+            video.extensions.get(Extension::TransportWideCc),
+            video.extensions.get(Extension::Mid)
+        ),
+        (Some(3), Some(4))
+    );
     assert_eq!(
         out.narrowed,
         vec![(
             ConsumerId(101),
             Answered {
                 rtx: false,
-                mid_ext_id: Some(4),
-                twcc_ext_id: Some(3),
-                audio_level_ext_id: None,
-                abs_send_time_ext_id: None,
-                dependency_descriptor_ext_id: None,
+                extensions: ExtensionMap::EMPTY
+                    .with(Extension::Mid, Some(4))
+                    .with(Extension::TransportWideCc, Some(3)),
             }
         )]
     );

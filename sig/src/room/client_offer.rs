@@ -66,7 +66,10 @@ impl Room {
             }
         };
         let transport = self.participants[i].transport;
-        let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
+        let mid_ext_id = offer
+            .media
+            .iter()
+            .find_map(|m| m.extensions.get(Extension::Mid));
         let router = self.router;
         let mut published = Vec::new();
         let mut tracks = Vec::new();

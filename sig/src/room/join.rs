@@ -61,7 +61,10 @@ impl Room {
         .await?;
         let mut own = Vec::new();
         let mut published = Vec::new();
-        let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
+        let mid_ext_id = offer
+            .media
+            .iter()
+            .find_map(|m| m.extensions.get(Extension::Mid));
         for m in &offer.media {
             match self.publish_section(transport, m, mid_ext_id, false).await {
                 Ok((media, track)) => {
@@ -168,13 +171,17 @@ impl Room {
                 payload_types: vec![Pt(c.pt)],
                 video_codec: VideoCodec::from_name(&c.name),
                 rtx_payload_types: p.rtx.iter().map(|r| (Pt(r.pt), Pt(c.pt))).collect(),
-                twcc_ext_id: m.twcc_ext_id,
-                audio_level_ext_id: m.audio_level_ext_id.filter(|_| kind == MediaKind::Audio),
-                mid_ext_id: m.mid_ext_id,
-                rid_ext_id: p.simulcast.as_ref().and(m.rid_ext_id),
-                repaired_rid_ext_id: p.simulcast.as_ref().and(m.repaired_rid_ext_id),
-                // The AV1 dependency descriptor, passed through for AV1.
-                dependency_descriptor_ext_id: p.dd_ext_id,
+                // What the publisher may send under the ids it offered:
+                // the audio level for audio, the RIDs with simulcast, the
+                // AV1 dependency descriptor for AV1 (passed through). Our
+                // answer does not take abs-send-time from a publisher.
+                extensions: m
+                    .extensions
+                    .keep_if(Extension::AudioLevel, kind == MediaKind::Audio)
+                    .keep_if(Extension::Rid, p.simulcast.is_some())
+                    .keep_if(Extension::RepairedRid, p.simulcast.is_some())
+                    .with(Extension::DependencyDescriptor, p.dd_ext_id)
+                    .without(Extension::AbsSendTime),
             };
             let producer = call(&self.worker, |reply| Command::CreateProducer {
                 router,
@@ -199,11 +206,12 @@ impl Room {
         let simulcast = publication.as_ref().and_then(|p| p.simulcast.as_ref());
         let dd_ext_id = publication.as_ref().and_then(|p| p.dd_ext_id);
         let usable = !m.rejected && m.kind.is_some() && codec.is_some();
-        let simulcast_recv = simulcast.zip(m.rid_ext_id).map(|(rids, id)| SimulcastRecv {
-            rids: rids.iter().map(|r| r.to_string()).collect(),
-            rid_ext_id: id,
-            repaired_rid_ext_id: m.repaired_rid_ext_id.filter(|_| rtx.is_some()),
-        });
+        let simulcast_recv = simulcast
+            .filter(|_| m.extensions.has(Extension::Rid) && publish && usable)
+            .map(|rids| SimulcastRecv {
+                rids: rids.iter().map(|r| r.to_string()).collect(),
+            });
+        let receives_simulcast = simulcast_recv.is_some();
         let media = LocalMedia {
             mid: m.mid.clone(),
             kind: if usable { m.kind } else { None },
@@ -216,23 +224,46 @@ impl Room {
                 Direction::Inactive
             },
             codec,
-            mid_ext_id,
-            // We answer transport-cc feedback for what the client sends.
-            twcc_ext_id: m.twcc_ext_id.filter(|_| usable),
-            // What the publisher may send: its audio level (RFC 6464),
-            // which subscribers get and the room's speaker detection
-            // reads. Nothing of ours is stamped on a receive-only
-            // section.
-            audio_level_ext_id: m
-                .audio_level_ext_id
-                .filter(|_| publish && m.kind == Some(MediaKind::Audio)),
-            abs_send_time_ext_id: None,
-            dd_ext_id: dd_ext_id.filter(|_| publish),
+            extensions: ExtensionMap::EMPTY
+                .with(Extension::Mid, mid_ext_id)
+                // We answer transport-cc feedback for what the client sends.
+                .with(
+                    Extension::TransportWideCc,
+                    m.extensions
+                        .get(Extension::TransportWideCc)
+                        .filter(|_| usable),
+                )
+                // What the publisher may send: its audio level (RFC 6464),
+                // which subscribers get and the room's speaker detection
+                // reads. Nothing of ours is stamped on a receive-only
+                // section.
+                .with(
+                    Extension::AudioLevel,
+                    m.extensions
+                        .get(Extension::AudioLevel)
+                        .filter(|_| publish && m.kind == Some(MediaKind::Audio)),
+                )
+                .with(
+                    Extension::DependencyDescriptor,
+                    dd_ext_id.filter(|_| publish),
+                )
+                .with(
+                    Extension::Rid,
+                    m.extensions
+                        .get(Extension::Rid)
+                        .filter(|_| receives_simulcast),
+                )
+                .with(
+                    Extension::RepairedRid,
+                    m.extensions
+                        .get(Extension::RepairedRid)
+                        .filter(|_| receives_simulcast && rtx.is_some()),
+                ),
             send: None,
             rtx,
             rtx_ssrc: None,
             rejected: !usable,
-            simulcast_recv: simulcast_recv.filter(|_| publish && usable),
+            simulcast_recv,
         };
         Ok((media, track))
     }

@@ -30,6 +30,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use sfu_core::proto::codec::VideoCodec;
 use sfu_core::proto::dtls::DtlsRole;
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::{Answered, ConsumerParams, EncodingParams, MediaKind, ProducerParams};
 use sfu_core::transport::{CloseReason, TransportParams};
 use sfu_core::worker::{Command, Event};

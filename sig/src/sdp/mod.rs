@@ -15,23 +15,6 @@ pub use model::{Codec, MediaSection, PeerSdp, Publication, rtx_apt};
 pub use parse::{parse, validate_offer};
 pub use write::{LocalMedia, LocalParams, SimulcastRecv, write};
 
-/// The header extension we negotiate: the MID of the m-section (RFC 8843 §15).
-pub const MID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-/// URI of the RTP stream id (RID) header extension (RFC 8852 §3.1).
-pub const RID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
-/// URI of the repaired RTP stream id header extension (RFC 8852 §3.2).
-pub const REPAIRED_RID_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
-/// The audio level header extension (RFC 6464).
-pub const AUDIO_LEVEL_EXT_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
-/// The absolute send time header extension (Chromium's receive-side
-/// estimator reads it when there is no transport-wide feedback).
-pub const ABS_SEND_TIME_EXT_URI: &str =
-    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
-/// The AV1 dependency descriptor header extension (AV1 RTP specification,
-/// appendix A), passed through for AV1 tracks.
-pub const DEPENDENCY_DESCRIPTOR_EXT_URI: &str =
-    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
-
 /// The value of `key` in an fmtp line (`a=b;c=d`), e.g. `profile-id`.
 pub fn fmtp_param<'a>(fmtp: Option<&'a str>, key: &str) -> Option<&'a str> {
     fmtp?.split(';').find_map(|kv| {

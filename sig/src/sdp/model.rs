@@ -2,6 +2,7 @@
 
 use sfu_core::Rid;
 use sfu_core::proto::dtls::Fingerprint;
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::MediaKind;
 
 use super::{Direction, fmtp_param};
@@ -61,25 +62,14 @@ pub struct MediaSection {
     pub ssrc: Option<u32>,
     /// RTX SSRC (second of `a=ssrc-group:FID`).
     pub rtx_ssrc: Option<u32>,
-    /// Id of the MID header extension, if offered.
-    pub mid_ext_id: Option<u8>,
-    /// Id of the transport-wide sequence number extension, if offered.
-    pub twcc_ext_id: Option<u8>,
-    /// Id of the audio level extension (RFC 6464), if offered.
-    pub audio_level_ext_id: Option<u8>,
-    /// Id of the abs-send-time extension, if offered.
-    pub abs_send_time_ext_id: Option<u8>,
+    /// The header extensions the writer declares (`a=extmap`, RFC 8285 §5)
+    /// that we know, with ids 1–14; the first line of a URI counts.
+    pub extensions: ExtensionMap,
     /// The simulcast layers the writer sends (RFC 8853 `a=simulcast:send`,
     /// each declared by `a=rid:<id> send`, RFC 8851), in the order of
     /// `a=simulcast`; the first of a layer's alternatives. Empty without
     /// simulcast.
     pub send_rids: Vec<String>,
-    /// Id of the RID extension (RFC 8852 §3.1), if offered.
-    pub rid_ext_id: Option<u8>,
-    /// Id of the repaired RID extension (RFC 8852 §3.2), if offered.
-    pub repaired_rid_ext_id: Option<u8>,
-    /// Id of the AV1 dependency descriptor extension, if offered.
-    pub dd_ext_id: Option<u8>,
 }
 
 impl MediaSection {
@@ -129,8 +119,8 @@ impl MediaSection {
         let codec = self.answer_codec()?.clone();
         let video = kind == MediaKind::Video;
         let simulcast = (video
-            && self.rid_ext_id.is_some()
-            && self.mid_ext_id.is_some()
+            && self.extensions.has(Extension::Rid)
+            && self.extensions.has(Extension::Mid)
             && (codec.is("VP8") || codec.is("H264")))
         .then(|| {
             self.send_rids
@@ -145,7 +135,10 @@ impl MediaSection {
         Some(Publication {
             kind,
             rtx: self.rtx_for(codec.pt).filter(|_| video).cloned(),
-            dd_ext_id: self.dd_ext_id.filter(|_| codec.is("AV1")),
+            dd_ext_id: self
+                .extensions
+                .get(Extension::DependencyDescriptor)
+                .filter(|_| codec.is("AV1")),
             codec,
             simulcast,
         })

@@ -7,6 +7,7 @@ use sdp::description::media::MediaDescription;
 use sdp::description::session::SessionDescription;
 use sfu_core::Rid;
 use sfu_core::proto::dtls::parse_fingerprint;
+use sfu_core::proto::rtp::{Extension, valid_ext_id};
 use sfu_core::router::MediaKind;
 
 use super::*;
@@ -96,23 +97,23 @@ fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, S
             .filter_map(|a| a.value.as_deref())
             .find_map(|v| v.split_whitespace().next().and_then(|s| s.parse().ok()));
     }
-    let ext_id = |uri: &str| {
-        attrs
-            .iter()
-            .filter(|a| a.key == "extmap")
-            .filter_map(|a| a.value.as_deref())
-            .find(|v| v.split_whitespace().nth(1) == Some(uri))
-            .and_then(|v| v.split(['/', ' ']).next())
-            .and_then(|id| id.parse::<u8>().ok())
-            .filter(|id| sfu_core::proto::rtp::valid_ext_id(*id))
-    };
-    let mid_ext_id = ext_id(MID_EXT_URI);
-    let twcc_ext_id = ext_id(sfu_core::proto::twcc::TWCC_URI);
-    let audio_level_ext_id = ext_id(AUDIO_LEVEL_EXT_URI);
-    let abs_send_time_ext_id = ext_id(ABS_SEND_TIME_EXT_URI);
-    let rid_ext_id = ext_id(RID_EXT_URI);
-    let repaired_rid_ext_id = ext_id(REPAIRED_RID_EXT_URI);
-    let dd_ext_id = ext_id(DEPENDENCY_DESCRIPTOR_EXT_URI);
+    let extmaps: Vec<&str> = attrs
+        .iter()
+        .filter(|a| a.key == "extmap")
+        .filter_map(|a| a.value.as_deref())
+        .collect();
+    let extensions = Extension::ALL
+        .into_iter()
+        .filter_map(|e| {
+            // `a=extmap:<id>[/<direction>] <uri>`; the first line of a URI
+            // counts, and an id outside 1–14 drops the extension.
+            let line = extmaps
+                .iter()
+                .find(|v| v.split_whitespace().nth(1) == Some(e.uri()))?;
+            let id = line.split(['/', ' ']).next()?.parse::<u8>().ok()?;
+            valid_ext_id(id).then_some((e, id))
+        })
+        .collect();
     // RFC 8853 §5.1: `a=simulcast:send 1;2,~3` — layers by `;`, a layer's
     // alternatives by `,`, `~` marks one paused; each RID must be declared
     // with `a=rid:<id> send` (RFC 8851 §4).
@@ -159,14 +160,8 @@ fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, S
         codecs,
         ssrc,
         rtx_ssrc,
-        mid_ext_id,
-        twcc_ext_id,
-        audio_level_ext_id,
-        abs_send_time_ext_id,
+        extensions,
         send_rids,
-        rid_ext_id,
-        repaired_rid_ext_id,
-        dd_ext_id,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Tests of the SDP model, parser and writer, on real browser SDP (testdata/sdp).
 
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::MediaKind;
 
 use super::*;
@@ -93,8 +94,11 @@ fn parses_chromium_offer() {
             .rtx_for(audio.preferred_codec().expect("opus").pt)
             .is_none()
     );
-    assert!(audio.mid_ext_id.is_some());
-    assert!(video.twcc_ext_id.is_some(), "Chromium offers transport-cc");
+    assert!(audio.extensions.get(Extension::Mid).is_some());
+    assert!(
+        video.extensions.get(Extension::TransportWideCc).is_some(),
+        "Chromium offers transport-cc"
+    );
 }
 
 #[test]
@@ -116,7 +120,10 @@ fn parses_recvonly_offer_and_simulcast_offer() {
         .expect("video");
     assert_eq!(video.send_rids, ["q", "h", "f"]);
     assert_eq!(
-        (video.rid_ext_id, video.repaired_rid_ext_id),
+        (
+            video.extensions.get(Extension::Rid),
+            video.extensions.get(Extension::RepairedRid)
+        ),
         (Some(10), Some(11))
     );
     assert_eq!(video.ssrc, None, "Chromium announces no SSRC for simulcast");
@@ -141,7 +148,10 @@ fn firefox_bundle_only_sections_are_accepted() {
     // Firefox's layers, and its per-layer FID groups (the first read).
     assert_eq!(video.send_rids, ["h", "f"]);
     assert_eq!(
-        (video.rid_ext_id, video.repaired_rid_ext_id),
+        (
+            video.extensions.get(Extension::Rid),
+            video.extensions.get(Extension::RepairedRid)
+        ),
         (Some(9), Some(10)),
         "extmap ids with a direction (`9/sendonly`)"
     );
@@ -149,12 +159,15 @@ fn firefox_bundle_only_sections_are_accepted() {
         (video.ssrc, video.rtx_ssrc),
         (Some(1_185_204_161), Some(1_186_419_574))
     );
-    assert_eq!(video.dd_ext_id, Some(8));
-    assert_eq!(video.twcc_ext_id, Some(7));
-    assert_eq!(video.abs_send_time_ext_id, Some(4));
+    assert_eq!(
+        video.extensions.get(Extension::DependencyDescriptor),
+        Some(8)
+    );
+    assert_eq!(video.extensions.get(Extension::TransportWideCc), Some(7));
+    assert_eq!(video.extensions.get(Extension::AbsSendTime), Some(4));
     let audio = &o.media[0];
     assert!(audio.publishes());
-    assert_eq!(audio.audio_level_ext_id, Some(1));
+    assert_eq!(audio.extensions.get(Extension::AudioLevel), Some(1));
 
     let o = parse(&fixture("firefox-offer-audio-video.sdp")).expect("parses");
     let video = &o.media[1];
@@ -193,8 +206,8 @@ fn firefox_answer_to_our_offer_accepts_every_section() {
     let recv: Vec<Direction> = a.media[2..].iter().map(|m| m.direction).collect();
     assert_eq!(recv, [Direction::RecvOnly, Direction::RecvOnly]);
     // Firefox declines abs-send-time on the audio it receives.
-    assert_eq!(a.media[2].abs_send_time_ext_id, None);
-    assert_eq!(a.media[3].abs_send_time_ext_id, Some(4));
+    assert_eq!(a.media[2].extensions.get(Extension::AbsSendTime), None);
+    assert_eq!(a.media[3].extensions.get(Extension::AbsSendTime), Some(4));
 }
 
 #[test]
@@ -235,12 +248,13 @@ fn an_answer_accepting_simulcast_lists_the_rids_and_extensions() {
     let media = vec![LocalMedia {
         direction: Direction::RecvOnly,
         codec: Some(vp8),
-        mid_ext_id: Some(4),
+        extensions: ExtensionMap::EMPTY
+            .with(Extension::Mid, Some(4))
+            .with(Extension::Rid, Some(10))
+            .with(Extension::RepairedRid, Some(11)),
         rejected: false,
         simulcast_recv: Some(SimulcastRecv {
             rids: vec!["q".into(), "h".into(), "f".into()],
-            rid_ext_id: 10,
-            repaired_rid_ext_id: Some(11),
         }),
         ..LocalMedia::closed("1", Some(MediaKind::Video))
     }];
@@ -313,14 +327,14 @@ fn written_answer_parses_back() {
         LocalMedia {
             direction: Direction::RecvOnly,
             codec: Some(codec.clone()),
-            mid_ext_id: Some(4),
+            extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
             rejected: false,
             ..LocalMedia::closed("0", Some(MediaKind::Audio))
         },
         LocalMedia {
             direction: Direction::SendOnly,
             codec: Some(codec),
-            mid_ext_id: Some(4),
+            extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
             send: Some((42, "c".into(), "p1".into(), "t1".into())),
             rejected: false,
             ..LocalMedia::closed("s1", Some(MediaKind::Audio))
@@ -335,7 +349,7 @@ fn written_answer_parses_back() {
     assert_eq!(back.fingerprint, [7; 32]);
     assert_eq!(back.media[1].ssrc, Some(42));
     assert_eq!(back.media[1].direction, Direction::SendOnly);
-    assert_eq!(back.media[0].mid_ext_id, Some(4));
+    assert_eq!(back.media[0].extensions.get(Extension::Mid), Some(4));
 }
 
 #[test]
@@ -361,11 +375,7 @@ fn a_video_section_with_rtx_writes_the_fid_group_and_parses_back() {
         media_token: "video".into(),
         direction: Direction::SendOnly,
         codec: Some(vp8),
-        mid_ext_id: Some(4),
-        twcc_ext_id: None,
-        audio_level_ext_id: None,
-        abs_send_time_ext_id: None,
-        dd_ext_id: None,
+        extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
         send: Some((42, "c".into(), "p1".into(), "t1".into())),
         rtx: Some(rtx.clone()),
         rtx_ssrc: Some(43),

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use sdp::description::common::{Address, ConnectionInformation};
 use sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use sdp::description::session::{Origin, SessionDescription};
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use sfu_core::router::MediaKind;
 
 use super::*;
@@ -43,18 +44,12 @@ pub struct LocalMedia {
     pub direction: Direction,
     /// The single codec we use on it.
     pub codec: Option<Codec>,
-    /// MID extension id to declare.
-    pub mid_ext_id: Option<u8>,
-    /// Transport-wide sequence number extension id to declare (answers to
-    /// a publisher's offer that has it: we send transport-cc feedback).
-    pub twcc_ext_id: Option<u8>,
-    /// Audio level extension id to declare (what we send carries it).
-    pub audio_level_ext_id: Option<u8>,
-    /// abs-send-time extension id to declare (what we send carries it).
-    pub abs_send_time_ext_id: Option<u8>,
-    /// AV1 dependency descriptor extension id to declare (AV1 only: what
-    /// the publisher sends, and we copy to subscribers).
-    pub dd_ext_id: Option<u8>,
+    /// The header extensions to declare (`a=extmap`, RFC 8285 §5), in
+    /// [`Extension::ALL`] order: what we send carries them (MID, audio
+    /// level, abs-send-time, dependency descriptor), or in an answer to a
+    /// publisher, what we read (transport-wide sequence number: we send
+    /// transport-cc feedback; RID and repaired RID with `simulcast_recv`).
+    pub extensions: ExtensionMap,
     /// What we send on it: (SSRC, CNAME, msid stream id, msid track id).
     pub send: Option<(u32, String, String, String)>,
     /// The RTX codec for `codec` (RFC 4588), video only.
@@ -79,11 +74,7 @@ impl LocalMedia {
             media_token: kind.map_or("application", |k| k.as_str()).to_string(),
             direction: Direction::Inactive,
             codec: None,
-            mid_ext_id: None,
-            twcc_ext_id: None,
-            audio_level_ext_id: None,
-            abs_send_time_ext_id: None,
-            dd_ext_id: None,
+            extensions: ExtensionMap::EMPTY,
             send: None,
             rtx: None,
             rtx_ssrc: None,
@@ -93,15 +84,12 @@ impl LocalMedia {
     }
 }
 
-/// The simulcast layers an answer accepts (RFC 8853 §5.3).
+/// The simulcast layers an answer accepts (RFC 8853 §5.3); the RID
+/// extension ids go in [`LocalMedia::extensions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimulcastRecv {
     /// The RIDs, in the offer's order.
     pub rids: Vec<String>,
-    /// RID extension id (RFC 8852 §3.1).
-    pub rid_ext_id: u8,
-    /// Repaired RID extension id (RFC 8852 §3.2), if offered.
-    pub repaired_rid_ext_id: Option<u8>,
 }
 
 fn fb_lines(kind: MediaKind) -> &'static [&'static str] {
@@ -146,7 +134,10 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
     }
     // A dependency descriptor over 16 bytes needs two-byte header
     // extensions (RFC 8285 §4.3, §6).
-    if media.iter().any(|m| m.dd_ext_id.is_some() && !m.rejected) {
+    if media
+        .iter()
+        .any(|m| m.extensions.has(Extension::DependencyDescriptor) && !m.rejected)
+    {
         sd = sd.with_property_attribute("extmap-allow-mixed".into());
     }
     sd = sd
@@ -205,34 +196,8 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
         md = a(md, "ice-pwd", local.ice_pwd.clone());
         md = a(md, "fingerprint", format!("sha-256 {}", local.fingerprint));
         md = a(md, "setup", setup.into());
-        if let Some(id) = m.mid_ext_id {
-            md = a(md, "extmap", format!("{id} {MID_EXT_URI}"));
-        }
-        if let Some(id) = m.twcc_ext_id {
-            md = a(
-                md,
-                "extmap",
-                format!("{id} {}", sfu_core::proto::twcc::TWCC_URI),
-            );
-        }
-        if let Some(id) = m.audio_level_ext_id {
-            md = a(md, "extmap", format!("{id} {AUDIO_LEVEL_EXT_URI}"));
-        }
-        if let Some(id) = m.abs_send_time_ext_id {
-            md = a(md, "extmap", format!("{id} {ABS_SEND_TIME_EXT_URI}"));
-        }
-        if let Some(id) = m.dd_ext_id {
-            md = a(
-                md,
-                "extmap",
-                format!("{id} {DEPENDENCY_DESCRIPTOR_EXT_URI}"),
-            );
-        }
-        if let Some(sc) = &m.simulcast_recv {
-            md = a(md, "extmap", format!("{} {RID_EXT_URI}", sc.rid_ext_id));
-            if let Some(id) = sc.repaired_rid_ext_id {
-                md = a(md, "extmap", format!("{id} {REPAIRED_RID_EXT_URI}"));
-            }
+        for (ext, id) in m.extensions.iter() {
+            md = a(md, "extmap", format!("{id} {}", ext.uri()));
         }
         md = md.with_property_attribute(m.direction.as_str().into());
         if let Some((_, _, stream, track)) = &m.send {

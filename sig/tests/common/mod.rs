@@ -4,6 +4,7 @@
 //! stalled or made to expire a transport. Every wait is bounded.
 #![allow(dead_code)]
 
+use sfu_core::proto::rtp::{Extension, ExtensionMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -377,12 +378,14 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
                     d => d,
                 },
                 codec: m.codecs.first().cloned(),
-                mid_ext_id: m.mid_ext_id,
-                twcc_ext_id: None,
-                audio_level_ext_id: None,
-                abs_send_time_ext_id: None,
-                // Echoes the dependency descriptor, as Chromium does.
-                dd_ext_id: m.dd_ext_id,
+                // Echoes the MID and the dependency descriptor, as Chromium
+                // does.
+                extensions: ExtensionMap::EMPTY
+                    .with(Extension::Mid, m.extensions.get(Extension::Mid))
+                    .with(
+                        Extension::DependencyDescriptor,
+                        m.extensions.get(Extension::DependencyDescriptor),
+                    ),
                 send: None,
                 rtx: m.codecs.first().and_then(|c| m.rtx_for(c.pt)).cloned(),
                 rtx_ssrc: None,

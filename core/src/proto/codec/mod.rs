@@ -1,0 +1,122 @@
+//! What an SFU reads and rewrites in a video payload without decoding it:
+//! whether a packet starts a keyframe, a VP8 keyframe's size or an H.264
+//! SPS's, and the VP8 picture ID and TL0PICIDX that must stay continuous
+//! when a consumer switches between simulcast layers.
+//!
+//! Every function takes the RTP payload (after the header and extensions,
+//! before any padding) and returns "nothing found" on short or odd input;
+//! none panics.
+
+mod h264;
+mod vp8;
+
+pub use h264::h264_sps_size;
+pub use vp8::Vp8Descriptor;
+
+/// A video codec we forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// VP8 (RFC 7741).
+    Vp8,
+    /// VP9 (RFC 9628).
+    Vp9,
+    /// H.264 with packetization-mode 1 (RFC 6184).
+    H264,
+    /// AV1 (AV1 RTP payload specification v1.0).
+    Av1,
+}
+
+impl VideoCodec {
+    /// The codec of an SDP encoding name (`a=rtpmap`), case-insensitive.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ("VP8", Self::Vp8),
+            ("VP9", Self::Vp9),
+            ("H264", Self::H264),
+            ("AV1", Self::Av1),
+        ]
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, c)| c)
+    }
+
+    /// Whether `payload` is the first packet of a keyframe (a frame the
+    /// decoder can start from):
+    /// - VP8: start of partition 0 with the P bit clear (RFC 7741 §4.3);
+    /// - VP9: B bit set, P bit clear, spatial layer 0 (RFC 9628 §4.2);
+    /// - H.264: an IDR slice or an SPS, alone, in a STAP-A, or at the start
+    ///   of an FU-A (RFC 6184 §5.6–5.8);
+    /// - AV1: the N bit of the aggregation header (a new coded video
+    ///   sequence, AV1 RTP specification §4.4).
+    pub fn is_keyframe(self, payload: &[u8]) -> bool {
+        match self {
+            Self::Vp8 => Vp8Descriptor::parse(payload).is_some_and(|d| d.keyframe),
+            Self::Vp9 => vp9_is_keyframe(payload),
+            Self::H264 => h264::is_keyframe(payload),
+            Self::Av1 => payload.first().is_some_and(|b| b & 0x08 != 0),
+        }
+    }
+}
+
+fn vp9_is_keyframe(payload: &[u8]) -> bool {
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    let (i, p, l, b) = (
+        b0 & 0x80 != 0,
+        b0 & 0x40 != 0,
+        b0 & 0x20 != 0,
+        b0 & 0x08 != 0,
+    );
+    if p || !b {
+        return false;
+    }
+    if !l {
+        return true;
+    }
+    let mut at = 1;
+    if i {
+        let Some(&pid) = payload.get(at) else {
+            return false;
+        };
+        at += if pid & 0x80 != 0 { 2 } else { 1 };
+    }
+    // Layer indices: TID(3) U(1) SID(3) D(1); the keyframe is spatial layer 0.
+    payload.get(at).is_some_and(|li| (li >> 1) & 0x07 == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp9_and_av1_keyframes() {
+        let cases: &[(&str, VideoCodec, &[u8], bool)] = &[
+            ("VP9 key, no layers", VideoCodec::Vp9, &[0x88], true),
+            ("VP9 inter", VideoCodec::Vp9, &[0xc8, 0x01], false),
+            (
+                "VP9 key, not a frame start",
+                VideoCodec::Vp9,
+                &[0x80, 0x01],
+                false,
+            ),
+            (
+                "VP9 key, SID 0",
+                VideoCodec::Vp9,
+                &[0xa8, 0x81, 0x01, 0x00, 0],
+                true,
+            ),
+            (
+                "VP9 key, SID 1",
+                VideoCodec::Vp9,
+                &[0xa8, 0x01, 0x02, 0],
+                false,
+            ),
+            ("AV1 new sequence", VideoCodec::Av1, &[0x18, 0], true),
+            ("AV1 other", VideoCodec::Av1, &[0x10, 0], false),
+        ];
+        for (name, c, p, want) in cases {
+            assert_eq!(c.is_keyframe(p), *want, "{name}");
+        }
+    }
+}
