@@ -11,8 +11,9 @@
 //! cluster arrived as what the path takes: the lower of the rates it was
 //! sent and received at, or nothing when too much of it was lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::send_side::SendSideBwe;
 use super::twcc_sender::PacketResult;
 
 /// How long a cluster lasts.
@@ -150,6 +151,108 @@ impl ProbeCluster {
     }
 }
 
+/// When a subscriber's transport may probe next, and what a probe's
+/// outcome does to its estimate. A probe that finds nothing more, or whose
+/// rise congestion soon undoes (a policer's bucket letting a burst
+/// through), doubles the wait up to [`MAX_INTERVAL`]; a probe the path took
+/// whole, or a rise that held for [`CONFIRM`], brings it back to
+/// [`MIN_INTERVAL`]. Sans-IO: fed the time and the estimator.
+#[derive(Debug)]
+pub struct ProbeController {
+    /// No new probe before then.
+    next: Option<Instant>,
+    /// The wait after a probe that finds nothing more.
+    interval: Duration,
+    /// When a probe last raised the estimate, and the estimate (bit/s)
+    /// before the chain of rises it belongs to.
+    raised: Option<(Instant, u64)>,
+}
+
+impl Default for ProbeController {
+    fn default() -> Self {
+        Self {
+            next: None,
+            interval: MIN_INTERVAL,
+            raised: None,
+        }
+    }
+}
+
+impl ProbeController {
+    /// Whether a new probe may start at `now`.
+    #[must_use]
+    pub fn may_probe(&self, now: Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    /// A cluster of `target_bps` ended with `outcome` at `now`: raises
+    /// `bwe` by a rate it measured, undoes the previous rise when this
+    /// probe contradicts it within [`CONFIRM`], and sets when the next
+    /// probe may start. Returns that wait.
+    pub fn on_outcome(
+        &mut self,
+        now: Instant,
+        target_bps: u64,
+        outcome: ProbeOutcome,
+        bwe: &mut SendSideBwe,
+    ) -> Duration {
+        let before = bwe.bps();
+        // The path took all of it: probe again soon if still needed (a rise
+        // that congestion undoes backs off, in `on_tick`). It took less (a
+        // bottleneck spread it out) or lost it: back off, so a capped path
+        // is not hammered.
+        let took_all = match outcome {
+            ProbeOutcome::Rate(bps) => {
+                if bwe.on_probe_result(now, bps) {
+                    // A chain of rises is undone to where it began.
+                    let was = self.raised.map_or(before, |(_, w)| w);
+                    self.raised = Some((now, was));
+                }
+                bps >= target_bps * 9 / 10
+            }
+            ProbeOutcome::Failed => false,
+        };
+        // A rise the very next probe contradicts was a bucket's burst.
+        if !took_all
+            && let Some((at, was)) = self.raised.take()
+            && now.saturating_duration_since(at) < CONFIRM
+        {
+            bwe.undo_probe(was);
+        }
+        let wait = if took_all {
+            MIN_INTERVAL
+        } else {
+            self.back_off()
+        };
+        self.next = Some(now + wait);
+        wait
+    }
+
+    /// Called periodically: a probe's rise that congestion (`bwe`'s last
+    /// at or after it) undid backs off from the congestion; one that held
+    /// for [`CONFIRM`] was real and resets the wait.
+    pub fn on_tick(&mut self, now: Instant, bwe: &SendSideBwe) {
+        let Some((r, _)) = self.raised else { return };
+        match bwe.last_congestion() {
+            Some(c) if c >= r => {
+                self.next = Some(c + self.back_off());
+                self.raised = None;
+            }
+            _ if now.saturating_duration_since(r) >= CONFIRM => {
+                self.interval = MIN_INTERVAL;
+                self.raised = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Doubles the wait (up to [`MAX_INTERVAL`]) and returns it.
+    fn back_off(&mut self) -> Duration {
+        self.interval = (self.interval * 2).min(MAX_INTERVAL);
+        self.interval
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +317,41 @@ mod tests {
         let mut r = results(3, 300, 2_000, 2_000, 0);
         r.push(after());
         assert_eq!(few.on_results(&r), Some(ProbeOutcome::Failed));
+    }
+
+    #[test]
+    fn the_controller_backs_off_and_undoes_a_rise_the_next_probe_contradicts() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut bwe = SendSideBwe::default();
+        bwe.undo_probe(1_000_000); // an estimate of 1 Mbit/s to probe above
+        let mut c = ProbeController::default();
+        assert!(c.may_probe(t0));
+        // Probes that find nothing wait 2, 4, 8, 8 s.
+        let mut now = t0;
+        for want in [2, 4, 8, 8] {
+            let wait = c.on_outcome(now, 2_000_000, ProbeOutcome::Failed, &mut bwe);
+            assert_eq!(wait, s(want));
+            assert!(!c.may_probe(now + wait - Duration::from_millis(1)));
+            now += wait;
+            assert!(c.may_probe(now));
+        }
+        assert_eq!(bwe.bps(), 1_000_000, "nothing measured, nothing raised");
+        // A probe the path takes whole raises the estimate; the next may
+        // follow after the least wait.
+        let wait = c.on_outcome(now, 2_000_000, ProbeOutcome::Rate(1_950_000), &mut bwe);
+        assert_eq!((wait, bwe.bps()), (MIN_INTERVAL, 1_950_000));
+        // The next, higher, probe gets less through within CONFIRM: the
+        // rise was a bucket's burst and is undone, and it backs off.
+        now += wait;
+        let wait = c.on_outcome(now, 4_000_000, ProbeOutcome::Rate(1_500_000), &mut bwe);
+        assert_eq!(bwe.bps(), 1_000_000);
+        assert_eq!(wait, s(8), "the backoff went on from where it was");
+        // A rise that holds for CONFIRM resets the backoff.
+        now += wait;
+        c.on_outcome(now, 2_000_000, ProbeOutcome::Rate(2_000_000), &mut bwe);
+        c.on_tick(now + CONFIRM, &bwe);
+        let wait = c.on_outcome(now + CONFIRM, 4_000_000, ProbeOutcome::Failed, &mut bwe);
+        assert_eq!((wait, bwe.bps()), (s(2), 2_000_000));
     }
 }

@@ -43,23 +43,9 @@ impl Router {
         }
         // A probe's rise that congestion undid was a policer's bucket
         // letting a short burst through: back off. One that held for
-        // PROBE_CONFIRM was real.
+        // probe::CONFIRM was real (ProbeController::on_tick).
         for (_, e) in self.transports.iter_mut() {
-            let Some((r, _)) = e.probe_raised else {
-                continue;
-            };
-            match e.bwe.last_congestion() {
-                Some(c) if c >= r => {
-                    e.probe_interval = (e.probe_interval * 2).min(probe::MAX_INTERVAL);
-                    e.probe_next = Some(c + e.probe_interval);
-                    e.probe_raised = None;
-                }
-                _ if now.saturating_duration_since(r) >= probe::CONFIRM => {
-                    e.probe_interval = probe::MIN_INTERVAL;
-                    e.probe_raised = None;
-                }
-                _ => {}
-            }
+            e.probing.on_tick(now, &e.bwe);
         }
         let speaker = self
             .speaker
@@ -238,7 +224,7 @@ impl Router {
                 && sub.probe.is_none()
                 && sub.twcc_send.is_some()
                 && sub.bwe.has_feedback()
-                && sub.probe_next.is_none_or(|t| now >= t)
+                && sub.probing.may_probe(now)
             {
                 let mut need = 0u64;
                 let mut via = None;

@@ -62,35 +62,7 @@ impl Router {
         if let Some(outcome) = outcome {
             let target = e.probe.take().map_or(0, |p| p.cluster.target_bps);
             let before = e.bwe.bps();
-            // The path took all of it: probe again soon if still needed (a
-            // rise that congestion undoes backs off, in select_layers). It
-            // took less (a bottleneck spread it out) or lost it: back off,
-            // so a capped path is not hammered.
-            let took_all = match outcome {
-                ProbeOutcome::Rate(bps) => {
-                    if e.bwe.on_probe_result(now, bps) {
-                        // A chain of rises is undone to where it began.
-                        let was = e.probe_raised.map_or(before, |(_, w)| w);
-                        e.probe_raised = Some((now, was));
-                    }
-                    bps >= target * 9 / 10
-                }
-                ProbeOutcome::Failed => false,
-            };
-            // A rise the very next probe contradicts was a bucket's burst.
-            if !took_all
-                && let Some((at, was)) = e.probe_raised.take()
-                && now.saturating_duration_since(at) < probe::CONFIRM
-            {
-                e.bwe.undo_probe(was);
-            }
-            let wait = if took_all {
-                probe::MIN_INTERVAL
-            } else {
-                e.probe_interval = (e.probe_interval * 2).min(probe::MAX_INTERVAL);
-                e.probe_interval
-            };
-            e.probe_next = Some(now + wait);
+            let wait = e.probing.on_outcome(now, target, outcome, &mut e.bwe);
             tracing::debug!(
                 target: "sfu::bwe",
                 transport = %tid,

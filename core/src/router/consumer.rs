@@ -1,13 +1,9 @@
 //! Consumer: one subscriber's outgoing copy of a Producer.
 
-use std::time::Instant;
-
-use crate::bwe::allocator::LayerSelector;
 use crate::ids::{Mid, ProducerId, Pt, Ssrc, TransportId};
-use crate::proto::codec::Vp8Descriptor;
-use crate::proto::rtp::Extension;
-use crate::proto::rtp::{ExtensionMap, Rewrite};
+use crate::proto::rtp::{Extension, ExtensionMap, Rewrite};
 use crate::router::seq_manager::SeqManager;
+use crate::router::simulcast_consumer::SimulcastConsumer;
 
 /// What the control plane tells the data plane about a subscription.
 #[derive(Debug, Clone)]
@@ -73,83 +69,7 @@ pub struct Consumer {
     /// [`NO_LAYER`] when its subscriber's bandwidth has no room for it.
     pub(crate) target_layer: u8,
     /// Layer switching state, for a consumer of a simulcast producer.
-    pub(crate) simulcast: Option<Box<SimulcastState>>,
-}
-
-impl SimulcastState {
-    /// After a copy of a packet was written to `out` (its payload and
-    /// padding, `payload_len` bytes, at the end): rewrites the VP8 picture
-    /// ID and TL0PICIDX by the consumer's offsets, and keeps the latest
-    /// output values for the next switch.
-    pub(crate) fn on_forwarded(
-        &mut self,
-        out: &mut [u8],
-        payload_len: usize,
-        vp8: Option<&Vp8Descriptor>,
-        timestamp: u32,
-        now: Instant,
-    ) {
-        if self
-            .last_ts
-            .is_none_or(|(t, _)| (timestamp.wrapping_sub(t) as i32) >= 0)
-        {
-            self.last_ts = Some((timestamp, now));
-        }
-        let Some(d) = vp8 else { return };
-        let at = out.len() - payload_len;
-        let m = d.picture_id_modulus();
-        let picture_id = d
-            .picture_id
-            .map(|p| p.wrapping_add(self.picture_id_offset) & (m - 1));
-        let tl0 = d.tl0picidx.map(|t| t.wrapping_add(self.tl0picidx_offset));
-        d.rewrite(&mut out[at..], picture_id.unwrap_or(0), tl0.unwrap_or(0));
-        if let Some(p) = picture_id
-            && self
-                .last_picture_id
-                .is_none_or(|l| p.wrapping_sub(l) & (m - 1) < m / 2)
-        {
-            self.last_picture_id = Some(p);
-        }
-        if let Some(t) = tl0
-            && self.last_tl0picidx.is_none_or(|l| t.wrapping_sub(l) < 128)
-        {
-            self.last_tl0picidx = Some(t);
-        }
-    }
-}
-
-/// What a consumer of a simulcast producer keeps so that its subscriber
-/// sees one continuous stream across layer switches.
-#[derive(Debug, Default)]
-pub(crate) struct SimulcastState {
-    pub(crate) selector: LayerSelector,
-    /// The largest width its subscriber shows it at, pixels.
-    pub(crate) max_width: Option<u16>,
-    /// Output = input + offset (wrapping, to the descriptor's width), for
-    /// the VP8 picture ID and TL0PICIDX (RFC 7741 §4.2).
-    pub(crate) picture_id_offset: u16,
-    pub(crate) tl0picidx_offset: u8,
-    /// The last picture ID and TL0PICIDX sent (output values).
-    pub(crate) last_picture_id: Option<u16>,
-    pub(crate) last_tl0picidx: Option<u8>,
-    /// The last RTP timestamp sent (output value) and when.
-    pub(crate) last_ts: Option<(u32, Instant)>,
-    /// Layer switches done.
-    pub(crate) switches: u32,
-    /// The encoding forwarded last, kept across a pause so the next one
-    /// continues its timestamps.
-    pub(crate) last_layer: Option<u8>,
-    /// Paused for want of bandwidth: not resumed before then, nor unless
-    /// the lowest layer fits with the upgrade margin.
-    pub(crate) no_room_until: Option<Instant>,
-    /// Since when the lowest layer has fit again while paused so.
-    pub(crate) room_since: Option<Instant>,
-    /// Since when the lowest layer has not fit on a lossy path while
-    /// forwarding: paused for want of room after [`crate::router::NO_ROOM_HOLD`].
-    pub(crate) starved_since: Option<Instant>,
-    /// How long the next such pause lasts at least (doubles, 10–60 s; a
-    /// resume that holds resets it).
-    pub(crate) no_room_backoff: Option<(std::time::Duration, Instant)>,
+    pub(crate) simulcast: Option<Box<SimulcastConsumer>>,
 }
 
 /// A consumer's state for retransmissions and RTCP reports (cold).

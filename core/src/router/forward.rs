@@ -127,14 +127,7 @@ impl Router {
                     continue;
                 }
                 let before = c.layer_switches();
-                switch_layer(
-                    c,
-                    &producer.encodings,
-                    enc,
-                    hdr.timestamp,
-                    vp8.as_ref(),
-                    now,
-                );
+                c.switch_layer(&producer.encodings, enc, hdr.timestamp, vp8.as_ref(), now);
                 if c.layer_switches() > before {
                     counters.layer_switches.add(1);
                     worker_counters.layer_switches.add(1);

@@ -42,20 +42,19 @@ use self::forward::{payload_of, send_rtcp, send_rtp};
 use self::nack::{Arrival, NackGenerator};
 use self::rate_meter::RateMeter;
 use self::retransmission::{RetransmissionBuffer, Stored};
-use self::rtp_listener::{Route, RtpListener};
-use self::simulcast_consumer::switch_layer;
+use self::rtp_listener::{Bound, RtpListener};
 use self::timers::Timer;
 use self::transport_state::{ActiveProbe, TransportEntry};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::bwe::allocator::LayerInfo;
-use crate::bwe::probe::{ProbeCluster, ProbeOutcome};
+use crate::bwe::probe::{ProbeCluster, ProbeController, ProbeOutcome};
 use crate::bwe::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::bwe::twcc_sender::{PacketResult, TwccSender};
 use crate::bwe::{self, SendSideBwe, allocator, probe};
 use crate::error::{Error, Result};
-use crate::ids::{ConsumerId, ProducerId, Rid, RouterId, Ssrc, TransportId};
+use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
 use crate::proto::codec::{VideoCodec, Vp8Descriptor, h264_sps_size};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;
@@ -360,9 +359,7 @@ impl Router {
             their_rrtr: None,
             listener: RtpListener::default(),
             probe: None,
-            probe_next: None,
-            probe_interval: probe::MIN_INTERVAL,
-            probe_raised: None,
+            probing: ProbeController::default(),
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,

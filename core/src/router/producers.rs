@@ -53,19 +53,7 @@ impl Router {
         let id = self.producers.insert(producer);
         let entry = &mut self.transports[tid];
         entry.producers.push(id);
-        for (i, e) in self.producers[id].encodings.iter().enumerate() {
-            let route = |rtx| Route {
-                producer: id,
-                encoding: i as u8,
-                rtx,
-            };
-            if let Some(ssrc) = e.ssrc {
-                entry.listener.bind(ssrc, route(false));
-            }
-            if let Some(ssrc) = e.rtx_ssrc {
-                entry.listener.bind(ssrc, route(true));
-            }
-        }
+        entry.listener.add_producer(id, &self.producers[id].params);
         if !self.reports_scheduled {
             self.reports_scheduled = true;
             self.timers

@@ -3,7 +3,6 @@
 //! Producer, and the NACKs we send publishers for their gaps (RFC 4585 §6.2.1).
 
 use super::*;
-use crate::proto::rtp::Extension;
 
 impl Router {
     pub(super) fn on_rtp(&mut self, now: Instant, tid: TransportId, pkt: &[u8]) {
@@ -27,11 +26,13 @@ impl Router {
                     .push(Reverse((now + FEEDBACK_INTERVAL, Timer::TwccFeedback)));
             }
         }
-        let listener = self.transports.get(tid).map(|e| e.listener.get(hdr.ssrc));
-        let route = match listener.flatten() {
+        let route = match entry.listener.get(hdr.ssrc) {
             Some(r) => r,
-            None => match self.bind_ssrc(tid, pkt, &hdr) {
-                Some(r) => r,
+            None => match entry.listener.bind_from_extensions(pkt, &hdr) {
+                Some(b) => {
+                    self.on_bound(hdr.ssrc, b);
+                    b.route
+                }
                 None => {
                     self.count_drop(DropReason::UnknownSsrc);
                     return;
@@ -84,79 +85,30 @@ impl Router {
         self.unwrap_buf = buf;
     }
 
-    /// Binds an SSRC the offer did not announce from the packet's MID and
-    /// RID (or, on an RTX payload type, repaired RID) header extensions
-    /// (RFC 8852 §3, RFC 8843 §15): the producer whose MID it carries, its
-    /// encoding with that RID. A producer with one encoding and no RID binds
-    /// by MID alone. `None` when nothing matches.
-    pub(super) fn bind_ssrc(
-        &mut self,
-        tid: TransportId,
-        pkt: &[u8],
-        hdr: &RtpHeader,
-    ) -> Option<Route> {
-        let e = self.transports.get(tid)?;
-        let mut found = None;
-        for pid in &e.producers {
-            let Some(p) = self.producers.get(*pid) else {
-                continue;
-            };
-            let pp = &p.params;
-            let (Some(mid_id), Some(mid)) = (pp.extensions.get(Extension::Mid), pp.mid) else {
-                continue;
-            };
-            if hdr.extension(pkt, mid_id) != Some(mid.as_bytes()) {
-                continue;
-            }
-            let rtx = pp.rtx_payload_types.iter().any(|(r, _)| *r == hdr.pt);
-            let rid_id = if rtx {
-                pp.extensions
-                    .get(Extension::RepairedRid)
-                    .or(pp.extensions.get(Extension::Rid))
-            } else {
-                pp.extensions.get(Extension::Rid)
-            };
-            let rid = rid_id
-                .and_then(|id| hdr.extension(pkt, id))
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(Rid::new);
-            let encoding = match rid {
-                Some(r) => pp.encodings.iter().position(|e| e.rid == Some(r)),
-                None if pp.encodings.len() == 1 && pp.encodings[0].rid.is_none() => Some(0),
-                None => None,
-            };
-            if let Some(i) = encoding {
-                found = Some(Route {
-                    producer: *pid,
-                    encoding: i as u8,
-                    rtx,
-                });
-                break;
-            }
-        }
-        let route = found?;
-        let e = self.transports.get_mut(tid)?;
-        let replaced = e.listener.bind(hdr.ssrc, route);
-        let enc = self
+    /// Records an SSRC the RtpListener bound from a packet's MID and RID
+    /// extensions on the producer's encoding, as its media or RTX SSRC.
+    fn on_bound(&mut self, ssrc: Ssrc, Bound { route, replaced }: Bound) {
+        let Some(enc) = self
             .producers
-            .get_mut(route.producer)?
-            .encodings
-            .get_mut(route.encoding as usize)?;
+            .get_mut(route.producer)
+            .and_then(|p| p.encodings.get_mut(route.encoding as usize))
+        else {
+            return;
+        };
         if route.rtx {
-            enc.rtx_ssrc = Some(hdr.ssrc);
+            enc.rtx_ssrc = Some(ssrc);
         } else {
-            enc.ssrc = Some(hdr.ssrc);
+            enc.ssrc = Some(ssrc);
         }
         tracing::debug!(
             router = %self.id,
             producer = %route.producer,
             rid = ?enc.rid.map(|r| r.to_string()),
-            ssrc = hdr.ssrc.0,
+            ssrc = ssrc.0,
             rtx = route.rtx,
             replaced = ?replaced.map(|s| s.0),
             "bound an SSRC from its MID and RID"
         );
-        Some(route)
     }
 
     /// Puts the next NACK deadline of producer `pid`'s encoding `enc` in

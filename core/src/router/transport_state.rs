@@ -40,13 +40,8 @@ pub(super) struct TransportEntry {
     pub(super) listener: RtpListener,
     /// The probe cluster being sent or measured ([`probe`]).
     pub(super) probe: Option<ActiveProbe>,
-    /// No new probe before then.
-    pub(super) probe_next: Option<Instant>,
-    /// The wait after a probe that finds nothing more: doubles with each
-    /// such probe, back to the least after one that holds.
-    pub(super) probe_interval: Duration,
-    /// When a probe last raised its estimate, and the estimate before.
-    pub(super) probe_raised: Option<(Instant, u64)>,
+    /// When it may probe next, and the backoff ([`probe::ProbeController`]).
+    pub(super) probing: ProbeController,
     /// Our last XR RRTRs to it: (NTP middle 32 bits, ms since epoch + 1).
     pub(super) rrtr_sent: [(u32, u32); 4],
     pub(super) rrtr_next: usize,

@@ -1,153 +1,9 @@
-//! RTCP compound packet walking and the few packets an SFU writes
-//! (RFC 3550 §6, RFC 4585 §6, RFC 5104 §4.3.1).
+//! Reports (RFC 3550 §6.4): sender info, reception report blocks,
+//! receiver reports, and extended reports (RFC 3611) for the RTT of
+//! receivers.
 
+use super::{PT_RR, PT_SR, RtcpPacket};
 use crate::ids::Ssrc;
-
-/// RTCP packet type: sender report (RFC 3550 §6.4.1).
-pub const PT_SR: u8 = 200;
-/// RTCP packet type: receiver report (RFC 3550 §6.4.2).
-pub const PT_RR: u8 = 201;
-/// RTCP packet type: source description (RFC 3550 §6.5).
-pub const PT_SDES: u8 = 202;
-/// RTCP packet type: goodbye (RFC 3550 §6.6).
-pub const PT_BYE: u8 = 203;
-/// RTCP packet type: transport-layer feedback (RFC 4585 §6.2).
-pub const PT_RTPFB: u8 = 205;
-/// RTCP packet type: payload-specific feedback (RFC 4585 §6.3).
-pub const PT_PSFB: u8 = 206;
-
-/// One packet of a compound RTCP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtcpPacket<'a> {
-    /// Count (RC/SC) or feedback message type (FMT), the low 5 bits of byte 0.
-    pub count_or_fmt: u8,
-    /// Packet type (200–206 …).
-    pub pt: u8,
-    /// The whole packet including its 4-byte header.
-    pub bytes: &'a [u8],
-}
-
-impl RtcpPacket<'_> {
-    /// Sender SSRC (the first word after the header), if present.
-    pub fn sender_ssrc(&self) -> Option<Ssrc> {
-        self.bytes
-            .get(4..8)
-            .map(|b| Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-    }
-
-    /// Media source SSRC of a feedback packet (RFC 4585 §6.1).
-    pub fn media_ssrc(&self) -> Option<Ssrc> {
-        self.bytes
-            .get(8..12)
-            .map(|b| Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-    }
-
-    /// The media SSRCs a FIR asks a keyframe for (RFC 5104 §4.3.1: FCI entries
-    /// of 8 bytes, SSRC first).
-    pub fn fir_ssrcs(&self) -> impl Iterator<Item = Ssrc> + '_ {
-        self.bytes
-            .get(12..)
-            .unwrap_or(&[])
-            .chunks_exact(8)
-            .map(|c| Ssrc(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
-    }
-}
-
-/// Iterates the packets of a compound RTCP packet (RFC 3550 §6.1). Stops at the
-/// first malformed packet; [`RtcpIter::malformed`] then tells so.
-#[derive(Debug)]
-pub struct RtcpIter<'a> {
-    rest: &'a [u8],
-    malformed: bool,
-}
-
-impl<'a> RtcpIter<'a> {
-    /// Starts walking `buf` (plain RTCP, after SRTCP unprotect).
-    pub fn new(buf: &'a [u8]) -> Self {
-        Self {
-            rest: buf,
-            malformed: false,
-        }
-    }
-
-    /// True when the walk stopped on a malformed packet.
-    pub fn malformed(&self) -> bool {
-        self.malformed
-    }
-}
-
-impl<'a> Iterator for RtcpIter<'a> {
-    type Item = RtcpPacket<'a>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        if self.rest.len() < 4 || self.rest[0] >> 6 != 2 {
-            self.malformed = true;
-            self.rest = &[];
-            return None;
-        }
-        let len = (u16::from_be_bytes([self.rest[2], self.rest[3]]) as usize + 1) * 4;
-        if len > self.rest.len() {
-            self.malformed = true;
-            self.rest = &[];
-            return None;
-        }
-        let (pkt, rest) = self.rest.split_at(len);
-        self.rest = rest;
-        Some(RtcpPacket {
-            count_or_fmt: pkt[0] & 0x1f,
-            pt: pkt[1],
-            bytes: pkt,
-        })
-    }
-}
-
-/// Checks a compound RTCP packet is well-formed end to end.
-pub fn is_well_formed(buf: &[u8]) -> bool {
-    let mut it = RtcpIter::new(buf);
-    let mut n = 0;
-    for _ in it.by_ref() {
-        n += 1;
-    }
-    n > 0 && !it.malformed()
-}
-
-/// Appends a Picture Loss Indication (RFC 4585 §6.3.1) to `out`: 12 bytes.
-pub fn write_pli(sender: Ssrc, media: Ssrc, out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0x81, PT_PSFB, 0, 2]);
-    out.extend_from_slice(&sender.0.to_be_bytes());
-    out.extend_from_slice(&media.0.to_be_bytes());
-}
-
-/// Packs sequence numbers (in order, wrapping allowed) into Generic NACK
-/// items (RFC 4585 §6.2.1): (PID, BLP), where bit i of BLP asks for PID + i + 1.
-pub fn nack_items(seqs: &[u16]) -> Vec<(u16, u16)> {
-    let mut items: Vec<(u16, u16)> = Vec::new();
-    for &s in seqs {
-        match items.last_mut() {
-            Some((pid, blp)) if (1..=16).contains(&s.wrapping_sub(*pid)) => {
-                *blp |= 1 << (s.wrapping_sub(*pid) - 1);
-            }
-            _ => items.push((s, 0)),
-        }
-    }
-    items
-}
-
-/// Appends a Generic NACK (RFC 4585 §6.2.1) to `out` with the given
-/// (PID, BLP) pairs.
-pub fn write_nack(sender: Ssrc, media: Ssrc, items: &[(u16, u16)], out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0x81, PT_RTPFB]);
-    out.extend_from_slice(&((2 + items.len()) as u16).to_be_bytes());
-    out.extend_from_slice(&sender.0.to_be_bytes());
-    out.extend_from_slice(&media.0.to_be_bytes());
-    for (pid, blp) in items {
-        out.extend_from_slice(&pid.to_be_bytes());
-        out.extend_from_slice(&blp.to_be_bytes());
-    }
-}
 
 /// The sender info of a sender report (RFC 3550 §6.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,46 +177,6 @@ pub fn parse_xr(pkt: &RtcpPacket<'_>) -> Option<ExtendedReport> {
     Some(xr)
 }
 
-/// Appends a REMB (draft-alvestrand-rmcat-remb-03 §2.2: PSFB, FMT 15,
-/// "REMB") to `out`: the receiver's estimate `bitrate_bps` for the total of
-/// the streams `ssrcs` (at most 255).
-pub fn write_remb(sender: Ssrc, bitrate_bps: u64, ssrcs: &[Ssrc], out: &mut Vec<u8>) {
-    let ssrcs = &ssrcs[..ssrcs.len().min(255)];
-    let (mut mantissa, mut exp) = (bitrate_bps, 0u32);
-    while mantissa > 0x3_ffff {
-        mantissa >>= 1;
-        exp += 1;
-    }
-    out.extend_from_slice(&[0x80 | 15, PT_PSFB]);
-    out.extend_from_slice(&((4 + ssrcs.len()) as u16).to_be_bytes());
-    out.extend_from_slice(&sender.0.to_be_bytes());
-    out.extend_from_slice(&0u32.to_be_bytes());
-    out.extend_from_slice(b"REMB");
-    let word = ((ssrcs.len() as u32) << 24) | (exp.min(63) << 18) | mantissa as u32;
-    out.extend_from_slice(&word.to_be_bytes());
-    for s in ssrcs {
-        out.extend_from_slice(&s.0.to_be_bytes());
-    }
-}
-
-/// Reads a REMB: (bitrate in bit/s, the SSRCs it is about); `None` when
-/// `pkt` is not one.
-pub fn parse_remb(pkt: &RtcpPacket<'_>) -> Option<(u64, Vec<Ssrc>)> {
-    let b = pkt.bytes;
-    if pkt.pt != PT_PSFB || pkt.count_or_fmt != 15 || b.get(12..16)? != b"REMB" {
-        return None;
-    }
-    let word = u32::from_be_bytes(b.get(16..20)?.try_into().ok()?);
-    let n = (word >> 24) as usize;
-    let bitrate = u64::from(word & 0x3_ffff) << ((word >> 18) & 0x3f);
-    let ssrcs = b
-        .get(20..20 + 4 * n)?
-        .chunks_exact(4)
-        .map(|c| Ssrc(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
-        .collect();
-    Some((bitrate, ssrcs))
-}
-
 /// The report blocks of an SR or RR packet (none for other packets).
 pub fn report_blocks<'a>(pkt: &RtcpPacket<'a>) -> impl Iterator<Item = ReportBlock> + 'a {
     let start = match pkt.pt {
@@ -377,41 +193,10 @@ pub fn report_blocks<'a>(pkt: &RtcpPacket<'a>) -> impl Iterator<Item = ReportBlo
         .filter_map(ReportBlock::parse)
 }
 
-/// Iterates the (PID, BLP) items of a Generic NACK (RFC 4585 §6.2.1) as the
-/// individual lost sequence numbers.
-pub fn nack_seqs<'a>(pkt: &RtcpPacket<'a>) -> impl Iterator<Item = u16> + 'a {
-    pkt.bytes
-        .get(12..)
-        .unwrap_or(&[])
-        .chunks_exact(4)
-        .flat_map(|c| {
-            let pid = u16::from_be_bytes([c[0], c[1]]);
-            let blp = u16::from_be_bytes([c[2], c[3]]);
-            std::iter::once(pid).chain(
-                (0..16)
-                    .filter(move |i| blp & (1 << i) != 0)
-                    .map(move |i| pid.wrapping_add(i + 1)),
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn walks_compound_and_flags_truncation() {
-        let mut buf = Vec::new();
-        write_empty_rr(Ssrc(1), &mut buf);
-        write_pli(Ssrc(1), Ssrc(2), &mut buf);
-        let pkts: Vec<_> = RtcpIter::new(&buf).collect();
-        assert_eq!(pkts.len(), 2);
-        assert_eq!((pkts[1].pt, pkts[1].count_or_fmt), (PT_PSFB, 1));
-        assert_eq!(pkts[1].media_ssrc(), Some(Ssrc(2)));
-        assert!(is_well_formed(&buf));
-        assert!(!is_well_formed(&buf[..buf.len() - 1]));
-        assert!(!is_well_formed(&[]));
-    }
+    use crate::proto::rtcp::{RtcpIter, is_well_formed};
 
     #[test]
     fn sender_info_round_trips() {
@@ -426,14 +211,6 @@ mod tests {
         si.write(&mut buf);
         let p = RtcpIter::new(&buf).next().expect("one packet");
         assert_eq!(SenderInfo::parse(&p), Some(si));
-    }
-
-    #[test]
-    fn nack_expands_bitmask() {
-        let mut buf = Vec::new();
-        write_nack(Ssrc(1), Ssrc(2), &[(65534, 0b101)], &mut buf);
-        let p = RtcpIter::new(&buf).next().expect("one packet");
-        assert_eq!(nack_seqs(&p).collect::<Vec<_>>(), vec![65534, 65535, 1]);
     }
 
     #[test]
@@ -455,19 +232,6 @@ mod tests {
         bad[14] = 0x10;
         let p = RtcpIter::new(&bad).next();
         assert!(p.is_none_or(|p| parse_xr(&p).is_none_or(|x| x.rrtr.is_empty())));
-    }
-
-    #[test]
-    fn remb_round_trips_within_its_precision() {
-        for bps in [50_000u64, 262_143, 262_144, 1_234_567, 100_000_000] {
-            let mut buf = Vec::new();
-            write_remb(Ssrc(1), bps, &[Ssrc(5), Ssrc(6)], &mut buf);
-            assert!(is_well_formed(&buf));
-            let p = RtcpIter::new(&buf).next().expect("packet");
-            let (got, ssrcs) = parse_remb(&p).expect("a REMB");
-            assert_eq!(ssrcs, [Ssrc(5), Ssrc(6)]);
-            assert!(got <= bps && bps - got <= bps >> 17, "{bps} -> {got}");
-        }
     }
 
     #[test]
@@ -498,17 +262,5 @@ mod tests {
         let p = RtcpIter::new(&buf).next().expect("one packet");
         assert_eq!((p.pt, p.count_or_fmt), (PT_RR, 2));
         assert_eq!(report_blocks(&p).collect::<Vec<_>>(), blocks);
-    }
-
-    #[test]
-    fn nack_items_pack_and_round_trip() {
-        let seqs = [65530u16, 65531, 65535, 0, 10, 11, 40];
-        let items = nack_items(&seqs);
-        // 65531, 65535, 0 and 10 are bits 0, 4, 5 and 15 after 65530; 11 is too far.
-        assert_eq!(items, [(65530, 0b1000_0000_0011_0001), (11, 0), (40, 0)]);
-        let mut buf = Vec::new();
-        write_nack(Ssrc(1), Ssrc(2), &items, &mut buf);
-        let p = RtcpIter::new(&buf).next().expect("one packet");
-        assert_eq!(nack_seqs(&p).collect::<Vec<_>>(), seqs);
     }
 }
