@@ -13,6 +13,11 @@
 //! context here, so segmenting a GSO message on receive is charged to the
 //! send; on a NIC with UDP segmentation offload it is not.
 
+#![expect(
+    unsafe_code,
+    reason = "measures the send system calls themselves: sendmmsg and io_uring SQEs"
+)]
+
 use std::hint::black_box;
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, UdpSocket};

@@ -14,6 +14,11 @@
 //! fed `(Instant, datagram, from)` and polled for datagrams to send and for the
 //! next timeout. Only [`io`] and [`worker`] touch sockets.
 
+// The server's code handles what it can fail on; tests (integration tests
+// are crates of their own, unit tests are allowed by clippy.toml) expect.
+#![warn(clippy::expect_used)]
+#![warn(missing_docs)]
+
 pub mod bwe;
 #[cfg(any(test, feature = "testing"))]
 pub mod client;

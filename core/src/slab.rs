@@ -140,6 +140,10 @@ impl<I: SlabId, T> std::ops::Index<I> for IdSlab<I, T> {
 
     /// Panics when the id is stale: only for ids the router itself holds in
     /// its own consistent tables.
+    #[expect(
+        clippy::expect_used,
+        reason = "Index panics on a missing key by contract; the packet path uses get()"
+    )]
     fn index(&self, id: I) -> &T {
         self.get(id)
             .expect("id held by the router's own tables exists")
@@ -147,6 +151,10 @@ impl<I: SlabId, T> std::ops::Index<I> for IdSlab<I, T> {
 }
 
 impl<I: SlabId, T> std::ops::IndexMut<I> for IdSlab<I, T> {
+    #[expect(
+        clippy::expect_used,
+        reason = "IndexMut panics on a missing key by contract; the packet path uses get_mut()"
+    )]
     fn index_mut(&mut self, id: I) -> &mut T {
         self.get_mut(id)
             .expect("id held by the router's own tables exists")

@@ -3,6 +3,11 @@
 //! copies, hand the buffers back after "sending") with a global allocator
 //! that counts every allocation made on this thread while it is switched on.
 
+#![expect(
+    unsafe_code,
+    reason = "a counting GlobalAlloc that delegates to the system allocator"
+)]
+
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -4,6 +4,10 @@
 //! [`run`] starts the data-plane workers, the rooms hub and the HTTP server,
 //! and stops them all, cleanly, when its `shutdown` future completes.
 
+// The server's code handles what it can fail on; tests (integration tests
+// are crates of their own, unit tests are allowed by clippy.toml) expect.
+#![warn(clippy::expect_used)]
+
 pub mod auth;
 pub mod config;
 pub mod conn;

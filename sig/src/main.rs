@@ -1,5 +1,9 @@
 //! The `sfu` binary: see README.md for flags, and `sfu --help`.
 
+// The server's code handles what it can fail on; tests (integration tests
+// are crates of their own, unit tests are allowed by clippy.toml) expect.
+#![warn(clippy::expect_used)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

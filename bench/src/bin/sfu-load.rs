@@ -1,6 +1,10 @@
 //! `sfu-load`: drives real WebRTC clients against an sfu server and reports
 //! forwarded packets, loss, latency and the server's CPU per packet.
 
+// The server's code handles what it can fail on; tests (integration tests
+// are crates of their own, unit tests are allowed by clippy.toml) expect.
+#![warn(clippy::expect_used)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

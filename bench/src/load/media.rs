@@ -6,6 +6,11 @@
 //! header and decrypt 1 in `verify_every` to check the payload and measure
 //! one-way latency.
 
+#![expect(
+    unsafe_code,
+    reason = "the generator's own UDP IO: recvmmsg, ppoll and sockaddr casts"
+)]
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;

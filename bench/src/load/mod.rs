@@ -4,6 +4,11 @@
 //! Joins that fail or time out are reported with the reason and counted;
 //! the run stops by itself after `--ramp` + `--duration` and cleans up.
 
+#![expect(
+    unsafe_code,
+    reason = "kill(2) of the spawned server, and pinning it between fork and exec"
+)]
+
 pub mod media;
 pub mod report;
 pub mod signal;

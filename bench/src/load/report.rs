@@ -1,5 +1,7 @@
 //! Figures of a load run and the process statistics they come from.
 
+#![expect(unsafe_code, reason = "sysconf(3) for the clock tick")]
+
 use serde::Serialize;
 
 /// The JSON summary written by `--json` and printed at the end.

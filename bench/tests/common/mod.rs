@@ -14,10 +14,10 @@ use sfu_sig::Background;
 use sfu_sig::config::{Config, Flags};
 use tokio_tungstenite::tungstenite::Message;
 
-pub type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-pub struct Client {
+pub(crate) struct Client {
     pub spec: ClientSpec,
     pub ws: Ws,
     pub peer: ClientPeer,
@@ -27,7 +27,7 @@ pub struct Client {
     pub version: u64,
 }
 
-pub fn spec(
+pub(crate) fn spec(
     idx: usize,
     room: &str,
     cert: &Certificate,
@@ -51,7 +51,7 @@ pub fn spec(
     (spec, sock)
 }
 
-pub async fn next_text(ws: &mut Ws, within: Duration) -> Option<serde_json::Value> {
+pub(crate) async fn next_text(ws: &mut Ws, within: Duration) -> Option<serde_json::Value> {
     let end = tokio::time::Instant::now() + within;
     while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, ws.next()).await {
         if let Message::Text(t) = m {
@@ -63,7 +63,7 @@ pub async fn next_text(ws: &mut Ws, within: Duration) -> Option<serde_json::Valu
 
 impl Client {
     /// Joins `room` and completes ICE + DTLS.
-    pub async fn connect(
+    pub(crate) async fn connect(
         addr: SocketAddr,
         idx: usize,
         room: &str,
@@ -109,7 +109,7 @@ impl Client {
     }
 
     /// Moves datagrams both ways; counts received RTP.
-    pub fn pump(&mut self) {
+    pub(crate) fn pump(&mut self) {
         let now = Instant::now();
         if self.peer.poll_timeout() <= now {
             self.peer.handle_timeout(now);
@@ -128,7 +128,7 @@ impl Client {
     }
 
     /// Answers pending `update` offers; returns the other messages read.
-    pub async fn signaling(&mut self, within: Duration) -> Vec<serde_json::Value> {
+    pub(crate) async fn signaling(&mut self, within: Duration) -> Vec<serde_json::Value> {
         let mut other = Vec::new();
         let end = tokio::time::Instant::now() + within;
         while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, self.ws.next()).await {
@@ -150,7 +150,7 @@ impl Client {
         other
     }
 
-    pub async fn leave(mut self) {
+    pub(crate) async fn leave(mut self) {
         self.ws
             .send(Message::Text(r#"{"type":"leave"}"#.into()))
             .await
@@ -168,7 +168,7 @@ impl Client {
         let _ = self.ws.close(None).await;
     }
 
-    pub fn send_rtp(&mut self, seq: u16) {
+    pub(crate) fn send_rtp(&mut self, seq: u16) {
         let mut p = vec![0x80, 96];
         p.extend_from_slice(&seq.to_be_bytes());
         p.extend_from_slice(&(seq as u32 * 3000).to_be_bytes());
@@ -180,18 +180,18 @@ impl Client {
     }
 }
 
-pub fn self_rss() -> u64 {
+pub(crate) fn self_rss() -> u64 {
     sfu_bench::load::report::process_rss_bytes(std::process::id()).expect("rss")
 }
 
-pub fn open_fds() -> usize {
+pub(crate) fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .expect("fds")
 }
 
 /// What each open descriptor points at (for the failure message).
-pub fn fd_targets() -> Vec<String> {
+pub(crate) fn fd_targets() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.flatten()
@@ -204,7 +204,7 @@ pub fn fd_targets() -> Vec<String> {
     v
 }
 
-pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+pub(crate) fn metric(addr: SocketAddr, name: &str) -> u64 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
@@ -217,7 +217,7 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
         .sum()
 }
 
-pub fn server(ports: &str, flags: Flags) -> Background {
+pub(crate) fn server(ports: &str, flags: Flags) -> Background {
     let cfg = Config::load(Flags {
         rtc_ports: Some(ports.into()),
         rtc_listen_ip: Some("127.0.0.1".into()),
@@ -232,7 +232,7 @@ pub fn server(ports: &str, flags: Flags) -> Background {
     .expect("server")
 }
 
-pub fn block_on<F: std::future::Future>(within: Duration, f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(within: Duration, f: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

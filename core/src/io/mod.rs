@@ -2,6 +2,11 @@
 //! port range with socket2 (RFC-free plumbing), and the
 //! per-core loop's two [`Driver`]s: [`epoll`] and [`uring`].
 
+#![expect(
+    unsafe_code,
+    reason = "the IO layer: socket system calls, io_uring submission entries and their buffers"
+)]
+
 pub mod epoll;
 pub mod uring;
 pub mod waker;

@@ -2,6 +2,11 @@
 //! place of this FFI, for the workers, the server's choice of CPUs and the
 //! load generator.
 
+#![expect(
+    unsafe_code,
+    reason = "sched_setaffinity(2) and sched_getaffinity(2) through libc"
+)]
+
 use std::io;
 
 /// Pins thread or process `pid` (0: the calling thread) to `cpu` alone.

@@ -41,7 +41,7 @@ use crate::stats::Counters;
 use crate::transport::Transmit;
 
 /// Commands handled per iteration at most.
-pub const MAX_COMMANDS: usize = 64;
+pub(crate) const MAX_COMMANDS: usize = 64;
 
 struct Room {
     id: RouterId,

@@ -1,4 +1,4 @@
 //! The shared in-memory harness lives in `sfu_core::testing`.
 #![allow(unused_imports)]
 
-pub use sfu_core::testing::*;
+pub(crate) use sfu_core::testing::*;

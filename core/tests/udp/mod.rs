@@ -16,7 +16,10 @@ use sfu_core::worker::{Command, Event, Reply, Worker};
 use sfu_core::{Mid, Pt, RouterId, Ssrc, TransportId};
 
 /// Sends a command and waits up to 5 s for its reply.
-pub fn call<T: Send + 'static>(worker: &Worker, make: impl FnOnce(Reply<T>) -> Command) -> T {
+pub(crate) fn call<T: Send + 'static>(
+    worker: &Worker,
+    make: impl FnOnce(Reply<T>) -> Command,
+) -> T {
     let (tx, rx) = crossbeam_channel::bounded(1);
     worker
         .send(make(Box::new(move |r| {
@@ -29,7 +32,7 @@ pub fn call<T: Send + 'static>(worker: &Worker, make: impl FnOnce(Reply<T>) -> C
 }
 
 /// One client peer with its socket.
-pub struct Side {
+pub(crate) struct Side {
     pub sock: UdpSocket,
     pub peer: ClientPeer,
     pub server: SocketAddr,
@@ -37,7 +40,7 @@ pub struct Side {
 
 impl Side {
     /// Runs the peer's timers, sends what it has, and reads what arrived.
-    pub fn pump(&mut self, now: Instant) -> Vec<ClientReceived> {
+    pub(crate) fn pump(&mut self, now: Instant) -> Vec<ClientReceived> {
         if self.peer.poll_timeout() <= now {
             self.peer.handle_timeout(now);
         }
@@ -60,7 +63,7 @@ impl Side {
 
 /// Connects two client peers through `router` (ICE + DTLS), waits until the
 /// worker reports both connected, and returns them with their transports.
-pub fn connect_pair(
+pub(crate) fn connect_pair(
     worker: &Worker,
     events: &Receiver<Event>,
     router: RouterId,
@@ -130,7 +133,7 @@ pub fn connect_pair(
 
 /// Makes side 0 publish an audio track (SSRC 1000, PT 111) and side 1
 /// receive it (SSRC 2000).
-pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]) {
+pub(crate) fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]) {
     let producer = call(worker, |reply| Command::CreateProducer {
         router,
         params: ProducerParams {
@@ -162,7 +165,7 @@ pub fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[TransportId]
 }
 
 /// An Opus-sized RTP packet from SSRC 1000 with sequence number `seq`.
-pub fn audio_packet(seq: u16) -> Vec<u8> {
+pub(crate) fn audio_packet(seq: u16) -> Vec<u8> {
     let mut pkt = vec![0x80, 111];
     pkt.extend_from_slice(&seq.to_be_bytes());
     pkt.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
@@ -173,7 +176,7 @@ pub fn audio_packet(seq: u16) -> Vec<u8> {
 
 /// Sends packets from side 0 until side 1 has received `want` of them, or
 /// `within` passes; returns what side 1 received.
-pub fn forward(sides: &mut [Side], want: usize, within: Duration) -> Vec<bytes::Bytes> {
+pub(crate) fn forward(sides: &mut [Side], want: usize, within: Duration) -> Vec<bytes::Bytes> {
     let mut received = Vec::new();
     let deadline = Instant::now() + within;
     let mut seq = 0u16;
@@ -194,7 +197,7 @@ pub fn forward(sides: &mut [Side], want: usize, within: Duration) -> Vec<bytes::
 
 /// Runs `scenario` on a thread of its own and fails if it panics or does
 /// not finish within `limit` (a hung worker never hangs the test run).
-pub fn with_watchdog(what: &str, limit: Duration, scenario: impl FnOnce() + Send + 'static) {
+pub(crate) fn with_watchdog(what: &str, limit: Duration, scenario: impl FnOnce() + Send + 'static) {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario));

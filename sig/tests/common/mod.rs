@@ -22,13 +22,13 @@ use sfu_sig::protocol::ClientMsg;
 use sfu_sig::sdp::{self, Direction, LocalMedia, LocalParams};
 use tokio::sync::{mpsc, oneshot};
 
-pub const OFFER: &str = include_str!("../../../testdata/sdp/offer-audio-video-sendrecv.sdp");
-pub const RECVONLY_OFFER: &str =
+pub(crate) const OFFER: &str = include_str!("../../../testdata/sdp/offer-audio-video-sendrecv.sdp");
+pub(crate) const RECVONLY_OFFER: &str =
     include_str!("../../../testdata/sdp/offer-recvonly-audio-video.sdp");
 
 /// What a fake worker knows and did.
 #[derive(Debug, Default)]
-pub struct FakeState {
+pub(crate) struct FakeState {
     pub commands: Vec<String>,
     pub transports: IdSlab<TransportId, RouterId>,
     pub producers: IdSlab<ProducerId, ()>,
@@ -47,7 +47,7 @@ pub struct FakeState {
 
 /// A stand-in worker thread.
 #[derive(Debug, Clone)]
-pub struct FakeWorker {
+pub(crate) struct FakeWorker {
     pub tx: CommandSender,
     pub counters: Arc<Counters>,
     pub state: Arc<Mutex<FakeState>>,
@@ -56,7 +56,7 @@ pub struct FakeWorker {
 }
 
 impl FakeWorker {
-    pub fn spawn() -> Self {
+    pub(crate) fn spawn() -> Self {
         let (tx, rx) = crossbeam_channel::bounded::<Command>(4096);
         let state = Arc::new(Mutex::new(FakeState::default()));
         let stalled = Arc::new(AtomicBool::new(false));
@@ -120,14 +120,14 @@ impl FakeWorker {
         }
     }
 
-    pub fn count(&self, name: &str) -> usize {
+    pub(crate) fn count(&self, name: &str) -> usize {
         let s = self.state.lock().expect("state");
         s.commands.iter().filter(|c| *c == name).count()
     }
 
     /// Removes a transport as a consent timeout would, and returns the event
     /// the worker would send (the test decides when the hub gets it).
-    pub fn expire(&self, transport: TransportId) -> Event {
+    pub(crate) fn expire(&self, transport: TransportId) -> Event {
         let mut s = self.state.lock().expect("state");
         let router = s.transports.try_remove(transport).expect("live transport");
         Event::Router {
@@ -137,7 +137,7 @@ impl FakeWorker {
     }
 
     /// Waits (up to 5 s) until at least `n` consumers were resumed.
-    pub async fn wait_resumed(&self, n: usize) {
+    pub(crate) async fn wait_resumed(&self, n: usize) {
         let end = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let resumed = {
@@ -156,7 +156,7 @@ impl FakeWorker {
     }
 
     /// The newest live transport.
-    pub fn last_transport(&self) -> TransportId {
+    pub(crate) fn last_transport(&self) -> TransportId {
         let s = self.state.lock().expect("state");
         s.transports
             .iter()
@@ -166,7 +166,7 @@ impl FakeWorker {
     }
 }
 
-pub fn hub_config(offer_timeout: Duration) -> HubConfig {
+pub(crate) fn hub_config(offer_timeout: Duration) -> HubConfig {
     HubConfig {
         announced_ip: "127.0.0.1".parse().expect("ip"),
         fingerprint: sfu_core::proto::dtls::format_fingerprint(&[1; 32]),
@@ -178,7 +178,7 @@ pub fn hub_config(offer_timeout: Duration) -> HubConfig {
 
 /// A hub on its own task over `workers`; with `respawn`, a failed worker is
 /// replaced by a new fake, recorded in the returned list.
-pub struct TestHub {
+pub(crate) struct TestHub {
     pub tx: mpsc::Sender<HubMsg>,
     pub workers: Vec<FakeWorker>,
     pub spawned: Arc<Mutex<Vec<(usize, u32, FakeWorker)>>>,
@@ -188,7 +188,7 @@ pub struct TestHub {
 }
 
 impl TestHub {
-    pub fn start(n: usize, cfg: HubConfig, respawn: bool) -> Self {
+    pub(crate) fn start(n: usize, cfg: HubConfig, respawn: bool) -> Self {
         let workers: Vec<FakeWorker> = (0..n).map(|_| FakeWorker::spawn()).collect();
         let spawned = Arc::new(Mutex::new(Vec::new()));
         let spawner: Option<Spawner> = respawn.then(|| {
@@ -224,7 +224,7 @@ impl TestHub {
         }
     }
 
-    pub async fn connect(&mut self) -> Client {
+    pub(crate) async fn connect(&mut self) -> Client {
         let id = self.next_conn;
         self.next_conn += 1;
         let (conn, rx) = ConnHandle::new(id, 1024);
@@ -241,18 +241,18 @@ impl TestHub {
     }
 
     /// A new connection that joined `room` and got its answer.
-    pub async fn joined(&mut self, room: &str, name: &str, sdp: &str) -> Client {
+    pub(crate) async fn joined(&mut self, room: &str, name: &str, sdp: &str) -> Client {
         let mut c = self.connect().await;
         c.join(room, name, sdp).await;
         c.expect("answer").await;
         c
     }
 
-    pub async fn event(&self, ev: Event) {
+    pub(crate) async fn event(&self, ev: Event) {
         self.tx.send(HubMsg::Core(ev)).await.expect("hub");
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let (done, wait) = oneshot::channel();
         let _ = self.tx.send(HubMsg::Shutdown { done }).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
@@ -271,7 +271,7 @@ impl TestHub {
 }
 
 /// A signaling client talking to the hub as a WebSocket task would.
-pub struct Client {
+pub(crate) struct Client {
     pub id: u64,
     pub conn: ConnHandle,
     pub rx: mpsc::Receiver<Outgoing>,
@@ -279,14 +279,14 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn send(&self, msg: ClientMsg) {
+    pub(crate) async fn send(&self, msg: ClientMsg) {
         self.hub
             .send(HubMsg::Client { conn: self.id, msg })
             .await
             .expect("hub");
     }
 
-    pub async fn join(&self, room: &str, name: &str, sdp: &str) {
+    pub(crate) async fn join(&self, room: &str, name: &str, sdp: &str) {
         self.send(ClientMsg::Join {
             room: room.into(),
             name: name.into(),
@@ -296,7 +296,7 @@ impl Client {
         .await;
     }
 
-    pub async fn disconnect(&self) {
+    pub(crate) async fn disconnect(&self) {
         self.hub
             .send(HubMsg::Disconnect { conn: self.id })
             .await
@@ -304,7 +304,7 @@ impl Client {
     }
 
     /// The next JSON message, within `within`, or `None` when nothing came.
-    pub async fn recv_within(&mut self, within: Duration) -> Option<serde_json::Value> {
+    pub(crate) async fn recv_within(&mut self, within: Duration) -> Option<serde_json::Value> {
         let end = tokio::time::Instant::now() + within;
         loop {
             match tokio::time::timeout_at(end, self.rx.recv()).await {
@@ -317,7 +317,7 @@ impl Client {
         }
     }
 
-    pub async fn recv(&mut self) -> serde_json::Value {
+    pub(crate) async fn recv(&mut self) -> serde_json::Value {
         self.recv_within(Duration::from_secs(10))
             .await
             .expect("a message within 10 s")
@@ -325,7 +325,7 @@ impl Client {
 
     /// The next message of type `kind` (or an error with code `kind`),
     /// skipping `participants` and `update`; anything else is a failure.
-    pub async fn expect(&mut self, kind: &str) -> serde_json::Value {
+    pub(crate) async fn expect(&mut self, kind: &str) -> serde_json::Value {
         loop {
             let v = self.recv().await;
             if v["type"] == kind || v["code"] == kind {
@@ -339,7 +339,7 @@ impl Client {
     }
 
     /// Answers an update offer, refusing (port 0) the m-sections of `refuse` kind.
-    pub async fn answer(&self, offer: &str, refuse: Option<&str>) {
+    pub(crate) async fn answer(&self, offer: &str, refuse: Option<&str>) {
         self.send(ClientMsg::Answer {
             sdp: answer_for(offer, refuse),
         })
@@ -350,7 +350,7 @@ impl Client {
 /// A client's answer to a server `update` offer: receives every `sendonly`
 /// section (refusing those of kind `refuse` with port 0), keeps closed ones
 /// closed and answers its own sections in kind.
-pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
+pub(crate) fn answer_for(offer: &str, refuse: Option<&str>) -> String {
     let o = sdp::parse(offer).expect("the server's offer parses");
     let local = LocalParams {
         ice_ufrag: "clnt".into(),
@@ -398,12 +398,12 @@ pub fn answer_for(offer: &str, refuse: Option<&str>) -> String {
 }
 
 /// m-sections in an SDP.
-pub fn sections(sdp: &str) -> usize {
+pub(crate) fn sections(sdp: &str) -> usize {
     sdp.lines().filter(|l| l.starts_with("m=")).count()
 }
 
 /// Runs `f` on a fresh runtime with a hard timeout.
-pub fn run<F: std::future::Future>(within: Duration, f: F) -> F::Output {
+pub(crate) fn run<F: std::future::Future>(within: Duration, f: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
