@@ -1,6 +1,7 @@
 //! Errors of the data plane. One `#[non_exhaustive]` enum per layer, wrapped by [`Error`].
 
-use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ids::{ConsumerId, ProducerId, Rid, RouterId, Ssrc, TransportId};
+use crate::proto::rtp::ExtensionMapError;
 
 /// Errors returned to the control plane (`sig`) in command replies.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +32,7 @@ pub enum Error {
     UnknownConsumer(ConsumerId),
     /// Parameters given by the control plane are invalid.
     #[error("invalid parameters: {0}")]
-    InvalidParams(String),
+    InvalidParams(#[from] ParamsError),
     /// The worker thread is gone (shut down or crashed).
     #[error("worker is not running")]
     WorkerGone,
@@ -42,9 +43,57 @@ pub enum Error {
     /// The worker's command queue is full: it is overloaded or stalled.
     #[error("the worker's command queue is full")]
     QueueFull,
-    /// DTLS set-up failed.
-    #[error("dtls: {0}")]
-    Dtls(String),
+}
+
+/// Why the control plane's parameters for a router, transport, producer
+/// or consumer were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamsError {
+    /// A router with this id exists on the worker.
+    #[error("router {0} exists")]
+    RouterExists(RouterId),
+    /// ICE credentials outside RFC 8839 §5.4: ufrag 4–256, pwd 22–256
+    /// characters.
+    #[error("ICE ufrag must be 4-256 and pwd 22-256 characters")]
+    IceCredentialLength,
+    /// The ufrag has a ':' (it separates ufrags in the STUN USERNAME).
+    #[error("ICE ufrag must not contain ':'")]
+    UfragColon,
+    /// Another transport of the router has this ufrag.
+    #[error("ICE ufrag already in use")]
+    UfragInUse,
+    /// A producer has 1–[`crate::router::producer::MAX_ENCODINGS`]
+    /// encodings.
+    #[error("a producer has 1-{max} encodings, not {n}")]
+    EncodingCount {
+        /// Encodings given.
+        n: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// More than one encoding for audio.
+    #[error("simulcast is for video only")]
+    SimulcastAudio,
+    /// A simulcast encoding (by index) without a RID.
+    #[error("simulcast encoding {0} has no RID")]
+    MissingRid(usize),
+    /// Two encodings with one RID.
+    #[error("RID {0} appears twice")]
+    DuplicateRid(Rid),
+    /// An encoding (by index) with no SSRC and no MID and RID (with their
+    /// extension ids) to bind one from (RFC 8852 §3).
+    #[error("encoding {0} has no SSRC, and no MID and RID to bind one from")]
+    Unbindable(usize),
+    /// Header extension ids that cannot be used (RFC 8285).
+    #[error(transparent)]
+    Extensions(#[from] ExtensionMapError),
+    /// The transport already receives a stream with this SSRC.
+    #[error("SSRC {} already produced on this transport", .0.0)]
+    SsrcProduced(Ssrc),
+    /// The transport already sends a consumer with this SSRC.
+    #[error("SSRC {} already consumed on this transport", .0.0)]
+    SsrcConsumed(Ssrc),
 }
 
 /// Result alias of the data plane.

@@ -34,5 +34,5 @@ pub mod testing;
 pub mod transport;
 pub mod worker;
 
-pub use error::{Error, Result};
+pub use error::{Error, ParamsError, Result};
 pub use ids::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, SeqNo, Ssrc, TransportId};

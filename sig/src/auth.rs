@@ -30,10 +30,14 @@ pub enum AuthError {
     Expired,
     /// Bad signature, malformed, wrong algorithm or missing claims.
     #[error("the join token is not valid: {0}")]
-    Invalid(String),
+    Invalid(jsonwebtoken::errors::Error),
     /// The token names another room.
     #[error("the join token is for room {0:?}, not this one")]
     WrongRoom(String),
+    /// Minting: the token could not be signed (it cannot fail with an
+    /// HMAC key; never sent to a client).
+    #[error("cannot sign the join token: {0}")]
+    Signing(jsonwebtoken::errors::Error),
 }
 
 impl AuthError {
@@ -44,6 +48,7 @@ impl AuthError {
             Self::Expired => "token-expired",
             Self::Invalid(_) => "token-invalid",
             Self::WrongRoom(_) => "token-wrong-room",
+            Self::Signing(_) => "internal",
         }
     }
 }
@@ -56,8 +61,8 @@ fn now_secs() -> u64 {
 
 /// Mints a token for `identity` in `room`, valid for `ttl`.
 ///
-/// Errors: a message if signing fails (it does not with an HMAC key).
-pub fn mint(secret: &str, room: &str, identity: &str, ttl: Duration) -> Result<String, String> {
+/// Errors: [`AuthError::Signing`] (it does not fail with an HMAC key).
+pub fn mint(secret: &str, room: &str, identity: &str, ttl: Duration) -> Result<String, AuthError> {
     let iat = now_secs();
     let claims = Claims {
         room: room.into(),
@@ -70,7 +75,7 @@ pub fn mint(secret: &str, room: &str, identity: &str, ttl: Duration) -> Result<S
         &claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
-    .map_err(|e| e.to_string())
+    .map_err(AuthError::Signing)
 }
 
 /// Checks `token` (signature, HS256 only, expiry with no leeway) and that it
@@ -87,7 +92,7 @@ pub fn verify(secret: &str, token: Option<&str>, room: &str) -> Result<Claims, A
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
+                _ => AuthError::Invalid(e),
             })?;
     if data.claims.room != room {
         return Err(AuthError::WrongRoom(data.claims.room));

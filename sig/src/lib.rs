@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod error;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -35,6 +36,7 @@ use sfu_core::worker::{Worker, WorkerConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+use crate::error::ServerError;
 use crate::hub::{HUB_QUEUE, Hub, HubConfig, HubMsg, Registry, Spawner};
 use crate::ratelimit::IpLimiter;
 use crate::ws::AppState;
@@ -50,14 +52,14 @@ pub use sfu_core::worker::affinity::allowed_cpus;
 /// Runs the server on `listener` until `shutdown` completes: then tells every
 /// participant, closes rooms, stops HTTP and joins the workers.
 ///
-/// Errors: a message when the workers cannot start or TLS cannot be loaded.
+/// Errors: [`ServerError`] when the certificate, a worker, the event
+/// thread, TLS or the listener cannot be set up.
 pub async fn run(
     cfg: Config,
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let cert =
-        Certificate::generate().map_err(|e| format!("cannot create the DTLS certificate: {e}"))?;
+) -> Result<(), ServerError> {
+    let cert = Certificate::generate()?;
     let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
     let cpus = allowed_cpus();
     // Decided once, so every worker (and every restart) uses the same loop.
@@ -92,7 +94,7 @@ pub async fn run(
     let mut workers = Vec::new();
     for i in 0..cfg.cores {
         let w = Worker::spawn(i, worker_config(i, 0), cert.clone(), ev_tx.clone())
-            .map_err(|e| format!("cannot start data-plane worker {i}: {e}"))?;
+            .map_err(|source| ServerError::Worker { index: i, source })?;
         workers.push(w);
     }
     tracing::info!(workers = workers.len(), io_backend = backend.as_str(), requested = cfg.io_backend.as_str(), cpus = ?&cpus[..cfg.cores.min(cpus.len())], fingerprint = %cert.fingerprint_sdp(), "data plane started");
@@ -110,11 +112,9 @@ pub async fn run(
         let cert = cert.clone();
         Arc::new(move |i: usize, generation: u32| {
             let w = Worker::spawn(i, worker_config(i, generation), cert.clone(), ev_tx.clone())
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| ServerError::Worker { index: i, source })?;
             let out = (w.sender(), w.counters().clone());
-            let mut h = handles
-                .lock()
-                .map_err(|_| "worker table poisoned".to_string())?;
+            let mut h = handles.lock().map_err(|_| ServerError::Poisoned)?;
             if let Some(old) = h.get_mut(i).and_then(Option::take) {
                 old.abandon();
             }
@@ -162,7 +162,10 @@ pub async fn run(
                 }
             }
         })
-        .map_err(|e| format!("cannot start the event thread: {e}"))?;
+        .map_err(|source| ServerError::Thread {
+            what: "event",
+            source,
+        })?;
 
     let state = AppState {
         hub: hub_tx.clone(),
@@ -174,14 +177,16 @@ pub async fn run(
         metrics_max_rooms: cfg.metrics_max_rooms,
     };
     let app = http::router(state);
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    listener
+        .set_nonblocking(true)
+        .map_err(ServerError::Listener)?;
+    let addr = listener.local_addr().map_err(ServerError::Listener)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = match &cfg.tls {
         Some((cert_path, key_path)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert_path, key_path)
                 .await
-                .map_err(|e| format!("invalid configuration: tls_cert/tls_key: {e}"))?;
+                .map_err(ServerError::Tls)?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             tokio::spawn(async move {
@@ -189,7 +194,7 @@ pub async fn run(
                 h.graceful_shutdown(Some(Duration::from_secs(2)));
             });
             tracing::info!(%addr, "serving HTTPS");
-            let srv = axum_server::from_tcp_rustls(listener, tls).map_err(|e| e.to_string())?;
+            let srv = axum_server::from_tcp_rustls(listener, tls).map_err(ServerError::Listener)?;
             tokio::spawn(async move {
                 if let Err(e) = srv
                     .handle(handle)
@@ -201,7 +206,7 @@ pub async fn run(
             })
         }
         None => {
-            let l = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+            let l = tokio::net::TcpListener::from_std(listener).map_err(ServerError::Listener)?;
             tracing::info!(%addr, "serving HTTP");
             tokio::spawn(async move {
                 let r = axum::serve(
@@ -257,15 +262,16 @@ pub struct Background {
     /// The HTTP address it listens on.
     pub addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
 }
 
 impl Background {
     /// Starts the server with `cfg` on `listener`.
     ///
-    /// Errors: a message when the listener or the runtime cannot be set up.
-    pub fn start(cfg: Config, listener: std::net::TcpListener) -> Result<Self, String> {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    /// Errors: [`ServerError::Listener`], [`ServerError::Thread`]; what
+    /// [`run`] returns comes from [`Self::stop`].
+    pub fn start(cfg: Config, listener: std::net::TcpListener) -> Result<Self, ServerError> {
+        let addr = listener.local_addr().map_err(ServerError::Listener)?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sfu-server".into())
@@ -274,12 +280,15 @@ impl Background {
                     .worker_threads(2)
                     .enable_all()
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(ServerError::Runtime)?;
                 rt.block_on(run(cfg, listener, async move {
                     let _ = stop_rx.await;
                 }))
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| ServerError::Thread {
+                what: "server",
+                source,
+            })?;
         Ok(Self {
             addr,
             stop: Some(stop_tx),
@@ -289,16 +298,16 @@ impl Background {
 
     /// Stops the server (participants told, rooms closed, workers joined) and
     /// returns how it ended.
-    pub fn stop(mut self) -> Result<(), String> {
+    pub fn stop(mut self) -> Result<(), ServerError> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> Result<(), String> {
+    fn shutdown(&mut self) -> Result<(), ServerError> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         match self.thread.take() {
-            Some(t) => t.join().map_err(|_| "server thread panicked".to_string())?,
+            Some(t) => t.join().map_err(|_| ServerError::Panicked)?,
             None => Ok(()),
         }
     }

@@ -87,8 +87,8 @@ fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(format!("--ttl: {e}")),
     };
-    if let Err(e) = validate_name("room", room).and_then(|_| validate_name("identity", identity)) {
-        return fail(e);
+    if let Err(e) = validate_name("room", room).and_then(|()| validate_name("identity", identity)) {
+        return fail(e.to_string());
     }
     let cfg = match Config::load(flags) {
         Ok(c) => c,
@@ -105,6 +105,6 @@ fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str) -> ExitCode {
             println!("{t}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e),
+        Err(e) => fail(e.to_string()),
     }
 }

@@ -239,18 +239,46 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, ServerMsg> {
         .map_err(|e| ServerMsg::error("bad-message", format!("bad {t:?} message: {e}")))
 }
 
+/// Why a room or display name was refused; `what` names the field
+/// ("room", "name", "identity").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Not 1–64 characters.
+    #[error("{what} must be 1-64 characters, got {n}")]
+    Length {
+        /// The field.
+        what: &'static str,
+        /// Its length in characters.
+        n: usize,
+    },
+    /// A control character.
+    #[error("{what} must be printable (no control characters)")]
+    Control {
+        /// The field.
+        what: &'static str,
+    },
+    /// Only white space.
+    #[error("{what} must not be blank")]
+    Blank {
+        /// The field.
+        what: &'static str,
+    },
+}
+
 /// Validates a room or display name: 1–64 characters, none of them control
-/// characters, not only spaces. Returns the reason when invalid.
-pub fn validate_name(what: &str, s: &str) -> Result<(), String> {
+/// characters, not only spaces.
+///
+/// Errors: [`NameError`], naming the field `what`.
+pub fn validate_name(what: &'static str, s: &str) -> Result<(), NameError> {
     let n = s.chars().count();
     if n == 0 || n > 64 {
-        return Err(format!("{what} must be 1-64 characters, got {n}"));
+        return Err(NameError::Length { what, n });
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err(format!("{what} must be printable (no control characters)"));
+        return Err(NameError::Control { what });
     }
     if s.trim().is_empty() {
-        return Err(format!("{what} must not be blank"));
+        return Err(NameError::Blank { what });
     }
     Ok(())
 }

@@ -205,7 +205,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         sfu_core::worker::affinity::pin(0, args.cpu as usize)
             .map_err(|e| format!("cannot pin to CPU {}: {e}", args.cpu))?;
     }
-    let cert = Certificate::generate()?;
+    let cert = Certificate::generate().map_err(|e| e.to_string())?;
     let per_room = args.publishers + args.subscribers;
     let total = args.rooms * per_room;
     let mut specs = Vec::with_capacity(total);

@@ -35,10 +35,9 @@ impl std::fmt::Debug for Certificate {
 impl Certificate {
     /// Generates a fresh self-signed ECDSA P-256 certificate.
     ///
-    /// Errors: a string from the generator (it only fails if the system RNG does).
-    pub fn generate() -> Result<Self, String> {
-        let inner =
-            dimpl::certificate::generate_self_signed_certificate().map_err(|e| e.to_string())?;
+    /// Errors: [`DtlsError::Certificate`] (only if the system RNG fails).
+    pub fn generate() -> Result<Self, DtlsError> {
+        let inner = dimpl::certificate::generate_self_signed_certificate()?;
         let fingerprint = sha256(&inner.certificate);
         Ok(Self { inner, fingerprint })
     }
@@ -110,7 +109,13 @@ pub enum DtlsError {
     NoSrtp,
     /// dimpl reported a fatal error (handshake failure, timeout, alert…).
     #[error("dtls: {0}")]
-    Protocol(String),
+    Protocol(#[from] dimpl::Error),
+    /// The certificate could not be generated (the system RNG failed).
+    #[error("cannot generate the DTLS certificate: {0}")]
+    Certificate(#[from] dimpl::certificate::CertificateError),
+    /// The exported keys do not make an SRTP session (RFC 5764 §4.2).
+    #[error("SRTP keys: {0}")]
+    Srtp(#[from] crate::proto::srtp::SrtpError),
     /// The peer closed the association (close_notify).
     #[error("peer closed DTLS")]
     Closed,
@@ -200,11 +205,11 @@ impl DtlsEndpoint {
             return;
         }
         if let Err(e) = self.dtls.handle_timeout(now) {
-            self.fail(DtlsError::Protocol(e.to_string()));
+            self.fail(DtlsError::Protocol(e));
             return;
         }
         if let Err(e) = self.dtls.handle_packet(datagram) {
-            self.fail(DtlsError::Protocol(e.to_string()));
+            self.fail(DtlsError::Protocol(e));
             return;
         }
         self.drain();
@@ -216,7 +221,7 @@ impl DtlsEndpoint {
             return;
         }
         if let Err(e) = self.dtls.handle_timeout(now) {
-            self.fail(DtlsError::Protocol(e.to_string()));
+            self.fail(DtlsError::Protocol(e));
             return;
         }
         self.drain();

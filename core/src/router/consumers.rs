@@ -24,15 +24,9 @@ impl Router {
             .iter()
             .any(|c| self.consumers[*c].params.ssrc == params.ssrc)
         {
-            return Err(Error::InvalidParams(format!(
-                "SSRC {} already consumed on this transport",
-                params.ssrc.0
-            )));
+            return Err(ParamsError::SsrcConsumed(params.ssrc).into());
         }
-        params
-            .extensions
-            .validate()
-            .map_err(|e| Error::InvalidParams(e.to_string()))?;
+        params.extensions.validate().map_err(ParamsError::from)?;
         if params.extensions.get(Extension::TransportWideCc).is_some() && entry.twcc_send.is_none()
         {
             self.transports[tid].twcc_send = Some(TwccSender::new(now));

@@ -53,7 +53,7 @@ use crate::bwe::probe::{ProbeCluster, ProbeController, ProbeOutcome};
 use crate::bwe::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::bwe::twcc_sender::{PacketResult, TwccSender};
 use crate::bwe::{self, SendSideBwe, allocator, probe};
-use crate::error::{Error, Result};
+use crate::error::{Error, ParamsError, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
 use crate::proto::codec::{VideoCodec, Vp8Descriptor, h264_sps_size};
 use crate::proto::demux::{PacketClass, classify};
@@ -321,17 +321,13 @@ impl Router {
     ) -> Result<TransportId> {
         let u = params.local_ufrag.as_bytes();
         if !(4..=256).contains(&u.len()) || !(22..=256).contains(&params.local_pwd.len()) {
-            return Err(Error::InvalidParams(
-                "ICE ufrag must be 4-256 and pwd 22-256 characters".into(),
-            ));
+            return Err(ParamsError::IceCredentialLength.into());
         }
         if u.contains(&b':') {
-            return Err(Error::InvalidParams(
-                "ICE ufrag must not contain ':'".into(),
-            ));
+            return Err(ParamsError::UfragColon.into());
         }
         if self.by_ufrag.contains_key(u) {
-            return Err(Error::InvalidParams("ICE ufrag already in use".into()));
+            return Err(ParamsError::UfragInUse.into());
         }
         let ufrag: Box<[u8]> = u.into();
         let t = WebRtcTransport::new(

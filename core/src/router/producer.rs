@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::error::ParamsError;
 use crate::ids::{ConsumerId, Mid, Pt, Rid, Ssrc, TransportId};
 use crate::proto::codec::VideoCodec;
 use crate::proto::rtcp::SenderInfo;
@@ -93,36 +94,37 @@ impl ProducerParams {
     /// for video and each with its RID, and an encoding without an
     /// announced SSRC only with a MID, RID and their extension ids.
     ///
-    /// Errors: a message for [`crate::Error::InvalidParams`].
-    pub fn validate(&self) -> Result<(), String> {
+    /// Errors: [`ParamsError::EncodingCount`], [`ParamsError::SimulcastAudio`],
+    /// [`ParamsError::Extensions`], [`ParamsError::MissingRid`],
+    /// [`ParamsError::DuplicateRid`], [`ParamsError::Unbindable`].
+    pub fn validate(&self) -> Result<(), ParamsError> {
         let n = self.encodings.len();
         if n == 0 || n > MAX_ENCODINGS {
-            return Err(format!(
-                "a producer has 1-{MAX_ENCODINGS} encodings, not {n}"
-            ));
+            return Err(ParamsError::EncodingCount {
+                n,
+                max: MAX_ENCODINGS,
+            });
         }
         if n > 1 && self.kind != MediaKind::Video {
-            return Err("simulcast is for video only".into());
+            return Err(ParamsError::SimulcastAudio);
         }
-        self.extensions.validate().map_err(|e| e.to_string())?;
+        self.extensions.validate()?;
         for (i, e) in self.encodings.iter().enumerate() {
             if n > 1 && e.rid.is_none() {
-                return Err(format!("simulcast encoding {i} has no RID"));
+                return Err(ParamsError::MissingRid(i));
             }
-            if n > 1 && self.encodings[..i].iter().any(|o| o.rid == e.rid) {
-                return Err(format!(
-                    "RID {:?} appears twice",
-                    e.rid.map(|r| r.to_string())
-                ));
+            if n > 1
+                && let Some(r) = e.rid
+                && self.encodings[..i].iter().any(|o| o.rid == Some(r))
+            {
+                return Err(ParamsError::DuplicateRid(r));
             }
             let bindable = e.rid.is_some()
                 && self.mid.is_some()
-                && self.extensions.get(Extension::Mid).is_some()
-                && self.extensions.get(Extension::Rid).is_some();
+                && self.extensions.has(Extension::Mid)
+                && self.extensions.has(Extension::Rid);
             if e.ssrc.is_none() && !bindable {
-                return Err(format!(
-                    "encoding {i} has no SSRC, and no MID and RID to bind one from"
-                ));
+                return Err(ParamsError::Unbindable(i));
             }
         }
         Ok(())

@@ -19,17 +19,14 @@ impl Router {
             .transports
             .get(tid)
             .ok_or(Error::UnknownTransport(tid))?;
-        params.validate().map_err(Error::InvalidParams)?;
+        params.validate()?;
         let announced = params
             .encodings
             .iter()
             .flat_map(|e| e.ssrc.into_iter().chain(e.rtx_ssrc));
         for ssrc in announced {
             if entry.listener.contains(ssrc) {
-                return Err(Error::InvalidParams(format!(
-                    "SSRC {} already produced on this transport",
-                    ssrc.0
-                )));
+                return Err(ParamsError::SsrcProduced(ssrc).into());
             }
         }
         let video = params.kind == MediaKind::Video;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::proto::demux::{PacketClass, classify};
-use crate::proto::dtls::{Certificate, DtlsEndpoint, DtlsRole, Fingerprint};
+use crate::proto::dtls::{Certificate, DtlsEndpoint, DtlsError, DtlsRole, Fingerprint};
 use crate::proto::srtp::{SrtpBackend, SrtpError, SrtpSession};
 use crate::proto::stun;
 use crate::stats::DropReason;
@@ -63,8 +63,9 @@ pub enum CloseReason {
     IceTimeout,
     /// DTLS did not complete within the DTLS timeout.
     DtlsTimeout,
-    /// DTLS failed (wrong fingerprint, alert, …).
-    DtlsFailed(String),
+    /// DTLS failed (wrong fingerprint, alert, …), or its keys made no
+    /// SRTP session.
+    DtlsFailed(DtlsError),
     /// Closed by the control plane.
     Closed,
 }
@@ -262,7 +263,7 @@ impl WebRtcTransport {
 
     fn after_dtls(&mut self) {
         if let Some(e) = self.dtls.error() {
-            let reason = CloseReason::DtlsFailed(e.to_string());
+            let reason = CloseReason::DtlsFailed(e.clone());
             self.close(reason);
             return;
         }
@@ -281,7 +282,7 @@ impl WebRtcTransport {
                     self.srtp = Some(s);
                     self.events.push_back(TransportEvent::Connected);
                 }
-                Err(e) => self.close(CloseReason::DtlsFailed(e.to_string())),
+                Err(e) => self.close(CloseReason::DtlsFailed(e.into())),
             }
         }
     }

@@ -29,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use slab::Slab;
 
 use super::{Command, Event, RouterInfo, WorkerConfig, caught, log_failure, send_event};
-use crate::error::{Error, Result};
+use crate::error::{Error, ParamsError, Result};
 use crate::ids::RouterId;
 use crate::io::Waker;
 use crate::io::epoll::{BATCH, EpollDriver, SendBatch};
@@ -178,7 +178,7 @@ pub(super) fn run(
                 Command::Ping { reply } => reply(Ok(())),
                 Command::CreateRouter { router, reply } => {
                     if by_id.contains_key(&router) {
-                        reply(Err(Error::InvalidParams(format!("router {router} exists"))));
+                        reply(Err(ParamsError::RouterExists(router).into()));
                         continue;
                     }
                     let (sock, addr) = match bind_udp(&config.socket, port_hint) {

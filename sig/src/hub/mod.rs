@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId, Outgoing};
+use crate::error::ServerError;
 use crate::protocol::{ClientMsg, ServerMsg, validate_name};
 use crate::room::{Notices, ROOM_QUEUE, Room, RoomCtx, RoomMsg, RoomNotice};
 use crate::sdp;
@@ -62,7 +63,7 @@ pub const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(2);
 /// channel and counters, or why it could not start. The caller keeps the
 /// thread handle; a replaced worker is abandoned, not joined.
 pub type Spawner =
-    Arc<dyn Fn(usize, u32) -> Result<(CommandSender, Arc<Counters>), String> + Send + Sync>;
+    Arc<dyn Fn(usize, u32) -> Result<(CommandSender, Arc<Counters>), ServerError> + Send + Sync>;
 
 /// Per-room figures for `/metrics`.
 #[derive(Debug, Clone)]
@@ -141,7 +142,7 @@ pub enum HubMsg {
         /// The new worker's generation.
         generation: u32,
         /// Its channel and counters, or why it failed.
-        result: Result<(CommandSender, Arc<Counters>), String>,
+        result: Result<(CommandSender, Arc<Counters>), ServerError>,
     },
 }
 

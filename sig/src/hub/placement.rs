@@ -25,8 +25,8 @@ impl Hub {
         offer_sdp: &str,
         token: Option<&str>,
     ) -> Result<(), ServerMsg> {
-        validate_name("room", &room).map_err(|m| ServerMsg::error("bad-room", m))?;
-        validate_name("name", &name).map_err(|m| ServerMsg::error("bad-name", m))?;
+        validate_name("room", &room).map_err(|e| ServerMsg::error("bad-room", e.to_string()))?;
+        validate_name("name", &name).map_err(|e| ServerMsg::error("bad-name", e.to_string()))?;
         if let Some(secret) = &self.cfg.auth_secret {
             let claims = crate::auth::verify(secret, token, &room)
                 .map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;

@@ -119,7 +119,7 @@ impl Hub {
             tokio::spawn(async move {
                 let result = tokio::task::spawn_blocking(move || spawner(i, next))
                     .await
-                    .unwrap_or_else(|e| Err(format!("the restart task failed: {e}")));
+                    .unwrap_or_else(|e| Err(e.into()));
                 let _ = hub
                     .send(HubMsg::WorkerRestarted {
                         worker: i,
@@ -135,7 +135,7 @@ impl Hub {
         &mut self,
         i: usize,
         generation: u32,
-        result: Result<(CommandSender, Arc<Counters>), String>,
+        result: Result<(CommandSender, Arc<Counters>), ServerError>,
     ) {
         match result {
             Ok((tx, counters)) => {
