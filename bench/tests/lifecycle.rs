@@ -50,8 +50,10 @@ fn vanished_participant_is_removed_within_the_consent_timeout() {
         while started.elapsed() < Duration::from_secs(12) {
             stays.pump();
             for v in stays.signaling(Duration::from_millis(100)).await {
-                if v["type"] == "participants"
-                    && v["participants"].as_array().is_some_and(|p| p.len() == 1)
+                if v["type"] == "deltas"
+                    && v["events"]
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|e| e["type"] == "participant-left"))
                 {
                     told = true;
                 }

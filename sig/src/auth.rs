@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::Role;
+
 /// The claims of a join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -17,6 +19,10 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// The role the holder joins as (`participant` or `viewer`); it wins
+    /// over the join message's. Absent: the join message decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// Why a join token was refused. `code()` is the signaling error code.
@@ -59,16 +65,24 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Mints a token for `identity` in `room`, valid for `ttl`.
+/// Mints a token for `identity` in `room`, valid for `ttl`, for `role`
+/// (`None`: the join message decides).
 ///
 /// Errors: [`AuthError::Signing`] (it does not fail with an HMAC key).
-pub fn mint(secret: &str, room: &str, identity: &str, ttl: Duration) -> Result<String, AuthError> {
+pub fn mint(
+    secret: &str,
+    room: &str,
+    identity: &str,
+    ttl: Duration,
+    role: Option<Role>,
+) -> Result<String, AuthError> {
     let iat = now_secs();
     let claims = Claims {
         room: room.into(),
         sub: identity.into(),
         iat,
         exp: iat + ttl.as_secs(),
+        role,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -108,7 +122,7 @@ mod tests {
 
     #[test]
     fn minted_token_admits_to_its_room_only() {
-        let t = mint(SECRET, "demo", "alice", Duration::from_secs(60)).expect("mint");
+        let t = mint(SECRET, "demo", "alice", Duration::from_secs(60), None).expect("mint");
         let c = verify(SECRET, Some(&t), "demo").expect("valid");
         assert_eq!((c.room.as_str(), c.sub.as_str()), ("demo", "alice"));
         assert_eq!(
@@ -133,6 +147,7 @@ mod tests {
             sub: "a".into(),
             iat: 1,
             exp: now_secs() - 5,
+            role: None,
         };
         let t = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -151,5 +166,22 @@ mod tests {
             verify(SECRET, Some(t), "demo"),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_token_carries_the_role_it_was_minted_for() {
+        let t = mint(
+            SECRET,
+            "demo",
+            "v",
+            Duration::from_secs(60),
+            Some(Role::Viewer),
+        )
+        .expect("mint");
+        let c = verify(SECRET, Some(&t), "demo").expect("valid");
+        assert_eq!(c.role, Some(Role::Viewer));
+        let t = mint(SECRET, "demo", "p", Duration::from_secs(60), None).expect("mint");
+        let c = verify(SECRET, Some(&t), "demo").expect("valid");
+        assert_eq!(c.role, None, "absent: the join message decides");
     }
 }

@@ -23,6 +23,9 @@ pub const OUT_QUEUE: usize = 256;
 pub enum Outgoing {
     /// A JSON text message.
     Text(String),
+    /// A JSON text message serialized once for many connections (a
+    /// broadcast to a room).
+    Shared(Arc<str>),
     /// A WebSocket ping (keep-alive; the client's pong counts as activity).
     Ping,
     /// Close the WebSocket.
@@ -70,6 +73,12 @@ impl ConnHandle {
         self.push(Outgoing::Text(msg.to_json()))
     }
 
+    /// Queues a message serialized once for many connections
+    /// ([`Broadcast`]); as [`Self::send`].
+    pub fn send_shared(&self, json: &Arc<str>) -> bool {
+        self.push(Outgoing::Shared(json.clone()))
+    }
+
     /// Queues a ping or close; as [`Self::send`].
     pub fn push(&self, o: Outgoing) -> bool {
         match self.out.try_send(o) {
@@ -104,6 +113,32 @@ impl ConnHandle {
             }
             n.await;
         }
+    }
+}
+
+/// A message to many connections, serialized once.
+#[derive(Debug, Clone)]
+pub struct Broadcast(Arc<str>);
+
+impl Broadcast {
+    /// Serializes `msg`.
+    pub fn new(msg: &ServerMsg) -> Self {
+        Self(msg.to_json().into())
+    }
+
+    /// Queues it on `conn` ([`ConnHandle::send_shared`]).
+    pub fn send_to(&self, conn: &ConnHandle) -> bool {
+        conn.send_shared(&self.0)
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never, for a serialized message).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sfu_sig::config::{Cmd, Config, Flags, parse_ttl};
-use sfu_sig::protocol::validate_name;
+use sfu_sig::protocol::{Role, validate_name};
 
 fn main() -> ExitCode {
     let mut flags = Flags::parse();
@@ -16,9 +16,15 @@ fn main() -> ExitCode {
         room,
         identity,
         ttl,
+        role,
     }) = flags.command.take()
     {
-        return mint_token(flags, &room, &identity, &ttl);
+        let role = match role.as_deref() {
+            Some("viewer") => Some(Role::Viewer),
+            Some(_) => Some(Role::Participant),
+            None => None,
+        };
+        return mint_token(flags, &room, &identity, &ttl, role);
     }
     let cfg = match Config::load(flags) {
         Ok(c) => c,
@@ -78,7 +84,7 @@ async fn shutdown_signal() {
 }
 
 /// `sfu token`: prints a join token signed with the configured auth secret.
-fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str) -> ExitCode {
+fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str, role: Option<Role>) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("sfu token: {msg}");
         ExitCode::from(2)
@@ -100,7 +106,7 @@ fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str) -> ExitCode {
                 .into(),
         );
     };
-    match sfu_sig::auth::mint(&secret, room, identity, ttl) {
+    match sfu_sig::auth::mint(&secret, room, identity, ttl, role) {
         Ok(t) => {
             println!("{t}");
             ExitCode::SUCCESS

@@ -20,6 +20,10 @@ pub enum ClientMsg {
         /// Join token (JWT), required when the server has an auth secret.
         #[serde(default)]
         token: Option<String>,
+        /// `participant` (the default: publishes, is listed) or `viewer`
+        /// (receives only, is counted). A token's `role` claim wins.
+        #[serde(default)]
+        role: Option<Role>,
     },
     /// The client's SDP answer to the last `update`.
     Answer {
@@ -94,6 +98,56 @@ impl ClientMsg {
     }
 }
 
+/// What a member of a room may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Publishes and receives; listed in `participants` and announced to
+    /// everyone.
+    #[default]
+    Participant,
+    /// Receives only; not listed, but counted (`viewers`). An offer that
+    /// sends is refused with `viewer-cannot-publish`.
+    Viewer,
+}
+
+impl Role {
+    /// The role's name on the wire and in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Participant => "participant",
+            Self::Viewer => "viewer",
+        }
+    }
+}
+
+/// One change to a room's roster, as carried by `deltas`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Delta {
+    /// A participant joined (or, after a snapshot that had it, is still
+    /// there: apply as an upsert).
+    ParticipantJoined {
+        /// The participant.
+        participant: ParticipantInfo,
+    },
+    /// A participant left (unknown ids are ignored).
+    ParticipantLeft {
+        /// Its id.
+        id: String,
+    },
+    /// A participant's state changed (mute, camera, screen share).
+    ParticipantUpdated {
+        /// The participant as it is now.
+        participant: ParticipantInfo,
+    },
+    /// The number of viewers changed.
+    Viewers {
+        /// Viewers in the room now.
+        count: usize,
+    },
+}
+
 /// One participant as listed to clients.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParticipantInfo {
@@ -131,12 +185,22 @@ pub enum ServerMsg {
         /// SDP offer; reply with `answer`.
         sdp: String,
     },
-    /// The room's participants (sent on every change, including to the one who joined).
+    /// The room's participants: a snapshot, sent once to whoever joins
+    /// (participant or viewer). Changes after it come as `deltas`.
     Participants {
         /// Room name.
         room: String,
-        /// Everyone in the room, the receiver included.
+        /// Every participant (not the viewers), the receiver included when
+        /// it is one.
         participants: Vec<ParticipantInfo>,
+        /// Viewers in the room, the receiver included when it is one.
+        viewers: usize,
+    },
+    /// Changes to the roster since the last snapshot or `deltas`, in order,
+    /// at most one message per connection per 200 ms.
+    Deltas {
+        /// The changes.
+        events: Vec<Delta>,
     },
     /// The room's dominant speaker changed (from the audio levels its
     /// publishers send; sent again with each `participants`).

@@ -109,6 +109,7 @@ where
     let end = loop {
         let msg = match out.recv().await {
             Some(Outgoing::Text(t)) => Message::Text(t.into()),
+            Some(Outgoing::Shared(t)) => Message::Text((*t).into()),
             Some(Outgoing::Ping) => Message::Ping(Default::default()),
             Some(Outgoing::Close) | None => break WriterEnd::Closed,
         };

@@ -99,12 +99,14 @@ fn join_tokens_admit_only_to_their_room() {
         ..Flags::default()
     });
     let addr = srv.addr;
-    let ok = sfu_sig::auth::mint(SECRET, "vip", "alice", Duration::from_secs(60)).expect("mint");
+    let ok =
+        sfu_sig::auth::mint(SECRET, "vip", "alice", Duration::from_secs(60), None).expect("mint");
     let forged = sfu_sig::auth::mint(
         "some-other-secret-some-other-secret",
         "vip",
         "eve",
         Duration::from_secs(60),
+        None,
     )
     .expect("mint");
     run(async move {
@@ -248,13 +250,14 @@ fn silent_websocket_is_closed_and_its_participant_removed() {
         let mut silent = raw_silent_join(addr, &join_msg.to_string());
         // `alive` keeps reading (tungstenite answers pings while reading);
         // `silent` reads nothing, so it sends no pong and goes quiet.
-        let alone = wait_for(&mut alive, Duration::from_secs(10), |v| {
-            v["type"] == "participants"
-                && v["participants"]
-                    .as_array()
-                    .is_some_and(|p| p.len() == 1 && p[0]["id"] == alive_id)
-        })
-        .await;
+        let silent_left = |v: &serde_json::Value| {
+            v["type"] == "deltas"
+                && v["events"].as_array().is_some_and(|e| {
+                    e.iter()
+                        .any(|e| e["type"] == "participant-left" && e["id"] != alive_id)
+                })
+        };
+        let alone = wait_for(&mut alive, Duration::from_secs(10), silent_left).await;
         assert!(
             alone.is_some(),
             "the others were told the silent participant left"

@@ -14,6 +14,7 @@ const state = {
   queue: Promise.resolve(),
   tiles: new Map(), // msid stream id (p7, p7-screen) -> { el, video, audio, stream, name }
   people: new Map(), // participant id -> { id, name, audio_muted, video_off, screen }
+  viewers: 0, // viewers in the room (`participants`, `deltas`)
   recent: [], // participant ids, the latest dominant speaker first
   levels: {}, // participant id -> dBov, from `levels`
   view: 'grid', // or 'speaker': the speaker (or a screen share) large
@@ -180,6 +181,25 @@ function removeTile(id) {
   updateEmptyHint();
 }
 
+// Tiles for everyone in the roster but us, and the viewer count.
+function renderRoster() {
+  const present = new Set();
+  for (const p of state.people.values()) {
+    if (p.id === state.myId) continue;
+    present.add(p.id);
+    showBadges(ensureTile(p.id, p.name), p);
+    if (p.screen) {
+      present.add(p.id + '-screen');
+      ensureTile(p.id + '-screen', p.name + ' (screen)');
+    }
+  }
+  for (const id of [...state.tiles.keys()]) if (!present.has(id)) removeTile(id);
+  const v = state.viewers || 0;
+  $('viewers').hidden = v === 0;
+  $('viewers').textContent = v === 1 ? '1 viewer' : v.toLocaleString('en') + ' viewers';
+  layoutTiles();
+}
+
 // Badges from `participants`: a muted microphone, a camera turned off
 // (the tile shows the initials instead of a frozen frame).
 function showBadges(t, p) {
@@ -231,6 +251,9 @@ const INSECURE_TEXT = 'Camera and microphone need a secure page: open this serve
 // `?codec=vp9|av1|h264` puts that video codec first (setCodecPreferences);
 // the server forwards the client's first. VP9 and AV1 go as one stream.
 const CODEC = (new URLSearchParams(location.search).get('codec') || '').toLowerCase();
+// `?role=viewer`: watch mode. No camera or microphone is asked for; the
+// server lists this page in no roster, only in the viewer count.
+const VIEWER = new URLSearchParams(location.search).get('role') === 'viewer';
 const SIMULCAST = new URLSearchParams(location.search).get('simulcast') !== '0'
   && !['vp9', 'av1'].includes(CODEC);
 
@@ -277,6 +300,7 @@ function send(msg) {
 const VIDEO = { width: 640, height: 480 };
 
 async function getMedia() {
+  if (VIEWER) return new MediaStream();
   if (!SECURE) {
     showError(INSECURE_TEXT);
     return new MediaStream();
@@ -369,22 +393,21 @@ async function handle(msg) {
       send({ type: 'answer', sdp: pc.localDescription.sdp });
       break;
     }
-    case 'participants': {
-      const present = new Set();
+    // The roster: one snapshot at join, then deltas (upserts by id;
+    // an unknown id leaving is ignored).
+    case 'participants':
       state.people = new Map(msg.participants.map((p) => [p.id, p]));
-      for (const p of msg.participants) {
-        if (p.id === state.myId) continue;
-        present.add(p.id);
-        showBadges(ensureTile(p.id, p.name), p);
-        if (p.screen) {
-          present.add(p.id + '-screen');
-          ensureTile(p.id + '-screen', p.name + ' (screen)');
-        }
-      }
-      for (const id of [...state.tiles.keys()]) if (!present.has(id)) removeTile(id);
-      layoutTiles();
+      state.viewers = msg.viewers || 0;
+      renderRoster();
       break;
-    }
+    case 'deltas':
+      for (const e of msg.events) {
+        if (e.type === 'participant-joined' || e.type === 'participant-updated') state.people.set(e.participant.id, e.participant);
+        else if (e.type === 'participant-left') state.people.delete(e.id);
+        else if (e.type === 'viewers') state.viewers = e.count;
+      }
+      renderRoster();
+      break;
     case 'speaker':
       state.speaker = msg.id;
       state.recent = [msg.id, ...state.recent.filter((id) => id !== msg.id)];
@@ -429,6 +452,12 @@ async function join(room, name) {
   state.name = name;
   setStatus('connecting', 'Connecting…');
   state.local = await getMedia();
+  if (VIEWER) {
+    // Watch mode: no self tile, nothing to mute, share or choose.
+    $('tile-self').hidden = true;
+    for (const id of ['toggle-audio', 'toggle-video', 'toggle-screen']) $(id).hidden = true;
+    for (const el of document.querySelectorAll('.device')) el.hidden = true;
+  }
   // An empty stream (watching only) would hold the page's load event forever.
   if (state.local.getTracks().length > 0) $('local-video').srcObject = state.local;
   $('self-name').textContent = name + ' (you)';
@@ -487,7 +516,8 @@ async function connect() {
   state.ws = ws;
   state.queue = Promise.resolve();
   const token = new URLSearchParams(location.search).get('token');
-  ws.onopen = () => send(Object.assign({ type: 'join', room, name, sdp: pc.localDescription.sdp }, token ? { token } : {}));
+  ws.onopen = () => send(Object.assign({ type: 'join', room, name, sdp: pc.localDescription.sdp },
+    token ? { token } : {}, VIEWER ? { role: 'viewer' } : {}));
   ws.onmessage = (ev) => {
     if (state.ws !== ws) return;
     let msg;
@@ -809,6 +839,9 @@ window.sfu = {
   sections: () => (state.pc && state.pc.remoteDescription
     ? state.pc.remoteDescription.sdp.split('\r\n').filter((l) => l.startsWith('m=')).length : 0),
   shareLink: () => $('share-link').href,
+  // The viewer count the page shows (0 when it shows none).
+  viewers: () => ($('viewers').hidden ? 0 : state.viewers || 0),
+  viewersText: () => ($('viewers').hidden ? '' : $('viewers').textContent),
 };
 
 if (!SECURE) showError(INSECURE_TEXT);

@@ -64,6 +64,10 @@ pub struct Flags {
     /// Participants in one room at most [default: 100].
     #[arg(long, env = "SFU_MAX_PARTICIPANTS_PER_ROOM")]
     pub max_participants_per_room: Option<String>,
+    /// Viewers (receive-only members, `role: "viewer"`) in one room at most
+    /// [default: 10000].
+    #[arg(long, env = "SFU_MAX_VIEWERS_PER_ROOM")]
+    pub max_viewers_per_room: Option<String>,
     /// Tracks one participant may publish at most [default: 4].
     #[arg(long, env = "SFU_MAX_PRODUCERS_PER_PARTICIPANT")]
     pub max_producers_per_participant: Option<String>,
@@ -130,6 +134,10 @@ pub enum Cmd {
         /// How long it is valid: e.g. 90s, 30m, 1h, 7d [default: 1h].
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// The role it joins as, whatever the join message asks: participant
+        /// or viewer [default: the join message decides].
+        #[arg(long, value_parser = ["participant", "viewer"])]
+        role: Option<String>,
     },
 }
 
@@ -152,6 +160,7 @@ pub(super) struct FileConfig {
     pub(super) ws_idle_timeout: Option<toml::Value>,
     pub(super) max_rooms_per_worker: Option<toml::Value>,
     pub(super) max_participants_per_room: Option<toml::Value>,
+    pub(super) max_viewers_per_room: Option<toml::Value>,
     pub(super) max_producers_per_participant: Option<toml::Value>,
     pub(super) max_consumers_per_transport: Option<toml::Value>,
     pub(super) offer_timeout: Option<toml::Value>,

@@ -201,6 +201,13 @@ impl Config {
                 d.participants_per_room,
                 10_000,
             )?,
+            viewers_per_room: count(
+                "max_viewers_per_room",
+                flags.max_viewers_per_room,
+                &file.max_viewers_per_room,
+                d.viewers_per_room,
+                1_000_000,
+            )?,
             producers_per_participant: count(
                 "max_producers_per_participant",
                 flags.max_producers_per_participant,

@@ -21,8 +21,10 @@ pub use load::{ConfigError, parse_port_range, parse_ttl};
 pub struct Limits {
     /// Rooms per worker.
     pub rooms_per_worker: usize,
-    /// Participants per room.
+    /// Participants (publishers) per room.
     pub participants_per_room: usize,
+    /// Viewers (receive-only members) per room.
+    pub viewers_per_room: usize,
     /// Published tracks per participant.
     pub producers_per_participant: usize,
     /// Received tracks per participant.
@@ -34,6 +36,7 @@ impl Default for Limits {
         Self {
             rooms_per_worker: 1000,
             participants_per_room: 100,
+            viewers_per_room: 10_000,
             producers_per_participant: 4,
             consumers_per_transport: 400,
         }

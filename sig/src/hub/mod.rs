@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId, Outgoing};
 use crate::error::ServerError;
-use crate::protocol::{ClientMsg, ServerMsg, validate_name};
+use crate::protocol::{ClientMsg, Role, ServerMsg, validate_name};
 use crate::room::{Notices, ROOM_QUEUE, Room, RoomCtx, RoomMsg, RoomNotice};
 use crate::sdp;
 
@@ -420,10 +420,13 @@ impl Hub {
                     name,
                     sdp,
                     token,
+                    role,
                 },
                 None,
             ) => {
-                if let Err(m) = self.join(handle.clone(), room, name, &sdp, token.as_deref()) {
+                let role = role.unwrap_or_default();
+                if let Err(m) = self.join(handle.clone(), room, name, &sdp, token.as_deref(), role)
+                {
                     handle.send(&m);
                 }
             }

@@ -24,6 +24,7 @@ impl Hub {
         name: String,
         offer_sdp: &str,
         token: Option<&str>,
+        mut role: Role,
     ) -> Result<(), ServerMsg> {
         validate_name("room", &room).map_err(|e| ServerMsg::error("bad-room", e.to_string()))?;
         validate_name("name", &name).map_err(|e| ServerMsg::error("bad-name", e.to_string()))?;
@@ -31,11 +32,24 @@ impl Hub {
             let claims = crate::auth::verify(secret, token, &room)
                 .map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
             tracing::debug!(room = %room, identity = %claims.sub, "join token accepted");
+            // The token's role wins over the one the join asks for.
+            if let Some(r) = claims.role {
+                role = r;
+            }
         }
         let offer = sdp::parse(offer_sdp).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
         sdp::validate_offer(&offer).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
         let limits = self.cfg.limits;
         let publishing = offer.media.iter().filter(|m| m.publishes()).count();
+        if role == Role::Viewer && publishing > 0 {
+            return Err(ServerMsg::error(
+                "viewer-cannot-publish",
+                format!(
+                    "a viewer receives only, but the offer sends {publishing} track(s): \
+                     make its transceivers recvonly, or join as a participant"
+                ),
+            ));
+        }
         if publishing > limits.producers_per_participant {
             return Err(ServerMsg::error(
                 "too-many-tracks",
@@ -58,6 +72,7 @@ impl Hub {
             conn,
             join,
             name,
+            role,
             offer: Box::new(offer),
         };
         if entry.tx.try_send(msg).is_err() {

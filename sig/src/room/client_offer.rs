@@ -13,6 +13,10 @@ impl Room {
         };
         let timeout = self.ctx.cfg.offer_timeout;
         let Some(i) = self.idx(pid) else { return };
+        if self.participants[i].role == Role::Viewer {
+            conn.send(&viewer_cannot_publish("offer"));
+            return;
+        }
         if self.participants[i]
             .neg
             .request_offer(Instant::now(), timeout)
@@ -128,13 +132,7 @@ impl Room {
         for &producer in &outcome.ended {
             self.command(Command::CloseProducer { router, producer });
         }
-        let others: Vec<u64> = self
-            .participants
-            .iter()
-            .map(|o| o.id)
-            .filter(|o| *o != pid)
-            .collect();
-        for other in others {
+        for other in self.participants.others(pid) {
             if let Some(j) = self.idx(other) {
                 for producer in &outcome.ended {
                     // The data plane closed its consumers with it.
@@ -146,8 +144,11 @@ impl Room {
             }
             self.negotiate(other);
         }
-        if sharing != was_sharing {
-            self.broadcast_participants();
+        if sharing != was_sharing
+            && let Some(p) = self.participants.get(pid)
+        {
+            let participant = roster::info(p);
+            self.queue_delta(Instant::now(), Delta::ParticipantUpdated { participant });
         }
         self.negotiate(pid);
     }

@@ -4,6 +4,7 @@
 use sfu_core::router::RouterEvent;
 
 use super::*;
+use crate::conn::Broadcast;
 
 impl Room {
     pub(super) async fn on_core(&mut self, ev: Event) {
@@ -18,7 +19,7 @@ impl Room {
             RouterEvent::DominantSpeaker(producer) => {
                 let Some(p) = self
                     .participants
-                    .iter()
+                    .participants()
                     .find(|p| p.published.iter().any(|t| t.producer == producer))
                 else {
                     return;
@@ -28,11 +29,11 @@ impl Room {
                 }
                 self.speaker = Some(p.id);
                 tracing::debug!(room = %self.name, participant = p.id, "dominant speaker");
-                let msg = ServerMsg::Speaker {
+                let msg = Broadcast::new(&ServerMsg::Speaker {
                     id: format!("p{}", p.id),
-                };
-                for p in &self.participants {
-                    p.conn.send(&msg);
+                });
+                for p in self.participants.iter() {
+                    msg.send_to(&p.conn);
                 }
             }
             RouterEvent::SourceLayers(producer, active) => {
@@ -63,9 +64,11 @@ impl Room {
                         Some((format!("p{}", p.id), -(i8::try_from(*level).unwrap_or(127))))
                     })
                     .collect();
-                let msg = ServerMsg::Levels { levels };
-                for p in &self.participants {
-                    p.conn.send(&msg);
+                // To participants only: every 300 ms to thousands of viewers
+                // would cost more than it shows them.
+                let msg = Broadcast::new(&ServerMsg::Levels { levels });
+                for p in self.participants.participants() {
+                    msg.send_to(&p.conn);
                 }
             }
             RouterEvent::TransportClosed(transport, reason) => {

@@ -17,16 +17,26 @@ impl Room {
         conn: ConnHandle,
         join: u64,
         name: String,
+        role: Role,
         offer: PeerSdp,
     ) -> Result<(), Fail> {
         let limits = self.ctx.cfg.limits;
-        if self.participants.len() >= limits.participants_per_room {
+        let (count, max, what) = match role {
+            Role::Participant => (
+                self.participants.participant_count(),
+                limits.participants_per_room,
+                "participants",
+            ),
+            Role::Viewer => (
+                self.participants.viewers(),
+                limits.viewers_per_room,
+                "viewers",
+            ),
+        };
+        if count >= max {
             return Err(Fail(ServerMsg::error(
                 "room-full",
-                format!(
-                    "room {:?} has its maximum of {} participants",
-                    self.name, limits.participants_per_room
-                ),
+                format!("room {:?} has its maximum of {max} {what}", self.name),
             )));
         }
         let port = self.ensure_router().await?;
@@ -79,17 +89,17 @@ impl Room {
         }
         let answer = sdp::write(&local, setup, &own);
         let pid = self.ctx.next_pid.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(room = %self.name, participant = pid, name = %name, tracks = published.len(), "participant joined");
+        tracing::info!(room = %self.name, participant = pid, name = %name, role = role.as_str(), tracks = published.len(), "participant joined");
         conn.send(&ServerMsg::Answer {
             sdp: answer,
             id: format!("p{pid}"),
             room: self.name.clone(),
         });
         let neg = Negotiation::new(own, &offer);
-        let others: Vec<u64> = self.participants.iter().map(|p| p.id).collect();
-        self.participants.push(Participant {
+        self.participants.insert(Participant {
             id: pid,
             name,
+            role,
             conn,
             join,
             transport,
@@ -103,11 +113,26 @@ impl Room {
             video_off: false,
         });
         self.set_count();
-        self.broadcast_participants();
-        for other in others {
+        let now = Instant::now();
+        self.send_snapshot(pid);
+        // The joiner receives every participant's tracks.
+        for other in self.participants.other_participants(pid) {
             self.subscribe_all(pid, other).await;
-            self.subscribe_all(other, pid).await;
-            self.negotiate(other);
+        }
+        match role {
+            // A viewer publishes nothing: no one else's tracks change, and
+            // it is only counted.
+            Role::Viewer => self.viewers_changed(now),
+            Role::Participant => {
+                if let Some(p) = self.participants.get(pid) {
+                    let participant = roster::info(p);
+                    self.queue_delta(now, Delta::ParticipantJoined { participant });
+                }
+                for other in self.participants.others(pid) {
+                    self.subscribe_all(other, pid).await;
+                    self.negotiate(other);
+                }
+            }
         }
         self.negotiate(pid);
         Ok(())

@@ -19,6 +19,8 @@
 mod client_offer;
 mod events;
 mod join;
+mod members;
+mod roster;
 mod subscribe;
 mod visibility;
 
@@ -40,7 +42,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId};
 use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
-use crate::protocol::{ClientMsg, ParticipantInfo, ServerMsg};
+use crate::protocol::{ClientMsg, Delta, ParticipantInfo, Role, ServerMsg};
+
+use self::members::Members;
+use self::roster::Roster;
+pub use self::roster::{DELTA_INTERVAL, VIEWERS_INTERVAL};
 use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp, SimulcastRecv};
 use crate::worker_link::{WorkerRef, call};
 
@@ -59,6 +65,9 @@ pub enum RoomMsg {
         join: u64,
         /// Display name.
         name: String,
+        /// Participant or viewer (the hub checked a viewer's offer sends
+        /// nothing).
+        role: Role,
         /// The parsed offer.
         offer: Box<PeerSdp>,
     },
@@ -138,6 +147,8 @@ struct Track {
 struct Participant {
     id: u64,
     name: String,
+    /// Participant (publishes, listed) or viewer (receives, counted).
+    role: Role,
     conn: ConnHandle,
     join: u64,
     transport: TransportId,
@@ -214,12 +225,14 @@ pub struct Room {
     router: RouterId,
     worker: WorkerRef,
     port: Option<u16>,
-    participants: Vec<Participant>,
+    participants: Members,
     joins_seen: u64,
     count: Arc<AtomicUsize>,
     ctx: RoomCtx,
     /// The dominant speaker's participant id, once the data plane named one.
     speaker: Option<u64>,
+    /// Roster changes not sent yet.
+    roster: Roster,
 }
 
 impl Room {
@@ -237,11 +250,12 @@ impl Room {
             router,
             worker,
             port: None,
-            participants: Vec::new(),
+            participants: Members::default(),
             joins_seen: 0,
             count,
             ctx,
             speaker: None,
+            roster: Roster::default(),
         }
     }
 
@@ -252,6 +266,7 @@ impl Room {
                 .participants
                 .iter()
                 .filter_map(|p| p.neg.poll_timeout())
+                .chain(self.roster.poll_timeout())
                 .min();
             let msg = tokio::select! {
                 m = rx.recv() => match m {
@@ -259,7 +274,9 @@ impl Room {
                     None => break,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    self.on_timeouts(Instant::now()).await;
+                    let now = Instant::now();
+                    self.on_timeouts(now).await;
+                    self.flush_roster(now);
                     continue;
                 }
             };
@@ -268,10 +285,11 @@ impl Room {
                     conn,
                     join,
                     name,
+                    role,
                     offer,
                 } => {
                     self.joins_seen += 1;
-                    if let Err(Fail(m)) = self.join(conn.clone(), join, name, *offer).await {
+                    if let Err(Fail(m)) = self.join(conn.clone(), join, name, role, *offer).await {
                         conn.send(&m);
                         self.tell_hub(RoomNotice::Left {
                             conn: conn.id(),
@@ -339,14 +357,12 @@ impl Room {
     }
 
     fn pid_of(&self, conn: ConnId) -> Option<u64> {
-        self.participants
-            .iter()
-            .find(|p| p.conn.id() == conn)
-            .map(|p| p.id)
+        self.participants.pid_of(conn)
     }
 
-    fn idx(&self, pid: u64) -> Option<usize> {
-        self.participants.iter().position(|p| p.id == pid)
+    /// `pid` when it is a member (then `self.participants[pid]` is it).
+    fn idx(&self, pid: u64) -> Option<u64> {
+        self.participants.contains(pid).then_some(pid)
     }
 
     /// Tells whoever placed the room, without ever waiting on it.
@@ -420,8 +436,9 @@ impl Room {
     /// Removes a participant: closes its transport (and with it its
     /// producers and every consumer of them) and updates the others.
     async fn remove_participant(&mut self, pid: u64, close_transport: bool) {
-        let Some(i) = self.idx(pid) else { return };
-        let p = self.participants.remove(i);
+        let Some(p) = self.participants.remove(pid) else {
+            return;
+        };
         self.set_count();
         if close_transport {
             self.command(Command::CloseTransport {
@@ -433,52 +450,39 @@ impl Room {
             conn: p.conn.id(),
             join: p.join,
         });
-        tracing::info!(room = %self.name, participant = pid, name = %p.name, "participant left");
-        let others: Vec<u64> = self.participants.iter().map(|o| o.id).collect();
-        for other in others {
-            if let Some(j) = self.idx(other) {
-                // The data plane removed the consumers with the producers.
-                self.participants[j].neg.remove_publisher(pid);
+        tracing::info!(room = %self.name, participant = pid, name = %p.name, role = p.role.as_str(), "participant left");
+        let now = Instant::now();
+        match p.role {
+            // A viewer published nothing: no one's tracks change.
+            Role::Viewer => self.viewers_changed(now),
+            Role::Participant => {
+                for other in self.participants.others(pid) {
+                    if let Some(o) = self.participants.get_mut(other) {
+                        // The data plane removed the consumers with the producers.
+                        o.neg.remove_publisher(pid);
+                    }
+                    self.negotiate(other);
+                }
+                self.queue_delta(
+                    now,
+                    Delta::ParticipantLeft {
+                        id: format!("p{pid}"),
+                    },
+                );
             }
-            self.negotiate(other);
         }
-        self.broadcast_participants();
         self.report_if_idle();
     }
+}
 
-    fn broadcast_participants(&self) {
-        let participants: Vec<ParticipantInfo> = self
-            .participants
-            .iter()
-            .map(|p| ParticipantInfo {
-                id: format!("p{}", p.id),
-                name: p.name.clone(),
-                audio_muted: p.audio_muted,
-                video_off: p.video_off,
-                screen: p.published.iter().any(|t| t.screen),
-            })
-            .collect();
-        let msg = ServerMsg::Participants {
-            room: self.name.clone(),
-            participants,
-        };
-        for p in &self.participants {
-            p.conn.send(&msg);
-        }
-        // Who speaks, for those who just joined (and it does no harm to
-        // the others).
-        if let Some(id) = self
-            .speaker
-            .filter(|s| self.participants.iter().any(|p| p.id == *s))
-        {
-            let msg = ServerMsg::Speaker {
-                id: format!("p{id}"),
-            };
-            for p in &self.participants {
-                p.conn.send(&msg);
-            }
-        }
-    }
+/// The error a viewer gets for trying to publish (`what`: the message).
+fn viewer_cannot_publish(what: &str) -> ServerMsg {
+    ServerMsg::error(
+        "viewer-cannot-publish",
+        format!(
+            "a viewer receives only: {what} is for participants; join as a participant to publish"
+        ),
+    )
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -100,11 +100,16 @@ impl Room {
         };
         let Some(i) = self.idx(pid) else { return };
         let p = &mut self.participants[i];
+        if p.role == Role::Viewer {
+            conn.send(&viewer_cannot_publish("media-state"));
+            return;
+        }
         if (p.audio_muted, p.video_off) == (audio_muted, video_off) {
             return;
         }
         p.audio_muted = audio_muted;
         p.video_off = video_off;
-        self.broadcast_participants();
+        let participant = roster::info(p);
+        self.queue_delta(Instant::now(), Delta::ParticipantUpdated { participant });
     }
 }

@@ -18,7 +18,7 @@ use sfu_core::{ConsumerId, ProducerId, RouterId, TransportId};
 use sfu_sig::config::Limits;
 use sfu_sig::conn::{ConnHandle, Outgoing};
 use sfu_sig::hub::{Hub, HubConfig, HubMsg, Registry, Spawner};
-use sfu_sig::protocol::ClientMsg;
+use sfu_sig::protocol::{ClientMsg, Role};
 use sfu_sig::sdp::{self, Direction, LocalMedia, LocalParams};
 use tokio::sync::{mpsc, oneshot};
 
@@ -237,6 +237,8 @@ impl TestHub {
             conn,
             rx,
             hub: self.tx.clone(),
+            roster: std::collections::BTreeMap::new(),
+            viewers: 0,
         }
     }
 
@@ -276,6 +278,12 @@ pub(crate) struct Client {
     pub conn: ConnHandle,
     pub rx: mpsc::Receiver<Outgoing>,
     hub: mpsc::Sender<HubMsg>,
+    /// The room's participants by id as the messages received so far tell
+    /// them (the `participants` snapshot, then `deltas`), as a client keeps
+    /// them.
+    pub roster: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The viewer count the messages received so far tell.
+    pub viewers: u64,
 }
 
 impl Client {
@@ -287,11 +295,17 @@ impl Client {
     }
 
     pub(crate) async fn join(&self, room: &str, name: &str, sdp: &str) {
+        self.join_as(room, name, sdp, None).await;
+    }
+
+    /// Joins with `role` (`None`: the server's default, a participant).
+    pub(crate) async fn join_as(&self, room: &str, name: &str, sdp: &str, role: Option<Role>) {
         self.send(ClientMsg::Join {
             room: room.into(),
             name: name.into(),
             sdp: sdp.into(),
             token: None,
+            role,
         })
         .await;
     }
@@ -303,17 +317,56 @@ impl Client {
             .expect("hub");
     }
 
+    /// The participant named `name` in [`Self::roster`].
+    pub(crate) fn listed(&self, name: &str) -> Option<&serde_json::Value> {
+        self.roster.values().find(|p| p["name"] == name)
+    }
+
+    /// Keeps [`Self::roster`] and [`Self::viewers`] as a client does.
+    fn apply_roster(&mut self, v: &serde_json::Value) {
+        let id = |p: &serde_json::Value| p["id"].as_str().unwrap_or_default().to_string();
+        match v["type"].as_str() {
+            Some("participants") => {
+                self.roster = v["participants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| (id(p), p.clone()))
+                    .collect();
+                self.viewers = v["viewers"].as_u64().unwrap_or(0);
+            }
+            Some("deltas") => {
+                for e in v["events"].as_array().into_iter().flatten() {
+                    match e["type"].as_str() {
+                        Some("participant-joined" | "participant-updated") => {
+                            let p = &e["participant"];
+                            self.roster.insert(id(p), p.clone());
+                        }
+                        Some("participant-left") => {
+                            self.roster.remove(e["id"].as_str().unwrap_or_default());
+                        }
+                        Some("viewers") => self.viewers = e["count"].as_u64().unwrap_or(0),
+                        other => panic!("unknown delta {other:?} in {v}"),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The next JSON message, within `within`, or `None` when nothing came.
     pub(crate) async fn recv_within(&mut self, within: Duration) -> Option<serde_json::Value> {
         let end = tokio::time::Instant::now() + within;
         loop {
-            match tokio::time::timeout_at(end, self.rx.recv()).await {
-                Ok(Some(Outgoing::Text(t))) => {
-                    return Some(serde_json::from_str(&t).expect("json"));
-                }
-                Ok(Some(_)) => {}
+            let text: String = match tokio::time::timeout_at(end, self.rx.recv()).await {
+                Ok(Some(Outgoing::Text(t))) => t,
+                Ok(Some(Outgoing::Shared(t))) => t.to_string(),
+                Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => return None,
-            }
+            };
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+            self.apply_roster(&v);
+            return Some(v);
         }
     }
 
@@ -324,7 +377,8 @@ impl Client {
     }
 
     /// The next message of type `kind` (or an error with code `kind`),
-    /// skipping `participants` and `update`; anything else is a failure.
+    /// skipping `participants`, `deltas` and `update`; anything else is a
+    /// failure.
     pub(crate) async fn expect(&mut self, kind: &str) -> serde_json::Value {
         loop {
             let v = self.recv().await;
@@ -332,7 +386,7 @@ impl Client {
                 return v;
             }
             assert!(
-                v["type"] == "participants" || v["type"] == "update",
+                v["type"] == "participants" || v["type"] == "deltas" || v["type"] == "update",
                 "expected {kind}, got {v}"
             );
         }
@@ -345,6 +399,19 @@ impl Client {
         })
         .await;
     }
+}
+
+/// Every message until none comes for `within`, answering every update (as
+/// a browser would).
+pub(crate) async fn drain_answering(c: &mut Client, within: Duration) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    while let Some(m) = c.recv_within(within).await {
+        if m["type"] == "update" {
+            c.answer(m["sdp"].as_str().expect("sdp"), None).await;
+        }
+        out.push(m);
+    }
+    out
 }
 
 /// A client's answer to a server `update` offer: receives every `sendonly`
