@@ -91,6 +91,8 @@ fn garbage_on_the_room_port_changes_nothing_for_the_call() {
             rooms: 1,
             publishers: 1,
             subscribers: 2,
+            role: "viewer".into(),
+            room: None,
             video_kbps: 500,
             packet_size: 1000,
             audio: true,

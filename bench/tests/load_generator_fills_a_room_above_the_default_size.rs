@@ -21,6 +21,9 @@ fn a_room_of_121_joins_without_a_failure() {
         rooms: 1,
         publishers: 1,
         subscribers,
+        // Participants, as browsers join: the room limit is what is tested.
+        role: "participant".into(),
+        room: None,
         video_kbps: 100,
         packet_size: 1000,
         audio: false,

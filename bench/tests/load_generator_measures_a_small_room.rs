@@ -21,6 +21,8 @@ fn load_generator_joins_verifies_and_counts() {
         rooms: 1,
         publishers: 1,
         subscribers: 2,
+        role: "viewer".into(),
+        room: None,
         video_kbps: 500,
         packet_size: 1000,
         audio: true,
@@ -66,4 +68,14 @@ fn load_generator_joins_verifies_and_counts() {
         summary.keyframe_requests >= 1,
         "a new consumer asks the publisher for a keyframe"
     );
+    // Signaling figures: three joins answered, and the largest message
+    // is an SDP (an answer or update), not nothing.
+    assert!(
+        summary.join_latency_p50_ms > 0.0
+            && summary.join_latency_p99_ms >= summary.join_latency_p50_ms
+            && summary.join_latency_p99_ms < 5000.0,
+        "{summary:?}"
+    );
+    assert!(summary.largest_signaling_message_bytes > 500, "{summary:?}");
+    assert_eq!(summary.scenario.role, "viewer");
 }

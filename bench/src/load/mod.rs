@@ -49,6 +49,15 @@ pub struct Args {
     /// Receive-only subscribers per room.
     #[arg(long, default_value_t = 10)]
     pub subscribers: usize,
+    /// The role the subscribers join as: `viewer` (counted, not listed;
+    /// their joins update no one) or `participant` (listed, as a browser
+    /// joins).
+    #[arg(long, default_value = "viewer", value_parser = ["viewer", "participant"])]
+    pub role: String,
+    /// Join this room (for example one that browsers are in) instead of
+    /// rooms named for the run; only with --rooms 1.
+    #[arg(long)]
+    pub room: Option<String>,
     /// Video bitrate per publisher, kbit/s.
     #[arg(long, default_value_t = 1000)]
     pub video_kbps: u32,
@@ -115,7 +124,13 @@ impl Drop for SpawnedServer {
 /// participants; the server's default is 100).
 pub fn server_args(args: &Args, port: u16) -> Vec<String> {
     let limits = sfu_sig::config::Limits::default();
-    let per_room = (args.publishers + args.subscribers).max(limits.participants_per_room);
+    let viewers = if args.role == "viewer" {
+        args.subscribers
+    } else {
+        0
+    };
+    let per_room = (args.publishers + args.subscribers - viewers).max(limits.participants_per_room);
+    let viewers_per_room = viewers.max(limits.viewers_per_room);
     let rooms = args.rooms.max(limits.rooms_per_worker);
     // Each participant receives every publisher's audio and video.
     let tracks = (2 * args.publishers).max(limits.consumers_per_transport);
@@ -138,6 +153,8 @@ pub fn server_args(args: &Args, port: u16) -> Vec<String> {
         "1000000",
         "--max-participants-per-room",
         &per_room.to_string(),
+        "--max-viewers-per-room",
+        &viewers_per_room.to_string(),
         "--max-rooms-per-worker",
         &rooms.to_string(),
         "--max-consumers-per-transport",
@@ -193,6 +210,13 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     if args.duration < 3.0 || args.duration > 3600.0 || args.ramp < 0.0 || args.ramp > 600.0 {
         return Err("--duration must be 3..=3600 s and --ramp 0..=600 s".into());
     }
+    if args.room.is_some() && args.rooms != 1 {
+        return Err("--room joins one room: use it with --rooms 1".into());
+    }
+    // One UDP socket and one WebSocket per client, and a margin.
+    let files = 2 * args.rooms * (args.publishers + args.subscribers) + 256;
+    sfu_core::io::raise_fd_limit(files as u64)
+        .map_err(|e| format!("{files} open files needed: {e}"))?;
     let spawned = if args.spawn_server {
         let (s, url) = spawn_server(&args)?;
         args.server = url;
@@ -230,8 +254,12 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             } else {
                 format!("sub-{idx}")
             },
-            room: format!("load-{tag}-{room}"),
+            room: args
+                .room
+                .clone()
+                .unwrap_or_else(|| format!("load-{tag}-{room}")),
             publisher,
+            viewer: !publisher && args.role == "viewer",
             audio: args.audio,
             ufrag: format!("l{idx:07}"),
             pwd: format!("load-password-{idx:012}"),
@@ -257,6 +285,8 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let url = args.server.clone();
+    let sig_stats = std::sync::Arc::new(signal::SignalStats::default());
+    let stats = sig_stats.clone();
     let signaling = std::thread::Builder::new()
         .name("sfu-load-signaling".into())
         .spawn(move || {
@@ -287,6 +317,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
                         spec,
                         ev_tx.clone(),
                         stop_rx.clone(),
+                        stats.clone(),
                     )));
                 }
                 for t in tasks {
@@ -339,6 +370,19 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         .flat_map(|s| s.latencies_ms.iter().copied())
         .collect();
     let window = end.saturating_duration_since(window_start).as_secs_f64();
+    let joins = sig_stats
+        .joins
+        .lock()
+        .map(|j| j.clone())
+        .unwrap_or_default();
+    let mut join_ms: Vec<f64> = joins.iter().map(|(_, ms)| *ms).collect();
+    let join_span = match (
+        joins.iter().map(|(t, _)| *t).min(),
+        joins.iter().map(|(t, _)| *t).max(),
+    ) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
     let cpu = match (cpu_at_window, cpu_at_end) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -355,6 +399,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             duration: args.duration,
             ramp: args.ramp,
             verify_every: args.verify_every,
+            role: args.role.clone(),
         },
         joined: media.iter().filter(|s| s.connected).count(),
         join_failures: media
@@ -382,6 +427,16 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             .map(|c| c * 1e6 / forwarded as f64),
         server_rss_bytes: rss,
         keyframe_requests: media.iter().map(|s| s.plis).sum(),
+        join_latency_p50_ms: quantile(&mut join_ms, 0.5),
+        join_latency_p99_ms: quantile(&mut join_ms, 0.99),
+        join_rate_per_second: if join_span > 0.0 {
+            (joins.len() - 1) as f64 / join_span
+        } else {
+            0.0
+        },
+        largest_signaling_message_bytes: sig_stats
+            .largest_message
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;

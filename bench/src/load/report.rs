@@ -42,6 +42,14 @@ pub struct Summary {
     pub server_rss_bytes: Option<u64>,
     /// PLIs the publishers received.
     pub keyframe_requests: u64,
+    /// Join latency (WebSocket connect to the join answer), median, ms.
+    pub join_latency_p50_ms: f64,
+    /// Join latency, 99th percentile, ms.
+    pub join_latency_p99_ms: f64,
+    /// Joins answered per second, from the first to the last answer.
+    pub join_rate_per_second: f64,
+    /// The largest signaling message any client received, bytes.
+    pub largest_signaling_message_bytes: usize,
 }
 
 /// The scenario flags, echoed in the summary.
@@ -67,6 +75,8 @@ pub struct Scenario {
     pub ramp: f64,
     /// One in this many received packets is decrypted and verified.
     pub verify_every: u32,
+    /// The role `--subscribers` join as (`viewer` or `participant`).
+    pub role: String,
 }
 
 /// CPU time (user + system) of a process, seconds, from `/proc/PID/stat`.

@@ -23,6 +23,8 @@ pub struct ClientSpec {
     pub room: String,
     /// Whether it publishes (publishers also receive the other publishers).
     pub publisher: bool,
+    /// Joins as a viewer (`role: "viewer"`; receive-only).
+    pub viewer: bool,
     /// Publish audio too.
     pub audio: bool,
     /// Our ICE ufrag and password.
@@ -37,6 +39,15 @@ pub struct ClientSpec {
     pub video_ssrc: u32,
     /// SSRC of our audio.
     pub audio_ssrc: u32,
+}
+
+/// What the signaling side measured, shared by every client of a run.
+#[derive(Debug, Default)]
+pub struct SignalStats {
+    /// Each answered join: (when the answer came, ms from connect to it).
+    pub joins: std::sync::Mutex<Vec<(std::time::Instant, f64)>>,
+    /// The largest text message received, bytes.
+    pub largest_message: std::sync::atomic::AtomicUsize,
 }
 
 /// What signaling tells the media side.
@@ -199,8 +210,10 @@ pub async fn run_client(
     spec: ClientSpec,
     events: crossbeam_channel::Sender<SignalEvent>,
     mut stop: watch::Receiver<bool>,
+    stats: std::sync::Arc<SignalStats>,
 ) {
     let idx = spec.idx;
+    let started = std::time::Instant::now();
     let fail = |reason: String| {
         let _ = events.send(SignalEvent::Failed { idx, reason });
     };
@@ -215,7 +228,10 @@ pub async fn run_client(
         Err(_) => return fail("websocket connect timed out after 10 s".into()),
     };
     let (mut tx, mut rx) = ws.split();
-    let join = serde_json::json!({"type": "join", "room": spec.room, "name": spec.name, "sdp": join_offer(&spec)});
+    let mut join = serde_json::json!({"type": "join", "room": spec.room, "name": spec.name, "sdp": join_offer(&spec)});
+    if spec.viewer {
+        join["role"] = "viewer".into();
+    }
     if tx
         .send(Message::Text(join.to_string().into()))
         .await
@@ -245,12 +261,19 @@ pub async fn run_client(
                 return;
             }
         };
+        stats
+            .largest_message
+            .fetch_max(text.len(), std::sync::atomic::Ordering::Relaxed);
         let Ok(v) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
             continue;
         };
         match v["type"].as_str() {
             Some("answer") if !answered => {
                 answered = true;
+                let now = std::time::Instant::now();
+                if let Ok(mut j) = stats.joins.lock() {
+                    j.push((now, now.duration_since(started).as_secs_f64() * 1e3));
+                }
                 match server_params(&spec, v["sdp"].as_str().unwrap_or("")) {
                     Ok(params) => {
                         let _ = events.send(SignalEvent::Ready { idx, params });

@@ -40,6 +40,7 @@ pub(crate) fn spec(
         name: format!("c{idx}"),
         room: room.into(),
         publisher,
+        viewer: false,
         audio: true,
         ufrag: format!("u{idx:05}"),
         pwd: format!("lifecycle-password-{idx:08}"),

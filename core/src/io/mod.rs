@@ -238,6 +238,38 @@ pub(crate) fn cvt(rc: libc::c_int) -> std::io::Result<libc::c_int> {
     }
 }
 
+/// Raises this process's open-file limit (`RLIMIT_NOFILE`, soft) to at
+/// least `need` files, up to the hard limit, as servers with many sockets
+/// do at start. Returns the soft limit now in force.
+///
+/// Errors: `getrlimit(2)`/`setrlimit(2)` failures, and `EMFILE` (as an
+/// `io::Error` with a message) when the hard limit is below `need`.
+pub fn raise_fd_limit(need: u64) -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur >= need {
+        return Ok(lim.rlim_cur);
+    }
+    if lim.rlim_max < need {
+        return Err(std::io::Error::other(format!(
+            "the hard limit on open files is {} (raise it: ulimit -Hn, or LimitNOFILE=)",
+            lim.rlim_max
+        )));
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,10 @@ impl Members {
 
     /// The ids of every participant (publisher) but `pid`, in join order.
     pub(super) fn other_participants(&self, pid: u64) -> Vec<u64> {
-        self.participants().map(|p| p.id).filter(|o| *o != pid).collect()
+        self.participants()
+            .map(|p| p.id)
+            .filter(|o| *o != pid)
+            .collect()
     }
 
     pub(super) fn len(&self) -> usize {
