@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f scripts/e2e/run.js ] || { echo "no e2e tests yet"; exit 0; }
-cargo build --release --locked -p sfu-sig
+cargo build --release --locked -p sfu-sig -p sfu-bench
 BIN="$PWD/target/release/sfu"
 
 one() { # BACKEND EXPECTED [env...]

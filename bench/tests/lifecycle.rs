@@ -100,6 +100,8 @@ fn garbage_on_the_room_port_changes_nothing_for_the_call() {
             ramp: 0.5,
             server_pid: None,
             spawn_server: false,
+            spawn_floor: false,
+            floor_relay: None,
             server_bin: None,
             server_cpu: 0,
             cpu: -1,

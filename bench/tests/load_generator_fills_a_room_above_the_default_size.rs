@@ -31,6 +31,8 @@ fn a_room_of_121_joins_without_a_failure() {
         ramp: 2.0,
         server_pid: None,
         spawn_server: true,
+        spawn_floor: false,
+        floor_relay: None,
         server_bin: None,
         server_cpu: 0,
         cpu: -1,

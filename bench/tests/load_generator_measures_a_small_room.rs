@@ -30,6 +30,8 @@ fn load_generator_joins_verifies_and_counts() {
         ramp: 0.5,
         server_pid: Some(std::process::id()),
         spawn_server: false,
+        spawn_floor: false,
+        floor_relay: None,
         server_bin: None,
         server_cpu: 0,
         cpu: -1,

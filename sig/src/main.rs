@@ -41,10 +41,8 @@ fn main() -> ExitCode {
     // One WebSocket per member: a room of 10,000 needs more open files than
     // the usual soft limit of 1,024.
     match sfu_core::io::raise_fd_limit(65_536) {
-        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the open-file limit to 65,536: connections beyond it will be refused")
-        }
+        Ok(n) => tracing::info!(open_files = n, "open-file limit (one per WebSocket)"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
     }
 
     let listener = match std::net::TcpListener::bind(cfg.http_listen) {

@@ -8,17 +8,26 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sfu_bench::load::{Args, run};
+use sfu_bench::load::{Args, run, run_floor_relay};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(port) = args.floor_relay {
+        return match run_floor_relay(port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sfu-load relay: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(args) {
         Ok(summary) => {
             match serde_json::to_string_pretty(&summary) {
                 Ok(s) => println!("{s}"),
                 Err(e) => eprintln!("sfu-load: {e}"),
             }
-            if summary.joined == 0 {
+            if summary.joined == 0 && summary.floor_forwarded_packets.is_none() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

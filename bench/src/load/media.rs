@@ -112,7 +112,7 @@ struct State {
     verify_count: u32,
 }
 
-fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match ss.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
@@ -135,15 +135,20 @@ fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// Receive buffers for `recvmmsg`, reused for every call.
-struct Batch {
-    bufs: Vec<[u8; 2048]>,
-    addrs: Vec<libc::sockaddr_storage>,
+pub(crate) struct Batch {
+    pub(crate) bufs: Vec<[u8; 2048]>,
+    pub(crate) addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
 impl Batch {
-    fn new() -> Self {
+    /// The length of datagram `i` of the last [`Self::recv`].
+    pub(crate) fn len(&self, i: usize) -> usize {
+        self.hdrs[i].msg_len as usize
+    }
+
+    pub(crate) fn new() -> Self {
         // SAFETY: all-zero sockaddr_storage / mmsghdr are valid empty values.
         let zeroed_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         Self {
@@ -156,7 +161,7 @@ impl Batch {
     }
 
     /// Reads up to BATCH datagrams without blocking; returns how many.
-    fn recv(&mut self, fd: i32) -> usize {
+    pub(crate) fn recv(&mut self, fd: i32) -> usize {
         self.iovs.clear();
         for b in &mut self.bufs {
             self.iovs.push(libc::iovec {

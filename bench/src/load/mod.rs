@@ -9,6 +9,7 @@
     reason = "kill(2) of the spawned server, and pinning it between fork and exec"
 )]
 
+pub mod floor;
 pub mod media;
 pub mod report;
 pub mod signal;
@@ -43,7 +44,8 @@ pub struct Args {
     /// Number of rooms.
     #[arg(long, default_value_t = 1)]
     pub rooms: usize,
-    /// Publishers per room (each also receives the other publishers).
+    /// Publishers per room (each also receives the other publishers); 0
+    /// with --room, to watch a room others publish in.
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
     /// Receive-only subscribers per room.
@@ -79,6 +81,15 @@ pub struct Args {
     /// Start the server (pinned to --server-cpu) on a free loopback port.
     #[arg(long)]
     pub spawn_server: bool,
+    /// Also (or, without a server, only) run the scenario through a
+    /// reference relay (pinned to --server-cpu) that sends every datagram
+    /// on with recvmmsg/sendmmsg and nothing else: the floor this machine
+    /// sets, reported as floor_cpu_us_per_forwarded_packet.
+    #[arg(long)]
+    pub spawn_floor: bool,
+    /// Internal: run as the reference relay on this loopback port.
+    #[arg(long, hide = true)]
+    pub floor_relay: Option<u16>,
     /// The `sfu` binary for --spawn-server [default: next to sfu-load].
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
@@ -165,6 +176,25 @@ pub fn server_args(args: &Args, port: u16) -> Vec<String> {
     .collect()
 }
 
+/// Starts `bin` with `args`, pinned to `cpu`; killed when dropped.
+fn spawn_pinned(
+    bin: &std::path::Path,
+    args: &[String],
+    cpu: usize,
+) -> Result<SpawnedServer, String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).stdin(Stdio::null());
+    // SAFETY: only async-signal-safe work (sched_setaffinity) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || sfu_core::worker::affinity::pin(0, cpu));
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    Ok(SpawnedServer { child })
+}
+
 fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     let bin = match &args.server_bin {
         Some(b) => b.clone(),
@@ -175,18 +205,7 @@ fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = probe.local_addr().map_err(|e| e.to_string())?.port();
     drop(probe);
-    let mut cmd = Command::new(&bin);
-    cmd.args(server_args(args, port)).stdin(Stdio::null());
-    let cpu = args.server_cpu;
-    // SAFETY: only async-signal-safe work (sched_setaffinity) between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || sfu_core::worker::affinity::pin(0, cpu));
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let server = SpawnedServer { child };
+    let server = spawn_pinned(&bin, &server_args(args, port), args.server_cpu)?;
     let end = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > end {
@@ -197,12 +216,65 @@ fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     Ok((server, format!("ws://127.0.0.1:{port}/ws")))
 }
 
+fn scenario(args: &Args) -> Scenario {
+    Scenario {
+        server: args.server.clone(),
+        rooms: args.rooms,
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        video_kbps: args.video_kbps,
+        packet_size: args.packet_size,
+        audio: args.audio,
+        duration: args.duration,
+        ramp: args.ramp,
+        verify_every: args.verify_every,
+        role: args.role.clone(),
+    }
+}
+
+/// Runs the reference relay (`--floor-relay PORT`, started by
+/// `--spawn-floor`) for at most an hour.
+///
+/// Errors: its socket cannot be bound.
+pub fn run_floor_relay(port: u16) -> Result<(), String> {
+    floor::run_relay(port, Duration::from_secs(3600))
+}
+
+/// Starts the relay pinned to `--server-cpu` and drives the scenario
+/// through it.
+fn run_floor(args: &Args) -> Result<floor::FloorFigures, String> {
+    let bin = std::env::current_exe().map_err(|e| e.to_string())?;
+    let probe = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = probe.local_addr().map_err(|e| e.to_string())?.port();
+    drop(probe);
+    let relay = spawn_pinned(
+        &bin,
+        &["--floor-relay".to_string(), port.to_string()],
+        args.server_cpu,
+    )?;
+    // The relay binds at once; give it a moment before the joins.
+    std::thread::sleep(Duration::from_millis(300));
+    let window = Duration::from_secs_f64((args.duration - SETTLE.as_secs_f64()).max(1.0));
+    let figures = floor::run_clients(
+        args,
+        window,
+        relay.child.id(),
+        ([127, 0, 0, 1], port).into(),
+    );
+    drop(relay);
+    figures
+}
+
 /// Runs a scenario and returns its summary.
 ///
 /// Errors: a message when the scenario is invalid or setup fails.
 pub fn run(mut args: Args) -> Result<Summary, String> {
-    if args.rooms == 0 || args.publishers == 0 {
-        return Err("--rooms and --publishers must be at least 1".into());
+    if args.rooms == 0 || (args.publishers == 0 && args.room.is_none()) {
+        return Err(
+            "--rooms and --publishers must be at least 1 (--publishers 0 only with --room: \
+             viewers of a room others publish in)"
+                .into(),
+        );
     }
     if !(100..=1400).contains(&args.packet_size) {
         return Err("--packet-size must be 100..=1400 bytes".into());
@@ -215,8 +287,13 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     }
     // One UDP socket and one WebSocket per client, and a margin.
     let files = 2 * args.rooms * (args.publishers + args.subscribers) + 256;
-    sfu_core::io::raise_fd_limit(files as u64)
-        .map_err(|e| format!("{files} open files needed: {e}"))?;
+    let limit = sfu_core::io::raise_fd_limit(files as u64).map_err(|e| e.to_string())?;
+    if limit < files as u64 {
+        return Err(format!(
+            "{files} open files needed (a UDP socket and a WebSocket per client), but the \
+             limit is {limit} and this process may not raise it: ulimit -Hn, or LimitNOFILE="
+        ));
+    }
     let spawned = if args.spawn_server {
         let (s, url) = spawn_server(&args)?;
         args.server = url;
@@ -228,6 +305,40 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     if args.cpu >= 0 {
         sfu_core::worker::affinity::pin(0, args.cpu as usize)
             .map_err(|e| format!("cannot pin to CPU {}: {e}", args.cpu))?;
+    }
+    // The floor first, with the machine otherwise idle.
+    let floor = if args.spawn_floor {
+        Some(run_floor(&args)?)
+    } else {
+        None
+    };
+    let floor_us = floor.and_then(|f| {
+        f.cpu_seconds
+            .filter(|_| f.forwarded > 0)
+            .map(|c| c * 1e6 / f.forwarded as f64)
+    });
+    let floor_fields = |s: Summary| Summary {
+        floor_forwarded_packets: floor.map(|f| f.forwarded),
+        floor_loss_ratio: floor.map(|f| {
+            if f.expected == 0 {
+                0.0
+            } else {
+                (1.0 - f.forwarded as f64 / f.expected as f64).max(0.0)
+            }
+        }),
+        floor_cpu_us_per_forwarded_packet: floor_us,
+        server_to_floor_cpu_ratio: s
+            .server_cpu_us_per_forwarded_packet
+            .zip(floor_us)
+            .map(|(a, b)| a / b),
+        ..s
+    };
+    if args.spawn_floor && spawned.is_none() && args.server_pid.is_none() {
+        // The floor alone, instead of a server.
+        return Ok(floor_fields(Summary {
+            scenario: scenario(&args),
+            ..Summary::default()
+        }));
     }
     let cert = Certificate::generate().map_err(|e| e.to_string())?;
     let per_room = args.publishers + args.subscribers;
@@ -388,19 +499,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         _ => None,
     };
     let summary = Summary {
-        scenario: Scenario {
-            server: args.server.clone(),
-            rooms: args.rooms,
-            publishers: args.publishers,
-            subscribers: args.subscribers,
-            video_kbps: args.video_kbps,
-            packet_size: args.packet_size,
-            audio: args.audio,
-            duration: args.duration,
-            ramp: args.ramp,
-            verify_every: args.verify_every,
-            role: args.role.clone(),
-        },
+        scenario: scenario(&args),
         joined: media.iter().filter(|s| s.connected).count(),
         join_failures: media
             .iter()
@@ -437,7 +536,9 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         largest_signaling_message_bytes: sig_stats
             .largest_message
             .load(std::sync::atomic::Ordering::Relaxed),
+        ..Summary::default()
     };
+    let summary = floor_fields(summary);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

@@ -50,6 +50,16 @@ pub struct Summary {
     pub join_rate_per_second: f64,
     /// The largest signaling message any client received, bytes.
     pub largest_signaling_message_bytes: usize,
+    /// `--spawn-floor`: datagrams the reference relay's subscribers received
+    /// in the window.
+    pub floor_forwarded_packets: Option<u64>,
+    /// `--spawn-floor`: their loss ratio.
+    pub floor_loss_ratio: Option<f64>,
+    /// `--spawn-floor`: the relay's CPU µs per forwarded packet, the floor
+    /// of this machine and kernel for the scenario.
+    pub floor_cpu_us_per_forwarded_packet: Option<f64>,
+    /// Server CPU per forwarded packet over the floor's, in the same run.
+    pub server_to_floor_cpu_ratio: Option<f64>,
 }
 
 /// The scenario flags, echoed in the summary.

@@ -238,12 +238,13 @@ pub(crate) fn cvt(rc: libc::c_int) -> std::io::Result<libc::c_int> {
     }
 }
 
-/// Raises this process's open-file limit (`RLIMIT_NOFILE`, soft) to at
-/// least `need` files, up to the hard limit, as servers with many sockets
-/// do at start. Returns the soft limit now in force.
+/// Raises this process's open-file limit (`RLIMIT_NOFILE`) towards `need`
+/// files, as servers with many sockets do at start: the soft limit up to
+/// the hard one, and the hard one too when the process may (root with
+/// `CAP_SYS_RESOURCE`). Returns the soft limit now in force, which is below
+/// `need` when the hard limit is and cannot be raised.
 ///
-/// Errors: `getrlimit(2)`/`setrlimit(2)` failures, and `EMFILE` (as an
-/// `io::Error` with a message) when the hard limit is below `need`.
+/// Errors: `getrlimit(2)` failing.
 pub fn raise_fd_limit(need: u64) -> std::io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -256,16 +257,17 @@ pub fn raise_fd_limit(need: u64) -> std::io::Result<u64> {
     if lim.rlim_cur >= need {
         return Ok(lim.rlim_cur);
     }
-    if lim.rlim_max < need {
-        return Err(std::io::Error::other(format!(
-            "the hard limit on open files is {} (raise it: ulimit -Hn, or LimitNOFILE=)",
-            lim.rlim_max
-        )));
-    }
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: setrlimit reads the struct we pass.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    let hard = lim.rlim_max;
+    // First the hard limit too; without the privilege, up to it.
+    for max in [hard.max(need), hard] {
+        let want = libc::rlimit {
+            rlim_cur: need.min(max),
+            rlim_max: max,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            return Ok(want.rlim_cur);
+        }
     }
     Ok(lim.rlim_cur)
 }
