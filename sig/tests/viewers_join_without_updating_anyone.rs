@@ -2,7 +2,8 @@
 //! not listed, only counted: a viewer's join sends no `update` to anyone
 //! and creates no consumer of anyone's; everyone learns the new count in
 //! one `deltas` message. A viewer that offers to send, or asks to, is
-//! refused with `viewer-cannot-publish`.
+//! refused with `viewer-cannot-publish`, and a viewer that stops reading
+//! is closed alone.
 
 mod common;
 
@@ -148,6 +149,45 @@ fn roster_changes_are_coalesced_into_one_message_per_interval() {
         }
         assert_eq!(ann.roster.len(), 6);
         assert_eq!(ann.viewers, 3);
+        hub.stop().await;
+    });
+}
+
+#[test]
+fn a_viewer_that_stops_reading_is_closed_alone() {
+    run(Duration::from_secs(30), async {
+        let mut hub = TestHub::start(1, hub_config(Duration::from_secs(10)), false);
+        let mut ann = hub.joined("r", "ann", OFFER).await;
+        // A viewer whose queue holds 3 messages and that never reads: its
+        // answer, snapshot and first update fill it.
+        let slow = hub.connect_with_queue(3).await;
+        slow.join_as("r", "slow", RECVONLY_OFFER, Some(Role::Viewer))
+            .await;
+        let mut fine = hub.connect().await;
+        fine.join_as("r", "fine", RECVONLY_OFFER, Some(Role::Viewer))
+            .await;
+        fine.expect("answer").await;
+        // bob joins: each viewer gets an update and deltas; the slow one's
+        // queue overflows and it is removed.
+        let mut bob = hub.joined("r", "bob", OFFER).await;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.extend(drain_answering(&mut fine, Duration::from_millis(600)).await);
+            drain_answering(&mut ann, Duration::from_millis(100)).await;
+            drain_answering(&mut bob, Duration::from_millis(100)).await;
+            if fine.viewers == 1 {
+                break;
+            }
+        }
+        assert_eq!(fine.viewers, 1, "the slow viewer was removed: {seen:?}");
+        assert!(
+            seen.iter().all(|m| m["type"] != "error"),
+            "nothing went wrong for the others: {seen:?}"
+        );
+        assert_eq!(fine.roster.len(), 2, "ann and bob");
+        // The others still negotiate: bob's tracks reached the fine viewer.
+        let offers = seen.iter().filter(|m| m["type"] == "update").count();
+        assert!(offers >= 1, "{seen:?}");
         hub.stop().await;
     });
 }

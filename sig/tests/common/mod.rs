@@ -225,9 +225,20 @@ impl TestHub {
     }
 
     pub(crate) async fn connect(&mut self) -> Client {
+        self.connect_with_queue(1024).await
+    }
+
+    /// A connection whose outgoing queue holds `queue` messages; when the
+    /// queue overflows, it disconnects as the WebSocket task would.
+    pub(crate) async fn connect_with_queue(&mut self, queue: usize) -> Client {
         let id = self.next_conn;
         self.next_conn += 1;
-        let (conn, rx) = ConnHandle::new(id, 1024);
+        let (conn, rx) = ConnHandle::new(id, queue);
+        let (watch, hub) = (conn.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            watch.closed().await;
+            let _ = hub.send(HubMsg::Disconnect { conn: id }).await;
+        });
         self.tx
             .send(HubMsg::Connect { conn: conn.clone() })
             .await
