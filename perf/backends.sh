@@ -8,6 +8,10 @@
 #   perf/backends.sh "epoll uring" [SFU-LOAD SCENARIO ARGS...]
 #   perf/backends.sh "epoll:native epoll:webrtc-srtp" --subscribers 200 --duration 15 --ramp 4
 #   perf/backends.sh "epoll uring" --rooms 1 --publishers 1 --subscribers 100 --duration 15 --ramp 4
+#   perf/backends.sh "epoll uring" --subscribers 200 --duration 15 --ramp 4 --spawn-floor
+#
+# With --spawn-floor each run also measures the reference relay (the floor,
+# perf/README.md) on the same CPU, before the server's part, and prints it.
 #
 # The server is pinned to CPU 0 with one worker, sfu-load to CPU 1. Loopback only.
 set -euo pipefail
@@ -49,6 +53,9 @@ print(f"{sys.argv[2]:18} {sys.argv[3]}: {d['forwarded_packets_per_second']:,.0f}
       f"latency p50 {d['latency_p50_ms']:.2f} p99 {d['latency_p99_ms']:.2f} ms, "
       f"loss {d['loss_ratio']:.4f}, join failures {len(d.get('join_failures', []))}, "
       f"server RSS {(d.get('server_rss_bytes') or 0)/1e6:.1f} MB")
+if d.get("floor_cpu_us_per_forwarded_packet"):
+    print(f"{'':18} floor relay {d['floor_cpu_us_per_forwarded_packet']:.2f} us/pkt, "
+          f"server / floor {d['server_to_floor_cpu_ratio']:.2f}")
 PY
 done
 rm -rf "$OUT"
