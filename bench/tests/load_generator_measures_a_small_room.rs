@@ -1,5 +1,8 @@
 //! sfu-load against the real server in-process: 1 publisher and 2
-//! subscribers join, media flows, the figures add up. Bounded by a watchdog.
+//! subscribers join, media flows, the figures add up. The clients are
+//! spread over two load processes, as a run beyond one process's open-file
+//! limit is: the second reports its clients' figures to the first. Bounded
+//! by a watchdog.
 
 use std::time::Duration;
 
@@ -32,6 +35,12 @@ fn load_generator_joins_verifies_and_counts() {
         spawn_server: false,
         spawn_floor: false,
         floor_relay: None,
+        processes: Some(2),
+        shard: None,
+        shard_start_unix_ms: None,
+        shard_tag: None,
+        shard_out: None,
+        load_bin: Some(env!("CARGO_BIN_EXE_sfu-load").into()),
         server_bin: None,
         server_cpu: 0,
         cpu: -1,

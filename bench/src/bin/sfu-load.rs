@@ -21,7 +21,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    let shard = args.shard.is_some();
     match run(args) {
+        // A shard reported to its parent, which prints the summary.
+        Ok(_) if shard => ExitCode::SUCCESS,
         Ok(summary) => {
             match serde_json::to_string_pretty(&summary) {
                 Ok(s) => println!("{s}"),

@@ -50,6 +50,8 @@ pub struct MediaConfig {
     pub verify_every: u32,
     /// Server PID for the progress line's CPU figure.
     pub server_pid: Option<u32>,
+    /// Print a progress line a second (the first load process only).
+    pub progress: bool,
 }
 
 /// One client as the media loop sees it.
@@ -70,7 +72,7 @@ pub struct MediaClient {
 }
 
 /// What one client measured.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClientStats {
     /// Completed ICE + DTLS.
     pub connected: bool,
@@ -441,17 +443,19 @@ pub fn run(
             } else {
                 (1.0 - received as f64 / expected as f64).max(0.0) * 100.0
             };
-            eprintln!(
-                "t={:>4.0}s connected={}/{} failed={} pkt/s out={} in={} loss={:.2}% server_cpu={}",
-                started.elapsed().as_secs_f64(),
-                connected,
-                st.len(),
-                failed,
-                total_sent - last_sent,
-                total_recv - last_recv,
-                loss,
-                cpu_pct
-            );
+            if cfg.progress {
+                eprintln!(
+                    "t={:>4.0}s connected={}/{} failed={} pkt/s out={} in={} loss={:.2}% server_cpu={}",
+                    started.elapsed().as_secs_f64(),
+                    connected,
+                    st.len(),
+                    failed,
+                    total_sent - last_sent,
+                    total_recv - last_recv,
+                    loss,
+                    cpu_pct
+                );
+            }
             last_sent = total_sent;
             last_recv = total_recv;
         }

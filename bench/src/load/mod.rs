@@ -90,6 +90,28 @@ pub struct Args {
     /// Internal: run as the reference relay on this loopback port.
     #[arg(long, hide = true)]
     pub floor_relay: Option<u16>,
+    /// Processes the clients are spread over [default: as many as the
+    /// open-file limit needs: each client holds a UDP socket and a
+    /// WebSocket]. The first process measures and reports.
+    #[arg(long)]
+    pub processes: Option<usize>,
+    /// Internal: this process runs the clients whose index is this modulo
+    /// --processes, from the shared start in --shard-start-unix-ms, and
+    /// writes their figures to --shard-out.
+    #[arg(long, hide = true)]
+    pub shard: Option<usize>,
+    /// Internal: the shared start, ms since the Unix epoch.
+    #[arg(long, hide = true)]
+    pub shard_start_unix_ms: Option<u64>,
+    /// Internal: the room-name tag shared by the shards.
+    #[arg(long, hide = true)]
+    pub shard_tag: Option<String>,
+    /// Internal: where a shard writes its figures.
+    #[arg(long, hide = true)]
+    pub shard_out: Option<PathBuf>,
+    /// The sfu-load binary the other processes run [default: this one].
+    #[arg(long, hide = true)]
+    pub load_bin: Option<PathBuf>,
     /// The `sfu` binary for --spawn-server [default: next to sfu-load].
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
@@ -265,6 +287,100 @@ fn run_floor(args: &Args) -> Result<floor::FloorFigures, String> {
     figures
 }
 
+/// What a shard process measured, for its parent.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ShardFigures {
+    /// Its clients' figures, by global index.
+    clients: Vec<(usize, media::ClientStats)>,
+    /// Its answered joins: (seconds after the shared start, ms to answer).
+    joins: Vec<(f64, f64)>,
+    /// The largest signaling message its clients received, bytes.
+    largest_message: usize,
+}
+
+/// A shard process and the file it reports to.
+struct Shard {
+    process: SpawnedServer,
+    out: PathBuf,
+}
+
+impl Shard {
+    /// Its figures, once it has exited (killed after `deadline`).
+    fn wait(mut self, deadline: Instant) -> Result<ShardFigures, String> {
+        loop {
+            match self.process.child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(status)) => return Err(format!("exited with {status}")),
+                Ok(None) if Instant::now() > deadline => return Err("did not finish".into()),
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let text = std::fs::read_to_string(&self.out).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&self.out);
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts this binary as shard `k` of `n` of the scenario in `args`, with
+/// the shared start and room tag.
+fn spawn_shard(
+    args: &Args,
+    k: usize,
+    n: usize,
+    start_unix_ms: u64,
+    tag: &str,
+) -> Result<Shard, String> {
+    let bin = match &args.load_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
+    let out = std::env::temp_dir().join(format!("sfu-load-{}-shard-{k}.json", std::process::id()));
+    let mut a: Vec<String> = [
+        ("--server", args.server.clone()),
+        ("--rooms", args.rooms.to_string()),
+        ("--publishers", args.publishers.to_string()),
+        ("--subscribers", args.subscribers.to_string()),
+        ("--role", args.role.clone()),
+        ("--video-kbps", args.video_kbps.to_string()),
+        ("--packet-size", args.packet_size.to_string()),
+        ("--duration", args.duration.to_string()),
+        ("--ramp", args.ramp.to_string()),
+        ("--cpu", args.cpu.to_string()),
+        ("--verify-every", args.verify_every.to_string()),
+        ("--processes", n.to_string()),
+        ("--shard", k.to_string()),
+        ("--shard-start-unix-ms", start_unix_ms.to_string()),
+        ("--shard-tag", tag.to_string()),
+        ("--shard-out", out.display().to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(f, v)| [f.to_string(), v])
+    .collect();
+    if args.audio {
+        a.push("--audio".into());
+    }
+    if let Some(room) = &args.room {
+        a.extend(["--room".into(), room.clone()]);
+    }
+    let child = Command::new(&bin)
+        .args(&a)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start load process {k}: {e}"))?;
+    Ok(Shard {
+        process: SpawnedServer { child },
+        out,
+    })
+}
+
 /// Runs a scenario and returns its summary.
 ///
 /// Errors: a message when the scenario is invalid or setup fails.
@@ -285,15 +401,24 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     if args.room.is_some() && args.rooms != 1 {
         return Err("--room joins one room: use it with --rooms 1".into());
     }
-    // One UDP socket and one WebSocket per client, and a margin.
-    let files = 2 * args.rooms * (args.publishers + args.subscribers) + 256;
-    let limit = sfu_core::io::raise_fd_limit(files as u64).map_err(|e| e.to_string())?;
-    if limit < files as u64 {
+    // One UDP socket and one WebSocket per client, and a margin; more
+    // clients than one process may open spread over several.
+    let total = args.rooms * (args.publishers + args.subscribers);
+    let limit = sfu_core::io::raise_fd_limit(2 * total as u64 + 256).map_err(|e| e.to_string())?;
+    let per_process = (limit.saturating_sub(256) / 2).max(1) as usize;
+    let processes = args
+        .processes
+        .unwrap_or_else(|| total.div_ceil(per_process))
+        .max(1);
+    if total.div_ceil(processes) > per_process {
         return Err(format!(
-            "{files} open files needed (a UDP socket and a WebSocket per client), but the \
-             limit is {limit} and this process may not raise it: ulimit -Hn, or LimitNOFILE="
+            "{total} clients in {processes} process(es) need {} open files each (a UDP socket \
+             and a WebSocket per client), but the limit is {limit}: more --processes, or \
+             ulimit -Hn",
+            2 * total.div_ceil(processes) + 256
         ));
     }
+    let shard = args.shard.unwrap_or(0);
     let spawned = if args.spawn_server {
         let (s, url) = spawn_server(&args)?;
         args.server = url;
@@ -342,15 +467,28 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     }
     let cert = Certificate::generate().map_err(|e| e.to_string())?;
     let per_room = args.publishers + args.subscribers;
-    let total = args.rooms * per_room;
     let mut specs = Vec::with_capacity(total);
     let mut clients = Vec::with_capacity(total);
-    let tag: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(6)
-        .map(char::from)
-        .collect();
-    for idx in 0..total {
+    let tag: String = args.shard_tag.clone().unwrap_or_else(|| {
+        rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(6)
+            .map(char::from)
+            .collect()
+    });
+    // The shared start: a shard's from its parent; the parent's far enough
+    // ahead for its shards to start and open their sockets.
+    let start_unix_ms = args.shard_start_unix_ms.unwrap_or_else(|| {
+        let lead = if processes > 1 { 2000 } else { 0 };
+        unix_ms() + lead
+    });
+    let mut shards = Vec::new();
+    if args.shard.is_none() && processes > 1 {
+        for k in 1..processes {
+            shards.push(spawn_shard(&args, k, processes, start_unix_ms, &tag)?);
+        }
+    }
+    for idx in (0..total).filter(|i| i % processes == shard) {
         let (room, k) = (idx / per_room, idx % per_room);
         let publisher = k < args.publishers;
         let sock = UdpSocket::bind("127.0.0.1:0")
@@ -389,7 +527,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         });
     }
 
-    let start = Instant::now();
+    let start = Instant::now() + Duration::from_millis(start_unix_ms.saturating_sub(unix_ms()));
     let ramp = Duration::from_secs_f64(args.ramp);
     let window_start = start + ramp + SETTLE;
     let end = start + ramp + Duration::from_secs_f64(args.duration);
@@ -417,11 +555,13 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
                 }
             };
             rt.block_on(async move {
-                let n = specs.len().max(1) as u32;
+                // Client `idx` of all `total` joins at its share of the
+                // ramp, whichever process runs it.
+                let n = total.max(1) as f64;
                 let mut tasks = Vec::new();
-                for (i, spec) in specs.into_iter().enumerate() {
+                for spec in specs {
                     let at =
-                        tokio::time::Instant::from_std(start) + ramp.mul_f64(i as f64 / n as f64);
+                        tokio::time::Instant::from_std(start) + ramp.mul_f64(spec.idx as f64 / n);
                     tokio::time::sleep_until(at).await;
                     tasks.push(tokio::spawn(signal::run_client(
                         url.clone(),
@@ -447,6 +587,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         audio: args.audio,
         verify_every: args.verify_every.max(1),
         server_pid: args.server_pid,
+        progress: args.shard.is_none(),
     };
     let mut cpu_at_window = None;
     let media = std::thread::scope(|scope| {
@@ -462,6 +603,56 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     let rss = args.server_pid.and_then(process_rss_bytes);
     let _ = stop_tx.send(true);
     let _ = signaling.join();
+    let own: Vec<usize> = (0..total).filter(|i| i % processes == shard).collect();
+    let mut joins: Vec<(f64, f64)> = sig_stats
+        .joins
+        .lock()
+        .map(|j| {
+            j.iter()
+                .map(|(t, ms)| (t.saturating_duration_since(start).as_secs_f64(), *ms))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut largest = sig_stats
+        .largest_message
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if let Some(out) = &args.shard_out {
+        // A shard reports to its parent and stops here.
+        let figures = ShardFigures {
+            clients: own.into_iter().zip(media).collect(),
+            joins,
+            largest_message: largest,
+        };
+        let text = serde_json::to_string(&figures).map_err(|e| e.to_string())?;
+        std::fs::write(out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        return Ok(Summary::default());
+    }
+    // Every client's figures by index: ours, then the shards'.
+    let mut all: Vec<media::ClientStats> = vec![media::ClientStats::default(); total];
+    for (idx, s) in own.into_iter().zip(media) {
+        all[idx] = s;
+    }
+    for (k, shard) in shards.into_iter().enumerate() {
+        match shard.wait(end + Duration::from_secs(60)) {
+            Ok(f) => {
+                for (idx, s) in f.clients {
+                    if let Some(slot) = all.get_mut(idx) {
+                        *slot = s;
+                    }
+                }
+                joins.extend(f.joins);
+                largest = largest.max(f.largest_message);
+            }
+            Err(e) => {
+                for (idx, slot) in all.iter_mut().enumerate() {
+                    if idx % processes == k + 1 {
+                        slot.failure = Some(format!("load process {} failed: {e}", k + 1));
+                    }
+                }
+            }
+        }
+    }
+    let media = all;
     drop(spawned);
 
     // Expected: every packet a publisher sent in the window, once per other client of its room.
@@ -481,19 +672,10 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         .flat_map(|s| s.latencies_ms.iter().copied())
         .collect();
     let window = end.saturating_duration_since(window_start).as_secs_f64();
-    let joins = sig_stats
-        .joins
-        .lock()
-        .map(|j| j.clone())
-        .unwrap_or_default();
     let mut join_ms: Vec<f64> = joins.iter().map(|(_, ms)| *ms).collect();
-    let join_span = match (
-        joins.iter().map(|(t, _)| *t).min(),
-        joins.iter().map(|(t, _)| *t).max(),
-    ) {
-        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
+    let first = joins.iter().map(|(t, _)| *t).fold(f64::INFINITY, f64::min);
+    let last = joins.iter().map(|(t, _)| *t).fold(0.0, f64::max);
+    let join_span = if joins.is_empty() { 0.0 } else { last - first };
     let cpu = match (cpu_at_window, cpu_at_end) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -533,9 +715,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         } else {
             0.0
         },
-        largest_signaling_message_bytes: sig_stats
-            .largest_message
-            .load(std::sync::atomic::Ordering::Relaxed),
+        largest_signaling_message_bytes: largest,
         ..Summary::default()
     };
     let summary = floor_fields(summary);
