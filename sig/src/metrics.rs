@@ -283,7 +283,7 @@ pub fn render(app: &AppState) -> String {
         &mut out,
         "sfu_room_participants",
         "gauge",
-        "Participants in the room.",
+        "Members of the room: participants and viewers.",
         &parts,
     );
     let _ = writeln!(
@@ -298,7 +298,7 @@ pub fn render(app: &AppState) -> String {
     let total: u64 = parts.iter().map(|(_, n)| n).sum();
     let _ = writeln!(
         out,
-        "# HELP sfu_participants Participants in all rooms.\n# TYPE sfu_participants gauge\nsfu_participants {total}"
+        "# HELP sfu_participants Members of all rooms: participants and viewers.\n# TYPE sfu_participants gauge\nsfu_participants {total}"
     );
     let _ = writeln!(
         out,

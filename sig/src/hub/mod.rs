@@ -72,7 +72,7 @@ pub struct RoomView {
     pub name: String,
     /// Worker index.
     pub worker: usize,
-    /// Participants now.
+    /// Members now: participants and viewers.
     pub participants: Arc<AtomicUsize>,
     /// The router's counters, once it exists.
     pub counters: Option<Arc<Counters>>,
