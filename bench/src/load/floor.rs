@@ -39,6 +39,7 @@ pub fn run_relay(port: u16, lifetime: Duration) -> Result<(), String> {
     let mut room_of: HashMap<SocketAddr, u32> = HashMap::new();
     let mut rooms: HashMap<u32, Vec<SocketAddr>> = HashMap::new();
     let mut sends: Vec<(SocketAddr, usize, usize)> = Vec::with_capacity(SEND_BATCH);
+    let mut out = SendBatch::new();
     let started = Instant::now();
     let mut last = Instant::now();
     while started.elapsed() < lifetime && last.elapsed() < IDLE_EXIT {
@@ -49,7 +50,7 @@ pub fn run_relay(port: u16, lifetime: Duration) -> Result<(), String> {
         }
         last = Instant::now();
         for i in 0..n {
-            let (len, from) = (batch.len(i), to_socket_addr(&batch.addrs[i]));
+            let (len, from) = (batch.datagram_len(i), to_socket_addr(&batch.addrs[i]));
             let Some(from) = from else { continue };
             let data = &batch.bufs[i][..len];
             if len == 8 && &data[..4] == b"JOIN" {
@@ -65,59 +66,81 @@ pub fn run_relay(port: u16, lifetime: Duration) -> Result<(), String> {
             for &to in members.iter().filter(|m| **m != from) {
                 sends.push((to, i, len));
                 if sends.len() == SEND_BATCH {
-                    send_all(fd, &batch, &sends);
+                    out.send(fd, &batch, &sends);
                     sends.clear();
                 }
             }
         }
-        send_all(fd, &batch, &sends);
+        out.send(fd, &batch, &sends);
         sends.clear();
     }
     Ok(())
 }
 
-/// Sends each `(to, buffer index, length)` of `batch` with `sendmmsg`.
-fn send_all(fd: i32, batch: &Batch, sends: &[(SocketAddr, usize, usize)]) {
-    if sends.is_empty() {
-        return;
+/// The headers of one `sendmmsg` call, reused for every call so the relay
+/// allocates nothing per datagram.
+struct SendBatch {
+    addrs: Vec<libc::sockaddr_in>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    fn new() -> Self {
+        Self {
+            addrs: Vec::with_capacity(SEND_BATCH),
+            iovs: Vec::with_capacity(SEND_BATCH),
+            hdrs: Vec::with_capacity(SEND_BATCH),
+        }
     }
-    let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(sends.len());
-    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(sends.len());
-    for &(to, i, len) in sends {
-        let SocketAddr::V4(v4) = to else { continue };
-        addrs.push(libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        });
-        iovs.push(libc::iovec {
-            iov_base: batch.bufs[i].as_ptr() as *mut libc::c_void,
-            iov_len: len,
-        });
-    }
-    let mut hdrs: Vec<libc::mmsghdr> = (0..iovs.len())
-        .map(|k| {
+
+    /// Sends each `(to, buffer index, length)` of `batch` (at most
+    /// [`SEND_BATCH`]) with `sendmmsg`.
+    fn send(&mut self, fd: i32, batch: &Batch, sends: &[(SocketAddr, usize, usize)]) {
+        self.addrs.clear();
+        self.iovs.clear();
+        self.hdrs.clear();
+        for &(to, i, len) in sends.iter().take(SEND_BATCH) {
+            let SocketAddr::V4(v4) = to else { continue };
+            self.addrs.push(libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            });
+            self.iovs.push(libc::iovec {
+                iov_base: batch.bufs[i].as_ptr() as *mut libc::c_void,
+                iov_len: len,
+            });
+        }
+        // The vectors hold at most their capacity: the pointers below stay put.
+        for k in 0..self.iovs.len() {
             // SAFETY: an all-zero mmsghdr is a valid empty value.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_in).cast();
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            h.msg_hdr.msg_iov = &mut iovs[k];
+            h.msg_hdr.msg_iov = &mut self.iovs[k];
             h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    let mut off = 0;
-    while off < hdrs.len() {
-        // SAFETY: every header points at live addresses and buffers above.
-        let r =
-            unsafe { libc::sendmmsg(fd, hdrs[off..].as_mut_ptr(), (hdrs.len() - off) as u32, 0) };
-        if r <= 0 {
-            break; // a full socket buffer drops the rest, as the server's would
+            self.hdrs.push(h);
         }
-        off += r as usize;
+        let mut off = 0;
+        while off < self.hdrs.len() {
+            // SAFETY: every header points at live addresses and buffers above.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs[off..].as_mut_ptr(),
+                    (self.hdrs.len() - off) as u32,
+                    0,
+                )
+            };
+            if r <= 0 {
+                break; // a full socket buffer drops the rest, as the server's would
+            }
+            off += r as usize;
+        }
     }
 }
 

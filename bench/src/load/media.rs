@@ -146,7 +146,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// The length of datagram `i` of the last [`Self::recv`].
-    pub(crate) fn len(&self, i: usize) -> usize {
+    pub(crate) fn datagram_len(&self, i: usize) -> usize {
         self.hdrs[i].msg_len as usize
     }
 
