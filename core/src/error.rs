@@ -94,6 +94,12 @@ pub enum ParamsError {
     /// The transport already sends a consumer with this SSRC.
     #[error("SSRC {} already consumed on this transport", .0.0)]
     SsrcConsumed(Ssrc),
+    /// A pipe operation on a transport that is not a pipe end.
+    #[error("transport {0} is not a pipe")]
+    NotAPipe(TransportId),
+    /// A pipe consumer of an encoding the producer does not have.
+    #[error("the producer has no encoding {0}")]
+    NoSuchEncoding(u8),
 }
 
 /// Result alias of the data plane.

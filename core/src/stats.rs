@@ -33,6 +33,10 @@ pub enum DropReason {
     UnknownProtocol,
     /// An RTP packet (often a retransmission) already received: not forwarded twice.
     Duplicate,
+    /// A packet for another worker's Router of the room found the pipe's
+    /// ring full (that worker is behind): dropped, and recovered by the far
+    /// end's NACK if it matters.
+    PipeFull,
     /// A packet-path step met an id its router's own tables no longer hold
     /// (a bug, never a peer's doing): that step was skipped instead of
     /// panicking.
@@ -41,7 +45,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         Self::UnknownAddress,
         Self::BadStun,
         Self::Dtls,
@@ -53,6 +57,7 @@ impl DropReason {
         Self::UnknownSsrc,
         Self::UnknownProtocol,
         Self::Duplicate,
+        Self::PipeFull,
         Self::StaleId,
     ];
 
@@ -70,6 +75,7 @@ impl DropReason {
             Self::UnknownSsrc => "unknown_ssrc",
             Self::UnknownProtocol => "unknown_protocol",
             Self::Duplicate => "duplicate",
+            Self::PipeFull => "pipe_full",
             Self::StaleId => "stale_id",
         }
     }
@@ -163,6 +169,11 @@ pub struct Counters {
     pub packets_lost_out: Counter,
     /// …out of this many they reported on.
     pub packets_reported_out: Counter,
+    /// Packets sent into pipes to the room's Routers on other workers
+    /// (RTP and RTCP, in the clear).
+    pub piped_out: Counter,
+    /// Packets received from pipes.
+    pub piped_in: Counter,
     drops: [Counter; DropReason::ALL.len()],
     /// Live routers (worker counters only).
     pub routers: Gauge,
@@ -197,7 +208,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 22] {
+    fn counter_fields(&self) -> [&Counter; 24] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -221,6 +232,8 @@ impl Counters {
             &self.rtt_samples,
             &self.packets_lost_out,
             &self.packets_reported_out,
+            &self.piped_out,
+            &self.piped_in,
         ]
     }
 

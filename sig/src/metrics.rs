@@ -105,7 +105,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 22] = [
+        let defs: [Def; 24] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -205,6 +205,16 @@ pub fn render(app: &AppState) -> String {
                 "packets_reported_out_total",
                 "Packets subscribers reported on (the loss out is packets_lost_out / packets_reported_out).",
                 |c| c.packets_reported_out.get(),
+            ),
+            (
+                "piped_packets_out_total",
+                "Packets sent through pipes to the room's Routers on other workers (a room spread over cores).",
+                |c| c.piped_out.get(),
+            ),
+            (
+                "piped_packets_in_total",
+                "Packets received through pipes from the room's Routers on other workers.",
+                |c| c.piped_in.get(),
             ),
         ];
         for (name, help, f) in defs {

@@ -79,6 +79,10 @@ impl Router {
         let mut probes = Vec::new();
         let mut ours: Vec<(bool, ConsumerId)> = Vec::new();
         for (tid, sub) in transports.iter() {
+            // A pipe carries every encoding; the far end's consumers choose.
+            if sub.transport.is_pipe() {
+                continue;
+            }
             ours.clear();
             let mut other = 0u64;
             for cid in &sub.consumers {

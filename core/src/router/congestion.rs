@@ -311,7 +311,7 @@ impl Router {
             e.sending_rate.sample(now, e.sent_bytes, Duration::ZERO);
         }
         for (_, e) in self.transports.iter() {
-            if e.consumers.is_empty() {
+            if e.consumers.is_empty() || e.transport.is_pipe() {
                 continue;
             }
             let bps = e.bwe.bps();

@@ -11,6 +11,17 @@ impl Router {
     /// Errors: [`Error::UnknownTransport`], [`Error::UnknownProducer`],
     /// [`Error::InvalidParams`] (SSRC in use on that transport, bad ext id).
     pub fn create_consumer(&mut self, now: Instant, params: ConsumerParams) -> Result<ConsumerId> {
+        self.add_consumer(now, params, None)
+    }
+
+    /// [`Router::create_consumer`], or with `pinned` a consumer that
+    /// forwards that encoding alone and never switches (a pipe consumer).
+    pub(super) fn add_consumer(
+        &mut self,
+        now: Instant,
+        params: ConsumerParams,
+        pinned: Option<u8>,
+    ) -> Result<ConsumerId> {
         let tid = params.transport;
         let entry = self
             .transports
@@ -35,8 +46,11 @@ impl Router {
         let paused = params.paused;
         let simulcast = self.producers[pid].is_simulcast();
         let (seq, ts, rtx_seq) = (self.rng.random(), self.rng.random(), self.rng.random());
-        let mut c = Consumer::new(params, seq, ts, rtx_seq, simulcast);
-        if simulcast {
+        let mut c = Consumer::new(params, seq, ts, rtx_seq, simulcast && pinned.is_none());
+        if let Some(enc) = pinned {
+            c.layer = Some(enc);
+            c.target_layer = enc;
+        } else if simulcast {
             // Until the first selection: the best layer being received.
             let p = &self.producers[pid];
             let layers = Self::layer_infos(p, now);

@@ -198,26 +198,20 @@ impl Router {
 /// (SRTCP, RFC 3711 §3.4) and queues it. Returns true when it was queued;
 /// false when not worth sending or the transport cannot protect yet.
 pub(super) fn send_rtcp(
-    transport: &mut WebRtcTransport,
+    transport: &mut Transport,
     buf: &mut Vec<u8>,
-    transmits: &mut VecDeque<Transmit>,
+    transmits: &mut Outbox,
     write: impl FnOnce(&mut Vec<u8>) -> bool,
 ) -> bool {
     buf.clear();
     if !write(buf) {
         return false;
     }
-    match transport.protect_rtcp(buf) {
-        Some(tx) => {
-            transmits.push_back(tx);
-            true
-        }
-        None => false,
-    }
+    transport.send_rtcp(buf, transmits)
 }
 
 /// Encrypts the plain RTP packet `plain` for subscriber transport `t` into
-/// a pooled buffer and queues it: its bytes count towards what `t` was
+/// a pooled buffer (or copies it, for a pipe) and queues it: its bytes count towards what `t` was
 /// sent, and with `twcc` (the packet carries the transport's next
 /// transport-wide sequence number) it enters the send history. Returns its
 /// length on the wire, or `None` when the transport cannot protect yet.
@@ -225,18 +219,16 @@ pub(super) fn send_rtp(
     t: &mut TransportEntry,
     plain: &[u8],
     pool: &mut Vec<Vec<u8>>,
-    transmits: &mut VecDeque<Transmit>,
+    transmits: &mut Outbox,
     now: Instant,
     twcc: bool,
 ) -> Option<usize> {
     let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
-    let tx = t.transport.protect_rtp(plain, buf)?;
-    let len = tx.data.len();
+    let len = t.transport.send_rtp(plain, buf, transmits)?;
     t.sent_bytes += len as u64;
     if twcc && let Some(s) = &mut t.twcc_send {
         s.on_sent(now, len);
     }
-    transmits.push_back(tx);
     Some(len)
 }
 

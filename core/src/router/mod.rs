@@ -13,6 +13,7 @@ mod consumers;
 mod forward;
 mod keyframe_requests;
 pub mod nack;
+mod pipe;
 pub mod producer;
 mod producers;
 pub mod rate_meter;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use consumer::{Answered, Consumer, ConsumerParams};
+pub use pipe::PipeConsumerParams;
 pub use producer::{EncodingParams, MediaKind, Producer, ProducerParams};
 
 use self::active_speaker::SpeakerDetector;
@@ -64,8 +66,8 @@ use crate::proto::{stun, twcc};
 use crate::slab::IdSlab;
 use crate::stats::{Counters, DropReason};
 use crate::transport::{
-    CloseReason, Received, SendOutcome, Transmit, TransportEvent, TransportParams,
-    TransportTimeouts, WebRtcTransport,
+    CloseReason, Outbox, PipePacket, Received, SendOutcome, Transmit, Transport, TransportEvent,
+    TransportParams, TransportTimeouts, WebRtcTransport,
 };
 
 /// Capacity of a pooled send buffer, bytes: a 1500 B MTU datagram plus the
@@ -173,7 +175,7 @@ pub struct Router {
     by_ufrag: HashMap<Box<[u8]>, TransportId>,
     producers: IdSlab<ProducerId, Producer>,
     consumers: IdSlab<ConsumerId, Consumer>,
-    transmits: VecDeque<Transmit>,
+    transmits: Outbox,
     events: VecDeque<RouterEvent>,
     /// Deadlines, kept incrementally: an entry is pushed when a deadline
     /// becomes earlier than the one scheduled; a popped entry that is not
@@ -249,7 +251,7 @@ impl Router {
             by_ufrag: HashMap::new(),
             producers: IdSlab::new(),
             consumers: IdSlab::new(),
-            transmits: VecDeque::new(),
+            transmits: Outbox::default(),
             events: VecDeque::new(),
             timers: BinaryHeap::new(),
             counters,
@@ -297,7 +299,9 @@ impl Router {
 
     /// The transport, if it exists (for inspection in tests).
     pub fn transport(&self, id: TransportId) -> Option<&WebRtcTransport> {
-        self.transports.get(id).map(|e| &e.transport)
+        self.transports
+            .get(id)
+            .and_then(|e| e.transport.as_webrtc())
     }
 
     fn gauge(&self, f: impl Fn(&Counters)) {
@@ -338,8 +342,16 @@ impl Router {
             now,
         )
         .with_srtp_backend(self.config.srtp);
+        let id = self.insert_transport(Transport::WebRtc(t));
+        self.by_ufrag.insert(ufrag, id);
+        self.schedule_transport(id);
+        Ok(id)
+    }
+
+    /// Adds `transport` to the table with fresh state.
+    fn insert_transport(&mut self, transport: Transport) -> TransportId {
         let id = self.transports.insert(TransportEntry {
-            transport: t,
+            transport,
             rtt: None,
             twcc: None,
             bwe: SendSideBwe::default(),
@@ -360,10 +372,8 @@ impl Router {
             consumers: Vec::new(),
             scheduled: None,
         });
-        self.by_ufrag.insert(ufrag, id);
-        self.schedule_transport(id);
         self.gauge(|c| c.transports.add(1));
-        Ok(id)
+        id
     }
 
     /// Closes a transport and everything it owns: its producers (with all
@@ -384,8 +394,9 @@ impl Router {
         let Some(entry) = self.transports.try_remove(id) else {
             return;
         };
-        self.by_ufrag
-            .remove(entry.transport.local_ufrag().as_bytes());
+        if let Some(t) = entry.transport.as_webrtc() {
+            self.by_ufrag.remove(t.local_ufrag().as_bytes());
+        }
         self.by_addr.retain(|_, t| *t != id);
         for p in entry.producers {
             self.remove_producer(p);
@@ -431,10 +442,11 @@ impl Router {
                 }
             }
         };
-        let Some(entry) = self.transports.get_mut(tid) else {
+        let Some(Transport::WebRtc(t)) = self.transports.get_mut(tid).map(|e| &mut e.transport)
+        else {
             return;
         };
-        let res = entry.transport.handle_datagram(now, from, data);
+        let res = t.handle_datagram(now, from, data);
         self.after_transport(tid);
         match res {
             Err(r) => self.count_drop(r),

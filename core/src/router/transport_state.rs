@@ -6,7 +6,7 @@ use super::*;
 /// One transport of the Router and its state.
 #[derive(Debug)]
 pub(super) struct TransportEntry {
-    pub(super) transport: WebRtcTransport,
+    pub(super) transport: Transport,
     pub(super) producers: Vec<ProducerId>,
     pub(super) consumers: Vec<ConsumerId>,
     /// The deadline this transport has in the timer heap, if any.

@@ -16,9 +16,128 @@ use crate::proto::srtp::{SrtpBackend, SrtpError, SrtpSession};
 use crate::proto::stun;
 use crate::stats::DropReason;
 
+pub mod pipe;
 pub mod transmit;
 
+pub use pipe::{Outbox, PIPE_EXTENSIONS, PipePacket, PipeTarget, PipeTransport};
 pub use transmit::{Datagram, SendOutcome, Transmit};
+
+/// A Router's transport: a peer's [`WebRtcTransport`], or one end of a
+/// [`PipeTransport`] to the room's Router on another worker.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a WebRtcTransport is read for every forwarded copy: kept inline, not behind a Box; pipe ends are few (one per other worker of a spread room)"
+)]
+pub enum Transport {
+    /// A browser or other WebRTC peer.
+    WebRtc(WebRtcTransport),
+    /// A pipe to another Router of the room.
+    Pipe(PipeTransport),
+}
+
+impl Transport {
+    /// The WebRtcTransport, if it is one.
+    pub fn as_webrtc(&self) -> Option<&WebRtcTransport> {
+        match self {
+            Self::WebRtc(t) => Some(t),
+            Self::Pipe(_) => None,
+        }
+    }
+
+    /// Whether it is a pipe end.
+    pub fn is_pipe(&self) -> bool {
+        matches!(self, Self::Pipe(_))
+    }
+
+    /// Whether media may flow: ICE and DTLS done, or the pipe connected.
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Self::WebRtc(t) => t.is_connected(),
+            Self::Pipe(p) => p.is_connected(),
+        }
+    }
+
+    /// When [`Transport::handle_timeout`] is due; a pipe has no timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Self::WebRtc(t) => t.poll_timeout(),
+            Self::Pipe(_) => None,
+        }
+    }
+
+    /// Runs the transport's timers (ICE, DTLS, consent).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Self::WebRtc(t) = self {
+            t.handle_timeout(now);
+        }
+    }
+
+    /// Next datagram of its own (STUN, DTLS) to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        match self {
+            Self::WebRtc(t) => t.poll_transmit(),
+            Self::Pipe(_) => None,
+        }
+    }
+
+    /// Next state change.
+    pub fn poll_event(&mut self) -> Option<TransportEvent> {
+        match self {
+            Self::WebRtc(t) => t.poll_event(),
+            Self::Pipe(p) => p.poll_event(),
+        }
+    }
+
+    /// Closes it; emits [`TransportEvent::Closed`] once.
+    pub fn close(&mut self, reason: CloseReason) {
+        match self {
+            Self::WebRtc(t) => t.close(reason),
+            Self::Pipe(p) => p.close(reason),
+        }
+    }
+
+    /// Sends the plain RTP packet `plain`: SRTP-protected into `buf` and
+    /// queued as a datagram, or copied into `buf` for the pipe. Returns its
+    /// length as sent (bytes), or `None` when it cannot be sent yet.
+    pub fn send_rtp(&mut self, plain: &[u8], buf: Vec<u8>, out: &mut Outbox) -> Option<usize> {
+        match self {
+            Self::WebRtc(t) => {
+                let tx = t.protect_rtp(plain, buf)?;
+                let len = tx.data.len();
+                out.transmits.push_back(tx);
+                Some(len)
+            }
+            Self::Pipe(p) => {
+                let pk = p.wrap(plain, buf)?;
+                let len = pk.data.len();
+                out.piped.push_back(pk);
+                Some(len)
+            }
+        }
+    }
+
+    /// Sends the plain compound RTCP packet `rtcp` (SRTCP on a
+    /// WebRtcTransport). Returns true when it was queued.
+    pub fn send_rtcp(&mut self, rtcp: &[u8], out: &mut Outbox) -> bool {
+        match self {
+            Self::WebRtc(t) => match t.protect_rtcp(rtcp) {
+                Some(tx) => {
+                    out.transmits.push_back(tx);
+                    true
+                }
+                None => false,
+            },
+            Self::Pipe(p) => match p.wrap(rtcp, Vec::with_capacity(rtcp.len())) {
+                Some(pk) => {
+                    out.piped.push_back(pk);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+}
 
 /// What the control plane tells a transport (from the SDP exchange).
 #[derive(Debug, Clone)]

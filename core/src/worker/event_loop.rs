@@ -5,6 +5,9 @@
 //! Each iteration:
 //! 1. handles at most [`MAX_COMMANDS`] commands (more left: the wait below
 //!    does not block);
+//!    Then it takes at most [`PIPE_BATCH`] packets from each ring of a
+//!    linked worker ([`super::pipes`]: the pipes of rooms spread over
+//!    cores) and hands each to its Router;
 //! 2. runs the routers whose deadline has passed (a heap of each router's
 //!    O(1) [`Router::poll_timeout`]; nothing is rescanned);
 //! 3. waits until a datagram or a command arrives (eventfd) or the earliest
@@ -13,6 +16,10 @@
 //!    (epoll: one `recvmmsg` of 64; io_uring: the completed ones of its 32
 //!    outstanding receives), feeds them to the router, and sends each
 //!    router's output in `sendmmsg` batches.
+//!
+//! Packets a Router queued for a pipe are pushed into the ring to that
+//! worker as its output is flushed, and that worker is woken once per
+//! step.
 //!
 //! A flooded room therefore gets one batch per iteration and the rest waits
 //! its turn: commands, timers and other rooms are never starved. Closing a
@@ -38,7 +45,10 @@ use crate::io::{Driver, bind_udp};
 use crate::proto::dtls::{self, Certificate};
 use crate::router::{Router, RouterConfig};
 use crate::stats::Counters;
-use crate::transport::Transmit;
+use crate::stats::DropReason;
+use crate::transport::{PipePacket, Transmit};
+
+use super::pipes::{PIPE_BATCH, PipeLink};
 
 /// Commands handled per iteration at most.
 pub(crate) const MAX_COMMANDS: usize = 64;
@@ -68,6 +78,8 @@ struct Io {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     events: Sender<Event>,
     counters: Arc<Counters>,
+    /// Rings to the other workers, for the pipes of spread rooms.
+    links: Vec<PipeLink>,
 }
 
 impl Io {
@@ -89,6 +101,9 @@ impl Io {
                 room.router.recycle(t.data);
             }
         }
+        while let Some(p) = room.router.poll_piped() {
+            self.pipe_out(p, &mut room.router);
+        }
         while let Some(event) = room.router.poll_event() {
             let ev = Event::Router {
                 router: room.id,
@@ -101,6 +116,28 @@ impl Io {
         {
             room.scheduled = Some(t);
             self.timers.push(Reverse((t, slot)));
+        }
+    }
+
+    /// Pushes a packet into the ring to its worker; a full ring or an
+    /// unlinked worker drops it (counted), and its buffer goes back to
+    /// `router`.
+    fn pipe_out(&mut self, p: PipePacket, router: &mut Router) {
+        let back = match self.links.iter_mut().find(|l| l.peer == p.to.worker) {
+            Some(link) => link.push(p).err(),
+            None => Some(p),
+        };
+        if let Some(p) = back {
+            router.counters().count_drop(DropReason::PipeFull);
+            self.counters.count_drop(DropReason::PipeFull);
+            router.recycle(p.data);
+        }
+    }
+
+    /// Wakes each worker this one pushed packets to since it last did.
+    fn wake_peers(&mut self) {
+        for l in &mut self.links {
+            l.wake_peer();
         }
     }
 
@@ -149,6 +186,7 @@ pub(super) fn run(
         timers: BinaryHeap::new(),
         events,
         counters,
+        links: Vec::new(),
     };
     tracing::debug!(
         worker = index,
@@ -176,6 +214,44 @@ pub(super) fn run(
             match cmd {
                 Command::Shutdown => break 'run,
                 Command::Ping { reply } => reply(Ok(())),
+                Command::LinkWorker { link } => {
+                    io.links.retain(|l| l.peer != link.peer);
+                    tracing::debug!(worker = index, peer = link.peer, "linked to a worker");
+                    io.links.push(link);
+                }
+                Command::CreatePipeTransport { router, reply } => reply(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &mut failed,
+                    router,
+                    |r| Ok(r.create_pipe_transport()),
+                )),
+                Command::ConnectPipeTransport {
+                    router,
+                    transport,
+                    peer,
+                    reply,
+                } => reply(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &mut failed,
+                    router,
+                    |r| r.connect_pipe_transport(transport, peer),
+                )),
+                Command::CreatePipeConsumer {
+                    router,
+                    params,
+                    reply,
+                } => reply(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &mut failed,
+                    router,
+                    |r| r.create_pipe_consumer(now, params),
+                )),
                 Command::CreateRouter { router, reply } => {
                     if by_id.contains_key(&router) {
                         reply(Err(ParamsError::RouterExists(router).into()));
@@ -338,8 +414,41 @@ pub(super) fn run(
             reap(&mut rooms, &mut by_id, &mut io, &mut failed);
         }
 
-        // 2. Timers that are due.
+        // 1b. Packets from other workers' Routers of spread rooms, a
+        // bounded batch per ring.
         let now = Instant::now();
+        touched.clear();
+        for l in 0..io.links.len() {
+            for _ in 0..PIPE_BATCH {
+                let Ok(p) = io.links[l].rx.pop() else { break };
+                let Some(&slot) = by_id.get(&p.to.router) else {
+                    io.counters.count_drop(DropReason::StaleId);
+                    continue;
+                };
+                let Some(room) = rooms.get_mut(slot).filter(|r| !r.failed) else {
+                    continue;
+                };
+                let PipePacket { to, data } = p;
+                match caught(|| room.router.handle_piped(now, to.transport, &data)) {
+                    Ok(()) => {
+                        room.router.recycle(data);
+                        room.fed += 1;
+                        if room.fed == 1 {
+                            touched.push(slot);
+                        }
+                    }
+                    Err(msg) => {
+                        room.failed = true;
+                        failed.push((slot, msg));
+                    }
+                }
+            }
+            more |= !io.links[l].rx.is_empty();
+        }
+        flush(&mut rooms, &mut io, &mut failed, &touched);
+        reap(&mut rooms, &mut by_id, &mut io, &mut failed);
+
+        // 2. Timers that are due.
         while let Some(&Reverse((at, slot))) = io.timers.peek() {
             if at > now {
                 break;
@@ -371,6 +480,7 @@ pub(super) fn run(
                 .peek()
                 .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
         };
+        io.wake_peers();
         touched.clear();
         let mut now: Option<Instant> = None;
         let polled = io.driver.poll(timeout, &mut |slot, from, arrived, data| {
@@ -397,21 +507,28 @@ pub(super) fn run(
             tracing::error!(worker = index, error = %e, "waiting for datagrams failed");
             std::thread::sleep(Duration::from_millis(10));
         }
-        for &slot in &touched {
-            if let Some(room) = rooms.get_mut(slot).filter(|r| !r.failed)
-                && let Err(msg) = caught(|| io.after(slot, room))
-            {
-                room.failed = true;
-                failed.push((slot, msg));
-            }
-        }
+        flush(&mut rooms, &mut io, &mut failed, &touched);
         reap(&mut rooms, &mut by_id, &mut io, &mut failed);
+        io.wake_peers();
     }
 
     let keys: Vec<usize> = rooms.iter().map(|(k, _)| k).collect();
     for key in keys {
         let room = rooms.remove(key);
         io.close(key, room);
+    }
+}
+
+/// [`Io::after`] for each room in `touched` (those fed datagrams or piped
+/// packets in this step); a panic fails that room alone.
+fn flush(rooms: &mut Slab<Room>, io: &mut Io, failed: &mut Failed, touched: &[usize]) {
+    for &slot in touched {
+        if let Some(room) = rooms.get_mut(slot).filter(|r| !r.failed)
+            && let Err(msg) = caught(|| io.after(slot, room))
+        {
+            room.failed = true;
+            failed.push((slot, msg));
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod affinity;
 mod event_loop;
+pub mod pipes;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -29,9 +30,10 @@ use crate::io::SocketConfig;
 use crate::io::Waker;
 use crate::proto::dtls::Certificate;
 use crate::router::RouterEvent;
-use crate::router::{ConsumerParams, ProducerParams, RouterConfig};
+use crate::router::{ConsumerParams, PipeConsumerParams, ProducerParams, RouterConfig};
 use crate::stats::Counters;
-use crate::transport::TransportParams;
+use crate::transport::{PipeTarget, TransportParams};
+use pipes::{PIPE_RING, PipeLink};
 
 /// Which run loop and IO a worker uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,6 +113,33 @@ impl CommandSender {
     pub fn is_full(&self) -> bool {
         self.tx.is_full()
     }
+
+    /// The worker loop's waker, if it has one.
+    pub fn waker(&self) -> Option<Arc<Waker>> {
+        self.waker.clone()
+    }
+}
+
+/// Links workers `a` and `b` (index and command sender each) with a pair
+/// of SPSC rings ([`pipes`]), replacing any link they had (a restarted
+/// worker is linked anew), so that pipes between their Routers can carry
+/// packets.
+///
+/// Errors: [`Error::WorkerGone`] when either has no waker or is gone,
+/// [`Error::QueueFull`] when either's command queue is full.
+pub fn link_workers(a: (usize, &CommandSender), b: (usize, &CommandSender)) -> Result<()> {
+    let (Some(wa), Some(wb)) = (a.1.waker(), b.1.waker()) else {
+        return Err(Error::WorkerGone);
+    };
+    let (la, lb) = PipeLink::pair((a.0, wa), (b.0, wb), PIPE_RING);
+    for (tx, link) in [(a.1, la), (b.1, lb)] {
+        tx.try_send(Command::LinkWorker { link })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => Error::QueueFull,
+                TrySendError::Disconnected(_) => Error::WorkerGone,
+            })?;
+    }
+    Ok(())
 }
 
 /// A reply to a command, called exactly once on the worker thread.
@@ -217,6 +246,42 @@ pub enum Command {
         /// What the answer kept.
         answered: crate::router::Answered,
     },
+    /// This worker's end of the rings to another worker
+    /// ([`link_workers`]); replaces an older link to the same worker.
+    LinkWorker {
+        /// The link.
+        link: PipeLink,
+    },
+    /// Add one end of a pipe to a router
+    /// ([`crate::router::Router::create_pipe_transport`]).
+    CreatePipeTransport {
+        /// The router.
+        router: RouterId,
+        /// Gets the pipe end's transport id.
+        reply: Reply<TransportId>,
+    },
+    /// Connect a pipe end to its far end
+    /// ([`crate::router::Router::connect_pipe_transport`]).
+    ConnectPipeTransport {
+        /// The router.
+        router: RouterId,
+        /// The pipe end.
+        transport: TransportId,
+        /// The far end.
+        peer: PipeTarget,
+        /// Gets `Ok(())` or the error.
+        reply: Reply<()>,
+    },
+    /// Add a pipe consumer
+    /// ([`crate::router::Router::create_pipe_consumer`]).
+    CreatePipeConsumer {
+        /// The router.
+        router: RouterId,
+        /// What it sends.
+        params: PipeConsumerParams,
+        /// Gets the consumer id.
+        reply: Reply<ConsumerId>,
+    },
     /// Liveness probe of the control plane's watchdog: answered at once by
     /// the command loop. A worker that does not answer is stalled.
     Ping {
@@ -250,6 +315,10 @@ impl std::fmt::Debug for Command {
             Self::SetConsumerPaused { .. } => "SetConsumerPaused",
             Self::SetConsumerMaxWidth { .. } => "SetConsumerMaxWidth",
             Self::ConsumerAnswered { .. } => "ConsumerAnswered",
+            Self::LinkWorker { .. } => "LinkWorker",
+            Self::CreatePipeTransport { .. } => "CreatePipeTransport",
+            Self::ConnectPipeTransport { .. } => "ConnectPipeTransport",
+            Self::CreatePipeConsumer { .. } => "CreatePipeConsumer",
             Self::Ping { .. } => "Ping",
             #[cfg(any(test, feature = "testing"))]
             Self::FaultInjectPanic { .. } => "FaultInjectPanic",

@@ -149,13 +149,13 @@ impl ExtensionMap {
 
     /// Gives `ext` the id `id`, or removes it with `None`. Not checked until
     /// [`Self::validate`].
-    pub fn set(&mut self, ext: Extension, id: Option<u8>) {
+    pub const fn set(&mut self, ext: Extension, id: Option<u8>) {
         self.ids[ext as usize] = id;
     }
 
     /// This map with `ext` set to `id` (see [`Self::set`]).
     #[must_use]
-    pub fn with(mut self, ext: Extension, id: Option<u8>) -> Self {
+    pub const fn with(mut self, ext: Extension, id: Option<u8>) -> Self {
         self.set(ext, id);
         self
     }
