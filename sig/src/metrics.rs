@@ -50,10 +50,11 @@ fn cap_rooms(mut rooms: Vec<crate::hub::RoomView>, max: usize) -> (Vec<Listed>, 
         Vec::new()
     };
     let snap = |r: &crate::hub::RoomView| {
-        r.counters
-            .as_deref()
-            .map(Counters::snapshot)
-            .unwrap_or_default()
+        let sum = Counters::default();
+        for c in &r.counters {
+            sum.add_all(c);
+        }
+        sum
     };
     let listed = rooms
         .iter()
@@ -346,7 +347,7 @@ mod tests {
                     name: format!("room-{i:04}"),
                     worker: 0,
                     participants: Arc::new(AtomicUsize::new(1 + i % 7)),
-                    counters: Some(Arc::new(c)),
+                    counters: vec![Arc::new(c)],
                 }
             })
             .collect();

@@ -74,6 +74,11 @@ pub struct Flags {
     /// Tracks one participant may receive at most [default: 400].
     #[arg(long, env = "SFU_MAX_CONSUMERS_PER_TRANSPORT")]
     pub max_consumers_per_transport: Option<String>,
+    /// Consumers (outgoing track copies) a worker holds before a room's new viewers go to the
+    /// least-loaded worker, the room piped there: one room then uses every core
+    /// [default: 2000].
+    #[arg(long, env = "SFU_WORKER_CONSUMER_BUDGET")]
+    pub worker_consumer_budget: Option<String>,
     /// Seconds a client has to answer an `update` offer; then it gets `update-timeout` and the
     /// current state again [default: 10].
     #[arg(long, env = "SFU_OFFER_TIMEOUT")]
@@ -163,6 +168,7 @@ pub(super) struct FileConfig {
     pub(super) max_viewers_per_room: Option<toml::Value>,
     pub(super) max_producers_per_participant: Option<toml::Value>,
     pub(super) max_consumers_per_transport: Option<toml::Value>,
+    pub(super) worker_consumer_budget: Option<toml::Value>,
     pub(super) offer_timeout: Option<toml::Value>,
     pub(super) ws_write_timeout: Option<toml::Value>,
     pub(super) max_messages_per_second: Option<toml::Value>,

@@ -222,6 +222,13 @@ impl Config {
                 d.consumers_per_transport,
                 100_000,
             )?,
+            worker_consumer_budget: count(
+                "worker_consumer_budget",
+                flags.worker_consumer_budget,
+                &file.worker_consumer_budget,
+                d.worker_consumer_budget,
+                100_000_000,
+            )?,
         };
         let rd = RateLimits::default();
         let rate = |field, flag, file: &Option<toml::Value>, default: u32, unit| {

@@ -29,6 +29,9 @@ pub struct Limits {
     pub producers_per_participant: usize,
     /// Received tracks per participant.
     pub consumers_per_transport: usize,
+    /// Consumers a worker holds before a room's new viewers go to the
+    /// least-loaded worker, the room spread there by a pipe.
+    pub worker_consumer_budget: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             viewers_per_room: 10_000,
             producers_per_participant: 4,
             consumers_per_transport: 400,
+            worker_consumer_budget: 2000,
         }
     }
 }

@@ -30,7 +30,7 @@
 //! `room-failed`, and a new worker is started on the same CPU.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ use crossbeam_channel::TrySendError;
 use sfu_core::RouterId;
 use sfu_core::router::RouterEvent;
 use sfu_core::stats::Counters;
-use sfu_core::worker::{Command, CommandSender, Event};
+use sfu_core::worker::{Command, CommandSender, Event, link_workers};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::config::HubConfig;
@@ -70,12 +70,13 @@ pub type Spawner =
 pub struct RoomView {
     /// Room name.
     pub name: String,
-    /// Worker index.
+    /// Worker index (of its home router).
     pub worker: usize,
     /// Members now: participants and viewers.
     pub participants: Arc<AtomicUsize>,
-    /// The router's counters, once it exists.
-    pub counters: Option<Arc<Counters>>,
+    /// Its routers' counters, once they exist (more than one when the room
+    /// is spread over workers).
+    pub counters: Vec<Arc<Counters>>,
 }
 
 /// Shared, read-mostly view for `/metrics` (the hub writes it).
@@ -163,7 +164,9 @@ struct ConnEntry {
 
 #[derive(Debug)]
 struct RoomEntry {
-    router: RouterId,
+    /// Its routers and their workers; the first is home.
+    routers: Vec<(RouterId, usize)>,
+    /// Home's worker.
     worker: usize,
     tx: mpsc::Sender<RoomMsg>,
     joins_sent: u64,
@@ -179,7 +182,8 @@ pub struct Hub {
     rooms: HashMap<String, RoomEntry>,
     by_router: HashMap<RouterId, String>,
     registry: Arc<Registry>,
-    next_router: u32,
+    /// The healthy workers, as rooms see them (to spread over).
+    workers_tx: watch::Sender<Vec<WorkerRef>>,
     next_join: u64,
     ctx: RoomCtx,
     /// The hub's own inbox (for watchdogs and restarts).
@@ -264,6 +268,7 @@ impl Hub {
         hub_tx: mpsc::Sender<HubMsg>,
     ) -> Self {
         let cfg = Arc::new(cfg);
+        let (workers_tx, workers_rx) = watch::channel(Vec::new());
         let mut hub = Self {
             cfg: cfg.clone(),
             workers: Vec::new(),
@@ -272,12 +277,14 @@ impl Hub {
             rooms: HashMap::new(),
             by_router: HashMap::new(),
             registry,
-            next_router: 1,
+            workers_tx,
             next_join: 1,
             ctx: RoomCtx {
                 cfg,
                 notices: notices_to(hub_tx.clone()),
                 next_pid: Arc::new(AtomicU64::new(1)),
+                next_router: Arc::new(AtomicU32::new(1)),
+                workers: workers_rx,
             },
             hub_tx,
             last_drop_log: std::cell::Cell::new(None),
@@ -286,8 +293,41 @@ impl Hub {
             let slot = hub.make_slot(i, 0, tx, counters);
             hub.workers.push(slot);
         }
+        for i in 0..hub.workers.len() {
+            hub.link_worker(i);
+        }
+        hub.publish_workers();
         hub.update_registry();
         hub
+    }
+
+    /// Links worker `i` with each healthy worker of a lower index, or of
+    /// any index when `i` was restarted (its old links are gone), so that
+    /// rooms can spread across them.
+    pub(super) fn link_worker(&self, i: usize) {
+        let Some(me) = self.workers.get(i) else {
+            return;
+        };
+        let restarted = me.r.generation > 0;
+        for (j, other) in self.workers.iter().enumerate() {
+            if j == i || !other.healthy || (!restarted && j > i) {
+                continue;
+            }
+            if let Err(e) = link_workers((i, &me.r.tx), (j, &other.r.tx)) {
+                tracing::warn!(worker = i, peer = j, error = %e, "workers not linked: rooms will not spread across them");
+            }
+        }
+    }
+
+    /// Tells rooms which workers are healthy now.
+    pub(super) fn publish_workers(&self) {
+        let healthy = self
+            .workers
+            .iter()
+            .filter(|w| w.healthy)
+            .map(|w| w.r.clone())
+            .collect();
+        self.workers_tx.send_replace(healthy);
     }
 
     fn make_slot(
@@ -350,13 +390,18 @@ impl Hub {
                         c.room = None;
                     }
                 }
-                HubMsg::Room(RoomNotice::Opened { router, counters }) => {
-                    if let Some(r) = self
-                        .by_router
-                        .get(&router)
-                        .and_then(|n| self.rooms.get_mut(n))
-                    {
-                        r.view.counters = Some(counters);
+                HubMsg::Room(RoomNotice::Opened {
+                    room,
+                    router,
+                    worker,
+                    counters,
+                }) => {
+                    if let Some(r) = self.rooms.get_mut(&room) {
+                        if !r.routers.iter().any(|(x, _)| *x == router) {
+                            r.routers.push((router, worker));
+                        }
+                        r.view.counters.push(counters);
+                        self.by_router.insert(router, room);
                     }
                     self.update_registry();
                 }

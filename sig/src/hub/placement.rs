@@ -99,8 +99,7 @@ impl Hub {
                 ),
             ));
         };
-        let router = RouterId(self.next_router);
-        self.next_router += 1;
+        let router = RouterId(self.ctx.next_router.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
         let count = Arc::new(AtomicUsize::new(0));
         let room = Room::new(
@@ -115,7 +114,7 @@ impl Hub {
         self.rooms.insert(
             name.to_string(),
             RoomEntry {
-                router,
+                routers: vec![(router, worker)],
                 worker,
                 tx,
                 joins_sent: 0,
@@ -123,7 +122,7 @@ impl Hub {
                     name: name.to_string(),
                     worker,
                     participants: count,
-                    counters: None,
+                    counters: Vec::new(),
                 },
             },
         );
@@ -143,8 +142,10 @@ impl Hub {
             return;
         }
         let name = name.clone();
-        self.by_router.remove(&router);
         if let Some(entry) = self.rooms.remove(&name) {
+            for (r, _) in &entry.routers {
+                self.by_router.remove(r);
+            }
             deliver(&entry.tx, RoomMsg::Close);
         }
         self.update_registry();

@@ -21,14 +21,11 @@ impl Hub {
                 }
             }
             Event::RouterFailed { router, message } => {
-                // That room alone: its router was dropped, the worker goes on.
-                if let Some(name) = self.by_router.remove(&router) {
-                    tracing::error!(room = %name, %router, panic = %message, "a room's router failed; the room is closed");
-                    if let Some(entry) = self.rooms.remove(&name) {
-                        deliver(&entry.tx, RoomMsg::Failed);
-                    }
-                    self.update_registry();
-                }
+                // That room alone (its side of it, when spread): its router
+                // was dropped, the worker goes on.
+                tracing::error!(%router, panic = %message, "a room's router failed");
+                self.fail_routers(|r, _| r == router);
+                self.update_registry();
             }
             Event::WorkerFailed {
                 worker,
@@ -99,19 +96,9 @@ impl Hub {
         if let Some(w) = slot.watchdog.take() {
             w.abort();
         }
-        let rooms: Vec<String> = self
-            .rooms
-            .iter()
-            .filter(|(_, r)| r.worker == i)
-            .map(|(n, _)| n.clone())
-            .collect();
-        tracing::error!(worker = i, generation, rooms = rooms.len(), reason = %why, "data-plane worker failed; its rooms are closed");
-        for name in rooms {
-            if let Some(entry) = self.rooms.remove(&name) {
-                self.by_router.remove(&entry.router);
-                deliver(&entry.tx, RoomMsg::Failed);
-            }
-        }
+        tracing::error!(worker = i, generation, reason = %why, "data-plane worker failed; its rooms (or their routers on it) are closed");
+        self.fail_routers(|_, w| w == i);
+        self.publish_workers();
         self.update_registry();
         if let Some(spawner) = self.spawner.clone() {
             let hub = self.hub_tx.clone();
@@ -131,6 +118,40 @@ impl Hub {
         }
     }
 
+    /// The routers for which `failed(router, worker)` holds are gone: a
+    /// room with no other router fails whole (`room-failed` to all); a
+    /// spread room loses only those ([`RoomMsg::ShardFailed`]).
+    fn fail_routers(&mut self, failed: impl Fn(RouterId, usize) -> bool) {
+        let mut closed = Vec::new();
+        for (name, entry) in &mut self.rooms {
+            if !entry.routers.iter().any(|&(r, w)| failed(r, w)) {
+                continue;
+            }
+            if entry.routers.iter().all(|&(r, w)| failed(r, w)) {
+                tracing::error!(room = %name, "the room's routers failed; the room is closed");
+                closed.push(name.clone());
+                continue;
+            }
+            for &(r, _) in entry.routers.iter().filter(|&&(r, w)| failed(r, w)) {
+                self.by_router.remove(&r);
+                deliver(&entry.tx, RoomMsg::ShardFailed { router: r });
+            }
+            entry.routers.retain(|&(r, w)| !failed(r, w));
+            if let Some(&(_, w)) = entry.routers.first() {
+                entry.worker = w;
+                entry.view.worker = w;
+            }
+        }
+        for name in closed {
+            if let Some(entry) = self.rooms.remove(&name) {
+                for (r, _) in &entry.routers {
+                    self.by_router.remove(r);
+                }
+                deliver(&entry.tx, RoomMsg::Failed);
+            }
+        }
+    }
+
     pub(super) fn on_restarted(
         &mut self,
         i: usize,
@@ -144,6 +165,8 @@ impl Hub {
                     *old = slot;
                 }
                 self.start_watchdog(i);
+                self.link_worker(i);
+                self.publish_workers();
                 self.registry
                     .worker_restarts
                     .fetch_add(1, Ordering::Relaxed);

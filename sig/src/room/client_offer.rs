@@ -23,6 +23,7 @@ impl Room {
         {
             conn.send(&ServerMsg::OfferGranted);
         }
+        self.watch_deadline(pid);
     }
 
     /// The client's own offer (after `offer-granted`): publishes its new
@@ -74,13 +75,13 @@ impl Room {
             .media
             .iter()
             .find_map(|m| m.extensions.get(Extension::Mid));
-        let router = self.router;
+        let router = self.participants[i].router;
         let mut published = Vec::new();
         let mut tracks = Vec::new();
         for j in new {
             let m = &offer.media[j];
             match self
-                .publish_section(transport, m, mid_ext_id, screen.contains(&m.mid))
+                .publish_section(router, transport, m, mid_ext_id, screen.contains(&m.mid))
                 .await
             {
                 Ok((media, track)) => {
@@ -89,10 +90,7 @@ impl Room {
                 }
                 Err(Fail(msg)) => {
                     for t in &tracks {
-                        self.command(Command::CloseProducer {
-                            router,
-                            producer: t.producer,
-                        });
+                        self.close_track(router, t);
                     }
                     conn.send(&msg);
                     if let Some(i) = self.idx(pid) {
@@ -110,6 +108,12 @@ impl Room {
         let answer = sdp::write(&p.local, p.setup, &outcome.answer);
         conn.send(&ServerMsg::OfferAnswer { sdp: answer });
         let was_sharing = p.published.iter().any(|t| t.screen);
+        let ended: Vec<Track> = p
+            .published
+            .iter()
+            .filter(|t| outcome.ended.contains(&t.producer))
+            .cloned()
+            .collect();
         p.published.retain(|t| !outcome.ended.contains(&t.producer));
         let added = tracks.clone();
         p.published.extend(tracks);
@@ -123,14 +127,17 @@ impl Room {
             "client offer applied"
         );
         for t in &outcome.rejected {
-            self.command(Command::CloseConsumer {
+            self.command(
                 router,
-                consumer: t.consumer,
-            });
+                Command::CloseConsumer {
+                    router,
+                    consumer: t.consumer,
+                },
+            );
         }
         self.narrow(router, pid, &outcome.narrowed);
-        for &producer in &outcome.ended {
-            self.command(Command::CloseProducer { router, producer });
+        for t in &ended {
+            self.close_track(router, t);
         }
         for other in self.participants.others(pid) {
             if let Some(j) = self.idx(other) {

@@ -8,14 +8,21 @@ use crate::conn::Broadcast;
 
 impl Room {
     pub(super) async fn on_core(&mut self, ev: Event) {
-        let Event::Router { event, .. } = ev else {
+        let Event::Router { router, event } = ev else {
             tracing::debug!(room = %self.name, event = ?ev, "core event");
             return;
         };
+        // Home holds the publishers' own producers: the speaker, levels
+        // and source layers are its. The other routers' are of mirrors.
+        let from_home = self.home() == Some(router);
         match event {
             RouterEvent::TransportConnected(transport) => {
                 tracing::debug!(room = %self.name, %transport, "transport connected");
             }
+            RouterEvent::DominantSpeaker(_)
+            | RouterEvent::SourceLayers(..)
+            | RouterEvent::AudioLevels(_)
+                if !from_home => {}
             RouterEvent::DominantSpeaker(producer) => {
                 let Some(p) = self
                     .participants
@@ -37,7 +44,7 @@ impl Room {
                 }
             }
             RouterEvent::SourceLayers(producer, active) => {
-                let Some((p, t)) = self.participants.iter().find_map(|p| {
+                let Some((p, t)) = self.participants.participants().find_map(|p| {
                     p.published
                         .iter()
                         .find(|t| t.producer == producer)
@@ -59,7 +66,7 @@ impl Room {
                     .filter_map(|(producer, level)| {
                         let p = self
                             .participants
-                            .iter()
+                            .participants()
                             .find(|p| p.published.iter().any(|t| t.producer == *producer))?;
                         Some((format!("p{}", p.id), -(i8::try_from(*level).unwrap_or(127))))
                     })
@@ -77,7 +84,11 @@ impl Room {
                 }
                 // Ids are never reused, so this is the participant whose
                 // transport closed, even if someone joined since.
-                let Some(p) = self.participants.iter().find(|p| p.transport == transport) else {
+                let Some(p) = self
+                    .participants
+                    .iter()
+                    .find(|p| p.router == router && p.transport == transport)
+                else {
                     return;
                 };
                 let (pid, conn) = (p.id, p.conn.clone());

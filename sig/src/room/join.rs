@@ -39,8 +39,13 @@ impl Room {
                 format!("room {:?} has its maximum of {max} {what}", self.name),
             )));
         }
-        let port = self.ensure_router().await?;
-        let router = self.router;
+        let (router, port) = self.place(role).await?;
+        let Some(worker) = self.shard(router).map(|s| s.worker.clone()) else {
+            return Err(Fail(ServerMsg::error(
+                "server-error",
+                "the room's router vanished",
+            )));
+        };
         let (dtls_role, setup) = if offer.setup == "passive" {
             (DtlsRole::Client, "active")
         } else {
@@ -63,7 +68,7 @@ impl Room {
             remote_fingerprint: offer.fingerprint,
             dtls_role,
         };
-        let transport = call(&self.worker, |reply| Command::CreateTransport {
+        let transport = call(&worker, |reply| Command::CreateTransport {
             router,
             params,
             reply,
@@ -76,13 +81,27 @@ impl Room {
             .iter()
             .find_map(|m| m.extensions.get(Extension::Mid));
         for m in &offer.media {
-            match self.publish_section(transport, m, mid_ext_id, false).await {
+            match self
+                .publish_section(router, transport, m, mid_ext_id, false)
+                .await
+            {
                 Ok((media, track)) => {
                     own.push(media);
                     published.extend(track);
                 }
                 Err(e) => {
-                    self.command(Command::CloseTransport { router, transport });
+                    self.command(router, Command::CloseTransport { router, transport });
+                    for t in &published {
+                        for &(r, producer) in &t.mirrors {
+                            self.command(
+                                r,
+                                Command::CloseProducer {
+                                    router: r,
+                                    producer,
+                                },
+                            );
+                        }
+                    }
                     return Err(e);
                 }
             }
@@ -102,6 +121,7 @@ impl Room {
             role,
             conn,
             join,
+            router,
             transport,
             local,
             published,
@@ -139,20 +159,26 @@ impl Room {
     }
 
     /// Publishes what m-section `m` of a client's offer sends: a Producer
-    /// on `transport` (simulcast by RID, RFC 8853) when it sends with a
-    /// codec we forward. Returns the section's answer and the track, if
-    /// any. `mid_ext_id` is the session's MID extension id; `screen` marks
-    /// a screen share.
+    /// on `transport` of `router` (simulcast by RID, RFC 8853) when it
+    /// sends with a codec we forward, piped to the room's other Routers.
+    /// Returns the section's answer and the track, if any. `mid_ext_id` is
+    /// the session's MID extension id; `screen` marks a screen share.
     ///
     /// Errors: the worker refused the producer ([`Fail`] to send).
     pub(super) async fn publish_section(
         &mut self,
+        router: RouterId,
         transport: TransportId,
         m: &sdp::MediaSection,
         mid_ext_id: Option<u8>,
         screen: bool,
     ) -> Result<(LocalMedia, Option<Track>), Fail> {
-        let router = self.router;
+        let Some(worker) = self.shard(router).map(|s| s.worker.clone()) else {
+            return Err(Fail(ServerMsg::error(
+                "server-error",
+                "the room's router vanished",
+            )));
+        };
         let mut track = None;
         // The answer's codec, and its RTX (RFC 4588) for video when offered.
         let codec = m.answer_codec().cloned();
@@ -208,13 +234,14 @@ impl Room {
                     .with(Extension::DependencyDescriptor, p.dd_ext_id)
                     .without(Extension::AbsSendTime),
             };
-            let producer = call(&self.worker, |reply| Command::CreateProducer {
+            let kept = params.clone();
+            let producer = call(&worker, |reply| Command::CreateProducer {
                 router,
                 params,
                 reply,
             })
             .await?;
-            track = Some(Track {
+            let mut t = Track {
                 producer,
                 kind,
                 codec: c.clone(),
@@ -226,7 +253,11 @@ impl Room {
                     .flatten()
                     .map(|r| r.to_string())
                     .collect(),
-            });
+                params: kept,
+                mirrors: Vec::new(),
+            };
+            t.mirrors = self.pipe_everywhere(&t).await;
+            track = Some(t);
         }
         let simulcast = publication.as_ref().and_then(|p| p.simulcast.as_ref());
         let dd_ext_id = publication.as_ref().and_then(|p| p.dd_ext_id);

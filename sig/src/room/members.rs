@@ -3,7 +3,7 @@
 //! Lookups are O(log n) either way: a room of 10,000 viewers handles each
 //! message without scanning them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Participant;
 use crate::conn::ConnId;
@@ -13,20 +13,20 @@ use crate::protocol::Role;
 pub(super) struct Members {
     by_pid: BTreeMap<u64, Participant>,
     by_conn: HashMap<ConnId, u64>,
-    viewers: usize,
+    /// The participants' (publishers') ids, so that listing them costs
+    /// their number, not the room's (a room of 10,000 viewers).
+    participant_ids: BTreeSet<u64>,
 }
 
 impl Members {
     pub(super) fn insert(&mut self, p: Participant) {
         self.by_conn.insert(p.conn.id(), p.id);
-        if p.role == Role::Viewer {
-            self.viewers += 1;
+        if p.role == Role::Participant {
+            self.participant_ids.insert(p.id);
+        } else {
+            self.participant_ids.remove(&p.id);
         }
-        if let Some(old) = self.by_pid.insert(p.id, p)
-            && old.role == Role::Viewer
-        {
-            self.viewers -= 1;
-        }
+        self.by_pid.insert(p.id, p);
     }
 
     pub(super) fn remove(&mut self, pid: u64) -> Option<Participant> {
@@ -34,9 +34,7 @@ impl Members {
         if self.by_conn.get(&p.conn.id()) == Some(&pid) {
             self.by_conn.remove(&p.conn.id());
         }
-        if p.role == Role::Viewer {
-            self.viewers -= 1;
-        }
+        self.participant_ids.remove(&pid);
         Some(p)
     }
 
@@ -64,7 +62,9 @@ impl Members {
 
     /// The participants (publishers), in join order.
     pub(super) fn participants(&self) -> impl Iterator<Item = &Participant> {
-        self.iter().filter(|p| p.role == Role::Participant)
+        self.participant_ids
+            .iter()
+            .filter_map(|pid| self.by_pid.get(pid))
     }
 
     /// The ids of every member but `pid`, in join order (a copy: the
@@ -75,8 +75,9 @@ impl Members {
 
     /// The ids of every participant (publisher) but `pid`, in join order.
     pub(super) fn other_participants(&self, pid: u64) -> Vec<u64> {
-        self.participants()
-            .map(|p| p.id)
+        self.participant_ids
+            .iter()
+            .copied()
             .filter(|o| *o != pid)
             .collect()
     }
@@ -90,12 +91,12 @@ impl Members {
     }
 
     pub(super) fn viewers(&self) -> usize {
-        self.viewers
+        self.len() - self.participant_ids.len()
     }
 
     /// Members that are participants (publishers).
     pub(super) fn participant_count(&self) -> usize {
-        self.len() - self.viewers
+        self.participant_ids.len()
     }
 }
 

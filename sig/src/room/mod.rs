@@ -21,11 +21,12 @@ mod events;
 mod join;
 mod members;
 mod roster;
+mod shards;
 mod subscribe;
 mod visibility;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rand::Rng;
@@ -37,7 +38,7 @@ use sfu_core::router::{Answered, ConsumerParams, EncodingParams, MediaKind, Prod
 use sfu_core::transport::{CloseReason, TransportParams};
 use sfu_core::worker::{Command, Event};
 use sfu_core::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId};
@@ -47,6 +48,7 @@ use crate::protocol::{ClientMsg, Delta, ParticipantInfo, Role, ServerMsg};
 use self::members::Members;
 use self::roster::Roster;
 pub use self::roster::{DELTA_INTERVAL, VIEWERS_INTERVAL};
+use self::shards::Shard;
 use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp, SimulcastRecv};
 use crate::worker_link::{WorkerRef, call};
 
@@ -97,6 +99,13 @@ pub enum RoomMsg {
     /// The room's router panicked, or its whole worker failed: tell
     /// everyone `room-failed` and stop.
     Failed,
+    /// One Router of a room spread over workers failed (it panicked, or
+    /// its worker did) while others live: the members on it get
+    /// `room-failed`, the rest stay.
+    ShardFailed {
+        /// The Router that failed.
+        router: RouterId,
+    },
     /// The hub forgot this idle room: close the router and stop.
     Close,
     /// The server stops: remove everyone, close the router, then signal.
@@ -141,6 +150,10 @@ struct Track {
     mid: String,
     /// Simulcast: its encodings' RIDs, in the producer's order.
     rids: Vec<String>,
+    /// What the producer was created with (for its mirrors).
+    params: ProducerParams,
+    /// Its mirrors on the room's other Routers: (Router, mirror producer).
+    mirrors: Vec<(RouterId, ProducerId)>,
 }
 
 #[derive(Debug)]
@@ -151,6 +164,8 @@ struct Participant {
     role: Role,
     conn: ConnHandle,
     join: u64,
+    /// The Router (of the room's, one per worker it spans) its transport is on.
+    router: RouterId,
     transport: TransportId,
     local: LocalParams,
     published: Vec<Track>,
@@ -180,10 +195,15 @@ pub enum RoomNotice {
         /// The join's sequence number.
         join: u64,
     },
-    /// The room's router exists.
+    /// A router of the room exists: its first, or one more on another
+    /// worker when the room spreads.
     Opened {
-        /// The room's router.
+        /// The room's name.
+        room: String,
+        /// The router.
         router: RouterId,
+        /// The worker it is on.
+        worker: usize,
         /// The router's counters.
         counters: Arc<sfu_core::stats::Counters>,
     },
@@ -216,15 +236,23 @@ pub struct RoomCtx {
     pub notices: Notices,
     /// Source of participant ids, unique in the process.
     pub next_pid: Arc<AtomicU64>,
+    /// Source of router ids, unique in the process (shared with the hub).
+    pub next_router: Arc<AtomicU32>,
+    /// The healthy workers now (the hub updates it), for spreading a room.
+    pub workers: watch::Receiver<Vec<WorkerRef>>,
 }
 
 /// A room's state, run by [`Room::run`].
 #[derive(Debug)]
 pub struct Room {
     name: String,
-    router: RouterId,
-    worker: WorkerRef,
-    port: Option<u16>,
+    /// The id its first router gets.
+    first_router: RouterId,
+    /// The worker its first router goes on.
+    first_worker: WorkerRef,
+    /// Its routers, one per worker it spans; the first is home: it holds
+    /// the participants and their producers, and pipes them to the others.
+    shards: Vec<Shard>,
     participants: Members,
     joins_seen: u64,
     count: Arc<AtomicUsize>,
@@ -233,6 +261,11 @@ pub struct Room {
     speaker: Option<u64>,
     /// Roster changes not sent yet.
     roster: Roster,
+    /// Members' negotiation deadlines (an update's answer, a grant's
+    /// offer), pushed where one is set ([`Room::watch_deadline`]); an entry
+    /// may be stale, and is checked against the member when it pops. The
+    /// room's wait is O(1), not a scan of its members.
+    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
 }
 
 impl Room {
@@ -247,15 +280,16 @@ impl Room {
     ) -> Self {
         Self {
             name,
-            router,
-            worker,
-            port: None,
+            first_router: router,
+            first_worker: worker,
+            shards: Vec::new(),
             participants: Members::default(),
             joins_seen: 0,
             count,
             ctx,
             speaker: None,
             roster: Roster::default(),
+            deadlines: std::collections::BinaryHeap::new(),
         }
     }
 
@@ -263,9 +297,10 @@ impl Room {
     pub async fn run(mut self, mut rx: mpsc::Receiver<RoomMsg>) {
         loop {
             let deadline = self
-                .participants
-                .iter()
-                .filter_map(|p| p.neg.poll_timeout())
+                .deadlines
+                .peek()
+                .map(|d| d.0.0)
+                .into_iter()
                 .chain(self.roster.poll_timeout())
                 .min();
             let msg = tokio::select! {
@@ -312,6 +347,7 @@ impl Room {
                     self.fail_all(&mut rx).await;
                     return;
                 }
+                RoomMsg::ShardFailed { router } => self.on_shard_failed(router).await,
                 RoomMsg::Close => {
                     if self.participants.is_empty() {
                         self.close_router();
@@ -356,6 +392,18 @@ impl Room {
         }
     }
 
+    /// Puts member `pid`'s negotiation deadline, if it has one, in the
+    /// room's heap: call it wherever one may be set.
+    fn watch_deadline(&mut self, pid: u64) {
+        if let Some(d) = self
+            .participants
+            .get(pid)
+            .and_then(|p| p.neg.poll_timeout())
+        {
+            self.deadlines.push(std::cmp::Reverse((d, pid)));
+        }
+    }
+
     fn pid_of(&self, conn: ConnId) -> Option<u64> {
         self.participants.pid_of(conn)
     }
@@ -370,9 +418,14 @@ impl Room {
         (self.ctx.notices.0)(notice);
     }
 
-    /// A fire-and-forget command; a full queue or a gone worker is logged.
-    fn command(&self, cmd: Command) {
-        if let Err(e) = self.worker.try_send(cmd) {
+    /// A fire-and-forget command to the worker of `router`; a full queue
+    /// or a gone worker is logged.
+    fn command(&self, router: RouterId, cmd: Command) {
+        let Some(s) = self.shard(router) else {
+            tracing::debug!(room = %self.name, %router, "command for a router the room no longer has");
+            return;
+        };
+        if let Err(e) = s.worker.try_send(cmd) {
             tracing::warn!(room = %self.name, error = %e, "command to the worker not sent");
         }
     }
@@ -383,27 +436,30 @@ impl Room {
     fn narrow(&self, router: RouterId, pid: u64, narrowed: &[(ConsumerId, Answered)]) {
         for &(consumer, answered) in narrowed {
             tracing::info!(participant = pid, ?answered, "subscriber narrowed a track");
-            self.command(Command::ConsumerAnswered {
+            self.command(
                 router,
-                consumer,
-                answered,
-            });
+                Command::ConsumerAnswered {
+                    router,
+                    consumer,
+                    answered,
+                },
+            );
         }
     }
 
     fn close_router(&self) {
-        if self.port.is_some() {
-            self.command(Command::CloseRouter {
-                router: self.router,
-            });
-            tracing::info!(room = %self.name, "room closed");
+        for s in &self.shards {
+            self.command(s.router, Command::CloseRouter { router: s.router });
+        }
+        if !self.shards.is_empty() {
+            tracing::info!(room = %self.name, routers = self.shards.len(), "room closed");
         }
     }
 
     fn report_if_idle(&self) {
         if self.participants.is_empty() {
             self.tell_hub(RoomNotice::Idle {
-                router: self.router,
+                router: self.shards.first().map_or(self.first_router, |s| s.router),
                 joins_seen: self.joins_seen,
             });
         }
@@ -411,26 +467,6 @@ impl Room {
 
     fn set_count(&self) {
         self.count.store(self.participants.len(), Ordering::Relaxed);
-    }
-
-    async fn ensure_router(&mut self) -> Result<u16, Fail> {
-        if let Some(port) = self.port {
-            return Ok(port);
-        }
-        let router = self.router;
-        let info = call(&self.worker, |reply| Command::CreateRouter {
-            router,
-            reply,
-        })
-        .await?;
-        let port = info.local_addr.port();
-        tracing::info!(room = %self.name, worker = self.worker.index, port, "room opened");
-        self.port = Some(port);
-        self.tell_hub(RoomNotice::Opened {
-            router,
-            counters: info.counters,
-        });
-        Ok(port)
     }
 
     /// Removes a participant: closes its transport (and with it its
@@ -441,10 +477,20 @@ impl Room {
         };
         self.set_count();
         if close_transport {
-            self.command(Command::CloseTransport {
-                router: self.router,
-                transport: p.transport,
-            });
+            self.command(
+                p.router,
+                Command::CloseTransport {
+                    router: p.router,
+                    transport: p.transport,
+                },
+            );
+        }
+        // Its producers closed with its transport; their mirrors on the
+        // room's other routers go too (with every consumer of them).
+        for t in &p.published {
+            for &(router, producer) in &t.mirrors {
+                self.command(router, Command::CloseProducer { router, producer });
+            }
         }
         self.tell_hub(RoomNotice::Left {
             conn: p.conn.id(),

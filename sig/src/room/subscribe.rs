@@ -27,6 +27,17 @@ impl Room {
             ..
         } = *track;
         let Some(i) = self.idx(sub) else { return };
+        let router = self.participants[i].router;
+        let Some(home) = self.home() else { return };
+        // On another Router than home: the track's mirror there.
+        let Some((worker, local)) = self
+            .shard(router)
+            .map(|s| s.worker.clone())
+            .zip(Self::producer_on(track, home, router))
+        else {
+            tracing::warn!(room = %self.name, participant = sub, %router, "a track is not piped to this participant's router; not sent");
+            return;
+        };
         let publisher_name = self
             .idx(publisher)
             .map(|j| self.participants[j].name.clone())
@@ -58,7 +69,7 @@ impl Room {
         let ext = s.neg.offered_for(kind, &sub_codec, rtx.is_some());
         let params = ConsumerParams {
             transport: s.transport,
-            producer,
+            producer: local,
             ssrc: Ssrc(ssrc),
             mid: Mid::new(&mid),
             extensions: ext.extensions,
@@ -66,8 +77,7 @@ impl Room {
             paused: true,
             rtx: rtx.as_ref().map(|(c, ssrc)| (Ssrc(*ssrc), Pt(c.pt))),
         };
-        let router = self.router;
-        let consumer = match call(&self.worker, |reply| Command::CreateConsumer {
+        let consumer = match call(&worker, |reply| Command::CreateConsumer {
             router,
             params,
             reply,
@@ -113,6 +123,7 @@ impl Room {
         let p = &mut self.participants[i];
         if p.neg.take_pending_grant(Instant::now(), timeout) {
             p.conn.send(&ServerMsg::OfferGranted);
+            self.watch_deadline(pid);
             return;
         }
         if !p.neg.needs_offer() {
@@ -122,6 +133,7 @@ impl Room {
         p.local.session_version += 1;
         let offer = sdp::write(&p.local, "actpass", &media);
         p.conn.send(&ServerMsg::Update { sdp: offer });
+        self.watch_deadline(pid);
     }
 
     pub(super) async fn on_answer(&mut self, conn: &ConnHandle, answer_sdp: &str) {
@@ -153,8 +165,8 @@ impl Room {
                 return;
             }
         };
-        let router = self.router;
         let p = &self.participants[i];
+        let router = p.router;
         let resume: Vec<_> = outcome
             .resume
             .into_iter()
@@ -174,25 +186,34 @@ impl Room {
             .filter_map(|t| p.widths.get(&t.stream_id()).map(|w| (t.consumer, *w)))
             .collect();
         for consumer in resume {
-            self.command(Command::SetConsumerPaused {
+            self.command(
                 router,
-                consumer,
-                paused: false,
-            });
+                Command::SetConsumerPaused {
+                    router,
+                    consumer,
+                    paused: false,
+                },
+            );
         }
         for (consumer, width) in sized {
-            self.command(Command::SetConsumerMaxWidth {
+            self.command(
                 router,
-                consumer,
-                width: Some(width),
-            });
+                Command::SetConsumerMaxWidth {
+                    router,
+                    consumer,
+                    width: Some(width),
+                },
+            );
         }
         self.narrow(router, pid, &outcome.narrowed);
         for t in outcome.rejected {
-            self.command(Command::CloseConsumer {
+            self.command(
                 router,
-                consumer: t.consumer,
-            });
+                Command::CloseConsumer {
+                    router,
+                    consumer: t.consumer,
+                },
+            );
             let from = self
                 .idx(t.publisher)
                 .map(|j| self.participants[j].name.clone())
@@ -253,11 +274,26 @@ impl Room {
     }
 
     pub(super) async fn on_timeouts(&mut self, now: Instant) {
-        let expired: Vec<u64> = self
-            .participants
+        // The members whose deadline may have passed (the heap's due
+        // entries), each once.
+        let mut due_pids = Vec::new();
+        while let Some(std::cmp::Reverse((at, pid))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            due_pids.push(pid);
+        }
+        due_pids.sort_unstable();
+        due_pids.dedup();
+        let expired: Vec<u64> = due_pids
             .iter()
-            .filter(|p| p.neg.grant_expired(now))
-            .map(|p| p.id)
+            .copied()
+            .filter(|pid| {
+                self.participants
+                    .get(*pid)
+                    .is_some_and(|p| p.neg.grant_expired(now))
+            })
             .collect();
         for pid in expired {
             let Some(i) = self.idx(pid) else { continue };
@@ -270,11 +306,14 @@ impl Room {
             ));
             self.negotiate(pid);
         }
-        let due: Vec<u64> = self
-            .participants
+        let due: Vec<u64> = due_pids
             .iter()
-            .filter(|p| p.neg.handle_timeout(now))
-            .map(|p| p.id)
+            .copied()
+            .filter(|pid| {
+                self.participants
+                    .get(*pid)
+                    .is_some_and(|p| p.neg.handle_timeout(now))
+            })
             .collect();
         for pid in due {
             let Some(i) = self.idx(pid) else { continue };

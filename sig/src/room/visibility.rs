@@ -34,14 +34,17 @@ impl Room {
             .map(|t| (t.consumer, hidden.contains(&t.stream_id())))
             .collect();
         p.hidden = hidden;
+        let router = p.router;
         tracing::debug!(room = %self.name, participant = pid, changes = changes.len(), "video-hidden");
-        let router = self.router;
         for (consumer, paused) in changes {
-            self.command(Command::SetConsumerPaused {
+            self.command(
                 router,
-                consumer,
-                paused,
-            });
+                Command::SetConsumerPaused {
+                    router,
+                    consumer,
+                    paused,
+                },
+            );
         }
     }
 
@@ -81,14 +84,17 @@ impl Room {
             .map(|t| (t.consumer, widths.get(&t.stream_id()).copied()))
             .collect();
         p.widths = widths;
+        let router = p.router;
         tracing::debug!(room = %self.name, participant = pid, changes = changes.len(), "video-size");
-        let router = self.router;
         for (consumer, width) in changes {
-            self.command(Command::SetConsumerMaxWidth {
+            self.command(
                 router,
-                consumer,
-                width,
-            });
+                Command::SetConsumerMaxWidth {
+                    router,
+                    consumer,
+                    width,
+                },
+            );
         }
     }
 

@@ -43,6 +43,12 @@ pub(crate) struct FakeState {
     pub producer_ids: Vec<(RouterId, ProducerId)>,
     /// The parameters of every producer created (matches `producer_ids`).
     pub producer_params: Vec<sfu_core::router::ProducerParams>,
+    /// Every transport closed, in order.
+    pub closed_transports: Vec<TransportId>,
+    /// Every pipe end created, with its router.
+    pub pipe_ends: Vec<(RouterId, TransportId)>,
+    /// The parameters of every pipe consumer created.
+    pub pipe_consumers: Vec<sfu_core::router::PipeConsumerParams>,
 }
 
 /// A stand-in worker thread.
@@ -95,7 +101,19 @@ impl FakeWorker {
                         s.consumer_ids.push(id);
                         reply(Ok(id))
                     }
+                    Command::CreatePipeTransport { router, reply } => {
+                        let id = s.transports.insert(router);
+                        s.pipe_ends.push((router, id));
+                        reply(Ok(id))
+                    }
+                    Command::ConnectPipeTransport { reply, .. } => reply(Ok(())),
+                    Command::CreatePipeConsumer { params, reply, .. } => {
+                        let id = s.consumers.insert(());
+                        s.pipe_consumers.push(params);
+                        reply(Ok(id))
+                    }
                     Command::CloseTransport { transport, .. } => {
+                        s.closed_transports.push(transport);
                         s.transports.try_remove(transport);
                     }
                     Command::CloseConsumer { consumer, .. } => {

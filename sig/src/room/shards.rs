@@ -1,0 +1,336 @@
+//! One room over every core: the room's Routers, one per worker it spans.
+//!
+//! The first is home: participants join there, and their producers live
+//! there. When home's worker has more consumers than
+//! `--worker-consumer-budget`, a viewer goes to the least-loaded healthy
+//! worker instead; the room opens a Router there (once), links it to home
+//! by a pair of PipeTransports, and pipes every producer to it: a pipe
+//! consumer per encoding on home, a mirror producer on the new Router. The
+//! viewer's consumers are then of the mirrors. Nothing is wired by hand.
+//!
+//! A Router of the room that fails (a panic, or its worker) takes only its
+//! own members with it: they get `room-failed`, and the others' pipes to it
+//! close.
+
+use sfu_core::router::PipeConsumerParams;
+use sfu_core::transport::PipeTarget;
+
+use super::*;
+
+/// One Router of the room.
+#[derive(Debug)]
+pub(super) struct Shard {
+    pub(super) worker: WorkerRef,
+    pub(super) router: RouterId,
+    /// The port of its socket (the ICE candidate's).
+    pub(super) port: u16,
+    /// Off home: its pipe from home, as (home's end, this Router's end).
+    pub(super) pipe: Option<(TransportId, TransportId)>,
+}
+
+impl Room {
+    pub(super) fn shard(&self, router: RouterId) -> Option<&Shard> {
+        self.shards.iter().find(|s| s.router == router)
+    }
+
+    /// The producer that carries `track` on `router`: the track's own on
+    /// home, else its mirror there.
+    pub(super) fn producer_on(
+        track: &Track,
+        home: RouterId,
+        router: RouterId,
+    ) -> Option<ProducerId> {
+        if router == home {
+            return Some(track.producer);
+        }
+        track
+            .mirrors
+            .iter()
+            .find(|(r, _)| *r == router)
+            .map(|(_, p)| *p)
+    }
+
+    /// Home's router id, once it exists.
+    pub(super) fn home(&self) -> Option<RouterId> {
+        self.shards.first().map(|s| s.router)
+    }
+
+    /// Creates a router on `worker` with id `router` and tells the hub.
+    async fn open_router(&mut self, worker: WorkerRef, router: RouterId) -> Result<&Shard, Fail> {
+        let info = call(&worker, |reply| Command::CreateRouter { router, reply }).await?;
+        let port = info.local_addr.port();
+        tracing::info!(room = %self.name, worker = worker.index, %router, port, home = self.shards.is_empty(), "room router opened");
+        self.tell_hub(RoomNotice::Opened {
+            room: self.name.clone(),
+            router,
+            worker: worker.index,
+            counters: info.counters,
+        });
+        self.shards.push(Shard {
+            worker,
+            router,
+            port,
+            pipe: None,
+        });
+        self.shards.last().ok_or(Fail(ServerMsg::error(
+            "server-error",
+            "the room's router vanished",
+        )))
+    }
+
+    /// The Router a new member goes on: home for a participant, or while
+    /// home's worker is within its consumer budget; else the least-loaded
+    /// healthy worker's Router of the room, opened and piped on first use.
+    /// Returns the router and its port.
+    ///
+    /// Errors: home cannot be opened ([`Fail`] to send). A Router that
+    /// cannot be opened elsewhere leaves the member on home.
+    pub(super) async fn place(&mut self, role: Role) -> Result<(RouterId, u16), Fail> {
+        if self.shards.is_empty() {
+            let (w, r) = (self.first_worker.clone(), self.first_router);
+            self.open_router(w, r).await?;
+        }
+        let Some(home) = self.shards.first() else {
+            return Err(Fail(ServerMsg::error(
+                "server-error",
+                "the room has no router",
+            )));
+        };
+        let at_home = (home.router, home.port);
+        let budget = self.ctx.cfg.limits.worker_consumer_budget;
+        if role == Role::Participant || home.worker.counters.consumers.get() < budget as u64 {
+            return Ok(at_home);
+        }
+        let workers = self.ctx.workers.borrow().clone();
+        let Some(best) = workers
+            .iter()
+            .filter(|w| !*w.failed.borrow())
+            .min_by_key(|w| {
+                (
+                    w.counters.consumers.get(),
+                    w.index != home.worker.index,
+                    w.index,
+                )
+            })
+        else {
+            return Ok(at_home);
+        };
+        if let Some(s) = self.shards.iter().find(|s| s.worker.index == best.index) {
+            return Ok((s.router, s.port));
+        }
+        match self.open_shard(best.clone()).await {
+            Ok(placed) => Ok(placed),
+            Err(Fail(m)) => {
+                tracing::warn!(room = %self.name, worker = best.index, error = ?m, "could not spread the room to another worker; the member stays on home");
+                Ok(at_home)
+            }
+        }
+    }
+
+    /// Opens the room's Router on `worker`, pipes it from home and pipes
+    /// every producer there.
+    async fn open_shard(&mut self, worker: WorkerRef) -> Result<(RouterId, u16), Fail> {
+        let Some(home) = self.shards.first() else {
+            return Err(Fail(ServerMsg::error(
+                "server-error",
+                "the room has no router",
+            )));
+        };
+        let (home_worker, home_router) = (home.worker.clone(), home.router);
+        let router = RouterId(self.ctx.next_router.fetch_add(1, Ordering::Relaxed));
+        let port = self.open_router(worker.clone(), router).await?.port;
+        let at_home = call(&home_worker, |reply| Command::CreatePipeTransport {
+            router: home_router,
+            reply,
+        })
+        .await?;
+        let here = call(&worker, |reply| Command::CreatePipeTransport {
+            router,
+            reply,
+        })
+        .await?;
+        call(&home_worker, |reply| Command::ConnectPipeTransport {
+            router: home_router,
+            transport: at_home,
+            peer: PipeTarget {
+                worker: worker.index,
+                router,
+                transport: here,
+            },
+            reply,
+        })
+        .await?;
+        call(&worker, |reply| Command::ConnectPipeTransport {
+            router,
+            transport: here,
+            peer: PipeTarget {
+                worker: home_worker.index,
+                router: home_router,
+                transport: at_home,
+            },
+            reply,
+        })
+        .await?;
+        if let Some(s) = self.shards.iter_mut().find(|s| s.router == router) {
+            s.pipe = Some((at_home, here));
+        }
+        let tracks: Vec<(u64, Track)> = self
+            .participants
+            .participants()
+            .flat_map(|p| p.published.iter().map(|t| (p.id, t.clone())))
+            .collect();
+        for (pid, t) in tracks {
+            if let Some(mirror) = self.pipe_track(&t, router).await
+                && let Some(p) = self.participants.get_mut(pid)
+                && let Some(track) = p.published.iter_mut().find(|x| x.producer == t.producer)
+            {
+                track.mirrors.push((router, mirror));
+            }
+        }
+        tracing::info!(room = %self.name, worker = worker.index, %router, "room spread to another worker");
+        Ok((router, port))
+    }
+
+    /// Pipes home's `track` to the room's Router `router`: a pipe consumer
+    /// per encoding on home, and the mirror producer there. Returns the
+    /// mirror, or `None` (logged) when it could not be made.
+    pub(super) async fn pipe_track(&self, track: &Track, router: RouterId) -> Option<ProducerId> {
+        let home = self.shards.first()?;
+        let shard = self.shard(router)?;
+        let (at_home, here) = shard.pipe?;
+        let ssrcs: Vec<Ssrc> = track
+            .params
+            .encodings
+            .iter()
+            .map(|_| Ssrc(rand::random::<u32>() | 1))
+            .collect();
+        for (i, ssrc) in ssrcs.iter().enumerate() {
+            let params = PipeConsumerParams {
+                transport: at_home,
+                producer: track.producer,
+                encoding: i as u8,
+                ssrc: *ssrc,
+            };
+            let made = call(&home.worker, |reply| Command::CreatePipeConsumer {
+                router: home.router,
+                params,
+                reply,
+            })
+            .await;
+            if let Err(e) = made {
+                tracing::warn!(room = %self.name, %router, error = %e, "pipe consumer not created");
+                return None;
+            }
+        }
+        let params = track.params.mirror(here, &ssrcs);
+        match call(&shard.worker, |reply| Command::CreateProducer {
+            router,
+            params,
+            reply,
+        })
+        .await
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(room = %self.name, %router, error = %e, "mirror producer not created");
+                None
+            }
+        }
+    }
+
+    /// Closes `track`'s producer on `router` and its mirrors elsewhere
+    /// (each with its consumers).
+    pub(super) fn close_track(&self, router: RouterId, track: &Track) {
+        self.command(
+            router,
+            Command::CloseProducer {
+                router,
+                producer: track.producer,
+            },
+        );
+        for &(r, producer) in &track.mirrors {
+            self.command(
+                r,
+                Command::CloseProducer {
+                    router: r,
+                    producer,
+                },
+            );
+        }
+    }
+
+    /// Pipes a track just published on home to each of the room's other
+    /// Routers; returns its mirrors.
+    pub(super) async fn pipe_everywhere(&self, track: &Track) -> Vec<(RouterId, ProducerId)> {
+        let mut mirrors = Vec::new();
+        for s in self.shards.iter().skip(1) {
+            if let Some(m) = self.pipe_track(track, s.router).await {
+                mirrors.push((s.router, m));
+            }
+        }
+        mirrors
+    }
+
+    /// Router `router` failed while others live: its members get
+    /// `room-failed` and leave; the pipes to it close; if it was home, the
+    /// next Router is home from now on.
+    pub(super) async fn on_shard_failed(&mut self, router: RouterId) {
+        let Some(i) = self.shards.iter().position(|s| s.router == router) else {
+            return;
+        };
+        let failed = ServerMsg::error(
+            "room-failed",
+            "the part of the room you were on failed (a server worker); join again",
+        );
+        let gone: Vec<u64> = self
+            .participants
+            .iter()
+            .filter(|p| p.router == router)
+            .map(|p| p.id)
+            .collect();
+        tracing::error!(room = %self.name, %router, members = gone.len(), "a router of the spread room failed; its members leave, the rest stay");
+        // The pipe ends that led to or from it.
+        if i == 0 {
+            for s in self.shards.iter().skip(1) {
+                if let Some((_, here)) = s.pipe {
+                    self.command(
+                        s.router,
+                        Command::CloseTransport {
+                            router: s.router,
+                            transport: here,
+                        },
+                    );
+                }
+            }
+        } else if let (Some(home), Some((at_home, _))) = (self.home(), self.shards[i].pipe) {
+            self.command(
+                home,
+                Command::CloseTransport {
+                    router: home,
+                    transport: at_home,
+                },
+            );
+        }
+        let shard = self.shards.remove(i);
+        let publishers: Vec<u64> = self.participants.participants().map(|p| p.id).collect();
+        for pid in publishers {
+            if let Some(p) = self.participants.get_mut(pid) {
+                for t in &mut p.published {
+                    t.mirrors.retain(|(r, _)| *r != shard.router);
+                }
+            }
+        }
+        for pid in gone {
+            if let Some(p) = self.participants.get(pid) {
+                p.conn.send(&failed);
+            }
+            self.remove_participant(pid, false).await;
+        }
+        if i == 0 {
+            // Home is gone with its producers: the rest have no pipe now.
+            for s in &mut self.shards {
+                s.pipe = None;
+            }
+        }
+    }
+}
