@@ -87,32 +87,15 @@ fn garbage_on_the_room_port_changes_nothing_for_the_call() {
     // A 1 publisher -> 2 subscriber call through sfu-load, in a thread.
     let load = std::thread::spawn(move || {
         run(Args {
-            server: format!("ws://{addr}/ws"),
-            rooms: 1,
-            publishers: 1,
             subscribers: 2,
-            role: "viewer".into(),
-            room: None,
             video_kbps: 500,
             packet_size: 1000,
             audio: true,
             duration: 6.0,
             ramp: 0.5,
-            server_pid: None,
-            spawn_server: false,
-            spawn_floor: false,
-            floor_relay: None,
-            processes: None,
-            shard: None,
-            shard_start_unix_ms: None,
-            shard_tag: None,
-            shard_out: None,
-            load_bin: None,
-            server_bin: None,
-            server_cpu: 0,
             cpu: -1,
             verify_every: 1,
-            json: None,
+            ..Args::against(&format!("ws://{addr}/ws"))
         })
     });
     // Find the room's port once it exists, then spray it for ~3 s.

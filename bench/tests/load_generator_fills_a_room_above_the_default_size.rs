@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use sfu_bench::load::{Args, run, server_args};
+use sfu_bench::load::{Args, run_within, server_args};
 use sfu_sig::Background;
 use sfu_sig::config::{Config, Flags, Limits};
 
@@ -17,33 +17,18 @@ fn a_room_of_121_joins_without_a_failure() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let mut args = Args {
-        server: String::new(),
-        rooms: 1,
-        publishers: 1,
         subscribers,
         // Participants, as browsers join: the room limit is what is tested.
         role: "participant".into(),
-        room: None,
         video_kbps: 100,
         packet_size: 1000,
         audio: false,
         duration: 3.0,
         ramp: 2.0,
-        server_pid: None,
         spawn_server: true,
-        spawn_floor: false,
-        floor_relay: None,
-        processes: None,
-        shard: None,
-        shard_start_unix_ms: None,
-        shard_tag: None,
-        shard_out: None,
-        load_bin: None,
-        server_bin: None,
-        server_cpu: 0,
         cpu: -1,
         verify_every: 8,
-        json: None,
+        ..Args::against("")
     };
     // What --spawn-server would run, parsed as the server parses it.
     let flags =
@@ -57,14 +42,7 @@ fn a_room_of_121_joins_without_a_failure() {
     let server = Background::start(cfg, listener).expect("server");
     args.server = format!("ws://127.0.0.1:{port}/ws");
     args.spawn_server = false;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(run(args));
-    });
-    let summary = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("watchdog: sfu-load finished")
-        .expect("run ok");
+    let summary = run_within(args, Duration::from_secs(120)).expect("run ok");
     server.stop().expect("server stopped cleanly");
     assert!(
         summary.join_failures.is_empty(),

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use sfu_bench::load::{Args, run};
+use sfu_bench::load::{Args, run_within};
 use sfu_sig::Background;
 use sfu_sig::config::Config;
 
@@ -20,41 +20,20 @@ fn load_generator_joins_verifies_and_counts() {
     .expect("server");
     let addr = server.addr;
     let args = Args {
-        server: format!("ws://{addr}/ws"),
-        rooms: 1,
-        publishers: 1,
         subscribers: 2,
-        role: "viewer".into(),
-        room: None,
         video_kbps: 500,
         packet_size: 1000,
         audio: true,
         duration: 4.0,
         ramp: 0.5,
         server_pid: Some(std::process::id()),
-        spawn_server: false,
-        spawn_floor: false,
-        floor_relay: None,
         processes: Some(2),
-        shard: None,
-        shard_start_unix_ms: None,
-        shard_tag: None,
-        shard_out: None,
         load_bin: Some(env!("CARGO_BIN_EXE_sfu-load").into()),
-        server_bin: None,
-        server_cpu: 0,
         cpu: -1,
         verify_every: 2,
-        json: None,
+        ..Args::against(&format!("ws://{addr}/ws"))
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(run(args));
-    });
-    let summary = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("watchdog: sfu-load finished")
-        .expect("run ok");
+    let summary = run_within(args, Duration::from_secs(60)).expect("run ok");
     server.stop().expect("server stopped cleanly");
 
     assert_eq!(summary.joined, 3, "{:?}", summary.join_failures);

@@ -115,9 +115,15 @@ pub struct Args {
     /// The `sfu` binary for --spawn-server [default: next to sfu-load].
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
-    /// CPU the spawned server is pinned to.
+    /// CPU the spawned server is pinned to (its workers pin themselves,
+    /// one per CPU from 0, with --server-cores above 1).
     #[arg(long, default_value_t = 0)]
     pub server_cpu: usize,
+    /// Workers of the spawned server (`sfu --cores`): with 2, a room
+    /// spreads over both once one holds `--worker-consumer-budget`
+    /// consumers.
+    #[arg(long, default_value_t = 1)]
+    pub server_cores: usize,
     /// CPU this generator pins itself to (-1: no pinning).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub cpu: i64,
@@ -127,6 +133,28 @@ pub struct Args {
     /// Write the JSON summary to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+/// [`run`] on a thread of its own, given at most `limit` (a hung run is
+/// an error, not a hung caller: what tests use).
+///
+/// Errors: the run's own, or that it did not finish within `limit`.
+pub fn run_within(args: Args, limit: Duration) -> Result<Summary, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(args));
+    });
+    rx.recv_timeout(limit)
+        .map_err(|_| format!("sfu-load did not finish within {} s", limit.as_secs()))?
+}
+
+impl Args {
+    /// The command line's defaults, against the server at `server` (a
+    /// signaling URL): what `sfu-load --server URL` runs. Tests and
+    /// embedders set the rest with struct update syntax.
+    pub fn against(server: &str) -> Self {
+        Self::parse_from(["sfu-load", "--server", server])
+    }
 }
 
 /// A server started with `--spawn-server`; killed (SIGTERM, then SIGKILL) on drop.
@@ -177,7 +205,7 @@ pub fn server_args(args: &Args, port: u16) -> Vec<String> {
         "--rtc-ports",
         "43000-43999",
         "--cores",
-        "1",
+        &args.server_cores.max(1).to_string(),
         "--log",
         "warn",
         "--max-messages-per-second-per-ip",
@@ -198,18 +226,21 @@ pub fn server_args(args: &Args, port: u16) -> Vec<String> {
     .collect()
 }
 
-/// Starts `bin` with `args`, pinned to `cpu`; killed when dropped.
+/// Starts `bin` with `args`, pinned to `cpu` (`None`: not pinned); killed
+/// when dropped.
 fn spawn_pinned(
     bin: &std::path::Path,
     args: &[String],
-    cpu: usize,
+    cpu: Option<usize>,
 ) -> Result<SpawnedServer, String> {
     let mut cmd = Command::new(bin);
     cmd.args(args).stdin(Stdio::null());
-    // SAFETY: only async-signal-safe work (sched_setaffinity) between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || sfu_core::worker::affinity::pin(0, cpu));
+    if let Some(cpu) = cpu {
+        // SAFETY: only async-signal-safe work (sched_setaffinity) between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || sfu_core::worker::affinity::pin(0, cpu));
+        }
     }
     let child = cmd
         .spawn()
@@ -227,7 +258,10 @@ fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = probe.local_addr().map_err(|e| e.to_string())?.port();
     drop(probe);
-    let server = spawn_pinned(&bin, &server_args(args, port), args.server_cpu)?;
+    // More than one worker: each pins itself to its own CPU, so the
+    // process may not be confined to one.
+    let cpu = (args.server_cores <= 1).then_some(args.server_cpu);
+    let server = spawn_pinned(&bin, &server_args(args, port), cpu)?;
     let end = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > end {
@@ -272,7 +306,7 @@ fn run_floor(args: &Args) -> Result<floor::FloorFigures, String> {
     let relay = spawn_pinned(
         &bin,
         &["--floor-relay".to_string(), port.to_string()],
-        args.server_cpu,
+        Some(args.server_cpu),
     )?;
     // The relay binds at once; give it a moment before the joins.
     std::thread::sleep(Duration::from_millis(300));
@@ -590,11 +624,19 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         progress: args.shard.is_none(),
     };
     let mut cpu_at_window = None;
+    let mut workers = None;
     let media = std::thread::scope(|scope| {
         let h = scope.spawn(|| media::run(clients, ev_rx, &cert, &mcfg));
         if let Some(pid) = args.server_pid {
             std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
             cpu_at_window = process_cpu_seconds(pid);
+        }
+        // Where the consumers are, near the window's end (every client
+        // still in).
+        if args.shard.is_none() {
+            let at = end.checked_sub(Duration::from_secs(1)).unwrap_or(end);
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            workers = report::scrape_workers(&args.server);
         }
         h.join()
     })
@@ -716,6 +758,8 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             0.0
         },
         largest_signaling_message_bytes: largest,
+        worker_consumers: workers.as_ref().map(|w| w.consumers.clone()),
+        piped_packets: workers.as_ref().map(|w| w.piped_out),
         ..Summary::default()
     };
     let summary = floor_fields(summary);

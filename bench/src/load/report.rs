@@ -50,6 +50,12 @@ pub struct Summary {
     pub join_rate_per_second: f64,
     /// The largest signaling message any client received, bytes.
     pub largest_signaling_message_bytes: usize,
+    /// Consumers on each of the server's workers, by index, one second
+    /// before the end (its `/metrics`); `null` when it could not be read.
+    pub worker_consumers: Option<Vec<u64>>,
+    /// Packets the server's workers sent each other through pipes (a room
+    /// spread over workers), all run long.
+    pub piped_packets: Option<u64>,
     /// `--spawn-floor`: datagrams the reference relay's subscribers received
     /// in the window.
     pub floor_forwarded_packets: Option<u64>,
@@ -137,5 +143,81 @@ mod tests {
         assert_eq!(quantile(&mut v, 0.5), 51.0);
         assert_eq!(quantile(&mut v, 0.99), 99.0);
         assert_eq!(quantile(&mut [], 0.5), 0.0);
+    }
+}
+
+/// What a server's `/metrics` says of its workers.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerFigures {
+    /// `sfu_worker_consumers`, by worker index.
+    pub consumers: Vec<u64>,
+    /// `sfu_worker_piped_packets_out_total`, all workers.
+    pub piped_out: u64,
+}
+
+/// Reads `/metrics` of the server whose WebSocket URL is `ws_url`
+/// (`ws://host:port/...`, plain HTTP/1.0, 5 s at most); `None` when it
+/// cannot.
+pub fn scrape_workers(ws_url: &str) -> Option<WorkerFigures> {
+    use std::io::{Read, Write};
+    let host = ws_url.strip_prefix("ws://")?.split('/').next()?;
+    let addr: std::net::SocketAddr = host.parse().ok()?;
+    let timeout = std::time::Duration::from_secs(5);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(parse_worker_metrics(&body))
+}
+
+/// The per-worker figures of a Prometheus text page.
+pub fn parse_worker_metrics(page: &str) -> WorkerFigures {
+    let mut f = WorkerFigures::default();
+    for line in page.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
+        let worker = || {
+            series
+                .split("worker=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        };
+        if series.starts_with("sfu_worker_consumers{") {
+            if let Some(i) = worker() {
+                if f.consumers.len() <= i {
+                    f.consumers.resize(i + 1, 0);
+                }
+                f.consumers[i] = v as u64;
+            }
+        } else if series.starts_with("sfu_worker_piped_packets_out_total{") {
+            f.piped_out += v as u64;
+        }
+    }
+    f
+}
+
+#[cfg(test)]
+mod worker_metrics_tests {
+    use super::*;
+
+    #[test]
+    fn per_worker_consumers_and_piped_packets_are_read_from_metrics() {
+        let page = "# HELP sfu_worker_consumers Live consumers.\n\
+                    sfu_worker_consumers{worker=\"1\"} 4200\n\
+                    sfu_worker_consumers{worker=\"0\"} 5800\n\
+                    sfu_room_consumers{room=\"r\",worker=\"0\"} 10000\n\
+                    sfu_worker_piped_packets_out_total{worker=\"0\"} 77\n\
+                    sfu_worker_piped_packets_out_total{worker=\"1\"} 3\n";
+        let f = parse_worker_metrics(page);
+        assert_eq!(f.consumers, vec![5800, 4200]);
+        assert_eq!(f.piped_out, 80);
     }
 }
