@@ -1,9 +1,11 @@
 //! A room spread over two workers: the publisher's Router (A) pipes its
-//! video to the subscriber's Router (B), wired by hand as the control plane
-//! does (a PipeTransport on each side, a pipe consumer on A, a mirror
-//! producer on B). The subscriber's keyframe request reaches the publisher
-//! through the pipe; a packet lost on the pipe is NACKed by B and resent
-//! by A from the producer's retransmission buffer. Virtual clock, no
+//! video to the subscriber's Router (B), wired as the control plane does
+//! (a PipeTransport on each side, a pipe consumer per encoding on A, a
+//! mirror producer on B; `sfu_core::testing::PipedNets`). The subscriber's
+//! keyframe request reaches the publisher through the pipe; a packet lost
+//! on the pipe is NACKed by B and resent by A from the producer's
+//! retransmission buffer; and a simulcast producer's layers are chosen on
+//! B, switching at keyframes asked for through the pipe. Virtual clock, no
 //! sockets: the pipe is carried by hand.
 #![allow(clippy::expect_used)]
 
@@ -12,141 +14,46 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Net, rtp};
+use common::{FRAME, PipedNets, SimulcastSource, rtp};
 use sfu_core::proto::rtcp::{self, RtcpIter};
 use sfu_core::proto::rtp::RtpHeader;
-use sfu_core::router::{MediaKind, PipeConsumerParams};
-use sfu_core::transport::PipeTarget;
-use sfu_core::{ProducerId, RouterId, Ssrc, TransportId};
+use sfu_core::router::MediaKind;
+use sfu_core::{ProducerId, Ssrc};
 
 const PUB_SSRC: u32 = 1111;
 const PT: u8 = 96;
-const PIPE_SSRC: u32 = 3333;
 const SUB_SSRC: u32 = 2222;
 
-struct Spread {
-    a: Net,
-    b: Net,
-    /// Pipe packets (A to B) dropped so far, and which to drop: the RTP
-    /// packets with these pipe sequence numbers, once each.
-    drop_seqs: HashSet<u16>,
-    dropped: Vec<u16>,
+/// Publisher 0 on A, subscriber 0 on B, A's video piped to B; returns
+/// the mirror.
+fn spread() -> (PipedNets, ProducerId) {
+    let mut s = PipedNets::new();
+    s.a.add_peer();
+    s.b.add_peer();
+    s.connect_all();
+    let producer = s.a.produce(0, MediaKind::Video, PUB_SSRC, PT);
+    let mirror = s.pipe_producer(producer);
+    (s, mirror)
 }
 
-impl Spread {
-    /// Publisher 0 on A, subscriber 0 on B, A's producer piped to B.
-    fn new() -> (Self, ProducerId) {
-        let mut a = Net::new();
-        let mut b = Net::new();
-        a.add_peer();
-        b.add_peer();
-        a.connect_all();
-        b.connect_all();
-        b.now = a.now;
-        let producer = a.produce(0, MediaKind::Video, PUB_SSRC, PT);
-        let pipe_a = a.router.create_pipe_transport();
-        let pipe_b = b.router.create_pipe_transport();
-        let target = |worker, transport: TransportId| PipeTarget {
-            worker,
-            router: RouterId(1),
-            transport,
-        };
-        a.router
-            .connect_pipe_transport(pipe_a, target(1, pipe_b))
-            .expect("connect A");
-        b.router
-            .connect_pipe_transport(pipe_b, target(0, pipe_a))
-            .expect("connect B");
-        let now = a.now;
-        a.router
-            .create_pipe_consumer(
-                now,
-                PipeConsumerParams {
-                    transport: pipe_a,
-                    producer,
-                    encoding: 0,
-                    ssrc: Ssrc(PIPE_SSRC),
-                },
-            )
-            .expect("pipe consumer");
-        let mirror = a
-            .router
-            .producer(producer)
-            .expect("producer")
-            .params()
-            .mirror(pipe_b, &[Ssrc(PIPE_SSRC)]);
-        let mirror = b.router.create_producer(mirror).expect("mirror");
-        (
-            Self {
-                a,
-                b,
-                drop_seqs: HashSet::new(),
-                dropped: Vec::new(),
-            },
-            mirror,
-        )
-    }
-
-    /// Carries what each side queued for the pipe to the other, until
-    /// nothing moves; RTP from A to B numbered in `drop_seqs` is lost once.
-    fn carry(&mut self) {
-        for _ in 0..100 {
-            let mut moved = false;
-            while let Some(p) = self.a.router.poll_piped() {
-                moved = true;
-                if let Some(h) = RtpHeader::parse(&p.data)
-                    && p.data[1] & 0x7f == PT
-                    && self.drop_seqs.remove(&h.seq)
-                {
-                    self.dropped.push(h.seq);
-                    continue;
-                }
-                let now = self.b.now;
-                self.b.router.handle_piped(now, p.to.transport, &p.data);
-            }
-            while let Some(p) = self.b.router.poll_piped() {
-                moved = true;
-                let now = self.a.now;
-                self.a.router.handle_piped(now, p.to.transport, &p.data);
-            }
-            self.a.step();
-            self.b.step();
-            if !moved {
-                return;
-            }
-        }
-        panic!("the pipe did not settle");
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.a.now + d;
-        while self.a.now < end {
-            self.a.advance(Duration::from_millis(5));
-            self.b.advance(Duration::from_millis(5));
-            self.carry();
-        }
-    }
-
-    /// PLIs the publisher received since the last call.
-    fn plis_at_publisher(&mut self) -> usize {
-        std::mem::take(&mut self.a.peers[0].rtcp)
-            .iter()
-            .flat_map(|c| RtcpIter::new(c).collect::<Vec<_>>())
-            .filter(|p| {
-                (p.pt, p.count_or_fmt) == (rtcp::PT_PSFB, 1)
-                    && p.media_ssrc() == Some(Ssrc(PUB_SSRC))
-            })
-            .count()
-    }
+/// PLIs the publisher received since the last call.
+fn plis_at_publisher(s: &mut PipedNets) -> usize {
+    std::mem::take(&mut s.a.peers[0].rtcp)
+        .iter()
+        .flat_map(|c| RtcpIter::new(c).collect::<Vec<_>>())
+        .filter(|p| {
+            (p.pt, p.count_or_fmt) == (rtcp::PT_PSFB, 1) && p.media_ssrc() == Some(Ssrc(PUB_SSRC))
+        })
+        .count()
 }
 
 #[test]
 fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
-    let (mut s, mirror) = Spread::new();
+    let (mut s, mirror) = spread();
     // The pipe consumer's own first request, and the interval after it.
     s.carry();
     s.advance(Duration::from_secs(1));
-    s.plis_at_publisher();
+    plis_at_publisher(&mut s);
     let piped_in = s.a.counters().piped_in.get();
     s.b.consume(0, mirror, SUB_SSRC, (PT, PT));
     s.carry();
@@ -154,7 +61,7 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
     // pipe, and A asked the publisher.
     s.advance(Duration::from_millis(20));
     assert_eq!(
-        s.plis_at_publisher(),
+        plis_at_publisher(&mut s),
         1,
         "the new consumer's keyframe request"
     );
@@ -165,7 +72,7 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
     );
     // Later, the subscriber's own PLI does the same.
     s.advance(Duration::from_millis(600));
-    s.plis_at_publisher();
+    plis_at_publisher(&mut s);
     let mut pli = Vec::new();
     rtcp::write_empty_rr(Ssrc(5), &mut pli);
     rtcp::write_pli(Ssrc(5), Ssrc(SUB_SSRC), &mut pli);
@@ -173,7 +80,7 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
     s.b.step();
     s.carry();
     assert_eq!(
-        s.plis_at_publisher(),
+        plis_at_publisher(&mut s),
         1,
         "the subscriber's PLI crossed the pipe"
     );
@@ -185,7 +92,7 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
 
 #[test]
 fn a_packet_lost_on_the_pipe_is_nacked_and_resent_from_the_producers_buffer() {
-    let (mut s, mirror) = Spread::new();
+    let (mut s, mirror) = spread();
     s.b.consume(0, mirror, SUB_SSRC, (PT, PT));
     s.carry();
     s.advance(Duration::from_millis(20));
@@ -229,5 +136,49 @@ fn a_packet_lost_on_the_pipe_is_nacked_and_resent_from_the_producers_buffer() {
     assert!(
         s.a.counters().retransmissions_sent.get() >= 1,
         "A resent from the producer's buffer"
+    );
+}
+
+#[test]
+fn a_subscriber_across_the_pipe_switches_simulcast_layers_at_keyframes() {
+    let mut s = PipedNets::new();
+    s.a.add_peer();
+    s.b.add_peer();
+    s.connect_all();
+    let producer = s.a.produce_simulcast(0, &["q", "h", "f"], 97);
+    let mirror = s.pipe_producer(producer);
+    assert!(s.b.router.producer(mirror).expect("mirror").is_simulcast());
+    let cons = s.b.consume(0, mirror, SUB_SSRC, (96, 96));
+    let mut src = SimulcastSource::new();
+    let mut layers: Vec<u8> = Vec::new();
+    // The top layer, then a 160 px tile (q), then any size again: chosen
+    // on B from what B measures of the mirror's encodings.
+    for (width, secs) in [(None, 3), (Some(160), 3), (None, 3)] {
+        s.b.router
+            .set_consumer_max_width(cons, width)
+            .expect("consumer");
+        for _ in 0..secs * 20 {
+            src.tick(&mut s.a);
+            s.advance(FRAME);
+            for p in std::mem::take(&mut s.b.peers[0].rtp) {
+                let h = RtpHeader::parse(&p).expect("rtp");
+                if h.ssrc == Ssrc(SUB_SSRC)
+                    && let Some(&layer) = p.last()
+                    && layers.last() != Some(&layer)
+                {
+                    layers.push(layer);
+                }
+            }
+        }
+    }
+    assert_eq!(layers, vec![2, 0, 2], "the layers forwarded on B, in order");
+    let c = s.b.router.consumer(cons).expect("consumer");
+    assert_eq!(c.layer_switches(), 2);
+    // Every layer switch asked the publisher, through the pipe, for a
+    // keyframe of the layer switched to; no more than a few besides.
+    assert!(
+        src.keyframes >= 3 && src.keyframes <= 3 + 2 * 2,
+        "{}",
+        src.keyframes
     );
 }

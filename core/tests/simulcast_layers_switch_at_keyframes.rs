@@ -16,139 +16,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{MID_EXT_ID, Net, RID_EXT_ID, rtp_with_ext};
+use common::{FRAME, Net, SimulcastSource, TAGGED_PACKETS};
 use sfu_core::proto::codec::Vp8Descriptor;
-use sfu_core::proto::rtcp::{self, RtcpIter, SenderInfo};
 use sfu_core::proto::rtp::RtpHeader;
 use sfu_core::router::RouterEvent;
 use sfu_core::{ConsumerId, ProducerId};
 
-const FRAME: Duration = Duration::from_millis(50);
-const MAX_PACKET: usize = 1000;
-/// Packets of each layer that carry MID and RID before the publisher stops
-/// writing them.
-const TAGGED_PACKETS: u32 = 20;
 const SUB_SSRC: u32 = 1001;
 const SUB_RTX_SSRC: u32 = 1002;
 const SUB_TWCC: u8 = 5;
-
-struct Layer {
-    rid: &'static str,
-    ssrc: u32,
-    width: u16,
-    bps: u64,
-    seq: u16,
-    ts_base: u32,
-    picture_id: u16,
-    tl0: u8,
-    key_pending: bool,
-    /// Encoded and sent (`RTCRtpEncodingParameters.active`).
-    active: bool,
-    sent: u32,
-    octets: u32,
-}
-
-struct Source {
-    layers: Vec<Layer>,
-    t: Duration,
-    keyframes: u32,
-}
-
-impl Source {
-    fn new() -> Self {
-        let layer = |i: u32, rid, width, kbps: u64| Layer {
-            rid,
-            ssrc: 5000 + i,
-            width,
-            bps: kbps * 1000,
-            seq: 60_000 + 1_000 * i as u16,
-            ts_base: 0x7000_0000 * i,
-            picture_id: 32_000 + 50 * i as u16,
-            tl0: 250 + i as u8,
-            key_pending: true,
-            active: true,
-            sent: 0,
-            octets: 0,
-        };
-        Self {
-            layers: vec![
-                layer(0, "q", 160, 100),
-                layer(1, "h", 320, 300),
-                layer(2, "f", 640, 900),
-            ],
-            t: Duration::ZERO,
-            keyframes: 0,
-        }
-    }
-
-    /// One frame of every layer, a sender report per layer each second,
-    /// and keyframes for the SSRCs the server sent a PLI for.
-    fn tick(&mut self, net: &mut Net) {
-        for c in std::mem::take(&mut net.peers[0].rtcp) {
-            for p in RtcpIter::new(&c) {
-                if p.pt == rtcp::PT_PSFB && p.count_or_fmt == 1 {
-                    let ssrc = p.media_ssrc().expect("PLI names its SSRC").0;
-                    for l in &mut self.layers {
-                        l.key_pending |= l.ssrc == ssrc;
-                    }
-                }
-            }
-        }
-        let ms = self.t.as_millis() as u64;
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            if !l.active {
-                continue;
-            }
-            let ts = l.ts_base.wrapping_add((ms * 90) as u32);
-            if ms.is_multiple_of(1000) {
-                let mut sr = Vec::new();
-                SenderInfo {
-                    ssrc: sfu_core::Ssrc(l.ssrc),
-                    ntp: (1_000_000u64 << 32) + (ms << 32) / 1000,
-                    rtp_ts: ts,
-                    packets: l.sent,
-                    octets: l.octets,
-                }
-                .write(&mut sr);
-                assert!(net.peers[0].client.send_rtcp(&sr));
-            }
-            let key = std::mem::take(&mut l.key_pending);
-            self.keyframes += u32::from(key);
-            let frame_bytes = (l.bps / 8 * FRAME.as_millis() as u64 / 1000) as usize;
-            let packets = frame_bytes.div_ceil(MAX_PACKET).max(1);
-            for k in 0..packets {
-                // VP8 descriptor: X, S on the first packet; I and L; 15-bit
-                // picture ID; TL0PICIDX.
-                let [p0, p1] = (l.picture_id | 0x8000).to_be_bytes();
-                let mut payload = vec![if k == 0 { 0x90 } else { 0x80 }, 0xc0, p0, p1, l.tl0];
-                if k == 0 {
-                    // Frame tag (P clear on a keyframe), start code, size.
-                    payload.push(if key { 0x10 } else { 0x11 });
-                    payload.extend_from_slice(&[0x02, 0x00, 0x9d, 0x01, 0x2a]);
-                    payload.extend_from_slice(&l.width.to_le_bytes());
-                    payload.extend_from_slice(&(l.width * 3 / 4).to_le_bytes());
-                }
-                payload.resize(frame_bytes / packets, 0);
-                // The layer, for the subscriber's side of the test.
-                payload.push(i as u8);
-                let tagged = l.sent < TAGGED_PACKETS;
-                let exts: Vec<(u8, &[u8])> = if tagged {
-                    vec![(MID_EXT_ID, b"0"), (RID_EXT_ID, l.rid.as_bytes())]
-                } else {
-                    vec![]
-                };
-                let pkt = rtp_with_ext(96, l.seq, ts, l.ssrc, k + 1 == packets, &exts, &payload);
-                assert!(net.peers[0].client.send_rtp(&pkt));
-                l.seq = l.seq.wrapping_add(1);
-                l.sent += 1;
-                l.octets += payload.len() as u32;
-            }
-            l.picture_id = (l.picture_id + 1) & 0x7fff;
-            l.tl0 = l.tl0.wrapping_add(1);
-        }
-        self.t += FRAME;
-    }
-}
 
 /// What the subscriber got, packet by packet.
 #[derive(Debug, Clone, Copy)]
@@ -241,7 +117,7 @@ fn check_continuity(got: &[Got]) -> Vec<u8> {
 fn ssrcs_are_bound_from_mid_and_rid_and_keep_routing_after_they_stop() {
     let mut net = Net::new();
     let (sub, prod, _) = setup(&mut net);
-    let mut src = Source::new();
+    let mut src = SimulcastSource::new();
     let mut got = Vec::new();
     for _ in 0..100 {
         src.tick(&mut net);
@@ -272,7 +148,7 @@ fn ssrcs_are_bound_from_mid_and_rid_and_keep_routing_after_they_stop() {
 fn layer_switches_happen_at_keyframes_and_the_stream_stays_continuous() {
     let mut net = Net::new();
     let (sub, _, cons) = setup(&mut net);
-    let mut src = Source::new();
+    let mut src = SimulcastSource::new();
     let mut got = Vec::new();
     // 3 s on the top layer, then tiles of 160 px (q), 320 px (h), any (f),
     // 3 s each.
@@ -299,7 +175,7 @@ fn layer_switches_happen_at_keyframes_and_the_stream_stays_continuous() {
 /// second. Returns the layer it forwards.
 fn step(
     net: &mut Net,
-    src: &mut Source,
+    src: &mut SimulcastSource,
     sub: usize,
     cons: ConsumerId,
     got: &mut Vec<Got>,
@@ -336,7 +212,7 @@ fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer_and_c
     down.rate_bps = Some(300_000);
     down.queue_limit = Duration::from_millis(400);
     down.delay = Duration::from_millis(20);
-    let mut src = Source::new();
+    let mut src = SimulcastSource::new();
     let mut got = Vec::new();
     // The layer forwarded after each frame, from 10 s on.
     let mut late_layers = Vec::new();
@@ -386,13 +262,13 @@ fn behind_a_300_kbit_s_bottleneck_the_consumer_settles_on_the_lowest_layer_and_c
 fn a_layer_no_tile_needs_is_stopped_at_the_source_and_started_again_at_once() {
     let mut net = Net::new();
     let (sub, prod, cons) = setup(&mut net);
-    let mut src = Source::new();
+    let mut src = SimulcastSource::new();
     let mut got = Vec::new();
     // Runs `secs`, acting on what the router tells the publisher as a
     // browser would (a restarted encoding begins with a keyframe); returns
     // the times (in frames from the start of the run) and contents of
     // those messages.
-    let run = |net: &mut Net, src: &mut Source, got: &mut Vec<Got>, secs: u32| {
+    let run = |net: &mut Net, src: &mut SimulcastSource, got: &mut Vec<Got>, secs: u32| {
         let mut told = Vec::new();
         for frame in 1..=secs * 20 {
             src.tick(net);

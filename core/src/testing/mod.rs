@@ -25,6 +25,12 @@ use crate::stats::Counters;
 use crate::transport::TransportParams;
 use crate::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
 
+mod pipe;
+mod simulcast;
+
+pub use pipe::{PIPE_SSRC_BASE, PipedNets};
+pub use simulcast::{FRAME, Layer, MAX_PACKET, SimulcastSource, TAGGED_PACKETS};
+
 pub const SERVER: &str = "127.0.0.1:40000";
 /// The transport-wide sequence number extension id of the harness's producers.
 pub const TWCC_EXT_ID: u8 = 3;
