@@ -145,3 +145,22 @@ fn a_failed_home_router_leaves_the_viewers_on_the_other_worker_in_the_room() {
         hub.stop().await;
     });
 }
+
+#[test]
+fn a_router_that_cannot_be_piped_is_closed_and_the_viewer_stays_home() {
+    run(Duration::from_secs(30), async {
+        let mut hub = TestHub::start(2, spread_config(), false);
+        hub.workers[1].state.lock().expect("state").refuse_pipes = true;
+        let (_ann, _v) = spread_room(&mut hub).await;
+        let (w0, w1) = (&hub.workers[0], &hub.workers[1]);
+        assert_eq!(w1.count("CreateRouter"), 1, "tried worker 1");
+        assert_eq!(w1.count("CloseRouter"), 1, "and closed what it opened");
+        assert_eq!(w1.count("CreateTransport"), 0);
+        assert_eq!(
+            w0.count("CreateTransport"),
+            2,
+            "ann and the viewer, on home"
+        );
+        hub.stop().await;
+    });
+}

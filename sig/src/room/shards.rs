@@ -116,7 +116,13 @@ impl Room {
             return Ok(at_home);
         };
         if let Some(s) = self.shards.iter().find(|s| s.worker.index == best.index) {
-            return Ok((s.router, s.port));
+            // A Router with no pipe from home (home failed since) gets no
+            // tracks: the member stays on home instead.
+            return Ok(if s.pipe.is_some() || s.router == home.router {
+                (s.router, s.port)
+            } else {
+                at_home
+            });
         }
         match self.open_shard(best.clone()).await {
             Ok(placed) => Ok(placed),
@@ -128,7 +134,7 @@ impl Room {
     }
 
     /// Opens the room's Router on `worker`, pipes it from home and pipes
-    /// every producer there.
+    /// every producer there. A Router opened but not piped is closed again.
     async fn open_shard(&mut self, worker: WorkerRef) -> Result<(RouterId, u16), Fail> {
         let Some(home) = self.shards.first() else {
             return Err(Fail(ServerMsg::error(
@@ -139,40 +145,16 @@ impl Room {
         let (home_worker, home_router) = (home.worker.clone(), home.router);
         let router = RouterId(self.ctx.next_router.fetch_add(1, Ordering::Relaxed));
         let port = self.open_router(worker.clone(), router).await?.port;
-        let at_home = call(&home_worker, |reply| Command::CreatePipeTransport {
-            router: home_router,
-            reply,
-        })
-        .await?;
-        let here = call(&worker, |reply| Command::CreatePipeTransport {
-            router,
-            reply,
-        })
-        .await?;
-        call(&home_worker, |reply| Command::ConnectPipeTransport {
-            router: home_router,
-            transport: at_home,
-            peer: PipeTarget {
-                worker: worker.index,
-                router,
-                transport: here,
-            },
-            reply,
-        })
-        .await?;
-        call(&worker, |reply| Command::ConnectPipeTransport {
-            router,
-            transport: here,
-            peer: PipeTarget {
-                worker: home_worker.index,
-                router: home_router,
-                transport: at_home,
-            },
-            reply,
-        })
-        .await?;
+        let pipe = match connect_shard(&worker, router, &home_worker, home_router).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.command(router, Command::CloseRouter { router });
+                self.shards.retain(|s| s.router != router);
+                return Err(e);
+            }
+        };
         if let Some(s) = self.shards.iter_mut().find(|s| s.router == router) {
-            s.pipe = Some((at_home, here));
+            s.pipe = Some(pipe);
         }
         let tracks: Vec<(u64, Track)> = self
             .participants
@@ -333,4 +315,48 @@ impl Room {
             }
         }
     }
+}
+
+/// The pipe between home (`home_router` on `home_worker`) and the room's
+/// new Router `router` on `worker`: an end on each, each connected to the
+/// other. Returns (home's end, the new Router's end).
+async fn connect_shard(
+    worker: &WorkerRef,
+    router: RouterId,
+    home_worker: &WorkerRef,
+    home_router: RouterId,
+) -> Result<(TransportId, TransportId), Fail> {
+    let at_home = call(home_worker, |reply| Command::CreatePipeTransport {
+        router: home_router,
+        reply,
+    })
+    .await?;
+    let here = call(worker, |reply| Command::CreatePipeTransport {
+        router,
+        reply,
+    })
+    .await?;
+    call(home_worker, |reply| Command::ConnectPipeTransport {
+        router: home_router,
+        transport: at_home,
+        peer: PipeTarget {
+            worker: worker.index,
+            router,
+            transport: here,
+        },
+        reply,
+    })
+    .await?;
+    call(worker, |reply| Command::ConnectPipeTransport {
+        router,
+        transport: here,
+        peer: PipeTarget {
+            worker: home_worker.index,
+            router: home_router,
+            transport: at_home,
+        },
+        reply,
+    })
+    .await?;
+    Ok((at_home, here))
 }

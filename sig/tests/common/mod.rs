@@ -45,6 +45,8 @@ pub(crate) struct FakeState {
     pub producer_params: Vec<sfu_core::router::ProducerParams>,
     /// Every transport closed, in order.
     pub closed_transports: Vec<TransportId>,
+    /// Refuse pipe ends (a worker that cannot take them).
+    pub refuse_pipes: bool,
     /// Every pipe end created, with its router.
     pub pipe_ends: Vec<(RouterId, TransportId)>,
     /// The parameters of every pipe consumer created.
@@ -100,6 +102,9 @@ impl FakeWorker {
                         let id = s.consumers.insert(());
                         s.consumer_ids.push(id);
                         reply(Ok(id))
+                    }
+                    Command::CreatePipeTransport { reply, .. } if s.refuse_pipes => {
+                        reply(Err(sfu_core::Error::QueueFull))
                     }
                     Command::CreatePipeTransport { router, reply } => {
                         let id = s.transports.insert(router);
