@@ -33,7 +33,7 @@ fn a_room_spread_over_two_workers_forwards_through_the_pipe() {
         ramp: 1.0,
         server_pid: Some(std::process::id()),
         processes: Some(1),
-        cpu: -1,
+        cpu: Some(-1),
         verify_every: 2,
         ..Args::against(&format!("ws://{addr}/ws"))
     };

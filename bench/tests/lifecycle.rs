@@ -93,7 +93,7 @@ fn garbage_on_the_room_port_changes_nothing_for_the_call() {
             audio: true,
             duration: 6.0,
             ramp: 0.5,
-            cpu: -1,
+            cpu: Some(-1),
             verify_every: 1,
             ..Args::against(&format!("ws://{addr}/ws"))
         })

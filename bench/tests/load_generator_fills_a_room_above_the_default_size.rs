@@ -26,7 +26,7 @@ fn a_room_of_121_joins_without_a_failure() {
         duration: 3.0,
         ramp: 2.0,
         spawn_server: true,
-        cpu: -1,
+        cpu: Some(-1),
         verify_every: 8,
         ..Args::against("")
     };

@@ -29,7 +29,7 @@ fn load_generator_joins_verifies_and_counts() {
         server_pid: Some(std::process::id()),
         processes: Some(2),
         load_bin: Some(env!("CARGO_BIN_EXE_sfu-load").into()),
-        cpu: -1,
+        cpu: Some(-1),
         verify_every: 2,
         ..Args::against(&format!("ws://{addr}/ws"))
     };

@@ -119,14 +119,17 @@ pub struct Args {
     /// one per CPU from 0, with --server-cores above 1).
     #[arg(long, default_value_t = 0)]
     pub server_cpu: usize,
-    /// Workers of the spawned server (`sfu --cores`): with 2, a room
-    /// spreads over both once one holds `--worker-consumer-budget`
-    /// consumers.
-    #[arg(long, default_value_t = 1)]
+    /// Workers of the spawned server (`sfu --cores`); 0: one per CPU of
+    /// this machine, as `sfu` runs by default. With more than one, a room
+    /// spreads over them once one holds `--worker-consumer-budget`
+    /// consumers, and the server is not pinned as a process (each worker
+    /// pins itself to its CPU).
+    #[arg(long, default_value_t = 0)]
     pub server_cores: usize,
-    /// CPU this generator pins itself to (-1: no pinning).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    pub cpu: i64,
+    /// CPU this generator pins itself to (-1: no pinning) [default: 1, or
+    /// none when a spawned server has a worker on every CPU].
+    #[arg(long, allow_negative_numbers = true)]
+    pub cpu: Option<i64>,
     /// Decrypt and verify one in this many received packets.
     #[arg(long, default_value_t = 10)]
     pub verify_every: u32,
@@ -178,6 +181,25 @@ impl Drop for SpawnedServer {
     }
 }
 
+/// The workers a spawned server gets: `--server-cores`, or one per CPU.
+fn server_cores(args: &Args) -> usize {
+    match args.server_cores {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// The CPU the generator pins itself to, if any: `--cpu`, else 1 unless
+/// a spawned server has a worker on every CPU.
+fn generator_cpu(args: &Args) -> Option<usize> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match args.cpu {
+        Some(c) => usize::try_from(c).ok(),
+        None if args.spawn_server && server_cores(args) >= cpus => None,
+        None => Some(1),
+    }
+}
+
 /// The flags `--spawn-server` starts `sfu` with for the scenario in `args`
 /// on HTTP port `port`: loopback addresses, one worker, the per-address
 /// signaling limits lifted (every client comes from 127.0.0.1), and room
@@ -205,7 +227,7 @@ pub fn server_args(args: &Args, port: u16) -> Vec<String> {
         "--rtc-ports",
         "43000-43999",
         "--cores",
-        &args.server_cores.max(1).to_string(),
+        &server_cores(args).to_string(),
         "--log",
         "warn",
         "--max-messages-per-second-per-ip",
@@ -260,7 +282,7 @@ fn spawn_server(args: &Args) -> Result<(SpawnedServer, String), String> {
     drop(probe);
     // More than one worker: each pins itself to its own CPU, so the
     // process may not be confined to one.
-    let cpu = (args.server_cores <= 1).then_some(args.server_cpu);
+    let cpu = (server_cores(args) == 1).then_some(args.server_cpu);
     let server = spawn_pinned(&bin, &server_args(args, port), cpu)?;
     let end = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -386,7 +408,10 @@ fn spawn_shard(
         ("--packet-size", args.packet_size.to_string()),
         ("--duration", args.duration.to_string()),
         ("--ramp", args.ramp.to_string()),
-        ("--cpu", args.cpu.to_string()),
+        (
+            "--cpu",
+            generator_cpu(args).map_or(-1, |c| c as i64).to_string(),
+        ),
         ("--verify-every", args.verify_every.to_string()),
         ("--processes", n.to_string()),
         ("--shard", k.to_string()),
@@ -461,9 +486,9 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     } else {
         None
     };
-    if args.cpu >= 0 {
-        sfu_core::worker::affinity::pin(0, args.cpu as usize)
-            .map_err(|e| format!("cannot pin to CPU {}: {e}", args.cpu))?;
+    if let Some(cpu) = generator_cpu(&args) {
+        sfu_core::worker::affinity::pin(0, cpu)
+            .map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))?;
     }
     // The floor first, with the machine otherwise idle.
     let floor = if args.spawn_floor {
