@@ -34,8 +34,8 @@ pub enum DropReason {
     /// An RTP packet (often a retransmission) already received: not forwarded twice.
     Duplicate,
     /// A packet for another worker's Router of the room found the pipe's
-    /// ring full (that worker is behind): dropped, and recovered by the far
-    /// end's NACK if it matters.
+    /// ring full (that worker is behind) or no ring to that worker (not
+    /// linked): dropped, and recovered by the far end's NACK if it matters.
     PipeFull,
     /// A packet-path step met an id its router's own tables no longer hold
     /// (a bug, never a peer's doing): that step was skipped instead of

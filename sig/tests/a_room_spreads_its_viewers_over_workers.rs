@@ -161,6 +161,14 @@ fn a_router_that_cannot_be_piped_is_closed_and_the_viewer_stays_home() {
             2,
             "ann and the viewer, on home"
         );
+        // The next viewer does not try worker 1 again so soon.
+        let mut v2 = hub.connect().await;
+        v2.join_as("big", "v2", RECVONLY_OFFER, Some(Role::Viewer))
+            .await;
+        v2.expect("answer").await;
+        let (w0, w1) = (&hub.workers[0], &hub.workers[1]);
+        assert_eq!(w1.count("CreateRouter"), 1, "not tried again");
+        assert_eq!(w0.count("CreateTransport"), 3);
         hub.stop().await;
     });
 }

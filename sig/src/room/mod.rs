@@ -266,6 +266,8 @@ pub struct Room {
     /// may be stale, and is checked against the member when it pops. The
     /// room's wait is O(1), not a scan of its members.
     deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    /// The worker the room last could not spread to, and when.
+    spread_failed: Option<(usize, Instant)>,
 }
 
 impl Room {
@@ -290,6 +292,7 @@ impl Room {
             speaker: None,
             roster: Roster::default(),
             deadlines: std::collections::BinaryHeap::new(),
+            spread_failed: None,
         }
     }
 

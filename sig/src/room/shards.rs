@@ -12,10 +12,15 @@
 //! own members with it: they get `room-failed`, and the others' pipes to it
 //! close.
 
+use std::time::Duration;
+
 use sfu_core::router::PipeConsumerParams;
 use sfu_core::transport::PipeTarget;
 
 use super::*;
+
+/// How long a worker the room could not spread to is not tried again.
+pub(super) const SPREAD_RETRY: Duration = Duration::from_secs(10);
 
 /// One Router of the room.
 #[derive(Debug)]
@@ -102,9 +107,15 @@ impl Room {
             return Ok(at_home);
         }
         let workers = self.ctx.workers.borrow().clone();
+        let now = Instant::now();
         let Some(best) = workers
             .iter()
             .filter(|w| !*w.failed.borrow())
+            // One that could not be spread to is left alone for a while.
+            .filter(|w| {
+                self.spread_failed
+                    .is_none_or(|(i, at)| i != w.index || now >= at + SPREAD_RETRY)
+            })
             .min_by_key(|w| {
                 (
                     w.counters.consumers.get(),
@@ -128,6 +139,7 @@ impl Room {
             Ok(placed) => Ok(placed),
             Err(Fail(m)) => {
                 tracing::warn!(room = %self.name, worker = best.index, error = ?m, "could not spread the room to another worker; the member stays on home");
+                self.spread_failed = Some((best.index, now));
                 Ok(at_home)
             }
         }
