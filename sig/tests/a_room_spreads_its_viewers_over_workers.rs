@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use sfu_core::router::RouterEvent;
 use sfu_core::worker::Event;
 use sfu_sig::protocol::Role;
 
@@ -169,6 +170,47 @@ fn a_router_that_cannot_be_piped_is_closed_and_the_viewer_stays_home() {
         let (w0, w1) = (&hub.workers[0], &hub.workers[1]);
         assert_eq!(w1.count("CreateRouter"), 1, "not tried again");
         assert_eq!(w0.count("CreateTransport"), 3);
+        hub.stop().await;
+    });
+}
+
+#[test]
+fn what_the_far_side_needs_of_a_track_reaches_home_through_its_pipe_consumers() {
+    run(Duration::from_secs(30), async {
+        let mut hub = TestHub::start(2, spread_config(), false);
+        let (_ann, _v) = spread_room(&mut hub).await;
+        let (far, mirror, pipe_consumer) = {
+            let s0 = hub.workers[0].state.lock().expect("state");
+            let s1 = hub.workers[1].state.lock().expect("state");
+            let (far, mirror) = s1.producer_ids[1];
+            (far, mirror, s0.pipe_consumer_ids[1])
+        };
+        // Nobody on worker 1 needs the mirror's encoding: home's pipe
+        // consumer of it pauses; needed again, it resumes.
+        for active in [false, true] {
+            hub.event(Event::Router {
+                router: far,
+                event: RouterEvent::SourceLayers(mirror, vec![active]),
+            })
+            .await;
+            let end = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let told = hub.workers[0]
+                    .state
+                    .lock()
+                    .expect("state")
+                    .paused
+                    .contains(&(pipe_consumer, !active));
+                if told {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < end,
+                    "pipe consumer not told {active}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         hub.stop().await;
     });
 }

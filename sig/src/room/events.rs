@@ -19,10 +19,12 @@ impl Room {
             RouterEvent::TransportConnected(transport) => {
                 tracing::debug!(room = %self.name, %transport, "transport connected");
             }
-            RouterEvent::DominantSpeaker(_)
-            | RouterEvent::SourceLayers(..)
-            | RouterEvent::AudioLevels(_)
-                if !from_home => {}
+            // What a mirror's consumers need goes back to home's pipe
+            // consumers, and from there to the publisher.
+            RouterEvent::SourceLayers(mirror, active) if !from_home => {
+                self.mirror_layers(router, mirror, &active);
+            }
+            RouterEvent::DominantSpeaker(_) | RouterEvent::AudioLevels(_) if !from_home => {}
             RouterEvent::DominantSpeaker(producer) => {
                 let Some(p) = self
                     .participants

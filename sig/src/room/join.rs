@@ -255,8 +255,9 @@ impl Room {
                     .collect(),
                 params: kept,
                 mirrors: Vec::new(),
+                pipe_consumers: Vec::new(),
             };
-            t.mirrors = self.pipe_everywhere(&t).await;
+            self.pipe_everywhere(&mut t).await;
             track = Some(t);
         }
         let simulcast = publication.as_ref().and_then(|p| p.simulcast.as_ref());

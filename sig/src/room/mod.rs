@@ -154,6 +154,8 @@ struct Track {
     params: ProducerParams,
     /// Its mirrors on the room's other Routers: (Router, mirror producer).
     mirrors: Vec<(RouterId, ProducerId)>,
+    /// Home's pipe consumers of it, per other Router, in encoding order.
+    pipe_consumers: Vec<(RouterId, Vec<ConsumerId>)>,
 }
 
 #[derive(Debug)]

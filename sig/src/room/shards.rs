@@ -174,11 +174,12 @@ impl Room {
             .flat_map(|p| p.published.iter().map(|t| (p.id, t.clone())))
             .collect();
         for (pid, t) in tracks {
-            if let Some(mirror) = self.pipe_track(&t, router).await
+            if let Some((mirror, pipe_consumers)) = self.pipe_track(&t, router).await
                 && let Some(p) = self.participants.get_mut(pid)
                 && let Some(track) = p.published.iter_mut().find(|x| x.producer == t.producer)
             {
                 track.mirrors.push((router, mirror));
+                track.pipe_consumers.push((router, pipe_consumers));
             }
         }
         tracing::info!(room = %self.name, worker = worker.index, %router, "room spread to another worker");
@@ -187,8 +188,13 @@ impl Room {
 
     /// Pipes home's `track` to the room's Router `router`: a pipe consumer
     /// per encoding on home, and the mirror producer there. Returns the
-    /// mirror, or `None` (logged) when it could not be made.
-    pub(super) async fn pipe_track(&self, track: &Track, router: RouterId) -> Option<ProducerId> {
+    /// mirror and the pipe consumers (in encoding order), or `None`
+    /// (logged) when they could not be made.
+    pub(super) async fn pipe_track(
+        &self,
+        track: &Track,
+        router: RouterId,
+    ) -> Option<(ProducerId, Vec<ConsumerId>)> {
         let home = self.shards.first()?;
         let shard = self.shard(router)?;
         let (at_home, here) = shard.pipe?;
@@ -198,6 +204,7 @@ impl Room {
             .iter()
             .map(|_| Ssrc(rand::random::<u32>() | 1))
             .collect();
+        let mut pipe_consumers = Vec::with_capacity(ssrcs.len());
         for (i, ssrc) in ssrcs.iter().enumerate() {
             let params = PipeConsumerParams {
                 transport: at_home,
@@ -211,9 +218,12 @@ impl Room {
                 reply,
             })
             .await;
-            if let Err(e) = made {
-                tracing::warn!(room = %self.name, %router, error = %e, "pipe consumer not created");
-                return None;
+            match made {
+                Ok(c) => pipe_consumers.push(c),
+                Err(e) => {
+                    tracing::warn!(room = %self.name, %router, error = %e, "pipe consumer not created");
+                    return None;
+                }
             }
         }
         let params = track.params.mirror(here, &ssrcs);
@@ -224,7 +234,7 @@ impl Room {
         })
         .await
         {
-            Ok(p) => Some(p),
+            Ok(p) => Some((p, pipe_consumers)),
             Err(e) => {
                 tracing::warn!(room = %self.name, %router, error = %e, "mirror producer not created");
                 None
@@ -254,15 +264,42 @@ impl Room {
     }
 
     /// Pipes a track just published on home to each of the room's other
-    /// Routers; returns its mirrors.
-    pub(super) async fn pipe_everywhere(&self, track: &Track) -> Vec<(RouterId, ProducerId)> {
-        let mut mirrors = Vec::new();
+    /// Routers, recording its mirrors and pipe consumers in it.
+    pub(super) async fn pipe_everywhere(&self, track: &mut Track) {
         for s in self.shards.iter().skip(1) {
-            if let Some(m) = self.pipe_track(track, s.router).await {
-                mirrors.push((s.router, m));
+            if let Some((m, pcs)) = self.pipe_track(track, s.router).await {
+                track.mirrors.push((s.router, m));
+                track.pipe_consumers.push((s.router, pcs));
             }
         }
-        mirrors
+    }
+
+    /// The encodings Router `router`'s consumers of a mirror need
+    /// ([`sfu_core::router::RouterEvent::SourceLayers`] of it): home's pipe
+    /// consumers of the others pause, so home's producer counts only what
+    /// is used anywhere when it tells the publisher which to send.
+    pub(super) fn mirror_layers(&self, router: RouterId, mirror: ProducerId, active: &[bool]) {
+        let Some(home) = self.home() else { return };
+        let Some(pcs) = self
+            .participants
+            .participants()
+            .flat_map(|p| &p.published)
+            .filter(|t| t.mirrors.contains(&(router, mirror)))
+            .find_map(|t| t.pipe_consumers.iter().find(|(r, _)| *r == router))
+            .map(|(_, c)| c.clone())
+        else {
+            return;
+        };
+        for (consumer, on) in pcs.into_iter().zip(active) {
+            self.command(
+                home,
+                Command::SetConsumerPaused {
+                    router: home,
+                    consumer,
+                    paused: !on,
+                },
+            );
+        }
     }
 
     /// Router `router` failed while others live: its members get
@@ -311,6 +348,7 @@ impl Room {
             if let Some(p) = self.participants.get_mut(pid) {
                 for t in &mut p.published {
                     t.mirrors.retain(|(r, _)| *r != shard.router);
+                    t.pipe_consumers.retain(|(r, _)| *r != shard.router);
                 }
             }
         }

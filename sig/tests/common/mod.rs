@@ -49,6 +49,8 @@ pub(crate) struct FakeState {
     pub refuse_pipes: bool,
     /// Every pipe end created, with its router.
     pub pipe_ends: Vec<(RouterId, TransportId)>,
+    /// Every pipe consumer created, in order (matches `pipe_consumers`).
+    pub pipe_consumer_ids: Vec<ConsumerId>,
     /// The parameters of every pipe consumer created.
     pub pipe_consumers: Vec<sfu_core::router::PipeConsumerParams>,
 }
@@ -115,6 +117,7 @@ impl FakeWorker {
                     Command::CreatePipeConsumer { params, reply, .. } => {
                         let id = s.consumers.insert(());
                         s.pipe_consumers.push(params);
+                        s.pipe_consumer_ids.push(id);
                         reply(Ok(id))
                     }
                     Command::CloseTransport { transport, .. } => {
