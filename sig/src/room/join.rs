@@ -92,15 +92,7 @@ impl Room {
                 Err(e) => {
                     self.command(router, Command::CloseTransport { router, transport });
                     for t in &published {
-                        for &(r, producer) in &t.mirrors {
-                            self.command(
-                                r,
-                                Command::CloseProducer {
-                                    router: r,
-                                    producer,
-                                },
-                            );
-                        }
+                        self.close_mirrors(t);
                     }
                     return Err(e);
                 }
@@ -255,7 +247,6 @@ impl Room {
                     .collect(),
                 params: kept,
                 mirrors: Vec::new(),
-                pipe_consumers: Vec::new(),
             };
             self.pipe_everywhere(&mut t).await;
             track = Some(t);

@@ -48,7 +48,7 @@ use crate::protocol::{ClientMsg, Delta, ParticipantInfo, Role, ServerMsg};
 use self::members::Members;
 use self::roster::Roster;
 pub use self::roster::{DELTA_INTERVAL, VIEWERS_INTERVAL};
-use self::shards::Shard;
+use self::shards::{Mirror, Shard};
 use crate::sdp::{self, Codec, Direction, LocalMedia, LocalParams, PeerSdp, SimulcastRecv};
 use crate::worker_link::{WorkerRef, call};
 
@@ -152,10 +152,8 @@ struct Track {
     rids: Vec<String>,
     /// What the producer was created with (for its mirrors).
     params: ProducerParams,
-    /// Its mirrors on the room's other Routers: (Router, mirror producer).
-    mirrors: Vec<(RouterId, ProducerId)>,
-    /// Home's pipe consumers of it, per other Router, in encoding order.
-    pipe_consumers: Vec<(RouterId, Vec<ConsumerId>)>,
+    /// Its mirrors on the room's other Routers.
+    mirrors: Vec<Mirror>,
 }
 
 #[derive(Debug)]
@@ -493,9 +491,7 @@ impl Room {
         // Its producers closed with its transport; their mirrors on the
         // room's other routers go too (with every consumer of them).
         for t in &p.published {
-            for &(router, producer) in &t.mirrors {
-                self.command(router, Command::CloseProducer { router, producer });
-            }
+            self.close_mirrors(t);
         }
         self.tell_hub(RoomNotice::Left {
             conn: p.conn.id(),

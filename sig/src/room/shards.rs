@@ -22,6 +22,18 @@ use super::*;
 /// How long a worker the room could not spread to is not tried again.
 pub(super) const SPREAD_RETRY: Duration = Duration::from_secs(10);
 
+/// A track's mirror on another Router of the room, and home's pipe
+/// consumers that feed it.
+#[derive(Debug, Clone)]
+pub(super) struct Mirror {
+    /// The Router it is on.
+    pub(super) router: RouterId,
+    /// The mirror producer there.
+    pub(super) producer: ProducerId,
+    /// Home's pipe consumers of the track, one per encoding, in order.
+    pub(super) pipe_consumers: Vec<ConsumerId>,
+}
+
 /// One Router of the room.
 #[derive(Debug)]
 pub(super) struct Shard {
@@ -51,8 +63,8 @@ impl Room {
         track
             .mirrors
             .iter()
-            .find(|(r, _)| *r == router)
-            .map(|(_, p)| *p)
+            .find(|m| m.router == router)
+            .map(|m| m.producer)
     }
 
     /// Home's router id, once it exists.
@@ -174,12 +186,11 @@ impl Room {
             .flat_map(|p| p.published.iter().map(|t| (p.id, t.clone())))
             .collect();
         for (pid, t) in tracks {
-            if let Some((mirror, pipe_consumers)) = self.pipe_track(&t, router).await
+            if let Some(mirror) = self.pipe_track(&t, router).await
                 && let Some(p) = self.participants.get_mut(pid)
                 && let Some(track) = p.published.iter_mut().find(|x| x.producer == t.producer)
             {
-                track.mirrors.push((router, mirror));
-                track.pipe_consumers.push((router, pipe_consumers));
+                track.mirrors.push(mirror);
             }
         }
         tracing::info!(room = %self.name, worker = worker.index, %router, "room spread to another worker");
@@ -187,14 +198,9 @@ impl Room {
     }
 
     /// Pipes home's `track` to the room's Router `router`: a pipe consumer
-    /// per encoding on home, and the mirror producer there. Returns the
-    /// mirror and the pipe consumers (in encoding order), or `None`
-    /// (logged) when they could not be made.
-    pub(super) async fn pipe_track(
-        &self,
-        track: &Track,
-        router: RouterId,
-    ) -> Option<(ProducerId, Vec<ConsumerId>)> {
+    /// per encoding on home, and the mirror producer there. Returns them,
+    /// or `None` (logged) when they could not be made.
+    pub(super) async fn pipe_track(&self, track: &Track, router: RouterId) -> Option<Mirror> {
         let home = self.shards.first()?;
         let shard = self.shard(router)?;
         let (at_home, here) = shard.pipe?;
@@ -234,7 +240,11 @@ impl Room {
         })
         .await
         {
-            Ok(p) => Some((p, pipe_consumers)),
+            Ok(producer) => Some(Mirror {
+                router,
+                producer,
+                pipe_consumers,
+            }),
             Err(e) => {
                 tracing::warn!(room = %self.name, %router, error = %e, "mirror producer not created");
                 None
@@ -252,12 +262,18 @@ impl Room {
                 producer: track.producer,
             },
         );
-        for &(r, producer) in &track.mirrors {
+        self.close_mirrors(track);
+    }
+
+    /// Closes `track`'s mirrors on the room's other Routers (each with its
+    /// consumers); home's pipe consumers close with the track's producer.
+    pub(super) fn close_mirrors(&self, track: &Track) {
+        for m in &track.mirrors {
             self.command(
-                r,
+                m.router,
                 Command::CloseProducer {
-                    router: r,
-                    producer,
+                    router: m.router,
+                    producer: m.producer,
                 },
             );
         }
@@ -267,9 +283,8 @@ impl Room {
     /// Routers, recording its mirrors and pipe consumers in it.
     pub(super) async fn pipe_everywhere(&self, track: &mut Track) {
         for s in self.shards.iter().skip(1) {
-            if let Some((m, pcs)) = self.pipe_track(track, s.router).await {
-                track.mirrors.push((s.router, m));
-                track.pipe_consumers.push((s.router, pcs));
+            if let Some(m) = self.pipe_track(track, s.router).await {
+                track.mirrors.push(m);
             }
         }
     }
@@ -284,9 +299,9 @@ impl Room {
             .participants
             .participants()
             .flat_map(|p| &p.published)
-            .filter(|t| t.mirrors.contains(&(router, mirror)))
-            .find_map(|t| t.pipe_consumers.iter().find(|(r, _)| *r == router))
-            .map(|(_, c)| c.clone())
+            .flat_map(|t| &t.mirrors)
+            .find(|m| m.router == router && m.producer == mirror)
+            .map(|m| m.pipe_consumers.clone())
         else {
             return;
         };
@@ -347,8 +362,7 @@ impl Room {
         for pid in publishers {
             if let Some(p) = self.participants.get_mut(pid) {
                 for t in &mut p.published {
-                    t.mirrors.retain(|(r, _)| *r != shard.router);
-                    t.pipe_consumers.retain(|(r, _)| *r != shard.router);
+                    t.mirrors.retain(|m| m.router != shard.router);
                 }
             }
         }
