@@ -164,10 +164,9 @@ struct ConnEntry {
 
 #[derive(Debug)]
 struct RoomEntry {
-    /// Its routers and their workers; the first is home.
+    /// Its routers and their workers; the first is home (its worker is
+    /// the room's for placement and `/metrics`).
     routers: Vec<(RouterId, usize)>,
-    /// Home's worker.
-    worker: usize,
     tx: mpsc::Sender<RoomMsg>,
     joins_sent: u64,
     view: RoomView,

@@ -8,7 +8,12 @@ impl Hub {
     /// The healthy worker with the fewest transports (then rooms) among
     /// those under the rooms-per-worker limit, or `None` when all are full.
     pub(super) fn least_loaded_worker(&self) -> Option<usize> {
-        let rooms_on = |i: usize| self.rooms.values().filter(|r| r.worker == i).count();
+        let rooms_on = |i: usize| {
+            self.rooms
+                .values()
+                .filter(|r| r.routers.first().is_some_and(|&(_, w)| w == i))
+                .count()
+        };
         (0..self.workers.len())
             .filter(|&i| self.workers[i].healthy)
             .filter(|&i| rooms_on(i) < self.cfg.limits.rooms_per_worker)
@@ -115,7 +120,6 @@ impl Hub {
             name.to_string(),
             RoomEntry {
                 routers: vec![(router, worker)],
-                worker,
                 tx,
                 joins_sent: 0,
                 view: RoomView {

@@ -138,7 +138,6 @@ impl Hub {
             }
             entry.routers.retain(|&(r, w)| !failed(r, w));
             if let Some(&(_, w)) = entry.routers.first() {
-                entry.worker = w;
                 entry.view.worker = w;
             }
         }
