@@ -19,8 +19,8 @@ use crate::stats::DropReason;
 pub mod pipe;
 pub mod transmit;
 
-pub use pipe::{Outbox, PIPE_EXTENSIONS, PipePacket, PipeTarget, PipeTransport};
-pub use transmit::{Datagram, SendOutcome, Transmit};
+pub use pipe::{PIPE_EXTENSIONS, PipePacket, PipeTarget, PipeTransport};
+pub use transmit::{Datagram, Outbox, SendOutcome, Transmit};
 
 /// A Router's transport: a peer's [`WebRtcTransport`], or one end of a
 /// [`PipeTransport`] to the room's Router on another worker.

@@ -111,28 +111,6 @@ impl PipeTransport {
     }
 }
 
-/// Outgoing work of a Router: datagrams for its socket, and packets for
-/// pipes to its room's Routers on other workers.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    /// Datagrams for the Router's socket.
-    pub transmits: VecDeque<super::Transmit>,
-    /// Packets for pipes.
-    pub piped: VecDeque<PipePacket>,
-}
-
-impl Outbox {
-    /// Queues a datagram.
-    pub fn push_back(&mut self, t: super::Transmit) {
-        self.transmits.push_back(t);
-    }
-
-    /// The next datagram.
-    pub fn pop_front(&mut self) -> Option<super::Transmit> {
-        self.transmits.pop_front()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

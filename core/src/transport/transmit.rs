@@ -1,7 +1,9 @@
-//! The outgoing datagram type ([`Transmit`]) and what sending a batch of
-//! them did ([`SendOutcome`]): the seam between the sans-IO layers, which
+//! The outgoing datagram type ([`Transmit`]), a Router's outgoing work
+//! ([`Outbox`]: datagrams and piped packets) and what sending a batch of
+//! datagrams did ([`SendOutcome`]): the seam between the sans-IO layers, which
 //! produce datagrams, and the IO drivers, which send them (`io/`).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 /// A datagram to send.
@@ -20,6 +22,28 @@ impl Datagram for Transmit {
     }
     fn payload(&self) -> &[u8] {
         &self.data
+    }
+}
+
+/// Outgoing work of a Router: datagrams for its socket, and packets for
+/// pipes to its room's Routers on other workers.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Datagrams for the Router's socket.
+    pub transmits: VecDeque<Transmit>,
+    /// Packets for pipes.
+    pub piped: VecDeque<super::PipePacket>,
+}
+
+impl Outbox {
+    /// Queues a datagram.
+    pub fn push_back(&mut self, t: Transmit) {
+        self.transmits.push_back(t);
+    }
+
+    /// The next datagram.
+    pub fn pop_front(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
     }
 }
 
