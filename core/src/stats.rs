@@ -113,6 +113,12 @@ impl Gauge {
         self.0.store(v.max(0) as u64, Ordering::Relaxed);
     }
 
+    /// Sets it to `v`. Must only be called from the owning worker thread.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)

@@ -1,7 +1,9 @@
-//! A room spread over two workers: the publisher's Router (A) pipes its
-//! video to the subscriber's Router (B), wired as the control plane does
-//! (a PipeTransport on each side, a pipe consumer per encoding on A, a
-//! mirror producer on B; `sfu_core::testing::PipedNets`). The subscriber's
+//! A room spread over two workers, or two nodes: the publisher's Router (A)
+//! pipes its video to the subscriber's Router (B), wired as the control
+//! plane does (a PipeTransport on each side, a pipe consumer per encoding
+//! on A, a mirror producer on B; `sfu_core::testing::PipedNets`). Each
+//! scenario runs over a worker's ring and over a relay between nodes (SRTP
+//! over UDP, keyed from the node pair's secret). The subscriber's
 //! keyframe request reaches the publisher through the pipe; a packet lost
 //! on the pipe is NACKed by B and resent by A from the producer's
 //! retransmission buffer; and a simulcast producer's layers are chosen on
@@ -18,6 +20,7 @@ use common::{FRAME, PipedNets, SimulcastSource, rtp};
 use sfu_core::proto::rtcp::{self, RtcpIter};
 use sfu_core::proto::rtp::RtpHeader;
 use sfu_core::router::MediaKind;
+use sfu_core::stats::DropReason;
 use sfu_core::{ProducerId, Ssrc};
 
 const PUB_SSRC: u32 = 1111;
@@ -26,8 +29,7 @@ const SUB_SSRC: u32 = 2222;
 
 /// Publisher 0 on A, subscriber 0 on B, A's video piped to B; returns
 /// the mirror.
-fn spread() -> (PipedNets, ProducerId) {
-    let mut s = PipedNets::new();
+fn spread(mut s: PipedNets) -> (PipedNets, ProducerId) {
     s.a.add_peer();
     s.b.add_peer();
     s.connect_all();
@@ -49,12 +51,21 @@ fn plis_at_publisher(s: &mut PipedNets) -> usize {
 
 #[test]
 fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
-    let (mut s, mirror) = spread();
+    keyframe_request_crosses(PipedNets::new());
+}
+
+#[test]
+fn a_subscribers_keyframe_request_reaches_the_publisher_through_a_relay() {
+    keyframe_request_crosses(PipedNets::relayed());
+}
+
+fn keyframe_request_crosses(s: PipedNets) {
+    let (mut s, mirror) = spread(s);
     // The pipe consumer's own first request, and the interval after it.
     s.carry();
     s.advance(Duration::from_secs(1));
     plis_at_publisher(&mut s);
-    let piped_in = s.a.counters().piped_in.get();
+    let piped_in = s.carried_into_a();
     s.b.consume(0, mirror, SUB_SSRC, (PT, PT));
     s.carry();
     // The new consumer on B asked for a keyframe: B's mirror asked the
@@ -66,10 +77,7 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
         "the new consumer's keyframe request"
     );
     assert!(s.b.counters().keyframe_requests.get() >= 1);
-    assert!(
-        s.a.counters().piped_in.get() > piped_in,
-        "it came through the pipe"
-    );
+    assert!(s.carried_into_a() > piped_in, "it came through the pipe");
     // Later, the subscriber's own PLI does the same.
     s.advance(Duration::from_millis(600));
     plis_at_publisher(&mut s);
@@ -84,15 +92,21 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_through_the_pipe() {
         1,
         "the subscriber's PLI crossed the pipe"
     );
-    assert!(
-        s.a.counters().piped_in.get() >= 2,
-        "RTCP came back through the pipe"
-    );
+    assert!(s.carried_into_a() >= 2, "RTCP came back through the pipe");
 }
 
 #[test]
 fn a_packet_lost_on_the_pipe_is_nacked_and_resent_from_the_producers_buffer() {
-    let (mut s, mirror) = spread();
+    loss_is_repaired(PipedNets::new());
+}
+
+#[test]
+fn a_packet_lost_on_a_relay_is_nacked_and_resent_from_the_producers_buffer() {
+    loss_is_repaired(PipedNets::relayed());
+}
+
+fn loss_is_repaired(s: PipedNets) {
+    let (mut s, mirror) = spread(s);
     s.b.consume(0, mirror, SUB_SSRC, (PT, PT));
     s.carry();
     s.advance(Duration::from_millis(20));
@@ -106,12 +120,13 @@ fn a_packet_lost_on_the_pipe_is_nacked_and_resent_from_the_producers_buffer() {
         assert!(s.a.peers[0].client.send_rtp(&pkt));
         s.a.step();
         if first.is_none() {
-            let p = s.a.router.poll_piped().expect("piped");
-            let h = RtpHeader::parse(&p.data).expect("rtp");
+            let mut sent = s.take_from_a();
+            assert_eq!(sent.len(), 1, "the packet, and nothing else");
+            let p = sent.remove(0);
+            let h = RtpHeader::parse(&p).expect("rtp");
             first = Some(h.seq);
             s.drop_seqs.insert(h.seq.wrapping_add(5));
-            let now = s.b.now;
-            s.b.router.handle_piped(now, p.to.transport, &p.data);
+            s.deliver_to_b(p);
         }
         s.advance(Duration::from_millis(10));
     }
@@ -141,7 +156,15 @@ fn a_packet_lost_on_the_pipe_is_nacked_and_resent_from_the_producers_buffer() {
 
 #[test]
 fn a_subscriber_across_the_pipe_switches_simulcast_layers_at_keyframes() {
-    let mut s = PipedNets::new();
+    layers_switch_across(PipedNets::new());
+}
+
+#[test]
+fn a_subscriber_across_a_relay_switches_simulcast_layers_at_keyframes() {
+    layers_switch_across(PipedNets::relayed());
+}
+
+fn layers_switch_across(mut s: PipedNets) {
     s.a.add_peer();
     s.b.add_peer();
     s.connect_all();
@@ -181,4 +204,46 @@ fn a_subscriber_across_the_pipe_switches_simulcast_layers_at_keyframes() {
         "{}",
         src.keyframes
     );
+}
+
+#[test]
+fn a_relay_measures_its_rtt_and_drops_what_another_address_sends() {
+    let (mut s, mirror) = spread(PipedNets::relayed());
+    s.b.consume(0, mirror, SUB_SSRC, (PT, PT));
+    for i in 0..100u32 {
+        let pkt = rtp(PT, i as u16, i * 3000, PUB_SSRC, &[0xab; 100]);
+        assert!(s.a.peers[0].client.send_rtp(&pkt));
+        s.advance(Duration::from_millis(50));
+    }
+    let (on_a, on_b) = s.relay.clone().expect("a relay");
+    assert!(on_a.packets_out.get() >= 100 && on_b.packets_in.get() >= 100);
+    assert!(
+        on_b.packets_out.get() >= 1,
+        "B's reports and NACKs went back"
+    );
+    // Reports crossed both ways: each end measured the RTT (at least 1
+    // ms, as the clocks here move together).
+    assert!(on_a.rtt_ms.get() >= 1, "A's RTT from B's receiver reports");
+    assert!(on_b.rtt_ms.get() >= 1, "B's RTT from A's DLRR");
+
+    // The same SRTP from another address is not the relay's.
+    let pkt = rtp(PT, 500, 0, PUB_SSRC, &[0xab; 100]);
+    assert!(s.a.peers[0].client.send_rtp(&pkt));
+    s.a.step();
+    let sent = s.take_from_a();
+    let dropped = s.b.counters().drops(DropReason::UnknownAddress);
+    let mut forged = sent[0].clone();
+    let now = s.b.now;
+    s.b.router
+        .handle_datagram(now, "127.0.0.3:40000".parse().expect("addr"), &mut forged);
+    assert_eq!(
+        s.b.counters().drops(DropReason::UnknownAddress),
+        dropped + 1,
+        "dropped and counted"
+    );
+    let before = on_b.packets_in.get();
+    for p in sent {
+        s.deliver_to_b(p);
+    }
+    assert_eq!(on_b.packets_in.get(), before + 1, "the real one is taken");
 }

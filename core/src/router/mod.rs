@@ -442,8 +442,7 @@ impl Router {
                 }
             }
         };
-        let Some(Transport::WebRtc(t)) = self.transports.get_mut(tid).map(|e| &mut e.transport)
-        else {
+        let Some(t) = self.transports.get_mut(tid).map(|e| &mut e.transport) else {
             return;
         };
         let res = t.handle_datagram(now, from, data);

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::proto::rtp::Extension;
-use crate::transport::{PIPE_EXTENSIONS, PipeTarget, PipeTransport};
+use crate::transport::{PIPE_EXTENSIONS, PipePeer, PipeTransport};
 
 /// What a pipe consumer sends: one encoding of a producer, through a pipe,
 /// with its own SSRC (announced to the far Router's mirror producer).
@@ -58,11 +58,18 @@ impl Router {
         self.insert_transport(Transport::Pipe(PipeTransport::new()))
     }
 
-    /// Connects pipe end `id` to its far end `peer`.
+    /// Connects pipe end `id` to its far end `peer`: a Router on another
+    /// worker, or on another node (a relay: its datagrams are taken from
+    /// `peer`'s address only, on this Router's socket).
     ///
     /// Errors: [`Error::UnknownTransport`]; [`ParamsError::NotAPipe`] when
     /// `id` is a WebRtcTransport.
-    pub fn connect_pipe_transport(&mut self, id: TransportId, peer: PipeTarget) -> Result<()> {
+    pub fn connect_pipe_transport(
+        &mut self,
+        id: TransportId,
+        peer: impl Into<PipePeer>,
+    ) -> Result<()> {
+        let peer = peer.into();
         let e = self
             .transports
             .get_mut(id)
@@ -71,7 +78,13 @@ impl Router {
             return Err(ParamsError::NotAPipe(id).into());
         };
         p.connect(peer);
+        let relay = e.transport.is_relay();
         self.after_transport(id);
+        if !self.reports_scheduled && relay {
+            self.reports_scheduled = true;
+            self.timers
+                .push(Reverse((self.now + REPORT_INTERVAL, Timer::Reports)));
+        }
         Ok(())
     }
 

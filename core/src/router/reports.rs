@@ -168,7 +168,10 @@ impl Router {
         let mut blocks = Vec::new();
         for (_, e) in transports.iter_mut() {
             let publishes = !e.producers.is_empty();
-            if !e.transport.is_connected() || (!publishes && e.their_rrtr.is_none()) {
+            // A relay's two ends each measure the RTT between the nodes,
+            // whichever way media flows.
+            let relay = e.transport.is_relay();
+            if !e.transport.is_connected() || (!publishes && !relay && e.their_rrtr.is_none()) {
                 continue;
             }
             blocks.clear();
@@ -189,7 +192,8 @@ impl Router {
                 let mut worth_sending = !blocks.is_empty();
                 // RFC 3611: our reference time to a publisher, whose DLRR
                 // gives us the RTT even when we send it no media (§4.4)…
-                if publishes && worth_sending {
+                if (publishes && worth_sending) || relay {
+                    worth_sending = true;
                     rtcp::write_xr_rrtr(*rtcp_ssrc, ntp, b);
                     rrtr_sent[*rrtr_next % rrtr_sent.len()] = ((ntp >> 16) as u32, now_ms);
                     *rrtr_next = rrtr_next.wrapping_add(1);
@@ -203,10 +207,9 @@ impl Router {
                 worth_sending
             });
         }
-        self.reports_scheduled = self
-            .transports
-            .iter()
-            .any(|(_, e)| !e.producers.is_empty() || e.their_rrtr.is_some());
+        self.reports_scheduled = self.transports.iter().any(|(_, e)| {
+            !e.producers.is_empty() || e.their_rrtr.is_some() || e.transport.is_relay()
+        });
         if self.reports_scheduled {
             self.timers
                 .push(Reverse((now + REPORT_INTERVAL, Timer::Reports)));
@@ -275,10 +278,16 @@ impl Router {
             c.rtt_samples.add(1);
         }
         if let Some(e) = self.transports.get_mut(tid) {
-            e.rtt = Some(match e.rtt {
+            let rtt = match e.rtt {
                 None => sample,
                 Some(r) => (r * 7 + sample) / 8,
-            });
+            };
+            e.rtt = Some(rtt);
+            if let Transport::Pipe(p) = &e.transport
+                && let Some(c) = p.relay_counters()
+            {
+                c.rtt_ms.set(rtt.as_millis() as u64);
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::router::{
     ConsumerParams, EncodingParams, MediaKind, ProducerParams, Router, RouterConfig,
 };
 use crate::stats::Counters;
-use crate::transport::TransportParams;
+use crate::transport::{Transmit, TransportParams};
 use crate::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
 
 mod pipe;
@@ -168,6 +168,9 @@ pub struct Net {
     /// extension for producers and consumers made from now on; producers
     /// are then AV1.
     pub dependency_descriptor_ext_ids: Option<(u8, u8)>,
+    /// What the Router sent to addresses that are none of its peers (a
+    /// relay's datagrams to another node), for the test to carry.
+    pub outside: Vec<Transmit>,
 }
 
 pub fn server_addr() -> SocketAddr {
@@ -206,6 +209,7 @@ impl Net {
             rng: SeededRng::new(0x5eed),
             subscriber_twcc_ext_id: None,
             dependency_descriptor_ext_ids: None,
+            outside: Vec::new(),
         }
     }
 
@@ -292,6 +296,7 @@ impl Net {
             while let Some(t) = self.router.poll_transmit() {
                 moved = true;
                 let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.dest) else {
+                    self.outside.push(t);
                     continue;
                 };
                 let Some(at) = p.down.admit(self.now, t.data.len(), &mut self.rng) else {

@@ -17,13 +17,15 @@ use crate::proto::stun;
 use crate::stats::DropReason;
 
 pub mod pipe;
+pub mod relay;
 pub mod transmit;
 
-pub use pipe::{PIPE_EXTENSIONS, PipePacket, PipeTarget, PipeTransport};
+pub use pipe::{PIPE_EXTENSIONS, PipePacket, PipePeer, PipeTarget, PipeTransport};
+pub use relay::{RelayCounters, RelayPeer};
 pub use transmit::{Datagram, Outbox, SendOutcome, Transmit};
 
 /// A Router's transport: a peer's [`WebRtcTransport`], or one end of a
-/// [`PipeTransport`] to the room's Router on another worker.
+/// [`PipeTransport`] to the room's Router on another worker or node.
 #[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
@@ -48,6 +50,11 @@ impl Transport {
     /// Whether it is a pipe end.
     pub fn is_pipe(&self) -> bool {
         matches!(self, Self::Pipe(_))
+    }
+
+    /// Whether it is a relay: a pipe end connected to another node.
+    pub fn is_relay(&self) -> bool {
+        matches!(self, Self::Pipe(p) if p.relay_counters().is_some())
     }
 
     /// Whether media may flow: ICE and DTLS done, or the pipe connected.
@@ -108,12 +115,7 @@ impl Transport {
                 out.transmits.push_back(tx);
                 Some(len)
             }
-            Self::Pipe(p) => {
-                let pk = p.wrap(plain, buf)?;
-                let len = pk.data.len();
-                out.piped.push_back(pk);
-                Some(len)
-            }
+            Self::Pipe(p) => p.send_rtp(plain, buf, out),
         }
     }
 
@@ -128,13 +130,24 @@ impl Transport {
                 }
                 None => false,
             },
-            Self::Pipe(p) => match p.wrap(rtcp, Vec::with_capacity(rtcp.len())) {
-                Some(pk) => {
-                    out.piped.push_back(pk);
-                    true
-                }
-                None => false,
-            },
+            Self::Pipe(p) => p.send_rtcp(rtcp, out),
+        }
+    }
+
+    /// Handles one datagram from `from` on the Router's socket: a peer's
+    /// (see [`WebRtcTransport::handle_datagram`]) or a relay's
+    /// ([`PipeTransport::handle_datagram`]).
+    ///
+    /// Errors: why it was dropped.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &mut [u8],
+    ) -> Result<Received, DropReason> {
+        match self {
+            Self::WebRtc(t) => t.handle_datagram(now, from, data),
+            Self::Pipe(p) => p.handle_datagram(from, data),
         }
     }
 }
@@ -499,7 +512,7 @@ impl WebRtcTransport {
     }
 }
 
-fn srtp_drop(e: SrtpError) -> DropReason {
+pub(crate) fn srtp_drop(e: SrtpError) -> DropReason {
     match e {
         SrtpError::Auth => DropReason::SrtpAuth,
         SrtpError::Replay => DropReason::Replay,

@@ -32,7 +32,7 @@ use crate::proto::dtls::Certificate;
 use crate::router::RouterEvent;
 use crate::router::{ConsumerParams, PipeConsumerParams, ProducerParams, RouterConfig};
 use crate::stats::Counters;
-use crate::transport::{PipeTarget, TransportParams};
+use crate::transport::{PipePeer, TransportParams};
 use pipes::{PIPE_RING, PipeLink};
 
 /// Which run loop and IO a worker uses.
@@ -267,8 +267,8 @@ pub enum Command {
         router: RouterId,
         /// The pipe end.
         transport: TransportId,
-        /// The far end.
-        peer: PipeTarget,
+        /// The far end: a worker's Router, or a node's (a relay).
+        peer: PipePeer,
         /// Gets `Ok(())` or the error.
         reply: Reply<()>,
     },

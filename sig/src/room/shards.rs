@@ -407,7 +407,8 @@ async fn connect_shard(
             worker: worker.index,
             router,
             transport: here,
-        },
+        }
+        .into(),
         reply,
     })
     .await?;
@@ -418,7 +419,8 @@ async fn connect_shard(
             worker: home_worker.index,
             router: home_router,
             transport: at_home,
-        },
+        }
+        .into(),
         reply,
     })
     .await?;
