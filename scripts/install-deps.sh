@@ -2,7 +2,8 @@
 # Installs what the tests need on a fresh Debian 12 machine, if missing:
 # Debian's chromium (the reference browser) and firefox-esr (the second
 # browser the e2e suite joins), curl, nftables, shellcheck, and the e2e
-# driver's npm packages.
+# driver's npm packages; redis-server (the directory of nodes, which the
+# directory's tests and the cluster test start on a free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ PKGS=()
 command -v curl >/dev/null || PKGS+=(curl)   # the stress script's health checks
 command -v nft >/dev/null || PKGS+=(nftables) # loss and rate limits in scripts/quality.sh
 command -v shellcheck >/dev/null || PKGS+=(shellcheck) # scripts/lint-shell.sh
+command -v redis-server >/dev/null || PKGS+=(redis-server) # the directory across nodes
 if [ ${#PKGS[@]} -gt 0 ]; then
   echo "installing ${PKGS[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

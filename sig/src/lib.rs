@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod hub;
