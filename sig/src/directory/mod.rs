@@ -255,16 +255,20 @@ impl Directory {
     /// Errors: [`DirectoryError::Unavailable`].
     pub async fn set_origin(&self, name: &str, node: &str) -> Result<(), DirectoryError> {
         let key = room_key(name);
-        let mut c = self.conn.clone();
-        let () = redis::pipe()
-            .hset(&key, "origin", node)
+        let mut pipe = redis::pipe();
+        pipe.hset(&key, "origin", node)
             .ignore()
             .hdel(&key, format!("edge:{node}"))
-            .ignore()
-            .pexpire(&key, ROOM_TTL.as_millis() as i64)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+            .ignore();
+        self.write_room(&key, pipe).await
+    }
+
+    /// Runs `pipe` (writes to the room hash `key`) and renews the hash's
+    /// expiry.
+    async fn write_room(&self, key: &str, mut pipe: redis::Pipeline) -> Result<(), DirectoryError> {
+        pipe.pexpire(key, ROOM_TTL.as_millis() as i64).ignore();
+        let mut c = self.conn.clone();
+        let () = pipe.query_async(&mut c).await?;
         Ok(())
     }
 
@@ -278,15 +282,9 @@ impl Directory {
         parent: &str,
     ) -> Result<(), DirectoryError> {
         let key = room_key(name);
-        let mut c = self.conn.clone();
-        let () = redis::pipe()
-            .hset(&key, format!("edge:{edge}"), parent)
-            .ignore()
-            .pexpire(&key, ROOM_TTL.as_millis() as i64)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        let mut pipe = redis::pipe();
+        pipe.hset(&key, format!("edge:{edge}"), parent).ignore();
+        self.write_room(&key, pipe).await
     }
 
     /// Removes `node` from room `name` (it no longer holds it): its edge
@@ -328,15 +326,13 @@ impl Directory {
             )
             .await?;
         let stored: Option<String> = c.get(&key).await?;
-        let bad = RecordError::Field {
-            field: "pair secret",
-            why: "64 hex digits",
-        };
-        let stored = stored.ok_or(DirectoryError::Record(bad))?;
-        parse_hex32(&stored).ok_or(DirectoryError::Record(RecordError::Field {
-            field: "pair secret",
-            why: "64 hex digits",
-        }))
+        stored
+            .as_deref()
+            .and_then(parse_hex32)
+            .ok_or(DirectoryError::Record(RecordError::Field {
+                field: "pair secret",
+                why: "64 hex digits",
+            }))
     }
 
     /// Publishes `payload` on `channel`; returns how many subscribers got it.

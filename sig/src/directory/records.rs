@@ -207,20 +207,26 @@ pub fn check_relay_addr(node: &NodeRecord, addr: SocketAddr) -> Result<(), Recor
     Ok(())
 }
 
+/// A valid record of node `id` on 127.0.0.1, for tests.
+#[cfg(test)]
+pub(super) fn sample_node(id: &str) -> NodeRecord {
+    NodeRecord {
+        id: id.into(),
+        address: std::net::Ipv4Addr::LOCALHOST.into(),
+        url: "http://127.0.0.1:8080".into(),
+        cores: 2,
+        consumers: 10,
+        capacity: 1000,
+        rooms: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn node(id: &str) -> NodeRecord {
-        NodeRecord {
-            id: id.into(),
-            address: "127.0.0.1".parse().expect("ip"),
-            url: "http://127.0.0.1:8080".into(),
-            cores: 2,
-            consumers: 10,
-            capacity: 100,
-            rooms: 1,
-        }
+        sample_node(id)
     }
 
     #[test]

@@ -27,15 +27,7 @@ where
 }
 
 fn node(id: &str) -> NodeRecord {
-    NodeRecord {
-        id: id.into(),
-        address: "127.0.0.1".parse().expect("ip"),
-        url: "http://127.0.0.1:8080".into(),
-        cores: 2,
-        consumers: 0,
-        capacity: 1000,
-        rooms: 0,
-    }
+    records::sample_node(id)
 }
 
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
