@@ -79,6 +79,28 @@ pub struct Flags {
     /// [default: 2000].
     #[arg(long, env = "SFU_WORKER_CONSUMER_BUDGET")]
     pub worker_consumer_budget: Option<String>,
+    /// The directory of a cluster of nodes, `redis://host:port[/db]`: with it, a room may span
+    /// nodes and any node takes any join; without it, this node runs alone.
+    #[arg(long, env = "SFU_REDIS")]
+    pub redis: Option<String>,
+    /// This node's id in the directory [default: hostname:http-port].
+    #[arg(long, env = "SFU_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The IP other nodes reach this node's RTC ports on, for relays between nodes [default:
+    /// the announced IP].
+    #[arg(long, env = "SFU_NODE_ADDRESS")]
+    pub node_address: Option<String>,
+    /// The base URL clients reach this node on, sent to clients redirected here [default:
+    /// http(s)://announced-ip:http-port].
+    #[arg(long, env = "SFU_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Consumers this node forwards to before it redirects new joins to a node with room
+    /// [default: the worker consumer budget times the cores].
+    #[arg(long, env = "SFU_NODE_CAPACITY")]
+    pub node_capacity: Option<String>,
+    /// Edges one node feeds a room at most; more attach below them, as a tree [default: 4].
+    #[arg(long, env = "SFU_RELAY_FANOUT")]
+    pub relay_fanout: Option<String>,
     /// Seconds a client has to answer an `update` offer; then it gets `update-timeout` and the
     /// current state again [default: 10].
     #[arg(long, env = "SFU_OFFER_TIMEOUT")]
@@ -169,6 +191,12 @@ pub(super) struct FileConfig {
     pub(super) max_producers_per_participant: Option<toml::Value>,
     pub(super) max_consumers_per_transport: Option<toml::Value>,
     pub(super) worker_consumer_budget: Option<toml::Value>,
+    pub(super) redis: Option<toml::Value>,
+    pub(super) node_id: Option<toml::Value>,
+    pub(super) node_address: Option<toml::Value>,
+    pub(super) public_url: Option<toml::Value>,
+    pub(super) node_capacity: Option<toml::Value>,
+    pub(super) relay_fanout: Option<toml::Value>,
     pub(super) offer_timeout: Option<toml::Value>,
     pub(super) ws_write_timeout: Option<toml::Value>,
     pub(super) max_messages_per_second: Option<toml::Value>,

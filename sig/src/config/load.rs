@@ -29,7 +29,7 @@ fn value_str(v: &toml::Value) -> String {
 
 /// A whole-number setting from the flag (or its env variable), else the file,
 /// else `default`; it must lie in `range`.
-fn number(
+pub(super) fn number(
     field: &'static str,
     flag: Option<String>,
     file: Option<&toml::Value>,
@@ -112,8 +112,8 @@ impl Config {
     /// and the optional TOML file they name.
     ///
     /// Errors: a [`ConfigError`] naming the first invalid field.
-    pub fn load(flags: Flags) -> Result<Self, ConfigError> {
-        let file = match &flags.config {
+    pub fn load(mut flags: Flags) -> Result<Self, ConfigError> {
+        let mut file: FileConfig = match &flags.config {
             None => FileConfig::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -122,6 +122,7 @@ impl Config {
                     .map_err(|e| err("config", format!("{}: {}", path.display(), e.message())))?
             }
         };
+        let cluster_input = ClusterInput::take(&mut flags, &mut file);
         let pick = |flag: Option<String>, file: Option<String>, default: &str| {
             flag.or(file).unwrap_or_else(|| default.to_string())
         };
@@ -334,7 +335,14 @@ impl Config {
                 format!("must be at least 32 characters, got {}", s.len()),
             ));
         }
+        let cluster = cluster_input.build(
+            announced_ip,
+            http_listen,
+            tls.is_some(),
+            (limits.worker_consumer_budget as u64).saturating_mul(cores),
+        )?;
         Ok(Self {
+            cluster,
             http_listen,
             announced_ip,
             rtc_listen_ip,

@@ -7,11 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod cluster;
 mod flags;
 mod load;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::ClusterConfig;
+use cluster::ClusterInput;
 use flags::FileConfig;
 pub use flags::{Cmd, Flags};
 pub use load::{ConfigError, parse_port_range, parse_ttl};
@@ -119,6 +122,8 @@ pub struct Config {
     pub udp_gso: bool,
     /// HS256 secret for join tokens; `None`: rooms are open.
     pub auth_secret: Option<String>,
+    /// This node's place in a cluster (`--redis`); `None`: it runs alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Static settings the hub and its rooms share (made from [`Config`]).

@@ -132,3 +132,90 @@ fn file_values_apply_and_flags_override_them() {
     assert!(e.reason.contains("bogus_field"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_node_alone_has_no_cluster_and_a_clusters_settings_are_checked() {
+    assert_eq!(Config::load(Flags::default()).expect("alone").cluster, None);
+    let node = |f: Flags| Config::load(f).map(|c| c.cluster.expect("a cluster"));
+    let c = node(Flags {
+        redis: Some("redis://127.0.0.1:6379".into()),
+        announced_ip: Some("10.0.0.5".into()),
+        http_listen: Some("0.0.0.0:8443".into()),
+        ..Flags::default()
+    })
+    .expect("defaults");
+    assert!(c.node_id.ends_with(":8443"), "{}", c.node_id);
+    assert_eq!(c.node_address, "10.0.0.5".parse::<IpAddr>().expect("ip"));
+    assert_eq!(c.public_url, "http://10.0.0.5:8443");
+    assert_eq!(c.fanout, 4);
+    let c = node(Flags {
+        redis: Some("redis://r:6379/2".into()),
+        node_id: Some("b".into()),
+        node_address: Some("127.0.0.2".into()),
+        public_url: Some("https://b.example/".into()),
+        node_capacity: Some("500".into()),
+        relay_fanout: Some("2".into()),
+        ..Flags::default()
+    })
+    .expect("given");
+    assert_eq!(
+        (
+            c.node_id.as_str(),
+            c.public_url.as_str(),
+            c.capacity,
+            c.fanout
+        ),
+        ("b", "https://b.example", 500, 2)
+    );
+    let field = |f: Flags| Config::load(f).err().map(|e| e.field);
+    let with = |f: Flags| Flags {
+        redis: Some("redis://127.0.0.1:6379".into()),
+        ..f
+    };
+    for (flags, want) in [
+        (
+            Flags {
+                redis: Some("http://x".into()),
+                ..Flags::default()
+            },
+            "redis",
+        ),
+        (
+            with(Flags {
+                node_id: Some("a b".into()),
+                ..Flags::default()
+            }),
+            "node_id",
+        ),
+        (
+            with(Flags {
+                node_address: Some("0.0.0.0".into()),
+                ..Flags::default()
+            }),
+            "node_address",
+        ),
+        (
+            with(Flags {
+                public_url: Some("ftp://x".into()),
+                ..Flags::default()
+            }),
+            "public_url",
+        ),
+        (
+            with(Flags {
+                relay_fanout: Some("0".into()),
+                ..Flags::default()
+            }),
+            "relay_fanout",
+        ),
+        (
+            Flags {
+                node_id: Some("a".into()),
+                ..Flags::default()
+            },
+            "node_id",
+        ),
+    ] {
+        assert_eq!(field(flags), Some(want));
+    }
+}
