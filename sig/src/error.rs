@@ -36,6 +36,9 @@ pub enum ServerError {
     /// The HTTP listener could not be used.
     #[error("the HTTP listener: {0}")]
     Listener(#[source] std::io::Error),
+    /// The cluster's directory URL could not be used.
+    #[error("the cluster's directory: {0}")]
+    Directory(String),
     /// The async runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),

@@ -9,6 +9,7 @@
 #![warn(clippy::expect_used)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod directory;
@@ -141,6 +142,36 @@ pub async fn run(
         Some(spawner),
         hub_tx.clone(),
     );
+    // In a cluster: the heartbeat, and other nodes' messages into the hub.
+    let cluster = match cfg.cluster.clone() {
+        None => None,
+        Some(cc) => {
+            let reg = registry.clone();
+            let load: cluster::LoadFn = Arc::new(move || {
+                reg.workers
+                    .lock()
+                    .map(|w| w.iter().map(|c| c.consumers.get()).sum())
+                    .unwrap_or(0)
+            });
+            let (inbox_tx, mut inbox_rx) = mpsc::channel(1024);
+            let c = cluster::Cluster::start(cc, cfg.cores as u16, load, inbox_tx)
+                .map_err(|e| ServerError::Directory(e.to_string()))?;
+            tracing::info!(node = %c.node_id(), redis = %c.cfg.redis, "node of a cluster");
+            let to_hub = hub_tx.clone();
+            tokio::spawn(async move {
+                while let Some(m) = inbox_rx.recv().await {
+                    if to_hub.send(HubMsg::Node(m)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Some(c)
+        }
+    };
+    let hub = match &cluster {
+        Some(c) => hub.with_cluster(c.clone()),
+        None => hub,
+    };
     let hub_task = tokio::spawn(hub.run(hub_rx));
     let bridge_tx = hub_tx.clone();
     // Stops the bridge at shutdown: an abandoned (stalled) worker may hold
@@ -176,6 +207,7 @@ pub async fn run(
         ws_write_timeout: cfg.ws_write_timeout,
         limiter: Arc::new(IpLimiter::new(cfg.rate_limits)),
         metrics_max_rooms: cfg.metrics_max_rooms,
+        cluster: cluster.clone(),
     };
     let app = http::router(state);
     listener
@@ -234,6 +266,9 @@ pub async fn run(
         .is_ok()
     {
         let _ = tokio::time::timeout(Duration::from_secs(8), done_rx).await;
+    }
+    if let Some(c) = &cluster {
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.leave()).await;
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

@@ -325,7 +325,80 @@ pub fn render(app: &AppState) -> String {
             .signaling_dropped
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    if let Some(c) = &app.cluster {
+        render_cluster(&mut out, c);
+    }
     out
+}
+
+/// A relay metric family: (name, type, help, how to read it).
+type RelayDef = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&sfu_core::transport::RelayCounters) -> u64,
+);
+
+/// A cluster node's series: the nodes it sees, whether the directory
+/// answers, and each relay of its rooms (labelled by room and far node).
+fn render_cluster(out: &mut String, c: &crate::cluster::Cluster) {
+    let _ = writeln!(
+        out,
+        "# HELP sfu_nodes Live nodes of the cluster, as the directory showed them at the last heartbeat.\n# TYPE sfu_nodes gauge\nsfu_nodes {}",
+        c.nodes().len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sfu_directory_up Whether the directory (Redis) answered the last heartbeat.\n# TYPE sfu_directory_up gauge\nsfu_directory_up {}",
+        u8::from(c.is_up())
+    );
+    let relays = c.relays();
+    let rows = |f: fn(&sfu_core::transport::RelayCounters) -> u64| -> Vec<(String, u64)> {
+        relays
+            .iter()
+            .map(|r| {
+                (
+                    format!("room=\"{}\",node=\"{}\"", escape(&r.room), escape(&r.node)),
+                    f(&r.counters),
+                )
+            })
+            .collect()
+    };
+    let defs: [RelayDef; 5] = [
+        (
+            "sfu_relay_packets_in_total",
+            "counter",
+            "Datagrams received on a relay from another node.",
+            |r| r.packets_in.get(),
+        ),
+        (
+            "sfu_relay_packets_out_total",
+            "counter",
+            "Datagrams sent on a relay to another node.",
+            |r| r.packets_out.get(),
+        ),
+        (
+            "sfu_relay_bytes_in_total",
+            "counter",
+            "Bytes received on a relay (SRTP included).",
+            |r| r.bytes_in.get(),
+        ),
+        (
+            "sfu_relay_bytes_out_total",
+            "counter",
+            "Bytes sent on a relay (SRTP included).",
+            |r| r.bytes_out.get(),
+        ),
+        (
+            "sfu_relay_rtt_ms",
+            "gauge",
+            "Round-trip time of a relay, ms (RTCP reports; 0 until measured).",
+            |r| r.rtt_ms.get(),
+        ),
+    ];
+    for (name, kind, help, f) in defs {
+        family(out, name, kind, help, &rows(f));
+    }
 }
 
 #[cfg(test)]
@@ -361,6 +434,7 @@ mod tests {
             ws_write_timeout: std::time::Duration::from_secs(10),
             limiter: Arc::new(IpLimiter::new(Default::default())),
             metrics_max_rooms: max,
+            cluster: None,
         }
     }
 

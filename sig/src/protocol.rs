@@ -202,6 +202,14 @@ pub enum ServerMsg {
         /// The changes.
         events: Vec<Delta>,
     },
+    /// This node is full: join again at `url` (another node of the
+    /// cluster, with room), with the same message. The WebSocket stays
+    /// open but joined to nothing.
+    Redirect {
+        /// The base URL of the node to join on (`http(s)://host:port`);
+        /// its WebSocket is `{url}/ws` with `ws(s)`.
+        url: String,
+    },
     /// The room's dominant speaker changed (from the audio levels its
     /// publishers send; sent again with each `participants`).
     Speaker {

@@ -52,6 +52,8 @@ pub struct AppState {
     pub limiter: Arc<IpLimiter>,
     /// Rooms with their own series in /metrics.
     pub metrics_max_rooms: usize,
+    /// This node's cluster, when in one (`/metrics`: nodes, relays).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Upgrades `/ws`.

@@ -38,7 +38,9 @@ const SETTLE: Duration = Duration::from_secs(2);
     about = "Load generator for sfu: real WebRTC clients over loopback"
 )]
 pub struct Args {
-    /// Signaling URL of the server.
+    /// Signaling URL of the server; several, comma-separated, for nodes
+    /// of a cluster: publishers join on the first, subscribers round-robin
+    /// over all of them.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub server: String,
     /// Number of rooms.
@@ -440,6 +442,11 @@ fn spawn_shard(
     })
 }
 
+/// The first of the comma-separated signaling URLs in `server`.
+fn first_url(server: &str) -> &str {
+    server.split(',').next().unwrap_or(server).trim()
+}
+
 /// Runs a scenario and returns its summary.
 ///
 /// Errors: a message when the scenario is invalid or setup fails.
@@ -592,7 +599,25 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     let end = start + ramp + Duration::from_secs_f64(args.duration);
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let url = args.server.clone();
+    let urls: Vec<String> = args
+        .server
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err("--server needs at least one URL".into());
+    }
+    let url_for = {
+        let publishers = args.publishers;
+        move |idx: usize| -> String {
+            // Publishers on the first node; subscribers over all of them.
+            match (idx % per_room).checked_sub(publishers) {
+                None => urls[0].clone(),
+                Some(k) => urls[k % urls.len()].clone(),
+            }
+        }
+    };
     let sig_stats = std::sync::Arc::new(signal::SignalStats::default());
     let stats = sig_stats.clone();
     let signaling = std::thread::Builder::new()
@@ -623,7 +648,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
                         tokio::time::Instant::from_std(start) + ramp.mul_f64(spec.idx as f64 / n);
                     tokio::time::sleep_until(at).await;
                     tasks.push(tokio::spawn(signal::run_client(
-                        url.clone(),
+                        url_for(spec.idx),
                         spec,
                         ev_tx.clone(),
                         stop_rx.clone(),
@@ -661,7 +686,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         if args.shard.is_none() {
             let at = end.checked_sub(Duration::from_secs(1)).unwrap_or(end);
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
-            workers = report::scrape_workers(&args.server);
+            workers = report::scrape_workers(first_url(&args.server));
         }
         h.join()
     })

@@ -114,13 +114,16 @@ impl Directory {
     }
 
     /// Publishes `rec` as this node's record, alive for [`NODE_TTL`], and
-    /// refreshes the records of `rooms` (the rooms it holds) for [`ROOM_TTL`].
+    /// refreshes the records of `rooms` (the rooms it holds, each with the
+    /// node feeding it, `None` for an origin) for [`ROOM_TTL`]. What the
+    /// directory lost of them (Redis restarted empty) is written again: an
+    /// edge entry, and the origin unless another node took it.
     ///
     /// Errors: [`DirectoryError::Unavailable`].
     pub async fn heartbeat(
         &self,
         rec: &NodeRecord,
-        rooms: &[String],
+        rooms: &[(String, Option<String>)],
     ) -> Result<(), DirectoryError> {
         let json = serde_json::to_vec(rec).map_err(|e| RecordError::Shape(e.to_string()))?;
         let mut pipe = redis::pipe();
@@ -133,9 +136,13 @@ impl Directory {
         .ignore()
         .sadd(NODES, &rec.id)
         .ignore();
-        for r in rooms {
-            pipe.pexpire(room_key(r), ROOM_TTL.as_millis() as i64)
-                .ignore();
+        for (r, parent) in rooms {
+            let key = room_key(r);
+            match parent {
+                None => pipe.hset_nx(&key, "origin", &rec.id).ignore(),
+                Some(p) => pipe.hset(&key, format!("edge:{}", rec.id), p).ignore(),
+            };
+            pipe.pexpire(&key, ROOM_TTL.as_millis() as i64).ignore();
         }
         let mut c = self.conn.clone();
         let () = pipe.query_async(&mut c).await?;

@@ -158,11 +158,22 @@ fn a_room_record_holds_its_origin_and_a_tree_of_edges() {
         assert_eq!(dir.room("r").await.expect("room").parent("d"), None);
         // A heartbeat keeps the rooms of its node alive.
         let _: () = c.pexpire("sfu:room:r", 5000).await.expect("pexpire");
-        dir.heartbeat(&node("b"), &["r".into()])
+        dir.heartbeat(&node("b"), &[("r".into(), None)])
             .await
             .expect("beat");
         let ttl: i64 = c.pttl("sfu:room:r").await.expect("pttl");
         assert!(ttl > 5000, "refreshed: {ttl}");
+        // Redis lost the room: the heartbeats of its nodes write it again.
+        let _: () = c.del("sfu:room:r").await.expect("del");
+        dir.heartbeat(&node("b"), &[("r".into(), None)])
+            .await
+            .expect("beat");
+        dir.heartbeat(&node("e"), &[("r".into(), Some("b".into()))])
+            .await
+            .expect("beat");
+        let rec = dir.room("r").await.expect("room");
+        assert_eq!(rec.origin.as_deref(), Some("b"));
+        assert_eq!(rec.parent("e"), Some("b"));
     });
 }
 

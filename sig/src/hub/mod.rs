@@ -122,6 +122,8 @@ pub enum HubMsg {
     },
     /// An event from a worker.
     Core(Event),
+    /// A message from another node of the cluster.
+    Node(crate::cluster::NodeMsg),
     /// Tell everyone, close every room, then reply.
     Shutdown {
         /// Signalled when done.
@@ -284,6 +286,7 @@ impl Hub {
                 next_pid: Arc::new(AtomicU64::new(1)),
                 next_router: Arc::new(AtomicU32::new(1)),
                 workers: workers_rx,
+                cluster: None,
             },
             hub_tx,
             last_drop_log: std::cell::Cell::new(None),
@@ -298,6 +301,14 @@ impl Hub {
         hub.publish_workers();
         hub.update_registry();
         hub
+    }
+
+    /// Makes this hub a node of `cluster`: rooms it does not hold are
+    /// found or placed through the directory, and a full node redirects
+    /// joins to one with room.
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.ctx.cluster = Some(cluster);
+        self
     }
 
     /// Links worker `i` with each healthy worker of a lower index, or of
@@ -380,6 +391,7 @@ impl Hub {
                     }
                 }
                 HubMsg::Core(ev) => self.on_core(ev),
+                HubMsg::Node(msg) => self.on_node(msg),
                 HubMsg::Room(RoomNotice::Left { conn, join }) => {
                     // Only the membership that ended: after a pipelined
                     // leave and join, the new one stays.
@@ -426,6 +438,38 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Hands a message from another node to its room; a relay asked of a
+    /// room this node does not hold is refused.
+    fn on_node(&self, msg: crate::cluster::NodeMsg) {
+        use crate::cluster::NodeMsg;
+        if let Some(r) = self.rooms.get(msg.room()) {
+            deliver(&r.tx, RoomMsg::Node(msg));
+            return;
+        }
+        let (
+            Some(c),
+            NodeMsg::RelayOpen {
+                room,
+                from,
+                relay_id,
+                ..
+            },
+        ) = (&self.ctx.cluster, msg)
+        else {
+            return;
+        };
+        let c = c.clone();
+        tokio::spawn(async move {
+            let refusal = NodeMsg::RelayRefused {
+                room,
+                from: c.node_id().to_owned(),
+                relay_id,
+                reason: "the room is not on this node".into(),
+            };
+            let _ = c.send(&from, &refusal).await;
+        });
     }
 
     /// Sends `msg` to a connection, through its room when it is in one so

@@ -64,6 +64,14 @@ impl Hub {
                 ),
             ));
         }
+        // A full node sends the client to one with room (`redirect`).
+        if let Some(c) = &self.ctx.cluster
+            && !c.has_room_for(1)
+            && let Some(node) = c.node_with_room(1)
+        {
+            tracing::info!(room = %room, node = %node.id, "node full: join redirected");
+            return Err(ServerMsg::Redirect { url: node.url });
+        }
         if !self.rooms.contains_key(&room) {
             self.open_room(&room)?;
         }

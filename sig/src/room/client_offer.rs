@@ -139,6 +139,9 @@ impl Room {
         for t in &ended {
             self.close_track(router, t);
         }
+        let (_, ended_ids) = self.local_ids(pid, &ended);
+        self.relay_gone(None, ended_ids, Vec::new());
+        self.relay_published(pid, &added).await;
         for other in self.participants.others(pid) {
             if let Some(j) = self.idx(other) {
                 for producer in &outcome.ended {

@@ -26,20 +26,17 @@ impl Room {
             }
             RouterEvent::DominantSpeaker(_) | RouterEvent::AudioLevels(_) if !from_home => {}
             RouterEvent::DominantSpeaker(producer) => {
-                let Some(p) = self
-                    .participants
-                    .participants()
-                    .find(|p| p.published.iter().any(|t| t.producer == producer))
-                else {
+                // A publisher here, or on another node (its mirror).
+                let Some(pid) = self.publisher_of(producer) else {
                     return;
                 };
-                if self.speaker == Some(p.id) {
+                if self.speaker == Some(pid) {
                     return;
                 }
-                self.speaker = Some(p.id);
-                tracing::debug!(room = %self.name, participant = p.id, "dominant speaker");
+                self.speaker = Some(pid);
+                tracing::debug!(room = %self.name, participant = pid, "dominant speaker");
                 let msg = Broadcast::new(&ServerMsg::Speaker {
-                    id: format!("p{}", p.id),
+                    id: format!("p{pid}"),
                 });
                 for p in self.participants.iter() {
                     msg.send_to(&p.conn);

@@ -40,6 +40,7 @@ impl Room {
             )));
         }
         let (router, port) = self.place(role).await?;
+        self.attach().await?;
         let Some(worker) = self.shard(router).map(|s| s.worker.clone()) else {
             return Err(Fail(ServerMsg::error(
                 "server-error",
@@ -127,8 +128,12 @@ impl Room {
         self.set_count();
         let now = Instant::now();
         self.send_snapshot(pid);
-        // The joiner receives every participant's tracks.
+        // The joiner receives every participant's tracks, here and on
+        // other nodes.
         for other in self.participants.other_participants(pid) {
+            self.subscribe_all(pid, other).await;
+        }
+        for other in self.remote_publishers() {
             self.subscribe_all(pid, other).await;
         }
         match role {
@@ -144,6 +149,8 @@ impl Room {
                     self.subscribe_all(other, pid).await;
                     self.negotiate(other);
                 }
+                let tracks = self.tracks_of(pid);
+                self.relay_published(pid, &tracks).await;
             }
         }
         self.negotiate(pid);

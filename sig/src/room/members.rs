@@ -67,6 +67,11 @@ impl Members {
             .filter_map(|pid| self.by_pid.get(pid))
     }
 
+    /// The ids of every member, in join order (a copy).
+    pub(super) fn ids(&self) -> Vec<u64> {
+        self.by_pid.keys().copied().collect()
+    }
+
     /// The ids of every member but `pid`, in join order (a copy: the
     /// caller awaits the worker between them).
     pub(super) fn others(&self, pid: u64) -> Vec<u64> {

@@ -20,6 +20,8 @@ mod client_offer;
 mod events;
 mod join;
 mod members;
+mod relays;
+mod remote;
 mod roster;
 mod shards;
 mod subscribe;
@@ -46,6 +48,7 @@ use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
 use crate::protocol::{ClientMsg, Delta, ParticipantInfo, Role, ServerMsg};
 
 use self::members::Members;
+use self::relays::ClusterRoom;
 use self::roster::Roster;
 pub use self::roster::{DELTA_INTERVAL, VIEWERS_INTERVAL};
 use self::shards::{Mirror, Shard};
@@ -106,6 +109,8 @@ pub enum RoomMsg {
         /// The Router that failed.
         router: RouterId,
     },
+    /// A message from another node about this room (a relay, its tracks).
+    Node(crate::cluster::NodeMsg),
     /// The hub forgot this idle room: close the router and stop.
     Close,
     /// The server stops: remove everyone, close the router, then signal.
@@ -240,6 +245,8 @@ pub struct RoomCtx {
     pub next_router: Arc<AtomicU32>,
     /// The healthy workers now (the hub updates it), for spreading a room.
     pub workers: watch::Receiver<Vec<WorkerRef>>,
+    /// This node's cluster (`--redis`); `None`: it runs alone.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A room's state, run by [`Room::run`].
@@ -268,6 +275,8 @@ pub struct Room {
     deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
     /// The worker the room last could not spread to, and when.
     spread_failed: Option<(usize, Instant)>,
+    /// Its part in a cluster of nodes, when in one.
+    cluster: Option<ClusterRoom>,
 }
 
 impl Room {
@@ -288,11 +297,12 @@ impl Room {
             participants: Members::default(),
             joins_seen: 0,
             count,
-            ctx,
             speaker: None,
             roster: Roster::default(),
             deadlines: std::collections::BinaryHeap::new(),
             spread_failed: None,
+            cluster: ctx.cluster.clone().map(ClusterRoom::new),
+            ctx,
         }
     }
 
@@ -305,15 +315,23 @@ impl Room {
                 .map(|d| d.0.0)
                 .into_iter()
                 .chain(self.roster.poll_timeout())
+                .chain(self.cluster.as_ref().and_then(|c| c.reattach_at))
                 .min();
+            let watching = self.cluster.is_some();
             let msg = tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => m,
                     None => break,
                 },
+                _ = nodes_changed(self.cluster.as_mut()), if watching => {
+                    self.on_nodes_changed().await;
+                    self.report_if_idle();
+                    continue;
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = Instant::now();
                     self.on_timeouts(now).await;
+                    self.reattach_if_due(now).await;
                     self.flush_roster(now);
                     continue;
                 }
@@ -346,6 +364,7 @@ impl Room {
                     conn.send(&msg);
                 }
                 RoomMsg::Core(ev) => self.on_core(ev).await,
+                RoomMsg::Node(msg) => self.on_node(msg).await,
                 RoomMsg::Failed => {
                     self.fail_all(&mut rx).await;
                     return;
@@ -353,6 +372,7 @@ impl Room {
                 RoomMsg::ShardFailed { router } => self.on_shard_failed(router).await,
                 RoomMsg::Close => {
                     if self.participants.is_empty() {
+                        self.leave_cluster();
                         self.close_router();
                         return;
                     }
@@ -362,6 +382,7 @@ impl Room {
                     for pid in self.participants.iter().map(|p| p.id).collect::<Vec<_>>() {
                         self.remove_participant(pid, true).await;
                     }
+                    self.leave_cluster();
                     self.close_router();
                     let _ = done.send(());
                     return;
@@ -459,8 +480,14 @@ impl Room {
         }
     }
 
-    fn report_if_idle(&self) {
+    /// Tells the hub when the room has no member (and, in a cluster, feeds
+    /// no other node: then it leaves the cluster first).
+    fn report_if_idle(&mut self) {
         if self.participants.is_empty() {
+            if self.has_children() {
+                return;
+            }
+            self.leave_cluster();
             self.tell_hub(RoomNotice::Idle {
                 router: self.shards.first().map_or(self.first_router, |s| s.router),
                 joins_seen: self.joins_seen,
@@ -492,6 +519,11 @@ impl Room {
         // room's other routers go too (with every consumer of them).
         for t in &p.published {
             self.close_mirrors(t);
+        }
+        // Other nodes drop it too.
+        if p.role == Role::Participant {
+            let (id, tracks) = self.local_ids(pid, &p.published);
+            self.relay_gone(None, tracks, vec![id]);
         }
         self.tell_hub(RoomNotice::Left {
             conn: p.conn.id(),
@@ -530,6 +562,18 @@ fn viewer_cannot_publish(what: &str) -> ServerMsg {
             "a viewer receives only: {what} is for participants; join as a participant to publish"
         ),
     )
+}
+
+/// Waits until the cluster's live nodes change (forever without one).
+async fn nodes_changed(c: Option<&mut ClusterRoom>) {
+    match c {
+        Some(c) => {
+            if c.nodes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -53,10 +53,22 @@ impl Room {
         };
         p.conn.send(&ServerMsg::Participants {
             room: self.name.clone(),
-            participants: self.participants.participants().map(info).collect(),
+            participants: self
+                .participants
+                .participants()
+                .map(info)
+                .chain(
+                    self.remote_publishers()
+                        .into_iter()
+                        .filter_map(|r| self.remote_info(r)),
+                )
+                .collect(),
             viewers: self.participants.viewers(),
         });
-        if let Some(id) = self.speaker.filter(|s| self.participants.contains(*s)) {
+        if let Some(id) = self
+            .speaker
+            .filter(|s| self.participants.contains(*s) || self.remote_publishers().contains(s))
+        {
             p.conn.send(&ServerMsg::Speaker {
                 id: format!("p{id}"),
             });

@@ -180,15 +180,18 @@ impl Room {
         if let Some(s) = self.shards.iter_mut().find(|s| s.router == router) {
             s.pipe = Some(pipe);
         }
-        let tracks: Vec<(u64, Track)> = self
+        // Every track on home: its participants', and other nodes'.
+        let mut tracks: Vec<Track> = self
             .participants
             .participants()
-            .flat_map(|p| p.published.iter().map(|t| (p.id, t.clone())))
+            .flat_map(|p| p.published.iter().cloned())
             .collect();
-        for (pid, t) in tracks {
+        for r in self.remote_publishers() {
+            tracks.extend(self.tracks_of(r));
+        }
+        for t in tracks {
             if let Some(mirror) = self.pipe_track(&t, router).await
-                && let Some(p) = self.participants.get_mut(pid)
-                && let Some(track) = p.published.iter_mut().find(|x| x.producer == t.producer)
+                && let Some(track) = self.track_mut(t.producer)
             {
                 track.mirrors.push(mirror);
             }

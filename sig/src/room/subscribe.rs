@@ -7,10 +7,7 @@ use super::*;
 impl Room {
     /// Creates paused consumers on `sub` for every track of `publisher`.
     pub(super) async fn subscribe_all(&mut self, sub: u64, publisher: u64) {
-        let Some(p) = self.idx(publisher) else {
-            return;
-        };
-        let tracks = self.participants[p].published.clone();
+        let tracks = self.tracks_of(publisher);
         for t in &tracks {
             self.add_consumer(sub, publisher, t).await;
         }
@@ -38,10 +35,7 @@ impl Room {
             tracing::warn!(room = %self.name, participant = sub, %router, "a track is not piped to this participant's router; not sent");
             return;
         };
-        let publisher_name = self
-            .idx(publisher)
-            .map(|j| self.participants[j].name.clone())
-            .unwrap_or_default();
+        let publisher_name = self.name_of(publisher);
         let max = self.ctx.cfg.limits.consumers_per_transport;
         let s = &mut self.participants[i];
         if s.neg.declined(producer) {

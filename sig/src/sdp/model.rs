@@ -8,7 +8,7 @@ use sfu_core::router::MediaKind;
 use super::{Direction, fmtp_param};
 
 /// An RTP codec of an m-section (`a=rtpmap`, `a=fmtp`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Codec {
     /// Payload type.
     pub pt: u8,

@@ -1,0 +1,545 @@
+//! A room across nodes (`--redis`): where this node's part of the room
+//! sits in the room's tree of relays, the relays themselves, and the
+//! publishers that reach it through them.
+//!
+//! - **Attaching.** Before its first join the room asks the directory,
+//!   under the room's lock: with no live origin this node becomes the
+//!   origin; else it is an edge, fed by the node the directory's tree has
+//!   room under (`RoomRecord::parent_for_new_edge`, at most
+//!   `--relay-fanout` edges per node).
+//! - **A relay** is a PipeTransport pair between home Routers of two nodes
+//!   (`sfu_core::transport::relay`), opened by `relay-open` / `relay-ready`
+//!   through the nodes' inboxes ([`crate::cluster::wire`]).
+//! - **Tracks flow along the tree.** Each node pipes through each relay
+//!   every track it has (its own publishers', and those from its other
+//!   relays) and announces them (`tracks`). The far node makes a mirror
+//!   producer of each and offers it to its members as a publisher of the
+//!   room (a [`RemotePublisher`], with an id of this node). What leaves
+//!   (a track, a publisher) is announced the same way.
+//! - **Failure.** A relay whose node leaves the directory is dropped with
+//!   what came through it; a room that lost its parent attaches again
+//!   (taking the origin if the origin is gone).
+
+use std::collections::BTreeMap;
+
+use sfu_core::transport::RelayCounters;
+
+use super::*;
+use crate::cluster::{Cluster, NodeMsg, RelayView};
+use crate::directory::DirectoryError;
+
+/// How long a join waits for the room's lock in the directory.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long the room's lock is held at most (it frees itself after).
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A room whose relay to its parent was refused or lost tries again after this.
+pub(super) const REATTACH_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A publisher of the room on another node.
+#[derive(Debug)]
+pub(super) struct RemotePublisher {
+    /// Its participant id on this node (its msid streams are `p{pid}`).
+    pub(super) pid: u64,
+    /// Its id in the cluster.
+    pub(super) id: String,
+    pub(super) name: String,
+    /// The relay its tracks come through.
+    pub(super) via: String,
+    /// Its tracks (ids in the cluster), mirrored on home.
+    pub(super) tracks: Vec<(String, Track)>,
+}
+
+/// One relay of the room's home Router to another node's.
+#[derive(Debug)]
+pub(super) struct Relay {
+    pub(super) node: String,
+    pub(super) relay_id: String,
+    /// Its end on home.
+    pub(super) transport: TransportId,
+    pub(super) counters: Arc<RelayCounters>,
+    /// Connected both ways, tracks announced.
+    pub(super) ready: bool,
+    /// The node that feeds this one (it was opened to attach).
+    pub(super) parent: bool,
+}
+
+/// The room's part in a cluster.
+#[derive(Debug)]
+pub(super) struct ClusterRoom {
+    pub(super) cluster: Arc<Cluster>,
+    /// The room found its place in the directory.
+    pub(super) attached: bool,
+    pub(super) relays: Vec<Relay>,
+    pub(super) remote: BTreeMap<u64, RemotePublisher>,
+    /// Messages to other nodes, sent in order by a task of their own.
+    outbox: mpsc::UnboundedSender<(String, NodeMsg)>,
+    /// The live nodes, as the heartbeat sees them.
+    pub(super) nodes: watch::Receiver<Vec<crate::directory::NodeRecord>>,
+    /// When to attach again (after a refused or lost parent).
+    pub(super) reattach_at: Option<Instant>,
+}
+
+impl ClusterRoom {
+    pub(super) fn new(cluster: Arc<Cluster>) -> Self {
+        let (outbox, mut rx) = mpsc::unbounded_channel::<(String, NodeMsg)>();
+        let c = cluster.clone();
+        tokio::spawn(async move {
+            while let Some((node, msg)) = rx.recv().await {
+                if let Err(e) = c.send(&node, &msg).await {
+                    tracing::warn!(%node, error = %e, "a message to another node was not sent");
+                }
+            }
+        });
+        Self {
+            nodes: cluster.watch_nodes(),
+            cluster,
+            attached: false,
+            relays: Vec::new(),
+            remote: BTreeMap::new(),
+            outbox,
+            reattach_at: None,
+        }
+    }
+
+    pub(super) fn me(&self) -> &str {
+        self.cluster.node_id()
+    }
+
+    pub(super) fn send(&self, node: &str, msg: NodeMsg) {
+        let _ = self.outbox.send((node.to_owned(), msg));
+    }
+}
+
+fn unavailable(e: &DirectoryError) -> Fail {
+    Fail(ServerMsg::error(
+        "directory-unavailable",
+        format!(
+            "this room is not on this node, and the cluster's directory cannot be reached to find it: {e}; try again shortly"
+        ),
+    ))
+}
+
+impl Room {
+    /// This node's id in the cluster, when in one.
+    pub(super) fn node_id(&self) -> Option<String> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.cluster.node_id().to_owned())
+    }
+
+    /// Finds the room's place in the cluster before its first join (or
+    /// again after losing its parent): the origin, or an edge with a relay
+    /// to its parent. Nothing to do when the node runs alone.
+    ///
+    /// Errors: `directory-unavailable`; `room-busy` when the room's lock
+    /// stays taken.
+    pub(super) async fn attach(&mut self) -> Result<(), Fail> {
+        let Some(c) = self.cluster.as_ref().filter(|c| !c.attached) else {
+            return Ok(());
+        };
+        let cluster = c.cluster.clone();
+        let me = cluster.node_id().to_owned();
+        let dir = &cluster.dir;
+        let until = Instant::now() + LOCK_WAIT;
+        let lock = loop {
+            match dir.lock_room(&self.name, LOCK_TTL).await {
+                Ok(Some(l)) => break l,
+                Ok(None) if Instant::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Ok(None) => {
+                    return Err(Fail(ServerMsg::error(
+                        "room-busy",
+                        "the room is being set up on another node; try again",
+                    )));
+                }
+                Err(e) => return Err(unavailable(&e)),
+            }
+        };
+        let placed = async {
+            let rec = dir.room(&self.name).await?;
+            let origin_live = match rec.origin.as_deref() {
+                Some(o) if o != me => dir.node(o).await?.is_some(),
+                _ => false,
+            };
+            if !origin_live {
+                dir.set_origin(&self.name, &me).await?;
+                return Ok(None);
+            }
+            // Not below itself: a node of its own subtree would make a loop.
+            let mut subtree = vec![me.clone()];
+            let mut i = 0;
+            while let Some(n) = subtree.get(i).cloned() {
+                subtree.extend(rec.children(&n).map(str::to_owned));
+                i += 1;
+            }
+            let live: Vec<String> = cluster.nodes().into_iter().map(|n| n.id).collect();
+            let mut tree = rec.clone();
+            tree.edges
+                .retain(|(e, p)| !subtree.contains(e) && live.contains(e) && live.contains(p));
+            let parent = tree
+                .parent_for_new_edge(cluster.cfg.fanout)
+                .unwrap_or(rec.origin.as_deref().unwrap_or_default())
+                .to_owned();
+            dir.set_edge(&self.name, &me, &parent).await?;
+            Ok::<_, DirectoryError>(Some(parent))
+        }
+        .await;
+        let _ = dir.unlock_room(lock).await;
+        let parent = placed.map_err(|e| unavailable(&e))?;
+        cluster.hold(&self.name, parent.clone());
+        tracing::info!(room = %self.name, node = %me, parent = ?parent, "room attached to the cluster");
+        if let Some(c) = self.cluster.as_mut() {
+            c.attached = true;
+        }
+        if let Some(p) = parent {
+            self.open_relay(&p).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a relay to `node`, this node's parent in the room's tree.
+    async fn open_relay(&mut self, node: &str) -> Result<(), Fail> {
+        let Some(home) = self.shards.first() else {
+            return Err(Fail(ServerMsg::error(
+                "server-error",
+                "the room has no router",
+            )));
+        };
+        let (worker, router, port) = (home.worker.clone(), home.router, home.port);
+        let transport = call(&worker, |reply| Command::CreatePipeTransport {
+            router,
+            reply,
+        })
+        .await?;
+        let Some(c) = self.cluster.as_mut() else {
+            return Ok(());
+        };
+        let relay_id = format!("{:032x}", rand::random::<u128>());
+        let addr = std::net::SocketAddr::new(c.cluster.cfg.node_address, port);
+        c.relays.push(Relay {
+            node: node.to_owned(),
+            relay_id: relay_id.clone(),
+            transport,
+            counters: Arc::default(),
+            ready: false,
+            parent: true,
+        });
+        c.send(
+            node,
+            NodeMsg::RelayOpen {
+                room: self.name.clone(),
+                from: c.me().to_owned(),
+                relay_id,
+                addr,
+            },
+        );
+        Ok(())
+    }
+
+    /// A message from another node about this room.
+    pub(super) async fn on_node(&mut self, msg: NodeMsg) {
+        match msg {
+            NodeMsg::RelayOpen {
+                from,
+                relay_id,
+                addr,
+                ..
+            } => self.on_relay_open(from, relay_id, addr).await,
+            NodeMsg::RelayReady {
+                from,
+                relay_id,
+                addr,
+                ..
+            } => self.on_relay_ready(&from, &relay_id, addr).await,
+            NodeMsg::RelayRefused {
+                from,
+                relay_id,
+                reason,
+                ..
+            } => {
+                tracing::warn!(room = %self.name, node = %from, %reason, "relay refused; attaching again shortly");
+                self.drop_relay(&relay_id).await;
+            }
+            NodeMsg::RelayClose { relay_id, .. } => {
+                self.drop_relay(&relay_id).await;
+                self.report_if_idle();
+            }
+            NodeMsg::Tracks {
+                relay_id,
+                added,
+                removed,
+                left,
+                ..
+            } => self.on_tracks(&relay_id, added, removed, left).await,
+        }
+    }
+
+    /// Another node attaches below this one: open our end, answer, and
+    /// send it every track.
+    async fn on_relay_open(&mut self, from: String, relay_id: String, addr: std::net::SocketAddr) {
+        let refuse = |c: &ClusterRoom, name: &str, reason: String| {
+            c.send(
+                &from,
+                NodeMsg::RelayRefused {
+                    room: name.to_owned(),
+                    from: c.me().to_owned(),
+                    relay_id: relay_id.clone(),
+                    reason,
+                },
+            );
+        };
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let Some(home) = self.shards.first().filter(|_| c.attached) else {
+            refuse(c, &self.name, "the room is not set up on this node".into());
+            return;
+        };
+        let (worker, router, port) = (home.worker.clone(), home.router, home.port);
+        let counters = Arc::new(RelayCounters::default());
+        let peer = match c
+            .cluster
+            .relay_peer(&from, addr, &relay_id, counters.clone())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(room = %self.name, node = %from, error = %e, "relay-open refused");
+                refuse(c, &self.name, e.to_string());
+                return;
+            }
+        };
+        let made = async {
+            let transport = call(&worker, |reply| Command::CreatePipeTransport {
+                router,
+                reply,
+            })
+            .await?;
+            call(&worker, |reply| Command::ConnectPipeTransport {
+                router,
+                transport,
+                peer: peer.into(),
+                reply,
+            })
+            .await?;
+            Ok::<_, sfu_core::Error>(transport)
+        }
+        .await;
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let transport = match made {
+            Ok(t) => t,
+            Err(e) => {
+                refuse(c, &self.name, e.to_string());
+                return;
+            }
+        };
+        let me = c.me().to_owned();
+        c.cluster.add_relay(RelayView {
+            room: self.name.clone(),
+            node: from.clone(),
+            counters: counters.clone(),
+        });
+        c.relays.push(Relay {
+            node: from.clone(),
+            relay_id: relay_id.clone(),
+            transport,
+            counters,
+            ready: true,
+            parent: false,
+        });
+        c.send(
+            &from,
+            NodeMsg::RelayReady {
+                room: self.name.clone(),
+                from: me,
+                relay_id: relay_id.clone(),
+                addr: std::net::SocketAddr::new(c.cluster.cfg.node_address, port),
+            },
+        );
+        tracing::info!(room = %self.name, node = %from, "relay opened to an edge");
+        self.announce_all(&relay_id).await;
+    }
+
+    /// Our parent opened its end: connect ours and send it every track.
+    async fn on_relay_ready(&mut self, from: &str, relay_id: &str, addr: std::net::SocketAddr) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let Some(r) = c
+            .relays
+            .iter()
+            .find(|r| r.relay_id == relay_id && r.node == from && !r.ready)
+        else {
+            return;
+        };
+        let (transport, counters) = (r.transport, r.counters.clone());
+        let Some(home) = self.shards.first() else {
+            return;
+        };
+        let (worker, router) = (home.worker.clone(), home.router);
+        let connected = match c
+            .cluster
+            .relay_peer(from, addr, relay_id, counters.clone())
+            .await
+        {
+            Ok(peer) => call(&worker, |reply| Command::ConnectPipeTransport {
+                router,
+                transport,
+                peer: peer.into(),
+                reply,
+            })
+            .await
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = connected {
+            tracing::warn!(room = %self.name, node = %from, error = %e, "relay not connected");
+            self.drop_relay(relay_id).await;
+            return;
+        }
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        c.cluster.add_relay(RelayView {
+            room: self.name.clone(),
+            node: from.to_owned(),
+            counters,
+        });
+        if let Some(r) = c.relays.iter_mut().find(|r| r.relay_id == relay_id) {
+            r.ready = true;
+        }
+        tracing::info!(room = %self.name, node = %from, "relay to the parent connected");
+        self.announce_all(relay_id).await;
+    }
+
+    /// Drops relay `relay_id` with every publisher that came through it
+    /// (the others are told); a lost parent means attaching again.
+    pub(super) async fn drop_relay(&mut self, relay_id: &str) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(i) = c.relays.iter().position(|r| r.relay_id == relay_id) else {
+            return;
+        };
+        let r = c.relays.remove(i);
+        c.cluster.remove_relay(&self.name, &r.node);
+        if r.parent {
+            c.attached = false;
+            c.cluster.release(&self.name);
+            c.reattach_at = Some(Instant::now() + REATTACH_DELAY);
+        }
+        let lost: Vec<(u64, String)> = c
+            .remote
+            .values()
+            .filter(|p| p.via == relay_id)
+            .map(|p| (p.pid, p.id.clone()))
+            .collect();
+        if let Some(home) = self.home() {
+            self.command(
+                home,
+                Command::CloseTransport {
+                    router: home,
+                    transport: r.transport,
+                },
+            );
+        }
+        tracing::info!(room = %self.name, node = %r.node, publishers = lost.len(), "relay closed");
+        for (pid, _) in &lost {
+            self.remove_remote(*pid).await;
+        }
+        self.relay_gone(
+            None,
+            Vec::new(),
+            lost.into_iter().map(|(_, id)| id).collect(),
+        );
+    }
+
+    /// The live nodes changed: relays to nodes gone are dropped.
+    pub(super) async fn on_nodes_changed(&mut self) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let live: Vec<String> = c
+            .nodes
+            .borrow_and_update()
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
+        if live.is_empty() {
+            return; // the directory is down, not every node
+        }
+        let gone: Vec<String> = c
+            .relays
+            .iter()
+            .filter(|r| !live.contains(&r.node))
+            .map(|r| r.relay_id.clone())
+            .collect();
+        for id in gone {
+            tracing::warn!(room = %self.name, relay = %id, "a relay's node left the directory");
+            self.drop_relay(&id).await;
+        }
+    }
+
+    /// Attaches again once due (a refused or lost parent); retried later
+    /// while the directory is down.
+    pub(super) async fn reattach_if_due(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if c.reattach_at.is_none_or(|t| t > now) {
+            return;
+        }
+        c.reattach_at = None;
+        if self.participants.is_empty() && !self.has_children() {
+            return;
+        }
+        if let Err(Fail(m)) = self.attach().await {
+            tracing::warn!(room = %self.name, error = ?m, "room not attached again; retrying");
+            if let Some(c) = self.cluster.as_mut() {
+                c.reattach_at = Some(now + REATTACH_DELAY);
+            }
+        }
+    }
+
+    /// Whether other nodes attach below this one.
+    pub(super) fn has_children(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.relays.iter().any(|r| !r.parent))
+    }
+
+    /// The room has no member here: unless it feeds other nodes, it leaves
+    /// the cluster (its parent is told, the directory forgets it here).
+    pub(super) fn leave_cluster(&mut self) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if !c.attached {
+            return;
+        }
+        c.attached = false;
+        let me = c.me().to_owned();
+        for r in c.relays.drain(..) {
+            c.cluster.remove_relay(&self.name, &r.node);
+            let _ = c.outbox.send((
+                r.node.clone(),
+                NodeMsg::RelayClose {
+                    room: self.name.clone(),
+                    from: me.clone(),
+                    relay_id: r.relay_id.clone(),
+                },
+            ));
+        }
+        c.remote.clear();
+        c.cluster.release(&self.name);
+        let (cluster, name) = (c.cluster.clone(), self.name.clone());
+        tokio::spawn(async move {
+            if let Err(e) = cluster.dir.leave_room(&name, &me).await {
+                tracing::warn!(room = %name, error = %e, "directory: room not left (it expires)");
+            }
+        });
+    }
+}
