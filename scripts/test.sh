@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs what it needs if missing,
 # checks formatting and clippy (-D warnings), runs every Rust test, then the
-# end-to-end tests in real headless Chromium and Firefox, the media-quality
+# end-to-end tests in real headless Chromium and Firefox, a room across three
+# nodes with a real redis-server (sfu-load and Chromium), the media-quality
 # check (Chromium through the server on a clean network,
 # on 5 % loss and behind a 200 kbit/s downlink, against P2P) and 20
 # start/stop stress cycles.
@@ -33,6 +34,8 @@ timeout 1800 cargo test --workspace --locked
 if [ -z "${SFU_SKIP_E2E:-}" ]; then
   log "end-to-end tests in headless Chromium"
   timeout 900 scripts/e2e.sh
+  log "a room across three nodes: redis-server, sfu-load and Chromium; a node killed, Redis stopped"
+  timeout 700 scripts/cluster.sh
   log "media quality in Chromium: clean, 5 % loss both ways, 200 kbit/s downlink (targets checked)"
   QUALITY_ASSERT=1 timeout 900 scripts/quality.sh clean loss5 cap200
   log "start/stop stress: 20 cycles of real clients on both workers, then SIGTERM"

@@ -8,7 +8,6 @@ const { chromium } = require('playwright-core');
 // WebDriver BiDi.
 const puppeteer = require('puppeteer-core');
 const { spawn, execFileSync } = require('child_process');
-const http = require('http');
 
 const BIN = process.argv[2];
 const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
@@ -17,8 +16,6 @@ const PORT = Number(process.env.SFU_E2E_PORT || 18080);
 const BASE = `http://127.0.0.1:${PORT}`;
 const WATCHDOG_MS = 10 * 60 * 1000;
 
-let passed = 0;
-let failed = 0;
 let server;
 let browser;
 let firefox;
@@ -32,69 +29,22 @@ function finish(code) {
   clearTimeout(watchdog);
   const done = () => {
     if (server && server.exitCode === null) server.kill('SIGKILL');
-    console.log(`\ne2e: ${passed} passed, ${failed} failed`);
-    process.exit(code || (failed ? 1 : 0));
+    console.log(`\ne2e: ${tests.passed} passed, ${tests.failed} failed`);
+    process.exit(code || (tests.failed ? 1 : 0));
   };
   const closing = Promise.all([browser, firefox].filter(Boolean).map((b) => b.close().catch(() => {})));
   Promise.race([closing, new Promise((r) => setTimeout(r, 5000))]).then(done);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { sleep, until, getFrom, fpsOver, runner, CHROMIUM_ARGS, openPage } = require('./lib');
 
-async function until(desc, fn, timeoutMs = 20000, everyMs = 250) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${desc} (last: ${JSON.stringify(String(last))})`);
-}
+const get = (path) => getFrom(BASE, path);
 
-function get(path) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(BASE + path, (res) => {
-      let body = '';
-      res.on('data', (c) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('error', reject);
-    req.setTimeout(3000, () => req.destroy(new Error('timeout')));
-  });
-}
-
-// SFU_E2E_ONLY=text runs only the tests whose names contain it, or one of
-// its |-separated parts (for working on some; the README's command runs them all).
-async function test(name, fn) {
-  const only = process.env.SFU_E2E_ONLY;
-  if (only && !only.split('|').some((part) => name.includes(part))) {
-    console.log(`skip ${name} (SFU_E2E_ONLY)`);
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
-    throw e; // later scenarios build on earlier ones
-  }
-}
+const tests = runner();
+const test = tests.test;
 
 async function openParticipant(room, name, query = '') {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') console.log(`  [${name} console] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`  [${name} pageerror] ${e}`));
-  await page.goto(`${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}${query}`);
-  return { name, page, context };
+  return openPage(browser, `${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}${query}`, name);
 }
 
 // Debian's Firefox ESR with fake media, driven over WebDriver BiDi, started
@@ -124,20 +74,6 @@ async function openFirefox(room, name, query = '') {
   page.on('pageerror', (e) => console.log(`  [${name} pageerror] ${e}`));
   await page.goto(`${BASE}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}${query}`);
   return { name, page, context };
-}
-
-// Frames per second `p` decodes of each tile over `seconds`: { id: { name, fps, width } }.
-async function fpsOver(p, seconds) {
-  const a = await stats(p);
-  const t0 = Date.now();
-  await sleep(seconds * 1000);
-  const b = await stats(p);
-  const dt = (Date.now() - t0) / 1000;
-  const out = {};
-  for (const [id, e] of Object.entries(b)) {
-    out[id] = { name: e.name, fps: Number(((e.framesDecoded - (a[id] ? a[id].framesDecoded : 0)) / dt).toFixed(1)), width: e.frameWidth };
-  }
-  return out;
 }
 
 // A page with `init` run before the app (to simulate browser conditions).
@@ -203,9 +139,7 @@ async function main() {
 
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    args: CHROMIUM_ARGS,
   });
 
   const room = 'e2e-a';
@@ -802,9 +736,7 @@ async function main() {
     const load = require('path').join(require('path').dirname(BIN), 'sfu-load');
     let loadProc;
     try {
-      const health = () => new Promise((resolve) => {
-        http.get(base + '/healthz', (res) => { res.resume(); resolve(res.statusCode === 200); }).on('error', () => resolve(false));
-      });
+      const health = async () => (await getFrom(base, '/healthz')).status === 200;
       await until('the second server answers /healthz', health, 15000);
       const open = async (name) => {
         const context = await browser.newContext();

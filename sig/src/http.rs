@@ -1,4 +1,5 @@
-//! HTTP routes: the web client (embedded), `/ws`, `/metrics`, `/healthz`.
+//! HTTP routes: the web client (embedded), `/ws`, `/metrics`, `/healthz`,
+//! and `/nodes` (the cluster's live nodes, for clients to reconnect to).
 
 use axum::Router;
 use axum::extract::State;
@@ -45,7 +46,30 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(handler))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/nodes", get(nodes))
         .with_state(state)
+}
+
+/// `{"nodes":[{"id":…,"url":…}]}`: the cluster's live nodes as of the last
+/// heartbeat, this one first; empty for a node alone. A client that loses
+/// its node joins again on another.
+async fn nodes(State(app): State<AppState>) -> impl IntoResponse {
+    let mut list = Vec::new();
+    if let Some(c) = &app.cluster {
+        let mut nodes = c.nodes();
+        nodes.sort_by_key(|n| n.id != c.node_id());
+        for n in nodes {
+            list.push(serde_json::json!({ "id": n.id, "url": n.url }));
+        }
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            // A page served by one node reads it from another after a redirect.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        serde_json::json!({ "nodes": list }).to_string(),
+    )
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

@@ -23,6 +23,10 @@ const state = {
   senders: {}, // kind -> RTCRtpSender of the camera and microphone
   videoOff: false,
   reconnect: { attempt: 0, timer: null },
+  // The node this page's session is on (its base URL; this page's own
+  // origin until a redirect), and the cluster's nodes to reconnect to.
+  base: location.origin,
+  nodes: [],
   audioBlocked: false,
   quality: null, // { level, rttMs, lossPct, outKbps } from getStats, every 2 s
   qualityTimer: null,
@@ -417,6 +421,14 @@ async function handle(msg) {
       break;
     case 'left':
       break;
+    case 'redirect':
+      // This node is full: join on the one it names, at once.
+      if (/^https?:\/\//.test(msg.url)) {
+        state.base = msg.url.replace(/\/+$/, '');
+        closeSession();
+        connect().catch((e) => scheduleReconnect('Could not join on another node: ' + e));
+      }
+      break;
     case 'error': {
       // update-timeout is followed by a fresh update: nothing to show.
       if (msg.code === 'update-timeout') { console.warn(msg.message); break; }
@@ -511,7 +523,12 @@ async function connect() {
   // Camera off: the sender stays, but sends nothing.
   if (state.videoOff && state.senders.video) await state.senders.video.replaceTrack(null);
 
-  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  const url = state.base.replace(/^http/, 'ws') + '/ws';
+  // The cluster's nodes, to reconnect to one should this one go.
+  fetch(state.base + '/nodes').then((r) => r.json()).then((j) => {
+    const urls = (j.nodes || []).map((n) => n.url).filter((u) => /^https?:\/\//.test(u));
+    if (urls.length) state.nodes = urls;
+  }).catch(() => {});
   const ws = new WebSocket(url);
   state.ws = ws;
   state.queue = Promise.resolve();
@@ -542,6 +559,11 @@ function scheduleReconnect(why) {
     return;
   }
   const delay = Math.min(15000, 1000 * 2 ** (n - 1));
+  // From the second attempt on, try the cluster's other nodes in turn.
+  if (n >= 2 && state.nodes.length > 1) {
+    const i = state.nodes.indexOf(state.base);
+    state.base = state.nodes[(i + 1) % state.nodes.length];
+  }
   setStatus('connecting', `Reconnecting in ${Math.round(delay / 1000)} s (attempt ${n} of ${RECONNECT_ATTEMPTS})…`);
   showError(why + ' Reconnecting…');
   state.reconnect.timer = setTimeout(() => {
@@ -797,6 +819,10 @@ window.sfu = {
   levels: () => state.levels,
   // The status line ('Connected', 'Reconnecting in 1 s (attempt 1 of 8)…').
   status: () => $('status-text').textContent,
+  // The error banner's text ('' when hidden).
+  error: () => ($('banner').hidden ? '' : $('banner-text').textContent),
+  // The node this session is on (its base URL).
+  node: () => state.base,
   // The camera and microphone on offer and the chosen ones.
   devices: () => ({ cameras: [...$('camera-select').options].map((o) => o.value), camera: $('camera-select').value, mics: [...$('mic-select').options].map((o) => o.value), mic: $('mic-select').value }),
   switchDevice: (kind, id) => switchDevice(kind, id),

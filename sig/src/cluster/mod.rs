@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::ClusterConfig;
 use crate::directory::records::check_relay_addr;
-use crate::directory::{Directory, DirectoryError, HEARTBEAT, NodeRecord, inbox};
+use crate::directory::{Directory, DirectoryError, HEARTBEAT, NODE_TTL, NodeRecord, inbox};
 
 pub use self::wire::NodeMsg;
 
@@ -50,6 +50,8 @@ pub struct Cluster {
     cores: u16,
     nodes: watch::Sender<Vec<NodeRecord>>,
     up: AtomicBool,
+    /// Since when the directory has answered every heartbeat.
+    up_since: Mutex<Option<Instant>>,
     /// Rooms held here: name → the node feeding it (`None`: the origin).
     held: Mutex<BTreeMap<String, Option<String>>>,
     relays: Mutex<Vec<RelayView>>,
@@ -85,6 +87,7 @@ impl Cluster {
             cores,
             nodes,
             up: AtomicBool::new(false),
+            up_since: Mutex::new(None),
             held: Mutex::new(BTreeMap::new()),
             relays: Mutex::new(Vec::new()),
             load,
@@ -112,6 +115,17 @@ impl Cluster {
     /// Whether the directory answered the last heartbeat.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Whether the node list can be trusted to name every live node: the
+    /// directory has answered for a whole [`NODE_TTL`] (after it comes
+    /// back empty, nodes register again one heartbeat at a time).
+    pub fn nodes_settled(&self) -> bool {
+        self.up_since
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() >= NODE_TTL)
     }
 
     /// Marks room `room` held here, fed by `parent` (`None`: its origin):
@@ -252,6 +266,9 @@ async fn heartbeat(me: std::sync::Weak<Cluster>) {
         .await;
         match res {
             Ok(nodes) => {
+                if let Ok(mut t) = c.up_since.lock() {
+                    t.get_or_insert_with(Instant::now);
+                }
                 if !c.up.swap(true, Ordering::Relaxed) {
                     tracing::info!(node = %rec.id, nodes = nodes.len(), "directory: registered");
                 }
@@ -263,6 +280,9 @@ async fn heartbeat(me: std::sync::Weak<Cluster>) {
             }
             Err(e) => {
                 c.up.store(false, Ordering::Relaxed);
+                if let Ok(mut t) = c.up_since.lock() {
+                    *t = None;
+                }
                 let now = Instant::now();
                 if last_warn.is_none_or(|t| now - t >= Duration::from_secs(10)) {
                     last_warn = Some(now);

@@ -316,6 +316,7 @@ impl Room {
                 .into_iter()
                 .chain(self.roster.poll_timeout())
                 .chain(self.cluster.as_ref().and_then(|c| c.reattach_at))
+                .chain(self.cluster.as_ref().and_then(|c| c.check_at))
                 .min();
             let watching = self.cluster.is_some();
             let msg = tokio::select! {
@@ -331,7 +332,9 @@ impl Room {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = Instant::now();
                     self.on_timeouts(now).await;
+                    self.check_relays(now).await;
                     self.reattach_if_due(now).await;
+                    self.report_if_idle();
                     self.flush_roster(now);
                     continue;
                 }

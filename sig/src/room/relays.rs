@@ -33,7 +33,16 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How long the room's lock is held at most (it frees itself after).
 const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// A room whose relay to its parent was refused or lost tries again after this.
-pub(super) const REATTACH_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const REATTACH_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+/// A connected relay from which nothing arrives for this long is dead (its
+/// ends exchange RTCP reports every second, media or not): dropped, as
+/// ICE consent would drop a peer, well before its node's record expires.
+pub(super) const RELAY_SILENCE: std::time::Duration = std::time::Duration::from_secs(4);
+/// How often relays are checked for silence.
+const RELAY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+/// A node whose relay went silent is not attached to again for this long
+/// (or until it leaves the directory).
+const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A publisher of the room on another node.
 #[derive(Debug)]
@@ -59,6 +68,8 @@ pub(super) struct Relay {
     pub(super) counters: Arc<RelayCounters>,
     /// Connected both ways, tracks announced.
     pub(super) ready: bool,
+    /// Packets received as last checked, and since when that count stands.
+    pub(super) last_in: (u64, Instant),
     /// The node that feeds this one (it was opened to attach).
     pub(super) parent: bool,
 }
@@ -77,6 +88,10 @@ pub(super) struct ClusterRoom {
     pub(super) nodes: watch::Receiver<Vec<crate::directory::NodeRecord>>,
     /// When to attach again (after a refused or lost parent).
     pub(super) reattach_at: Option<Instant>,
+    /// When to check the relays for silence next.
+    pub(super) check_at: Option<Instant>,
+    /// Nodes whose relay went silent, and until when they are avoided.
+    suspects: Vec<(String, Instant)>,
 }
 
 impl ClusterRoom {
@@ -98,6 +113,8 @@ impl ClusterRoom {
             remote: BTreeMap::new(),
             outbox,
             reattach_at: None,
+            check_at: None,
+            suspects: Vec::new(),
         }
     }
 
@@ -138,6 +155,13 @@ impl Room {
             return Ok(());
         };
         let cluster = c.cluster.clone();
+        let now = Instant::now();
+        let suspects: Vec<String> = c
+            .suspects
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(n, _)| n.clone())
+            .collect();
         let me = cluster.node_id().to_owned();
         let dir = &cluster.dir;
         let until = Instant::now() + LOCK_WAIT;
@@ -174,9 +198,14 @@ impl Room {
                 i += 1;
             }
             let live: Vec<String> = cluster.nodes().into_iter().map(|n| n.id).collect();
+            // Edges of nodes gone are forgotten.
+            for (e, _) in rec.edges.iter().filter(|(e, _)| !live.contains(e)) {
+                dir.leave_room(&self.name, e).await?;
+            }
+            let usable = |n: &String| live.contains(n) && !suspects.contains(n);
             let mut tree = rec.clone();
             tree.edges
-                .retain(|(e, p)| !subtree.contains(e) && live.contains(e) && live.contains(p));
+                .retain(|(e, p)| !subtree.contains(e) && usable(e) && usable(p));
             let parent = tree
                 .parent_for_new_edge(cluster.cfg.fanout)
                 .unwrap_or(rec.origin.as_deref().unwrap_or_default())
@@ -223,6 +252,7 @@ impl Room {
             transport,
             counters: Arc::default(),
             ready: false,
+            last_in: (0, Instant::now()),
             parent: true,
         });
         c.send(
@@ -289,6 +319,18 @@ impl Room {
                 },
             );
         };
+        // A node has one relay with this one per room: a new one replaces
+        // what is left of an old one (it attached again).
+        let old: Vec<String> = self
+            .cluster
+            .iter()
+            .flat_map(|c| &c.relays)
+            .filter(|r| r.node == from && r.relay_id != relay_id)
+            .map(|r| r.relay_id.clone())
+            .collect();
+        for id in old {
+            self.drop_relay(&id).await;
+        }
         let Some(c) = self.cluster.as_ref() else {
             return;
         };
@@ -348,6 +390,7 @@ impl Room {
             transport,
             counters,
             ready: true,
+            last_in: (0, Instant::now()),
             parent: false,
         });
         c.send(
@@ -359,6 +402,7 @@ impl Room {
                 addr: std::net::SocketAddr::new(c.cluster.cfg.node_address, port),
             },
         );
+        c.check_at.get_or_insert(Instant::now() + RELAY_CHECK);
         tracing::info!(room = %self.name, node = %from, "relay opened to an edge");
         self.announce_all(&relay_id).await;
     }
@@ -410,7 +454,9 @@ impl Room {
         });
         if let Some(r) = c.relays.iter_mut().find(|r| r.relay_id == relay_id) {
             r.ready = true;
+            r.last_in = (0, Instant::now());
         }
+        c.check_at.get_or_insert(Instant::now() + RELAY_CHECK);
         tracing::info!(room = %self.name, node = %from, "relay to the parent connected");
         self.announce_all(relay_id).await;
     }
@@ -426,6 +472,15 @@ impl Room {
         };
         let r = c.relays.remove(i);
         c.cluster.remove_relay(&self.name, &r.node);
+        // The far end drops it too, should it still be there.
+        c.send(
+            &r.node,
+            NodeMsg::RelayClose {
+                room: self.name.clone(),
+                from: c.me().to_owned(),
+                relay_id: r.relay_id.clone(),
+            },
+        );
         if r.parent {
             c.attached = false;
             c.cluster.release(&self.name);
@@ -457,6 +512,35 @@ impl Room {
         );
     }
 
+    /// Drops relays from which nothing arrived for [`RELAY_SILENCE`]; their
+    /// nodes are avoided for a while. Re-armed while relays exist.
+    pub(super) async fn check_relays(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if c.check_at.is_none_or(|t| t > now) {
+            return;
+        }
+        let mut silent = Vec::new();
+        for r in c.relays.iter_mut().filter(|r| r.ready) {
+            let n = r.counters.packets_in.get();
+            if n != r.last_in.0 {
+                r.last_in = (n, now);
+            } else if now.duration_since(r.last_in.1) >= RELAY_SILENCE {
+                silent.push((r.relay_id.clone(), r.node.clone()));
+            }
+        }
+        c.suspects.retain(|(_, until)| *until > now);
+        for (_, node) in &silent {
+            c.suspects.push((node.clone(), now + SUSPECT_FOR));
+        }
+        c.check_at = (!c.relays.is_empty()).then_some(now + RELAY_CHECK);
+        for (id, node) in silent {
+            tracing::warn!(room = %self.name, %node, "relay silent for {} s: dropped", RELAY_SILENCE.as_secs());
+            self.drop_relay(&id).await;
+        }
+    }
+
     /// The live nodes changed: relays to nodes gone are dropped.
     pub(super) async fn on_nodes_changed(&mut self) {
         let Some(c) = self.cluster.as_mut() else {
@@ -468,8 +552,10 @@ impl Room {
             .iter()
             .map(|n| n.id.clone())
             .collect();
-        if live.is_empty() {
-            return; // the directory is down, not every node
+        // Right after the directory comes back, nodes not registered again
+        // yet are not gone (a dead one's relay falls silent anyway).
+        if !c.cluster.nodes_settled() {
+            return;
         }
         let gone: Vec<String> = c
             .relays

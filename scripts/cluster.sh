@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# A room across machines, on one: a real redis-server and three sfu nodes
+# on loopback, tested with sfu-load and real Chromium (scripts/e2e/cluster.js).
+# Runs inside a fresh network namespace when the machine allows it, so no
+# packet can leave; otherwise on loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v redis-server >/dev/null || { echo "cluster: redis-server is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+cargo build --release --locked -p sfu-sig -p sfu-bench
+BIN="$PWD/target/release/sfu"
+LOAD="$PWD/target/release/sfu-load"
+if [ -z "${SFU_IN_NETNS:-}" ] && unshare -n true 2>/dev/null; then
+  # shellcheck disable=SC2016 # "$0" and "$1" are the inner shell's
+  SFU_IN_NETNS=1 unshare -n bash -c 'ip link set lo up && exec timeout 600 node scripts/e2e/cluster.js "$0" "$1"' "$BIN" "$LOAD"
+else
+  echo "cluster: no network namespace available here; running on loopback only"
+  timeout 600 node scripts/e2e/cluster.js "$BIN" "$LOAD"
+fi
