@@ -2,7 +2,8 @@
 # The project's test command (README.md): installs what it needs if missing,
 # checks formatting and clippy (-D warnings), runs every Rust test, then the
 # end-to-end tests in real headless Chromium and Firefox, a room across three
-# nodes with a real redis-server (sfu-load and Chromium), the media-quality
+# nodes with a real redis-server (sfu-load and Chromium), the Debian package
+# (built, installed, checked), the media-quality
 # check (Chromium through the server on a clean network,
 # on 5 % loss and behind a 200 kbit/s downlink, against P2P) and 20
 # start/stop stress cycles.
@@ -34,6 +35,8 @@ timeout 1800 cargo test --workspace --locked
 if [ -z "${SFU_SKIP_E2E:-}" ]; then
   log "end-to-end tests in headless Chromium"
   timeout 900 scripts/e2e.sh
+  log "the Debian package: cargo deb, dpkg -i, sfu --version and --check, systemd-analyze verify"
+  timeout 1500 scripts/package.sh
   log "a room across three nodes: redis-server, sfu-load and Chromium; a node killed, Redis stopped"
   timeout 700 scripts/cluster.sh
   log "media quality in Chromium: clean, 5 % loss both ways, 200 kbit/s downlink (targets checked)"

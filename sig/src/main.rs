@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         };
         return mint_token(flags, &room, &identity, &ttl, role);
     }
+    let check = flags.check;
     let cfg = match Config::load(flags) {
         Ok(c) => c,
         Err(e) => {
@@ -33,6 +34,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if check {
+        let cluster = cfg.cluster.as_ref().map_or("alone".to_string(), |c| {
+            format!("node {} of the cluster at {}", c.node_id, c.redis)
+        });
+        println!(
+            "sfu: configuration ok: http {}, rtc ports {}-{}, {} worker(s), {cluster}",
+            cfg.http_listen, cfg.rtc_port_min, cfg.rtc_port_max, cfg.cores
+        );
+        return ExitCode::SUCCESS;
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -142,6 +142,10 @@ pub struct Flags {
     /// 32 characters).
     #[arg(long, env = "SFU_AUTH_SECRET", global = true, hide_env_values = true)]
     pub auth_secret: Option<String>,
+    /// Check the configuration (flags, environment, the file) and exit: 0 when it is valid,
+    /// else 2 with the field and the reason.
+    #[arg(long)]
+    pub check: bool,
     /// Subcommand (none: run the server).
     #[command(subcommand)]
     pub command: Option<Cmd>,
