@@ -13,7 +13,7 @@ if ! command -v cargo-deb >/dev/null; then
   timeout 900 cargo install cargo-deb --locked --version '^3'
 fi
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-deb=$(timeout 1200 cargo deb -p sfu-sig --locked --strip 2>/dev/null | tail -n 1)
+deb=$(timeout 1200 cargo deb -p sfu-sig --locked --strip 2>/dev/null | awk 'END { print }')
 [ -f "$deb" ] || { echo "package: cargo deb made no package" >&2; exit 1; }
 log "built $deb ($(du -h "$deb" | cut -f1))"
 
@@ -23,7 +23,7 @@ trap cleanup EXIT
 $SUDO dpkg -i "$deb" >/dev/null
 
 version=$(/usr/bin/sfu --version)
-[ "$version" = "sfu $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" ] ||
+[ "$version" = "sfu $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | awk 'NR <= 1')" ] ||
   { echo "package: sfu --version says: $version" >&2; exit 1; }
 log "installed: $version"
 /usr/bin/sfu --config /etc/sfu/sfu.toml --check
