@@ -50,8 +50,9 @@ pub struct MediaConfig {
     pub audio: bool,
     /// Decrypt and verify one in this many received packets.
     pub verify_every: u32,
-    /// Server PID for the progress line's CPU figure.
-    pub server_pid: Option<u32>,
+    /// Server PIDs (every node of a spawned cluster) for the progress
+    /// line's CPU figure.
+    pub server_pids: Vec<u32>,
     /// Print a progress line a second (the first load process only).
     pub progress: bool,
 }
@@ -306,11 +307,7 @@ pub fn run(
     let mut pkt = Vec::with_capacity(2048);
     let mut next_progress = now + Duration::from_secs(1);
     let mut last_expected_basis: Vec<(u64, u64)> = vec![(0, 0); st.len()];
-    let (mut last_recv, mut last_sent, mut last_cpu) = (
-        0u64,
-        0u64,
-        cfg.server_pid.and_then(super::report::process_cpu_seconds),
-    );
+    let (mut last_recv, mut last_sent, mut last_cpu) = (0u64, 0u64, cpu_of(&cfg.server_pids));
     let (mut total_recv, mut total_sent) = (0u64, 0u64);
     let started = now;
     let dtls_config = sfu_core::proto::dtls::default_config();
@@ -461,7 +458,7 @@ pub fn run(
             next_progress += Duration::from_secs(1);
             let connected = st.iter().filter(|s| s.stats.connected).count();
             let failed = st.iter().filter(|s| s.stats.failure.is_some()).count();
-            let cpu = cfg.server_pid.and_then(super::report::process_cpu_seconds);
+            let cpu = cpu_of(&cfg.server_pids);
             let cpu_pct = match (cpu, last_cpu) {
                 (Some(a), Some(b)) => format!("{:.0}%", (a - b) * 100.0),
                 _ => "n/a".into(),
@@ -582,4 +579,15 @@ fn receive(
         }
     }
     0
+}
+
+/// CPU seconds of processes `pids`, summed; `None` when there are none or
+/// one cannot be read.
+fn cpu_of(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|p| super::report::process_cpu_seconds(*p))
+        .sum()
 }

@@ -9,6 +9,7 @@
     reason = "kill(2) of the spawned server, and pinning it between fork and exec"
 )]
 
+mod cluster;
 pub mod floor;
 pub mod media;
 pub mod report;
@@ -40,7 +41,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 pub struct Args {
     /// Signaling URL of the server; several, comma-separated, for nodes
     /// of a cluster: publishers join on the first, subscribers round-robin
-    /// over all of them.
+    /// over all of them from the second on.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub server: String,
     /// Number of rooms.
@@ -83,6 +84,20 @@ pub struct Args {
     /// Start the server (pinned to --server-cpu) on a free loopback port.
     #[arg(long)]
     pub spawn_server: bool,
+    /// Start a cluster of this many nodes on loopback instead (each its own
+    /// HTTP port and RTC ports, pinned as --spawn-server pins one), sharing
+    /// the directory at --redis, or at a redis-server started for the run;
+    /// publishers join the first node, subscribers round-robin over them.
+    /// Server CPU and RSS are the nodes' summed.
+    #[arg(long, default_value_t = 0)]
+    pub spawn_cluster: usize,
+    /// The directory of --spawn-cluster (`redis://host:port`) [default: a
+    /// redis-server started on a free loopback port].
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Internal: the PIDs of a spawned cluster's other nodes.
+    #[arg(skip)]
+    pub more_server_pids: Vec<u32>,
     /// Also (or, without a server, only) run the scenario through a
     /// reference relay (pinned to --server-cpu) that sends every datagram
     /// on with recvmmsg/sendmmsg and nothing else: the floor this machine
@@ -208,6 +223,11 @@ fn generator_cpu(args: &Args) -> Option<usize> {
 /// and track limits no lower than the scenario needs (a 1→200 room has 201
 /// participants; the server's default is 100).
 pub fn server_args(args: &Args, port: u16) -> Vec<String> {
+    server_args_on(args, port, "43000-43999")
+}
+
+/// [`server_args`] with the RTC port range `rtc` (`MIN-MAX`).
+fn server_args_on(args: &Args, port: u16, rtc: &str) -> Vec<String> {
     let limits = sfu_sig::config::Limits::default();
     let viewers = if args.role == "viewer" {
         args.subscribers
@@ -227,7 +247,7 @@ pub fn server_args(args: &Args, port: u16) -> Vec<String> {
         "--rtc-listen-ip",
         "127.0.0.1",
         "--rtc-ports",
-        "43000-43999",
+        rtc,
         "--cores",
         &server_cores(args).to_string(),
         "--log",
@@ -442,6 +462,23 @@ fn spawn_shard(
     })
 }
 
+/// The PIDs of the server, or of every node of a spawned cluster.
+fn server_pids(args: &Args) -> Vec<u32> {
+    args.server_pid
+        .into_iter()
+        .chain(args.more_server_pids.iter().copied())
+        .collect()
+}
+
+/// CPU time of the server (every node of a cluster, summed), seconds.
+fn servers_cpu_seconds(args: &Args) -> Option<f64> {
+    let pids = server_pids(args);
+    if pids.is_empty() {
+        return None;
+    }
+    pids.into_iter().map(process_cpu_seconds).sum()
+}
+
 /// The first of the comma-separated signaling URLs in `server`.
 fn first_url(server: &str) -> &str {
     server.split(',').next().unwrap_or(server).trim()
@@ -485,7 +522,17 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         ));
     }
     let shard = args.shard.unwrap_or(0);
-    let spawned = if args.spawn_server {
+    let cluster = if args.spawn_cluster > 0 && args.shard.is_none() {
+        let (c, urls) = cluster::spawn(&args)?;
+        args.server = urls;
+        let pids = c.pids();
+        args.server_pid = pids.first().copied();
+        args.more_server_pids = pids.into_iter().skip(1).collect();
+        Some(c)
+    } else {
+        None
+    };
+    let spawned = if args.spawn_server && cluster.is_none() {
         let (s, url) = spawn_server(&args)?;
         args.server = url;
         args.server_pid = Some(s.child.id());
@@ -611,10 +658,11 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     let url_for = {
         let publishers = args.publishers;
         move |idx: usize| -> String {
-            // Publishers on the first node; subscribers over all of them.
+            // Publishers on the first node; subscribers over all of them,
+            // from the second on (a lone subscriber crosses a relay).
             match (idx % per_room).checked_sub(publishers) {
                 None => urls[0].clone(),
-                Some(k) => urls[k % urls.len()].clone(),
+                Some(k) => urls[(k + 1) % urls.len()].clone(),
             }
         }
     };
@@ -670,16 +718,19 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         packet_size: args.packet_size,
         audio: args.audio,
         verify_every: args.verify_every.max(1),
-        server_pid: args.server_pid,
+        server_pids: server_pids(&args),
         progress: args.shard.is_none(),
     };
     let mut cpu_at_window = None;
     let mut workers = None;
+    // Relay packets out on every node, at the window's start and near its end.
+    let mut relayed = (None, None);
     let media = std::thread::scope(|scope| {
         let h = scope.spawn(|| media::run(clients, ev_rx, &cert, &mcfg));
-        if let Some(pid) = args.server_pid {
+        if args.server_pid.is_some() || args.shard.is_none() {
             std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
-            cpu_at_window = process_cpu_seconds(pid);
+            cpu_at_window = servers_cpu_seconds(&args);
+            relayed.0 = report::scrape_relayed(&args.server);
         }
         // Where the consumers are, near the window's end (every client
         // still in).
@@ -687,12 +738,17 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             let at = end.checked_sub(Duration::from_secs(1)).unwrap_or(end);
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
             workers = report::scrape_workers(first_url(&args.server));
+            relayed.1 = report::scrape_relayed(&args.server);
         }
         h.join()
     })
     .map_err(|_| "the media thread panicked".to_string())?;
-    let cpu_at_end = args.server_pid.and_then(process_cpu_seconds);
-    let rss = args.server_pid.and_then(process_rss_bytes);
+    let cpu_at_end = servers_cpu_seconds(&args);
+    let rss = server_pids(&args)
+        .into_iter()
+        .map(process_rss_bytes)
+        .sum::<Option<u64>>()
+        .filter(|_| args.server_pid.is_some());
     let _ = stop_tx.send(true);
     let _ = signaling.join();
     let own: Vec<usize> = (0..total).filter(|i| i % processes == shard).collect();
@@ -746,6 +802,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
     }
     let media = all;
     drop(spawned);
+    drop(cluster);
 
     // Expected: every packet a publisher sent in the window, once per other client of its room.
     let mut expected = 0u64;
@@ -810,6 +867,10 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         largest_signaling_message_bytes: largest,
         worker_consumers: workers.as_ref().map(|w| w.consumers.clone()),
         piped_packets: workers.as_ref().map(|w| w.piped_out),
+        relayed_packets: match relayed {
+            (Some(a), Some(b)) if args.server.contains(',') => Some(b.saturating_sub(a)),
+            _ => None,
+        },
         ..Summary::default()
     };
     let summary = floor_fields(summary);

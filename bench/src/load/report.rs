@@ -56,6 +56,9 @@ pub struct Summary {
     /// Packets the server's workers sent each other through pipes (a room
     /// spread over workers), all run long.
     pub piped_packets: Option<u64>,
+    /// Against several nodes: datagrams their relays sent each other in
+    /// the window (`sfu_relay_packets_out_total`, all nodes).
+    pub relayed_packets: Option<u64>,
     /// `--spawn-floor`: datagrams the reference relay's subscribers received
     /// in the window.
     pub floor_forwarded_packets: Option<u64>,
@@ -153,12 +156,19 @@ pub struct WorkerFigures {
     pub consumers: Vec<u64>,
     /// `sfu_worker_piped_packets_out_total`, all workers.
     pub piped_out: u64,
+    /// `sfu_relay_packets_out_total`, all relays.
+    pub relay_out: u64,
 }
 
 /// Reads `/metrics` of the server whose WebSocket URL is `ws_url`
 /// (`ws://host:port/...`, plain HTTP/1.0, 5 s at most); `None` when it
 /// cannot.
 pub fn scrape_workers(ws_url: &str) -> Option<WorkerFigures> {
+    scrape_page(ws_url).map(|p| parse_worker_metrics(&p))
+}
+
+/// The `/metrics` page of the server whose WebSocket URL is `ws_url`.
+fn scrape_page(ws_url: &str) -> Option<String> {
     use std::io::{Read, Write};
     let host = ws_url.strip_prefix("ws://")?.split('/').next()?;
     let addr: std::net::SocketAddr = host.parse().ok()?;
@@ -168,7 +178,25 @@ pub fn scrape_workers(ws_url: &str) -> Option<WorkerFigures> {
     write!(s, "GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
-    Some(parse_worker_metrics(&body))
+    Some(body)
+}
+
+/// `sfu_relay_packets_out_total` summed over every node of `server` (its
+/// comma-separated signaling URLs); `None` when one cannot be read.
+pub fn scrape_relayed(server: &str) -> Option<u64> {
+    server
+        .split(',')
+        .map(|u| scrape_page(u.trim()).map(|p| parse_worker_metrics(&p).relay_out))
+        .sum()
+}
+
+/// The value of the unlabelled series `name ` (with its trailing space) on
+/// the `/metrics` page of `ws_url`.
+pub fn scrape_page_metric(ws_url: &str, name: &str) -> Option<u64> {
+    let page = scrape_page(ws_url)?;
+    page.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The per-worker figures of a Prometheus text page.
@@ -199,6 +227,8 @@ pub fn parse_worker_metrics(page: &str) -> WorkerFigures {
             }
         } else if series.starts_with("sfu_worker_piped_packets_out_total{") {
             f.piped_out += v as u64;
+        } else if series.starts_with("sfu_relay_packets_out_total{") {
+            f.relay_out += v as u64;
         }
     }
     f
@@ -215,9 +245,12 @@ mod worker_metrics_tests {
                     sfu_worker_consumers{worker=\"0\"} 5800\n\
                     sfu_room_consumers{room=\"r\",worker=\"0\"} 10000\n\
                     sfu_worker_piped_packets_out_total{worker=\"0\"} 77\n\
-                    sfu_worker_piped_packets_out_total{worker=\"1\"} 3\n";
+                    sfu_worker_piped_packets_out_total{worker=\"1\"} 3\n\
+                    sfu_relay_packets_out_total{room=\"r\",node=\"b\"} 5\n\
+                    sfu_relay_packets_out_total{room=\"s\",node=\"c\"} 6\n";
         let f = parse_worker_metrics(page);
         assert_eq!(f.consumers, vec![5800, 4200]);
         assert_eq!(f.piped_out, 80);
+        assert_eq!(f.relay_out, 11);
     }
 }
