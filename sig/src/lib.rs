@@ -143,7 +143,8 @@ pub async fn run(
         hub_tx.clone(),
     );
     // In a cluster: the heartbeat, and other nodes' messages into the hub.
-    let cluster = match cfg.cluster.clone() {
+    let http_port = listener.local_addr().map_err(ServerError::Listener)?.port();
+    let cluster = match cfg.cluster.clone().map(|c| c.on_port(http_port)) {
         None => None,
         Some(cc) => {
             let reg = registry.clone();

@@ -27,6 +27,25 @@ pub struct ClusterConfig {
     /// Edges one node feeds at most (`--relay-fanout`): more edges
     /// attach below them, as a tree.
     pub fanout: usize,
+    /// Whether `public_url` (and `node_id`) were derived from the HTTP
+    /// port rather than given: [`ClusterConfig::on_port`] follows the port
+    /// actually bound.
+    pub derived: (bool, bool),
+}
+
+impl ClusterConfig {
+    /// This configuration for a server whose HTTP listener is on `port`:
+    /// the derived `public_url` and `node_id` name that port.
+    pub fn on_port(mut self, port: u16) -> Self {
+        let (url, id) = self.derived;
+        if url && let Some(i) = self.public_url.rfind(':') {
+            self.public_url = format!("{}:{port}", &self.public_url[..i]);
+        }
+        if id && let Some(i) = self.node_id.rfind(':') {
+            self.node_id = format!("{}:{port}", &self.node_id[..i]);
+        }
+        self
+    }
 }
 
 /// The flags and file fields of a cluster, taken out of [`Flags`] and
@@ -94,6 +113,7 @@ impl ClusterInput {
                 format!("expected redis://host:port[/db], got {redis:?}"),
             ));
         }
+        let derived = (self.public_url.is_none(), self.node_id.is_none());
         let node_id = match self.node_id {
             Some(id) => id.trim().to_owned(),
             None => format!("{}:{}", hostname(), http_listen.port()),
@@ -145,6 +165,7 @@ impl ClusterInput {
             public_url,
             capacity,
             fanout,
+            derived,
         }))
     }
 }
