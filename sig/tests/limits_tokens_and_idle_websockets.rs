@@ -8,23 +8,14 @@ use sfu_sig::Background;
 use sfu_sig::config::{Config, Flags};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+#[path = "common/ws.rs"]
+mod ws;
+use ws::{OFFER, Ws};
 
-const OFFER: &str = include_str!("../../testdata/sdp/offer-audio-video-sendrecv.sdp");
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 
 async fn next_json(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("open")
-            .expect("no error");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
+    ws::next_json_within(ws, 10).await
 }
 
 /// The next message of `kind` (skipping participants/update noise).

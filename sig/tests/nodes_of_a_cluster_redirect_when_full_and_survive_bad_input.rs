@@ -6,16 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use sfu_sig::Background;
 use sfu_sig::config::{Config, Flags};
 use sfu_sig::directory::server::RedisServer;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-const OFFER: &str = include_str!("../../testdata/sdp/offer-audio-video-sendrecv.sdp");
+#[path = "common/ws.rs"]
+mod ws;
+use ws::{OFFER, Ws};
 
 fn node(redis: &str, id: &str, capacity: &str, rtc: &str) -> Background {
     let cfg = Config::load(Flags {
@@ -57,16 +56,9 @@ async fn join(addr: std::net::SocketAddr, room: &str) -> (Ws, serde_json::Value)
         .await
         .expect("send");
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("open")
-            .expect("no error");
-        if let Message::Text(t) = m {
-            let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
-            if ["answer", "redirect", "error"].contains(&v["type"].as_str().unwrap_or_default()) {
-                return (ws, v);
-            }
+        let v = ws::next_json_within(&mut ws, 10).await;
+        if ["answer", "redirect", "error"].contains(&v["type"].as_str().unwrap_or_default()) {
+            return (ws, v);
         }
     }
 }

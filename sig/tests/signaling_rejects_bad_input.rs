@@ -4,27 +4,17 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use sfu_sig::Background;
 use sfu_sig::config::Config;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-const OFFER: &str = include_str!("../../testdata/sdp/offer-audio-video-sendrecv.sdp");
+#[path = "common/ws.rs"]
+mod ws;
+use ws::{OFFER, Ws};
 
 async fn recv_json(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a reply within 5 s")
-            .expect("socket open")
-            .expect("no websocket error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).expect("server sends JSON");
-        }
-    }
+    ws::next_json_within(ws, 5).await
 }
 
 async fn expect_error(ws: &mut Ws, send: String, code: &str) {
