@@ -160,6 +160,29 @@ async function main() {
     ]);
   });
 
+  await test('across nodes: ann mutes on A and bob (B) and cat (C) see it; 3 viewers on C are counted on every page', async () => {
+    await ann.page.evaluate(() => window.sfu.setMuted(true));
+    const badgeOf = (p, name) => p.page.evaluate((n) => {
+      const t = window.sfu.tiles().find((x) => x.name === n);
+      return t ? window.sfu.badges(t.id) : null;
+    }, name);
+    for (const p of [bob, cat]) {
+      await until(`${p.name} sees ann muted`, async () => /muted/.test(await badgeOf(p, 'ann') || ''), 10000);
+    }
+    await ann.page.evaluate(() => window.sfu.setMuted(false));
+    const run = runLoad(['--server', ws('c'), '--room', room, '--publishers', '0', '--subscribers', '3',
+      '--duration', '8', '--ramp', '1']);
+    const viewers = (p) => p.page.evaluate(() => { const el = document.getElementById('viewers'); return el.hidden ? '' : el.textContent; });
+    for (const p of [ann, bob, cat]) {
+      await until(`${p.name} shows 3 viewers`, async () => (await viewers(p)) === '3 viewers', 15000);
+    }
+    const s = await run.done;
+    if (s.joined !== 3) throw new Error(`viewers joined: ${s.joined}`);
+    for (const p of [ann, bob, cat]) {
+      await until(`${p.name} shows no viewer again`, async () => (await viewers(p)) === '', 15000);
+    }
+  });
+
   await test('node B killed (SIGKILL): C attaches to A again, and 10 s later ann and cat decode each other at >= 15 fps', async () => {
     procs.b.kill('SIGKILL');
     const t0 = Date.now();

@@ -90,6 +90,29 @@ pub enum NodeMsg {
         /// The relay's id.
         relay_id: String,
     },
+    /// A publisher's media state changed (`media-state` of its client).
+    Publisher {
+        /// The room.
+        room: String,
+        /// The sending node.
+        from: String,
+        /// The relay's id.
+        relay_id: String,
+        /// The publisher, with its state.
+        publisher: WirePublisher,
+    },
+    /// Viewers of the room on `from`'s side of the relay (its own and those
+    /// of the nodes behind it), for everyone's viewer count.
+    Viewers {
+        /// The room.
+        room: String,
+        /// The sending node.
+        from: String,
+        /// The relay's id.
+        relay_id: String,
+        /// How many.
+        count: u64,
+    },
 }
 
 /// A publisher as other nodes see it.
@@ -100,6 +123,12 @@ pub struct WirePublisher {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Its microphone is muted.
+    #[serde(default)]
+    pub audio_muted: bool,
+    /// Its camera is off.
+    #[serde(default)]
+    pub video_off: bool,
 }
 
 /// A track's kind on the wire.
@@ -169,7 +198,9 @@ impl NodeMsg {
             | Self::RelayReady { room, .. }
             | Self::RelayRefused { room, .. }
             | Self::Tracks { room, .. }
-            | Self::RelayClose { room, .. } => room,
+            | Self::RelayClose { room, .. }
+            | Self::Publisher { room, .. }
+            | Self::Viewers { room, .. } => room,
         }
     }
 
@@ -180,7 +211,9 @@ impl NodeMsg {
             | Self::RelayReady { from, .. }
             | Self::RelayRefused { from, .. }
             | Self::Tracks { from, .. }
-            | Self::RelayClose { from, .. } => from,
+            | Self::RelayClose { from, .. }
+            | Self::Publisher { from, .. }
+            | Self::Viewers { from, .. } => from,
         }
     }
 
@@ -191,7 +224,9 @@ impl NodeMsg {
             | Self::RelayReady { relay_id, .. }
             | Self::RelayRefused { relay_id, .. }
             | Self::Tracks { relay_id, .. }
-            | Self::RelayClose { relay_id, .. } => relay_id,
+            | Self::RelayClose { relay_id, .. }
+            | Self::Publisher { relay_id, .. }
+            | Self::Viewers { relay_id, .. } => relay_id,
         }
     }
 
@@ -209,6 +244,10 @@ impl NodeMsg {
             }
             Self::RelayRefused { reason, .. } if reason.len() > 500 => {
                 Err(bad("reason", "at most 500 bytes"))
+            }
+            Self::Publisher { publisher, .. } => publisher.validate(),
+            Self::Viewers { count, .. } if *count > 100_000_000 => {
+                Err(bad("count", "at most 100,000,000"))
             }
             Self::Tracks {
                 added,
@@ -241,15 +280,28 @@ fn global_id_ok(id: &str) -> bool {
     })
 }
 
+impl WirePublisher {
+    fn validate(&self) -> Result<(), RecordError> {
+        if !global_id_ok(&self.id) {
+            return Err(RecordError::Field {
+                field: "publisher id",
+                why: "not a node/id pair",
+            });
+        }
+        validate_name("name", &self.name).map_err(|_| RecordError::Field {
+            field: "publisher name",
+            why: "not a display name",
+        })
+    }
+}
+
 impl WireTrack {
     fn validate(&self) -> Result<(), RecordError> {
         let bad = |field, why| Err(RecordError::Field { field, why });
-        if !global_id_ok(&self.id) || !global_id_ok(&self.publisher.id) {
+        if !global_id_ok(&self.id) {
             return bad("track id", "not a node/id pair");
         }
-        if validate_name("name", &self.publisher.name).is_err() {
-            return bad("publisher name", "not a display name");
-        }
+        self.publisher.validate()?;
         let c = &self.codec;
         let codec_ok = (1..=32).contains(&c.name.len())
             && c.name
@@ -301,6 +353,8 @@ mod tests {
             publisher: WirePublisher {
                 id: "a:8080/p3".into(),
                 name: "Ann".into(),
+                audio_muted: false,
+                video_off: true,
             },
             kind: WireKind::Video,
             codec: Codec {
@@ -334,8 +388,17 @@ mod tests {
         assert_eq!(NodeMsg::parse(&json), Ok(m));
         let open = br#"{"type":"relay-open","room":"demo","from":"b","relay_id":"0123456789abcdef","addr":"127.0.0.1:40000"}"#;
         assert!(NodeMsg::parse(open).is_ok());
+        let state = br#"{"type":"publisher","room":"demo","from":"b","relay_id":"0123456789abcdef","publisher":{"id":"b/p1","name":"Bo","audio_muted":true}}"#;
+        assert!(matches!(
+            NodeMsg::parse(state),
+            Ok(NodeMsg::Publisher { publisher, .. }) if publisher.audio_muted && !publisher.video_off
+        ));
+        let viewers = br#"{"type":"viewers","room":"demo","from":"b","relay_id":"0123456789abcdef","count":3}"#;
+        assert!(NodeMsg::parse(viewers).is_ok());
         for bad in [
-            &br#"{"type":"relay-open","room":"demo","from":"b c","relay_id":"0123456789abcdef","addr":"127.0.0.1:40000"}"#[..],
+            &br#"{"type":"viewers","room":"demo","from":"b","relay_id":"0123456789abcdef","count":100000001}"#[..],
+            br#"{"type":"publisher","room":"demo","from":"b","relay_id":"0123456789abcdef","publisher":{"id":"nope","name":"Bo"}}"#,
+            br#"{"type":"relay-open","room":"demo","from":"b c","relay_id":"0123456789abcdef","addr":"127.0.0.1:40000"}"#,
             br#"{"type":"relay-open","room":"demo","from":"b","relay_id":"xyz","addr":"127.0.0.1:40000"}"#,
             br#"{"type":"relay-open","room":"demo","from":"b","relay_id":"0123456789abcdef","addr":"127.0.0.1:0"}"#,
             br#"{"type":"relay-open","room":"","from":"b","relay_id":"0123456789abcdef","addr":"127.0.0.1:1"}"#,

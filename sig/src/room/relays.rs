@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use sfu_core::transport::RelayCounters;
 
 use super::*;
+use crate::cluster::wire::WirePublisher;
 use crate::cluster::{Cluster, NodeMsg, RelayView};
 use crate::directory::DirectoryError;
 
@@ -52,10 +53,24 @@ pub(super) struct RemotePublisher {
     /// Its id in the cluster.
     pub(super) id: String,
     pub(super) name: String,
+    pub(super) audio_muted: bool,
+    pub(super) video_off: bool,
     /// The relay its tracks come through.
     pub(super) via: String,
     /// Its tracks (ids in the cluster), mirrored on home.
     pub(super) tracks: Vec<(String, Track)>,
+}
+
+impl RemotePublisher {
+    /// As other nodes see it.
+    pub(super) fn wire(&self) -> WirePublisher {
+        WirePublisher {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            audio_muted: self.audio_muted,
+            video_off: self.video_off,
+        }
+    }
 }
 
 /// One relay of the room's home Router to another node's.
@@ -92,6 +107,10 @@ pub(super) struct ClusterRoom {
     pub(super) check_at: Option<Instant>,
     /// Nodes whose relay went silent, and until when they are avoided.
     suspects: Vec<(String, Instant)>,
+    /// Viewers behind each relay (by relay id), as it last said.
+    pub(super) viewers_via: std::collections::HashMap<String, u64>,
+    /// What each relay was last told of the viewers on this side.
+    pub(super) viewers_sent: std::collections::HashMap<String, u64>,
 }
 
 impl ClusterRoom {
@@ -115,6 +134,8 @@ impl ClusterRoom {
             reattach_at: None,
             check_at: None,
             suspects: Vec::new(),
+            viewers_via: std::collections::HashMap::new(),
+            viewers_sent: std::collections::HashMap::new(),
         }
     }
 
@@ -124,6 +145,18 @@ impl ClusterRoom {
 
     pub(super) fn send(&self, node: &str, msg: NodeMsg) {
         let _ = self.outbox.send((node.to_owned(), msg));
+    }
+
+    /// Sends every ready relay but `except` the message `make` builds from
+    /// this node's id and the relay's id.
+    pub(super) fn to_relays(&self, except: Option<&str>, make: impl Fn(String, String) -> NodeMsg) {
+        for r in self
+            .relays
+            .iter()
+            .filter(|r| r.ready && Some(r.relay_id.as_str()) != except)
+        {
+            self.send(&r.node, make(self.me().to_owned(), r.relay_id.clone()));
+        }
     }
 }
 
@@ -302,6 +335,22 @@ impl Room {
                 left,
                 ..
             } => self.on_tracks(&relay_id, added, removed, left).await,
+            NodeMsg::Publisher {
+                relay_id,
+                publisher,
+                ..
+            } => self.on_remote_state(&relay_id, publisher),
+            NodeMsg::Viewers {
+                relay_id, count, ..
+            } => {
+                let Some(c) = self.cluster.as_mut() else {
+                    return;
+                };
+                if c.relays.iter().any(|r| r.relay_id == relay_id && r.ready) {
+                    c.viewers_via.insert(relay_id, count);
+                    self.viewers_changed(Instant::now());
+                }
+            }
         }
     }
 
@@ -405,6 +454,7 @@ impl Room {
         c.check_at.get_or_insert(Instant::now() + RELAY_CHECK);
         tracing::info!(room = %self.name, node = %from, "relay opened to an edge");
         self.announce_all(&relay_id).await;
+        self.viewers_changed(Instant::now());
     }
 
     /// Our parent opened its end: connect ours and send it every track.
@@ -459,6 +509,7 @@ impl Room {
         c.check_at.get_or_insert(Instant::now() + RELAY_CHECK);
         tracing::info!(room = %self.name, node = %from, "relay to the parent connected");
         self.announce_all(relay_id).await;
+        self.viewers_changed(Instant::now());
     }
 
     /// Drops relay `relay_id` with every publisher that came through it
@@ -472,6 +523,8 @@ impl Room {
         };
         let r = c.relays.remove(i);
         c.cluster.remove_relay(&self.name, &r.node);
+        c.viewers_sent.remove(relay_id);
+        let viewers_gone = c.viewers_via.remove(relay_id).is_some();
         // The far end drops it too, should it still be there.
         c.send(
             &r.node,
@@ -502,6 +555,9 @@ impl Room {
             );
         }
         tracing::info!(room = %self.name, node = %r.node, publishers = lost.len(), "relay closed");
+        if viewers_gone {
+            self.viewers_changed(Instant::now());
+        }
         for (pid, _) in &lost {
             self.remove_remote(*pid).await;
         }

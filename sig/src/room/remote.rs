@@ -20,8 +20,9 @@ impl Room {
         };
         let mut out = Vec::new();
         for p in self.participants.participants() {
+            let who = local_publisher(&me, p);
             for t in &p.published {
-                out.push((local_wire(&me, p.id, &p.name, t), t.clone()));
+                out.push((wire(&format!("{me}/{}", t.producer.0), &who, t), t.clone()));
             }
         }
         for r in self.cluster.iter().flat_map(|c| c.remote.values()) {
@@ -29,7 +30,7 @@ impl Room {
                 continue;
             }
             for (id, t) in &r.tracks {
-                out.push((remote_wire(id, &r.id, &r.name, t), t.clone()));
+                out.push((wire(id, &r.wire(), t), t.clone()));
             }
         }
         out
@@ -111,12 +112,101 @@ impl Room {
         let (Some(me), Some(p)) = (self.node_id(), self.participants.get(pid)) else {
             return;
         };
-        let name = p.name.clone();
-        let wire: Vec<(WireTrack, Track)> = tracks
+        let who = local_publisher(&me, p);
+        let tracks: Vec<(WireTrack, Track)> = tracks
             .iter()
-            .map(|t| (local_wire(&me, pid, &name, t), t.clone()))
+            .map(|t| (wire(&format!("{me}/{}", t.producer.0), &who, t), t.clone()))
             .collect();
-        self.relay_to_all(None, wire).await;
+        self.relay_to_all(None, tracks).await;
+    }
+
+    /// Participant `pid`'s media state changed: tells every relay.
+    pub(super) fn relay_state(&self, pid: u64) {
+        let (Some(me), Some(p)) = (self.node_id(), self.participants.get(pid)) else {
+            return;
+        };
+        self.send_state(None, local_publisher(&me, p));
+    }
+
+    /// Sends publisher `who`'s state to every ready relay but `except`.
+    fn send_state(&self, except: Option<&str>, who: WirePublisher) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        c.to_relays(except, |from, relay_id| NodeMsg::Publisher {
+            room: self.name.clone(),
+            from,
+            relay_id,
+            publisher: who.clone(),
+        });
+    }
+
+    /// A remote publisher's new media state, from relay `relay_id`: shown
+    /// here and passed on.
+    pub(super) fn on_remote_state(&mut self, relay_id: &str, who: WirePublisher) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(r) = c
+            .remote
+            .values_mut()
+            .find(|r| r.id == who.id && r.via == relay_id)
+        else {
+            return;
+        };
+        if (r.audio_muted, r.video_off) == (who.audio_muted, who.video_off) {
+            return;
+        }
+        (r.audio_muted, r.video_off) = (who.audio_muted, who.video_off);
+        let pid = r.pid;
+        if let Some(info) = self.remote_info(pid) {
+            self.queue_delta(
+                Instant::now(),
+                Delta::ParticipantUpdated { participant: info },
+            );
+        }
+        self.send_state(Some(relay_id), who);
+    }
+
+    /// Viewers here and on every other node of the room, as far as the
+    /// relays told.
+    pub(super) fn viewer_count(&self) -> usize {
+        let remote: u64 = self
+            .cluster
+            .iter()
+            .flat_map(|c| c.viewers_via.values())
+            .sum();
+        self.participants.viewers() + remote as usize
+    }
+
+    /// Tells each relay how many viewers are on this side of it (here, and
+    /// behind every other relay), when that changed.
+    pub(super) fn sync_viewers(&mut self) {
+        let local = self.participants.viewers() as u64;
+        let name = self.name.clone();
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let total: u64 = local + c.viewers_via.values().sum::<u64>();
+        let mut out = Vec::new();
+        for r in c.relays.iter().filter(|r| r.ready) {
+            let count = total - c.viewers_via.get(&r.relay_id).copied().unwrap_or(0);
+            if c.viewers_sent.get(&r.relay_id) != Some(&count) {
+                out.push((r.node.clone(), r.relay_id.clone(), count));
+            }
+        }
+        for (node, relay_id, count) in out {
+            c.viewers_sent.insert(relay_id.clone(), count);
+            c.send(
+                &node,
+                NodeMsg::Viewers {
+                    room: name.clone(),
+                    from: c.me().to_owned(),
+                    relay_id,
+                    count,
+                },
+            );
+        }
     }
 
     /// Pipes `tracks` through every ready relay but `except`.
@@ -149,23 +239,14 @@ impl Room {
         if removed.is_empty() && left.is_empty() {
             return;
         }
-        for r in c
-            .relays
-            .iter()
-            .filter(|r| r.ready && Some(r.relay_id.as_str()) != except)
-        {
-            c.send(
-                &r.node,
-                NodeMsg::Tracks {
-                    room: self.name.clone(),
-                    from: c.me().to_owned(),
-                    relay_id: r.relay_id.clone(),
-                    added: Vec::new(),
-                    removed: removed.clone(),
-                    left: left.clone(),
-                },
-            );
-        }
+        c.to_relays(except, |from, relay_id| NodeMsg::Tracks {
+            room: self.name.clone(),
+            from,
+            relay_id,
+            added: Vec::new(),
+            removed: removed.clone(),
+            left: left.clone(),
+        });
     }
 
     /// The ids in the cluster of participant `pid` and its `tracks`.
@@ -309,6 +390,8 @@ impl Room {
                         pid,
                         id: w.publisher.id.clone(),
                         name: w.publisher.name.clone(),
+                        audio_muted: w.publisher.audio_muted,
+                        video_off: w.publisher.video_off,
                         via: relay_id.to_owned(),
                         tracks: Vec::new(),
                     },
@@ -342,8 +425,8 @@ impl Room {
         Some(ParticipantInfo {
             id: format!("p{pid}"),
             name: r.name.clone(),
-            audio_muted: false,
-            video_off: false,
+            audio_muted: r.audio_muted,
+            video_off: r.video_off,
             screen: r.tracks.iter().any(|(_, t)| t.screen),
         })
     }
@@ -477,25 +560,22 @@ impl Room {
             })
     }
 }
-/// Participant `pid`'s (named `name`) track `t` of node `me`, for other nodes.
-fn local_wire(me: &str, pid: u64, name: &str, t: &Track) -> WireTrack {
-    remote_wire(
-        &format!("{me}/{}", t.producer.0),
-        &format!("{me}/p{pid}"),
-        name,
-        t,
-    )
+/// Participant `p` of node `me`, as other nodes see it.
+fn local_publisher(me: &str, p: &Participant) -> WirePublisher {
+    WirePublisher {
+        id: format!("{me}/p{}", p.id),
+        name: p.name.clone(),
+        audio_muted: p.audio_muted,
+        video_off: p.video_off,
+    }
 }
 
-/// A track with id `id` of publisher `publisher`, for other nodes (its
-/// SSRCs on the relay are set when piped).
-fn remote_wire(id: &str, publisher: &str, name: &str, t: &Track) -> WireTrack {
+/// Track `t`, with id `id` in the cluster, of publisher `who`, for other
+/// nodes (its SSRCs on the relay are set when piped).
+fn wire(id: &str, who: &WirePublisher, t: &Track) -> WireTrack {
     WireTrack {
         id: id.to_owned(),
-        publisher: WirePublisher {
-            id: publisher.to_owned(),
-            name: name.to_owned(),
-        },
+        publisher: who.clone(),
         kind: WireKind::from(t.kind),
         codec: t.codec.clone(),
         screen: t.screen,

@@ -63,7 +63,7 @@ impl Room {
                         .filter_map(|r| self.remote_info(r)),
                 )
                 .collect(),
-            viewers: self.participants.viewers(),
+            viewers: self.viewer_count(),
         });
         if let Some(id) = self
             .speaker
@@ -122,8 +122,10 @@ impl Room {
             return;
         }
         self.roster.flush_at = None;
+        // Other nodes learn this side's viewers at the same pace.
+        self.sync_viewers();
         let mut events = std::mem::take(&mut self.roster.pending);
-        let count = self.participants.viewers();
+        let count = self.viewer_count();
         if count != self.roster.viewers_sent {
             events.push(Delta::Viewers { count });
             self.roster.viewers_sent = count;

@@ -117,5 +117,6 @@ impl Room {
         p.video_off = video_off;
         let participant = roster::info(p);
         self.queue_delta(Instant::now(), Delta::ParticipantUpdated { participant });
+        self.relay_state(pid);
     }
 }
