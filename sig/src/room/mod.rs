@@ -20,6 +20,7 @@ mod client_offer;
 mod events;
 mod join;
 mod members;
+mod relay_health;
 mod relays;
 mod remote;
 mod roster;

@@ -40,10 +40,10 @@ pub(super) const REATTACH_DELAY: std::time::Duration = std::time::Duration::from
 /// ICE consent would drop a peer, well before its node's record expires.
 pub(super) const RELAY_SILENCE: std::time::Duration = std::time::Duration::from_secs(4);
 /// How often relays are checked for silence.
-const RELAY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const RELAY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// A node whose relay went silent is not attached to again for this long
 /// (or until it leaves the directory).
-const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+pub(super) const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A publisher of the room on another node.
 #[derive(Debug)]
@@ -106,7 +106,7 @@ pub(super) struct ClusterRoom {
     /// When to check the relays for silence next.
     pub(super) check_at: Option<Instant>,
     /// Nodes whose relay went silent, and until when they are avoided.
-    suspects: Vec<(String, Instant)>,
+    pub(super) suspects: Vec<(String, Instant)>,
     /// Viewers behind each relay (by relay id), as it last said.
     pub(super) viewers_via: std::collections::HashMap<String, u64>,
     /// What each relay was last told of the viewers on this side.
@@ -566,122 +566,5 @@ impl Room {
             Vec::new(),
             lost.into_iter().map(|(_, id)| id).collect(),
         );
-    }
-
-    /// Drops relays from which nothing arrived for [`RELAY_SILENCE`]; their
-    /// nodes are avoided for a while. Re-armed while relays exist.
-    pub(super) async fn check_relays(&mut self, now: Instant) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        if c.check_at.is_none_or(|t| t > now) {
-            return;
-        }
-        let mut silent = Vec::new();
-        for r in c.relays.iter_mut().filter(|r| r.ready) {
-            let n = r.counters.packets_in.get();
-            if n != r.last_in.0 {
-                r.last_in = (n, now);
-            } else if now.duration_since(r.last_in.1) >= RELAY_SILENCE {
-                silent.push((r.relay_id.clone(), r.node.clone()));
-            }
-        }
-        c.suspects.retain(|(_, until)| *until > now);
-        for (_, node) in &silent {
-            c.suspects.push((node.clone(), now + SUSPECT_FOR));
-        }
-        c.check_at = (!c.relays.is_empty()).then_some(now + RELAY_CHECK);
-        for (id, node) in silent {
-            tracing::warn!(room = %self.name, %node, "relay silent for {} s: dropped", RELAY_SILENCE.as_secs());
-            self.drop_relay(&id).await;
-        }
-    }
-
-    /// The live nodes changed: relays to nodes gone are dropped.
-    pub(super) async fn on_nodes_changed(&mut self) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        let live: Vec<String> = c
-            .nodes
-            .borrow_and_update()
-            .iter()
-            .map(|n| n.id.clone())
-            .collect();
-        // Right after the directory comes back, nodes not registered again
-        // yet are not gone (a dead one's relay falls silent anyway).
-        if !c.cluster.nodes_settled() {
-            return;
-        }
-        let gone: Vec<String> = c
-            .relays
-            .iter()
-            .filter(|r| !live.contains(&r.node))
-            .map(|r| r.relay_id.clone())
-            .collect();
-        for id in gone {
-            tracing::warn!(room = %self.name, relay = %id, "a relay's node left the directory");
-            self.drop_relay(&id).await;
-        }
-    }
-
-    /// Attaches again once due (a refused or lost parent); retried later
-    /// while the directory is down.
-    pub(super) async fn reattach_if_due(&mut self, now: Instant) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        if c.reattach_at.is_none_or(|t| t > now) {
-            return;
-        }
-        c.reattach_at = None;
-        if self.participants.is_empty() && !self.has_children() {
-            return;
-        }
-        if let Err(Fail(m)) = self.attach().await {
-            tracing::warn!(room = %self.name, error = ?m, "room not attached again; retrying");
-            if let Some(c) = self.cluster.as_mut() {
-                c.reattach_at = Some(now + REATTACH_DELAY);
-            }
-        }
-    }
-
-    /// Whether other nodes attach below this one.
-    pub(super) fn has_children(&self) -> bool {
-        self.cluster
-            .as_ref()
-            .is_some_and(|c| c.relays.iter().any(|r| !r.parent))
-    }
-
-    /// The room has no member here: unless it feeds other nodes, it leaves
-    /// the cluster (its parent is told, the directory forgets it here).
-    pub(super) fn leave_cluster(&mut self) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        if !c.attached {
-            return;
-        }
-        c.attached = false;
-        let me = c.me().to_owned();
-        for r in c.relays.drain(..) {
-            c.cluster.remove_relay(&self.name, &r.node);
-            let _ = c.outbox.send((
-                r.node.clone(),
-                NodeMsg::RelayClose {
-                    room: self.name.clone(),
-                    from: me.clone(),
-                    relay_id: r.relay_id.clone(),
-                },
-            ));
-        }
-        c.remote.clear();
-        c.cluster.release(&self.name);
-        let (cluster, name) = (c.cluster.clone(), self.name.clone());
-        tokio::spawn(async move {
-            if let Err(e) = cluster.dir.leave_room(&name, &me).await {
-                tracing::warn!(room = %name, error = %e, "directory: room not left (it expires)");
-            }
-        });
     }
 }
