@@ -18,7 +18,8 @@ impl Room {
             return;
         }
         let mut silent = Vec::new();
-        for r in c.relays.iter_mut().filter(|r| r.ready) {
+        for r in c.relays.iter_mut() {
+            // A relay not answered yet counts from when it was opened.
             let n = r.counters.packets_in.get();
             if n != r.last_in.0 {
                 r.last_in = (n, now);
@@ -99,10 +100,11 @@ impl Room {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        if !c.attached {
+        if !c.attached && !c.in_directory {
             return;
         }
         c.attached = false;
+        c.in_directory = false;
         let me = c.me().to_owned();
         for r in std::mem::take(&mut c.relays) {
             c.cluster.remove_relay(&self.name, &r.node);

@@ -95,6 +95,9 @@ pub(super) struct ClusterRoom {
     pub(super) cluster: Arc<Cluster>,
     /// The room found its place in the directory.
     pub(super) attached: bool,
+    /// The directory may list this node in the room (it attached since it
+    /// last left): leaving removes it.
+    pub(super) in_directory: bool,
     pub(super) relays: Vec<Relay>,
     pub(super) remote: BTreeMap<u64, RemotePublisher>,
     /// Messages to other nodes, sent in order by a task of their own.
@@ -128,6 +131,7 @@ impl ClusterRoom {
             nodes: cluster.watch_nodes(),
             cluster,
             attached: false,
+            in_directory: false,
             relays: Vec::new(),
             remote: BTreeMap::new(),
             outbox,
@@ -231,9 +235,12 @@ impl Room {
                 i += 1;
             }
             let live: Vec<String> = cluster.nodes().into_iter().map(|n| n.id).collect();
-            // Edges of nodes gone are forgotten.
-            for (e, _) in rec.edges.iter().filter(|(e, _)| !live.contains(e)) {
-                dir.leave_room(&self.name, e).await?;
+            // Edges of nodes gone are forgotten, once the node list can be
+            // trusted to name every live node.
+            if cluster.nodes_settled() {
+                for (e, _) in rec.edges.iter().filter(|(e, _)| !live.contains(e)) {
+                    dir.leave_room(&self.name, e).await?;
+                }
             }
             let usable = |n: &String| live.contains(n) && !suspects.contains(n);
             let mut tree = rec.clone();
@@ -253,6 +260,7 @@ impl Room {
         tracing::info!(room = %self.name, node = %me, parent = ?parent, "room attached to the cluster");
         if let Some(c) = self.cluster.as_mut() {
             c.attached = true;
+            c.in_directory = true;
         }
         if let Some(p) = parent {
             self.open_relay(&p).await?;
@@ -279,6 +287,8 @@ impl Room {
         };
         let relay_id = format!("{:032x}", rand::random::<u128>());
         let addr = std::net::SocketAddr::new(c.cluster.cfg.node_address, port);
+        // An answer that never comes is a silent relay too.
+        c.check_at.get_or_insert(Instant::now() + RELAY_CHECK);
         c.relays.push(Relay {
             node: node.to_owned(),
             relay_id: relay_id.clone(),
