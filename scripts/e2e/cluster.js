@@ -226,6 +226,22 @@ async function main() {
     await decodes(dan, ['ann', 'cat'], 10);
     await Promise.all([decodes(ann, ['cat', 'dan'], 10), decodes(cat, ['ann', 'dan'], 10)]);
   });
+
+  await test('the origin A killed (SIGKILL): an edge takes the room over, ann reconnects on a live node by herself, and ann, cat and dan decode each other', async () => {
+    procs.a.kill('SIGKILL');
+    const t0 = Date.now();
+    const node = await until('ann joined again on a live node', async () => {
+      const [id, at] = await ann.page.evaluate(() => [window.sfu.id(), window.sfu.node()]);
+      return id && at !== base('a') && at;
+    }, 40000);
+    console.log(`  ann is on ${node} now`);
+    await Promise.all([
+      decodes(ann, ['cat', 'dan'], 10),
+      decodes(cat, ['ann', 'dan'], 10),
+      decodes(dan, ['ann', 'cat'], 10),
+    ]);
+    console.log(`  everyone decodes everyone ${((Date.now() - t0) / 1000).toFixed(1)} s after the kill`);
+  });
 }
 
 main().then(() => finish(0), (e) => { console.error(e && e.stack ? e.stack : e); finish(1); });

@@ -219,8 +219,13 @@ impl Room {
         };
         let placed = async {
             let rec = dir.room(&self.name).await?;
+            // An origin whose relay to this node fell silent is taken for
+            // gone before its record expires (the room's lock keeps two
+            // edges from both taking over).
             let origin_live = match rec.origin.as_deref() {
-                Some(o) if o != me => dir.node(o).await?.is_some(),
+                Some(o) if o != me && !suspects.iter().any(|s| s == o) => {
+                    dir.node(o).await?.is_some()
+                }
                 _ => false,
             };
             if !origin_live {

@@ -315,9 +315,13 @@ impl Room {
         w: &WireTrack,
     ) -> Option<Track> {
         let c = self.cluster.as_ref()?;
-        if c.remote
-            .values()
-            .any(|r| r.tracks.iter().any(|(id, _)| *id == w.id))
+        // Known already, or this node's own (it never comes back in a tree).
+        let own = format!("{}/", c.me());
+        if w.id.starts_with(&own)
+            || w.publisher.id.starts_with(&own)
+            || c.remote
+                .values()
+                .any(|r| r.tracks.iter().any(|(id, _)| *id == w.id))
         {
             return None;
         }
