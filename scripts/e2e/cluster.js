@@ -100,6 +100,15 @@ async function decodes(p, names, minFps) {
   }, 40000, 0).catch((e) => { throw new Error(`${e.message}; fps: ${JSON.stringify(last)}`); });
 }
 
+// Page `p`, whose node `dead` died, joined again on another node by itself.
+async function rejoinedElsewhere(p, dead) {
+  const node = await until(`${p.name} joined again on a live node`, async () => {
+    const [id, at] = await p.page.evaluate(() => [window.sfu.id(), window.sfu.node()]);
+    return id && at !== base(dead) && at;
+  }, 40000);
+  console.log(`  ${p.name} is on ${node} now`);
+}
+
 function runLoad(args) {
   const out = path.join(os.tmpdir(), `sfu-cluster-load-${process.pid}.json`);
   const p = spawn(LOAD, [...args, '--json', out, '--cpu', '-1'], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -192,11 +201,7 @@ async function main() {
   });
 
   await test('bob, whose node died, reconnects on another node by itself, and everyone sees everyone again', async () => {
-    const node = await until('bob joined again on a live node', async () => {
-      const [id, at] = await bob.page.evaluate(() => [window.sfu.id(), window.sfu.node()]);
-      return id && at !== base('b') && at;
-    }, 30000);
-    console.log(`  bob is on ${node} now`);
+    await rejoinedElsewhere(bob, 'b');
     await Promise.all([
       decodes(ann, ['bob', 'cat'], 10),
       decodes(bob, ['ann', 'cat'], 10),
@@ -230,11 +235,7 @@ async function main() {
   await test('the origin A killed (SIGKILL): an edge takes the room over, ann reconnects on a live node by herself, and ann, cat and dan decode each other', async () => {
     procs.a.kill('SIGKILL');
     const t0 = Date.now();
-    const node = await until('ann joined again on a live node', async () => {
-      const [id, at] = await ann.page.evaluate(() => [window.sfu.id(), window.sfu.node()]);
-      return id && at !== base('a') && at;
-    }, 40000);
-    console.log(`  ann is on ${node} now`);
+    await rejoinedElsewhere(ann, 'a');
     await Promise.all([
       decodes(ann, ['cat', 'dan'], 10),
       decodes(cat, ['ann', 'dan'], 10),
