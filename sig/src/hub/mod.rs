@@ -48,6 +48,7 @@ use crate::protocol::{ClientMsg, Role, ServerMsg, validate_name};
 use crate::room::{Notices, ROOM_QUEUE, Room, RoomCtx, RoomMsg, RoomNotice};
 use crate::sdp;
 
+mod cluster;
 mod placement;
 mod supervision;
 pub use crate::worker_link::WorkerRef;
@@ -303,14 +304,6 @@ impl Hub {
         hub
     }
 
-    /// Makes this hub a node of `cluster`: rooms it does not hold are
-    /// found or placed through the directory, and a full node redirects
-    /// joins to one with room.
-    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
-        self.ctx.cluster = Some(cluster);
-        self
-    }
-
     /// Links worker `i` with each healthy worker of a lower index, or of
     /// any index when `i` was restarted (its old links are gone), so that
     /// rooms can spread across them.
@@ -438,38 +431,6 @@ impl Hub {
                 }
             }
         }
-    }
-
-    /// Hands a message from another node to its room; a relay asked of a
-    /// room this node does not hold is refused.
-    fn on_node(&self, msg: crate::cluster::NodeMsg) {
-        use crate::cluster::NodeMsg;
-        if let Some(r) = self.rooms.get(msg.room()) {
-            deliver(&r.tx, RoomMsg::Node(msg));
-            return;
-        }
-        let (
-            Some(c),
-            NodeMsg::RelayOpen {
-                room,
-                from,
-                relay_id,
-                ..
-            },
-        ) = (&self.ctx.cluster, msg)
-        else {
-            return;
-        };
-        let c = c.clone();
-        tokio::spawn(async move {
-            let refusal = NodeMsg::RelayRefused {
-                room,
-                from: c.node_id().to_owned(),
-                relay_id,
-                reason: "the room is not on this node".into(),
-            };
-            let _ = c.send(&from, &refusal).await;
-        });
     }
 
     /// Sends `msg` to a connection, through its room when it is in one so
