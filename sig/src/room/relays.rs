@@ -416,26 +416,30 @@ impl Room {
                 return;
             }
         };
-        let made = async {
-            let transport = call(&worker, |reply| Command::CreatePipeTransport {
-                router,
-                reply,
-            })
-            .await?;
-            call(&worker, |reply| Command::ConnectPipeTransport {
+        let made = call(&worker, |reply| Command::CreatePipeTransport {
+            router,
+            reply,
+        })
+        .await;
+        let connected = match made {
+            Ok(transport) => call(&worker, |reply| Command::ConnectPipeTransport {
                 router,
                 transport,
                 peer: peer.into(),
                 reply,
             })
-            .await?;
-            Ok::<_, sfu_core::Error>(transport)
-        }
-        .await;
+            .await
+            .map(|()| transport)
+            .inspect_err(|_| {
+                // Not left behind on the Router.
+                self.command(router, Command::CloseTransport { router, transport });
+            }),
+            Err(e) => Err(e),
+        };
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        let transport = match made {
+        let transport = match connected {
             Ok(t) => t,
             Err(e) => {
                 refuse(c, &self.name, e.to_string());
@@ -443,17 +447,12 @@ impl Room {
             }
         };
         let me = c.me().to_owned();
-        c.cluster.add_relay(RelayView {
-            room: self.name.clone(),
-            node: from.clone(),
-            counters: counters.clone(),
-        });
         c.relays.push(Relay {
             node: from.clone(),
             relay_id: relay_id.clone(),
             transport,
             counters,
-            ready: true,
+            ready: false,
             last_in: (0, Instant::now()),
             parent: false,
         });
@@ -466,9 +465,30 @@ impl Room {
                 addr: std::net::SocketAddr::new(c.cluster.cfg.node_address, port),
             },
         );
+        self.relay_connected(&relay_id, "relay opened to an edge")
+            .await;
+    }
+
+    /// Relay `relay_id` is connected at this end: it counts in `/metrics`
+    /// and its silence is watched; every track goes through it, and the
+    /// viewer counts follow.
+    async fn relay_connected(&mut self, relay_id: &str, what: &str) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(r) = c.relays.iter_mut().find(|r| r.relay_id == relay_id) else {
+            return;
+        };
+        r.ready = true;
+        r.last_in = (0, Instant::now());
+        c.cluster.add_relay(RelayView {
+            room: self.name.clone(),
+            node: r.node.clone(),
+            counters: r.counters.clone(),
+        });
+        tracing::info!(room = %self.name, node = %r.node, "{what}");
         c.check_at.get_or_insert(Instant::now() + RELAY_CHECK);
-        tracing::info!(room = %self.name, node = %from, "relay opened to an edge");
-        self.announce_all(&relay_id).await;
+        self.announce_all(relay_id).await;
         self.viewers_changed(Instant::now());
     }
 
@@ -491,7 +511,7 @@ impl Room {
         let (worker, router) = (home.worker.clone(), home.router);
         let connected = match c
             .cluster
-            .relay_peer(from, addr, relay_id, counters.clone())
+            .relay_peer(from, addr, relay_id, counters)
             .await
         {
             Ok(peer) => call(&worker, |reply| Command::ConnectPipeTransport {
@@ -509,22 +529,8 @@ impl Room {
             self.drop_relay(relay_id).await;
             return;
         }
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        c.cluster.add_relay(RelayView {
-            room: self.name.clone(),
-            node: from.to_owned(),
-            counters,
-        });
-        if let Some(r) = c.relays.iter_mut().find(|r| r.relay_id == relay_id) {
-            r.ready = true;
-            r.last_in = (0, Instant::now());
-        }
-        c.check_at.get_or_insert(Instant::now() + RELAY_CHECK);
-        tracing::info!(room = %self.name, node = %from, "relay to the parent connected");
-        self.announce_all(relay_id).await;
-        self.viewers_changed(Instant::now());
+        self.relay_connected(relay_id, "relay to the parent connected")
+            .await;
     }
 
     /// Drops relay `relay_id` with every publisher that came through it
