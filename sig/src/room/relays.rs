@@ -509,11 +509,7 @@ impl Room {
             return;
         };
         let (worker, router) = (home.worker.clone(), home.router);
-        let connected = match c
-            .cluster
-            .relay_peer(from, addr, relay_id, counters)
-            .await
-        {
+        let connected = match c.cluster.relay_peer(from, addr, relay_id, counters).await {
             Ok(peer) => call(&worker, |reply| Command::ConnectPipeTransport {
                 router,
                 transport,
