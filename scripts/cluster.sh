@@ -9,10 +9,4 @@ command -v redis-server >/dev/null || { echo "cluster: redis-server is missing (
 cargo build --release --locked -p sfu-sig -p sfu-bench
 BIN="$PWD/target/release/sfu"
 LOAD="$PWD/target/release/sfu-load"
-if [ -z "${SFU_IN_NETNS:-}" ] && unshare -n true 2>/dev/null; then
-  # shellcheck disable=SC2016 # "$0" and "$1" are the inner shell's
-  SFU_IN_NETNS=1 unshare -n bash -c 'ip link set lo up && exec timeout 600 node scripts/e2e/cluster.js "$0" "$1"' "$BIN" "$LOAD"
-else
-  echo "cluster: no network namespace available here; running on loopback only"
-  timeout 600 node scripts/e2e/cluster.js "$BIN" "$LOAD"
-fi
+scripts/in-netns.sh cluster timeout 600 node scripts/e2e/cluster.js "$BIN" "$LOAD"

@@ -3,7 +3,10 @@
 # Debian's chromium (the reference browser) and firefox-esr (the second
 # browser the e2e suite joins), curl, nftables, shellcheck, and the e2e
 # driver's npm packages; redis-server (the directory of nodes, which the
-# directory's tests and the cluster test start on a free port).
+# directory's tests and the cluster test start on a free port); ffmpeg (the
+# RTMP encoder of the ingest tests), cmake (builds the bundled libopus), and
+# aiortc from PyPI in a virtualenv under target/ (the WHIP/WHEP client of
+# the ingest tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,9 @@ command -v curl >/dev/null || PKGS+=(curl)   # the stress script's health checks
 command -v nft >/dev/null || PKGS+=(nftables) # loss and rate limits in scripts/quality.sh
 command -v shellcheck >/dev/null || PKGS+=(shellcheck) # scripts/lint-shell.sh
 command -v redis-server >/dev/null || PKGS+=(redis-server) # the directory across nodes
+command -v ffmpeg >/dev/null || PKGS+=(ffmpeg) # RTMP ingest tests: the encoder pushing to us
+command -v cmake >/dev/null || PKGS+=(cmake)   # opusic-sys builds the bundled libopus with it
+python3 -c 'import venv' 2>/dev/null || PKGS+=(python3-venv)
 if [ ${#PKGS[@]} -gt 0 ]; then
   echo "installing ${PKGS[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -30,4 +36,12 @@ if [ -f scripts/e2e/package.json ] && { [ ! -d scripts/e2e/node_modules/playwrig
   [ ! -d scripts/e2e/node_modules/puppeteer-core ]; }; then
   echo "installing the e2e driver's npm packages"
   (cd scripts/e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# aiortc (PyPI), pinned: the WHIP publisher and WHEP player of scripts/ingest.sh.
+VENV=target/e2e-venv
+if ! "$VENV/bin/python" -c 'import aiortc' 2>/dev/null; then
+  echo "installing aiortc (PyPI) into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'aiortc==1.16.0'
 fi

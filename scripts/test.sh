@@ -2,7 +2,8 @@
 # The project's test command (README.md): installs what it needs if missing,
 # checks formatting and clippy (-D warnings), runs every Rust test, then the
 # end-to-end tests in real headless Chromium and Firefox, a room across three
-# nodes with a real redis-server (sfu-load and Chromium), the Debian package
+# nodes with a real redis-server (sfu-load and Chromium), broadcasters in and
+# viewers out (aiortc over WHIP/WHEP, ffmpeg over RTMP), the Debian package
 # (built, installed, checked), the media-quality
 # check (Chromium through the server on a clean network,
 # on 5 % loss and behind a 200 kbit/s downlink, against P2P) and 20
@@ -39,6 +40,8 @@ if [ -z "${SFU_SKIP_E2E:-}" ]; then
   timeout 1500 scripts/package.sh
   log "a room across three nodes: redis-server, sfu-load and Chromium; a node killed, Redis stopped"
   timeout 700 scripts/cluster.sh
+  log "ingest: aiortc over WHIP and WHEP, ffmpeg over RTMP, Chromium pages watching"
+  timeout 700 scripts/ingest.sh
   log "media quality in Chromium: clean, 5 % loss both ways, 200 kbit/s downlink (targets checked)"
   QUALITY_ASSERT=1 timeout 900 scripts/quality.sh clean loss5 cap200
   log "start/stop stress: 20 cycles of real clients on both workers, then SIGTERM"

@@ -1,11 +1,14 @@
 //! HTTP routes: the web client (embedded), `/ws`, `/metrics`, `/healthz`,
-//! and `/nodes` (the cluster's live nodes, for clients to reconnect to).
+//! `/nodes` (the cluster's live nodes, for clients to reconnect to), and
+//! WHIP/WHEP (`/whip/{room}`, `/whep/{room}`, [`crate::whip`]).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
+
+use crate::whip;
 
 use crate::ws::{AppState, handler};
 
@@ -47,6 +50,20 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/nodes", get(nodes))
+        .route("/whip/{room}", post(whip::post_whip).options(whip::options))
+        .route("/whep/{room}", post(whip::post_whep).options(whip::options))
+        .route(
+            "/whip/{room}/{id}",
+            delete(whip::delete)
+                .patch(whip::patch)
+                .options(whip::options),
+        )
+        .route(
+            "/whep/{room}/{id}",
+            delete(whip::delete)
+                .patch(whip::patch)
+                .options(whip::options),
+        )
         .with_state(state)
 }
 

@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod room;
 pub mod sdp;
+pub mod whip;
 pub mod worker_link;
 pub mod ws;
 
@@ -209,6 +210,7 @@ pub async fn run(
         limiter: Arc::new(IpLimiter::new(cfg.rate_limits)),
         metrics_max_rooms: cfg.metrics_max_rooms,
         cluster: cluster.clone(),
+        sessions: Arc::default(),
     };
     let app = http::router(state);
     listener

@@ -328,7 +328,49 @@ pub fn render(app: &AppState) -> String {
     if let Some(c) = &app.cluster {
         render_cluster(&mut out, c);
     }
+    render_sessions(&mut out, &app.sessions);
     out
+}
+
+/// WHIP and WHEP sessions: live, created and refused, by endpoint.
+fn render_sessions(out: &mut String, s: &crate::whip::Sessions) {
+    use crate::whip::Endpoint;
+    use std::sync::atomic::Ordering;
+    let live = [
+        (
+            "endpoint=\"whip\"".to_string(),
+            s.live(Endpoint::Whip) as u64,
+        ),
+        (
+            "endpoint=\"whep\"".to_string(),
+            s.live(Endpoint::Whep) as u64,
+        ),
+    ];
+    family(
+        out,
+        "sfu_http_sessions",
+        "gauge",
+        "Live WHIP (RFC 9725) and WHEP sessions.",
+        &live,
+    );
+    let mut rows = Vec::new();
+    for (i, e) in ["whip", "whep"].iter().enumerate() {
+        rows.push((
+            format!("endpoint=\"{e}\",result=\"created\""),
+            s.created[i].load(Ordering::Relaxed),
+        ));
+        rows.push((
+            format!("endpoint=\"{e}\",result=\"refused\""),
+            s.refused[i].load(Ordering::Relaxed),
+        ));
+    }
+    family(
+        out,
+        "sfu_http_sessions_total",
+        "counter",
+        "WHIP and WHEP POSTs: sessions created, and offers refused with an error status.",
+        &rows,
+    );
 }
 
 /// A relay metric family: (name, type, help, how to read it).
@@ -435,6 +477,7 @@ mod tests {
             limiter: Arc::new(IpLimiter::new(Default::default())),
             metrics_max_rooms: max,
             cluster: None,
+            sessions: Arc::default(),
         }
     }
 

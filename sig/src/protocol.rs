@@ -24,6 +24,10 @@ pub enum ClientMsg {
         /// (receives only, is counted). A token's `role` claim wins.
         #[serde(default)]
         role: Option<Role>,
+        /// How the member came: over the WebSocket (always, from the wire),
+        /// or a WHIP/WHEP session of the HTTP side.
+        #[serde(skip)]
+        via: Via,
     },
     /// The client's SDP answer to the last `update`.
     Answer {
@@ -109,6 +113,43 @@ pub enum Role {
     /// Receives only; not listed, but counted (`viewers`). An offer that
     /// sends is refused with `viewer-cannot-publish`.
     Viewer,
+}
+
+/// How a member came into a room, which decides how its session is
+/// negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    /// Our WebSocket protocol: the server offers `update`s as tracks come
+    /// and go (docs/signaling.md).
+    #[default]
+    Ws,
+    /// A WHIP publisher (RFC 9725): one offer, one answer, no
+    /// renegotiation; it sends and receives nothing.
+    Whip,
+    /// A WHEP viewer (draft-ietf-wish-whep): one offer of receive-only
+    /// m-sections, each answered with one track of the room (of
+    /// `participant` first, when given), never renegotiated.
+    Whep {
+        /// The participant id to watch (`?participant=p7`).
+        participant: Option<u64>,
+    },
+}
+
+impl Via {
+    /// Whether the member receives the room's tracks through `update`s
+    /// (only the WebSocket protocol renegotiates).
+    pub fn negotiates(self) -> bool {
+        self == Self::Ws
+    }
+
+    /// The session kind in logs and metrics: `ws`, `whip`, `whep`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Whip => "whip",
+            Self::Whep { .. } => "whep",
+        }
+    }
 }
 
 impl Role {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics_max_rooms: usize,
     /// This node's cluster, when in one (`/metrics`: nodes, relays).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Live WHIP and WHEP sessions.
+    pub sessions: Arc<crate::whip::Sessions>,
 }
 
 /// Upgrades `/ws`.

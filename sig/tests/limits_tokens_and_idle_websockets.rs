@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sfu_sig::Background;
-use sfu_sig::config::{Config, Flags};
+use sfu_sig::config::Flags;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/server.rs"]
+mod server;
+use server::{run, server};
 #[path = "common/ws.rs"]
 mod ws;
 use ws::{OFFER, Ws};
@@ -54,32 +56,6 @@ async fn join(
         }
     };
     (ws, v)
-}
-
-fn server(flags: Flags) -> Background {
-    let cfg = Config::load(Flags {
-        rtc_listen_ip: Some("127.0.0.1".into()),
-        cores: Some("1".into()),
-        ..flags
-    })
-    .expect("config");
-    Background::start(
-        cfg,
-        std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
-    )
-    .expect("server")
-}
-
-fn run(f: impl std::future::Future<Output = ()>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), f)
-            .await
-            .expect("watchdog: 60 s")
-    });
 }
 
 #[test]

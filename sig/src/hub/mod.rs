@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId, Outgoing};
 use crate::error::ServerError;
-use crate::protocol::{ClientMsg, Role, ServerMsg, validate_name};
+use crate::protocol::{ClientMsg, Role, ServerMsg, Via, validate_name};
 use crate::room::{Notices, ROOM_QUEUE, Room, RoomCtx, RoomMsg, RoomNotice};
 use crate::sdp;
 
@@ -91,6 +91,19 @@ pub struct Registry {
     pub worker_restarts: AtomicU64,
     /// Client messages dropped because their room's inbox was full.
     pub signaling_dropped: AtomicU64,
+}
+
+/// What a join asks for, before the hub validates it.
+#[derive(Debug)]
+pub(crate) struct JoinAsk {
+    /// Room name.
+    pub(crate) room: String,
+    /// Display name (empty for WHIP/WHEP: the token's identity or `whip-<n>`).
+    pub(crate) name: String,
+    /// Participant or viewer (a token's `role` claim wins).
+    pub(crate) role: Role,
+    /// WebSocket, WHIP or WHEP.
+    pub(crate) via: Via,
 }
 
 /// Messages to the hub.
@@ -470,12 +483,18 @@ impl Hub {
                     sdp,
                     token,
                     role,
+                    via,
                 },
                 None,
             ) => {
                 let role = role.unwrap_or_default();
-                if let Err(m) = self.join(handle.clone(), room, name, &sdp, token.as_deref(), role)
-                {
+                let asked = JoinAsk {
+                    room,
+                    name,
+                    role,
+                    via,
+                };
+                if let Err(m) = self.join(handle.clone(), asked, &sdp, token.as_deref()) {
                     handle.send(&m);
                 }
             }

@@ -25,14 +25,18 @@ impl Hub {
     pub(super) fn join(
         &mut self,
         conn: ConnHandle,
-        room: String,
-        name: String,
+        asked: JoinAsk,
         offer_sdp: &str,
         token: Option<&str>,
-        mut role: Role,
     ) -> Result<(), ServerMsg> {
+        let JoinAsk {
+            room,
+            mut name,
+            mut role,
+            via,
+        } = asked;
         validate_name("room", &room).map_err(|e| ServerMsg::error("bad-room", e.to_string()))?;
-        validate_name("name", &name).map_err(|e| ServerMsg::error("bad-name", e.to_string()))?;
+        let mut identity = None;
         if let Some(secret) = &self.cfg.auth_secret {
             let claims = crate::auth::verify(secret, token, &room)
                 .map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
@@ -41,7 +45,22 @@ impl Hub {
             if let Some(r) = claims.role {
                 role = r;
             }
+            identity = Some(claims.sub);
         }
+        // WHIP and WHEP sessions carry no name: the token's identity, else
+        // `whip-<n>` / `whep-<n>`.
+        if via != Via::Ws && name.is_empty() {
+            name = identity
+                .filter(|i| validate_name("name", i).is_ok())
+                .unwrap_or_else(|| format!("{}-{}", via.as_str(), self.next_join));
+        }
+        // The HTTP side's sessions have their role from the endpoint.
+        match via {
+            Via::Ws => {}
+            Via::Whip => role = Role::Participant,
+            Via::Whep { .. } => role = Role::Viewer,
+        }
+        validate_name("name", &name).map_err(|e| ServerMsg::error("bad-name", e.to_string()))?;
         let offer = sdp::parse(offer_sdp).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
         sdp::validate_offer(&offer).map_err(|e| ServerMsg::error(e.code(), e.to_string()))?;
         let limits = self.cfg.limits;
@@ -53,6 +72,13 @@ impl Hub {
                     "a viewer receives only, but the offer sends {publishing} track(s): \
                      make its transceivers recvonly, or join as a participant"
                 ),
+            ));
+        }
+        if via == Via::Whip && publishing == 0 {
+            return Err(ServerMsg::error(
+                "nothing-to-publish",
+                "the offer sends no audio or video track with a codec we forward \
+                 (Opus, VP8, VP9, AV1, H264 packetization-mode=1)",
             ));
         }
         if publishing > limits.producers_per_participant {
@@ -86,6 +112,7 @@ impl Hub {
             join,
             name,
             role,
+            via,
             offer: Box::new(offer),
         };
         if entry.tx.try_send(msg).is_err() {

@@ -323,6 +323,31 @@ impl Negotiation {
         })
     }
 
+    /// Carries `track` on the client's own m-section `mid`, already
+    /// answered (a WHEP session: its offer's receive-only sections are
+    /// answered `sendonly` with the room's tracks). The track is live at
+    /// once. Returns the section of our answer.
+    pub fn carry_answered(&mut self, mid: &str, track: OutTrack) -> LocalMedia {
+        let kind = track.kind;
+        let offered = offered_for_track(&self.ext, kind, &track.codec, track.rtx.is_some());
+        let media = Self::track_media(mid, kind, &track, offered);
+        self.slots.push(Slot {
+            mid: mid.to_string(),
+            kind,
+            state: SlotState::Live,
+            track: Some(track),
+            offered_once: true,
+            published: None,
+        });
+        media
+    }
+
+    /// Sets the client's own m-sections as answered at join (for a session
+    /// built before its answer was known).
+    pub fn set_own(&mut self, own: Vec<LocalMedia>) {
+        self.own = own;
+    }
+
     /// A mid never used in this session (`s1`, `s2`, …), for a new track.
     pub fn allocate_mid(&mut self) -> String {
         let mid = format!("s{}", self.next_mid);

@@ -114,6 +114,9 @@ impl Room {
                 conn: p.conn.id(),
                 join: p.join,
             });
+            if !p.via.negotiates() {
+                p.conn.close();
+            }
         }
         self.set_count();
         rx.close();

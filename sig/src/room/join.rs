@@ -16,8 +16,7 @@ impl Room {
         &mut self,
         conn: ConnHandle,
         join: u64,
-        name: String,
-        role: Role,
+        (name, role, via): (String, Role, Via),
         offer: PeerSdp,
     ) -> Result<(), Fail> {
         let limits = self.ctx.cfg.limits;
@@ -75,13 +74,30 @@ impl Room {
             reply,
         })
         .await?;
+        let mut neg = Negotiation::new(Vec::new(), &offer);
         let mut own = Vec::new();
         let mut published = Vec::new();
+        if let Via::Whep { participant } = via {
+            match self
+                .whep_sections(router, transport, &offer, participant, &mut neg)
+                .await
+            {
+                Ok(media) => own = media,
+                Err(e) => {
+                    self.command(router, Command::CloseTransport { router, transport });
+                    return Err(e);
+                }
+            }
+        }
         let mid_ext_id = offer
             .media
             .iter()
             .find_map(|m| m.extensions.get(Extension::Mid));
-        for m in &offer.media {
+        for m in offer
+            .media
+            .iter()
+            .filter(|_| !matches!(via, Via::Whep { .. }))
+        {
             match self
                 .publish_section(router, transport, m, mid_ext_id, false)
                 .await
@@ -101,17 +117,18 @@ impl Room {
         }
         let answer = sdp::write(&local, setup, &own);
         let pid = self.ctx.next_pid.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(room = %self.name, participant = pid, name = %name, role = role.as_str(), tracks = published.len(), "participant joined");
+        tracing::info!(room = %self.name, participant = pid, name = %name, role = role.as_str(), via = via.as_str(), tracks = published.len(), "participant joined");
         conn.send(&ServerMsg::Answer {
             sdp: answer,
             id: format!("p{pid}"),
             room: self.name.clone(),
         });
-        let neg = Negotiation::new(own, &offer);
+        neg.set_own(own);
         self.participants.insert(Participant {
             id: pid,
             name,
             role,
+            via,
             conn,
             join,
             router,
@@ -129,12 +146,15 @@ impl Room {
         let now = Instant::now();
         self.send_snapshot(pid);
         // The joiner receives every participant's tracks, here and on
-        // other nodes.
-        for other in self.participants.other_participants(pid) {
-            self.subscribe_all(pid, other).await;
-        }
-        for other in self.remote_publishers() {
-            self.subscribe_all(pid, other).await;
+        // other nodes (a WHIP publisher receives nothing; a WHEP viewer's
+        // tracks are in its answer).
+        if via.negotiates() {
+            for other in self.participants.other_participants(pid) {
+                self.subscribe_all(pid, other).await;
+            }
+            for other in self.remote_publishers() {
+                self.subscribe_all(pid, other).await;
+            }
         }
         match role {
             // A viewer publishes nothing: no one else's tracks change, and

@@ -27,6 +27,7 @@ mod roster;
 mod shards;
 mod subscribe;
 mod visibility;
+mod whep;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -46,7 +47,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::HubConfig;
 use crate::conn::{ConnHandle, ConnId};
 use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
-use crate::protocol::{ClientMsg, Delta, ParticipantInfo, Role, ServerMsg};
+use crate::protocol::{ClientMsg, Delta, ParticipantInfo, Role, ServerMsg, Via};
 
 use self::members::Members;
 use self::relays::ClusterRoom;
@@ -74,6 +75,8 @@ pub enum RoomMsg {
         /// Participant or viewer (the hub checked a viewer's offer sends
         /// nothing).
         role: Role,
+        /// WebSocket, WHIP or WHEP.
+        via: Via,
         /// The parsed offer.
         offer: Box<PeerSdp>,
     },
@@ -168,6 +171,8 @@ struct Participant {
     name: String,
     /// Participant (publishes, listed) or viewer (receives, counted).
     role: Role,
+    /// WebSocket (negotiates `update`s), WHIP or WHEP (one offer/answer).
+    via: Via,
     conn: ConnHandle,
     join: u64,
     /// The Router (of the room's, one per worker it spans) its transport is on.
@@ -346,10 +351,12 @@ impl Room {
                     join,
                     name,
                     role,
+                    via,
                     offer,
                 } => {
                     self.joins_seen += 1;
-                    if let Err(Fail(m)) = self.join(conn.clone(), join, name, role, *offer).await {
+                    let asked = (name, role, via);
+                    if let Err(Fail(m)) = self.join(conn.clone(), join, asked, *offer).await {
                         conn.send(&m);
                         self.tell_hub(RoomNotice::Left {
                             conn: conn.id(),
@@ -533,6 +540,10 @@ impl Room {
             conn: p.conn.id(),
             join: p.join,
         });
+        // A WHIP or WHEP session is its membership: it ends here.
+        if !p.via.negotiates() {
+            p.conn.close();
+        }
         tracing::info!(room = %self.name, participant = pid, name = %p.name, role = p.role.as_str(), "participant left");
         let now = Instant::now();
         match p.role {

@@ -24,6 +24,11 @@ impl Room {
             ..
         } = *track;
         let Some(i) = self.idx(sub) else { return };
+        // Only the WebSocket protocol renegotiates: WHIP and WHEP sessions
+        // keep what their one answer carried.
+        if !self.participants[i].via.negotiates() {
+            return;
+        }
         let router = self.participants[i].router;
         let Some(home) = self.home() else { return };
         // On another Router than home: the track's mirror there.
@@ -115,6 +120,9 @@ impl Room {
         let timeout = self.ctx.cfg.offer_timeout;
         let Some(i) = self.idx(pid) else { return };
         let p = &mut self.participants[i];
+        if !p.via.negotiates() {
+            return;
+        }
         if p.neg.take_pending_grant(Instant::now(), timeout) {
             p.conn.send(&ServerMsg::OfferGranted);
             self.watch_deadline(pid);

@@ -343,6 +343,7 @@ impl Client {
             sdp: sdp.into(),
             token: None,
             role,
+            via: Default::default(),
         })
         .await;
     }
