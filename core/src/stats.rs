@@ -180,6 +180,9 @@ pub struct Counters {
     pub piped_out: Counter,
     /// Packets received from pipes.
     pub piped_in: Counter,
+    /// Consumers started from an ingest producer's kept GOP instead of a
+    /// keyframe request (`crate::router::direct`).
+    pub gop_replays: Counter,
     drops: [Counter; DropReason::ALL.len()],
     /// Live routers (worker counters only).
     pub routers: Gauge,
@@ -214,7 +217,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 24] {
+    fn counter_fields(&self) -> [&Counter; 25] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -240,6 +243,7 @@ impl Counters {
             &self.packets_reported_out,
             &self.piped_out,
             &self.piped_in,
+            &self.gop_replays,
         ]
     }
 

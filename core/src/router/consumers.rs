@@ -72,7 +72,7 @@ impl Router {
         if paused {
             self.gauge(|c| c.paused_consumers.add(1));
         } else {
-            self.request_keyframe(now, pid, target);
+            self.start_consumer(now, id, pid, target);
         }
         Ok(id)
     }
@@ -132,7 +132,7 @@ impl Router {
             }
             let layer = c.target_layer;
             self.gauge(|c| c.paused_consumers.add(-1));
-            self.request_keyframe(now, pid, layer);
+            self.start_consumer(now, id, pid, layer);
         } else {
             self.gauge(|c| c.paused_consumers.add(1));
         }

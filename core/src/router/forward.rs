@@ -62,6 +62,14 @@ impl Router {
             self.count_drop(DropReason::Duplicate);
             return;
         }
+        // An ingest's video: kept since its last keyframe for subscribers
+        // that start later.
+        if let (Some(g), Some(codec)) = (&mut producer.gop, codec) {
+            g.push(pkt, hdr.timestamp, codec.is_keyframe(payload_of(pkt, hdr)));
+        }
+        let Some(e) = producer.encodings.get_mut(enc as usize) else {
+            return;
+        };
         // What a layer switch needs of the payload: only for simulcast.
         let (mut vp8, mut is_keyframe) = (None, false);
         if simulcast && let Some(codec) = codec {
@@ -133,37 +141,132 @@ impl Router {
                     worker_counters.layer_switches.add(1);
                 }
             }
-            let Some(pt) = c.map_pt(hdr.pt) else { continue };
-            let Some(seq) = c.seq.input(hdr.seq) else {
-                continue;
+            let copy = Copy {
+                now,
+                send_time,
+                level,
+                dd,
+                vp8: vp8.as_ref(),
+                payload_len,
             };
-            let Some(t) = transports.get_mut(c.params.transport) else {
-                continue;
-            };
-            let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
-            let twcc_seq = t.twcc_send.as_ref().map(|s| s.peek());
-            let rw = Rewrite {
-                audio_level: c.params.extensions.get(Extension::AudioLevel).zip(level),
-                dependency_descriptor: c
-                    .params
-                    .extensions
-                    .get(Extension::DependencyDescriptor)
-                    .zip(dd),
-                ..c.rewrite(pt, seq, timestamp, twcc_seq, send_time)
-            };
-            write_forwarded(pkt, hdr, &rw, scratch);
-            if let Some(s) = c.simulcast.as_deref_mut() {
-                s.on_forwarded(scratch, payload_len as usize, vp8.as_ref(), timestamp, now);
-            }
-            if send_rtp(t, scratch, pool, transmits, now, rw.twcc.is_some()).is_some() {
-                c.packets_sent = c.packets_sent.wrapping_add(1);
-                c.octets_sent = c.octets_sent.wrapping_add(payload_len);
-                c.rtx_tokens = (c.rtx_tokens + 0.5).min(RTX_BURST);
+            if copy_to(c, transports, scratch, pool, transmits, pkt, hdr, &copy) {
                 counters.rtp_forwarded.add(1);
                 worker_counters.rtp_forwarded.add(1);
             }
         }
     }
+
+    /// Sends one packet of producer `pid` to its consumer `cid` only, as
+    /// [`Router::forward`] sends it to each (a kept GOP replayed to a
+    /// consumer that starts). Nothing is recorded on the producer.
+    pub(super) fn forward_one(
+        &mut self,
+        now: Instant,
+        pid: ProducerId,
+        cid: ConsumerId,
+        pkt: &[u8],
+        hdr: &RtpHeader,
+    ) {
+        let Self {
+            transports,
+            producers,
+            consumers,
+            transmits,
+            scratch,
+            pool,
+            counters,
+            worker_counters,
+            epoch,
+            ..
+        } = self;
+        let (Some(producer), Some(c)) = (producers.get(pid), consumers.get_mut(cid)) else {
+            return;
+        };
+        if c.paused || c.params.producer != pid {
+            return;
+        }
+        let copy = Copy {
+            now,
+            send_time: abs_send_time(now.saturating_duration_since(*epoch)),
+            level: None,
+            dd: producer
+                .params
+                .extensions
+                .get(Extension::DependencyDescriptor)
+                .and_then(|id| hdr.extension(pkt, id)),
+            vp8: None,
+            payload_len: (pkt.len() - hdr.header_len) as u32,
+        };
+        if copy_to(c, transports, scratch, pool, transmits, pkt, hdr, &copy) {
+            counters.rtp_forwarded.add(1);
+            worker_counters.rtp_forwarded.add(1);
+        }
+    }
+}
+
+/// What every consumer's copy of one packet shares.
+struct Copy<'a> {
+    now: Instant,
+    /// Our send time, as abs-send-time (24 bits, 6.18 fixed-point seconds).
+    send_time: u32,
+    /// The publisher's audio level (RFC 6464), if it sent one.
+    level: Option<u8>,
+    /// The AV1 dependency descriptor, passed through.
+    dd: Option<&'a [u8]>,
+    /// The VP8 payload descriptor, for a simulcast consumer's picture ids.
+    vp8: Option<&'a Vp8Descriptor>,
+    /// Payload bytes (for the consumer's sender report).
+    payload_len: u32,
+}
+
+/// Rewrites `pkt` for consumer `c` (payload type, sequence number,
+/// timestamp, header extensions), protects it for its transport and queues
+/// it. Returns true when it was queued.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the Router's fields, split to borrow them together"
+)]
+fn copy_to(
+    c: &mut Consumer,
+    transports: &mut IdSlab<TransportId, TransportEntry>,
+    scratch: &mut Vec<u8>,
+    pool: &mut Vec<Vec<u8>>,
+    transmits: &mut Outbox,
+    pkt: &[u8],
+    hdr: &RtpHeader,
+    x: &Copy<'_>,
+) -> bool {
+    let Some(pt) = c.map_pt(hdr.pt) else {
+        return false;
+    };
+    let Some(seq) = c.seq.input(hdr.seq) else {
+        return false;
+    };
+    let Some(t) = transports.get_mut(c.params.transport) else {
+        return false;
+    };
+    let timestamp = hdr.timestamp.wrapping_add(c.ts_offset);
+    let twcc_seq = t.twcc_send.as_ref().map(|s| s.peek());
+    let rw = Rewrite {
+        audio_level: c.params.extensions.get(Extension::AudioLevel).zip(x.level),
+        dependency_descriptor: c
+            .params
+            .extensions
+            .get(Extension::DependencyDescriptor)
+            .zip(x.dd),
+        ..c.rewrite(pt, seq, timestamp, twcc_seq, x.send_time)
+    };
+    write_forwarded(pkt, hdr, &rw, scratch);
+    if let Some(s) = c.simulcast.as_deref_mut() {
+        s.on_forwarded(scratch, x.payload_len as usize, x.vp8, timestamp, x.now);
+    }
+    if send_rtp(t, scratch, pool, transmits, x.now, rw.twcc.is_some()).is_none() {
+        return false;
+    }
+    c.packets_sent = c.packets_sent.wrapping_add(1);
+    c.octets_sent = c.octets_sent.wrapping_add(x.payload_len);
+    c.rtx_tokens = (c.rtx_tokens + 0.5).min(RTX_BURST);
+    true
 }
 
 impl Router {

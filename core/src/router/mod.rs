@@ -10,6 +10,7 @@ mod allocation;
 mod congestion;
 pub mod consumer;
 mod consumers;
+pub mod direct;
 mod forward;
 mod keyframe_requests;
 pub mod nack;
@@ -185,6 +186,8 @@ pub struct Router {
     counters: Arc<Counters>,
     worker_counters: Arc<Counters>,
     scratch: Vec<u8>,
+    /// One kept packet at a time, retimed for a GOP replay.
+    replay_buf: Vec<u8>,
     /// Send buffers given back after sending ([`Router::recycle`]), so a
     /// forwarded copy in steady state allocates nothing.
     pool: Vec<Vec<u8>>,
@@ -257,6 +260,7 @@ impl Router {
             counters,
             worker_counters,
             scratch: Vec::with_capacity(1500),
+            replay_buf: Vec::with_capacity(1500),
             pool: Vec::new(),
             rtcp_buf: Vec::with_capacity(256),
             unwrap_buf: Vec::with_capacity(SEND_BUF),

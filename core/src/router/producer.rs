@@ -197,6 +197,9 @@ pub struct Producer {
     /// Simulcast: the encodings the publisher was last told to send (bit
     /// i: encoding i; all at first), and since when fewer would do.
     pub(crate) source_layers: (u8, Option<Instant>),
+    /// The packets since the last keyframe, for a video producer whose
+    /// publisher cannot be asked for one (on a direct transport).
+    pub(crate) gop: Option<crate::router::direct::GopCache>,
 }
 
 impl Producer {
@@ -217,6 +220,7 @@ impl Producer {
             encodings,
             loudest_level: 127,
             source_layers: (u8::MAX, None),
+            gop: None,
         }
     }
 

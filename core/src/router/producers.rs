@@ -30,6 +30,7 @@ impl Router {
             }
         }
         let video = params.kind == MediaKind::Video;
+        let direct = entry.transport.is_direct();
         if let Some(id) = params.extensions.get(Extension::TransportWideCc) {
             let now = self.now;
             let e = &mut self.transports[tid];
@@ -38,6 +39,9 @@ impl Router {
             }
         }
         let mut producer = Producer::new(params);
+        if video && direct {
+            producer.gop = Some(Default::default());
+        }
         if video {
             // 90 kHz: the RTP clock of every video codec we forward.
             let ticks = self.config.retransmission_max_age.as_millis() as u32 * 90;

@@ -16,10 +16,12 @@ use crate::proto::srtp::{SrtpBackend, SrtpError, SrtpSession};
 use crate::proto::stun;
 use crate::stats::DropReason;
 
+pub mod direct;
 pub mod pipe;
 pub mod relay;
 pub mod transmit;
 
+pub use direct::DirectTransport;
 pub use pipe::{PIPE_EXTENSIONS, PipePacket, PipePeer, PipeTarget, PipeTransport};
 pub use relay::{RelayCounters, RelayPeer};
 pub use transmit::{Datagram, Outbox, SendOutcome, Transmit};
@@ -36,6 +38,8 @@ pub enum Transport {
     WebRtc(WebRtcTransport),
     /// A pipe to another Router of the room.
     Pipe(PipeTransport),
+    /// No network: the control plane hands its packets in (an ingest).
+    Direct(DirectTransport),
 }
 
 impl Transport {
@@ -43,13 +47,19 @@ impl Transport {
     pub fn as_webrtc(&self) -> Option<&WebRtcTransport> {
         match self {
             Self::WebRtc(t) => Some(t),
-            Self::Pipe(_) => None,
+            Self::Pipe(_) | Self::Direct(_) => None,
         }
     }
 
     /// Whether it is a pipe end.
     pub fn is_pipe(&self) -> bool {
         matches!(self, Self::Pipe(_))
+    }
+
+    /// Whether it is a direct transport (its packets come from the
+    /// control plane).
+    pub fn is_direct(&self) -> bool {
+        matches!(self, Self::Direct(_))
     }
 
     /// Whether it is a relay: a pipe end connected to another node.
@@ -62,6 +72,7 @@ impl Transport {
         match self {
             Self::WebRtc(t) => t.is_connected(),
             Self::Pipe(p) => p.is_connected(),
+            Self::Direct(d) => d.is_connected(),
         }
     }
 
@@ -69,7 +80,7 @@ impl Transport {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Self::WebRtc(t) => t.poll_timeout(),
-            Self::Pipe(_) => None,
+            Self::Pipe(_) | Self::Direct(_) => None,
         }
     }
 
@@ -84,7 +95,7 @@ impl Transport {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         match self {
             Self::WebRtc(t) => t.poll_transmit(),
-            Self::Pipe(_) => None,
+            Self::Pipe(_) | Self::Direct(_) => None,
         }
     }
 
@@ -93,6 +104,7 @@ impl Transport {
         match self {
             Self::WebRtc(t) => t.poll_event(),
             Self::Pipe(p) => p.poll_event(),
+            Self::Direct(d) => d.poll_event(),
         }
     }
 
@@ -101,6 +113,7 @@ impl Transport {
         match self {
             Self::WebRtc(t) => t.close(reason),
             Self::Pipe(p) => p.close(reason),
+            Self::Direct(d) => d.close(reason),
         }
     }
 
@@ -116,6 +129,8 @@ impl Transport {
                 Some(len)
             }
             Self::Pipe(p) => p.send_rtp(plain, buf, out),
+            // Nothing is sent to an ingest.
+            Self::Direct(_) => None,
         }
     }
 
@@ -131,6 +146,9 @@ impl Transport {
                 None => false,
             },
             Self::Pipe(p) => p.send_rtcp(rtcp, out),
+            // Its producers' keyframe requests are answered from the
+            // Router's cache; reports have no one to go to.
+            Self::Direct(_) => false,
         }
     }
 
@@ -148,6 +166,8 @@ impl Transport {
         match self {
             Self::WebRtc(t) => t.handle_datagram(now, from, data),
             Self::Pipe(p) => p.handle_datagram(from, data),
+            // A direct transport has no address: nothing is routed to it.
+            Self::Direct(_) => Err(DropReason::UnknownAddress),
         }
     }
 }

@@ -219,6 +219,29 @@ pub(super) fn run(
                     tracing::debug!(worker = index, peer = link.peer, "linked to a worker");
                     io.links.push(link);
                 }
+                Command::CreateDirectTransport { router, reply } => reply(on_router(
+                    &mut rooms,
+                    &by_id,
+                    &mut io,
+                    &mut failed,
+                    router,
+                    |r| Ok(r.create_direct_transport()),
+                )),
+                Command::SendDirect {
+                    router,
+                    transport,
+                    packets,
+                } => {
+                    let sent = on_router(&mut rooms, &by_id, &mut io, &mut failed, router, |r| {
+                        for p in &packets {
+                            r.handle_direct(now, transport, p);
+                        }
+                        Ok(())
+                    });
+                    if sent.is_err() {
+                        io.counters.count_drop(DropReason::StaleId);
+                    }
+                }
                 Command::CreatePipeTransport { router, reply } => reply(on_router(
                     &mut rooms,
                     &by_id,

@@ -252,6 +252,25 @@ pub enum Command {
         /// The link.
         link: PipeLink,
     },
+    /// Add a direct transport to a router
+    /// ([`crate::router::Router::create_direct_transport`]): an ingest's.
+    CreateDirectTransport {
+        /// The router.
+        router: RouterId,
+        /// Gets its transport id.
+        reply: Reply<TransportId>,
+    },
+    /// Plain RTP and RTCP packets for a direct transport
+    /// ([`crate::router::Router::handle_direct`]), in order. No reply: a
+    /// packet for a transport or router that is gone is dropped and counted.
+    SendDirect {
+        /// The router.
+        router: RouterId,
+        /// The direct transport.
+        transport: TransportId,
+        /// The packets, each one RTP packet or compound RTCP packet.
+        packets: Vec<Vec<u8>>,
+    },
     /// Add one end of a pipe to a router
     /// ([`crate::router::Router::create_pipe_transport`]).
     CreatePipeTransport {
@@ -316,6 +335,8 @@ impl std::fmt::Debug for Command {
             Self::SetConsumerMaxWidth { .. } => "SetConsumerMaxWidth",
             Self::ConsumerAnswered { .. } => "ConsumerAnswered",
             Self::LinkWorker { .. } => "LinkWorker",
+            Self::CreateDirectTransport { .. } => "CreateDirectTransport",
+            Self::SendDirect { .. } => "SendDirect",
             Self::CreatePipeTransport { .. } => "CreatePipeTransport",
             Self::ConnectPipeTransport { .. } => "ConnectPipeTransport",
             Self::CreatePipeConsumer { .. } => "CreatePipeConsumer",

@@ -1,0 +1,122 @@
+//! An ingest's video arrives on a direct transport (no network: the
+//! control plane hands its RTP in) and cannot be asked for a keyframe, so
+//! its Router keeps the packets since the last keyframe. A subscriber that
+//! starts mid-GOP gets them at once, the earlier frames pulled together
+//! just before the newest, then the live packets with gapless sequence
+//! numbers and timestamps that go on from the newest frame's.
+
+mod common;
+
+use common::{Net, rtp};
+use sfu_core::proto::codec::VideoCodec;
+use sfu_core::proto::rtp::{ExtensionMap, RtpHeader};
+use sfu_core::router::{EncodingParams, MediaKind, ProducerParams};
+use sfu_core::{Pt, Ssrc};
+
+const SPS_PPS_STAP_A: [u8; 13] = [
+    24, 0, 4, 0x67, 0x42, 0xc0, 0x1f, 0, 4, 0x68, 0xce, 0x3c, 0x80,
+];
+
+#[test]
+fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
+    let mut net = Net::new();
+    let bob = net.add_peer();
+    net.connect_all();
+    let ingest = net.router.create_direct_transport();
+    let producer = net
+        .router
+        .create_producer(ProducerParams {
+            transport: ingest,
+            kind: MediaKind::Video,
+            encodings: vec![EncodingParams::single(Ssrc(5555), None)],
+            mid: None,
+            payload_types: vec![Pt(102)],
+            video_codec: Some(VideoCodec::H264),
+            rtx_payload_types: Vec::new(),
+            extensions: ExtensionMap::EMPTY,
+        })
+        .expect("producer");
+    let now = net.now;
+    // A P-frame before any keyframe is not kept; then a keyframe (STAP-A
+    // of SPS and PPS, an IDR in two FU-A fragments) and three P-frames.
+    let frames: Vec<(u16, u32, Vec<u8>)> = vec![
+        (9, 87_000, vec![0x41, 0]),
+        (10, 90_000, SPS_PPS_STAP_A.to_vec()),
+        (11, 90_000, vec![0x7c, 0x85, 1, 2]),
+        (12, 90_000, vec![0x7c, 0x45, 3, 4]),
+        (13, 93_000, vec![0x41, 5]),
+        (14, 96_000, vec![0x41, 6]),
+        (15, 99_000, vec![0x41, 7]),
+    ];
+    for (seq, ts, payload) in &frames {
+        net.router
+            .handle_direct(now, ingest, &rtp(102, *seq, *ts, 5555, payload));
+    }
+    // Nothing went anywhere: no one receives yet.
+    net.step();
+    assert!(net.peers[bob].rtp.is_empty());
+
+    net.consume(bob, producer, 2222, (102, 102));
+    net.step();
+    let got: Vec<RtpHeader> = net.peers[bob]
+        .rtp
+        .iter()
+        .map(|p| RtpHeader::parse(p).expect("rtp"))
+        .collect();
+    assert_eq!(
+        got.len(),
+        6,
+        "the keyframe's three packets and three P-frames"
+    );
+    assert_eq!(
+        &net.peers[bob].rtp[0][got[0].header_len..],
+        &SPS_PPS_STAP_A[..]
+    );
+    let ts: Vec<u32> = got
+        .iter()
+        .map(|h| h.timestamp.wrapping_sub(got[5].timestamp))
+        .collect();
+    assert_eq!(
+        ts,
+        vec![
+            u32::MAX - 2,
+            u32::MAX - 2,
+            u32::MAX - 2,
+            u32::MAX - 1,
+            u32::MAX,
+            0
+        ],
+        "earlier frames one tick apart before the newest"
+    );
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "gapless");
+    }
+    assert!(got.iter().all(|h| h.ssrc == Ssrc(2222)));
+    assert_eq!(net.counters().gop_replays.get(), 1);
+    assert_eq!(
+        net.counters().keyframe_requests.get(),
+        0,
+        "no PLI to an ingest"
+    );
+
+    // Live packets go on from there.
+    net.router
+        .handle_direct(now, ingest, &rtp(102, 16, 102_000, 5555, &[0x41, 8]));
+    net.step();
+    let last = RtpHeader::parse(net.peers[bob].rtp.last().expect("one more")).expect("rtp");
+    assert_eq!(last.seq, got[5].seq.wrapping_add(1));
+    assert_eq!(last.timestamp, got[5].timestamp.wrapping_add(3000));
+
+    // A packet for something that is not an open direct transport is
+    // dropped and counted.
+    let before = net.counters().drops(sfu_core::stats::DropReason::StaleId);
+    net.router.handle_direct(
+        now,
+        net.peers[bob].transport,
+        &rtp(102, 17, 105_000, 5555, &[0x41]),
+    );
+    assert_eq!(
+        net.counters().drops(sfu_core::stats::DropReason::StaleId),
+        before + 1
+    );
+}
