@@ -5,7 +5,7 @@ Re-run after the fixtures change:  python3 fuzz/make_seeds.py"""
 import json, os, pathlib, struct
 
 here = pathlib.Path(__file__).resolve().parent
-fix = here.parent.parent / "testdata"
+fix = here.parent / "testdata"
 out = here / "seeds"
 pk = sorted((fix / "packets").glob("*.bin"))
 read = lambda p: p.read_bytes()
@@ -73,3 +73,30 @@ msgs = {
 for name, m in msgs.items():
     put("signaling_json", name + ".json", json.dumps(m).encode())
 print("seeds written to", out)
+
+# whip_offer: a selector byte (even WHIP, odd WHEP), then a real offer.
+for p in sorted((fix / "sdp").glob("*offer*.sdp")):
+    if p.name.endswith(".input.sdp"):
+        continue
+    put("whip_offer", "whip-" + p.name, b"\x00" + read(p))
+    put("whip_offer", "whep-" + p.name, b"\x01" + read(p))
+
+# flv_ingest: a selector byte, then FLV payload pieces [flags, len16, data]:
+# an AVC sequence header, an IDR and a P-frame (AVCC), an AAC sequence
+# header and the first AAC frames of a real ffmpeg encode (ADTS stripped).
+def piece(flags, data):
+    return bytes([flags]) + struct.pack(">H", len(data)) + data
+record = bytes([1, 0x42, 0xc0, 0x1f, 0xff, 0xe1, 0, 5, 0x67, 0x42, 0xc0, 0x1f, 0xda, 1, 0, 4, 0x68, 0xce, 0x3c, 0x80])
+avcc = lambda nal: struct.pack(">I", len(nal)) + nal
+adts = read(fix / "aac" / "sine-440hz-44100-stereo.adts")
+frames, at = [], 0
+while at + 7 <= len(adts) and len(frames) < 6:
+    n = ((adts[at + 3] & 3) << 11) | (adts[at + 4] << 3) | (adts[at + 5] >> 5)
+    frames.append(adts[at + 7:at + n])
+    at += n
+seed = b"\x00" + piece(0, record) + piece(8, avcc(b"\x65" + bytes(1500))) + piece(10, avcc(b"\x41\x9a\x00"))
+seed += piece(5, b"\x12\x10") + b"".join(piece(1, f) for f in frames)
+put("flv_ingest", "h264-aac", seed)
+put("flv_ingest", "b-frames", b"\x00" + piece(0, record) + piece(0x88, avcc(b"\x65\x00")))
+put("flv_ingest", "mp3", b"\x00" + piece(3, b"\xff\xfb\x90\x00"))
+put("flv_ingest", "rtmp-handshake", b"\x00\x03" + bytes(1536))

@@ -30,6 +30,21 @@ pub enum Outgoing {
     Ping,
     /// Close the WebSocket.
     Close,
+    /// To an ingest's session only (never a socket's): where to hand its
+    /// packets, sent before its `answer`.
+    Direct(DirectLink),
+}
+
+/// An ingest's direct transport: the worker, Router and transport its RTP
+/// packets go to (`sfu_core::worker::Command::SendDirect`).
+#[derive(Debug, Clone)]
+pub struct DirectLink {
+    /// The worker that owns the Router.
+    pub worker: crate::worker_link::WorkerRef,
+    /// The room's home Router.
+    pub router: sfu_core::RouterId,
+    /// The direct transport.
+    pub transport: sfu_core::TransportId,
 }
 
 #[derive(Debug, Default)]

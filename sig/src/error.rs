@@ -36,6 +36,9 @@ pub enum ServerError {
     /// The HTTP listener could not be used.
     #[error("the HTTP listener: {0}")]
     Listener(#[source] std::io::Error),
+    /// The RTMP listener could not bind (`--rtmp-listen`).
+    #[error("the RTMP listener (rtmp_listen): {0}")]
+    RtmpListener(#[source] std::io::Error),
     /// The cluster's directory URL could not be used.
     #[error("the cluster's directory: {0}")]
     Directory(String),

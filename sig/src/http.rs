@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/nodes", get(nodes))
+        .route("/ingest", get(ingest))
         .route("/whip/{room}", post(whip::post_whip).options(whip::options))
         .route("/whep/{room}", post(whip::post_whep).options(whip::options))
         .route(
@@ -86,6 +87,15 @@ async fn nodes(State(app): State<AppState>) -> impl IntoResponse {
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
         serde_json::json!({ "nodes": list }).to_string(),
+    )
+}
+
+/// `{"rtmp_port": 1935 | null, "auth": bool}`: what the page needs to show
+/// where an encoder publishes (the WHIP URL is on this origin).
+async fn ingest(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "rtmp_port": app.rtmp_port, "auth": app.auth }).to_string(),
     )
 }
 

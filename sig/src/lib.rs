@@ -16,12 +16,14 @@ pub mod directory;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod ingest;
 pub mod metrics;
 pub mod negotiation;
 pub mod protocol;
 pub mod ratelimit;
 pub mod room;
 pub mod sdp;
+pub mod session;
 pub mod whip;
 pub mod worker_link;
 pub mod ws;
@@ -201,7 +203,7 @@ pub async fn run(
             source,
         })?;
 
-    let state = AppState {
+    let mut state = AppState {
         hub: hub_tx.clone(),
         next_conn: Arc::new(AtomicU64::new(1)),
         registry,
@@ -211,7 +213,25 @@ pub async fn run(
         metrics_max_rooms: cfg.metrics_max_rooms,
         cluster: cluster.clone(),
         sessions: Arc::default(),
+        ingest: Arc::default(),
+        rtmp_port: None,
+        auth: cfg.auth_secret.is_some(),
     };
+    if let Some(addr) = cfg.rtmp_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(ServerError::RtmpListener)?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        state.rtmp_port = Some(bound.port());
+        tracing::info!(addr = %bound, "RTMP ingest listening");
+        let ctx = ingest::rtmp::RtmpContext {
+            hub: hub_tx.clone(),
+            next_conn: state.next_conn.clone(),
+            auth_secret: cfg.auth_secret.clone(),
+            metrics: state.ingest.clone(),
+        };
+        tokio::spawn(ingest::rtmp::serve(listener, ctx));
+    }
     let app = http::router(state);
     listener
         .set_nonblocking(true)

@@ -25,7 +25,11 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, rows: &[(String,
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, v) in rows {
-        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
     }
 }
 
@@ -106,7 +110,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 24] = [
+        let defs: [Def; 25] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -182,6 +186,11 @@ pub fn render(app: &AppState) -> String {
             ("keyframe_requests_total", "PLIs sent to publishers.", |c| {
                 c.keyframe_requests.get()
             }),
+            (
+                "gop_replays_total",
+                "Subscribers started from an RTMP stream's kept GOP (it cannot be asked for a keyframe).",
+                |c| c.gop_replays.get(),
+            ),
             (
                 "events_dropped_total",
                 "Events to the control plane dropped because its queue was full.",
@@ -329,7 +338,86 @@ pub fn render(app: &AppState) -> String {
         render_cluster(&mut out, c);
     }
     render_sessions(&mut out, &app.sessions);
+    render_ingest(&mut out, &app.ingest);
     out
+}
+
+/// RTMP ingest: connections, live streams, refusals by reason, and what
+/// the streams carried.
+fn render_ingest(out: &mut String, m: &crate::ingest::rtmp::IngestMetrics) {
+    use crate::ingest::rtmp::Refusal;
+    use std::sync::atomic::Ordering;
+    let one = |v: &std::sync::atomic::AtomicU64| vec![(String::new(), v.load(Ordering::Relaxed))];
+    let defs: [(&str, &str, &str, &std::sync::atomic::AtomicU64); 8] = [
+        (
+            "sfu_ingest_connections_total",
+            "counter",
+            "RTMP connections accepted.",
+            &m.connections,
+        ),
+        (
+            "sfu_ingest_connections",
+            "gauge",
+            "RTMP connections open.",
+            &m.open,
+        ),
+        (
+            "sfu_ingest_streams",
+            "gauge",
+            "RTMP streams in a room now.",
+            &m.live,
+        ),
+        (
+            "sfu_ingest_video_frames_total",
+            "counter",
+            "H.264 access units forwarded from RTMP.",
+            &m.video_frames,
+        ),
+        (
+            "sfu_ingest_audio_frames_total",
+            "counter",
+            "AAC frames transcoded to Opus.",
+            &m.audio_frames,
+        ),
+        (
+            "sfu_ingest_packets_total",
+            "counter",
+            "RTP packets made from RTMP streams.",
+            &m.packets,
+        ),
+        (
+            "sfu_ingest_bytes_total",
+            "counter",
+            "RTP payload bytes made from RTMP streams.",
+            &m.bytes,
+        ),
+        (
+            "sfu_ingest_dropped_total",
+            "counter",
+            "RTP packets of RTMP streams dropped: the worker's queue was full.",
+            &m.dropped,
+        ),
+    ];
+    for (name, kind, help, v) in defs {
+        family(out, name, kind, help, &one(v));
+    }
+    let rows: Vec<(String, u64)> = Refusal::ALL
+        .iter()
+        .zip(&m.refused)
+        .map(|(r, v)| {
+            (
+                format!("reason=\"{}\"", r.as_str()),
+                v.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    family(
+        out,
+        "sfu_ingest_refused_total",
+        "counter",
+        "RTMP connections ended early, by reason (b_frames, video_codec, audio_codec, key, …).",
+        &rows,
+    );
 }
 
 /// WHIP and WHEP sessions: live, created and refused, by endpoint.
@@ -478,6 +566,9 @@ mod tests {
             metrics_max_rooms: max,
             cluster: None,
             sessions: Arc::default(),
+            ingest: Arc::default(),
+            rtmp_port: None,
+            auth: false,
         }
     }
 

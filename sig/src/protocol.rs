@@ -133,6 +133,11 @@ pub enum Via {
         /// The participant id to watch (`?participant=p7`).
         participant: Option<u64>,
     },
+    /// An RTMP publisher (`crate::ingest`): its offer is made by the
+    /// server from the stream, its transport is a direct one (no network:
+    /// the ingest hands its RTP packets to the Router), and it receives
+    /// nothing.
+    Rtmp,
 }
 
 impl Via {
@@ -148,6 +153,7 @@ impl Via {
             Self::Ws => "ws",
             Self::Whip => "whip",
             Self::Whep { .. } => "whep",
+            Self::Rtmp => "rtmp",
         }
     }
 }

@@ -26,9 +26,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
-use crate::conn::{ConnHandle, ConnId, OUT_QUEUE, Outgoing};
+use crate::conn::{ConnHandle, Outgoing};
 use crate::hub::HubMsg;
-use crate::protocol::{ClientMsg, MAX_MESSAGE_BYTES, Via};
+use crate::protocol::{MAX_MESSAGE_BYTES, Via};
 use crate::ratelimit::ConnLimiter;
 use crate::ws::AppState;
 
@@ -224,17 +224,9 @@ async fn post(
             ),
         );
     }
-    if body.len() > MAX_MESSAGE_BYTES {
-        return refused(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "an offer of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}",
-                body.len()
-            ),
-        );
-    }
-    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
-        return refused(StatusCode::BAD_REQUEST, "the offer is not UTF-8".into());
+    let sdp = match check_offer(endpoint, &body) {
+        Ok(sdp) => sdp,
+        Err((status, why)) => return refused(status, why),
     };
     let now = Instant::now();
     let mut limits = ConnLimiter::new(app.limiter.limits(), now);
@@ -270,35 +262,15 @@ async fn post(
         Endpoint::Whip => Via::Whip,
         Endpoint::Whep => Via::Whep { participant },
     };
-    let conn_id: ConnId = app.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (conn, mut rx) = ConnHandle::new(conn_id, OUT_QUEUE);
-    let join = ClientMsg::Join {
-        room: room.clone(),
-        name: String::new(),
-        sdp,
-        token,
-        role: None,
-        via,
-    };
-    if app
-        .hub
-        .send(HubMsg::Connect { conn: conn.clone() })
-        .await
-        .is_err()
-        || app
-            .hub
-            .send(HubMsg::Client {
-                conn: conn_id,
-                msg: join,
-            })
-            .await
-            .is_err()
-    {
+    let Ok((conn, mut rx)) =
+        crate::session::open(&app.hub, &app.next_conn, &room, sdp, token, via).await
+    else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down".into(),
         );
-    }
+    };
+    let conn_id = conn.id();
     let first = tokio::time::timeout(ANSWER_TIMEOUT, first_reply(&mut rx)).await;
     let answer = match first {
         Ok(Some(Reply::Answer { sdp, id })) => (sdp, id),
@@ -366,6 +338,47 @@ async fn post(
     r
 }
 
+/// Checks a POST's body before it goes to a room: at most 64 KiB of UTF-8,
+/// an SDP offer that parses and has what every offer needs (ICE
+/// credentials, a fingerprint, mids), and that sends (WHIP) or only
+/// receives (WHEP). Returns the text.
+///
+/// Errors: the status and plain-text reason to answer with: 413, 400, or
+/// 422 (`nothing-to-publish`, `viewer-cannot-publish`).
+pub fn check_offer(endpoint: Endpoint, body: &[u8]) -> Result<String, (StatusCode, String)> {
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "an offer of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Err((StatusCode::BAD_REQUEST, "the offer is not UTF-8".into()));
+    };
+    let bad = |e: crate::sdp::SdpError| (status_of(e.code()), format!("{}: {e}", e.code()));
+    let offer = crate::sdp::parse(text).map_err(bad)?;
+    crate::sdp::validate_offer(&offer).map_err(bad)?;
+    let sends = offer.media.iter().filter(|m| m.publishes()).count();
+    match endpoint {
+        Endpoint::Whip if sends == 0 => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing-to-publish: the offer sends no audio or video track with a codec we forward \
+             (Opus, VP8, VP9, AV1, H264 packetization-mode=1)"
+                .into(),
+        )),
+        Endpoint::Whep if sends > 0 => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "viewer-cannot-publish: a WHEP offer receives only, but this one sends {sends} track(s)"
+            ),
+        )),
+        _ => Ok(text.to_string()),
+    }
+}
+
 /// What answers a join, read back from the session's queue.
 #[derive(Debug)]
 enum Reply {
@@ -380,7 +393,7 @@ async fn first_reply(rx: &mut mpsc::Receiver<Outgoing>) -> Option<Reply> {
         let text = match out {
             Outgoing::Text(t) => t,
             Outgoing::Shared(t) => t.to_string(),
-            Outgoing::Ping => continue,
+            Outgoing::Ping | Outgoing::Direct(_) => continue,
             Outgoing::Close => return None,
         };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {

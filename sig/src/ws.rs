@@ -56,6 +56,12 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Live WHIP and WHEP sessions.
     pub sessions: Arc<crate::whip::Sessions>,
+    /// RTMP ingest counters (zero without `--rtmp-listen`).
+    pub ingest: Arc<crate::ingest::rtmp::IngestMetrics>,
+    /// The RTMP port encoders push to (`None`: no RTMP), for the page.
+    pub rtmp_port: Option<u16>,
+    /// Whether joins need a token (WHIP bearer, RTMP stream key).
+    pub auth: bool,
 }
 
 /// Upgrades `/ws`.
@@ -115,6 +121,7 @@ where
             Some(Outgoing::Text(t)) => Message::Text(t.into()),
             Some(Outgoing::Shared(t)) => Message::Text((*t).into()),
             Some(Outgoing::Ping) => Message::Ping(Default::default()),
+            Some(Outgoing::Direct(_)) => continue,
             Some(Outgoing::Close) | None => break WriterEnd::Closed,
         };
         match tokio::time::timeout(write_timeout, sink.send(msg)).await {

@@ -258,6 +258,8 @@ const CODEC = (new URLSearchParams(location.search).get('codec') || '').toLowerC
 // `?role=viewer`: watch mode. No camera or microphone is asked for; the
 // server lists this page in no roster, only in the viewer count.
 const VIEWER = new URLSearchParams(location.search).get('role') === 'viewer';
+// Read once: the address bar is rewritten to the bare share link on join.
+const TOKEN = new URLSearchParams(location.search).get('token');
 const SIMULCAST = new URLSearchParams(location.search).get('simulcast') !== '0'
   && !['vp9', 'av1'].includes(CODEC);
 
@@ -295,6 +297,21 @@ function simulcastLayers(track) {
 // The address that leads others into `room` (they choose their own name).
 function shareLink(room) {
   return location.origin + location.pathname + '?room=' + encodeURIComponent(room);
+}
+
+// Where an encoder publishes into `room`: WHIP on this server, RTMP when
+// the server listens for it (GET /ingest says on which port).
+function showBroadcastUrls(room) {
+  const r = encodeURIComponent(room);
+  $('whip-url').textContent = location.origin + '/whip/' + r;
+  fetch('/ingest').then((res) => res.json()).then((info) => {
+    $('whip-token-hint').hidden = !info.auth;
+    $('rtmp-key-hint').hidden = !info.auth;
+    if (!info.rtmp_port) return;
+    const host = location.hostname.includes(':') ? '[' + location.hostname + ']' : location.hostname;
+    $('rtmp-url').textContent = 'rtmp://' + host + ':' + info.rtmp_port + '/live/' + r;
+    $('rtmp-row').hidden = false;
+  }).catch(() => {});
 }
 
 function send(msg) {
@@ -478,6 +495,7 @@ async function join(room, name) {
   const link = shareLink(room);
   $('share-link').href = link;
   $('share-link').textContent = link;
+  showBroadcastUrls(room);
   // The address bar leads back into this room too (without this user's name).
   history.replaceState(null, '', '?room=' + encodeURIComponent(room));
   $('join-view').hidden = true;
@@ -532,9 +550,11 @@ async function connect() {
   const ws = new WebSocket(url);
   state.ws = ws;
   state.queue = Promise.resolve();
-  const token = new URLSearchParams(location.search).get('token');
-  ws.onopen = () => send(Object.assign({ type: 'join', room, name, sdp: pc.localDescription.sdp },
-    token ? { token } : {}, VIEWER ? { role: 'viewer' } : {}));
+  ws.onopen = () => {
+    state.joinSentAt = performance.now();
+    send(Object.assign({ type: 'join', room, name, sdp: pc.localDescription.sdp },
+      TOKEN ? { token: TOKEN } : {}, VIEWER ? { role: 'viewer' } : {}));
+  };
   ws.onmessage = (ev) => {
     if (state.ws !== ws) return;
     let msg;
@@ -772,6 +792,19 @@ $('copy-link').onclick = async () => {
   setTimeout(() => { $('copy-link').textContent = 'Copy'; }, 2000);
 };
 
+for (const b of document.querySelectorAll('button.copy')) {
+  b.onclick = async () => {
+    const el = $(b.dataset.copy);
+    try {
+      await navigator.clipboard.writeText(el.textContent);
+      b.textContent = 'Copied';
+    } catch {
+      window.getSelection().selectAllChildren(el);
+    }
+    setTimeout(() => { b.textContent = 'Copy'; }, 2000);
+  };
+}
+
 $('join-form').onsubmit = (e) => {
   e.preventDefault();
   const room = $('room').value.trim();
@@ -865,6 +898,10 @@ window.sfu = {
   sections: () => (state.pc && state.pc.remoteDescription
     ? state.pc.remoteDescription.sdp.split('\r\n').filter((l) => l.startsWith('m=')).length : 0),
   shareLink: () => $('share-link').href,
+  // Milliseconds since the last join message went out (null before one).
+  sinceJoin: () => (state.joinSentAt == null ? null : performance.now() - state.joinSentAt),
+  // The broadcast URLs the page shows: { whip, rtmp } ('' when not shown).
+  broadcastUrls: () => ({ whip: $('whip-url').textContent, rtmp: $('rtmp-row').hidden ? '' : $('rtmp-url').textContent }),
   // The viewer count the page shows (0 when it shows none).
   viewers: () => ($('viewers').hidden ? 0 : state.viewers || 0),
   viewersText: () => ($('viewers').hidden ? '' : $('viewers').textContent),

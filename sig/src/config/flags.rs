@@ -20,6 +20,9 @@ pub struct Flags {
     /// HTTP(S) listen address for the web client, /ws, /metrics, /healthz [default: 127.0.0.1:8080].
     #[arg(long, env = "SFU_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// RTMP ingest listen address, e.g. 0.0.0.0:1935: encoders push to rtmp://HOST/live/ROOM [default: off].
+    #[arg(long, env = "SFU_RTMP_LISTEN")]
+    pub rtmp_listen: Option<String>,
     /// IP address put in ICE candidates (what browsers send media to) [default: 127.0.0.1].
     #[arg(long, env = "SFU_ANNOUNCED_IP")]
     pub announced_ip: Option<String>,
@@ -177,6 +180,7 @@ pub enum Cmd {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
     pub(super) http_listen: Option<String>,
+    pub(super) rtmp_listen: Option<String>,
     pub(super) announced_ip: Option<String>,
     pub(super) rtc_listen_ip: Option<String>,
     pub(super) rtc_ports: Option<String>,

@@ -133,6 +133,16 @@ impl Config {
                 format!("{http:?} is not an IP:PORT socket address"),
             )
         })?;
+        let rtmp_listen = match flags.rtmp_listen.or(file.rtmp_listen) {
+            None => None,
+            Some(a) if a == "off" => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                err(
+                    "rtmp_listen",
+                    format!("{a:?} is not an IP:PORT socket address (or off)"),
+                )
+            })?),
+        };
         let ann = pick(flags.announced_ip, file.announced_ip, "127.0.0.1");
         let announced_ip: IpAddr = ann
             .parse()
@@ -344,6 +354,7 @@ impl Config {
         Ok(Self {
             cluster,
             http_listen,
+            rtmp_listen,
             announced_ip,
             rtc_listen_ip,
             rtc_port_min,

@@ -80,6 +80,8 @@ impl Default for RateLimits {
 pub struct Config {
     /// HTTP listen address.
     pub http_listen: SocketAddr,
+    /// RTMP ingest listen address (`None`: no RTMP).
+    pub rtmp_listen: Option<SocketAddr>,
     /// ICE candidate address.
     pub announced_ip: IpAddr,
     /// Bind address of room sockets.

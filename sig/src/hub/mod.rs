@@ -50,6 +50,7 @@ use crate::sdp;
 
 mod cluster;
 mod placement;
+use placement::JoinAsk;
 mod supervision;
 pub use crate::worker_link::WorkerRef;
 
@@ -91,19 +92,6 @@ pub struct Registry {
     pub worker_restarts: AtomicU64,
     /// Client messages dropped because their room's inbox was full.
     pub signaling_dropped: AtomicU64,
-}
-
-/// What a join asks for, before the hub validates it.
-#[derive(Debug)]
-pub(crate) struct JoinAsk {
-    /// Room name.
-    pub(crate) room: String,
-    /// Display name (empty for WHIP/WHEP: the token's identity or `whip-<n>`).
-    pub(crate) name: String,
-    /// Participant or viewer (a token's `role` claim wins).
-    pub(crate) role: Role,
-    /// WebSocket, WHIP or WHEP.
-    pub(crate) via: Via,
 }
 
 /// Messages to the hub.

@@ -4,6 +4,19 @@
 
 use super::*;
 
+/// What a join asks for, before the hub validates it.
+#[derive(Debug)]
+pub(crate) struct JoinAsk {
+    /// Room name.
+    pub(crate) room: String,
+    /// Display name (empty for WHIP/WHEP: the token's identity or `whip-<n>`).
+    pub(crate) name: String,
+    /// Participant or viewer (a token's `role` claim wins).
+    pub(crate) role: Role,
+    /// WebSocket, WHIP or WHEP.
+    pub(crate) via: Via,
+}
+
 impl Hub {
     /// The healthy worker with the fewest transports (then rooms) among
     /// those under the rooms-per-worker limit, or `None` when all are full.
@@ -57,7 +70,7 @@ impl Hub {
         // The HTTP side's sessions have their role from the endpoint.
         match via {
             Via::Ws => {}
-            Via::Whip => role = Role::Participant,
+            Via::Whip | Via::Rtmp => role = Role::Participant,
             Via::Whep { .. } => role = Role::Viewer,
         }
         validate_name("name", &name).map_err(|e| ServerMsg::error("bad-name", e.to_string()))?;
@@ -74,7 +87,7 @@ impl Hub {
                 ),
             ));
         }
-        if via == Via::Whip && publishing == 0 {
+        if matches!(via, Via::Whip | Via::Rtmp) && publishing == 0 {
             return Err(ServerMsg::error(
                 "nothing-to-publish",
                 "the offer sends no audio or video track with a codec we forward \

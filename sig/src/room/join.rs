@@ -68,12 +68,20 @@ impl Room {
             remote_fingerprint: offer.fingerprint,
             dtls_role,
         };
-        let transport = call(&worker, |reply| Command::CreateTransport {
-            router,
-            params,
-            reply,
-        })
-        .await?;
+        let transport = if via == Via::Rtmp {
+            call(&worker, |reply| Command::CreateDirectTransport {
+                router,
+                reply,
+            })
+            .await?
+        } else {
+            call(&worker, |reply| Command::CreateTransport {
+                router,
+                params,
+                reply,
+            })
+            .await?
+        };
         let mut neg = Negotiation::new(Vec::new(), &offer);
         let mut own = Vec::new();
         let mut published = Vec::new();
@@ -118,6 +126,13 @@ impl Room {
         let answer = sdp::write(&local, setup, &own);
         let pid = self.ctx.next_pid.fetch_add(1, Ordering::Relaxed);
         tracing::info!(room = %self.name, participant = pid, name = %name, role = role.as_str(), via = via.as_str(), tracks = published.len(), "participant joined");
+        if via == Via::Rtmp {
+            conn.push(Outgoing::Direct(DirectLink {
+                worker: worker.clone(),
+                router,
+                transport,
+            }));
+        }
         conn.send(&ServerMsg::Answer {
             sdp: answer,
             id: format!("p{pid}"),

@@ -45,7 +45,7 @@ use sfu_core::{ConsumerId, Mid, ProducerId, Pt, RouterId, Ssrc, TransportId};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::HubConfig;
-use crate::conn::{ConnHandle, ConnId};
+use crate::conn::{ConnHandle, ConnId, DirectLink, Outgoing};
 use crate::negotiation::{AfterFailure, AnswerError, Negotiation, OutTrack};
 use crate::protocol::{ClientMsg, Delta, ParticipantInfo, Role, ServerMsg, Via};
 
