@@ -30,7 +30,7 @@ for r in $(seq 1 "$ROUNDS"); do
     -t $((WINDOW + WARMUP + 2)) -c:v libx264 -bf 0 -g 60 -c:a aac -f flv "rtmp://127.0.0.1:$RTMP/live/perf" &
   FF=$!
   sleep "$WARMUP"
-  worker_tid=$(grep -l "sfu-worker" /proc/$SFU/task/*/comm | head -n 1 | xargs dirname)
+  worker_tid=$(dirname "$(grep -l "sfu-worker" /proc/$SFU/task/*/comm | awk 'NR == 1')")
   a=$(ticks /proc/$SFU/stat); aw=$(ticks "$worker_tid/stat")
   sleep "$WINDOW"
   b=$(ticks /proc/$SFU/stat); bw=$(ticks "$worker_tid/stat")

@@ -1,6 +1,7 @@
 //! HTTP routes: the web client (embedded), `/ws`, `/metrics`, `/healthz`,
 //! `/nodes` (the cluster's live nodes, for clients to reconnect to), and
-//! WHIP/WHEP (`/whip/{room}`, `/whep/{room}`, [`crate::whip`]).
+//! WHIP/WHEP (`/whip/{room}`, `/whep/{room}`, [`crate::whip`]), and
+//! `/ingest` (where encoders publish, for the page).
 
 use axum::Router;
 use axum::extract::State;

@@ -25,7 +25,7 @@ pub enum ClientMsg {
         #[serde(default)]
         role: Option<Role>,
         /// How the member came: over the WebSocket (always, from the wire),
-        /// or a WHIP/WHEP session of the HTTP side.
+        /// or as a WHIP, WHEP or RTMP session the server opened.
         #[serde(skip)]
         via: Via,
     },
@@ -124,7 +124,7 @@ pub enum Via {
     #[default]
     Ws,
     /// A WHIP publisher (RFC 9725): one offer, one answer, no
-    /// renegotiation; it sends and receives nothing.
+    /// renegotiation; it publishes and receives nothing.
     Whip,
     /// A WHEP viewer (draft-ietf-wish-whep): one offer of receive-only
     /// m-sections, each answered with one track of the room (of
@@ -147,7 +147,7 @@ impl Via {
         self == Self::Ws
     }
 
-    /// The session kind in logs and metrics: `ws`, `whip`, `whep`.
+    /// The session kind in logs and names: `ws`, `whip`, `whep`, `rtmp`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ws => "ws",

@@ -205,7 +205,9 @@ async fn post(
 ) -> Response {
     let refused = |status, reason: String| {
         app.sessions.refused[slot(endpoint)].fetch_add(1, Ordering::Relaxed);
-        tracing::info!(endpoint = endpoint.path(), room = %room, %peer, status = %status, reason = %reason, "session refused");
+        // Counted in /metrics; at debug level, so bad requests cannot
+        // flood the log.
+        tracing::debug!(endpoint = endpoint.path(), room = %room, %peer, status = %status, reason = %reason, "session refused");
         fail(status, reason)
     };
     let content_type = headers
@@ -224,10 +226,6 @@ async fn post(
             ),
         );
     }
-    let sdp = match check_offer(endpoint, &body) {
-        Ok(sdp) => sdp,
-        Err((status, why)) => return refused(status, why),
-    };
     let now = Instant::now();
     let mut limits = ConnLimiter::new(app.limiter.limits(), now);
     if let Err(which) = app
@@ -240,6 +238,10 @@ async fn post(
             which.describe(app.limiter.limits()),
         );
     }
+    let sdp = match check_offer(endpoint, &body) {
+        Ok(sdp) => sdp,
+        Err((status, why)) => return refused(status, why),
+    };
     let token = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => match v.strip_prefix("Bearer ") {

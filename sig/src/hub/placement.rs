@@ -9,11 +9,12 @@ use super::*;
 pub(crate) struct JoinAsk {
     /// Room name.
     pub(crate) room: String,
-    /// Display name (empty for WHIP/WHEP: the token's identity or `whip-<n>`).
+    /// Display name (empty for WHIP, WHEP and RTMP: the token's identity,
+    /// else `whip-<n>`, `whep-<n>` or `rtmp-<n>`).
     pub(crate) name: String,
     /// Participant or viewer (a token's `role` claim wins).
     pub(crate) role: Role,
-    /// WebSocket, WHIP or WHEP.
+    /// WebSocket, WHIP, WHEP or RTMP.
     pub(crate) via: Via,
 }
 
@@ -60,14 +61,14 @@ impl Hub {
             }
             identity = Some(claims.sub);
         }
-        // WHIP and WHEP sessions carry no name: the token's identity, else
-        // `whip-<n>` / `whep-<n>`.
+        // Sessions the server opens carry no name: the token's identity,
+        // else `whip-<n>`, `whep-<n>`, `rtmp-<n>`.
         if via != Via::Ws && name.is_empty() {
             name = identity
                 .filter(|i| validate_name("name", i).is_ok())
                 .unwrap_or_else(|| format!("{}-{}", via.as_str(), self.next_join));
         }
-        // The HTTP side's sessions have their role from the endpoint.
+        // Sessions the server opens have their role from their kind.
         match via {
             Via::Ws => {}
             Via::Whip | Via::Rtmp => role = Role::Participant,

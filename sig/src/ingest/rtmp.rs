@@ -336,7 +336,13 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: RtmpContext) {
     };
     if let Err((reason, why)) = &end {
         ctx.metrics.refuse(*reason);
-        tracing::warn!(%peer, reason = reason.as_str(), "RTMP stream ended: {why}");
+        // Broken connections are counted, and logged at debug level only
+        // (anyone can open them); a refused stream is the operator's news.
+        if matches!(reason, Refusal::Protocol | Refusal::Timeout) {
+            tracing::debug!(%peer, reason = reason.as_str(), "RTMP connection ended: {why}");
+        } else {
+            tracing::warn!(%peer, reason = reason.as_str(), "RTMP stream refused: {why}");
+        }
         if !matches!(reason, Refusal::Protocol | Refusal::Timeout) {
             let _ = stream.write_all(&on_status_error(why)).await;
             // An encoder reads what the server sends between its own

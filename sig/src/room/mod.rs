@@ -75,7 +75,7 @@ pub enum RoomMsg {
         /// Participant or viewer (the hub checked a viewer's offer sends
         /// nothing).
         role: Role,
-        /// WebSocket, WHIP or WHEP.
+        /// WebSocket, WHIP, WHEP or RTMP.
         via: Via,
         /// The parsed offer.
         offer: Box<PeerSdp>,
@@ -171,7 +171,8 @@ struct Participant {
     name: String,
     /// Participant (publishes, listed) or viewer (receives, counted).
     role: Role,
-    /// WebSocket (negotiates `update`s), WHIP or WHEP (one offer/answer).
+    /// WebSocket (negotiates `update`s), or WHIP, WHEP, RTMP (one
+    /// offer/answer).
     via: Via,
     conn: ConnHandle,
     join: u64,
@@ -540,7 +541,8 @@ impl Room {
             conn: p.conn.id(),
             join: p.join,
         });
-        // A WHIP or WHEP session is its membership: it ends here.
+        // A session the server opened (WHIP, WHEP, RTMP) is its
+        // membership: it ends here.
         if !p.via.negotiates() {
             p.conn.close();
         }

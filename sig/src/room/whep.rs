@@ -59,25 +59,18 @@ impl Room {
                 .kind
                 .filter(|_| !m.rejected && m.direction.receives() && !m.direction.sends());
             let pick = wanted.and_then(|kind| {
-                candidates
-                    .iter()
-                    .position(|(_, t)| t.kind == kind && m.matching_codec(&t.codec).is_some())
+                candidates.iter().enumerate().find_map(|(i, (_, t))| {
+                    let c = m.matching_codec(&t.codec).filter(|_| t.kind == kind)?;
+                    Some((i, c.clone()))
+                })
             });
-            let Some(i) = pick else {
-                media.push(LocalMedia {
-                    media_token: m
-                        .kind
-                        .map_or("application".to_string(), |k| k.as_str().to_string()),
-                    ..LocalMedia::closed(&m.mid, m.kind)
-                });
+            let Some((i, codec)) = pick else {
+                media.push(LocalMedia::closed(&m.mid, m.kind));
                 continue;
             };
             let (publisher, track) = candidates.remove(i);
             let Some(local) = Self::producer_on(&track, home, router) else {
                 media.push(LocalMedia::closed(&m.mid, m.kind));
-                continue;
-            };
-            let Some(codec) = m.matching_codec(&track.codec).cloned() else {
                 continue;
             };
             // RTX only when the offer has it for this codec: an answer
