@@ -3,7 +3,9 @@
 //! its Router keeps the packets since the last keyframe. A subscriber that
 //! starts mid-GOP gets them at once, the earlier frames pulled together
 //! just before the newest, then the live packets with gapless sequence
-//! numbers and timestamps that go on from the newest frame's.
+//! numbers and timestamps that go on from the newest frame's. The mirror
+//! of such a track on another Router (a room spread over workers or nodes)
+//! keeps its own GOP (`ProducerParams::keep_gop`).
 
 mod common;
 
@@ -34,6 +36,7 @@ fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
             video_codec: Some(VideoCodec::H264),
             rtx_payload_types: Vec::new(),
             extensions: ExtensionMap::EMPTY,
+            keep_gop: false,
         })
         .expect("producer");
     let now = net.now;
@@ -119,4 +122,37 @@ fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
         net.counters().drops(sfu_core::stats::DropReason::StaleId),
         before + 1
     );
+}
+
+#[test]
+fn the_mirror_of_an_ingest_track_keeps_its_own_gop() {
+    let mut net = Net::new();
+    let bob = net.add_peer();
+    net.connect_all();
+    let pipe = net.router.create_pipe_transport();
+    let params = ProducerParams {
+        transport: pipe,
+        kind: MediaKind::Video,
+        encodings: vec![EncodingParams::single(Ssrc(7000), None)],
+        mid: None,
+        payload_types: vec![Pt(102)],
+        video_codec: Some(VideoCodec::H264),
+        rtx_payload_types: Vec::new(),
+        extensions: ExtensionMap::EMPTY,
+        keep_gop: true,
+    };
+    let mirror = net.router.create_producer(params).expect("mirror");
+    let now = net.now;
+    for (seq, ts, payload) in [
+        (1u16, 3000u32, SPS_PPS_STAP_A.to_vec()),
+        (2, 3000, vec![0x65, 1]),
+        (3, 6000, vec![0x41, 2]),
+    ] {
+        net.router
+            .handle_piped(now, pipe, &rtp(102, seq, ts, 7000, &payload));
+    }
+    net.consume(bob, mirror, 3333, (102, 102));
+    net.step();
+    assert_eq!(net.peers[bob].rtp.len(), 3, "started from the mirror's GOP");
+    assert_eq!(net.counters().gop_replays.get(), 1);
 }

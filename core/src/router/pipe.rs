@@ -47,6 +47,9 @@ impl ProducerParams {
             rtx_payload_types: Vec::new(),
             extensions: PIPE_EXTENSIONS
                 .keep_if(Extension::AudioLevel, self.kind == MediaKind::Audio),
+            // A mirror of an ingest's track keeps its own GOP for the
+            // consumers on its side.
+            keep_gop: self.keep_gop,
         }
     }
 }

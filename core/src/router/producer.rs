@@ -87,6 +87,11 @@ pub struct ProducerParams {
     /// RIDs (to bind SSRCs the offer did not announce, RFC 8843 §15, RFC
     /// 8852 §3) and the AV1 dependency descriptor (copied to subscribers).
     pub extensions: ExtensionMap,
+    /// The publisher cannot be asked for a keyframe (an RTMP encoder, or
+    /// the mirror of one's track): the Router keeps the video's packets
+    /// since the last keyframe and starts each consumer from them
+    /// (`crate::router::direct`). Producers on a direct transport always do.
+    pub keep_gop: bool,
 }
 
 impl ProducerParams {

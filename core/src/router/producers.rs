@@ -39,7 +39,7 @@ impl Router {
             }
         }
         let mut producer = Producer::new(params);
-        if video && direct {
+        if video && (direct || producer.params.keep_gop) {
             producer.gop = Some(Default::default());
         }
         if video {

@@ -247,6 +247,7 @@ mod tests {
                 .with(Extension::Mid, Some(1))
                 .with(Extension::Rid, Some(2))
                 .with(Extension::RepairedRid, Some(3)),
+            keep_gop: false,
         }
     }
 

@@ -434,6 +434,7 @@ impl Net {
                         Extension::DependencyDescriptor,
                         self.dependency_descriptor_ext_ids.map(|(p, _)| p),
                     ),
+                keep_gop: false,
             })
             .expect("producer")
     }
@@ -464,6 +465,7 @@ impl Net {
                     .with(Extension::Mid, Some(MID_EXT_ID))
                     .with(Extension::Rid, Some(RID_EXT_ID))
                     .with(Extension::RepairedRid, Some(REPAIRED_RID_EXT_ID)),
+                keep_gop: false,
             })
             .expect("producer")
     }

@@ -145,6 +145,7 @@ pub(crate) fn publish_subscribe(worker: &Worker, router: RouterId, tids: &[Trans
             video_codec: None,
             rtx_payload_types: vec![],
             extensions: ExtensionMap::EMPTY,
+            keep_gop: false,
         },
         reply,
     });

@@ -179,6 +179,10 @@ pub struct WireTrack {
     pub rids: Vec<String>,
     /// The SSRC of each encoding on the relay.
     pub ssrcs: Vec<u32>,
+    /// Its publisher cannot be asked for keyframes (RTMP): the mirror
+    /// keeps its GOP for the consumers that start (absent: false).
+    #[serde(default)]
+    pub keep_gop: bool,
 }
 
 impl NodeMsg {
@@ -367,6 +371,7 @@ mod tests {
             screen: false,
             rids: vec!["q".into(), "h".into(), "f".into()],
             ssrcs: vec![11, 12, 13],
+            keep_gop: false,
         }
     }
 

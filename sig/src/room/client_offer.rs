@@ -81,7 +81,14 @@ impl Room {
         for j in new {
             let m = &offer.media[j];
             match self
-                .publish_section(router, transport, m, mid_ext_id, screen.contains(&m.mid))
+                .publish_section(
+                    router,
+                    transport,
+                    m,
+                    mid_ext_id,
+                    screen.contains(&m.mid),
+                    false,
+                )
                 .await
             {
                 Ok((media, track)) => {

@@ -107,7 +107,7 @@ impl Room {
             .filter(|_| !matches!(via, Via::Whep { .. }))
         {
             match self
-                .publish_section(router, transport, m, mid_ext_id, false)
+                .publish_section(router, transport, m, mid_ext_id, false, via == Via::Rtmp)
                 .await
             {
                 Ok((media, track)) => {
@@ -196,7 +196,9 @@ impl Room {
     /// on `transport` of `router` (simulcast by RID, RFC 8853) when it
     /// sends with a codec we forward, piped to the room's other Routers.
     /// Returns the section's answer and the track, if any. `mid_ext_id` is
-    /// the session's MID extension id; `screen` marks a screen share.
+    /// the session's MID extension id; `screen` marks a screen share;
+    /// `keep_gop`, a publisher that cannot be asked for keyframes (RTMP):
+    /// the track's mirrors keep their GOP too.
     ///
     /// Errors: the worker refused the producer ([`Fail`] to send).
     pub(super) async fn publish_section(
@@ -206,6 +208,7 @@ impl Room {
         m: &sdp::MediaSection,
         mid_ext_id: Option<u8>,
         screen: bool,
+        keep_gop: bool,
     ) -> Result<(LocalMedia, Option<Track>), Fail> {
         let Some(worker) = self.shard(router).map(|s| s.worker.clone()) else {
             return Err(Fail(ServerMsg::error(
@@ -267,6 +270,7 @@ impl Room {
                     .keep_if(Extension::RepairedRid, p.simulcast.is_some())
                     .with(Extension::DependencyDescriptor, p.dd_ext_id)
                     .without(Extension::AbsSendTime),
+                keep_gop,
             };
             let kept = params.clone();
             let producer = call(&worker, |reply| Command::CreateProducer {

@@ -349,6 +349,7 @@ impl Room {
             video_codec: VideoCodec::from_name(&w.codec.name),
             rtx_payload_types: Vec::new(),
             extensions: ExtensionMap::EMPTY,
+            keep_gop: w.keep_gop,
         };
         let ssrcs: Vec<Ssrc> = w.ssrcs.iter().map(|s| Ssrc(*s)).collect();
         let params = origin.mirror(transport, &ssrcs);
@@ -585,5 +586,6 @@ fn wire(id: &str, who: &WirePublisher, t: &Track) -> WireTrack {
         screen: t.screen,
         rids: t.rids.clone(),
         ssrcs: Vec::new(),
+        keep_gop: t.params.keep_gop,
     }
 }
