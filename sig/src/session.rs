@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::conn::{ConnHandle, OUT_QUEUE, Outgoing};
+use crate::conn::{ConnHandle, DirectLink, OUT_QUEUE, Outgoing};
 use crate::hub::HubMsg;
 use crate::protocol::{ClientMsg, Via};
 
@@ -50,3 +50,71 @@ pub async fn open(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the server is shutting down")]
 pub struct ShuttingDown;
+
+/// What answers a session's join, read back from its queue.
+#[derive(Debug)]
+pub enum Reply {
+    /// Joined: our SDP answer, the participant id, and for an ingest its
+    /// direct transport.
+    Answer {
+        /// The SDP answer.
+        sdp: String,
+        /// The participant id (`p7`).
+        id: String,
+        /// Where an ingest's packets go (`Outgoing::Direct`).
+        direct: Option<DirectLink>,
+    },
+    /// This node is full: join on the node at `url`.
+    Redirect {
+        /// The node's base URL.
+        url: String,
+    },
+    /// Refused, with the code and reason of docs/signaling.md.
+    Error {
+        /// The error code.
+        code: String,
+        /// The reason.
+        message: String,
+    },
+}
+
+/// The first reply that answers a join on `rx`: the answer (with the
+/// direct link sent just before it), a redirect or an error; `None` when
+/// the connection closed first.
+pub async fn first_reply(rx: &mut mpsc::Receiver<Outgoing>) -> Option<Reply> {
+    let mut direct = None;
+    while let Some(out) = rx.recv().await {
+        let text = match out {
+            Outgoing::Text(t) => t,
+            Outgoing::Shared(t) => t.to_string(),
+            Outgoing::Direct(l) => {
+                direct = Some(l);
+                continue;
+            }
+            Outgoing::Ping => continue,
+            Outgoing::Close => return None,
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("answer") => {
+                return Some(Reply::Answer {
+                    sdp: field("sdp"),
+                    id: field("id"),
+                    direct,
+                });
+            }
+            Some("redirect") => return Some(Reply::Redirect { url: field("url") }),
+            Some("error") => {
+                return Some(Reply::Error {
+                    code: field("code"),
+                    message: field("message"),
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}

@@ -30,6 +30,7 @@ use crate::conn::{ConnHandle, Outgoing};
 use crate::hub::HubMsg;
 use crate::protocol::{MAX_MESSAGE_BYTES, Via};
 use crate::ratelimit::ConnLimiter;
+use crate::session::Reply;
 use crate::ws::AppState;
 
 /// Longest a POST waits for its room's answer.
@@ -273,9 +274,9 @@ async fn post(
         );
     };
     let conn_id = conn.id();
-    let first = tokio::time::timeout(ANSWER_TIMEOUT, first_reply(&mut rx)).await;
+    let first = tokio::time::timeout(ANSWER_TIMEOUT, crate::session::first_reply(&mut rx)).await;
     let answer = match first {
-        Ok(Some(Reply::Answer { sdp, id })) => (sdp, id),
+        Ok(Some(Reply::Answer { sdp, id, .. })) => (sdp, id),
         other => {
             let _ = app.hub.send(HubMsg::Disconnect { conn: conn_id }).await;
             return match other {
@@ -379,47 +380,6 @@ pub fn check_offer(endpoint: Endpoint, body: &[u8]) -> Result<String, (StatusCod
         )),
         _ => Ok(text.to_string()),
     }
-}
-
-/// What answers a join, read back from the session's queue.
-#[derive(Debug)]
-enum Reply {
-    Answer { sdp: String, id: String },
-    Redirect { url: String },
-    Error { code: String, message: String },
-}
-
-/// The first reply that answers a join: the answer, a redirect or an error.
-async fn first_reply(rx: &mut mpsc::Receiver<Outgoing>) -> Option<Reply> {
-    while let Some(out) = rx.recv().await {
-        let text = match out {
-            Outgoing::Text(t) => t,
-            Outgoing::Shared(t) => t.to_string(),
-            Outgoing::Ping | Outgoing::Direct(_) => continue,
-            Outgoing::Close => return None,
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-        match v.get("type").and_then(|t| t.as_str()) {
-            Some("answer") => {
-                return Some(Reply::Answer {
-                    sdp: field("sdp"),
-                    id: field("id"),
-                });
-            }
-            Some("redirect") => return Some(Reply::Redirect { url: field("url") }),
-            Some("error") => {
-                return Some(Reply::Error {
-                    code: field("code"),
-                    message: field("message"),
-                });
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Reads what the room sends a session after its answer (roster changes,

@@ -25,9 +25,10 @@ use tokio::sync::mpsc;
 
 use super::offer::offer;
 use super::session::{Ingest, IngestError};
-use crate::conn::{ConnHandle, DirectLink, Outgoing};
+use crate::conn::{ConnHandle, DirectLink};
 use crate::hub::HubMsg;
 use crate::protocol::{Via, validate_name};
+use crate::session::Reply;
 
 /// A connection must have asked to publish within this long.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -411,37 +412,16 @@ async fn join(
         .map_err(|e| e.to_string())?;
     let conn_id = conn.id();
     let answer = tokio::time::timeout(JOIN_TIMEOUT, async {
-        let mut link = None;
-        while let Some(out) = rx.recv().await {
-            match out {
-                Outgoing::Direct(l) => link = Some(l),
-                Outgoing::Text(t) => {
-                    let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-                    match v["type"].as_str() {
-                        Some("answer") => {
-                            return link.ok_or_else(|| "no direct transport".to_string());
-                        }
-                        Some("error") => {
-                            return Err(format!(
-                                "{}: {}",
-                                v["code"].as_str().unwrap_or(""),
-                                v["message"].as_str().unwrap_or("")
-                            ));
-                        }
-                        Some("redirect") => {
-                            return Err(format!(
-                                "this node is full: push to {} instead",
-                                v["url"].as_str().unwrap_or("another node")
-                            ));
-                        }
-                        _ => {}
-                    }
-                }
-                Outgoing::Close => break,
-                _ => {}
+        match crate::session::first_reply(&mut rx).await {
+            Some(Reply::Answer { direct, .. }) => {
+                direct.ok_or_else(|| "no direct transport".to_string())
             }
+            Some(Reply::Error { code, message }) => Err(format!("{code}: {message}")),
+            Some(Reply::Redirect { url }) => {
+                Err(format!("this node is full: push to {url} instead"))
+            }
+            None => Err("the room closed".to_string()),
         }
-        Err("the room closed".to_string())
     })
     .await
     .unwrap_or_else(|_| {
