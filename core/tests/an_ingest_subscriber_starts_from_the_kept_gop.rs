@@ -24,7 +24,7 @@ fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
     let mut net = Net::new();
     let bob = net.add_peer();
     net.connect_all();
-    let ingest = net.router.create_direct_transport();
+    let ingest = net.router.create_direct_transport(None);
     let producer = net
         .router
         .create_producer(ProducerParams {

@@ -1,5 +1,7 @@
 //! Join tokens: JWT (RFC 7519) signed with HS256 (RFC 7518 §3.2), carrying
-//! the room, the holder's identity (`sub`) and an expiry (`exp`).
+//! the room, the holder's identity (`sub`) and an expiry (`exp`). An admin
+//! token (claim `admin: true`, `sfu token --admin`) is for the recording
+//! API, of one room or (no `room`) of every room; it admits to no room.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +13,9 @@ use crate::protocol::Role;
 /// The claims of a join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The only room the token admits to.
+    /// The only room the token admits to (an admin token: the only room
+    /// it manages; empty: every room).
+    #[serde(default)]
     pub room: String,
     /// The holder's identity.
     pub sub: String,
@@ -23,6 +27,9 @@ pub struct Claims {
     /// over the join message's. Absent: the join message decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// An admin token: the recording API, not a join.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// Why a join token was refused. `code()` is the signaling error code.
@@ -40,6 +47,9 @@ pub enum AuthError {
     /// The token names another room.
     #[error("the join token is for room {0:?}, not this one")]
     WrongRoom(String),
+    /// The recording API got a token that is not an admin token.
+    #[error("this needs an admin token (`sfu token --admin`), not a join token")]
+    NotAdmin,
     /// Minting: the token could not be signed (it cannot fail with an
     /// HMAC key; never sent to a client).
     #[error("cannot sign the join token: {0}")]
@@ -54,6 +64,7 @@ impl AuthError {
             Self::Expired => "token-expired",
             Self::Invalid(_) => "token-invalid",
             Self::WrongRoom(_) => "token-wrong-room",
+            Self::NotAdmin => "token-not-admin",
             Self::Signing(_) => "internal",
         }
     }
@@ -76,17 +87,38 @@ pub fn mint(
     ttl: Duration,
     role: Option<Role>,
 ) -> Result<String, AuthError> {
+    sign(secret, &claims(room, identity, ttl, role, false))
+}
+
+/// Mints an admin token for `identity`, of `room` only or (empty) of
+/// every room, valid for `ttl`.
+///
+/// Errors: [`AuthError::Signing`] (it does not fail with an HMAC key).
+pub fn mint_admin(
+    secret: &str,
+    room: &str,
+    identity: &str,
+    ttl: Duration,
+) -> Result<String, AuthError> {
+    sign(secret, &claims(room, identity, ttl, None, true))
+}
+
+fn claims(room: &str, identity: &str, ttl: Duration, role: Option<Role>, admin: bool) -> Claims {
     let iat = now_secs();
-    let claims = Claims {
+    Claims {
         room: room.into(),
         sub: identity.into(),
         iat,
         exp: iat + ttl.as_secs(),
         role,
-    };
+        admin,
+    }
+}
+
+fn sign(secret: &str, claims: &Claims) -> Result<String, AuthError> {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
-        &claims,
+        claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(AuthError::Signing)
@@ -98,6 +130,31 @@ pub fn mint(
 /// Errors: [`AuthError::Missing`], [`AuthError::Expired`],
 /// [`AuthError::Invalid`], [`AuthError::WrongRoom`].
 pub fn verify(secret: &str, token: Option<&str>, room: &str) -> Result<Claims, AuthError> {
+    let claims = decode(secret, token)?;
+    if claims.room != room {
+        return Err(AuthError::WrongRoom(claims.room));
+    }
+    Ok(claims)
+}
+
+/// Checks an admin token for managing `room`: valid as [`verify`] checks,
+/// `admin: true`, and of that room or of every room.
+///
+/// Errors: [`AuthError::Missing`], [`AuthError::Expired`],
+/// [`AuthError::Invalid`], [`AuthError::NotAdmin`],
+/// [`AuthError::WrongRoom`].
+pub fn verify_admin(secret: &str, token: Option<&str>, room: &str) -> Result<Claims, AuthError> {
+    let claims = decode(secret, token)?;
+    if !claims.admin {
+        return Err(AuthError::NotAdmin);
+    }
+    if !claims.room.is_empty() && claims.room != room {
+        return Err(AuthError::WrongRoom(claims.room));
+    }
+    Ok(claims)
+}
+
+fn decode(secret: &str, token: Option<&str>) -> Result<Claims, AuthError> {
     let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
     let mut v = Validation::new(Algorithm::HS256);
     v.leeway = 0;
@@ -108,9 +165,6 @@ pub fn verify(secret: &str, token: Option<&str>, room: &str) -> Result<Claims, A
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(e),
             })?;
-    if data.claims.room != room {
-        return Err(AuthError::WrongRoom(data.claims.room));
-    }
     Ok(data.claims)
 }
 
@@ -119,6 +173,28 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn an_admin_token_manages_recordings_and_admits_to_no_room() {
+        let any = mint_admin(SECRET, "", "ops", Duration::from_secs(60)).expect("mint");
+        assert!(verify_admin(SECRET, Some(&any), "demo").is_ok());
+        assert_eq!(
+            verify(SECRET, Some(&any), "demo"),
+            Err(AuthError::WrongRoom(String::new()))
+        );
+        let one = mint_admin(SECRET, "demo", "ops", Duration::from_secs(60)).expect("mint");
+        assert!(verify_admin(SECRET, Some(&one), "demo").is_ok());
+        assert_eq!(
+            verify_admin(SECRET, Some(&one), "other"),
+            Err(AuthError::WrongRoom("demo".into()))
+        );
+        let join = mint(SECRET, "demo", "alice", Duration::from_secs(60), None).expect("mint");
+        assert_eq!(
+            verify_admin(SECRET, Some(&join), "demo"),
+            Err(AuthError::NotAdmin)
+        );
+        assert_eq!(verify_admin(SECRET, None, "demo"), Err(AuthError::Missing));
+    }
 
     #[test]
     fn minted_token_admits_to_its_room_only() {
@@ -148,6 +224,7 @@ mod tests {
             iat: 1,
             exp: now_secs() - 5,
             role: None,
+            admin: false,
         };
         let t = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

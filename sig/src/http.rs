@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 
-use crate::whip;
+use crate::{recording, whip};
 
 use crate::ws::{AppState, handler};
 
@@ -52,6 +52,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/nodes", get(nodes))
         .route("/ingest", get(ingest))
+        .route(
+            "/rooms/{room}/recordings",
+            post(recording::api::start).get(recording::api::list),
+        )
+        .route(
+            "/rooms/{room}/recordings/{id}",
+            get(recording::api::get).delete(recording::api::stop),
+        )
         .route("/whip/{room}", post(whip::post_whip).options(whip::options))
         .route("/whep/{room}", post(whip::post_whep).options(whip::options))
         .route(

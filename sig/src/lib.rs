@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod negotiation;
 pub mod protocol;
 pub mod ratelimit;
+pub mod recording;
 pub mod room;
 pub mod sdp;
 pub mod session;
@@ -131,6 +132,7 @@ pub async fn run(
     };
 
     let registry = Arc::new(Registry::default());
+    let recordings = Arc::new(recording::Recordings::new(cfg.recording.clone()));
     let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
     let hub = Hub::new(
         HubConfig {
@@ -139,6 +141,7 @@ pub async fn run(
             limits: cfg.limits,
             auth_secret: cfg.auth_secret.clone(),
             offer_timeout: cfg.offer_timeout,
+            recordings: recordings.clone(),
         },
         channels,
         registry.clone(),
@@ -216,6 +219,8 @@ pub async fn run(
         ingest: Arc::default(),
         rtmp_port: None,
         auth: cfg.auth_secret.is_some(),
+        auth_secret: cfg.auth_secret.clone().map(Arc::from),
+        recordings,
     };
     if let Some(addr) = cfg.rtmp_listen {
         let listener = tokio::net::TcpListener::bind(addr)

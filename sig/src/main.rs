@@ -12,19 +12,34 @@ use sfu_sig::protocol::{Role, validate_name};
 
 fn main() -> ExitCode {
     let mut flags = Flags::parse();
-    if let Some(Cmd::Token {
-        room,
-        identity,
-        ttl,
-        role,
-    }) = flags.command.take()
-    {
-        let role = match role.as_deref() {
-            Some("viewer") => Some(Role::Viewer),
-            Some(_) => Some(Role::Participant),
-            None => None,
-        };
-        return mint_token(flags, &room, &identity, &ttl, role);
+    match flags.command.take() {
+        Some(Cmd::Token {
+            room,
+            identity,
+            ttl,
+            admin,
+            role,
+        }) => {
+            let role = match role.as_deref() {
+                Some("viewer") => Some(Role::Viewer),
+                Some(_) => Some(Role::Participant),
+                None => None,
+            };
+            return mint_token(flags, &room, &identity, &ttl, role, admin);
+        }
+        Some(Cmd::Record { action, url, token }) => {
+            return match sfu_sig::recording::api::run_cli(&action, &url, token.as_deref()) {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sfu record: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        None => {}
     }
     let check = flags.check;
     let cfg = match Config::load(flags) {
@@ -100,8 +115,16 @@ async fn shutdown_signal() {
     }
 }
 
-/// `sfu token`: prints a join token signed with the configured auth secret.
-fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str, role: Option<Role>) -> ExitCode {
+/// `sfu token`: prints a join token (or with `admin` an admin token)
+/// signed with the configured auth secret.
+fn mint_token(
+    flags: Flags,
+    room: &str,
+    identity: &str,
+    ttl: &str,
+    role: Option<Role>,
+    admin: bool,
+) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("sfu token: {msg}");
         ExitCode::from(2)
@@ -110,7 +133,12 @@ fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str, role: Option<
         Ok(t) => t,
         Err(e) => return fail(format!("--ttl: {e}")),
     };
-    if let Err(e) = validate_name("room", room).and_then(|()| validate_name("identity", identity)) {
+    let names = if admin && room.is_empty() {
+        validate_name("identity", identity)
+    } else {
+        validate_name("room", room).and_then(|()| validate_name("identity", identity))
+    };
+    if let Err(e) = names {
         return fail(e.to_string());
     }
     let cfg = match Config::load(flags) {
@@ -123,7 +151,12 @@ fn mint_token(flags: Flags, room: &str, identity: &str, ttl: &str, role: Option<
                 .into(),
         );
     };
-    match sfu_sig::auth::mint(&secret, room, identity, ttl, role) {
+    let minted = if admin {
+        sfu_sig::auth::mint_admin(&secret, room, identity, ttl)
+    } else {
+        sfu_sig::auth::mint(&secret, room, identity, ttl, role)
+    };
+    match minted {
         Ok(t) => {
             println!("{t}");
             ExitCode::SUCCESS

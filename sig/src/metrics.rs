@@ -21,7 +21,7 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str, rows: &[(String, u64)]) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str, rows: &[(String, u64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, v) in rows {
@@ -339,6 +339,7 @@ pub fn render(app: &AppState) -> String {
     }
     render_sessions(&mut out, &app.sessions);
     render_ingest(&mut out, &app.ingest);
+    app.recordings.render_metrics(&mut out);
     out
 }
 
@@ -569,6 +570,8 @@ mod tests {
             ingest: Arc::default(),
             rtmp_port: None,
             auth: false,
+            auth_secret: None,
+            recordings: Arc::default(),
         }
     }
 

@@ -62,6 +62,10 @@ pub struct AppState {
     pub rtmp_port: Option<u16>,
     /// Whether joins need a token (WHIP bearer, RTMP stream key).
     pub auth: bool,
+    /// The HS256 secret of tokens (the recording API's admin tokens).
+    pub auth_secret: Option<Arc<str>>,
+    /// The server's recordings.
+    pub recordings: Arc<crate::recording::Recordings>,
 }
 
 /// Upgrades `/ws`.

@@ -13,6 +13,7 @@
 //! `videobufferkf` and of RTMP servers, made for a jitter buffer).
 
 use super::*;
+use crate::transport::Tap;
 
 /// Most packets a kept GOP holds: a longer GOP is not kept (its viewers
 /// wait for the next keyframe).
@@ -98,10 +99,13 @@ impl GopCache {
 }
 
 impl Router {
-    /// Adds a direct transport: its packets come from
-    /// [`Router::handle_direct`], and it sends nothing.
-    pub fn create_direct_transport(&mut self) -> TransportId {
-        let id = self.insert_transport(Transport::Direct(crate::transport::DirectTransport::new()));
+    /// Adds a direct transport. Without a tap, an ingest's: its packets
+    /// come from [`Router::handle_direct`], and it sends nothing. With
+    /// `tap`, a recording's: what its consumers send goes to the tap.
+    pub fn create_direct_transport(&mut self, tap: Option<Tap>) -> TransportId {
+        let id = self.insert_transport(Transport::Direct(crate::transport::DirectTransport::new(
+            tap,
+        )));
         self.after_transport(id);
         id
     }

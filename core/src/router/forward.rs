@@ -327,7 +327,7 @@ pub(super) fn send_rtp(
     twcc: bool,
 ) -> Option<usize> {
     let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
-    let len = t.transport.send_rtp(plain, buf, transmits)?;
+    let len = t.transport.send_rtp(now, plain, buf, transmits)?;
     t.sent_bytes += len as u64;
     if twcc && let Some(s) = &mut t.twcc_send {
         s.on_sent(now, len);

@@ -6,25 +6,113 @@
 //! producers on it cannot be asked for keyframes, so their Router keeps
 //! the last group of pictures for new subscribers instead
 //! (`crate::router::direct`).
+//!
+//! A direct transport with a [`Tap`] is a recording's: its consumers'
+//! packets (plain RTP as a subscriber would get it, and the sender
+//! reports relayed to them) go to the recording thread over a bounded
+//! queue. A full queue (a slow disk) drops and counts the packet; the
+//! worker never waits for the disk.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, TrySendError};
 
 use super::{CloseReason, TransportEvent};
 
-/// One direct transport: only its state changes.
+/// One packet a recording transport's consumers sent: plain RTP, or a
+/// compound RTCP packet (told apart as RFC 5761 §4 does), with the time
+/// the Router handled it (an RTP packet's arrival from its publisher).
+#[derive(Debug)]
+pub struct Tapped {
+    /// When the Router handled it.
+    pub at: Instant,
+    /// The packet.
+    pub data: Vec<u8>,
+}
+
+/// Where a recording transport's packets go: a bounded queue to the
+/// recording thread, and the counters of what a full or closed queue
+/// dropped (the recording's own, and the server's total).
+#[derive(Debug, Clone)]
+pub struct Tap {
+    tx: Sender<Tapped>,
+    dropped: Arc<AtomicU64>,
+    dropped_total: Arc<AtomicU64>,
+}
+
+impl Tap {
+    /// A tap into `tx`, counting drops in `dropped` and `dropped_total`.
+    pub fn new(tx: Sender<Tapped>, dropped: Arc<AtomicU64>, dropped_total: Arc<AtomicU64>) -> Self {
+        Self {
+            tx,
+            dropped,
+            dropped_total,
+        }
+    }
+}
+
+/// One direct transport: only its state changes, and a recording's tap.
 #[derive(Debug, Default)]
 pub struct DirectTransport {
     closed: bool,
     events: VecDeque<TransportEvent>,
+    tap: Option<Tap>,
+    /// When the last RTP packet was tapped (an RTCP packet is stamped
+    /// with it).
+    last_at: Option<Instant>,
 }
 
 impl DirectTransport {
     /// A new direct transport, connected ([`TransportEvent::Connected`]
-    /// comes first).
-    pub fn new() -> Self {
+    /// comes first); with `tap`, a recording's.
+    pub fn new(tap: Option<Tap>) -> Self {
         Self {
             closed: false,
             events: VecDeque::from([TransportEvent::Connected]),
+            tap,
+            last_at: None,
+        }
+    }
+
+    /// Whether it is a recording's.
+    pub fn is_tapped(&self) -> bool {
+        self.tap.is_some()
+    }
+
+    /// Hands the plain RTP packet `plain`, copied into `buf`, to the tap.
+    /// Returns its length, or `None` when there is no tap or the packet
+    /// was dropped (the queue full or its reader gone: counted).
+    pub fn send_rtp(&mut self, now: Instant, plain: &[u8], mut buf: Vec<u8>) -> Option<usize> {
+        self.last_at = Some(now);
+        buf.clear();
+        buf.extend_from_slice(plain);
+        self.hand(now, buf).then_some(plain.len())
+    }
+
+    /// Hands the compound RTCP packet `rtcp` (a relayed sender report) to
+    /// the tap. Returns true when it was queued.
+    pub fn send_rtcp(&mut self, rtcp: &[u8]) -> bool {
+        let at = self.last_at.unwrap_or_else(Instant::now);
+        self.hand(at, rtcp.to_vec())
+    }
+
+    fn hand(&mut self, at: Instant, data: Vec<u8>) -> bool {
+        if self.closed {
+            return false;
+        }
+        let Some(tap) = &self.tap else {
+            return false;
+        };
+        match tap.tx.try_send(Tapped { at, data }) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                tap.dropped.fetch_add(1, Ordering::Relaxed);
+                tap.dropped_total.fetch_add(1, Ordering::Relaxed);
+                false
+            }
         }
     }
 
@@ -44,5 +132,38 @@ impl DirectTransport {
     /// Next state change.
     pub fn poll_event(&mut self) -> Option<TransportEvent> {
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_or_closed_tap_drops_and_counts() {
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let (own, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut d = DirectTransport::new(Some(Tap::new(tx, own.clone(), total.clone())));
+        let t0 = Instant::now();
+        assert_eq!(d.send_rtp(t0, &[0x80, 96, 0, 1], Vec::new()), Some(4));
+        assert!(d.send_rtcp(&[0x80, 200, 0, 0]));
+        assert_eq!(d.send_rtp(t0, &[0x80, 96, 0, 2], Vec::new()), None);
+        assert_eq!(
+            (own.load(Ordering::Relaxed), total.load(Ordering::Relaxed)),
+            (1, 1)
+        );
+        let first = rx.recv().expect("queued");
+        assert_eq!((first.at, first.data), (t0, vec![0x80, 96, 0, 1]));
+        assert_eq!(
+            rx.recv().expect("queued").at,
+            t0,
+            "RTCP stamped with the last RTP's time"
+        );
+        drop(rx);
+        assert!(!d.send_rtcp(&[0x80, 200, 0, 0]));
+        assert_eq!(own.load(Ordering::Relaxed), 2);
+        // Without a tap nothing is sent, and nothing counted.
+        let mut plain = DirectTransport::new(None);
+        assert_eq!(plain.send_rtp(t0, &[0x80], Vec::new()), None);
     }
 }

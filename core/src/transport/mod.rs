@@ -21,7 +21,7 @@ pub mod pipe;
 pub mod relay;
 pub mod transmit;
 
-pub use direct::DirectTransport;
+pub use direct::{DirectTransport, Tap, Tapped};
 pub use pipe::{PIPE_EXTENSIONS, PipePacket, PipePeer, PipeTarget, PipeTransport};
 pub use relay::{RelayCounters, RelayPeer};
 pub use transmit::{Datagram, Outbox, SendOutcome, Transmit};
@@ -38,7 +38,8 @@ pub enum Transport {
     WebRtc(WebRtcTransport),
     /// A pipe to another Router of the room.
     Pipe(PipeTransport),
-    /// No network: the control plane hands its packets in (an ingest).
+    /// No network: the control plane hands its packets in (an ingest),
+    /// or its consumers' go to a recording.
     Direct(DirectTransport),
 }
 
@@ -120,7 +121,14 @@ impl Transport {
     /// Sends the plain RTP packet `plain`: SRTP-protected into `buf` and
     /// queued as a datagram, or copied into `buf` for the pipe. Returns its
     /// length as sent (bytes), or `None` when it cannot be sent yet.
-    pub fn send_rtp(&mut self, plain: &[u8], buf: Vec<u8>, out: &mut Outbox) -> Option<usize> {
+    /// A recording's direct transport hands it to its tap, stamped `now`.
+    pub fn send_rtp(
+        &mut self,
+        now: Instant,
+        plain: &[u8],
+        buf: Vec<u8>,
+        out: &mut Outbox,
+    ) -> Option<usize> {
         match self {
             Self::WebRtc(t) => {
                 let tx = t.protect_rtp(plain, buf)?;
@@ -129,8 +137,8 @@ impl Transport {
                 Some(len)
             }
             Self::Pipe(p) => p.send_rtp(plain, buf, out),
-            // Nothing is sent to an ingest.
-            Self::Direct(_) => None,
+            // Nothing is sent to an ingest; a recording's is tapped.
+            Self::Direct(d) => d.send_rtp(now, plain, buf),
         }
     }
 
@@ -146,9 +154,10 @@ impl Transport {
                 None => false,
             },
             Self::Pipe(p) => p.send_rtcp(rtcp, out),
-            // Its producers' keyframe requests are answered from the
-            // Router's cache; reports have no one to go to.
-            Self::Direct(_) => false,
+            // An ingest's keyframe requests are answered from the
+            // Router's cache, and its reports have no one to go to; a
+            // recording's sender reports are tapped.
+            Self::Direct(d) => d.is_tapped() && d.send_rtcp(rtcp),
         }
     }
 

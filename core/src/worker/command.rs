@@ -124,10 +124,13 @@ pub enum Command {
         link: PipeLink,
     },
     /// Add a direct transport to a router
-    /// ([`crate::router::Router::create_direct_transport`]): an ingest's.
+    /// ([`crate::router::Router::create_direct_transport`]): an ingest's,
+    /// or with a tap a recording's.
     CreateDirectTransport {
         /// The router.
         router: RouterId,
+        /// A recording's queue to its thread.
+        tap: Option<crate::transport::Tap>,
         /// Gets its transport id.
         reply: Reply<TransportId>,
     },

@@ -219,13 +219,13 @@ pub(super) fn run(
                     tracing::debug!(worker = index, peer = link.peer, "linked to a worker");
                     io.links.push(link);
                 }
-                Command::CreateDirectTransport { router, reply } => reply(on_router(
+                Command::CreateDirectTransport { router, tap, reply } => reply(on_router(
                     &mut rooms,
                     &by_id,
                     &mut io,
                     &mut failed,
                     router,
-                    |r| Ok(r.create_direct_transport()),
+                    |r| Ok(r.create_direct_transport(tap)),
                 )),
                 Command::SendDirect {
                     router,

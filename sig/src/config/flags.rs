@@ -23,6 +23,16 @@ pub struct Flags {
     /// RTMP ingest listen address, e.g. 0.0.0.0:1935: encoders push to rtmp://HOST/live/ROOM [default: off].
     #[arg(long, env = "SFU_RTMP_LISTEN")]
     pub rtmp_listen: Option<String>,
+    /// Directory recordings are written under (ROOM/ID/ in it) [default: ./recordings].
+    #[arg(long, env = "SFU_RECORDINGS_DIR", global = true)]
+    pub recordings_dir: Option<PathBuf>,
+    /// Mux a recording to WebM/MP4 when it stops: on or off [default: on].
+    #[arg(long, env = "SFU_RECORD_MUX")]
+    pub record_mux: Option<String>,
+    /// Record every room whose name matches this glob (`*`, `?`, `[...]`) from its first
+    /// publisher [default: none].
+    #[arg(long, env = "SFU_RECORD_ROOMS")]
+    pub record_rooms: Option<String>,
     /// IP address put in ICE candidates (what browsers send media to) [default: 127.0.0.1].
     #[arg(long, env = "SFU_ANNOUNCED_IP")]
     pub announced_ip: Option<String>,
@@ -159,12 +169,16 @@ pub struct Flags {
 pub enum Cmd {
     /// Print a join token (JWT, HS256) for --room and --identity, signed with the auth secret.
     Token {
-        /// The room the token admits to.
-        #[arg(long)]
+        /// The room the token admits to (with --admin: the only room it manages
+        /// [default: every room]).
+        #[arg(long, required_unless_present = "admin", default_value = "")]
         room: String,
         /// Who the holder is (the token's `sub`).
-        #[arg(long)]
+        #[arg(long, default_value = "admin")]
         identity: String,
+        /// An admin token (claim `admin: true`) for the recording API, not for joining.
+        #[arg(long)]
+        admin: bool,
         /// How long it is valid: e.g. 90s, 30m, 1h, 7d [default: 1h].
         #[arg(long, default_value = "1h")]
         ttl: String,
@@ -172,6 +186,18 @@ pub enum Cmd {
         /// or viewer [default: the join message decides].
         #[arg(long, value_parser = ["participant", "viewer"])]
         role: Option<String>,
+    },
+    /// Start, stop or list the recordings of a room on a running server (its HTTP API).
+    Record {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::recording::api::RecordCmd,
+        /// The server's base URL.
+        #[arg(long, env = "SFU_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An admin token (`sfu token --admin`), when the server has an auth secret.
+        #[arg(long, env = "SFU_ADMIN_TOKEN")]
+        token: Option<String>,
     },
 }
 
@@ -181,6 +207,9 @@ pub enum Cmd {
 pub(super) struct FileConfig {
     pub(super) http_listen: Option<String>,
     pub(super) rtmp_listen: Option<String>,
+    pub(super) recordings_dir: Option<PathBuf>,
+    pub(super) record_mux: Option<bool>,
+    pub(super) record_rooms: Option<String>,
     pub(super) announced_ip: Option<String>,
     pub(super) rtc_listen_ip: Option<String>,
     pub(super) rtc_ports: Option<String>,

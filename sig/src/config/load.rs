@@ -123,6 +123,7 @@ impl Config {
             }
         };
         let cluster_input = ClusterInput::take(&mut flags, &mut file);
+        let recording = recording(&mut flags, &mut file)?;
         let pick = |flag: Option<String>, file: Option<String>, default: &str| {
             flag.or(file).unwrap_or_else(|| default.to_string())
         };
@@ -355,6 +356,7 @@ impl Config {
             cluster,
             http_listen,
             rtmp_listen,
+            recording,
             announced_ip,
             rtc_listen_ip,
             rtc_port_min,
@@ -409,4 +411,33 @@ impl Config {
             auth_secret,
         })
     }
+}
+
+/// `--recordings-dir`, `--record-mux` and `--record-rooms`.
+fn recording(
+    flags: &mut Flags,
+    file: &mut FileConfig,
+) -> Result<crate::recording::RecordingConfig, ConfigError> {
+    let mut r = crate::recording::RecordingConfig::default();
+    if let Some(d) = flags.recordings_dir.take().or(file.recordings_dir.take()) {
+        r.dir = d;
+    }
+    r.mux = match flags.record_mux.as_deref().map(str::trim) {
+        None => file.record_mux.unwrap_or(true),
+        Some("on" | "true" | "1") => true,
+        Some("off" | "false" | "0") => false,
+        Some(other) => {
+            return Err(err(
+                "record_mux",
+                format!("expected on or off, got {other:?}"),
+            ));
+        }
+    };
+    if let Some(g) = flags.record_rooms.take().or(file.record_rooms.take()) {
+        r.rooms = Some(
+            glob::Pattern::new(&g)
+                .map_err(|e| err("record_rooms", format!("{g:?} is not a glob pattern: {e}")))?,
+        );
+    }
+    Ok(r)
 }

@@ -82,6 +82,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// RTMP ingest listen address (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
+    /// Recording settings.
+    pub recording: crate::recording::RecordingConfig,
     /// ICE candidate address.
     pub announced_ip: IpAddr,
     /// Bind address of room sockets.
@@ -141,4 +143,6 @@ pub struct HubConfig {
     pub auth_secret: Option<String>,
     /// Time a client has to answer an `update`.
     pub offer_timeout: Duration,
+    /// Recording settings, and the server's recordings.
+    pub recordings: std::sync::Arc<crate::recording::Recordings>,
 }

@@ -126,6 +126,14 @@ pub enum HubMsg {
     },
     /// An event from a worker.
     Core(Event),
+    /// A request of the recording API for a room.
+    Record {
+        /// The room.
+        room: String,
+        /// The request; refused with `no-such-room` when the room is not
+        /// on this node.
+        req: crate::recording::RecordRequest,
+    },
     /// A message from another node of the cluster.
     Node(crate::cluster::NodeMsg),
     /// Tell everyone, close every room, then reply.
@@ -346,6 +354,10 @@ impl Hub {
                     }
                 }
                 HubMsg::Core(ev) => self.on_core(ev),
+                HubMsg::Record { room, req } => match self.rooms.get(&room) {
+                    Some(r) => deliver(&r.tx, RoomMsg::Record(req)),
+                    None => req.refuse(crate::recording::RecordError::NoRoom(room)),
+                },
                 HubMsg::Node(msg) => self.on_node(msg),
                 HubMsg::Room(RoomNotice::Left { conn, join }) => {
                     // Only the membership that ended: after a pipelined

@@ -149,6 +149,7 @@ impl Room {
         let (_, ended_ids) = self.local_ids(pid, &ended);
         self.relay_gone(None, ended_ids, Vec::new());
         self.relay_published(pid, &added).await;
+        self.record_tracks(pid).await;
         for other in self.participants.others(pid) {
             if let Some(j) = self.idx(other) {
                 for producer in &outcome.ended {

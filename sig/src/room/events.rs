@@ -119,6 +119,7 @@ impl Room {
             }
         }
         self.set_count();
+        self.stop_recordings();
         rx.close();
         while let Ok(m) = rx.try_recv() {
             match m {

@@ -71,6 +71,7 @@ impl Room {
         let transport = if via == Via::Rtmp {
             call(&worker, |reply| Command::CreateDirectTransport {
                 router,
+                tap: None,
                 reply,
             })
             .await?
@@ -186,6 +187,7 @@ impl Room {
                 }
                 let tracks = self.tracks_of(pid);
                 self.relay_published(pid, &tracks).await;
+                self.record_tracks(pid).await;
             }
         }
         self.negotiate(pid);

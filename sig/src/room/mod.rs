@@ -20,6 +20,7 @@ mod client_offer;
 mod events;
 mod join;
 mod members;
+mod recordings;
 mod relay_health;
 mod relays;
 mod remote;
@@ -115,6 +116,8 @@ pub enum RoomMsg {
     },
     /// A message from another node about this room (a relay, its tracks).
     Node(crate::cluster::NodeMsg),
+    /// A request of the recording API.
+    Record(crate::recording::RecordRequest),
     /// The hub forgot this idle room: close the router and stop.
     Close,
     /// The server stops: remove everyone, close the router, then signal.
@@ -284,6 +287,8 @@ pub struct Room {
     spread_failed: Option<(usize, Instant)>,
     /// Its part in a cluster of nodes, when in one.
     cluster: Option<ClusterRoom>,
+    /// Its recordings.
+    recordings: recordings::RoomRecordings,
 }
 
 impl Room {
@@ -309,6 +314,7 @@ impl Room {
             deadlines: std::collections::BinaryHeap::new(),
             spread_failed: None,
             cluster: ctx.cluster.clone().map(ClusterRoom::new),
+            recordings: recordings::RoomRecordings::default(),
             ctx,
         }
     }
@@ -331,6 +337,10 @@ impl Room {
                     Some(m) => m,
                     None => break,
                 },
+                Some(ended) = self.recordings.ended.recv() => {
+                    self.on_recording_ended(ended);
+                    continue;
+                }
                 _ = nodes_changed(self.cluster.as_mut()), if watching => {
                     self.on_nodes_changed().await;
                     self.report_if_idle();
@@ -382,8 +392,10 @@ impl Room {
                     return;
                 }
                 RoomMsg::ShardFailed { router } => self.on_shard_failed(router).await,
+                RoomMsg::Record(req) => self.on_record(req).await,
                 RoomMsg::Close => {
                     if self.participants.is_empty() {
+                        self.stop_recordings();
                         self.leave_cluster();
                         self.close_router();
                         return;
@@ -394,6 +406,7 @@ impl Room {
                     for pid in self.participants.iter().map(|p| p.id).collect::<Vec<_>>() {
                         self.remove_participant(pid, true).await;
                     }
+                    self.stop_recordings();
                     self.leave_cluster();
                     self.close_router();
                     let _ = done.send(());

@@ -421,6 +421,7 @@ impl Room {
             self.add_consumer(member, pid, &track).await;
             self.negotiate(member);
         }
+        self.record_tracks(pid).await;
         Some(track)
     }
 

@@ -199,6 +199,7 @@ pub(crate) fn hub_config(offer_timeout: Duration) -> HubConfig {
         limits: Limits::default(),
         auth_secret: None,
         offer_timeout,
+        recordings: Default::default(),
     }
 }
 

@@ -1,0 +1,365 @@
+//! A recording's thread: takes what the worker's tap queues (plain RTP and
+//! the relayed sender reports of the recording's consumers), and appends
+//! each to its track's file ([`super::file`]), with the manifest of the
+//! recording beside them.
+//!
+//! The room tells the thread of each track (its SSRC, its file's header)
+//! on a control queue before the track's consumer exists, and the thread
+//! reads that queue before each packet, so a packet always finds its file.
+//! The tap's queue closes when the worker drops the recording's transport
+//! (the recording stopped, the room closed, the worker failed): the files
+//! are then flushed and the manifest written. A write that fails (a full
+//! disk) ends the recording at once with the error: the tap's queue is
+//! dropped, so what the worker hands over after that is counted as
+//! dropped, and forwarding goes on untouched.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, never, select};
+use sfu_core::transport::Tapped;
+
+use super::file::{self, RecordKind, TrackHeader};
+use super::{Entry, Recordings, State, lock, unix_ms};
+
+/// Bytes buffered per track file before a write.
+const FILE_BUFFER: usize = 64 * 1024;
+
+/// What the room tells a recording's thread.
+#[derive(Debug)]
+pub enum Control {
+    /// A track to record: packets with `ssrc` go to `file` (a name in the
+    /// recording's directory), which starts with `header`; the room listed
+    /// it as row `row` of the recording's `tracks`.
+    Track {
+        /// Its row in the recording's `tracks`.
+        row: usize,
+        /// The SSRC of the recording's consumer of the track.
+        ssrc: u32,
+        /// The file name.
+        file: String,
+        /// Its header.
+        header: TrackHeader,
+    },
+}
+
+#[derive(Debug)]
+struct TrackFile {
+    out: BufWriter<File>,
+    /// Its row in the recording's `tracks`.
+    row: usize,
+}
+
+/// One recording's writer (run on a thread of its own by [`spawn`]).
+#[derive(Debug)]
+pub struct Writer {
+    dir: PathBuf,
+    /// The instant of `at` = 0 in the files.
+    t0: Instant,
+    entry: Arc<Entry>,
+    recordings: Arc<Recordings>,
+    tracks: HashMap<u32, TrackFile>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// A writer of recording `entry` into `dir` (which exists), its times
+    /// counted from `t0`.
+    pub fn new(dir: PathBuf, t0: Instant, entry: Arc<Entry>, recordings: Arc<Recordings>) -> Self {
+        Self {
+            dir,
+            t0,
+            entry,
+            recordings,
+            tracks: HashMap::new(),
+            buf: Vec::with_capacity(2048),
+        }
+    }
+
+    fn on_control(&mut self, c: Control) -> io::Result<()> {
+        let Control::Track {
+            ssrc,
+            file,
+            header,
+            row,
+        } = c;
+        let path = self.dir.join(&file);
+        let mut out = BufWriter::with_capacity(FILE_BUFFER, File::create(&path)?);
+        self.buf.clear();
+        file::write_header(&header, &mut self.buf);
+        out.write_all(&self.buf)?;
+        self.count_bytes(self.buf.len());
+        // A track recorded again (a new consumer of it) replaces nothing:
+        // its SSRC is new.
+        self.tracks.insert(ssrc, TrackFile { out, row });
+        Ok(())
+    }
+
+    fn on_packet(&mut self, p: &Tapped) -> io::Result<()> {
+        let (kind, ssrc) = match sfu_core::proto::demux::classify(&p.data) {
+            sfu_core::proto::demux::PacketClass::Rtp => (RecordKind::Rtp, p.data.get(8..12)),
+            sfu_core::proto::demux::PacketClass::Rtcp => (RecordKind::Rtcp, p.data.get(4..8)),
+            _ => return Ok(()),
+        };
+        let Some(ssrc) = ssrc.map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+            return Ok(());
+        };
+        let Some(t) = self.tracks.get_mut(&ssrc) else {
+            return Ok(());
+        };
+        let at_us = p.at.saturating_duration_since(self.t0).as_micros() as u64;
+        self.buf.clear();
+        if !file::write_record(kind, at_us, &p.data, &mut self.buf) {
+            return Ok(());
+        }
+        t.out.write_all(&self.buf)?;
+        let row = t.row;
+        self.count_bytes(self.buf.len());
+        if kind == RecordKind::Rtp {
+            let mut info = lock(&self.entry.info);
+            info.packets += 1;
+            if let Some(s) = info.tracks.get_mut(row) {
+                s.packets += 1;
+                s.first_ms.get_or_insert(at_us / 1000);
+                s.last_ms = Some(at_us / 1000);
+            }
+        }
+        Ok(())
+    }
+
+    fn count_bytes(&self, n: usize) {
+        lock(&self.entry.info).bytes += n as u64;
+        self.recordings.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Reads `ctl` and `tap` until the tap's queue closes; the first
+    /// failed write ends it.
+    fn run(&mut self, tap: Receiver<Tapped>, mut ctl: Receiver<Control>) -> io::Result<()> {
+        loop {
+            select! {
+                recv(ctl) -> m => match m {
+                    Ok(c) => self.on_control(c)?,
+                    Err(_) => ctl = never(),
+                },
+                recv(tap) -> m => match m {
+                    Ok(p) => {
+                        while let Ok(c) = ctl.try_recv() {
+                            self.on_control(c)?;
+                        }
+                        self.on_packet(&p)?;
+                    }
+                    Err(_) => break,
+                },
+            }
+        }
+        while let Ok(c) = ctl.try_recv() {
+            self.on_control(c)?;
+        }
+        for t in self.tracks.values_mut() {
+            t.out.flush()?;
+            t.out.get_ref().sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest (`manifest.json`, replaced whole).
+    pub fn write_manifest(dir: &Path, entry: &Entry) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(&entry.snapshot()).map_err(io::Error::other)?;
+        let tmp = dir.join("manifest.json.tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(tmp, dir.join("manifest.json"))
+    }
+}
+
+/// Runs `w` on a thread of its own until `tap` closes or a write fails,
+/// then writes the manifest and calls `on_end` with the error, if any.
+///
+/// Errors: the thread could not be started.
+pub fn spawn(
+    mut w: Writer,
+    tap: Receiver<Tapped>,
+    ctl: Receiver<Control>,
+    on_end: impl FnOnce(Option<String>) + Send + 'static,
+) -> io::Result<()> {
+    let name = format!("rec-{}", lock(&w.entry.info).id);
+    std::thread::Builder::new().name(name).spawn(move || {
+        let result = w.run(tap, ctl);
+        // Whatever was buffered for a failed disk is dropped with the
+        // files (a BufWriter's drop tries one last write and ignores it).
+        let error = result.err().map(|e| e.to_string());
+        {
+            let mut info = lock(&w.entry.info);
+            info.stopped_unix_ms = Some(unix_ms());
+            if let Some(e) = &error {
+                info.state = State::Failed;
+                info.error = Some(format!("writing the recording failed: {e}"));
+            } else {
+                info.state = State::Stopped;
+            }
+        }
+        if error.is_some() {
+            w.recordings.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        w.tracks.clear();
+        if let Err(e) = Writer::write_manifest(&w.dir, &w.entry) {
+            tracing::warn!(dir = %w.dir.display(), error = %e, "recording manifest not written");
+        }
+        on_end(error);
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{RecordingInfo, file::Reader};
+    use std::time::Duration;
+
+    fn setup(name: &str) -> (PathBuf, Arc<Entry>, Arc<Recordings>) {
+        let dir = std::env::temp_dir().join(format!("sfu-writer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let recs = Arc::new(Recordings::default());
+        let entry = recs.add(RecordingInfo {
+            id: "r1".into(),
+            room: "demo".into(),
+            participant: None,
+            state: State::Recording,
+            error: None,
+            dir: dir.display().to_string(),
+            started_unix_ms: 1,
+            stopped_unix_ms: None,
+            packets: 0,
+            bytes: 0,
+            dropped: 0,
+            tracks: Vec::new(),
+        });
+        (dir, entry, recs)
+    }
+
+    fn track(ssrc: u32) -> Control {
+        let mut header = crate::recording::file::tests::header();
+        header.ssrc = ssrc;
+        Control::Track {
+            row: 0,
+            ssrc,
+            file: "p1-video.sfurec".into(),
+            header,
+        }
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xAB];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    fn run(
+        dir: &Path,
+        entry: &Arc<Entry>,
+        recs: &Arc<Recordings>,
+        feed: Vec<Tapped>,
+    ) -> Option<String> {
+        let t0 = Instant::now();
+        let (tap_tx, tap_rx) = crossbeam_channel::bounded(64);
+        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let w = Writer::new(dir.to_path_buf(), t0, entry.clone(), recs.clone());
+        spawn(w, tap_rx, ctl_rx, move |e| {
+            let _ = done_tx.send(e);
+        })
+        .expect("thread");
+        lock(&entry.info)
+            .tracks
+            .push(crate::recording::TrackSummary::of(
+                "p1-video.sfurec",
+                &crate::recording::file::tests::header(),
+            ));
+        ctl_tx.send(track(7)).expect("ctl");
+        for p in feed {
+            let _ = tap_tx.send(p);
+        }
+        drop(tap_tx);
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer ends")
+    }
+
+    #[test]
+    fn packets_and_reports_go_to_their_tracks_file_and_the_manifest_lists_it() {
+        let (dir, entry, recs) = setup("ok");
+        let t0 = Instant::now();
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&7u32.to_be_bytes());
+        sr.extend_from_slice(&[0; 20]);
+        let feed = vec![
+            Tapped {
+                at: t0 + Duration::from_millis(5),
+                data: rtp(7, 1),
+            },
+            Tapped {
+                at: t0 + Duration::from_millis(40),
+                data: rtp(7, 2),
+            },
+            Tapped {
+                at: t0 + Duration::from_millis(41),
+                data: sr.clone(),
+            },
+            // Another SSRC: no track of this recording.
+            Tapped {
+                at: t0,
+                data: rtp(9, 1),
+            },
+        ];
+        assert_eq!(run(&dir, &entry, &recs, feed), None);
+        let bytes = std::fs::read(dir.join("p1-video.sfurec")).expect("file");
+        let r = Reader::new(&bytes).expect("reads");
+        assert_eq!(r.header.ssrc, 7);
+        let recs_in: Vec<_> = r.collect();
+        assert_eq!(recs_in.len(), 3);
+        assert_eq!(recs_in[0].data, &rtp(7, 1)[..]);
+        assert_eq!(recs_in[2].kind, RecordKind::Rtcp);
+        let info = entry.snapshot();
+        assert_eq!((info.state, info.packets), (State::Stopped, 2));
+        assert_eq!(info.tracks[0].packets, 2);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+                .expect("json");
+        assert_eq!(manifest["state"], "stopped");
+        assert_eq!(manifest["tracks"][0]["file"], "p1-video.sfurec");
+        assert_eq!(recs.bytes.load(Ordering::Relaxed), bytes.len() as u64);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_recording_with_the_error() {
+        let (dir, entry, recs) = setup("full");
+        // /dev/full: every write fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", dir.join("p1-video.sfurec")).expect("symlink");
+        let t0 = Instant::now();
+        let big = {
+            let mut p = rtp(7, 1);
+            p.resize(1200, 0);
+            p
+        };
+        let feed: Vec<Tapped> = (0..60)
+            .map(|_| Tapped {
+                at: t0,
+                data: big.clone(),
+            })
+            .collect();
+        let err = run(&dir, &entry, &recs, feed).expect("an error");
+        assert!(err.contains("No space left"), "{err}");
+        let info = entry.snapshot();
+        assert_eq!(info.state, State::Failed);
+        assert!(info.error.is_some_and(|e| e.contains("No space left")));
+        assert_eq!(recs.failed.load(Ordering::Relaxed), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
