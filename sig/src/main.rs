@@ -27,6 +27,18 @@ fn main() -> ExitCode {
             };
             return mint_token(flags, &room, &identity, &ttl, role, admin);
         }
+        Some(Cmd::Recording { action }) => {
+            return match sfu_sig::recording::api::run_recording_cli(&action) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sfu recording: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Some(Cmd::Record { action, url, token }) => {
             return match sfu_sig::recording::api::run_cli(&action, &url, token.as_deref()) {
                 Ok(text) => {

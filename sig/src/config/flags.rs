@@ -187,16 +187,27 @@ pub enum Cmd {
         #[arg(long, value_parser = ["participant", "viewer"])]
         role: Option<String>,
     },
+    /// Work on a recording's directory: mux its tracks to WebM/MP4.
+    Recording {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::recording::api::RecordingCmd,
+    },
     /// Start, stop or list the recordings of a room on a running server (its HTTP API).
     Record {
         /// What to do.
         #[command(subcommand)]
         action: crate::recording::api::RecordCmd,
         /// The server's base URL.
-        #[arg(long, env = "SFU_URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "SFU_URL",
+            default_value = "http://127.0.0.1:8080",
+            global = true
+        )]
         url: String,
         /// An admin token (`sfu token --admin`), when the server has an auth secret.
-        #[arg(long, env = "SFU_ADMIN_TOKEN")]
+        #[arg(long, env = "SFU_ADMIN_TOKEN", global = true)]
         token: Option<String>,
     },
 }

@@ -218,6 +218,29 @@ pub enum RecordCmd {
     },
 }
 
+/// `sfu recording …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum RecordingCmd {
+    /// Mux a recording's track files (DIR: --recordings-dir/ROOM/ID) to one WebM (VP8/VP9 +
+    /// Opus) or MP4 (H.264 + Opus) per participant, beside them; prints what was written.
+    Mux {
+        /// The recording's directory.
+        dir: std::path::PathBuf,
+    },
+}
+
+/// Runs `sfu recording`; returns what to print.
+///
+/// Errors: why it failed.
+pub fn run_recording_cli(cmd: &RecordingCmd) -> Result<String, String> {
+    match cmd {
+        RecordingCmd::Mux { dir } => {
+            let report = super::mux::mux_dir(dir).map_err(|e| e.to_string())?;
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// Runs `sfu record` against the server at `url`; prints the JSON answer.
 ///
 /// Errors: the server could not be reached, or refused (its message).

@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod file;
+pub mod mux;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub enum State {
     Recording,
     /// Stopped; the thread is writing out what it has.
     Stopping,
+    /// The track files are whole; the playable files are being made.
+    Muxing,
     /// Done: every file is whole.
     Stopped,
     /// Ended by an error (`error` says which): the files hold what came
@@ -142,6 +145,10 @@ pub struct RecordingInfo {
     pub dropped: u64,
     /// Its tracks' files.
     pub tracks: Vec<TrackSummary>,
+    /// The playable files muxed from them (one per participant).
+    pub outputs: Vec<mux::Output>,
+    /// Why muxing failed, if it did.
+    pub mux_error: Option<String>,
 }
 
 /// One recording's shared state: what the API reads, the thread writes.

@@ -167,6 +167,31 @@ impl Writer {
         Ok(())
     }
 
+    /// Muxes what was written (`--record-mux on`): the outputs, or why
+    /// not, go in the recording's info.
+    fn mux(&self) {
+        // The manifest lists the tracks for the muxer.
+        if let Err(e) = Writer::write_manifest(&self.dir, &self.entry) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "recording manifest not written");
+        }
+        let started = Instant::now();
+        let result = super::mux::mux_dir(&self.dir);
+        let mut info = lock(&self.entry.info);
+        match result {
+            Ok(report) => {
+                tracing::info!(recording = %info.id, files = report.outputs.len(), ms = started.elapsed().as_millis() as u64, "recording muxed");
+                for (f, why) in &report.skipped {
+                    tracing::warn!(recording = %info.id, file = %f, reason = %why, "track not muxed");
+                }
+                info.outputs = report.outputs;
+            }
+            Err(e) => {
+                tracing::warn!(recording = %info.id, error = %e, "recording not muxed");
+                info.mux_error = Some(e.to_string());
+            }
+        }
+    }
+
     /// Writes the manifest (`manifest.json`, replaced whole).
     pub fn write_manifest(dir: &Path, entry: &Entry) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(&entry.snapshot()).map_err(io::Error::other)?;
@@ -192,6 +217,14 @@ pub fn spawn(
         // Whatever was buffered for a failed disk is dropped with the
         // files (a BufWriter's drop tries one last write and ignores it).
         let error = result.err().map(|e| e.to_string());
+        w.tracks.clear();
+        if error.is_some() {
+            w.recordings.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if w.recordings.cfg.mux {
+            lock(&w.entry.info).state = State::Muxing;
+            w.mux();
+        }
         {
             let mut info = lock(&w.entry.info);
             info.stopped_unix_ms = Some(unix_ms());
@@ -202,10 +235,6 @@ pub fn spawn(
                 info.state = State::Stopped;
             }
         }
-        if error.is_some() {
-            w.recordings.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        w.tracks.clear();
         if let Err(e) = Writer::write_manifest(&w.dir, &w.entry) {
             tracing::warn!(dir = %w.dir.display(), error = %e, "recording manifest not written");
         }
@@ -238,6 +267,8 @@ mod tests {
             bytes: 0,
             dropped: 0,
             tracks: Vec::new(),
+            outputs: Vec::new(),
+            mux_error: None,
         });
         (dir, entry, recs)
     }

@@ -114,6 +114,8 @@ impl Room {
             bytes: 0,
             dropped: 0,
             tracks: Vec::new(),
+            outputs: Vec::new(),
+            mux_error: None,
         });
         let (tap_tx, tap_rx) = crossbeam_channel::bounded(recordings.cfg.queue);
         let (ctl, ctl_rx) = crossbeam_channel::unbounded();

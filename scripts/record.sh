@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Recording and playback end to end (scripts/e2e/record.js): Chromium
+# pages publish, `sfu record` records, Debian's ffprobe and ffmpeg read the
+# muxed files and Chromium plays them. Runs inside a fresh network
+# namespace when the machine allows it, so no packet can leave; otherwise
+# on loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v ffprobe >/dev/null || { echo "record: ffprobe is missing (scripts/install-deps.sh installs ffmpeg)" >&2; exit 1; }
+cargo build --release --locked -p sfu-sig
+BIN="$PWD/target/release/sfu"
+DIR=$(mktemp -d /tmp/sfu-record-e2e.XXXXXX)
+trap 'rm -rf "$DIR"' EXIT
+scripts/in-netns.sh record timeout 600 node scripts/e2e/record.js "$BIN" "$DIR"
