@@ -17,8 +17,9 @@ command -v curl >/dev/null || PKGS+=(curl)   # the stress script's health checks
 command -v nft >/dev/null || PKGS+=(nftables) # loss and rate limits in scripts/quality.sh
 command -v shellcheck >/dev/null || PKGS+=(shellcheck) # scripts/lint-shell.sh
 command -v redis-server >/dev/null || PKGS+=(redis-server) # the directory across nodes
-command -v ffmpeg >/dev/null || PKGS+=(ffmpeg) # RTMP ingest tests: the encoder pushing to us
+command -v ffmpeg >/dev/null || PKGS+=(ffmpeg) # RTMP ingest tests (the encoder), recording tests (ffprobe)
 command -v cmake >/dev/null || PKGS+=(cmake)   # opusic-sys builds the bundled libopus with it
+command -v g++ >/dev/null || PKGS+=(g++)       # webm-sys builds the bundled libwebm with it
 python3 -c 'import venv' 2>/dev/null || PKGS+=(python3-venv)
 if [ ${#PKGS[@]} -gt 0 ]; then
   echo "installing ${PKGS[*]} (Debian packages)"

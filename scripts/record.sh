@@ -10,5 +10,10 @@ command -v ffprobe >/dev/null || { echo "record: ffprobe is missing (scripts/ins
 cargo build --release --locked -p sfu-sig
 BIN="$PWD/target/release/sfu"
 DIR=$(mktemp -d /tmp/sfu-record-e2e.XXXXXX)
-trap 'rm -rf "$DIR"' EXIT
-scripts/in-netns.sh record timeout 600 node scripts/e2e/record.js "$BIN" "$DIR"
+# A disk that fills: a 512 KiB tmpfs (needs root, as the rest of the
+# end-to-end runs do for their network namespaces).
+FULL="$DIR/full-disk"
+mkdir -p "$FULL"
+mount -t tmpfs -o size=512k tmpfs "$FULL" || { echo "record: cannot mount a tmpfs for the full-disk test (run as root)" >&2; exit 1; }
+trap 'umount "$FULL" 2>/dev/null; rm -rf "$DIR"' EXIT
+scripts/in-netns.sh record timeout 600 node scripts/e2e/record.js "$BIN" "$DIR" "$FULL"

@@ -3,7 +3,7 @@
 // `sfu record` (the CLI of the recording API) starts and stops, Debian's
 // ffprobe/ffmpeg read the muxed files, and Chromium plays them in a
 // <video> element.
-// Usage: node record.js PATH_TO_SFU RECORDINGS_DIR
+// Usage: node record.js PATH_TO_SFU RECORDINGS_DIR SMALL_TMPFS_DIR
 // Every wait is bounded; a watchdog ends the run if anything hangs.
 'use strict';
 
@@ -13,7 +13,7 @@ const fs = require('fs');
 const path = require('path');
 const { sleep, until, getFrom, runner, CHROMIUM_ARGS, openPage } = require('./lib');
 
-const [BIN, DIR] = process.argv.slice(2);
+const [BIN, DIR, FULL] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
 const PORT = Number(process.env.SFU_RECORD_PORT || 18380);
 const BASE = `http://127.0.0.1:${PORT}`;
@@ -23,6 +23,7 @@ const tests = runner();
 const test = tests.test;
 let browser;
 let server;
+let strict;
 
 const watchdog = setTimeout(() => {
   console.error(`watchdog: record run exceeded ${WATCHDOG_MS / 1000}s`);
@@ -31,7 +32,7 @@ const watchdog = setTimeout(() => {
 
 function finish(code) {
   clearTimeout(watchdog);
-  if (server && server.exitCode === null) server.kill('SIGKILL');
+  for (const p of [server, strict]) if (p && p.exitCode === null) p.kill('SIGKILL');
   const done = () => {
     console.log(`\nrecord: ${tests.passed} passed, ${tests.failed} failed`);
     process.exit(code || (tests.failed ? 1 : 0));
@@ -52,17 +53,20 @@ function run(cmd, args, ms = 60000) {
   });
 }
 
-// `sfu record ARGS` against the server: its JSON answer (throws on failure).
+// `sfu record ARGS` against the server (or `opts.base`, with `opts.token`):
+// its JSON answer (throws on failure).
 async function record(...args) {
-  const r = await run(BIN, ['record', ...args, '--url', BASE], 20000);
+  const opts = typeof args[args.length - 1] === 'object' ? args.pop() : {};
+  const extra = opts.token ? ['--token', opts.token] : [];
+  const r = await run(BIN, ['record', ...args, '--url', opts.base || BASE, ...extra], 20000);
   if (r.code !== 0) throw new Error(`sfu record ${args.join(' ')}: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
 
 // Waits until recording `id` of `room` is stopped (muxed); returns it.
-async function stopped(room, id) {
+async function stopped(room, id, opts = {}) {
   return until(`recording ${id} stopped and muxed`, async () => {
-    const list = await record('list', room);
+    const list = await record('list', room, opts);
     const rec = list.recordings.find((x) => x.id === id);
     return rec && (rec.state === 'stopped' || rec.state === 'failed') ? rec : null;
   }, 60000, 500);
@@ -166,6 +170,168 @@ async function main() {
       console.log(`  ${p.name}: Chromium plays ${JSON.stringify(play)}`);
     }
     for (const p of pages) await p.context.close();
+  });
+
+  await test('H.264: one participant of a room (sfu record start --participant) with &codec=h264 is recorded to an MP4 that ffprobe reads and Chromium plays', async () => {
+    const dan = await page('h264', 'dan', '&codec=h264');
+    const eve = await page('h264', 'eve');
+    const id = await until('dan has an id', () => dan.page.evaluate(() => window.sfu.id()), 15000);
+    await until('eve decodes dan', async () => Object.values(await eve.page.evaluate(() => window.sfu.remoteStats()))
+      .some((e) => e.framesDecoded > 0 && /H264/i.test(e.codec || '')), 20000);
+    const rec = await record('start', 'h264', '--participant', id);
+    await sleep(8000);
+    await record('stop', 'h264', rec.id);
+    const done = await stopped('h264', rec.id);
+    if (done.outputs.length !== 1 || done.outputs[0].container !== 'mp4') throw new Error(`outputs: ${JSON.stringify(done.outputs)}`);
+    const file = path.join(done.dir, done.outputs[0].file);
+    const info = await probe(file);
+    const v = info.streams.find((x) => x.codec_type === 'video');
+    const a = info.streams.find((x) => x.codec_type === 'audio');
+    const dur = Number(info.format.duration);
+    console.log(`  ${done.outputs[0].file}: ${info.format.format_name} ${v && v.codec_name} ${v && v.width}x${v && v.height} (${v && v.nb_read_frames} frames) + ${a && a.codec_name}, ${dur.toFixed(2)} s`);
+    if (!v || v.codec_name !== 'h264' || !a || a.codec_name !== 'opus' || Math.abs(dur - 8) > 1) throw new Error(`ffprobe: ${JSON.stringify(info)}`);
+    console.log(`  Chromium plays ${JSON.stringify(await playsInChromium(file, dur))}`);
+    await dan.context.close();
+    await eve.context.close();
+  });
+
+  await test('A/V sync: a publisher whose camera flashes and microphone beeps at the same instants is recorded; in the WebM the flashes and beeps are within 80 ms', async () => {
+    const context = await browser.newContext();
+    // The camera: a canvas, white for 200 ms every second, black between;
+    // the microphone: a 1 kHz tone over the same 200 ms. Both from the
+    // AudioContext's clock, so the marks are made at the same instants.
+    await context.addInitScript(() => {
+      navigator.mediaDevices.getUserMedia = async () => {
+        const ac = new AudioContext();
+        await ac.resume();
+        const canvas = document.createElement('canvas');
+        canvas.width = 640;
+        canvas.height = 480;
+        const g = canvas.getContext('2d');
+        const dest = ac.createMediaStreamDestination();
+        const osc = ac.createOscillator();
+        osc.frequency.value = 1000;
+        const gain = ac.createGain();
+        gain.gain.value = 0;
+        osc.connect(gain).connect(dest);
+        osc.start();
+        const t0 = Math.ceil(ac.currentTime) + 1;
+        for (let k = 0; k < 120; k++) {
+          gain.gain.setValueAtTime(0.8, t0 + k);
+          gain.gain.setValueAtTime(0, t0 + k + 0.2);
+        }
+        const draw = () => {
+          const t = ac.currentTime - t0;
+          g.fillStyle = t >= 0 && (t % 1) < 0.2 ? '#fff' : '#000';
+          g.fillRect(0, 0, 640, 480);
+        };
+        setInterval(draw, 4);
+        const video = canvas.captureStream(30).getVideoTracks()[0];
+        return new MediaStream([video, dest.stream.getAudioTracks()[0]]);
+      };
+    });
+    const p = await context.newPage();
+    p.on('pageerror', (e) => console.log(`  [sync pageerror] ${e}`));
+    await p.goto(`${BASE}/?room=sync&name=sync&simulcast=0`);
+    const id = await until('the publisher joined', () => p.evaluate(() => window.sfu.id()), 15000);
+    await sleep(3000);
+    const rec = await record('start', 'sync', '--participant', id);
+    await sleep(12000);
+    await record('stop', 'sync', rec.id);
+    const done = await stopped('sync', rec.id);
+    const file = path.join(done.dir, done.outputs[0].file);
+    // Flash onsets: frames whose mean luma jumps over 128.
+    const yr = await run('ffprobe', ['-v', 'error', '-f', 'lavfi', '-i', `movie=${file},signalstats`,
+      '-show_entries', 'frame=pts_time:frame_tags=lavfi.signalstats.YAVG', '-of', 'csv=p=0']);
+    const flashes = [];
+    let prev = 0;
+    for (const line of yr.stdout.split('\n')) {
+      const [t, y] = line.split(',').map(Number);
+      if (!Number.isFinite(t) || !Number.isFinite(y)) continue;
+      if (y > 128 && prev <= 128) flashes.push(t);
+      prev = y;
+    }
+    // Beep onsets: where silence ends.
+    const ar = await run('ffmpeg', ['-hide_banner', '-nostats', '-i', file, '-vn', '-af', 'silencedetect=noise=-30dB:d=0.3', '-f', 'null', '-']);
+    const beeps = [...ar.stderr.matchAll(/silence_end: ([0-9.]+)/g)].map((m) => Number(m[1]));
+    const offsets = flashes.map((f) => beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity))
+      .filter((d) => Math.abs(d) < 0.5);
+    const ms = offsets.map((d) => Math.round(d * 1000));
+    console.log(`  ${flashes.length} flashes, ${beeps.length} beeps; audio - video per mark (ms): ${ms.join(' ')}`);
+    if (ms.length < 6) throw new Error(`too few marks matched: flashes ${JSON.stringify(flashes)} beeps ${JSON.stringify(beeps)}`);
+    const sorted = [...ms].sort((x, y) => x - y);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    if (Math.abs(median) > 80 || ms.filter((x) => Math.abs(x) > 80).length > ms.length / 5) {
+      throw new Error(`audio and video marks apart: median ${median} ms, ${JSON.stringify(ms)}`);
+    }
+    await context.close();
+  });
+
+  await test('Bad input: a full disk (a 512 KiB tmpfs) fails the recording with an error while the room forwards >= 18 fps; a ../ room name, a room that does not exist, a missing admin token and garbage or truncated files get clear errors', async () => {
+    const port = PORT + 1;
+    const base = `http://127.0.0.1:${port}`;
+    const secret = 'record-e2e-secret-record-e2e-secret';
+    strict = spawn(BIN, ['--http-listen', `127.0.0.1:${port}`, '--announced-ip', '127.0.0.1',
+      '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '45400-45499', '--recordings-dir', FULL, '--auth-secret', secret,
+      '--log', process.env.SFU_E2E_LOG || 'warn'],
+    { stdio: ['ignore', 'inherit', 'inherit'] });
+    await until('second server up', async () => (await getFrom(base, '/healthz')).status === 200, 15000);
+    const mint = async (...args) => {
+      const r = await run(BIN, ['token', ...args, '--auth-secret', secret]);
+      if (r.code !== 0) throw new Error(`sfu token: ${r.stderr}`);
+      return r.stdout.trim();
+    };
+    const admin = await mint('--admin');
+    const join = async (name) => openPage(browser, `${base}/?room=full&name=${name}&token=${await mint('--room', 'full', '--identity', name)}`, name);
+    const pub = await join('pub');
+    const viewer = await join('viewer');
+    await until('viewer decodes pub', async () => Object.values(await viewer.page.evaluate(() => window.sfu.remoteStats()))
+      .some((e) => e.framesDecoded > 0), 20000);
+    const rec = await record('start', 'full', { base, token: admin });
+    const failed = await until('the recording fails on the full disk', async () => {
+      const r = (await record('list', 'full', { base, token: admin })).recordings.find((x) => x.id === rec.id);
+      return r && r.state === 'failed' ? r : null;
+    }, 60000, 500);
+    console.log(`  failed: ${failed.error} (${failed.bytes} bytes, ${failed.dropped} packets dropped)`);
+    if (!/No space left/.test(failed.error || '')) throw new Error(`error: ${failed.error}`);
+    const stats = () => viewer.page.evaluate(() => window.sfu.remoteStats());
+    const a = Object.values(await stats())[0];
+    await sleep(5000);
+    const b = Object.values(await stats())[0];
+    const fps = (b.framesDecoded - a.framesDecoded) / 5;
+    console.log(`  the viewer decodes ${fps.toFixed(1)} fps after the failure`);
+    if (fps < 18) throw new Error(`forwarding slowed to ${fps} fps`);
+    const m = (await getFrom(base, '/metrics')).body;
+    if (!/sfu_recordings_failed_total 1/.test(m)) throw new Error('metrics: sfu_recordings_failed_total 1 expected');
+
+    // Each bad request: a clear error, nothing else touched.
+    const refused = async (args, want) => {
+      const r = await run(BIN, args);
+      console.log(`  sfu ${args.slice(0, 3).join(' ')}…: exit ${r.code}: ${r.stderr.trim()}`);
+      if (r.code === 0 || !want.test(r.stderr)) throw new Error(`want ${want}, got exit ${r.code}: ${r.stderr}`);
+    };
+    await refused(['record', 'start', '../etc', '--url', base, '--token', admin], /must be a directory name/);
+    await refused(['record', 'start', 'no-such-room', '--url', base, '--token', admin], /404.*no room "no-such-room"/);
+    await refused(['record', 'start', 'full', '--url', base], /401.*requires an admin token/);
+    const junk = path.join(DIR, 'junk');
+    fs.mkdirSync(junk, { recursive: true });
+    fs.writeFileSync(path.join(junk, 'p1-video-1.sfurec'), Buffer.from('this is not a recording at all'));
+    await refused(['recording', 'mux', junk], /not a recording file/);
+    // A track file cut short (a crash) still muxes, up to its last whole record.
+    const call = (await record('list', 'call')).recordings[0];
+    const cut = path.join(DIR, 'cut');
+    fs.mkdirSync(cut, { recursive: true });
+    for (const t of call.tracks.filter((x) => x.participant === call.tracks[0].participant)) {
+      const bytes = fs.readFileSync(path.join(call.dir, t.file));
+      fs.writeFileSync(path.join(cut, t.file), bytes.subarray(0, Math.floor(bytes.length / 2) + 7));
+    }
+    const r = await run(BIN, ['recording', 'mux', cut]);
+    if (r.code !== 0) throw new Error(`mux of cut files: ${r.stderr}`);
+    const report = JSON.parse(r.stdout);
+    console.log(`  cut files mux to ${JSON.stringify(report.outputs.map((o) => [o.file, o.duration_ms]))}, notes ${JSON.stringify(report.notes)}`);
+    if (report.outputs.length !== 1 || report.outputs[0].duration_ms < 5000 || report.notes.length === 0) throw new Error('cut files: one shorter file and a note expected');
+    await pub.context.close();
+    await viewer.context.close();
   });
 }
 

@@ -75,7 +75,14 @@ fn admit(app: &AppState, headers: &HeaderMap, room: &str) -> Result<(), Box<Resp
             AuthError::NotAdmin | AuthError::WrongRoom(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         };
-        Box::new(error(status, e.code(), e))
+        let message = match &e {
+            AuthError::Missing => {
+                "this server requires an admin token: send Authorization: Bearer <token> (`sfu token --admin`)".to_string()
+            }
+            AuthError::WrongRoom(r) => format!("the admin token is for room {r:?} only"),
+            other => other.to_string(),
+        };
+        Box::new(error(status, e.code(), message))
     })
 }
 

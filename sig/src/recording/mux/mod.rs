@@ -92,6 +92,8 @@ pub struct MuxReport {
     pub outputs: Vec<Output>,
     /// Track files left out, with why.
     pub skipped: Vec<(String, String)>,
+    /// Track files used with a caveat (cut short, bad records), with it.
+    pub notes: Vec<(String, String)>,
 }
 
 /// Why a recording could not be muxed.
@@ -160,6 +162,11 @@ pub fn mux_dir(dir: &Path) -> Result<MuxReport, MuxError> {
     let mut tracks: Vec<(String, Track)> = Vec::new();
     for f in track_files(dir)? {
         let path = dir.join(&f);
+        // Only regular files: a device or a FIFO would be read forever.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            report.skipped.push((f, "not a regular file".into()));
+            continue;
+        }
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) => {
@@ -168,7 +175,23 @@ pub fn mux_dir(dir: &Path) -> Result<MuxReport, MuxError> {
             }
         };
         match Track::read(&bytes) {
-            Ok(t) if !t.frames.is_empty() => tracks.push((f, t)),
+            Ok(t) if !t.frames.is_empty() => {
+                if t.trailing > 0 {
+                    let note = format!(
+                        "cut short: {} bytes after its last whole record left out",
+                        t.trailing
+                    );
+                    report.notes.push((f.clone(), note));
+                }
+                if t.bad_records > 0 {
+                    let note = format!(
+                        "{} records that are not RTP or RTCP left out",
+                        t.bad_records
+                    );
+                    report.notes.push((f.clone(), note));
+                }
+                tracks.push((f, t));
+            }
             Ok(_) => report.skipped.push((f, "no whole frame in it".into())),
             Err(e) => report.skipped.push((f, e.to_string())),
         }

@@ -76,6 +76,8 @@ pub struct Track {
     pub dropped_frames: usize,
     /// Records that were not valid RTP or RTCP.
     pub bad_records: usize,
+    /// Bytes after the last whole record (a file cut short).
+    pub trailing: usize,
 }
 
 /// Why a file could not be read as a track.
@@ -120,7 +122,7 @@ impl Track {
     ///
     /// Errors: [`TrackError::File`] (not a recording), [`TrackError::Codec`].
     pub fn read(bytes: &[u8]) -> Result<Self, TrackError> {
-        let reader = Reader::new(bytes)?;
+        let mut reader = Reader::new(bytes)?;
         let header = reader.header.clone();
         let video = if header.kind == "audio" {
             if !header.codec.eq_ignore_ascii_case("opus") {
@@ -143,11 +145,12 @@ impl Track {
             arrival: None,
             dropped_frames: 0,
             bad_records: 0,
+            trailing: 0,
         };
         let mut packets = Vec::new();
         // Arrival order: unwrap against the previous packet.
         let mut last: Option<(i64, i64)> = None;
-        for rec in reader {
+        for rec in reader.by_ref() {
             match (rec.kind, classify(rec.data)) {
                 (RecordKind::Rtp, PacketClass::Rtp) => {
                     let Some(h) = RtpHeader::parse(rec.data) else {
@@ -194,6 +197,7 @@ impl Track {
                 _ => t.bad_records += 1,
             }
         }
+        t.trailing = reader.trailing;
         packets.sort_by_key(|p| p.seq);
         packets.dedup_by_key(|p| p.seq);
         match t.video {
