@@ -11,7 +11,7 @@ const { chromium } = require('playwright-core');
 const { spawn, execFile } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { sleep, until, getFrom, runner, CHROMIUM_ARGS, openPage } = require('./lib');
+const { sleep, until, getFrom, fpsOver, runner, CHROMIUM_ARGS, openPage } = require('./lib');
 
 const [BIN, DIR, FULL] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
@@ -267,6 +267,45 @@ async function main() {
     await context.close();
   });
 
+  await test('Playback: the call recording played into a new room: a Chromium page there decodes its video at the source rate and hears its audio, a late joiner starts at once, and stopping takes it out', async () => {
+    const call = (await record('list', 'call')).recordings[0];
+    const out = call.outputs[0];
+    const rel = `call/${call.id}/${out.file}`;
+    const src = await probe(path.join(call.dir, out.file));
+    const sv = src.streams.find((x) => x.codec_type === 'video');
+    const rate = Number(sv.nb_read_frames) / Number(src.format.duration);
+    const viewer = await page('replay', 'viewer');
+    await until('viewer connected', () => viewer.page.evaluate(() => window.sfu.connectionState() === 'connected'), 15000);
+    const r = await run(BIN, ['play', rel, '--room', 'replay', '--loop', '--name', `${out.name} (recorded)`, '--url', BASE]);
+    if (r.code !== 0) throw new Error(`sfu play: ${r.stderr}`);
+    const pb = JSON.parse(r.stdout);
+    const tile = await until('the viewer decodes the playback', async () => Object.values(await viewer.page.evaluate(() => window.sfu.remoteStats()))
+      .find((e) => e.framesDecoded > 0 && e.audioSamples > 0), 15000);
+    const fps = Object.values(await fpsOver(viewer, 5)).find((e) => e.name === tile.name);
+    console.log(`  ${rel} (${rate.toFixed(1)} fps in the file) as ${tile.name}: the viewer decodes ${JSON.stringify(fps)}`);
+    if (!fps || fps.fps < Math.min(25, rate) * 0.9) throw new Error(`the viewer decodes ${JSON.stringify(fps)}; the file has ${rate.toFixed(1)} fps`);
+    const a0 = Object.values(await viewer.page.evaluate(() => window.sfu.remoteStats())).find((e) => e.name === tile.name).audioSamples;
+    await sleep(1000);
+    const a1 = Object.values(await viewer.page.evaluate(() => window.sfu.remoteStats())).find((e) => e.name === tile.name).audioSamples;
+    if (a1 - a0 < 24000) throw new Error(`audio: ${a1 - a0} samples in 1 s`);
+    const late = await page('replay', 'late');
+    const t0 = Date.now();
+    await until('the late joiner decodes the playback', async () => Object.values(await late.page.evaluate(() => window.sfu.remoteStats()))
+      .some((e) => e.framesDecoded > 0), 10000, 100);
+    console.log(`  a late joiner decodes its first frame after ${Date.now() - t0} ms`);
+    const stop = await run(BIN, ['play', '--room', 'replay', '--stop', pb.id, '--url', BASE]);
+    if (stop.code !== 0) throw new Error(`sfu play --stop: ${stop.stderr}`);
+    await until('the playback leaves the room', async () => {
+      const names = await viewer.page.evaluate(() => window.sfu.tiles().map((t) => t.name));
+      return !names.includes(tile.name);
+    }, 10000);
+    const list = JSON.parse((await run(BIN, ['play', '--room', 'replay', '--url', BASE])).stdout);
+    console.log(`  playback: ${JSON.stringify(list.playbacks[0])}`);
+    if (list.playbacks[0].state !== 'stopped') throw new Error('the playback is not stopped');
+    await viewer.context.close();
+    await late.context.close();
+  });
+
   await test('Bad input: a full disk (a 512 KiB tmpfs) fails the recording with an error while the room forwards >= 18 fps; a ../ room name, a room that does not exist, a missing admin token and garbage or truncated files get clear errors', async () => {
     const port = PORT + 1;
     const base = `http://127.0.0.1:${port}`;
@@ -317,6 +356,8 @@ async function main() {
     fs.mkdirSync(junk, { recursive: true });
     fs.writeFileSync(path.join(junk, 'p1-video-1.sfurec'), Buffer.from('this is not a recording at all'));
     await refused(['recording', 'mux', junk], /not a recording file/);
+    await refused(['play', 'junk/p1-video-1.sfurec', '--room', 'x', '--url', BASE], /422.*not a WebM or MP4 file/);
+    await refused(['play', '../../etc/passwd', '--room', 'x', '--url', BASE], /404.*not a file under the recordings directory/);
     // A track file cut short (a crash) still muxes, up to its last whole record.
     const call = (await record('list', 'call')).recordings[0];
     const cut = path.join(DIR, 'cut');

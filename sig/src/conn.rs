@@ -33,6 +33,9 @@ pub enum Outgoing {
     /// To an ingest's session only (never a socket's): where to hand its
     /// packets, sent before its `answer`.
     Direct(DirectLink),
+    /// To a direct publisher only (a file played back): a subscriber
+    /// wants a keyframe of its video.
+    KeyframeRequest,
 }
 
 /// An ingest's direct transport: the worker, Router and transport its RTP

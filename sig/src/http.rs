@@ -60,6 +60,14 @@ pub fn router(state: AppState) -> Router {
             "/rooms/{room}/recordings/{id}",
             get(recording::api::get).delete(recording::api::stop),
         )
+        .route(
+            "/rooms/{room}/playback",
+            post(recording::playback::api::start).get(recording::playback::api::list),
+        )
+        .route(
+            "/rooms/{room}/playback/{id}",
+            delete(recording::playback::api::stop),
+        )
         .route("/whip/{room}", post(whip::post_whip).options(whip::options))
         .route("/whep/{room}", post(whip::post_whep).options(whip::options))
         .route(

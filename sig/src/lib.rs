@@ -221,6 +221,7 @@ pub async fn run(
         auth: cfg.auth_secret.is_some(),
         auth_secret: cfg.auth_secret.clone().map(Arc::from),
         recordings,
+        playbacks: Arc::default(),
     };
     if let Some(addr) = cfg.rtmp_listen {
         let listener = tokio::net::TcpListener::bind(addr)

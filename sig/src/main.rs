@@ -27,29 +27,33 @@ fn main() -> ExitCode {
             };
             return mint_token(flags, &room, &identity, &ttl, role, admin);
         }
+        Some(Cmd::Play {
+            file,
+            room,
+            looped,
+            name,
+            stop,
+            url,
+            token,
+        }) => {
+            let what = (room.as_str(), stop.as_deref(), looped, name.as_str());
+            let r = sfu_sig::recording::playback::api::run_cli(
+                file.as_deref(),
+                what,
+                &url,
+                token.as_deref(),
+            );
+            return printed("play", r);
+        }
         Some(Cmd::Recording { action }) => {
-            return match sfu_sig::recording::api::run_recording_cli(&action) {
-                Ok(text) => {
-                    println!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("sfu recording: {e}");
-                    ExitCode::from(1)
-                }
-            };
+            return printed(
+                "recording",
+                sfu_sig::recording::api::run_recording_cli(&action),
+            );
         }
         Some(Cmd::Record { action, url, token }) => {
-            return match sfu_sig::recording::api::run_cli(&action, &url, token.as_deref()) {
-                Ok(text) => {
-                    println!("{}", text.trim_end());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("sfu record: {e}");
-                    ExitCode::from(1)
-                }
-            };
+            let r = sfu_sig::recording::api::run_cli(&action, &url, token.as_deref());
+            return printed("record", r);
         }
         None => {}
     }
@@ -106,6 +110,21 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sfu: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A subcommand's outcome: its output on stdout (exit 0), or its error on
+/// stderr after `sfu <what>:` (exit 1).
+fn printed(what: &str, result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sfu {what}: {e}");
             ExitCode::from(1)
         }
     }

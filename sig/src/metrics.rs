@@ -572,6 +572,7 @@ mod tests {
             auth: false,
             auth_secret: None,
             recordings: Arc::default(),
+            playbacks: Arc::default(),
         }
     }
 

@@ -138,6 +138,10 @@ pub enum Via {
     /// the ingest hands its RTP packets to the Router), and it receives
     /// nothing.
     Rtmp,
+    /// A recording played back into the room (`crate::recording::playback`):
+    /// a publisher on a direct transport, as [`Via::Rtmp`], whose offer the
+    /// server made from the file.
+    Playback,
 }
 
 impl Via {
@@ -147,13 +151,21 @@ impl Via {
         self == Self::Ws
     }
 
-    /// The session kind in logs and names: `ws`, `whip`, `whep`, `rtmp`.
+    /// Whether its transport is a direct one (no network: the server
+    /// hands its packets to the Router): RTMP and playback.
+    pub fn is_direct(self) -> bool {
+        matches!(self, Self::Rtmp | Self::Playback)
+    }
+
+    /// The session kind in logs and names: `ws`, `whip`, `whep`, `rtmp`,
+    /// `playback`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ws => "ws",
             Self::Whip => "whip",
             Self::Whep { .. } => "whep",
             Self::Rtmp => "rtmp",
+            Self::Playback => "playback",
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 
 use crate::conn::{ConnHandle, DirectLink, OUT_QUEUE, Outgoing};
@@ -12,8 +14,8 @@ use crate::hub::HubMsg;
 use crate::protocol::{ClientMsg, Via};
 
 /// Registers a new connection with the hub and sends its `join` for
-/// `room` with `sdp` (the offer), `token` and `via`; the display name is
-/// the token's identity or `<via>-<n>`. Returns the connection and its
+/// `room` with `sdp` (the offer), `token`, display name `name` and `via`;
+/// an empty name is the token's identity or `<via>-<n>`. Returns the connection and its
 /// queue, whose first answer-like message (`answer`, `redirect` or
 /// `error`; an ingest's `Outgoing::Direct` comes just before its answer)
 /// says how the join went.
@@ -25,13 +27,13 @@ pub async fn open(
     room: &str,
     sdp: String,
     token: Option<String>,
-    via: Via,
+    (name, via): (String, Via),
 ) -> Result<(ConnHandle, mpsc::Receiver<Outgoing>), ShuttingDown> {
     let id = next_conn.fetch_add(1, Ordering::Relaxed);
     let (conn, rx) = ConnHandle::new(id, OUT_QUEUE);
     let msg = ClientMsg::Join {
         room: room.to_string(),
-        name: String::new(),
+        name,
         sdp,
         token,
         role: None,
@@ -91,7 +93,7 @@ pub async fn first_reply(rx: &mut mpsc::Receiver<Outgoing>) -> Option<Reply> {
                 direct = Some(l);
                 continue;
             }
-            Outgoing::Ping => continue,
+            Outgoing::Ping | Outgoing::KeyframeRequest => continue,
             Outgoing::Close => return None,
         };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
@@ -117,4 +119,53 @@ pub async fn first_reply(rx: &mut mpsc::Receiver<Outgoing>) -> Option<Reply> {
         }
     }
     None
+}
+
+/// Longest a direct publisher waits for its room's answer.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Joins `room` as a publisher on a direct transport (an RTMP stream, a
+/// file played back: [`open`] with `sdp` made by the server) and waits
+/// for the answer. Returns the connection, where its packets go, its
+/// participant id (`p7`) and its queue (later messages: roster changes,
+/// keyframe requests, `Close`).
+///
+/// Errors: the room's refusal (`code: reason`), a redirect, the room
+/// closing first, or no answer within [`JOIN_TIMEOUT`]; the connection is
+/// then gone.
+pub async fn join_direct(
+    hub: &mpsc::Sender<HubMsg>,
+    next_conn: &AtomicU64,
+    room: &str,
+    sdp: String,
+    token: Option<String>,
+    named: (String, Via),
+) -> Result<(ConnHandle, DirectLink, String, mpsc::Receiver<Outgoing>), String> {
+    let (conn, mut rx) = open(hub, next_conn, room, sdp, token, named)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(JOIN_TIMEOUT, async {
+        match first_reply(&mut rx).await {
+            Some(Reply::Answer { direct, id, .. }) => direct
+                .map(|d| (d, id))
+                .ok_or_else(|| "no direct transport".to_string()),
+            Some(Reply::Error { code, message }) => Err(format!("{code}: {message}")),
+            Some(Reply::Redirect { url }) => Err(format!("this node is full: use {url} instead")),
+            None => Err("the room closed".to_string()),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "the room did not answer within {} s",
+            JOIN_TIMEOUT.as_secs()
+        ))
+    });
+    match answer {
+        Ok((link, id)) => Ok((conn, link, id, rx)),
+        Err(e) => {
+            let _ = hub.send(HubMsg::Disconnect { conn: conn.id() }).await;
+            Err(e)
+        }
+    }
 }

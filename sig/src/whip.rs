@@ -265,8 +265,15 @@ async fn post(
         Endpoint::Whip => Via::Whip,
         Endpoint::Whep => Via::Whep { participant },
     };
-    let Ok((conn, mut rx)) =
-        crate::session::open(&app.hub, &app.next_conn, &room, sdp, token, via).await
+    let Ok((conn, mut rx)) = crate::session::open(
+        &app.hub,
+        &app.next_conn,
+        &room,
+        sdp,
+        token,
+        (String::new(), via),
+    )
+    .await
     else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -66,6 +66,8 @@ pub struct AppState {
     pub auth_secret: Option<Arc<str>>,
     /// The server's recordings.
     pub recordings: Arc<crate::recording::Recordings>,
+    /// Recordings being played into rooms.
+    pub playbacks: Arc<crate::recording::playback::Playbacks>,
 }
 
 /// Upgrades `/ws`.
@@ -125,7 +127,7 @@ where
             Some(Outgoing::Text(t)) => Message::Text(t.into()),
             Some(Outgoing::Shared(t)) => Message::Text((*t).into()),
             Some(Outgoing::Ping) => Message::Ping(Default::default()),
-            Some(Outgoing::Direct(_)) => continue,
+            Some(Outgoing::Direct(_) | Outgoing::KeyframeRequest) => continue,
             Some(Outgoing::Close) | None => break WriterEnd::Closed,
         };
         match tokio::time::timeout(write_timeout, sink.send(msg)).await {

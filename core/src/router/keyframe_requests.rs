@@ -66,6 +66,18 @@ impl Router {
         let Some(media) = p.ssrc else { return };
         p.last_keyframe_request = Some(now);
         p.keyframe_pending = false;
+        // A direct transport's publisher (a file played back) is told
+        // through the control plane.
+        if self
+            .transports
+            .get(tid)
+            .is_some_and(|e| e.transport.is_direct())
+        {
+            self.events.push_back(RouterEvent::KeyframeRequested(pid));
+            self.counters.keyframe_requests.add(1);
+            self.worker_counters.keyframe_requests.add(1);
+            return;
+        }
         if self.send_feedback(tid, |ours, b| rtcp::write_pli(ours, media, b)) {
             self.counters.keyframe_requests.add(1);
             self.worker_counters.keyframe_requests.add(1);

@@ -162,6 +162,11 @@ pub enum RouterEvent {
     /// encoding the others (`RTCRtpEncodingParameters.active`) and start
     /// them again when told ([`Router`]'s layer pass, every 500 ms).
     SourceLayers(ProducerId, Vec<bool>),
+    /// A keyframe of this video producer is wanted, and its publisher is
+    /// on a direct transport (a file being played back), which no PLI
+    /// reaches: the control plane that feeds it is told instead, at most
+    /// once per `keyframe_min_interval` as a PLI would be.
+    KeyframeRequested(ProducerId),
 }
 
 /// One room's forwarding graph.

@@ -187,6 +187,30 @@ pub enum Cmd {
         #[arg(long, value_parser = ["participant", "viewer"])]
         role: Option<String>,
     },
+    /// Play a recording (a muxed WebM or MP4 under the server's --recordings-dir) into a
+    /// room as a participant; with --stop ID, stop one; with neither, list them.
+    Play {
+        /// The file, relative to the server's --recordings-dir (e.g. demo/ID/p1.webm).
+        file: Option<String>,
+        /// The room.
+        #[arg(long)]
+        room: String,
+        /// Start over at the end.
+        #[arg(long = "loop")]
+        looped: bool,
+        /// The participant's display name [default: playback-<n>].
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Stop the playback with this id instead.
+        #[arg(long)]
+        stop: Option<String>,
+        /// The server's base URL.
+        #[arg(long, env = "SFU_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An admin token (`sfu token --admin`), when the server has an auth secret.
+        #[arg(long, env = "SFU_ADMIN_TOKEN")]
+        token: Option<String>,
+    },
     /// Work on a recording's directory: mux its tracks to WebM/MP4.
     Recording {
         /// What to do.

@@ -71,7 +71,7 @@ impl Hub {
         // Sessions the server opens have their role from their kind.
         match via {
             Via::Ws => {}
-            Via::Whip | Via::Rtmp => role = Role::Participant,
+            Via::Whip | Via::Rtmp | Via::Playback => role = Role::Participant,
             Via::Whep { .. } => role = Role::Viewer,
         }
         validate_name("name", &name).map_err(|e| ServerMsg::error("bad-name", e.to_string()))?;
@@ -88,7 +88,7 @@ impl Hub {
                 ),
             ));
         }
-        if matches!(via, Via::Whip | Via::Rtmp) && publishing == 0 {
+        if matches!(via, Via::Whip | Via::Rtmp | Via::Playback) && publishing == 0 {
             return Err(ServerMsg::error(
                 "nothing-to-publish",
                 "the offer sends no audio or video track with a codec we forward \

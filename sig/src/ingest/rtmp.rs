@@ -28,14 +28,12 @@ use super::session::{Ingest, IngestError};
 use crate::conn::{ConnHandle, DirectLink};
 use crate::hub::HubMsg;
 use crate::protocol::{Via, validate_name};
-use crate::session::Reply;
 
 /// A connection must have asked to publish within this long.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A publishing connection silent this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest the room may take to take the stream in.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most encoder connections served at once.
 const MAX_CONNECTIONS: u64 = 256;
 
@@ -407,41 +405,20 @@ async fn join(
     (video, audio): (Ssrc, Ssrc),
 ) -> Result<(ConnHandle, DirectLink), String> {
     let sdp = offer(tracks, video.0, audio.0);
-    let (conn, mut rx) = crate::session::open(&ctx.hub, &ctx.next_conn, room, sdp, key, Via::Rtmp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn_id = conn.id();
-    let answer = tokio::time::timeout(JOIN_TIMEOUT, async {
-        match crate::session::first_reply(&mut rx).await {
-            Some(Reply::Answer { direct, .. }) => {
-                direct.ok_or_else(|| "no direct transport".to_string())
-            }
-            Some(Reply::Error { code, message }) => Err(format!("{code}: {message}")),
-            Some(Reply::Redirect { url }) => {
-                Err(format!("this node is full: push to {url} instead"))
-            }
-            None => Err("the room closed".to_string()),
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(format!(
-            "the room did not answer within {} s",
-            JOIN_TIMEOUT.as_secs()
-        ))
-    });
-    match answer {
-        Ok(link) => {
-            // What the room sends the member later (roster changes) has
-            // no one to go to; reading it keeps the queue from filling.
-            tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            Ok((conn, link))
-        }
-        Err(e) => {
-            let _ = ctx.hub.send(HubMsg::Disconnect { conn: conn_id }).await;
-            Err(e)
-        }
-    }
+    let (conn, link, _id, mut rx) = crate::session::join_direct(
+        &ctx.hub,
+        &ctx.next_conn,
+        room,
+        sdp,
+        key,
+        (String::new(), Via::Rtmp),
+    )
+    .await?;
+    // What the room sends the member later (roster changes, keyframe
+    // requests an encoder cannot act on) has no one to go to; reading it
+    // keeps the queue from filling.
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    Ok((conn, link))
 }
 
 /// An RTMP `onStatus` command (AMF0, RTMP spec §7.2.2) with level `error`

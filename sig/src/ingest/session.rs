@@ -30,9 +30,9 @@ pub const AUDIO_PT: u8 = 111;
 /// counted is re-timed from the RTMP clock (ms).
 const AUDIO_RESYNC_MS: i64 = 200;
 /// Sender reports go out this often.
-const SR_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const SR_INTERVAL: Duration = Duration::from_secs(1);
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+pub(crate) const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// Why a stream is refused: each message names the encoder setting to
 /// change, and goes to the encoder and the log.
@@ -81,8 +81,10 @@ pub struct IngestStats {
     pub bytes: u64,
 }
 
+/// One RTP stream a direct publisher sends: its SSRC, payload type,
+/// sequence numbers, clock, and the counts its sender reports carry.
 #[derive(Debug)]
-struct Stream {
+pub(crate) struct Stream {
     ssrc: Ssrc,
     pt: u8,
     seq: u16,
@@ -95,7 +97,10 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(ssrc: Ssrc, pt: u8, per_ms: u32) -> Self {
+    /// A stream of `ssrc` and `pt` whose clock runs `per_ms` ticks per
+    /// millisecond (90 video, 48 Opus), from a random sequence number and
+    /// timestamp (RFC 3550 §5.1).
+    pub(crate) fn new(ssrc: Ssrc, pt: u8, per_ms: u32) -> Self {
         Self {
             ssrc,
             pt,
@@ -107,7 +112,8 @@ impl Stream {
         }
     }
 
-    fn rtp(&mut self, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    /// The next RTP packet: `payload` at timestamp `ts`, `marker` set.
+    pub(crate) fn rtp(&mut self, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
         let mut p = Vec::with_capacity(12 + payload.len());
         p.push(0x80);
         p.push(self.pt | if marker { 0x80 } else { 0 });
@@ -121,7 +127,26 @@ impl Stream {
         p
     }
 
-    fn ts_at(&self, ms: u32) -> u32 {
+    /// Its sender report (RFC 3550 §6.4.1) for NTP time `ntp`, which is
+    /// stream time `ms`; `None` before it sent anything.
+    pub(crate) fn sender_report(&self, ntp: u64, ms: u32) -> Option<Vec<u8>> {
+        if self.packets == 0 {
+            return None;
+        }
+        let mut b = Vec::with_capacity(28);
+        SenderInfo {
+            ssrc: self.ssrc,
+            ntp,
+            rtp_ts: self.ts_at(ms),
+            packets: self.packets,
+            octets: self.octets,
+        }
+        .write(&mut b);
+        Some(b)
+    }
+
+    /// The RTP timestamp of stream time `ms`.
+    pub(crate) fn ts_at(&self, ms: u32) -> u32 {
         self.offset.wrapping_add(ms.wrapping_mul(self.per_ms))
     }
 }
@@ -323,26 +348,14 @@ impl Ingest {
         let ntp = zero.wrapping_add(ntp_of(Duration::from_millis(u64::from(now_ms))));
         [&self.video, &self.audio]
             .into_iter()
-            .filter(|s| s.packets > 0)
-            .map(|s| {
-                let mut b = Vec::with_capacity(28);
-                SenderInfo {
-                    ssrc: s.ssrc,
-                    ntp,
-                    rtp_ts: s.ts_at(now_ms),
-                    packets: s.packets,
-                    octets: s.octets,
-                }
-                .write(&mut b);
-                b
-            })
+            .filter_map(|s| s.sender_report(ntp, now_ms))
             .collect()
     }
 }
 
 /// A span as 64-bit NTP fixed point (RFC 5905 §6: 32 bits of seconds,
 /// 32 of fraction).
-fn ntp_of(d: Duration) -> u64 {
+pub(crate) fn ntp_of(d: Duration) -> u64 {
     let secs = d.as_secs();
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
     (secs << 32) | frac

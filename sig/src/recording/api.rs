@@ -38,7 +38,7 @@ pub struct StartBody {
     pub participant: Option<String>,
 }
 
-fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
     let body = serde_json::json!({ "error": code, "message": message.to_string() });
     let mut r = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
@@ -61,7 +61,7 @@ fn refused(e: &RecordError) -> Response {
 }
 
 /// Checks the admin token of a request about `room`, when tokens are on.
-fn admit(app: &AppState, headers: &HeaderMap, room: &str) -> Result<(), Box<Response>> {
+pub(crate) fn admit(app: &AppState, headers: &HeaderMap, room: &str) -> Result<(), Box<Response>> {
     let Some(secret) = &app.auth_secret else {
         return Ok(());
     };
@@ -248,61 +248,96 @@ pub fn run_recording_cli(cmd: &RecordingCmd) -> Result<String, String> {
     }
 }
 
-/// Runs `sfu record` against the server at `url`; prints the JSON answer.
+/// Runs `sfu record` against the server at `url`; returns the JSON answer.
 ///
 /// Errors: the server could not be reached, or refused (its message).
 pub fn run_cli(cmd: &RecordCmd, url: &str, token: Option<&str>) -> Result<String, String> {
+    let base = url.trim_end_matches('/');
+    match cmd {
+        RecordCmd::Start { room, participant } => {
+            let body = serde_json::json!({ "participant": participant }).to_string();
+            call(
+                "POST",
+                &format!("{base}/rooms/{}/recordings", enc(room)),
+                token,
+                Some(&body),
+            )
+        }
+        RecordCmd::Stop { room, id } => call(
+            "DELETE",
+            &format!("{base}/rooms/{}/recordings/{}", enc(room), enc(id)),
+            token,
+            None,
+        ),
+        RecordCmd::List { room } => call(
+            "GET",
+            &format!("{base}/rooms/{}/recordings", enc(room)),
+            token,
+            None,
+        ),
+    }
+}
+
+/// `s` as one URL path segment (RFC 3986 §2.3: unreserved kept, the rest
+/// percent-encoded).
+pub(crate) fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// One request of the CLIs to the server's API (30 s at most): `method`
+/// `url` with the admin `token` and a JSON `body`. Returns the answer.
+///
+/// Errors: the server could not be reached, or its status was not 2xx
+/// (then its `message`).
+pub(crate) fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<String, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let base = url.trim_end_matches('/');
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
     let auth = token.map(|t| format!("Bearer {t}"));
-    let result = match cmd {
-        RecordCmd::Start { room, participant } => {
-            let body = serde_json::json!({ "participant": participant }).to_string();
-            let mut req = agent
-                .post(format!("{base}/rooms/{}/recordings", enc(room)))
-                .header("content-type", "application/json");
+    let result = match method {
+        "POST" => {
+            let mut req = agent.post(url).header("content-type", "application/json");
             if let Some(a) = &auth {
                 req = req.header("authorization", a);
             }
-            req.send(body.as_str())
+            req.send(body.unwrap_or(""))
         }
-        RecordCmd::Stop { room, id } => {
-            let mut req =
-                agent.delete(format!("{base}/rooms/{}/recordings/{}", enc(room), enc(id)));
+        "DELETE" => {
+            let mut req = agent.delete(url);
             if let Some(a) = &auth {
                 req = req.header("authorization", a);
             }
             req.call()
         }
-        RecordCmd::List { room } => {
-            let mut req = agent.get(format!("{base}/rooms/{}/recordings", enc(room)));
+        _ => {
+            let mut req = agent.get(url);
             if let Some(a) = &auth {
                 req = req.header("authorization", a);
             }
             req.call()
         }
     };
-    let mut resp = result.map_err(|e| format!("cannot reach {base}: {e}"))?;
+    let mut resp = result.map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = resp.status();
     let text = resp
         .body_mut()
         .read_to_string()
-        .map_err(|e| format!("reading the answer of {base}: {e}"))?;
+        .map_err(|e| format!("reading the answer of {url}: {e}"))?;
     if status.is_success() {
         Ok(text)
     } else {

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod file;
 pub mod mux;
+pub mod playback;
 pub mod writer;
 
 use std::path::PathBuf;

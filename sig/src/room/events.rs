@@ -59,6 +59,18 @@ impl Room {
                     active,
                 });
             }
+            // A played-back file's video was asked for a keyframe: its
+            // player jumps to the next one.
+            RouterEvent::KeyframeRequested(producer) => {
+                if let Some(p) = self
+                    .participants
+                    .participants()
+                    .find(|p| p.published.iter().any(|t| t.producer == producer))
+                    && !p.via.negotiates()
+                {
+                    p.conn.push(Outgoing::KeyframeRequest);
+                }
+            }
             RouterEvent::AudioLevels(levels) => {
                 let levels: std::collections::BTreeMap<String, i8> = levels
                     .iter()

@@ -68,7 +68,7 @@ impl Room {
             remote_fingerprint: offer.fingerprint,
             dtls_role,
         };
-        let transport = if via == Via::Rtmp {
+        let transport = if via.is_direct() {
             call(&worker, |reply| Command::CreateDirectTransport {
                 router,
                 tap: None,
@@ -108,7 +108,7 @@ impl Room {
             .filter(|_| !matches!(via, Via::Whep { .. }))
         {
             match self
-                .publish_section(router, transport, m, mid_ext_id, false, via == Via::Rtmp)
+                .publish_section(router, transport, m, mid_ext_id, false, via.is_direct())
                 .await
             {
                 Ok((media, track)) => {
@@ -127,7 +127,7 @@ impl Room {
         let answer = sdp::write(&local, setup, &own);
         let pid = self.ctx.next_pid.fetch_add(1, Ordering::Relaxed);
         tracing::info!(room = %self.name, participant = pid, name = %name, role = role.as_str(), via = via.as_str(), tracks = published.len(), "participant joined");
-        if via == Via::Rtmp {
+        if via.is_direct() {
             conn.push(Outgoing::Direct(DirectLink {
                 worker: worker.clone(),
                 router,

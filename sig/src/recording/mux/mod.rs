@@ -222,9 +222,9 @@ pub fn mux_dir(dir: &Path) -> Result<MuxReport, MuxError> {
         };
         let path = dir.join(&file);
         let written = if container == "mp4" {
-            mp4_out::write(&path, &media)
+            write_mp4(&path, &media)
         } else {
-            webm_out::write(&path, &media)
+            write_webm(&path, &media)
         };
         written.map_err(|e| MuxError::Container(file.clone(), e))?;
         report.outputs.push(Output {
@@ -241,6 +241,20 @@ pub fn mux_dir(dir: &Path) -> Result<MuxReport, MuxError> {
         });
     }
     Ok(report)
+}
+
+/// Writes `media` as WebM to `path` ([`webm_out`]).
+///
+/// Errors: what libwebm or the file refused, as text.
+pub fn write_webm(path: &Path, media: &Media) -> Result<(), String> {
+    webm_out::write(path, media)
+}
+
+/// Writes `media` (H.264 + Opus) as MP4 to `path` ([`mp4_out`]).
+///
+/// Errors: what the muxer or the file refused, as text.
+pub fn write_mp4(path: &Path, media: &Media) -> Result<(), String> {
+    mp4_out::write(path, media)
 }
 
 /// Opus silence: one 20 ms CELT frame (TOC 0xF8: config 31, mono, one

@@ -367,6 +367,66 @@ fn superframe(mut frames: Vec<Vec<u8>>) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// A VP8 RTP packet: descriptor (S bit on a frame's first packet,
+    /// partition 0), then a payload header whose P bit marks inter frames.
+    fn vp8(seq: u16, ts: u32, start: bool, key: bool, marker: bool) -> Vec<u8> {
+        let mut p = vec![0x80, if marker { 0x80 | 96 } else { 96 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&1234u32.to_be_bytes());
+        p.push(if start { 0x10 } else { 0x00 });
+        if start {
+            // A keyframe's header: P clear, then the start code and size.
+            if key {
+                p.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+            } else {
+                p.extend_from_slice(&[0x11, 0x02, 0x00]);
+            }
+        } else {
+            p.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        }
+        p
+    }
+
+    fn file(packets: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut h = crate::recording::file::tests::header();
+        h.ssrc = 1234;
+        let mut f = Vec::new();
+        crate::recording::file::write_header(&h, &mut f);
+        for (at, p) in packets {
+            crate::recording::file::write_record(RecordKind::Rtp, *at, p, &mut f);
+        }
+        f
+    }
+
+    #[test]
+    fn video_is_reordered_and_a_loss_drops_frames_until_the_next_keyframe() {
+        let packets = vec![
+            // A P-frame before any keyframe: dropped.
+            (0, vp8(9, 0, true, false, true)),
+            // Keyframe of two packets, arriving out of order.
+            (10, vp8(11, 3000, false, false, true)),
+            (11, vp8(10, 3000, true, true, false)),
+            // A P-frame, then one whose second packet (seq 14) is lost,
+            // then a P-frame after the loss: both dropped.
+            (20, vp8(12, 6000, true, false, true)),
+            (30, vp8(13, 9000, true, false, false)),
+            (40, vp8(15, 12000, true, false, true)),
+            // The next keyframe starts again; a duplicate is dropped.
+            (50, vp8(16, 15000, true, true, true)),
+            (51, vp8(16, 15000, true, true, true)),
+            (60, vp8(17, 18000, true, false, true)),
+        ];
+        let t = Track::read(&file(&packets)).expect("reads");
+        let ts: Vec<i64> = t.frames.iter().map(|f| f.ts).collect();
+        assert_eq!(ts, vec![3000, 6000, 15000, 18000]);
+        assert!(t.frames[0].keyframe && t.frames[2].keyframe);
+        assert_eq!(t.size, Some((320, 240)));
+        assert_eq!(t.dropped_frames, 3);
+        // The keyframe is its two payloads, descriptors removed.
+        assert_eq!(t.frames[0].data.len(), 10 + 4);
+    }
+
     #[test]
     fn counters_unwrap_both_ways() {
         assert_eq!(unwrap(65_535, 0, 16), 65_536);
