@@ -21,11 +21,26 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, never, select};
+use crossbeam_channel::{Receiver, TryRecvError};
 use sfu_core::transport::Tapped;
 
 use super::file::{self, RecordKind, TrackHeader};
 use super::{Entry, Recordings, State, lock, unix_ms};
+
+/// How often the thread drains the queue from the worker.
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The kind and SSRC of a tapped packet: an RTP packet's (RFC 3550
+/// §5.1), or the sender's of an RTCP one (its first packet's).
+fn ssrc_of(data: &[u8]) -> Option<(RecordKind, u32)> {
+    let (kind, at) = match sfu_core::proto::demux::classify(data) {
+        sfu_core::proto::demux::PacketClass::Rtp => (RecordKind::Rtp, 8),
+        sfu_core::proto::demux::PacketClass::Rtcp => (RecordKind::Rtcp, 4),
+        _ => return None,
+    };
+    let b = data.get(at..at + 4)?;
+    Some((kind, u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+}
 
 /// Bytes buffered per track file before a write.
 const FILE_BUFFER: usize = 64 * 1024;
@@ -101,12 +116,7 @@ impl Writer {
     }
 
     fn on_packet(&mut self, p: &Tapped) -> io::Result<()> {
-        let (kind, ssrc) = match sfu_core::proto::demux::classify(&p.data) {
-            sfu_core::proto::demux::PacketClass::Rtp => (RecordKind::Rtp, p.data.get(8..12)),
-            sfu_core::proto::demux::PacketClass::Rtcp => (RecordKind::Rtcp, p.data.get(4..8)),
-            _ => return Ok(()),
-        };
-        let Some(ssrc) = ssrc.map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+        let Some((kind, ssrc)) = ssrc_of(&p.data) else {
             return Ok(());
         };
         let Some(t) = self.tracks.get_mut(&ssrc) else {
@@ -138,25 +148,43 @@ impl Writer {
     }
 
     /// Reads `ctl` and `tap` until the tap's queue closes; the first
-    /// failed write ends it.
-    fn run(&mut self, tap: Receiver<Tapped>, mut ctl: Receiver<Control>) -> io::Result<()> {
+    /// failed write ends it. The queue is drained every [`POLL`] instead
+    /// of waited on: a thread blocked in `recv` would make the worker
+    /// wake it (a futex call) for every packet it hands over.
+    fn run(&mut self, tap: Receiver<Tapped>, ctl: Receiver<Control>) -> io::Result<()> {
         loop {
-            select! {
-                recv(ctl) -> m => match m {
-                    Ok(c) => self.on_control(c)?,
-                    Err(_) => ctl = never(),
-                },
-                recv(tap) -> m => match m {
+            while let Ok(c) = ctl.try_recv() {
+                self.on_control(c)?;
+            }
+            loop {
+                match tap.try_recv() {
                     Ok(p) => {
-                        while let Ok(c) = ctl.try_recv() {
-                            self.on_control(c)?;
+                        if !self.knows(&p) {
+                            // Its track was announced after the drain above.
+                            while let Ok(c) = ctl.try_recv() {
+                                self.on_control(c)?;
+                            }
                         }
                         self.on_packet(&p)?;
                     }
-                    Err(_) => break,
-                },
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return self.finish(&ctl);
+                    }
+                }
             }
+            std::thread::sleep(POLL);
         }
+    }
+
+    /// Whether `p`'s SSRC has a file.
+    fn knows(&self, p: &Tapped) -> bool {
+        ssrc_of(&p.data).is_some_and(|(_, s)| self.tracks.contains_key(&s))
+    }
+
+    /// The queue closed: the last tracks announced, then every file
+    /// flushed to the disk.
+    fn finish(&mut self, ctl: &Receiver<Control>) -> io::Result<()> {
         while let Ok(c) = ctl.try_recv() {
             self.on_control(c)?;
         }
