@@ -156,3 +156,59 @@ fn the_mirror_of_an_ingest_track_keeps_its_own_gop() {
     assert_eq!(net.peers[bob].rtp.len(), 3, "started from the mirror's GOP");
     assert_eq!(net.counters().gop_replays.get(), 1);
 }
+
+/// A file played back is a publisher on a direct transport too, which no
+/// PLI reaches: a subscriber's keyframe request is reported to the
+/// control plane instead (its player skips to the next keyframe), at most
+/// once per keyframe interval as a PLI would be.
+#[test]
+fn a_keyframe_request_for_a_direct_producer_is_reported_as_an_event() {
+    use sfu_core::proto::rtcp;
+    use sfu_core::router::RouterEvent;
+    let mut net = Net::new();
+    let bob = net.add_peer();
+    net.connect_all();
+    let player = net.router.create_direct_transport(None);
+    let producer = net
+        .router
+        .create_producer(ProducerParams {
+            transport: player,
+            kind: MediaKind::Video,
+            encodings: vec![EncodingParams::single(Ssrc(4444), None)],
+            mid: None,
+            payload_types: vec![Pt(96)],
+            video_codec: Some(VideoCodec::Vp8),
+            rtx_payload_types: Vec::new(),
+            extensions: ExtensionMap::EMPTY,
+            keep_gop: true,
+        })
+        .expect("producer");
+    let now = net.now;
+    net.router
+        .handle_direct(now, player, &rtp(96, 1, 3000, 4444, &[0x10, 0x11, 0, 0]));
+    net.consume(bob, producer, 5555, (96, 96));
+    net.step();
+    let requested = |net: &mut Net| {
+        let mut n = 0;
+        while let Some(ev) = net.router.poll_event() {
+            if ev == RouterEvent::KeyframeRequested(producer) {
+                n += 1;
+            }
+        }
+        n
+    };
+    // No kept GOP (no keyframe yet): the new consumer's start asks.
+    assert_eq!(requested(&mut net), 1);
+    // bob's PLI: inside the interval, deferred, not repeated.
+    let mut pli = Vec::new();
+    rtcp::write_pli(Ssrc(1), Ssrc(5555), &mut pli);
+    assert!(net.peers[bob].client.send_rtcp(&pli));
+    net.step();
+    assert_eq!(requested(&mut net), 0);
+    net.advance(std::time::Duration::from_secs(1));
+    assert_eq!(
+        requested(&mut net),
+        1,
+        "the deferred request, after the interval"
+    );
+}

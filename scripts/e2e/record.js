@@ -147,9 +147,11 @@ async function main() {
     const ids = await Promise.all(pages.map((p) => p.page.evaluate(() => window.sfu.id())));
     const sent0 = await Promise.all(pages.map(framesSent));
     const rec = await record('start', 'call');
+    await until('every page shows REC', async () => (await Promise.all(pages.map((p) => p.page.evaluate(() => window.sfu.recording())))).every(Boolean), 5000);
     await sleep(20000);
     const sent1 = await Promise.all(pages.map(framesSent));
     await record('stop', 'call', rec.id);
+    await until('REC goes away', async () => (await Promise.all(pages.map((p) => p.page.evaluate(() => window.sfu.recording())))).every((r) => !r), 5000);
     const done = await stopped('call', rec.id);
     if (done.state !== 'stopped' || done.outputs.length !== 3) throw new Error(`recording: ${JSON.stringify(done)}`);
     for (const [i, p] of pages.entries()) {

@@ -340,6 +340,7 @@ pub fn render(app: &AppState) -> String {
     render_sessions(&mut out, &app.sessions);
     render_ingest(&mut out, &app.ingest);
     app.recordings.render_metrics(&mut out);
+    app.playbacks.render_metrics(&mut out);
     out
 }
 

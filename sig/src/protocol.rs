@@ -275,6 +275,13 @@ pub enum ServerMsg {
         /// The speaker's participant id (as in `participants`).
         id: String,
     },
+    /// Whether the room is being recorded (`docs/recording.md`): sent to
+    /// everyone when a recording starts or the last one ends, and after
+    /// the `participants` snapshot while one runs, so the page can say so.
+    Recording {
+        /// A recording of the room (or of one of its participants) runs.
+        active: bool,
+    },
     /// The client may send its `offer` now.
     OfferGranted,
     /// The answer to the client's `offer`.

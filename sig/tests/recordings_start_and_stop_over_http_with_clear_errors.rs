@@ -43,6 +43,16 @@ async fn publisher(addr: std::net::SocketAddr, room: &str) -> ws::Ws {
     }
 }
 
+/// The next `recording` message on `ws`: whether the room is recorded.
+async fn recording_notice(ws: &mut ws::Ws) -> bool {
+    loop {
+        let v = ws::next_json_within(ws, 10).await;
+        if v["type"] == "recording" {
+            return v["active"].as_bool().expect("active");
+        }
+    }
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -124,7 +134,7 @@ fn a_room_is_recorded_to_a_file_per_track_and_bad_requests_are_refused() {
         );
 
         // A room with a publisher: one file per track.
-        let _alice = publisher(addr, "demo").await;
+        let mut alice = publisher(addr, "demo").await;
         let r = request(
             addr,
             "POST",
@@ -141,6 +151,8 @@ fn a_room_is_recorded_to_a_file_per_track_and_bad_requests_are_refused() {
         assert_eq!(r.status, 201, "{}", r.body);
         let rec = json(&r.body);
         let id = rec["id"].as_str().expect("an id").to_string();
+        // The members are told, so the page can show it.
+        assert!(recording_notice(&mut alice).await);
         assert_eq!(rec["state"], "recording");
         let kinds: Vec<&str> = rec["tracks"]
             .as_array()
@@ -166,6 +178,7 @@ fn a_room_is_recorded_to_a_file_per_track_and_bad_requests_are_refused() {
         let path = format!("/rooms/demo/recordings/{id}");
         let r = request(addr, "DELETE", &path, &auth, "").await;
         assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!recording_notice(&mut alice).await);
         let mut state = String::new();
         for _ in 0..100 {
             let r = request(addr, "GET", &path, &auth, "").await;

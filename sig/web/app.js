@@ -429,6 +429,11 @@ async function handle(msg) {
       }
       renderRoster();
       break;
+    case 'recording':
+      // The server records this room: say so while it does.
+      state.recording = !!msg.active;
+      $('recording').hidden = !state.recording;
+      break;
     case 'speaker':
       state.speaker = msg.id;
       state.recent = [msg.id, ...state.recent.filter((id) => id !== msg.id)];
@@ -510,6 +515,9 @@ async function join(room, name) {
 // Run again, with the same media, to reconnect.
 async function connect() {
   const { room, name } = state;
+  // A new session hears `recording` again if the room is still recorded.
+  state.recording = false;
+  $('recording').hidden = true;
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
   state.pc = pc;
   state.senders = {};
@@ -848,6 +856,8 @@ window.sfu = {
     for (const e of (s ? s.getParameters().encodings : []) || []) if (e.rid) out[e.rid] = e.active !== false;
     return out;
   },
+  // Whether the server says the room is being recorded (the REC badge).
+  recording: () => !!state.recording && !$('recording').hidden,
   // The last `levels`: participant id -> dBov.
   levels: () => state.levels,
   // The status line ('Connected', 'Reconnecting in 1 s (attempt 1 of 8)…').

@@ -156,6 +156,7 @@ impl Room {
             )));
         }
         tracing::info!(room = %self.name, recording = %id, participant = ?participant, "recording started");
+        let first = !self.is_recorded();
         self.recordings.active.push(Active {
             entry: entry.clone(),
             id,
@@ -175,6 +176,9 @@ impl Room {
                 .chain(self.remote_publishers())
                 .collect(),
         };
+        if first {
+            self.tell_recording(true);
+        }
         for p in publishers {
             self.add_recorded_tracks(p).await;
         }
@@ -198,7 +202,29 @@ impl Room {
         Ok(a.entry.snapshot())
     }
 
+    /// Whether a recording of the room runs.
+    pub(super) fn is_recorded(&self) -> bool {
+        !self.recordings.active.is_empty()
+    }
+
+    /// Tells every member whether the room is being recorded.
+    fn tell_recording(&self, active: bool) {
+        let msg = crate::conn::Broadcast::new(&ServerMsg::Recording { active });
+        for p in self.participants.iter() {
+            msg.send_to(&p.conn);
+        }
+    }
+
+    /// Ends recording `a` (removed from the active ones): its transport
+    /// closes; members hear when it was the last.
     fn end_recording(&self, a: &Active) {
+        if !self.is_recorded() {
+            self.tell_recording(false);
+        }
+        self.close_recording(a);
+    }
+
+    fn close_recording(&self, a: &Active) {
         {
             let mut info = lock(&a.entry.info);
             if info.state == State::Recording {
@@ -232,8 +258,12 @@ impl Room {
 
     /// Stops every recording (the room closes).
     pub(super) fn stop_recordings(&mut self) {
-        for a in std::mem::take(&mut self.recordings.active) {
-            self.end_recording(&a);
+        let all = std::mem::take(&mut self.recordings.active);
+        if !all.is_empty() {
+            self.tell_recording(false);
+        }
+        for a in &all {
+            self.close_recording(a);
         }
     }
 

@@ -65,6 +65,9 @@ impl Room {
                 .collect(),
             viewers: self.viewer_count(),
         });
+        if self.is_recorded() {
+            p.conn.send(&ServerMsg::Recording { active: true });
+        }
         if let Some(id) = self
             .speaker
             .filter(|s| self.participants.contains(*s) || self.remote_publishers().contains(s))

@@ -143,6 +143,17 @@ impl Playbacks {
             .filter(|e| lock(&e.info).state == PlayState::Playing)
             .count()
     }
+
+    /// Appends the playback series to a `/metrics` page.
+    pub fn render_metrics(&self, out: &mut String) {
+        crate::metrics::family(
+            out,
+            "sfu_playbacks",
+            "gauge",
+            "Recordings being played into rooms now.",
+            &[(String::new(), self.active() as u64)],
+        );
+    }
 }
 
 /// Why a playback could not start.
