@@ -11,11 +11,13 @@
 //! video together. A file that ends starts over with `loop`, its
 //! timestamps going on. A keyframe request (a subscriber's PLI, which the
 //! Router reports for a direct publisher) is answered with the file's next
-//! keyframe: the frames before it are skipped. New subscribers also get
-//! the Router's kept GOP at once. It stops on `DELETE`, when the file ends
+//! keyframe when one comes within 3 s: the frames before it are skipped
+//! (for every subscriber: they share the stream). New subscribers get the
+//! Router's kept GOP at once. It stops on `DELETE`, when the file ends
 //! (without `loop`), or when the room closes.
 
 pub mod api;
+mod frames;
 pub mod source;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +33,7 @@ use sfu_core::proto::codec::VideoCodec;
 use sfu_core::worker::Command;
 use tokio::sync::{mpsc, watch};
 
-use self::source::{Source, SourceFrame};
+use self::source::SourceFrame;
 use super::{lock, unix_ms};
 use crate::conn::{DirectLink, Outgoing};
 use crate::hub::HubMsg;
@@ -41,6 +43,9 @@ use crate::protocol::Via;
 
 /// Payload type of played-back VP8 and VP9 (H.264 keeps the ingest's).
 const VPX_PT: u8 = 96;
+/// How far ahead (file time, ms) a keyframe request looks for a keyframe
+/// to skip to.
+const JUMP_MAX_MS: u64 = 3000;
 /// Finished playbacks remembered for `GET`.
 const KEEP_FINISHED: usize = 200;
 
@@ -286,7 +291,7 @@ pub async fn start(
     let snapshot = lock(&entry.info).clone();
     tracing::info!(room, file, id = %snapshot.id, participant = %snapshot.participant, "playback started");
     let player = Player::new(
-        source,
+        frames::Frames::new(source, looped),
         link,
         video.map(|v| v.pt),
         (Ssrc(vssrc), Ssrc(assrc)),
@@ -294,7 +299,7 @@ pub async fn start(
     let hub = ctx.hub.clone();
     tokio::spawn(async move {
         let result = tokio::select! {
-            r = player.run(looped, rx, stop_rx, &entry) => r,
+            r = player.run(rx, stop_rx, &entry) => r,
             // The room removed the participant (it closed, or failed).
             () = conn.closed() => Ok(()),
         };
@@ -317,38 +322,31 @@ pub async fn start(
 
 /// One playback's sending state.
 struct Player {
-    source: Box<dyn Source>,
+    frames: frames::Frames,
     link: DirectLink,
     video: Stream,
     audio: Stream,
     codec: Option<VideoCodec>,
     vp8: rtp::codecs::vp8::Vp8Payloader,
     vp9: rtp::codecs::vp9::Vp9Payloader,
-    /// Wall-clock ms since `start` of file time 0 (grows at each loop,
-    /// shrinks at each keyframe jump).
+    /// Wall-clock ms since `start` of stream time 0 (shrinks at each
+    /// keyframe jump).
     offset_ms: i64,
     start: Instant,
     /// NTP time of `start`.
     ntp_zero: u64,
-    /// The last frame's file time, ms (a loop's length).
-    last_ms: u64,
 }
 
 impl Player {
-    fn new(
-        source: Box<dyn Source>,
-        link: DirectLink,
-        vpt: Option<u8>,
-        ssrcs: (Ssrc, Ssrc),
-    ) -> Self {
+    fn new(frames: frames::Frames, link: DirectLink, vpt: Option<u8>, ssrcs: (Ssrc, Ssrc)) -> Self {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let mut vp8 = rtp::codecs::vp8::Vp8Payloader::default();
         vp8.enable_picture_id = true;
         Self {
-            codec: source.info().video,
-            source,
+            codec: frames.info().video,
+            frames,
             link,
             video: Stream::new(ssrcs.0, vpt.unwrap_or(VPX_PT), 90),
             audio: Stream::new(ssrcs.1, AUDIO_PT, 48),
@@ -357,30 +355,14 @@ impl Player {
             offset_ms: 0,
             start: Instant::now(),
             ntp_zero: ntp_of(wall).wrapping_add(NTP_UNIX_OFFSET << 32),
-            last_ms: 0,
         }
     }
 
-    /// The next frame; at the end, with `looped`, the first again (its
-    /// time going on after the last).
-    fn next(
-        &mut self,
-        looped: bool,
-        entry: &Entry,
-    ) -> Result<Option<SourceFrame>, source::SourceError> {
-        if let Some(f) = self.source.next_frame()? {
-            self.last_ms = self.last_ms.max(f.ms);
-            return Ok(Some(f));
-        }
-        if !looped || self.last_ms == 0 {
-            return Ok(None);
-        }
-        self.source.rewind()?;
-        // The next loop starts one 20 ms frame after the last one.
-        self.offset_ms += self.last_ms as i64 + 20;
-        self.last_ms = 0;
-        lock(&entry.info).loops += 1;
-        self.source.next_frame()
+    /// The next frame (on the stream clock), counted in the API's loops.
+    fn next(&mut self, entry: &Entry) -> Result<Option<SourceFrame>, source::SourceError> {
+        let f = self.frames.next()?;
+        lock(&entry.info).loops = self.frames.loops;
+        Ok(f)
     }
 
     fn due(&self, f: &SourceFrame) -> Instant {
@@ -400,7 +382,7 @@ impl Player {
             Some(VideoCodec::H264) => {
                 let nals = avcc_nals(&f.data);
                 let sets: Vec<&[u8]> = self
-                    .source
+                    .frames
                     .info()
                     .sps_pps
                     .as_ref()
@@ -452,36 +434,38 @@ impl Player {
         }
     }
 
-    /// Skips to the next video keyframe and sends it now. Returns the
-    /// frame to send next.
+    /// A keyframe request while `current` is next: when a video keyframe
+    /// comes within [`JUMP_MAX_MS`] of stream time after it, the frames
+    /// before that keyframe are skipped and it is sent now; else nothing
+    /// is skipped (the request is left to the file's own next keyframe:
+    /// a recording of a browser may have one a minute, and every
+    /// subscriber would lose that much). Returns the frame to send next.
     fn jump(
         &mut self,
-        looped: bool,
+        current: SourceFrame,
         entry: &Entry,
-    ) -> Result<Option<SourceFrame>, source::SourceError> {
-        let budget = 1_000_000;
-        for _ in 0..budget {
-            let Some(f) = self.next(looped, entry)? else {
-                return Ok(None);
-            };
-            if f.video && f.keyframe {
-                let now_ms = self.start.elapsed().as_millis() as i64;
-                self.offset_ms = now_ms - f.ms as i64;
-                lock(&entry.info).keyframe_jumps += 1;
-                return Ok(Some(f));
-            }
+    ) -> Result<SourceFrame, source::SourceError> {
+        if current.video && current.keyframe {
+            return Ok(current);
         }
-        Ok(None)
+        match self.frames.keyframe_within(&current, JUMP_MAX_MS)? {
+            Some(k) => {
+                let now_ms = self.start.elapsed().as_millis() as i64;
+                self.offset_ms = now_ms - k.ms as i64;
+                lock(&entry.info).keyframe_jumps += 1;
+                Ok(k)
+            }
+            None => Ok(current),
+        }
     }
 
     async fn run(
         mut self,
-        looped: bool,
         mut rx: mpsc::Receiver<Outgoing>,
         mut stop: watch::Receiver<bool>,
         entry: &Entry,
     ) -> Result<(), source::SourceError> {
-        let mut pending = self.next(looped, entry)?;
+        let mut pending = self.next(entry)?;
         let mut reports = tokio::time::interval(SR_INTERVAL);
         while let Some(f) = pending.take() {
             let due = tokio::time::Instant::from_std(self.due(&f));
@@ -490,19 +474,19 @@ impl Player {
                     // Everything due now goes in one batch.
                     let mut packets = self.packetize(&f);
                     let mut frames = 1;
-                    pending = self.next(looped, entry)?;
+                    pending = self.next(entry)?;
                     while let Some(n) = pending.as_ref().filter(|n| self.due(n) <= Instant::now()) {
                         let n = n.clone();
                         packets.extend(self.packetize(&n));
                         frames += 1;
-                        pending = self.next(looped, entry)?;
+                        pending = self.next(entry)?;
                     }
                     self.send(packets);
                     lock(&entry.info).frames += frames;
                 }
                 m = rx.recv() => match m {
                     Some(Outgoing::KeyframeRequest) if self.codec.is_some() => {
-                        pending = if f.video && f.keyframe { Some(f) } else { self.jump(looped, entry)? };
+                        pending = Some(self.jump(f, entry)?);
                     }
                     Some(Outgoing::Close) | None => return Ok(()),
                     Some(_) => pending = Some(f),
