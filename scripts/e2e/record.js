@@ -134,7 +134,7 @@ async function main() {
   await until('server up', async () => (await get('/healthz')).status === 200, 15000);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 
-  await test('Recording a call: 3 Chromium pages for 20 s give one VP8 + Opus WebM each, 20 ± 1 s long, with the frames each sent, that Chromium plays and seeks', async () => {
+  await test('Recording a call: 3 Chromium pages for 20 s (one turns its camera off and mutes for 3 s) give one VP8 + Opus WebM each, 20 ± 1 s long, with the frames each sent, that Chromium plays and seeks', async () => {
     const pages = [];
     for (const n of ['ann', 'bob', 'cat']) pages.push(await page('call', n));
     await until('everyone decodes everyone', async () => {
@@ -148,7 +148,13 @@ async function main() {
     const sent0 = await Promise.all(pages.map(framesSent));
     const rec = await record('start', 'call');
     await until('every page shows REC', async () => (await Promise.all(pages.map((p) => p.page.evaluate(() => window.sfu.recording())))).every(Boolean), 5000);
-    await sleep(20000);
+    // ann turns her camera off and mutes for 3 s mid-recording: her file
+    // stays one file, as long as the others'.
+    await sleep(6000);
+    await pages[0].page.evaluate(async () => { await window.sfu.setCameraOff(true); window.sfu.setMuted(true); });
+    await sleep(3000);
+    await pages[0].page.evaluate(async () => { await window.sfu.setCameraOff(false); window.sfu.setMuted(false); });
+    await sleep(11000);
     const sent1 = await Promise.all(pages.map(framesSent));
     await record('stop', 'call', rec.id);
     await until('REC goes away', async () => (await Promise.all(pages.map((p) => p.page.evaluate(() => window.sfu.recording())))).every((r) => !r), 5000);
