@@ -27,10 +27,11 @@ fn the_tap_gets_each_packet_and_sender_report_and_a_full_one_drops_only_its_own(
     let _bob = net.consume(bob, producer, 2222, (96, 100));
 
     let (tx, rx) = crossbeam_channel::bounded(8);
+    let (_give_back, spare) = crossbeam_channel::bounded(8);
     let (own, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let rec = net
-        .router
-        .create_direct_transport(Some(Tap::new(tx, own.clone(), total.clone())));
+    let rec =
+        net.router
+            .create_direct_transport(Some(Tap::new(tx, spare, (own.clone(), total.clone()))));
     net.peers[alice].rtcp.clear();
     let now = net.now;
     net.router

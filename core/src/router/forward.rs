@@ -326,7 +326,13 @@ pub(super) fn send_rtp(
     now: Instant,
     twcc: bool,
 ) -> Option<usize> {
-    let buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF));
+    // A recording's transport copies into buffers its thread gives back;
+    // the pool's go out as datagrams and come back to it.
+    let buf = if t.transport.is_direct() {
+        Vec::new()
+    } else {
+        pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF))
+    };
     let len = t.transport.send_rtp(now, plain, buf, transmits)?;
     t.sent_bytes += len as u64;
     if twcc && let Some(s) = &mut t.twcc_send {

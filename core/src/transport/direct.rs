@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::{CloseReason, TransportEvent};
 
@@ -34,20 +34,28 @@ pub struct Tapped {
 }
 
 /// Where a recording transport's packets go: a bounded queue to the
-/// recording thread, and the counters of what a full or closed queue
-/// dropped (the recording's own, and the server's total).
+/// recording thread, the buffers that thread gives back (so a copy in
+/// steady state allocates nothing), and the counters of what a full or
+/// closed queue dropped (the recording's own, and the server's total).
 #[derive(Debug, Clone)]
 pub struct Tap {
     tx: Sender<Tapped>,
+    spare: Receiver<Vec<u8>>,
     dropped: Arc<AtomicU64>,
     dropped_total: Arc<AtomicU64>,
 }
 
 impl Tap {
-    /// A tap into `tx`, counting drops in `dropped` and `dropped_total`.
-    pub fn new(tx: Sender<Tapped>, dropped: Arc<AtomicU64>, dropped_total: Arc<AtomicU64>) -> Self {
+    /// A tap into `tx`, taking its buffers from `spare` when there are
+    /// any, counting drops in `dropped` and `dropped_total`.
+    pub fn new(
+        tx: Sender<Tapped>,
+        spare: Receiver<Vec<u8>>,
+        (dropped, dropped_total): (Arc<AtomicU64>, Arc<AtomicU64>),
+    ) -> Self {
         Self {
             tx,
+            spare,
             dropped,
             dropped_total,
         }
@@ -82,11 +90,17 @@ impl DirectTransport {
         self.tap.is_some()
     }
 
-    /// Hands the plain RTP packet `plain`, copied into `buf`, to the tap.
-    /// Returns its length, or `None` when there is no tap or the packet
-    /// was dropped (the queue full or its reader gone: counted).
-    pub fn send_rtp(&mut self, now: Instant, plain: &[u8], mut buf: Vec<u8>) -> Option<usize> {
+    /// Hands the plain RTP packet `plain` to the tap, copied into a buffer
+    /// the recording thread gave back, else into `buf`. Returns its
+    /// length, or `None` when there is no tap or the packet was dropped
+    /// (the queue full or its reader gone: counted).
+    pub fn send_rtp(&mut self, now: Instant, plain: &[u8], buf: Vec<u8>) -> Option<usize> {
         self.last_at = Some(now);
+        let mut buf = self
+            .tap
+            .as_ref()
+            .and_then(|t| t.spare.try_recv().ok())
+            .unwrap_or(buf);
         buf.clear();
         buf.extend_from_slice(plain);
         self.hand(now, buf).then_some(plain.len())
@@ -142,8 +156,9 @@ mod tests {
     #[test]
     fn a_full_or_closed_tap_drops_and_counts() {
         let (tx, rx) = crossbeam_channel::bounded(2);
+        let (give_back, spare) = crossbeam_channel::bounded(4);
         let (own, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let mut d = DirectTransport::new(Some(Tap::new(tx, own.clone(), total.clone())));
+        let mut d = DirectTransport::new(Some(Tap::new(tx, spare, (own.clone(), total.clone()))));
         let t0 = Instant::now();
         assert_eq!(d.send_rtp(t0, &[0x80, 96, 0, 1], Vec::new()), Some(4));
         assert!(d.send_rtcp(&[0x80, 200, 0, 0]));
@@ -153,11 +168,20 @@ mod tests {
             (1, 1)
         );
         let first = rx.recv().expect("queued");
-        assert_eq!((first.at, first.data), (t0, vec![0x80, 96, 0, 1]));
+        assert_eq!((first.at, &first.data[..]), (t0, &[0x80, 96, 0, 1][..]));
+        let sr = rx.recv().expect("queued");
+        assert_eq!(sr.at, t0, "RTCP stamped with the last RTP's time");
+        // A buffer the recording thread gave back is used again: no new
+        // allocation for the copy.
+        let mut given = Vec::with_capacity(1500);
+        given.push(9);
+        let at = given.as_ptr();
+        give_back.try_send(given).expect("room");
+        assert_eq!(d.send_rtp(t0, &[0x80, 96, 0, 3], Vec::new()), Some(4));
+        let again = rx.recv().expect("queued");
         assert_eq!(
-            rx.recv().expect("queued").at,
-            t0,
-            "RTCP stamped with the last RTP's time"
+            (again.data.as_ptr(), &again.data[..]),
+            (at, &[0x80, 96, 0, 3][..])
         );
         drop(rx);
         assert!(!d.send_rtcp(&[0x80, 200, 0, 0]));

@@ -105,15 +105,24 @@ pub fn write_header(h: &TrackHeader, out: &mut Vec<u8>) {
     out.extend_from_slice(&json);
 }
 
-/// Appends one record to `out`. A packet over 65,535 bytes cannot be an
-/// RTP packet over UDP and is not written (false).
+/// The 11 bytes that start a record of a `len`-byte packet; `None` for
+/// a packet over 65,535 bytes (no RTP packet over UDP is).
+pub fn record_head(kind: RecordKind, at_us: u64, len: usize) -> Option<[u8; 11]> {
+    let len = u16::try_from(len).ok()?;
+    let mut h = [0u8; 11];
+    h[0] = kind as u8;
+    h[1..9].copy_from_slice(&at_us.to_be_bytes());
+    h[9..].copy_from_slice(&len.to_be_bytes());
+    Some(h)
+}
+
+/// Appends one record to `out`. A packet over 65,535 bytes is not
+/// written (false).
 pub fn write_record(kind: RecordKind, at_us: u64, data: &[u8], out: &mut Vec<u8>) -> bool {
-    let Ok(len) = u16::try_from(data.len()) else {
+    let Some(head) = record_head(kind, at_us, data.len()) else {
         return false;
     };
-    out.push(kind as u8);
-    out.extend_from_slice(&at_us.to_be_bytes());
-    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&head);
     out.extend_from_slice(data);
     true
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use sfu_core::transport::Tapped;
 
 use super::file::{self, RecordKind, TrackHeader};
@@ -123,17 +123,18 @@ impl Writer {
             return Ok(());
         };
         let at_us = p.at.saturating_duration_since(self.t0).as_micros() as u64;
-        self.buf.clear();
-        if !file::write_record(kind, at_us, &p.data, &mut self.buf) {
+        let Some(head) = file::record_head(kind, at_us, p.data.len()) else {
             return Ok(());
-        }
-        t.out.write_all(&self.buf)?;
-        let row = t.row;
-        self.count_bytes(self.buf.len());
+        };
+        t.out.write_all(&head)?;
+        t.out.write_all(&p.data)?;
+        let n = (head.len() + p.data.len()) as u64;
+        self.recordings.bytes.fetch_add(n, Ordering::Relaxed);
+        let mut info = lock(&self.entry.info);
+        info.bytes += n;
         if kind == RecordKind::Rtp {
-            let mut info = lock(&self.entry.info);
             info.packets += 1;
-            if let Some(s) = info.tracks.get_mut(row) {
+            if let Some(s) = info.tracks.get_mut(t.row) {
                 s.packets += 1;
                 s.first_ms.get_or_insert(at_us / 1000);
                 s.last_ms = Some(at_us / 1000);
@@ -142,6 +143,7 @@ impl Writer {
         Ok(())
     }
 
+    /// Counts `n` bytes written (the recording's and the server's).
     fn count_bytes(&self, n: usize) {
         lock(&self.entry.info).bytes += n as u64;
         self.recordings.bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -151,7 +153,11 @@ impl Writer {
     /// failed write ends it. The queue is drained every [`POLL`] instead
     /// of waited on: a thread blocked in `recv` would make the worker
     /// wake it (a futex call) for every packet it hands over.
-    fn run(&mut self, tap: Receiver<Tapped>, ctl: Receiver<Control>) -> io::Result<()> {
+    fn run(
+        &mut self,
+        (tap, spare): (Receiver<Tapped>, Sender<Vec<u8>>),
+        ctl: Receiver<Control>,
+    ) -> io::Result<()> {
         loop {
             while let Ok(c) = ctl.try_recv() {
                 self.on_control(c)?;
@@ -166,6 +172,8 @@ impl Writer {
                             }
                         }
                         self.on_packet(&p)?;
+                        // The buffer goes back for the worker's next copy.
+                        let _ = spare.try_send(p.data);
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
@@ -229,13 +237,14 @@ impl Writer {
     }
 }
 
-/// Runs `w` on a thread of its own until `tap` closes or a write fails,
-/// then writes the manifest and calls `on_end` with the error, if any.
+/// Runs `w` on a thread of its own until `tap` (the queue from the worker,
+/// and where its buffers go back) closes or a write fails, then writes
+/// the manifest and calls `on_end` with the error, if any.
 ///
 /// Errors: the thread could not be started.
 pub fn spawn(
     mut w: Writer,
-    tap: Receiver<Tapped>,
+    tap: (Receiver<Tapped>, Sender<Vec<u8>>),
     ctl: Receiver<Control>,
     on_end: impl FnOnce(Option<String>) + Send + 'static,
 ) -> io::Result<()> {
@@ -327,10 +336,11 @@ mod tests {
     ) -> Option<String> {
         let t0 = Instant::now();
         let (tap_tx, tap_rx) = crossbeam_channel::bounded(64);
+        let (spare_tx, _spare_rx) = crossbeam_channel::bounded(4);
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let w = Writer::new(dir.to_path_buf(), t0, entry.clone(), recs.clone());
-        spawn(w, tap_rx, ctl_rx, move |e| {
+        spawn(w, (tap_rx, spare_tx), ctl_rx, move |e| {
             let _ = done_tx.send(e);
         })
         .expect("thread");

@@ -15,6 +15,10 @@ use crate::recording::{
     Entry, RecordError, RecordRequest, RecordingInfo, State, check_room_name, lock, new_id, unix_ms,
 };
 
+/// Buffers a recording thread keeps for the worker to copy into (a
+/// packet's worth each: 512 hold ~0.6 s of 10 tracks).
+const SPARE_BUFFERS: usize = 512;
+
 /// A recording thread's end, for the room.
 #[derive(Debug)]
 pub(super) struct Ended {
@@ -118,8 +122,11 @@ impl Room {
             mux_error: None,
         });
         let (tap_tx, tap_rx) = crossbeam_channel::bounded(recordings.cfg.queue);
+        // Buffers the thread gives back for the worker's next copies.
+        let (spare_tx, spare_rx) = crossbeam_channel::bounded(SPARE_BUFFERS);
         let (ctl, ctl_rx) = crossbeam_channel::unbounded();
-        let tap = Tap::new(tap_tx, entry.dropped.clone(), recordings.dropped.clone());
+        let dropped = (entry.dropped.clone(), recordings.dropped.clone());
+        let tap = Tap::new(tap_tx, spare_rx, dropped);
         let transport = match call(&worker, |reply| Command::CreateDirectTransport {
             router,
             tap: Some(tap),
@@ -143,7 +150,7 @@ impl Room {
         let w = Writer::new(dir, started, entry.clone(), recordings.clone());
         let ended_tx = self.recordings.ended_tx.clone();
         let rid = id.clone();
-        let spawned = writer::spawn(w, tap_rx, ctl_rx, move |error| {
+        let spawned = writer::spawn(w, (tap_rx, spare_tx), ctl_rx, move |error| {
             let _ = ended_tx.send(Ended { id: rid, error });
         });
         if let Err(e) = spawned {
