@@ -1,7 +1,7 @@
 //! A recording file (`sfu_sig::recording::file`) as mux and playback read
 //! it: the header, then every record, however the bytes are cut or forged;
 //! and the mux's track reader on the same bytes (RTP reordering, VP8/VP9/
-//! H.264 depacketizing, sender reports), with the header's codec forced to
+//! H.264/AV1 depacketizing, sender reports), with the header's codec forced to
 //! each one the muxer takes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -21,10 +21,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, records)) = data.split_first() else {
         return;
     };
-    let (kind, codec) = match sel % 4 {
+    let (kind, codec) = match sel % 5 {
         0 => ("video", "VP8"),
         1 => ("video", "VP9"),
         2 => ("video", "H264"),
+        3 => ("video", "AV1"),
         _ => ("audio", "opus"),
     };
     let header = sfu_sig::recording::file::TrackHeader {

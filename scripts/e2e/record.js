@@ -203,6 +203,37 @@ async function main() {
     await eve.context.close();
   });
 
+  await test('VP9 and AV1: publishers with &codec=vp9 and &codec=av1 are recorded to WebMs that ffprobe reads as vp9 and av1 and Chromium plays', async () => {
+    const vic = await page('codecs', 'vic', '&codec=vp9');
+    const ava = await page('codecs', 'ava', '&codec=av1');
+    await until('each decodes the other', async () => {
+      for (const p of [vic, ava]) {
+        const s = Object.values(await p.page.evaluate(() => window.sfu.remoteStats()));
+        if (!s.some((e) => e.framesDecoded > 0)) return false;
+      }
+      return true;
+    }, 20000);
+    const rec = await record('start', 'codecs');
+    await sleep(8000);
+    await record('stop', 'codecs', rec.id);
+    const done = await stopped('codecs', rec.id);
+    const want = { [await vic.page.evaluate(() => window.sfu.id())]: 'vp9', [await ava.page.evaluate(() => window.sfu.id())]: 'av1' };
+    for (const out of done.outputs) {
+      const file = path.join(done.dir, out.file);
+      const info = await probe(file);
+      const v = info.streams.find((x) => x.codec_type === 'video');
+      const dur = Number(info.format.duration);
+      console.log(`  ${out.name}: ${out.file} ${v && v.codec_name} ${v && v.width}x${v && v.height} (${v && v.nb_read_frames} frames), ${dur.toFixed(2)} s`);
+      if (!v || v.codec_name !== want[out.participant] || Number(v.nb_read_frames) < 8 * 10 || Math.abs(dur - 8) > 1) {
+        throw new Error(`${out.file}: ${JSON.stringify(info)}`);
+      }
+      console.log(`  Chromium plays ${JSON.stringify(await playsInChromium(file, dur))}`);
+    }
+    if (done.outputs.length !== 2) throw new Error(`outputs: ${JSON.stringify(done.outputs)}`);
+    await vic.context.close();
+    await ava.context.close();
+  });
+
   await test('A/V sync: a publisher whose camera flashes and microphone beeps at the same instants is recorded; in the WebM the flashes and beeps are within 80 ms', async () => {
     const context = await browser.newContext();
     // The camera: a canvas, white for 200 ms every second, black between;

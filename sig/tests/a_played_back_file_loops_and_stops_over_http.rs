@@ -44,6 +44,7 @@ fn media() -> Media {
     Media {
         video: Some((VideoCodec::Vp8, (320, 240), video)),
         sps_pps: None,
+        av1c: None,
         audio: Some((2, audio)),
     }
 }

@@ -228,7 +228,7 @@ pub enum RecordCmd {
 /// `sfu recording …`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum RecordingCmd {
-    /// Mux a recording's track files (DIR: --recordings-dir/ROOM/ID) to one WebM (VP8/VP9 +
+    /// Mux a recording's track files (DIR: --recordings-dir/ROOM/ID) to one WebM (VP8/VP9/AV1 +
     /// Opus) or MP4 (H.264 + Opus) per participant, beside them; prints what was written.
     Mux {
         /// The recording's directory.

@@ -1,5 +1,7 @@
 //! H.264 (RFC 6184): keyframes and the picture size of an SPS.
 
+use super::BitReader;
+
 /// The picture size (width, height in pixels, after cropping) of the
 /// H.264 sequence parameter set in `payload`: a single SPS NAL unit or one
 /// in a STAP-A (RFC 6184 §5.6, §5.7.1). Parses ITU-T H.264 §7.3.2.1.1 up to
@@ -43,10 +45,7 @@ pub fn h264_sps_size(payload: &[u8]) -> Option<(u16, u16)> {
         rbsp[len] = b;
         len += 1;
     }
-    let mut r = BitReader {
-        data: &rbsp[..len],
-        bit: 0,
-    };
+    let mut r = BitReader::new(&rbsp[..len]);
     let profile = r.bits(8)?;
     r.bits(16)?; // constraint flags, level
     r.ue()?; // seq_parameter_set_id
@@ -126,44 +125,6 @@ pub fn h264_sps_size(payload: &[u8]) -> Option<(u16, u16)> {
     let width = width.checked_sub(sub_w * (u64::from(left) + u64::from(right)))?;
     let height = height.checked_sub(sub_h * fields * (u64::from(top) + u64::from(bottom)))?;
     Some((u16::try_from(width).ok()?, u16::try_from(height).ok()?))
-}
-
-/// Reads an RBSP bit by bit, most significant first.
-struct BitReader<'a> {
-    data: &'a [u8],
-    bit: usize,
-}
-
-impl BitReader<'_> {
-    /// The next `n` (at most 32) bits.
-    fn bits(&mut self, n: u32) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.bit / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.bit % 8)) & 1);
-            self.bit += 1;
-        }
-        Some(v)
-    }
-
-    /// An unsigned Exp-Golomb code, ue(v) (§9.1); at most 31 leading zeros.
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bits(1)? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        let rest = self.bits(zeros)?;
-        ((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()
-    }
-
-    /// A signed Exp-Golomb code, se(v) (§9.1.1).
-    fn se(&mut self) -> Option<i64> {
-        let k = i64::from(self.ue()?);
-        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
 }
 
 pub(super) fn is_keyframe(payload: &[u8]) -> bool {

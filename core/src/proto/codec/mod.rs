@@ -7,9 +7,11 @@
 //! before any padding) and returns "nothing found" on short or odd input;
 //! none panics.
 
+mod bits;
 mod h264;
 mod vp8;
 
+pub use bits::BitReader;
 pub use h264::h264_sps_size;
 pub use vp8::Vp8Descriptor;
 

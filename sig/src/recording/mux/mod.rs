@@ -1,5 +1,5 @@
 //! `sfu recording mux DIR`: a recording's track files to files a browser
-//! plays: WebM (VP8/VP9 + Opus, with Cues and Duration, seekable) or MP4
+//! plays: WebM (VP8/VP9/AV1 + Opus, with Cues and Duration, seekable) or MP4
 //! (H.264 + Opus, its moov first), one per participant (camera and
 //! microphone together; a screen share in a file of its own).
 //! Compositing several participants into one picture is out of scope.
@@ -15,6 +15,7 @@
 //! against the video. The containers are the `webm` crate (libwebm) and
 //! `shiguredo_mp4`.
 
+pub mod av1;
 mod mp4_out;
 pub mod track;
 mod webm_out;
@@ -46,6 +47,8 @@ pub struct Media {
     pub video: Option<(VideoCodec, (u16, u16), Vec<Timed>)>,
     /// H.264's SPS and PPS (for the MP4 avcC box).
     pub sps_pps: Option<(Vec<u8>, Vec<u8>)>,
+    /// AV1's `av1C` record (the WebM track's CodecPrivate).
+    pub av1c: Option<Vec<u8>>,
     /// Opus: channels and frames.
     pub audio: Option<(u8, Vec<Timed>)>,
 }
@@ -311,6 +314,9 @@ fn timeline(group: &[Track]) -> Media {
                 }
                 if media.sps_pps.is_none() {
                     media.sps_pps = t.sps_pps.clone();
+                }
+                if media.av1c.is_none() {
+                    media.av1c = t.av1c.clone();
                 }
                 video.extend(t.frames.iter().map(|f| Timed {
                     us: place(t, f.ts),

@@ -4,7 +4,8 @@
 //! depacketized per codec and reassembled into whole frames, and the
 //! sender reports kept for A/V alignment.
 //!
-//! Depacketizing is webrtc-rs's `rtp` crate (`codecs::{vp8, vp9, h264}`);
+//! Depacketizing is webrtc-rs's `rtp` crate (`codecs::{vp8, vp9, h264}`),
+//! and ours for AV1 (`super::av1`: the crate has no AV1 depacketizer);
 //! what makes a frame whole, and what a loss costs, is ours: a frame with a
 //! missing packet, and every frame after a loss up to the next keyframe,
 //! is dropped (a decoder cannot use them), and a track starts at its first
@@ -68,6 +69,9 @@ pub struct Track {
     pub size: Option<(u16, u16)>,
     /// H.264: the first SPS and PPS seen (NAL units without start codes).
     pub sps_pps: Option<(Vec<u8>, Vec<u8>)>,
+    /// AV1: the `av1C` record of the first sequence header seen (WebM's
+    /// CodecPrivate).
+    pub av1c: Option<Vec<u8>>,
     /// Its first sender report, if any.
     pub report: Option<TimeBase>,
     /// Its first packet's arrival.
@@ -87,7 +91,7 @@ pub enum TrackError {
     #[error(transparent)]
     File(#[from] crate::recording::file::FileError),
     /// A codec the muxer does not write.
-    #[error("codec {0:?} is not muxed (VP8, VP9, H264 and opus are)")]
+    #[error("codec {0:?} is not muxed (VP8, VP9, AV1, H264 and opus are)")]
     Codec(String),
 }
 
@@ -131,7 +135,7 @@ impl Track {
             None
         } else {
             match VideoCodec::from_name(&header.codec) {
-                Some(c @ (VideoCodec::Vp8 | VideoCodec::Vp9 | VideoCodec::H264)) => Some(c),
+                Some(c) => Some(c),
                 _ => return Err(TrackError::Codec(header.codec)),
             }
         };
@@ -141,6 +145,7 @@ impl Track {
             frames: Vec::new(),
             size: None,
             sps_pps: None,
+            av1c: None,
             report: None,
             arrival: None,
             dropped_frames: 0,
@@ -239,6 +244,8 @@ impl Track {
             let starts = match codec {
                 VideoCodec::Vp8 => Vp8Descriptor::parse(first).is_some_and(|d| d.frame_start),
                 VideoCodec::Vp9 => first.first().is_some_and(|b| b & 0x08 != 0),
+                // Not the continuation of a fragment (the Z bit).
+                VideoCodec::Av1 => first.first().is_some_and(|b| b & 0x80 == 0),
                 _ => rtp::codecs::h264::H264Packet::default().is_partition_head(first),
             };
             if lost_before || !contiguous || !ended || !starts {
@@ -292,7 +299,17 @@ impl Track {
                 }
                 out = superframe(frames)?;
             }
-            _ => {
+            VideoCodec::Av1 => {
+                out = super::av1::temporal_unit(group.iter().map(|p| &p.payload[..]))?;
+                if self.av1c.is_none()
+                    && let Some(sh) = super::av1::sequence_header(&out)
+                    && let Some(info) = super::av1::parse_sequence_header(sh)
+                {
+                    self.size = Some(info.size);
+                    self.av1c = Some(super::av1::av1c(&info, sh));
+                }
+            }
+            VideoCodec::H264 => {
                 let mut d = rtp::codecs::h264::H264Packet::default();
                 d.is_avc = true;
                 for p in group {

@@ -1,5 +1,5 @@
 //! A participant's media as WebM (Matroska for the web) through the `webm`
-//! crate (libwebm's muxer): file mode, so the segment carries Cues (each
+//! crate (libwebm's muxer; AV1 with its `av1C` as CodecPrivate): file mode, so the segment carries Cues (each
 //! video keyframe) and its Duration, and a browser can seek in it.
 
 use std::fs::File;
@@ -48,9 +48,12 @@ pub(super) fn write(path: &Path, media: &Media) -> Result<(), String> {
             VideoCodec::Av1 => VideoCodecId::AV1,
             VideoCodec::H264 => return Err("H.264 goes to MP4, not WebM".into()),
         };
-        let (b, t) = builder
+        let (mut b, t) = builder
             .add_video_track(u32::from(*w).max(2), u32::from(*h).max(2), id, None)
             .map_err(e("video track"))?;
+        if let Some(c) = &media.av1c {
+            b = b.set_codec_private(t, c).map_err(e("av1C"))?;
+        }
         builder = b;
         video_track = Some(t);
     }

@@ -240,6 +240,11 @@ pub async fn start(
             codec: "VP9",
             fmtp: Some("profile-id=0".into()),
         },
+        VideoCodec::Av1 => DirectVideo {
+            pt: VPX_PT,
+            codec: "AV1",
+            fmtp: None,
+        },
         _ => DirectVideo {
             pt: VPX_PT,
             codec: "VP8",
@@ -329,6 +334,7 @@ struct Player {
     codec: Option<VideoCodec>,
     vp8: rtp::codecs::vp8::Vp8Payloader,
     vp9: rtp::codecs::vp9::Vp9Payloader,
+    av1: rtp::codecs::av1::Av1Payloader,
     /// Wall-clock ms since `start` of stream time 0 (shrinks at each
     /// keyframe jump).
     offset_ms: i64,
@@ -352,6 +358,7 @@ impl Player {
             audio: Stream::new(ssrcs.1, AUDIO_PT, 48),
             vp8,
             vp9: rtp::codecs::vp9::Vp9Payloader::default(),
+            av1: rtp::codecs::av1::Av1Payloader::default(),
             offset_ms: 0,
             start: Instant::now(),
             ntp_zero: ntp_of(wall).wrapping_add(NTP_UNIX_OFFSET << 32),
@@ -390,6 +397,11 @@ impl Player {
                     .unwrap_or_default();
                 crate::ingest::h264::packetize(&nals, &sets, MAX_PAYLOAD)
             }
+            Some(VideoCodec::Av1) => self
+                .av1
+                .payload(MAX_PAYLOAD, &Bytes::copy_from_slice(&f.data))
+                .map(|v| v.into_iter().map(|b| b.to_vec()).collect())
+                .unwrap_or_default(),
             Some(VideoCodec::Vp9) => self
                 .vp9
                 .payload(MAX_PAYLOAD, &Bytes::copy_from_slice(&f.data))

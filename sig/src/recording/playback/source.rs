@@ -115,6 +115,7 @@ impl WebmSource {
             let codec = match t.codec_id() {
                 "V_VP8" => Some(VideoCodec::Vp8),
                 "V_VP9" => Some(VideoCodec::Vp9),
+                "V_AV1" => Some(VideoCodec::Av1),
                 _ => None,
             };
             if let (Some(c), None) = (codec, video_track) {
@@ -128,7 +129,7 @@ impl WebmSource {
         }
         if video_track.is_none() && audio_track.is_none() {
             return Err(SourceError::NoTracks(format!(
-                "the WebM has {seen:?}; VP8, VP9 or Opus are played"
+                "the WebM has {seen:?}; VP8, VP9, AV1 or Opus are played"
             )));
         }
         let scale = file.info().timestamp_scale().get();
@@ -369,6 +370,7 @@ mod tests {
         let media = Media {
             video: Some((VideoCodec::Vp8, (320, 240), video)),
             sps_pps: None,
+            av1c: None,
             audio: Some((2, audio)),
         };
         let path = tmp("a.webm");
@@ -399,6 +401,7 @@ mod tests {
         let media = Media {
             video: Some((VideoCodec::H264, (640, 480), video)),
             sps_pps: Some((sps.clone(), pps.clone())),
+            av1c: None,
             audio: Some((2, audio)),
         };
         let path = tmp("a.mp4");
