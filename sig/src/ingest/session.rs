@@ -32,7 +32,7 @@ const AUDIO_RESYNC_MS: i64 = 200;
 /// Sender reports go out this often.
 pub(crate) const SR_INTERVAL: Duration = Duration::from_secs(1);
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-pub(crate) const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// Why a stream is refused: each message names the encoder setting to
 /// change, and goes to the encoder and the log.
@@ -208,11 +208,7 @@ impl Ingest {
 
     fn tick(&mut self, now: Instant, ms: u32) {
         if self.ntp_zero.is_none() {
-            let wall = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .saturating_sub(Duration::from_millis(u64::from(ms)));
-            self.ntp_zero = Some(ntp_of(wall).wrapping_add(NTP_UNIX_OFFSET << 32));
+            self.ntp_zero = Some(ntp_before_now(Duration::from_millis(u64::from(ms))));
         }
         self.clock = Some((ms, now));
     }
@@ -351,6 +347,16 @@ impl Ingest {
             .filter_map(|s| s.sender_report(ntp, now_ms))
             .collect()
     }
+}
+
+/// The wall clock `ago` before now as a 64-bit NTP timestamp (RFC 5905
+/// §6, seconds since 1900): the NTP time of a stream's time 0.
+pub(crate) fn ntp_before_now(ago: Duration) -> u64 {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(ago);
+    ntp_of(wall).wrapping_add(NTP_UNIX_OFFSET << 32)
 }
 
 /// A span as 64-bit NTP fixed point (RFC 5905 §6: 32 bits of seconds,

@@ -54,12 +54,38 @@ pub struct Media {
 }
 
 impl Media {
+    /// The video frames (none without video).
+    pub fn video_frames(&self) -> &[Timed] {
+        self.video.as_ref().map_or(&[], |(_, _, f)| f.as_slice())
+    }
+
+    /// The audio frames (none without audio).
+    pub fn audio_frames(&self) -> &[Timed] {
+        self.audio.as_ref().map_or(&[], |(_, f)| f.as_slice())
+    }
+
+    /// Every frame of both tracks in time order, video first at equal
+    /// times (containers want timestamps that never go back across
+    /// tracks): `(is_video, index in its track, frame)`.
+    pub fn in_time_order(&self) -> impl Iterator<Item = (bool, usize, &Timed)> {
+        let (v, a) = (self.video_frames(), self.audio_frames());
+        let (mut i, mut j) = (0, 0);
+        std::iter::from_fn(move || {
+            let video = j >= a.len() || (i < v.len() && v[i].us <= a[j].us);
+            if video {
+                i += 1;
+                v.get(i - 1).map(|f| (true, i - 1, f))
+            } else {
+                j += 1;
+                a.get(j - 1).map(|f| (false, j - 1, f))
+            }
+        })
+    }
+
     /// µs up to the end of the last frame.
     pub fn duration_us(&self) -> i64 {
         let end = |f: &[Timed]| f.last().map_or(0, |l| l.us + l.dur_us);
-        let v = self.video.as_ref().map_or(0, |(_, _, f)| end(f));
-        let a = self.audio.as_ref().map_or(0, |(_, f)| end(f));
-        v.max(a)
+        end(self.video_frames()).max(end(self.audio_frames()))
     }
 }
 
@@ -237,9 +263,9 @@ pub fn mux_dir(dir: &Path) -> Result<MuxReport, MuxError> {
             screen,
             container,
             video_codec: media.video.as_ref().map(|(c, ..)| format!("{c:?}")),
-            video_frames: media.video.as_ref().map_or(0, |(_, _, f)| f.len()),
+            video_frames: media.video_frames().len(),
             dropped_video_frames: dropped,
-            audio_frames: media.audio.as_ref().map_or(0, |(_, f)| f.len()),
+            audio_frames: media.audio_frames().len(),
             duration_ms: (media.duration_us() / 1000) as u64,
         });
     }

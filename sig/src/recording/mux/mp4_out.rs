@@ -18,7 +18,7 @@ use shiguredo_mp4::mux::{
 };
 use shiguredo_mp4::{FixedPointNumber, TrackKind, Uint};
 
-use super::{Media, Timed, opus_samples};
+use super::{Media, opus_samples};
 
 const VIDEO_TIMESCALE: u32 = 90_000;
 const AUDIO_TIMESCALE: u32 = 48_000;
@@ -75,9 +75,7 @@ fn opus(channels: u8) -> SampleEntry {
 ///
 /// Errors: what went wrong, as text.
 pub(super) fn write(path: &Path, media: &Media) -> Result<(), String> {
-    let none: &[Timed] = &[];
-    let v = media.video.as_ref().map_or(none, |(_, _, f)| f.as_slice());
-    let a = media.audio.as_ref().map_or(none, |(_, f)| f.as_slice());
+    let (v, a) = (media.video_frames(), media.audio_frames());
     let mut video_entry = match (&media.video, &media.sps_pps) {
         (Some((_, size, _)), Some((sps, pps))) => Some(avc1(*size, sps, pps)),
         (Some(_), None) => return Err("no SPS and PPS in the H.264 track".into()),
@@ -95,14 +93,10 @@ pub(super) fn write(path: &Path, media: &Media) -> Result<(), String> {
     let mut out = BufWriter::new(File::create(&tmp).map_err(io)?);
     out.write_all(muxer.initial_boxes_bytes()).map_err(io)?;
     let mut offset = muxer.initial_boxes_bytes().len() as u64;
-    let (mut i, mut j) = (0, 0);
-    while i < v.len() || j < a.len() {
-        let take_video = j >= a.len() || (i < v.len() && v[i].us <= a[j].us);
-        let sample = if take_video {
-            let f = &v[i];
+    for (video, i, f) in media.in_time_order() {
+        let sample = if video {
             // The first frame from 0: MP4 cannot start a track later.
             let dur_us = if i == 0 { f.us + f.dur_us } else { f.dur_us };
-            i += 1;
             Sample {
                 track_kind: TrackKind::Video,
                 sample_entry: video_entry.take(),
@@ -114,8 +108,6 @@ pub(super) fn write(path: &Path, media: &Media) -> Result<(), String> {
                 data_size: f.data.len(),
             }
         } else {
-            let f = &a[j];
-            j += 1;
             Sample {
                 track_kind: TrackKind::Audio,
                 sample_entry: audio_entry.take(),
@@ -127,13 +119,8 @@ pub(super) fn write(path: &Path, media: &Media) -> Result<(), String> {
                 data_size: f.data.len(),
             }
         };
-        let data = if take_video {
-            &v[i - 1].data
-        } else {
-            &a[j - 1].data
-        };
-        out.write_all(data).map_err(io)?;
-        offset += data.len() as u64;
+        out.write_all(&f.data).map_err(io)?;
+        offset += f.data.len() as u64;
         muxer.append_sample(&sample).map_err(e)?;
     }
     let finalized = muxer.finalize().map_err(e)?;

@@ -326,21 +326,9 @@ impl Track {
     /// Keeps the first SPS and PPS of an AVCC access unit, and the SPS's
     /// picture size.
     fn find_sps_pps(&mut self, avcc: &[u8]) {
-        let (mut sps, mut pps) = (None, None);
-        let mut at = 0;
-        while let Some(len) = avcc.get(at..at + 4) {
-            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            let Some(nal) = avcc.get(at + 4..at + 4 + len) else {
-                break;
-            };
-            match nal.first().map(|b| b & 0x1f) {
-                Some(7) => sps = sps.or(Some(nal)),
-                Some(8) => pps = pps.or(Some(nal)),
-                _ => {}
-            }
-            at += 4 + len;
-        }
-        if let (Some(s), Some(p)) = (sps, pps) {
+        let nals = crate::ingest::flv::avcc_nal_units(avcc, 4).unwrap_or_default();
+        let of = |kind: u8| nals.iter().copied().find(|n| n[0] & 0x1f == kind);
+        if let (Some(s), Some(p)) = (of(7), of(8)) {
             self.size = self.size.or_else(|| h264_sps_size(s));
             self.sps_pps.get_or_insert((s.to_vec(), p.to_vec()));
         }

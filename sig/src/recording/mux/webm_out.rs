@@ -9,7 +9,7 @@ use std::path::Path;
 use sfu_core::proto::codec::VideoCodec;
 use webm::mux::{AudioCodecId, SegmentBuilder, SegmentMode, Track, VideoCodecId, Writer};
 
-use super::{Media, Timed};
+use super::Media;
 
 /// The Opus identification header (RFC 7845 §5.1), the track's
 /// CodecPrivate (the Matroska Opus mapping): version 1, `channels`, no
@@ -68,20 +68,11 @@ pub(super) fn write(path: &Path, media: &Media) -> Result<(), String> {
         audio_track = Some(t);
     }
     let mut segment = builder.build();
-    // Frames of both tracks in time order (libwebm wants timestamps that
-    // never go back across tracks).
-    let none: &[Timed] = &[];
-    let v = media.video.as_ref().map_or(none, |(_, _, f)| f.as_slice());
-    let a = media.audio.as_ref().map_or(none, |(_, f)| f.as_slice());
-    let (mut i, mut j) = (0, 0);
-    while i < v.len() || j < a.len() {
-        let take_video = j >= a.len() || (i < v.len() && v[i].us <= a[j].us);
-        let (f, track) = if take_video {
-            i += 1;
-            (&v[i - 1], video_track.map(|t| t.track_number()))
+    for (video, _, f) in media.in_time_order() {
+        let track = if video {
+            video_track.map(|t| t.track_number())
         } else {
-            j += 1;
-            (&a[j - 1], audio_track.map(|t| t.track_number()))
+            audio_track.map(|t| t.track_number())
         };
         let Some(track) = track else { continue };
         segment

@@ -38,7 +38,7 @@ use super::{lock, unix_ms};
 use crate::conn::{DirectLink, Outgoing};
 use crate::hub::HubMsg;
 use crate::ingest::offer::{DirectVideo, direct_offer};
-use crate::ingest::session::{AUDIO_PT, MAX_PAYLOAD, NTP_UNIX_OFFSET, SR_INTERVAL, Stream, ntp_of};
+use crate::ingest::session::{AUDIO_PT, MAX_PAYLOAD, SR_INTERVAL, Stream, ntp_before_now, ntp_of};
 use crate::protocol::Via;
 
 /// Payload type of played-back VP8 and VP9 (H.264 keeps the ingest's).
@@ -345,9 +345,6 @@ struct Player {
 
 impl Player {
     fn new(frames: frames::Frames, link: DirectLink, vpt: Option<u8>, ssrcs: (Ssrc, Ssrc)) -> Self {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
         let mut vp8 = rtp::codecs::vp8::Vp8Payloader::default();
         vp8.enable_picture_id = true;
         Self {
@@ -361,7 +358,7 @@ impl Player {
             av1: rtp::codecs::av1::Av1Payloader::default(),
             offset_ms: 0,
             start: Instant::now(),
-            ntp_zero: ntp_of(wall).wrapping_add(NTP_UNIX_OFFSET << 32),
+            ntp_zero: ntp_before_now(Duration::ZERO),
         }
     }
 
@@ -387,7 +384,8 @@ impl Player {
         let ts = self.video.ts_at(t);
         let payloads: Vec<Vec<u8>> = match self.codec {
             Some(VideoCodec::H264) => {
-                let nals = avcc_nals(&f.data);
+                // A sample that does not parse is sent as nothing.
+                let nals = crate::ingest::flv::avcc_nal_units(&f.data, 4).unwrap_or_default();
                 let sets: Vec<&[u8]> = self
                     .frames
                     .info()
@@ -397,21 +395,17 @@ impl Player {
                     .unwrap_or_default();
                 crate::ingest::h264::packetize(&nals, &sets, MAX_PAYLOAD)
             }
-            Some(VideoCodec::Av1) => self
-                .av1
-                .payload(MAX_PAYLOAD, &Bytes::copy_from_slice(&f.data))
-                .map(|v| v.into_iter().map(|b| b.to_vec()).collect())
-                .unwrap_or_default(),
-            Some(VideoCodec::Vp9) => self
-                .vp9
-                .payload(MAX_PAYLOAD, &Bytes::copy_from_slice(&f.data))
-                .map(|v| v.into_iter().map(|b| b.to_vec()).collect())
-                .unwrap_or_default(),
-            _ => self
-                .vp8
-                .payload(MAX_PAYLOAD, &Bytes::copy_from_slice(&f.data))
-                .map(|v| v.into_iter().map(|b| b.to_vec()).collect())
-                .unwrap_or_default(),
+            codec => {
+                let payloader: &mut dyn Payloader = match codec {
+                    Some(VideoCodec::Av1) => &mut self.av1,
+                    Some(VideoCodec::Vp9) => &mut self.vp9,
+                    _ => &mut self.vp8,
+                };
+                payloader
+                    .payload(MAX_PAYLOAD, &Bytes::copy_from_slice(&f.data))
+                    .map(|v| v.into_iter().map(|b| b.to_vec()).collect())
+                    .unwrap_or_default()
+            }
         };
         let n = payloads.len();
         payloads
@@ -512,19 +506,4 @@ impl Player {
         }
         Ok(())
     }
-}
-
-/// The NAL units of an AVCC access unit (4-byte big-endian lengths).
-fn avcc_nals(data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(len) = data.get(at..at + 4) {
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let Some(nal) = data.get(at + 4..at + 4 + len) else {
-            break;
-        };
-        out.push(nal);
-        at += 4 + len;
-    }
-    out
 }
