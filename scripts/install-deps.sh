@@ -5,8 +5,9 @@
 # driver's npm packages; redis-server (the directory of nodes, which the
 # directory's tests and the cluster test start on a free port); ffmpeg (the
 # RTMP encoder of the ingest tests), cmake (builds the bundled libopus), and
-# aiortc from PyPI in a virtualenv under target/ (the WHIP/WHEP client of
-# the ingest tests).
+# aiortc and websockets from PyPI in a virtualenv under target/ (the
+# WHIP/WHEP client of the ingest tests, the data-channel client of the reach
+# tests); coturn (the TURN server of the reach tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ command -v redis-server >/dev/null || PKGS+=(redis-server) # the directory acros
 command -v ffmpeg >/dev/null || PKGS+=(ffmpeg) # RTMP ingest tests (the encoder), recording tests (ffprobe)
 command -v cmake >/dev/null || PKGS+=(cmake)   # opusic-sys builds the bundled libopus with it
 command -v g++ >/dev/null || PKGS+=(g++)       # webm-sys builds the bundled libwebm with it
+command -v turnserver >/dev/null || PKGS+=(coturn) # TURN for the reach tests (scripts/reach.sh)
 python3 -c 'import venv' 2>/dev/null || PKGS+=(python3-venv)
 if [ ${#PKGS[@]} -gt 0 ]; then
   echo "installing ${PKGS[*]} (Debian packages)"
@@ -39,10 +41,12 @@ if [ -f scripts/e2e/package.json ] && { [ ! -d scripts/e2e/node_modules/playwrig
   (cd scripts/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# aiortc (PyPI), pinned: the WHIP publisher and WHEP player of scripts/ingest.sh.
+# aiortc (PyPI), pinned: the WHIP publisher and WHEP player of
+# scripts/ingest.sh, and with websockets the data-channel client of
+# scripts/reach.sh.
 VENV=target/e2e-venv
-if ! "$VENV/bin/python" -c 'import aiortc' 2>/dev/null; then
-  echo "installing aiortc (PyPI) into $VENV"
+if ! "$VENV/bin/python" -c 'import aiortc, websockets' 2>/dev/null; then
+  echo "installing aiortc and websockets (PyPI) into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check 'aiortc==1.16.0'
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'aiortc==1.16.0' 'websockets==15.0.1'
 fi

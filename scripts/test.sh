@@ -44,6 +44,8 @@ if [ -z "${SFU_SKIP_E2E:-}" ]; then
   timeout 700 scripts/ingest.sh
   log "recording: Chromium calls recorded with sfu record, read by ffprobe/ffmpeg, played back in Chromium"
   timeout 700 scripts/record.sh
+  log "reach: data channels (Chromium pages and aiortc), ICE over TCP with UDP blocked, TURN through coturn"
+  timeout 700 scripts/reach.sh
   log "media quality in Chromium: clean, 5 % loss both ways, 200 kbit/s downlink (targets checked)"
   QUALITY_ASSERT=1 timeout 900 scripts/quality.sh clean loss5 cap200
   log "start/stop stress: 20 cycles of real clients on both workers, then SIGTERM"

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::proto::dcep::ChannelParams;
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::{Certificate, DtlsEndpoint, DtlsRole, Fingerprint};
+use crate::proto::sctp::{DataChannels, DataEvent, DataSendError, SctpConfig};
 use crate::proto::srtp::{SrtpError, SrtpSession};
 use crate::proto::stun;
 
@@ -80,6 +82,9 @@ pub struct ClientPeer {
     pending_tid: Option<[u8; 12]>,
     out: VecDeque<Bytes>,
     tid_counter: u64,
+    /// Data channels: negotiated (made once DTLS is up), and the association.
+    data_channels: Option<SctpConfig>,
+    sctp: DataChannels,
 }
 
 impl ClientPeer {
@@ -108,9 +113,75 @@ impl ClientPeer {
             pending_tid: None,
             out: VecDeque::new(),
             tid_counter: rand::random(),
+            data_channels: None,
+            sctp: DataChannels::default(),
         };
         p.handle_timeout(now);
         p
+    }
+
+    /// Runs data channels too (its SDP would have `m=application`): an SCTP
+    /// association, started by us as the DTLS client once DTLS is up.
+    pub fn with_data_channels(self) -> Self {
+        self.with_sctp_config(SctpConfig::default())
+    }
+
+    /// [`ClientPeer::with_data_channels`] with other SCTP limits (a test
+    /// client that sends more than a browser would).
+    pub fn with_sctp_config(mut self, config: SctpConfig) -> Self {
+        self.data_channels = Some(config);
+        self
+    }
+
+    /// Next data-channel event (the server's channels, their messages).
+    pub fn poll_data_event(&mut self) -> Option<DataEvent> {
+        self.sctp.poll_event()
+    }
+
+    /// True once the SCTP association is up.
+    pub fn data_connected(&self) -> bool {
+        self.sctp.is_connected()
+    }
+
+    /// Opens a data channel (an even stream); returns its id.
+    ///
+    /// Errors: [`DataSendError`].
+    pub fn open_data_channel(
+        &mut self,
+        now: Instant,
+        params: ChannelParams,
+    ) -> Result<u16, DataSendError> {
+        let r = self.sctp.open(now, params, &mut self.dtls);
+        self.flush_dtls();
+        r
+    }
+
+    /// Sends a message on our channel `stream`.
+    ///
+    /// Errors: [`DataSendError`].
+    pub fn send_data(
+        &mut self,
+        now: Instant,
+        stream: u16,
+        ppid: u32,
+        data: Vec<u8>,
+    ) -> Result<(), DataSendError> {
+        let r = self.sctp.send(now, stream, ppid, data, &mut self.dtls);
+        self.flush_dtls();
+        r
+    }
+
+    /// Closes our data channel `stream`.
+    pub fn close_data_channel(&mut self, now: Instant, stream: u16) {
+        self.sctp.close(now, stream, &mut self.dtls);
+        self.flush_dtls();
+    }
+
+    /// Sends raw bytes as one DTLS application-data record, as if they
+    /// were an SCTP packet (for tests that feed the server garbage).
+    pub fn send_raw_sctp(&mut self, data: &[u8]) {
+        self.dtls.send_application_data(data);
+        self.flush_dtls();
     }
 
     /// True when SRTP keys are in place.
@@ -192,7 +263,7 @@ impl ClientPeer {
             }
             PacketClass::Dtls => {
                 self.dtls.handle_packet(now, data);
-                self.after_dtls();
+                self.after_dtls(now);
                 Ok(ClientReceived::Nothing)
             }
             PacketClass::Rtp => {
@@ -211,13 +282,18 @@ impl ClientPeer {
         }
     }
 
-    fn after_dtls(&mut self) {
+    fn after_dtls(&mut self, now: Instant) {
         self.flush_dtls();
         if self.srtp.is_none()
             && let Some(k) = self.dtls.take_keys()
         {
             self.srtp = SrtpSession::new(k.profile, &k.material, true).ok();
+            if let Some(config) = self.data_channels {
+                self.sctp.start(now, true, 0, config, &mut self.dtls);
+            }
         }
+        self.sctp.feed(now, &mut self.dtls);
+        self.flush_dtls();
     }
 
     fn flush_dtls(&mut self) {
@@ -236,19 +312,25 @@ impl ClientPeer {
         }
         if self.ice_ok && self.srtp.is_none() {
             self.dtls.handle_timeout(now);
-            self.after_dtls();
+            self.after_dtls(now);
         }
+        self.sctp.handle_timeout(now, &mut self.dtls);
+        self.flush_dtls();
     }
 
     /// When to call [`ClientPeer::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        match (self.ice_ok && self.srtp.is_none())
+        let t = match (self.ice_ok && self.srtp.is_none())
             .then(|| self.dtls.poll_timeout())
             .flatten()
         {
             Some(t) => t.min(self.next_check),
             None => self.next_check,
+        };
+        match self.sctp.poll_timeout() {
+            Some(s) => t.min(s),
+            None => t,
         }
     }
 

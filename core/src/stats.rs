@@ -81,6 +81,54 @@ impl DropReason {
     }
 }
 
+/// Why a data-channel message (or what a peer sent on its SCTP
+/// association) was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DataDropReason {
+    /// Over its sender's messages/s or bytes/s limit.
+    RateLimited,
+    /// Over the receiver's `a=max-message-size`, or over ours (256 KiB).
+    TooBig,
+    /// The receiver's send queue was full: dropped for that receiver only.
+    QueueFull,
+    /// A DCEP message that is garbage, has a label or protocol over 1 KiB,
+    /// or opens a stream of the wrong parity or one already open.
+    BadDcep,
+    /// A message on a stream no channel of the peer's is open on.
+    UnknownChannel,
+    /// A DATA_CHANNEL_OPEN past the 1,024 channels of an association.
+    TooManyChannels,
+    /// An SCTP packet or chunk the association refused.
+    BadSctp,
+}
+
+impl DataDropReason {
+    /// Every reason, in index order.
+    pub const ALL: [DataDropReason; 7] = [
+        Self::RateLimited,
+        Self::TooBig,
+        Self::QueueFull,
+        Self::BadDcep,
+        Self::UnknownChannel,
+        Self::TooManyChannels,
+        Self::BadSctp,
+    ];
+
+    /// Label used in metrics (`reason="…"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::TooBig => "too_big",
+            Self::QueueFull => "queue_full",
+            Self::BadDcep => "bad_dcep",
+            Self::UnknownChannel => "unknown_channel",
+            Self::TooManyChannels => "too_many_channels",
+            Self::BadSctp => "bad_sctp",
+        }
+    }
+}
+
 /// A single-writer monotonically increasing counter.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -183,7 +231,16 @@ pub struct Counters {
     /// Consumers started from an ingest producer's kept GOP instead of a
     /// keyframe request (`crate::router::direct`).
     pub gop_replays: Counter,
+    /// Data-channel messages received from peers (on channels they opened).
+    pub dc_messages_in: Counter,
+    /// Data-channel messages queued to peers (one per receiver).
+    pub dc_messages_out: Counter,
+    /// Their bytes (payload), in…
+    pub dc_bytes_in: Counter,
+    /// …and out.
+    pub dc_bytes_out: Counter,
     drops: [Counter; DropReason::ALL.len()],
+    dc_drops: [Counter; DataDropReason::ALL.len()],
     /// Live routers (worker counters only).
     pub routers: Gauge,
     /// Live WebRtcTransports.
@@ -210,6 +267,17 @@ impl Counters {
         self.drops[reason as usize].add(1);
     }
 
+    /// Counts one dropped data-channel message.
+    #[inline]
+    pub fn count_data_drop(&self, reason: DataDropReason) {
+        self.dc_drops[reason as usize].add(1);
+    }
+
+    /// Number of data-channel drops for `reason`.
+    pub fn data_drops(&self, reason: DataDropReason) -> u64 {
+        self.dc_drops[reason as usize].get()
+    }
+
     /// Number of drops for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].get()
@@ -217,7 +285,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 25] {
+    fn counter_fields(&self) -> [&Counter; 29] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -244,6 +312,10 @@ impl Counters {
             &self.piped_out,
             &self.piped_in,
             &self.gop_replays,
+            &self.dc_messages_in,
+            &self.dc_messages_out,
+            &self.dc_bytes_in,
+            &self.dc_bytes_out,
         ]
     }
 
@@ -277,6 +349,9 @@ impl Counters {
         for (a, b) in self.drops.iter().zip(&other.drops) {
             a.add(b.get());
         }
+        for (a, b) in self.dc_drops.iter().zip(&other.dc_drops) {
+            a.add(b.get());
+        }
         for (a, b) in self.gauge_fields().iter().zip(other.gauge_fields()) {
             a.add(b.get() as i64);
         }
@@ -291,7 +366,10 @@ mod tests {
     fn a_snapshot_copies_every_counter_and_gauge() {
         let c = Counters::default();
         // Every field is listed: the struct is made of exactly these.
-        let fields = c.counter_fields().len() + DropReason::ALL.len() + c.gauge_fields().len();
+        let fields = c.counter_fields().len()
+            + DropReason::ALL.len()
+            + DataDropReason::ALL.len()
+            + c.gauge_fields().len();
         assert_eq!(
             std::mem::size_of::<Counters>(),
             8 * fields,
@@ -304,6 +382,7 @@ mod tests {
             g.add(i as i64 + 100);
         }
         c.count_drop(DropReason::Duplicate);
+        c.count_data_drop(DataDropReason::QueueFull);
         let s = c.snapshot();
         for (i, f) in s.counter_fields().iter().enumerate() {
             assert_eq!(f.get(), i as u64 + 1, "counter {i}");
@@ -312,5 +391,6 @@ mod tests {
             assert_eq!(g.get(), i as u64 + 100, "gauge {i}");
         }
         assert_eq!(s.drops(DropReason::Duplicate), 1);
+        assert_eq!(s.data_drops(DataDropReason::QueueFull), 1);
     }
 }

@@ -78,6 +78,7 @@ fn scenario(events: Receiver<Event>, worker: Worker, cert: Certificate) {
             local_pwd: "doomed-password-0123456789".into(),
             remote_fingerprint: [1; 32],
             dtls_role: sfu_core::proto::dtls::DtlsRole::Server,
+            sctp_max_message_size: None,
         },
         reply,
     });

@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         local_pwd: "fuzz-password-0123456789".into(),
         remote_fingerprint: [0x42; 32],
         dtls_role: DtlsRole::Server,
+        sctp_max_message_size: Some(0),
     };
     let mut t = WebRtcTransport::new(params, TransportTimeouts::default(), cert, default_config(), now);
     let from = "127.0.0.1:5000".parse().expect("addr");

@@ -3,16 +3,18 @@
 //! must still forward afterwards.
 //! Input: a sequence of (u8 source, u16 big-endian length, bytes).
 #![no_main]
-use std::sync::Mutex;
+use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
 use sfu_core::router::MediaKind;
 use sfu_core::testing::{Net, rtp};
 
-static NET: Mutex<Option<(Net, u16)>> = Mutex::new(None);
+thread_local! {
+    // A Router is its worker thread's (an SCTP association is not Send).
+    static NET: RefCell<Option<(Net, u16)>> = const { RefCell::new(None) };
+}
 
-fuzz_target!(|data: &[u8]| {
-    let mut guard = NET.lock().unwrap_or_else(|e| e.into_inner());
+fuzz_target!(|data: &[u8]| NET.with_borrow_mut(|guard| {
     let (net, seq) = guard.get_or_insert_with(|| {
         let mut net = Net::new();
         let (a, b) = (net.add_peer(), net.add_peer());
@@ -42,4 +44,4 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(net.peers[1].rtp.len(), before + 1, "forwarding survived the input");
     net.peers[1].rtp.clear();
     net.peers[0].rtcp.clear();
-});
+}));

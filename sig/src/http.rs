@@ -15,6 +15,7 @@ use crate::ws::{AppState, handler};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
+const CHAT_JS: &str = include_str!("../web/chat.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
 
 /// Builds the router.
@@ -35,6 +36,15 @@ pub fn router(state: AppState) -> Router {
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/chat.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    CHAT_JS,
                 )
             }),
         )

@@ -90,6 +90,11 @@ pub async fn run(
                     dtls: cfg.dtls_timeout,
                 },
                 srtp: cfg.srtp,
+                data: sfu_core::router::DataChannelConfig {
+                    max_messages_per_sec: cfg.data_channels.max_messages_per_sec,
+                    max_bytes_per_sec: cfg.data_channels.max_bytes_per_sec,
+                    ..Default::default()
+                },
                 ..RouterConfig::default()
             },
             generation,
@@ -142,6 +147,7 @@ pub async fn run(
             auth_secret: cfg.auth_secret.clone(),
             offer_timeout: cfg.offer_timeout,
             recordings: recordings.clone(),
+            data_channels: cfg.data_channels,
         },
         channels,
         registry.clone(),

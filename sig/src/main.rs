@@ -75,7 +75,13 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
+    // dcSCTP logs every SCTP packet at info: kept out unless asked for.
+    let log = if cfg.log.contains("dcsctp") {
+        cfg.log.clone()
+    } else {
+        format!("{},dcsctp=warn", cfg.log)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -282,6 +282,17 @@ pub enum ServerMsg {
         /// A recording of the room (or of one of its participants) runs.
         active: bool,
     },
+    /// The server opened data channel `id` to this client (it fires as
+    /// `ondatachannel`, `RTCDataChannel.id == id`): the server's copy of a
+    /// channel participant `from` opened, so what arrives on it is
+    /// `from`'s. Sent right after the channel is opened: a client that
+    /// sees the channel first holds its messages until this names it.
+    DataChannel {
+        /// The channel's stream id (`RTCDataChannel.id`).
+        id: u16,
+        /// The sender's participant id (as in `participants`).
+        from: String,
+    },
     /// The client may send its `offer` now.
     OfferGranted,
     /// The answer to the client's `offer`.

@@ -351,6 +351,9 @@ async function handle(msg) {
       }
       sendMediaState();
       break;
+    case 'data-channel':
+      Chat.named(msg.id, msg.from);
+      break;
     case 'offer-granted': {
       // No update of the server's crosses ours: it sends none until our offer.
       const pc = state.pc;
@@ -489,7 +492,7 @@ async function join(room, name) {
   if (VIEWER) {
     // Watch mode: no self tile, nothing to mute, share or choose.
     $('tile-self').hidden = true;
-    for (const id of ['toggle-audio', 'toggle-video', 'toggle-screen']) $(id).hidden = true;
+    for (const id of ['toggle-audio', 'toggle-video', 'toggle-screen', 'toggle-chat', 'reactions']) $(id).hidden = true;
     for (const el of document.querySelectorAll('.device')) el.hidden = true;
   }
   // An empty stream (watching only) would hold the page's load event forever.
@@ -532,6 +535,14 @@ async function connect() {
     state.senders[track.kind] = tr.sender;
   }
   if (state.local.getTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
+  // Chat and reactions (a viewer publishes nothing, data included).
+  if (!VIEWER) {
+    Chat.setup(pc, {
+      myId: () => state.myId,
+      nameOf: (id) => (state.people.get(id) || {}).name || id,
+      tileOf: (id) => (id === state.myId ? $('tile-self') : (state.tiles.get(id) || {}).el),
+    });
+  }
   pc.ontrack = (e) => { if (e.streams[0]) attachStream(e.streams[0]); };
   pc.onconnectionstatechange = () => {
     if (state.pc !== pc) return;
@@ -607,6 +618,7 @@ function closeSession() {
   if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
   if (state.pc) { state.pc.close(); state.pc = null; }
   if (state.qualityTimer) { clearInterval(state.qualityTimer); state.qualityTimer = null; }
+  Chat.reset();
   if (state.offerJob) { state.offerJob.reject(new Error('disconnected')); state.offerJob = null; }
   if (state.screen) { state.screen.track.onended = null; state.screen.track.stop(); state.screen = null; showSharing(); }
   state.quality = null; state.qualityPrev = null;
@@ -820,8 +832,32 @@ $('join-form').onsubmit = (e) => {
   if (room && name) join(room, name).catch((err) => showError('Could not join: ' + err));
 };
 
+Chat.init();
+
 // Read-only hooks for automated tests and debugging.
 window.sfu = {
+  // Chat and reactions: the log ({ from, name, text, bytes, self }), send a
+  // message (text, or raw `data` as is: a string or bytes), react, the
+  // unread count, whether our channels are open, and a reaction a tile shows.
+  chat: () => Chat.log(),
+  sendChat: (text, data) => Chat.send(text, data),
+  react: (emoji) => Chat.react(emoji),
+  unread: () => Chat.unread(),
+  chatReady: () => Chat.ready(),
+  chatBuffered: () => Chat.buffered(),
+  openChat: (open) => Chat.toggle(open),
+  reactionOn: (id) => {
+    const el = id === state.myId ? $('tile-self') : (state.tiles.get(id) || {}).el;
+    const r = el && el.querySelector('.reaction');
+    return r ? r.textContent : null;
+  },
+  // SHA-256 (hex) of the i-th binary chat message received, and its sender.
+  async binary(i) {
+    const b = Chat.binaries()[i];
+    if (!b) return null;
+    const d = new Uint8Array(await crypto.subtle.digest('SHA-256', b.data));
+    return { from: b.from, size: b.data.length, sha256: [...d].map((x) => x.toString(16).padStart(2, '0')).join('') };
+  },
   id: () => state.myId,
   connectionState: () => (state.pc ? state.pc.connectionState : 'closed'),
   tiles: () => [...state.tiles.entries()].map(([id, t]) => ({ id, name: t.name })),

@@ -629,6 +629,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             local,
             video_ssrc,
             audio_ssrc,
+            data_channels: false,
         });
         clients.push(MediaClient {
             idx,

@@ -39,6 +39,8 @@ pub struct ClientSpec {
     pub video_ssrc: u32,
     /// SSRC of our audio.
     pub audio_ssrc: u32,
+    /// Negotiate data channels (an `m=application` section).
+    pub data_channels: bool,
 }
 
 /// What the signaling side measured, shared by every client of a run.
@@ -121,8 +123,9 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
         }),
         rejected: false,
         simulcast_recv: None,
+        sctp_port: None,
     };
-    vec![
+    let mut own = vec![
         section(
             "0",
             MediaKind::Audio,
@@ -131,7 +134,15 @@ fn own_sections(spec: &ClientSpec) -> Vec<LocalMedia> {
             spec.audio_ssrc,
         ),
         section("1", MediaKind::Video, VP8, spec.publisher, spec.video_ssrc),
-    ]
+    ];
+    if spec.data_channels {
+        own.push(LocalMedia {
+            rejected: false,
+            sctp_port: Some(5000),
+            ..LocalMedia::closed("2", None)
+        });
+    }
+    own
 }
 
 /// The offer a client joins with.
@@ -170,8 +181,9 @@ pub fn update_answer(spec: &ClientSpec, offer: &str, version: u64) -> Result<Str
                     .filter(|_| direction == Direction::SendOnly),
                 rtx: None,
                 rtx_ssrc: None,
-                rejected: m.rejected || m.kind.is_none(),
+                rejected: m.rejected || (m.kind.is_none() && mine.is_none()),
                 simulcast_recv: None,
+                sctp_port: mine.and_then(|s| s.sctp_port),
             }
         })
         .collect::<Vec<_>>();

@@ -48,6 +48,7 @@ pub(crate) fn spec(
         local: sock.local_addr().expect("addr"),
         video_ssrc: 1000 + idx as u32,
         audio_ssrc: 2000 + idx as u32,
+        data_channels: false,
     };
     (spec, sock)
 }

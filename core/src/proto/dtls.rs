@@ -143,6 +143,8 @@ pub struct DtlsEndpoint {
     failed: Option<DtlsError>,
     next_timeout: Option<Instant>,
     out: Vec<Vec<u8>>,
+    /// Application data received (SCTP packets, RFC 8261), oldest first.
+    app_in: std::collections::VecDeque<Vec<u8>>,
     buf: Vec<u8>,
 }
 
@@ -187,6 +189,7 @@ impl DtlsEndpoint {
             failed: None,
             next_timeout: None,
             out: Vec::new(),
+            app_in: std::collections::VecDeque::new(),
             buf: vec![0u8; 2048],
         };
         // dimpl needs its clock set before the first packet (it panics otherwise).
@@ -267,7 +270,11 @@ impl DtlsEndpoint {
                         material: km.to_vec(),
                     });
                 }
-                Output::ApplicationData(_) => {} // no data channels yet
+                // At most this many SCTP packets wait here: the transport
+                // reads them after every datagram.
+                Output::ApplicationData(d) if self.app_in.len() < 1024 => {
+                    self.app_in.push_back(d.to_vec());
+                }
                 Output::CloseNotify => {
                     self.fail(DtlsError::Closed);
                     return;
@@ -294,6 +301,31 @@ impl DtlsEndpoint {
         } else {
             Some(self.out.remove(0))
         }
+    }
+
+    /// Encrypts `data` (one SCTP packet) as one application-data record
+    /// for [`DtlsEndpoint::poll_transmit`]. Returns false, sending nothing,
+    /// before the handshake completed or after the association failed.
+    pub fn send_application_data(&mut self, data: &[u8]) -> bool {
+        if !self.is_connected() {
+            return false;
+        }
+        match self.dtls.send_application_data(data) {
+            Ok(n) if n == data.len() => {
+                self.drain();
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                self.fail(DtlsError::Protocol(e));
+                false
+            }
+        }
+    }
+
+    /// Next application data the peer sent (an SCTP packet), oldest first.
+    pub fn poll_application_data(&mut self) -> Option<Vec<u8>> {
+        self.app_in.pop_front()
     }
 
     /// When [`DtlsEndpoint::handle_timeout`] must next be called.

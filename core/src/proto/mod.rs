@@ -4,10 +4,12 @@
 //! panics; the caller counts and drops.
 
 pub mod codec;
+pub mod dcep;
 pub mod demux;
 pub mod dtls;
 pub mod rtcp;
 pub mod rtp;
+pub mod sctp;
 pub mod srtp;
 pub mod stun;
 pub mod twcc;

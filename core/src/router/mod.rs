@@ -10,6 +10,7 @@ mod allocation;
 mod congestion;
 pub mod consumer;
 mod consumers;
+pub mod data_channels;
 pub mod direct;
 mod forward;
 mod keyframe_requests;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use consumer::{Answered, Consumer, ConsumerParams};
+pub use data_channels::DataChannelConfig;
 pub use pipe::PipeConsumerParams;
 pub use producer::{EncodingParams, MediaKind, Producer, ProducerParams};
 
@@ -126,6 +128,8 @@ pub struct RouterConfig {
     /// that a run is reproducible: the worker gives each router a random
     /// one, tests a fixed one.
     pub seed: u64,
+    /// Data-channel limits ([`data_channels`]).
+    pub data: DataChannelConfig,
 }
 
 impl Default for RouterConfig {
@@ -138,6 +142,7 @@ impl Default for RouterConfig {
             retransmission_max_age: Duration::from_millis(1500),
             default_rtt: Duration::from_millis(100),
             seed: 0,
+            data: DataChannelConfig::default(),
         }
     }
 }
@@ -167,6 +172,21 @@ pub enum RouterEvent {
     /// reaches: the control plane that feeds it is told instead, at most
     /// once per `keyframe_min_interval` as a PLI would be.
     KeyframeRequested(ProducerId),
+    /// The Router opened data channel `stream` to `transport`'s peer: its
+    /// copy of a channel `from`'s peer opened ([`data_channels`]), so the
+    /// control plane can tell the receiver whose it is.
+    DataConsumerOpened {
+        /// The receiver.
+        transport: TransportId,
+        /// Our stream id to it (`RTCDataChannel.id` on its side).
+        stream: u16,
+        /// The sender, whose channel it copies.
+        from: TransportId,
+    },
+    /// This transport's peer sent data-channel messages over its
+    /// messages/s or bytes/s limit, which were dropped; reported at most
+    /// once per [`data_channels::RATE_NOTICE_INTERVAL`].
+    DataRateLimited(TransportId),
 }
 
 /// One room's forwarding graph.
@@ -181,6 +201,10 @@ pub struct Router {
     by_ufrag: HashMap<Box<[u8]>, TransportId>,
     producers: IdSlab<ProducerId, Producer>,
     consumers: IdSlab<ConsumerId, Consumer>,
+    /// Data channels peers opened, by (transport, stream).
+    data_producers: HashMap<(TransportId, u16), data_channels::DataProducer>,
+    /// One message's receivers (reused).
+    data_targets: Vec<(TransportId, u16)>,
     transmits: Outbox,
     events: VecDeque<RouterEvent>,
     /// Deadlines, kept incrementally: an entry is pushed when a deadline
@@ -259,6 +283,8 @@ impl Router {
             by_ufrag: HashMap::new(),
             producers: IdSlab::new(),
             consumers: IdSlab::new(),
+            data_producers: HashMap::new(),
+            data_targets: Vec::new(),
             transmits: Outbox::default(),
             events: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -350,7 +376,8 @@ impl Router {
             self.dtls_config.clone(),
             now,
         )
-        .with_srtp_backend(self.config.srtp);
+        .with_srtp_backend(self.config.srtp)
+        .with_sctp_config(self.config.data.sctp);
         let id = self.insert_transport(Transport::WebRtc(t));
         self.by_ufrag.insert(ufrag, id);
         self.schedule_transport(id);
@@ -380,6 +407,7 @@ impl Router {
             producers: Vec::new(),
             consumers: Vec::new(),
             scheduled: None,
+            data: data_channels::DataPeer::default(),
         });
         self.gauge(|c| c.transports.add(1));
         id
@@ -400,6 +428,7 @@ impl Router {
     }
 
     fn remove_transport(&mut self, id: TransportId) {
+        self.forget_data_peer(self.now, id);
         let Some(entry) = self.transports.try_remove(id) else {
             return;
         };

@@ -66,6 +66,15 @@ impl Router {
                 TransportEvent::Closed(reason) => closed = Some(reason),
             }
         }
+        let mut data_events = Vec::new();
+        if let Some(t) = entry.transport.as_webrtc_mut() {
+            while let Some(ev) = t.poll_data_event() {
+                data_events.push(ev);
+            }
+        }
+        for ev in data_events {
+            self.on_data_event(self.now, tid, ev);
+        }
         if connected {
             // Keyframe requests made while the publisher was connecting.
             let mut pending = Vec::new();

@@ -47,6 +47,7 @@ pub(super) struct TransportEntry {
     pub(super) rrtr_next: usize,
     /// Its last RRTR, for our DLRR: (its SSRC, NTP middle 32 bits, when).
     pub(super) their_rrtr: Option<(Ssrc, u32, Instant)>,
+    pub(super) data: super::data_channels::DataPeer,
 }
 
 /// A probe cluster of a subscriber transport.

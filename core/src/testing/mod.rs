@@ -171,6 +171,14 @@ pub struct Net {
     /// What the Router sent to addresses that are none of its peers (a
     /// relay's datagrams to another node), for the test to carry.
     pub outside: Vec<Transmit>,
+    /// Peers added from now on negotiate data channels (both sides run
+    /// SCTP once DTLS is up).
+    pub data_channels: bool,
+    /// The `a=max-message-size` the clients added from now on "signal"
+    /// (0: none).
+    pub remote_max_message: usize,
+    /// The SCTP limits of the clients added from now on.
+    pub client_sctp: crate::proto::sctp::SctpConfig,
 }
 
 pub fn server_addr() -> SocketAddr {
@@ -210,6 +218,9 @@ impl Net {
             subscriber_twcc_ext_id: None,
             dependency_descriptor_ext_ids: None,
             outside: Vec::new(),
+            data_channels: false,
+            client_sctp: Default::default(),
+            remote_max_message: 0,
         }
     }
 
@@ -235,6 +246,7 @@ impl Net {
                     local_pwd: server_pwd.to_string(),
                     remote_fingerprint: server_expects_fp.unwrap_or(client_cert.fingerprint()),
                     dtls_role: DtlsRole::Server,
+                    sctp_max_message_size: self.data_channels.then_some(self.remote_max_message),
                 },
             )
             .expect("transport");
@@ -251,6 +263,11 @@ impl Net {
             default_config(),
             self.now,
         );
+        let client = if self.data_channels {
+            client.with_sctp_config(self.client_sctp)
+        } else {
+            client
+        };
         let addr: SocketAddr = format!("127.0.0.1:{}", 50000 + n).parse().expect("addr");
         self.peers.push(Peer {
             client,

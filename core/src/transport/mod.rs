@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::proto::dcep::ChannelParams;
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::{Certificate, DtlsEndpoint, DtlsError, DtlsRole, Fingerprint};
+use crate::proto::sctp::{DataChannels, DataEvent, DataSendError, SctpConfig};
 use crate::proto::srtp::{SrtpBackend, SrtpError, SrtpSession};
 use crate::proto::stun;
 use crate::stats::DropReason;
@@ -46,6 +48,14 @@ pub enum Transport {
 impl Transport {
     /// The WebRtcTransport, if it is one.
     pub fn as_webrtc(&self) -> Option<&WebRtcTransport> {
+        match self {
+            Self::WebRtc(t) => Some(t),
+            Self::Pipe(_) | Self::Direct(_) => None,
+        }
+    }
+
+    /// The WebRtcTransport, mutably, if it is one.
+    pub fn as_webrtc_mut(&mut self) -> Option<&mut WebRtcTransport> {
         match self {
             Self::WebRtc(t) => Some(t),
             Self::Pipe(_) | Self::Direct(_) => None,
@@ -192,6 +202,11 @@ pub struct TransportParams {
     pub remote_fingerprint: Fingerprint,
     /// Our DTLS role: `Server` when we answered `a=setup:passive`.
     pub dtls_role: DtlsRole,
+    /// The peer's data channels: `Some` with its `a=max-message-size`,
+    /// bytes (0: no limit; RFC 8841 §6.1 says 65,536 when absent), when
+    /// its SDP has an `m=application … webrtc-datachannel` section we
+    /// accepted; `None` when it has none.
+    pub sctp_max_message_size: Option<usize>,
 }
 
 /// Timers of a transport.
@@ -283,6 +298,9 @@ pub struct WebRtcTransport {
     transmits: VecDeque<Transmit>,
     events: VecDeque<TransportEvent>,
     stun_buf: [u8; 128],
+    /// Data channels (RFC 8831): made once DTLS is up, if negotiated.
+    sctp: DataChannels,
+    sctp_config: SctpConfig,
 }
 
 impl WebRtcTransport {
@@ -315,7 +333,15 @@ impl WebRtcTransport {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stun_buf: [0; 128],
+            sctp: DataChannels::default(),
+            sctp_config: SctpConfig::default(),
         }
+    }
+
+    /// Uses `config` for its data channels' SCTP association.
+    pub fn with_sctp_config(mut self, config: SctpConfig) -> Self {
+        self.sctp_config = config;
+        self
     }
 
     /// Uses `backend` for the SRTP session made when DTLS completes.
@@ -364,7 +390,7 @@ impl WebRtcTransport {
             _ if Some(from) != self.selected => Err(DropReason::UnknownAddress),
             PacketClass::Dtls => {
                 self.dtls.handle_packet(now, data);
-                self.after_dtls();
+                self.after_dtls(now);
                 if self.dtls.error().is_some() {
                     Err(DropReason::Dtls)
                 } else {
@@ -422,13 +448,17 @@ impl WebRtcTransport {
         Ok(())
     }
 
-    fn after_dtls(&mut self) {
+    fn after_dtls(&mut self, now: Instant) {
         if let Some(e) = self.dtls.error() {
             let reason = CloseReason::DtlsFailed(e.clone());
             self.close(reason);
             return;
         }
         self.flush_dtls();
+        if self.srtp.is_some() {
+            self.sctp.feed(now, &mut self.dtls);
+            self.flush_dtls();
+        }
         if self.srtp.is_none()
             && let Some(keys) = self.dtls.take_keys()
         {
@@ -442,6 +472,13 @@ impl WebRtcTransport {
                 Ok(s) => {
                     self.srtp = Some(s);
                     self.events.push_back(TransportEvent::Connected);
+                    if let Some(max) = self.params.sctp_max_message_size {
+                        // With the records that came with the handshake's
+                        // last flight.
+                        self.sctp
+                            .start(now, is_client, max, self.sctp_config, &mut self.dtls);
+                        self.flush_dtls();
+                    }
                 }
                 Err(e) => self.close(CloseReason::DtlsFailed(e.into())),
             }
@@ -481,7 +518,10 @@ impl WebRtcTransport {
                 return;
             }
             self.dtls.handle_timeout(now);
-            self.after_dtls();
+            self.after_dtls(now);
+        } else {
+            self.sctp.handle_timeout(now, &mut self.dtls);
+            self.flush_dtls();
         }
     }
 
@@ -500,6 +540,8 @@ impl WebRtcTransport {
             if let Some(d) = self.dtls.poll_timeout() {
                 t = t.min(d);
             }
+        } else if let Some(d) = self.sctp.poll_timeout() {
+            t = t.min(d);
         }
         Some(t)
     }
@@ -509,6 +551,7 @@ impl WebRtcTransport {
         if self.closed.is_none() {
             self.closed = Some(reason.clone());
             self.srtp = None;
+            self.sctp.abort();
             self.events.push_back(TransportEvent::Closed(reason));
         }
     }
@@ -523,6 +566,51 @@ impl WebRtcTransport {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<TransportEvent> {
         self.events.pop_front()
+    }
+
+    /// Next data-channel event (channels the peer opened, their
+    /// messages, closes), once the association is up.
+    pub fn poll_data_event(&mut self) -> Option<DataEvent> {
+        self.sctp.poll_event()
+    }
+
+    /// True once the peer's SCTP association is up.
+    pub fn data_connected(&self) -> bool {
+        self.sctp.is_connected()
+    }
+
+    /// Opens a data channel to the peer (RFC 8832); returns its stream id.
+    ///
+    /// Errors: [`DataSendError`].
+    pub fn open_data_channel(
+        &mut self,
+        now: Instant,
+        params: ChannelParams,
+    ) -> Result<u16, DataSendError> {
+        let r = self.sctp.open(now, params, &mut self.dtls);
+        self.flush_dtls();
+        r
+    }
+
+    /// Queues one message on our channel `stream` to the peer.
+    ///
+    /// Errors: [`DataSendError`] (nothing was queued).
+    pub fn send_data(
+        &mut self,
+        now: Instant,
+        stream: u16,
+        ppid: u32,
+        data: Vec<u8>,
+    ) -> Result<(), DataSendError> {
+        let r = self.sctp.send(now, stream, ppid, data, &mut self.dtls);
+        self.flush_dtls();
+        r
+    }
+
+    /// Closes data channel `stream` (the peer's or ours).
+    pub fn close_data_channel(&mut self, now: Instant, stream: u16) {
+        self.sctp.close(now, stream, &mut self.dtls);
+        self.flush_dtls();
     }
 
     /// Protects a plain RTP packet for sending to this peer. `None` when not

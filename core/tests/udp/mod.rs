@@ -83,6 +83,7 @@ pub(crate) fn connect_pair(
             local_pwd: pwd.clone(),
             remote_fingerprint: client_cert.fingerprint(),
             dtls_role: DtlsRole::Server,
+            sctp_max_message_size: None,
         };
         tids.push(call(worker, |reply| Command::CreateTransport {
             router,

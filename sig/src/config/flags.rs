@@ -134,6 +134,14 @@ pub struct Flags {
     /// Joins per minute all WebSockets from one IP address may send together [default: 600].
     #[arg(long, env = "SFU_MAX_JOINS_PER_MINUTE_PER_IP")]
     pub max_joins_per_minute_per_ip: Option<String>,
+    /// Data-channel messages per second one participant may send; over it they are dropped
+    /// and the sender told once [default: 200].
+    #[arg(long, env = "SFU_DATACHANNEL_MAX_MESSAGES_PER_SECOND")]
+    pub datachannel_max_messages_per_second: Option<String>,
+    /// Data-channel bytes per second one participant may send (a burst of one second's, or
+    /// one 256 KiB message) [default: 1048576].
+    #[arg(long, env = "SFU_DATACHANNEL_MAX_BYTES_PER_SECOND")]
+    pub datachannel_max_bytes_per_second: Option<String>,
     /// Data-plane run loop: epoll (our loop over epoll), uring (our loop over io_uring), or auto
     /// (io_uring when io_uring_setup is allowed, else epoll) [default: epoll, which measured
     /// cheaper per forwarded packet].
@@ -275,6 +283,8 @@ pub(super) struct FileConfig {
     pub(super) max_messages_per_second_per_ip: Option<toml::Value>,
     pub(super) max_joins_per_minute: Option<toml::Value>,
     pub(super) max_joins_per_minute_per_ip: Option<toml::Value>,
+    pub(super) datachannel_max_messages_per_second: Option<toml::Value>,
+    pub(super) datachannel_max_bytes_per_second: Option<toml::Value>,
     pub(super) metrics_max_rooms: Option<toml::Value>,
     pub(super) io_backend: Option<String>,
     pub(super) srtp: Option<String>,

@@ -284,6 +284,25 @@ impl Config {
                 "joins per minute",
             )?,
         };
+        let dd = DataChannelLimits::default();
+        let data_channels = DataChannelLimits {
+            max_messages_per_sec: number(
+                "datachannel_max_messages_per_second",
+                flags.datachannel_max_messages_per_second,
+                file.datachannel_max_messages_per_second.as_ref(),
+                dd.max_messages_per_sec.into(),
+                1..=1_000_000,
+                "messages per second",
+            )? as u32,
+            max_bytes_per_sec: number(
+                "datachannel_max_bytes_per_second",
+                flags.datachannel_max_bytes_per_second,
+                file.datachannel_max_bytes_per_second.as_ref(),
+                dd.max_bytes_per_sec,
+                1..=10_000_000_000,
+                "bytes per second",
+            )?,
+        };
         let offer_timeout = secs(
             "offer_timeout",
             flags.offer_timeout,
@@ -402,6 +421,7 @@ impl Config {
             )?,
             limits,
             rate_limits,
+            data_channels,
             offer_timeout,
             ws_write_timeout,
             metrics_max_rooms,

@@ -75,6 +75,26 @@ impl Default for RateLimits {
     }
 }
 
+/// Data-channel limits per participant (RFC 8831 relay,
+/// `sfu_core::router::data_channels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataChannelLimits {
+    /// Messages per second one participant may send.
+    pub max_messages_per_sec: u32,
+    /// Bytes per second one participant may send.
+    pub max_bytes_per_sec: u64,
+}
+
+impl Default for DataChannelLimits {
+    fn default() -> Self {
+        let d = sfu_core::router::DataChannelConfig::default();
+        Self {
+            max_messages_per_sec: d.max_messages_per_sec,
+            max_bytes_per_sec: d.max_bytes_per_sec,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -112,6 +132,8 @@ pub struct Config {
     pub limits: Limits,
     /// Signaling rate limits.
     pub rate_limits: RateLimits,
+    /// Data-channel limits.
+    pub data_channels: DataChannelLimits,
     /// Time a client has to answer an `update`.
     pub offer_timeout: Duration,
     /// Longest one WebSocket write may take.
@@ -145,4 +167,6 @@ pub struct HubConfig {
     pub offer_timeout: Duration,
     /// Recording settings, and the server's recordings.
     pub recordings: std::sync::Arc<crate::recording::Recordings>,
+    /// Data-channel limits (for the error a sender over them gets).
+    pub data_channels: DataChannelLimits,
 }

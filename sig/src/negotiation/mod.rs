@@ -254,6 +254,13 @@ impl Negotiation {
         offered_for_track(&self.ext, kind, codec, rtx)
     }
 
+    /// Whether this participant is offered media at all: its join offer
+    /// had an audio or video m-section. An offer of data channels alone
+    /// (a chat bot, a data-only client) is offered no tracks.
+    pub fn takes_media(&self) -> bool {
+        self.client_media.iter().any(|m| m.kind.is_some())
+    }
+
     /// Tracks carried now (offered or live, not closing).
     pub fn receiving(&self) -> usize {
         self.slots
@@ -505,6 +512,7 @@ impl Negotiation {
                 .map(|(_, ssrc)| *ssrc),
             rejected: false,
             simulcast_recv: None,
+            sctp_port: None,
         }
     }
 

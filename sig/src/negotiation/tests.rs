@@ -68,6 +68,7 @@ fn answer(offer: &[LocalMedia], refuse: &[&str]) -> Vec<MediaSection> {
                 rtx_ssrc: None,
                 extensions: m.extensions.without(Extension::DependencyDescriptor),
                 send_rids: vec![],
+                sctp: None,
             }
         })
         .collect()
@@ -387,6 +388,7 @@ fn screen_section(mid: &str) -> MediaSection {
         rtx_ssrc: None,
         extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
         send_rids: vec![],
+        sctp: None,
     }
 }
 

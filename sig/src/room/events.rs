@@ -71,6 +71,42 @@ impl Room {
                     p.conn.push(Outgoing::KeyframeRequest);
                 }
             }
+            // The Router opened its copy of a participant's data channel
+            // to another: the receiver learns whose it is.
+            RouterEvent::DataConsumerOpened {
+                transport,
+                stream,
+                from,
+            } => {
+                let on = |t| {
+                    self.participants
+                        .iter()
+                        .find(move |p| p.router == router && p.transport == t)
+                };
+                if let (Some(to), Some(sender)) = (on(transport), on(from)) {
+                    to.conn.send(&ServerMsg::DataChannel {
+                        id: stream,
+                        from: format!("p{}", sender.id),
+                    });
+                }
+            }
+            RouterEvent::DataRateLimited(transport) => {
+                if let Some(p) = self
+                    .participants
+                    .iter()
+                    .find(|p| p.router == router && p.transport == transport)
+                {
+                    let d = self.ctx.cfg.data_channels;
+                    tracing::info!(room = %self.name, participant = p.id, "data-channel messages over the limit dropped");
+                    p.conn.send(&ServerMsg::error(
+                        "datachannel-rate-limited",
+                        format!(
+                            "data-channel messages over {} per second or {} bytes per second are dropped",
+                            d.max_messages_per_sec, d.max_bytes_per_sec
+                        ),
+                    ));
+                }
+            }
             RouterEvent::AudioLevels(levels) => {
                 let levels: std::collections::BTreeMap<String, i8> = levels
                     .iter()

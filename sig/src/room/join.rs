@@ -62,11 +62,19 @@ impl Room {
             session_version: 1,
             ice_lite: true,
         };
+        // Data channels (RFC 8831) for a participant's WebRTC transport: the
+        // first data-channel section of its offer. A viewer publishes
+        // nothing, channels included.
+        let data = offer
+            .data_channels()
+            .filter(|_| role == Role::Participant && !via.is_direct())
+            .map(|(m, sctp)| (m.mid.clone(), sctp));
         let params = TransportParams {
             local_ufrag: local.ice_ufrag.clone(),
             local_pwd: local.ice_pwd.clone(),
             remote_fingerprint: offer.fingerprint,
             dtls_role,
+            sctp_max_message_size: data.as_ref().map(|(_, s)| s.max_message_size),
         };
         let transport = if via.is_direct() {
             call(&worker, |reply| Command::CreateDirectTransport {
@@ -107,6 +115,15 @@ impl Room {
             .iter()
             .filter(|_| !matches!(via, Via::Whep { .. }))
         {
+            if let Some((mid, sctp)) = data.as_ref().filter(|(mid, _)| *mid == m.mid) {
+                own.push(LocalMedia {
+                    kind: None,
+                    rejected: false,
+                    sctp_port: Some(sctp.port),
+                    ..LocalMedia::closed(mid, None)
+                });
+                continue;
+            }
             match self
                 .publish_section(router, transport, m, mid_ext_id, false, via.is_direct())
                 .await
@@ -360,6 +377,7 @@ impl Room {
             rtx_ssrc: None,
             rejected: !usable,
             simulcast_recv,
+            sctp_port: None,
         };
         Ok((media, track))
     }

@@ -25,8 +25,9 @@ impl Room {
         } = *track;
         let Some(i) = self.idx(sub) else { return };
         // Only the WebSocket protocol renegotiates: WHIP and WHEP sessions
-        // keep what their one answer carried.
-        if !self.participants[i].via.negotiates() {
+        // keep what their one answer carried. A data-only client gets no
+        // media.
+        if !self.participants[i].via.negotiates() || !self.participants[i].neg.takes_media() {
             return;
         }
         let router = self.participants[i].router;

@@ -11,7 +11,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use model::{Codec, MediaSection, PeerSdp, Publication, rtx_apt};
+pub use model::{Codec, MediaSection, PeerSdp, Publication, SctpSection, rtx_apt};
 pub use parse::{parse, validate_offer};
 pub use write::{LocalMedia, LocalParams, SimulcastRecv, write};
 
@@ -39,7 +39,9 @@ pub enum SdpError {
     #[error("the offer has no usable DTLS fingerprint (a=fingerprint:sha-256 with 32 hex bytes)")]
     NoFingerprint,
     /// No m-section offers a codec we forward.
-    #[error("the offer has no usable codec (opus/48000/2, VP8, or H264 packetization-mode=1)")]
+    #[error(
+        "the offer has no usable codec (opus/48000/2, VP8, VP9, AV1 or H264 packetization-mode=1) and no data channels"
+    )]
     NoUsableCodec,
     /// An m-section lacks `a=mid` (BUNDLE requires it).
     #[error("an m-section has no a=mid")]

@@ -70,6 +70,19 @@ pub struct MediaSection {
     /// `a=simulcast`; the first of a layer's alternatives. Empty without
     /// simulcast.
     pub send_rids: Vec<String>,
+    /// Data channels: `m=application … UDP/DTLS/SCTP webrtc-datachannel`
+    /// (RFC 8841 §4.1); `None` for any other section.
+    pub sctp: Option<SctpSection>,
+}
+
+/// What an `m=application` section of data channels says (RFC 8841).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SctpSection {
+    /// `a=sctp-port` (5000 when absent, RFC 8841 §5).
+    pub port: u16,
+    /// `a=max-message-size`, bytes: the largest message the writer takes;
+    /// 0 means no limit, and absent means 65,536 (RFC 8841 §6).
+    pub max_message_size: usize,
 }
 
 impl MediaSection {
@@ -198,6 +211,17 @@ pub struct Publication {
     /// Simulcast layers by RID (two or more), or `None`: one stream whose
     /// SSRC the section announces.
     pub simulcast: Option<Vec<Rid>>,
+}
+
+impl PeerSdp {
+    /// The section of its data channels, if it has one we can take (the
+    /// first `webrtc-datachannel` section that is not rejected).
+    pub fn data_channels(&self) -> Option<(&MediaSection, SctpSection)> {
+        self.media
+            .iter()
+            .filter(|m| !m.rejected)
+            .find_map(|m| Some((m, m.sctp?)))
+    }
 }
 
 /// What we need of a peer's SDP.

@@ -151,6 +151,24 @@ fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, S
         send_rids.clear();
     }
     send_rids.truncate(sfu_core::router::producer::MAX_ENCODINGS);
+    // RFC 8841 §4.1: the proto ends in DTLS/SCTP and the format is
+    // `webrtc-datachannel` (the pre-2017 `DTLS/SCTP 5000` + `a=sctpmap`
+    // form is not taken).
+    let sctp = (kind.is_none()
+        && md.media_name.protos.join("/").ends_with("DTLS/SCTP")
+        && md
+            .media_name
+            .formats
+            .iter()
+            .any(|f| f == "webrtc-datachannel"))
+    .then(|| SctpSection {
+        port: attr(attrs, "sctp-port")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(5000),
+        max_message_size: attr(attrs, "max-message-size")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(sfu_core::proto::sctp::DEFAULT_REMOTE_MAX_MESSAGE_SIZE),
+    });
     Ok(MediaSection {
         kind,
         rejected: md.media_name.port.value == 0
@@ -162,6 +180,7 @@ fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, S
         rtx_ssrc,
         extensions,
         send_rids,
+        sctp,
     })
 }
 
@@ -226,7 +245,8 @@ pub fn parse(sdp: &str) -> Result<PeerSdp, SdpError> {
 }
 
 /// Checks that an offer has at least one audio/video m-section with a codec
-/// we forward (or one the client only wants to receive on).
+/// we forward (or one the client only wants to receive on), or data
+/// channels.
 ///
 /// Errors: [`SdpError::NoUsableCodec`].
 pub fn validate_offer(offer: &PeerSdp) -> Result<(), SdpError> {
@@ -234,6 +254,7 @@ pub fn validate_offer(offer: &PeerSdp) -> Result<(), SdpError> {
         .media
         .iter()
         .any(|m| !m.rejected && m.preferred_codec().is_some())
+        || offer.data_channels().is_some()
     {
         Ok(())
     } else {

@@ -381,6 +381,7 @@ fn a_video_section_with_rtx_writes_the_fid_group_and_parses_back() {
         rtx_ssrc: Some(43),
         rejected: false,
         simulcast_recv: None,
+        sctp_port: None,
     }];
     let s = write(&local, "actpass", &media);
     assert!(s.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"), "{s}");

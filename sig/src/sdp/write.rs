@@ -62,6 +62,10 @@ pub struct LocalMedia {
     /// RIDs, written as `a=rid:<id> recv` and `a=simulcast:recv`, with the
     /// RID and repaired RID extension ids to declare.
     pub simulcast_recv: Option<SimulcastRecv>,
+    /// Data channels (an `m=application` section, not rejected): the
+    /// `a=sctp-port` to write, with our `a=max-message-size` (RFC 8841
+    /// §5, §6).
+    pub sctp_port: Option<u16>,
 }
 
 impl LocalMedia {
@@ -80,6 +84,7 @@ impl LocalMedia {
             rtx_ssrc: None,
             rejected: true,
             simulcast_recv: None,
+            sctp_port: None,
         }
     }
 }
@@ -196,6 +201,17 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
         md = a(md, "ice-pwd", local.ice_pwd.clone());
         md = a(md, "fingerprint", format!("sha-256 {}", local.fingerprint));
         md = a(md, "setup", setup.into());
+        if let Some(port) = m.sctp_port {
+            md = a(md, "sctp-port", port.to_string());
+            md = a(
+                md,
+                "max-message-size",
+                sfu_core::proto::sctp::MAX_MESSAGE_SIZE.to_string(),
+            );
+            md = candidate(md, &mut candidate_written, &ip, local.port);
+            sd = sd.with_media(md);
+            continue;
+        }
         for (ext, id) in m.extensions.iter() {
             md = a(md, "extmap", format!("{id} {}", ext.uri()));
         }
@@ -240,16 +256,20 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
                 md = a(md, "ssrc", format!("{rtx} msid:{stream} {track}"));
             }
         }
-        if !candidate_written {
-            md = a(
-                md,
-                "candidate",
-                format!("1 1 udp 2130706431 {ip} {} typ host", local.port),
-            );
-            md = md.with_property_attribute("end-of-candidates".into());
-            candidate_written = true;
-        }
+        md = candidate(md, &mut candidate_written, &ip, local.port);
         sd = sd.with_media(md);
     }
     sd.marshal()
+}
+
+/// Our host candidate, on the first bundled m-section only.
+fn candidate(md: MediaDescription, written: &mut bool, ip: &str, port: u16) -> MediaDescription {
+    if std::mem::replace(written, true) {
+        return md;
+    }
+    md.with_value_attribute(
+        "candidate".into(),
+        format!("1 1 udp 2130706431 {ip} {port} typ host"),
+    )
+    .with_property_attribute("end-of-candidates".into())
 }

@@ -200,6 +200,7 @@ pub(crate) fn hub_config(offer_timeout: Duration) -> HubConfig {
         auth_secret: None,
         offer_timeout,
         recordings: Default::default(),
+        data_channels: Default::default(),
     }
 }
 
@@ -497,6 +498,7 @@ pub(crate) fn answer_for(offer: &str, refuse: Option<&str>) -> String {
                 rtx_ssrc: None,
                 rejected,
                 simulcast_recv: None,
+                sctp_port: m.sctp.filter(|_| !rejected).map(|s| s.port),
             }
         })
         .collect();

@@ -6,6 +6,8 @@
 //! `rooms="other"` (a label no room series has, so no room name can collide
 //! with it); `sfu_rooms_aggregated` says how many rooms that sum holds.
 
+mod data_channels;
+
 use std::fmt::Write;
 
 use sfu_core::stats::{Counters, DropReason};
@@ -337,6 +339,7 @@ pub fn render(app: &AppState) -> String {
     if let Some(c) = &app.cluster {
         render_cluster(&mut out, c);
     }
+    data_channels::render(&mut out, &workers);
     render_sessions(&mut out, &app.sessions);
     render_ingest(&mut out, &app.ingest);
     app.recordings.render_metrics(&mut out);

@@ -1,0 +1,213 @@
+// Reach, end to end against one sfu on loopback: data channels between
+// Chromium pages (through the web client) and an aiortc client (PyPI, not
+// our code); ICE over TCP when UDP is blocked; TURN through Debian's coturn.
+// Usage: node reach.js PATH_TO_SFU WORK_DIR
+// Every wait is bounded; a watchdog ends the run if anything hangs.
+'use strict';
+
+const { chromium } = require('playwright-core');
+const { spawn } = require('child_process');
+const fs = require('fs');
+const path = require('path');
+const { sleep, until, getFrom, metric, runner, CHROMIUM_ARGS, openPage } = require('./lib');
+
+const [BIN, DIR] = process.argv.slice(2);
+const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
+const PYTHON = process.env.SFU_E2E_PYTHON || path.join(__dirname, '../../target/e2e-venv/bin/python');
+const PORT = Number(process.env.SFU_REACH_PORT || 18480);
+const BASE = `http://127.0.0.1:${PORT}`;
+const WATCHDOG_MS = 9 * 60 * 1000;
+
+const tests = runner();
+const test = tests.test;
+let browser;
+const children = [];
+
+const watchdog = setTimeout(() => {
+  console.error(`watchdog: reach run exceeded ${WATCHDOG_MS / 1000}s`);
+  finish(1);
+}, WATCHDOG_MS);
+
+function finish(code) {
+  clearTimeout(watchdog);
+  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
+  const done = () => {
+    console.log(`\nreach: ${tests.passed} passed, ${tests.failed} failed`);
+    process.exit(code || (tests.failed ? 1 : 0));
+  };
+  const closing = browser ? browser.close().catch(() => {}) : Promise.resolve();
+  Promise.race([closing, sleep(5000)]).then(done);
+}
+
+const get = (p) => getFrom(BASE, p);
+const page = (room, name, extra = '') => openPage(browser, `${BASE}/?room=${room}&name=${name}${extra}`, name);
+
+// Starts `cmd args`, kept to be killed at the end; its output lines go to
+// `onLine` (and its stderr to ours).
+function start(cmd, args, onLine) {
+  const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(p);
+  let buf = '';
+  p.stdout.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (onLine) onLine(line);
+    }
+  });
+  return p;
+}
+
+// The page sends `n` chat messages "`name` i" at about `rate` per second,
+// keeping its channel's queue under 256 KiB.
+const sendMany = (p, name, n, rate) => p.page.evaluate(async ([name, n, rate]) => {
+  for (let i = 0; i < n; i++) {
+    while (window.sfu.chatBuffered() > 256 * 1024) await new Promise((r) => setTimeout(r, 5));
+    if (!window.sfu.sendChat(`${name} ${i}`)) throw new Error(`chat channel not open at ${i}`);
+    if (i % 10 === 9) await new Promise((r) => setTimeout(r, 10000 / rate));
+  }
+}, [name, n, rate]);
+
+// What page `p` got from participant `from`: the texts, in order.
+const textsFrom = async (p, from) => (await p.page.evaluate(() => window.sfu.chat()))
+  .filter((m) => !m.self && m.from === from && m.bytes === null).map((m) => m.text);
+
+// Throws unless `texts` holds exactly "`name` 0" … "`name` n-1", in order.
+function inOrder(texts, name, n, where) {
+  const want = Array.from({ length: n }, (_, i) => `${name} ${i}`);
+  const got = texts.filter((t) => t.startsWith(`${name} `));
+  if (got.length !== n) throw new Error(`${where}: ${got.length} of ${n} messages from ${name}`);
+  for (let i = 0; i < n; i++) {
+    if (got[i] !== want[i]) throw new Error(`${where}: message ${i} from ${name} is ${JSON.stringify(got[i])}`);
+  }
+}
+
+async function main() {
+  fs.mkdirSync(DIR, { recursive: true });
+  const server = start(BIN, ['--http-listen', `127.0.0.1:${PORT}`, '--announced-ip', '127.0.0.1',
+    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '45500-45599', '--log', process.env.SFU_E2E_LOG || 'warn']);
+  server.stdout.pipe(process.stdout);
+  await until('server up', async () => (await get('/healthz')).status === 200, 15000);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+
+  await test('Chat: two Chromium pages and an aiortc client send 1,000 messages each; every other participant gets them complete and in order, a 200 KiB binary arrives intact, a late joiner gets what is sent after it joined, and the page shows the chat and a reaction', async () => {
+    const N = 1000;
+    const ready = path.join(DIR, 'py-ready');
+    const go = path.join(DIR, 'go');
+    for (const f of [ready, go]) fs.rmSync(f, { force: true });
+    let pyDone = null;
+    const py = start(PYTHON, [path.join(__dirname, 'dc_client.py'), `ws://127.0.0.1:${PORT}/ws`, 'chat', 'py',
+      '--send', String(N), '--rate', '100', '--after-ready', ready, '--go-file', go, '--seconds', '35'], (line) => {
+      const ev = JSON.parse(line);
+      if (ev.event === 'done') pyDone = ev;
+      else if (ev.event !== 'joined' && ev.event !== 'ready') console.log(`  [py] ${line}`);
+    });
+    const [ann, bob] = [await page('chat', 'ann'), await page('chat', 'bob')];
+    await until('both pages and aiortc have their channels open', async () => fs.existsSync(ready)
+      && (await ann.page.evaluate(() => window.sfu.chatReady())) && bob.page.evaluate(() => window.sfu.chatReady()), 30000);
+    const ids = { ann: await ann.page.evaluate(() => window.sfu.id()), bob: await bob.page.evaluate(() => window.sfu.id()) };
+    // Everyone's relayed channels are named before the count starts.
+    await ann.page.evaluate(() => window.sfu.sendChat('hello from ann'));
+    await bob.page.evaluate(() => window.sfu.sendChat('hello from bob'));
+    await until('the pages see each other\'s hello', async () => (await textsFrom(bob, ids.ann)).includes('hello from ann')
+      && (await textsFrom(ann, ids.bob)).includes('hello from bob'), 10000);
+    fs.writeFileSync(go, '');
+    const t0 = Date.now();
+    await Promise.all([sendMany(ann, 'ann', N, 100), sendMany(bob, 'bob', N, 100)]);
+    const senders = async (p) => {
+      const log = await p.page.evaluate(() => window.sfu.chat());
+      const byFrom = {};
+      for (const m of log.filter((x) => !x.self)) (byFrom[m.from] = byFrom[m.from] || []).push(m.text);
+      return byFrom;
+    };
+    let counts = {};
+    await until('every page has 1,000 from each other sender', async () => {
+      let all = true;
+      for (const [p, me, others] of [[ann, 'ann', ['bob', 'py']], [bob, 'bob', ['ann', 'py']]]) {
+        const texts = Object.values(await senders(p)).flat();
+        for (const o of others) {
+          const n = texts.filter((t) => t.startsWith(`${o} `)).length;
+          counts[`${me}<-${o}`] = n;
+          if (n < N && o === 'py') {
+            const have = new Set(texts.filter((t) => t.startsWith('py ')).map((t) => Number(t.slice(3))));
+            counts[`${me}-missing`] = [...Array(N).keys()].filter((i) => !have.has(i)).slice(0, 12).join(',');
+          }
+          if (n < N) all = false;
+        }
+      }
+      return all;
+    }, 60000, 500).catch(async (e) => {
+      const drops = (await get('/metrics')).body.split('\n').filter((l) => l.startsWith('sfu_datachannel'));
+      throw new Error(`${e.message}; counts ${JSON.stringify(counts)}; ${drops.join('; ')}`);
+    });
+    console.log(`  3 x ${N} messages relayed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    for (const [p, me] of [[ann, 'ann'], [bob, 'bob']]) {
+      const by = await senders(p);
+      for (const [who, texts] of Object.entries(by)) {
+        for (const o of ['ann', 'bob', 'py']) if (o !== me && texts.some((t) => t.startsWith(`${o} `))) inOrder(texts, o, N, `${me} (from ${who})`);
+      }
+    }
+
+    // A 200 KiB binary message from ann.
+    const expected = await ann.page.evaluate(async () => {
+      const b = new Uint8Array(200 * 1024);
+      for (let i = 0; i < b.length; i++) b[i] = (i * 31 + 7) & 0xff;
+      if (!window.sfu.sendChat(null, b)) throw new Error('not sent');
+      const d = new Uint8Array(await crypto.subtle.digest('SHA-256', b));
+      return [...d].map((x) => x.toString(16).padStart(2, '0')).join('');
+    });
+    const got = await until('bob gets the 200 KiB binary', () => bob.page.evaluate(() => window.sfu.binary(0)), 15000);
+    if (got.size !== 200 * 1024 || got.sha256 !== expected || got.from !== ids.ann) throw new Error(`binary: ${JSON.stringify(got)}`);
+
+    // The page shows it: names, texts, the unread count; and a reaction
+    // over the sender's tile for 3 s.
+    const dom = await bob.page.evaluate(() => ({
+      items: [...document.querySelectorAll('#chat-list li')].slice(-3).map((li) => li.querySelector('.who').textContent + ': ' + li.querySelector('.text').textContent),
+      unread: document.getElementById('chat-unread').textContent,
+      badge: !document.getElementById('chat-unread').hidden,
+    }));
+    if (!dom.badge || Number(dom.unread.replace('+', '')) < 99) throw new Error(`unread badge: ${JSON.stringify(dom)}`);
+    if (!dom.items.some((t) => t === 'ann: [204800 bytes]')) throw new Error(`chat list: ${JSON.stringify(dom.items)}`);
+    await bob.page.evaluate(() => window.sfu.openChat(true));
+    if (await bob.page.evaluate(() => window.sfu.unread()) !== 0) throw new Error('opening the chat did not clear the badge');
+    await bob.page.fill('#chat-input', 'typed by bob');
+    await bob.page.press('#chat-input', 'Enter');
+    await until('ann sees what bob typed (Enter sends)', async () => (await textsFrom(ann, ids.bob)).includes('typed by bob'), 5000);
+    const shown = await ann.page.evaluate(() => [...document.querySelectorAll('#chat-list li')].map((li) => li.querySelector('.who').textContent + ': ' + li.querySelector('.text').textContent));
+    if (!shown.includes('bob: typed by bob')) throw new Error(`ann's chat list: ${JSON.stringify(shown.slice(-3))}`);
+    await ann.page.click('#reactions button:has-text("🎉")');
+    await until('bob sees 🎉 over ann\'s tile', async () => (await bob.page.evaluate((id) => window.sfu.reactionOn(id), ids.ann)) === '🎉', 5000);
+    await sleep(3500);
+    if (await bob.page.evaluate((id) => window.sfu.reactionOn(id), ids.ann)) throw new Error('the reaction stayed over 3 s');
+
+    // aiortc got both pages' 1,000 in order, and the binary.
+    await until('aiortc finishes', async () => pyDone, 60000, 500);
+    const pyGot = pyDone.from;
+    inOrder((pyGot[ids.ann] || {}).texts || [], 'ann', N, 'aiortc');
+    inOrder((pyGot[ids.bob] || {}).texts || [], 'bob', N, 'aiortc');
+    const pyBin = ((pyGot[ids.ann] || {}).binaries || [])[0];
+    if (!pyBin || pyBin.sha256 !== expected) throw new Error(`aiortc binary: ${JSON.stringify(pyBin)}`);
+
+    // A late joiner gets the open channels and what is sent after.
+    const cat = await page('chat', 'cat');
+    await until('cat\'s channels open', () => cat.page.evaluate(() => window.sfu.chatReady()), 20000);
+    await sleep(500);
+    await Promise.all([sendMany(ann, 'late-ann', 10, 100), sendMany(bob, 'late-bob', 10, 100)]);
+    await until('cat gets the 10 + 10 sent after it joined', async () => (await textsFrom(cat, ids.ann)).length >= 10
+      && (await textsFrom(cat, ids.bob)).length >= 10, 10000);
+    inOrder(await textsFrom(cat, ids.ann), 'late-ann', 10, 'cat');
+    inOrder(await textsFrom(cat, ids.bob), 'late-bob', 10, 'cat');
+    const m = (await get('/metrics')).body;
+    console.log(`  metrics: in ${metric(m, 'sfu_datachannel_messages_in_total')}, out ${metric(m, 'sfu_datachannel_messages_out_total')}, dropped ${metric(m, 'sfu_datachannel_dropped_total')}`);
+    for (const p of [ann, bob, cat]) await p.context.close();
+  });
+
+  finish(0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  finish(1);
+});
