@@ -10,6 +10,9 @@
 #   scripts/e2e.sh epoll      one run (uring | epoll)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# These tests run several servers at once: each worker's ICE-TCP listener
+# takes any free port (the answers carry it) instead of 7881 + i.
+export SFU_RTC_TCP_PORT="${SFU_RTC_TCP_PORT:-0}"
 [ -f scripts/e2e/run.js ] || { echo "no e2e tests yet"; exit 0; }
 cargo build --release --locked -p sfu-sig -p sfu-bench
 BIN="$PWD/target/release/sfu"

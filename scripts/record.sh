@@ -6,6 +6,9 @@
 # on loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# These tests run several servers at once: each worker's ICE-TCP listener
+# takes any free port (the answers carry it) instead of 7881 + i.
+export SFU_RTC_TCP_PORT="${SFU_RTC_TCP_PORT:-0}"
 command -v ffprobe >/dev/null || { echo "record: ffprobe is missing (scripts/install-deps.sh installs ffmpeg)" >&2; exit 1; }
 cargo build --release --locked -p sfu-sig
 BIN="$PWD/target/release/sfu"

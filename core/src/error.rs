@@ -15,6 +15,15 @@ pub enum Error {
         /// Highest port of the range.
         max: u16,
     },
+    /// The worker's ICE-TCP listener could not be set up (the port in use,
+    /// say): `--rtc-tcp-port` picks another, `--ice-tcp off` goes without.
+    #[error("cannot listen for ICE-TCP on {addr}: {source}")]
+    IceTcp {
+        /// The address it tried.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A socket operation failed.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),

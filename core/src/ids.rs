@@ -126,6 +126,17 @@ macro_rules! slab_id {
     };
 }
 
+/// A TCP connection of a worker's ICE-TCP listener (RFC 6544): unique
+/// within its worker until 2^32 connections later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpConnId(pub u32);
+
+impl fmt::Display for TcpConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tcp{}", self.0)
+    }
+}
+
 /// A Router (one room), chosen by the control plane — unique within the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouterId(pub u32);

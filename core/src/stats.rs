@@ -239,10 +239,23 @@ pub struct Counters {
     pub dc_bytes_in: Counter,
     /// …and out.
     pub dc_bytes_out: Counter,
+    /// ICE-TCP connections closed: not bound to a transport within the
+    /// ICE timeout (worker counters only)…
+    pub tcp_closed_idle: Counter,
+    /// …for a peer that did not read (its queue over 512 KiB) or announced
+    /// a frame over the limit…
+    pub tcp_closed_stalled: Counter,
+    /// …and by the peer (or a failed read or write).
+    pub tcp_closed_peer: Counter,
     drops: [Counter; DropReason::ALL.len()],
     dc_drops: [Counter; DataDropReason::ALL.len()],
     /// Live routers (worker counters only).
     pub routers: Gauge,
+    /// Open ICE-TCP connections (worker counters only).
+    pub tcp_connections: Gauge,
+    /// The port the worker's ICE-TCP listener is bound to, 0 for none
+    /// (worker counters only; set before the worker starts).
+    pub ice_tcp_port: Gauge,
     /// Live WebRtcTransports.
     pub transports: Gauge,
     /// Live producers.
@@ -285,7 +298,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 29] {
+    fn counter_fields(&self) -> [&Counter; 32] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -316,13 +329,18 @@ impl Counters {
             &self.dc_messages_out,
             &self.dc_bytes_in,
             &self.dc_bytes_out,
+            &self.tcp_closed_idle,
+            &self.tcp_closed_stalled,
+            &self.tcp_closed_peer,
         ]
     }
 
     /// Every [`Gauge`] field.
-    fn gauge_fields(&self) -> [&Gauge; 8] {
+    fn gauge_fields(&self) -> [&Gauge; 10] {
         [
             &self.routers,
+            &self.tcp_connections,
+            &self.ice_tcp_port,
             &self.transports,
             &self.producers,
             &self.consumers,

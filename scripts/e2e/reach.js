@@ -6,10 +6,10 @@
 'use strict';
 
 const { chromium } = require('playwright-core');
-const { spawn } = require('child_process');
+const { spawn, execFileSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { sleep, until, getFrom, metric, runner, CHROMIUM_ARGS, openPage } = require('./lib');
+const { sleep, until, getFrom, metric, fpsOver, runner, CHROMIUM_ARGS, openPage } = require('./lib');
 
 const [BIN, DIR] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
@@ -17,6 +17,19 @@ const PYTHON = process.env.SFU_E2E_PYTHON || path.join(__dirname, '../../target/
 const PORT = Number(process.env.SFU_REACH_PORT || 18480);
 const BASE = `http://127.0.0.1:${PORT}`;
 const WATCHDOG_MS = 9 * 60 * 1000;
+
+// The ICE-TCP test's second server listens on SERVER_IP (a veth end in
+// this namespace); its client browser runs in namespace NS at CLIENT_IP,
+// whose UDP to the server's RTC ports nftables drops.
+const NS = 'sfu-reach-client';
+const SERVER_IP = '10.77.0.1';
+const CLIENT_IP = '10.77.0.2';
+const TCP_PORT = PORT + 1;
+const TCP_BASE = `http://${SERVER_IP}:${TCP_PORT}`;
+const RTC_UDP = '45600-45699';
+// Camera and microphone need a secure context: the second server's origin
+// is not localhost, so Chromium is told to treat it as one.
+const BROWSER_ARGS = [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${TCP_BASE}`];
 
 const tests = runner();
 const test = tests.test;
@@ -28,8 +41,59 @@ const watchdog = setTimeout(() => {
   finish(1);
 }, WATCHDOG_MS);
 
+function sh(cmd, args, quiet) {
+  execFileSync(cmd, args, { stdio: quiet ? 'ignore' : 'inherit' });
+}
+
+function cleanupNetwork() {
+  try { sh('nft', ['delete', 'table', 'inet', 'reach'], true); } catch { /* none */ }
+  try { sh('ip', ['netns', 'del', NS], true); } catch { /* none */ }
+}
+
+// A second network namespace joined to this one by a veth pair: the ICE-TCP
+// test's client browser lives there, so its UDP alone can be dropped.
+function setupClientNamespace() {
+  if (!process.env.SFU_IN_NETNS) {
+    throw new Error('the ICE-TCP test adds a network namespace and nftables rules: run it through scripts/reach.sh, in a namespace of its own');
+  }
+  cleanupNetwork();
+  sh('ip', ['netns', 'add', NS]);
+  sh('ip', ['link', 'add', 'rv0', 'type', 'veth', 'peer', 'name', 'rv1', 'netns', NS]);
+  sh('ip', ['addr', 'add', `${SERVER_IP}/24`, 'dev', 'rv0']);
+  sh('ip', ['link', 'set', 'rv0', 'up']);
+  for (const args of [['addr', 'add', `${CLIENT_IP}/24`, 'dev', 'rv1'], ['link', 'set', 'rv1', 'up'], ['link', 'set', 'lo', 'up']]) {
+    sh('ip', ['netns', 'exec', NS, 'ip', ...args]);
+  }
+  const wrapper = path.join(DIR, 'chromium-in-ns');
+  fs.writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} ${CHROMIUM} "$@"\n`, { mode: 0o755 });
+  return wrapper;
+}
+
+// nftables drops all UDP between the client namespace and the server's RTC ports.
+function blockUdp() {
+  sh('nft', ['add', 'table', 'inet', 'reach']);
+  sh('nft', ['add', 'chain', 'inet', 'reach', 'in', '{ type filter hook input priority 0; }']);
+  sh('nft', ['add', 'chain', 'inet', 'reach', 'out', '{ type filter hook output priority 0; }']);
+  sh('nft', ['add', 'rule', 'inet', 'reach', 'in', 'ip', 'saddr', CLIENT_IP, 'udp', 'dport', RTC_UDP, 'drop']);
+  sh('nft', ['add', 'rule', 'inet', 'reach', 'out', 'ip', 'daddr', CLIENT_IP, 'udp', 'sport', RTC_UDP, 'drop']);
+}
+
+// The protocols of the page's selected ICE candidate pair (getStats).
+const selectedPath = (p) => p.page.evaluate(async () => {
+  const pc = window.sfu.pc();
+  if (!pc) return null;
+  const st = await pc.getStats();
+  let pair = null;
+  st.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pair = st.get(s.selectedCandidatePairId); });
+  if (!pair) return null;
+  const l = st.get(pair.localCandidateId);
+  const r = st.get(pair.remoteCandidateId);
+  return { local: l.protocol, remote: r.protocol, tcpType: l.tcpType || null, remoteType: r.candidateType, remotePort: r.port };
+});
+
 function finish(code) {
   clearTimeout(watchdog);
+  cleanupNetwork();
   for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
   const done = () => {
     console.log(`\nreach: ${tests.passed} passed, ${tests.failed} failed`);
@@ -90,7 +154,7 @@ async function main() {
     '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '45500-45599', '--log', process.env.SFU_E2E_LOG || 'warn']);
   server.stdout.pipe(process.stdout);
   await until('server up', async () => (await get('/healthz')).status === 200, 15000);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: BROWSER_ARGS });
 
   await test('Chat: two Chromium pages and an aiortc client send 1,000 messages each; every other participant gets them complete and in order, a 200 KiB binary arrives intact, a late joiner gets what is sent after it joined, and the page shows the chat and a reaction', async () => {
     const N = 1000;
@@ -202,6 +266,52 @@ async function main() {
     const m = (await get('/metrics')).body;
     console.log(`  metrics: in ${metric(m, 'sfu_datachannel_messages_in_total')}, out ${metric(m, 'sfu_datachannel_messages_out_total')}, dropped ${metric(m, 'sfu_datachannel_dropped_total')}`);
     for (const p of [ann, bob, cat]) await p.context.close();
+  });
+
+  await test('ICE-TCP: with nftables dropping all UDP between a Chromium page and the server\'s RTC ports, the page joins over TCP (a passive candidate) and decodes the others at >= 15 fps; without the block the same page uses UDP', async () => {
+    const wrapper = setupClientNamespace();
+    const server2 = start(BIN, ['--http-listen', `${SERVER_IP}:${TCP_PORT}`, '--announced-ip', SERVER_IP,
+      '--rtc-listen-ip', SERVER_IP, '--rtc-ports', RTC_UDP, '--rtc-tcp-port', '45700', '--log', process.env.SFU_E2E_LOG || 'warn']);
+    server2.stdout.pipe(process.stdout);
+    await until('second server up', async () => (await getFrom(TCP_BASE, '/healthz')).status === 200, 15000);
+    const nsBrowser = await chromium.launch({ executablePath: wrapper, args: BROWSER_ARGS });
+    try {
+      blockUdp();
+      const pubs = [];
+      for (const n of ['ann', 'bob']) pubs.push(await openPage(browser, `${TCP_BASE}/?room=tcp&name=${n}`, n));
+      const cat = await openPage(nsBrowser, `${TCP_BASE}/?room=tcp&name=cat`, 'cat');
+      const decodes = async (p, n, fps) => {
+        const s = await fpsOver(p, 4);
+        if (process.env.SFU_E2E_DEBUG) {
+          console.log(`  ${p.name}: ${JSON.stringify(s)}`);
+          const m = (await getFrom(TCP_BASE, '/metrics')).body.split('\n').filter((l) => /^sfu_worker_(packets_out|rtp_forwarded|tcp_|send_errors|paused|consumers)/.test(l));
+          console.log(m.join(' | '));
+          console.log(JSON.stringify(await p.page.evaluate(async () => { const o = []; (await window.sfu.pc().getStats()).forEach((x) => { if (x.type === 'inbound-rtp') o.push([x.kind, x.packetsReceived, x.bytesReceived]); }); return o; })));
+        }
+        const good = Object.values(s).filter((e) => e.fps >= fps);
+        return good.length >= n ? s : null;
+      };
+      await until('cat connects', async () => (await cat.page.evaluate(() => window.sfu.connectionState())) === 'connected', 30000);
+      const over = await selectedPath(cat);
+      console.log(`  UDP blocked: selected pair ${JSON.stringify(over)}`);
+      if (!over || over.local !== 'tcp' || over.remote !== 'tcp' || over.remoteType !== 'host') throw new Error(`not over TCP: ${JSON.stringify(over)}`);
+      const fps = await until('cat decodes both at >= 15 fps over TCP', () => decodes(cat, 2, 15), 30000, 500);
+      console.log(`  over TCP: ${JSON.stringify(fps)}`);
+      const m = (await getFrom(TCP_BASE, '/metrics')).body;
+      if (metric(m, 'sfu_worker_tcp_connections') < 1) throw new Error('no ICE-TCP connection in /metrics');
+      // The block lifted, the same page joins again: UDP wins.
+      sh('nft', ['delete', 'table', 'inet', 'reach']);
+      await cat.page.goto(`${TCP_BASE}/?room=tcp&name=cat`);
+      await until('cat connects again', async () => (await cat.page.evaluate(() => window.sfu.connectionState())) === 'connected', 30000);
+      const udp = await until('a selected pair', () => selectedPath(cat), 10000);
+      console.log(`  UDP open: selected pair ${JSON.stringify(udp)}`);
+      if (udp.local !== 'udp' || udp.remote !== 'udp') throw new Error(`UDP did not win: ${JSON.stringify(udp)}`);
+      await until('cat decodes both over UDP', () => decodes(cat, 2, 15), 30000, 500);
+      for (const p of [...pubs, cat]) await p.context.close();
+    } finally {
+      await nsBrowser.close().catch(() => {});
+      server2.kill('SIGTERM');
+    }
   });
 
   finish(0);

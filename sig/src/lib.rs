@@ -99,6 +99,10 @@ pub async fn run(
             },
             generation,
             backend,
+            ice_tcp: cfg.ice_tcp.map(|p| {
+                let port = if p == 0 { 0 } else { p + i as u16 };
+                std::net::SocketAddr::new(cfg.rtc_listen_ip, port)
+            }),
             ..WorkerConfig::default()
         }
     };

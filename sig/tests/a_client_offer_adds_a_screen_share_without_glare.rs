@@ -37,6 +37,7 @@ fn params(ufrag: &str, pwd: &str, fingerprint: &[u8; 32], ice_lite: bool) -> Loc
         fingerprint: sfu_core::proto::dtls::format_fingerprint(fingerprint),
         ip: "127.0.0.1".parse().expect("ip"),
         port: 9,
+        tcp_port: None,
         session_id: 7,
         session_version: 3,
         ice_lite,

@@ -21,6 +21,8 @@ fn node(redis: &str, id: &str, capacity: &str, rtc: &str) -> Background {
         rtc_listen_ip: Some("127.0.0.1".into()),
         rtc_ports: Some(rtc.into()),
         cores: Some("1".into()),
+        // Tests run side by side: each ICE-TCP listener on a free port.
+        rtc_tcp_port: Some("0".into()),
         redis: Some(redis.into()),
         node_id: Some(id.into()),
         node_capacity: Some(capacity.into()),

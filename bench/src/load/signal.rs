@@ -92,6 +92,7 @@ fn local_params(spec: &ClientSpec, version: u64) -> LocalParams {
         fingerprint: spec.fingerprint.clone(),
         ip: spec.local.ip(),
         port: spec.local.port(),
+        tcp_port: None,
         session_id: spec.idx as u64 + 1,
         session_version: version,
         ice_lite: false,

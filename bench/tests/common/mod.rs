@@ -224,6 +224,8 @@ pub(crate) fn server(ports: &str, flags: Flags) -> Background {
         rtc_ports: Some(ports.into()),
         rtc_listen_ip: Some("127.0.0.1".into()),
         cores: Some("1".into()),
+        // Tests run side by side: each ICE-TCP listener on a free port.
+        rtc_tcp_port: Some("0".into()),
         ..flags
     })
     .expect("config");

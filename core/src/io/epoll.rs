@@ -49,6 +49,20 @@ impl Epoll {
         Ok(())
     }
 
+    /// Changes what `fd` is watched for (`EPOLLIN`, `EPOLLOUT`, …).
+    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: as in `add`.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// The epoll descriptor itself (readable when one it watches is ready:
+    /// another loop may watch it).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Stops watching `fd`.
     pub fn delete(&self, fd: RawFd) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: 0, u64: 0 };
@@ -543,10 +557,14 @@ pub struct EpollDriver {
     recv: RecvBatch,
     ready: Vec<u64>,
     fds: std::collections::HashMap<usize, RawFd>,
+    /// The watched descriptor fired since [`super::Driver::take_watched`].
+    watch_ready: bool,
 }
 
 /// The epoll token of the eventfd (sockets use their slot).
 const WAKER_TOKEN: u64 = u64::MAX;
+/// The epoll token of the watched descriptor ([`super::Driver::watch`]).
+const WATCH_TOKEN: u64 = u64::MAX - 1;
 
 impl EpollDriver {
     /// An epoll set watching `waker`.
@@ -561,6 +579,7 @@ impl EpollDriver {
             recv: RecvBatch::new(),
             ready: Vec::with_capacity(256),
             fds: std::collections::HashMap::new(),
+            watch_ready: false,
         })
     }
 }
@@ -570,6 +589,14 @@ impl super::Driver for EpollDriver {
         self.ep.add(sock.as_raw_fd(), slot as u64)?;
         self.fds.insert(slot, sock.as_raw_fd());
         Ok(())
+    }
+
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        self.ep.add(fd, WATCH_TOKEN)
+    }
+
+    fn take_watched(&mut self) -> bool {
+        std::mem::take(&mut self.watch_ready)
     }
 
     fn deregister(&mut self, slot: usize, sock: &socket2::Socket) {
@@ -588,6 +615,10 @@ impl super::Driver for EpollDriver {
         for &token in &ready {
             if token == WAKER_TOKEN {
                 self.waker.drain();
+                continue;
+            }
+            if token == WATCH_TOKEN {
+                self.watch_ready = true;
                 continue;
             }
             let slot = token as usize;

@@ -8,6 +8,7 @@
 )]
 
 pub mod epoll;
+pub mod tcp;
 pub mod uring;
 pub mod waker;
 
@@ -28,6 +29,16 @@ pub trait Driver: std::fmt::Debug {
     ///
     /// Errors: the registration failed (the socket is not used).
     fn register(&mut self, slot: usize, sock: &socket2::Socket) -> std::io::Result<()>;
+
+    /// Also wakes [`Driver::poll`] when `fd` turns readable (the ICE-TCP
+    /// server's own epoll set, [`tcp::TcpServer::raw_fd`]); the loop then
+    /// finds [`Driver::take_watched`] true. One descriptor per driver.
+    ///
+    /// Errors: the registration failed.
+    fn watch(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<()>;
+
+    /// Whether the watched descriptor turned readable since the last call.
+    fn take_watched(&mut self) -> bool;
 
     /// Stops receiving on `sock` at once; nothing more is reported for
     /// `slot`. Never blocks. The caller closes the socket afterwards.

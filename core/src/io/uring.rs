@@ -35,6 +35,8 @@ const RING_ENTRIES: u32 = 1024;
 const WAKER_UD: u64 = u64::MAX;
 /// `user_data` of cancel requests (their completions are ignored).
 const CANCEL_UD: u64 = u64::MAX - 1;
+/// user_data of the poll on the watched descriptor ([`Driver::watch`]).
+const WATCH_UD: u64 = u64::MAX - 2;
 
 struct RecvSlot {
     buf: [u8; RECV_BUF],
@@ -83,6 +85,11 @@ pub struct UringDriver {
     dying: Vec<(usize, SocketRecv)>,
     next_generation: u16,
     completions: Vec<(u64, i32)>,
+    /// The watched descriptor, whether its poll is in the ring, and
+    /// whether it fired since [`Driver::take_watched`].
+    watched: Option<RawFd>,
+    watch_armed: bool,
+    watch_ready: bool,
 }
 
 impl std::fmt::Debug for UringDriver {
@@ -110,6 +117,9 @@ impl UringDriver {
             dying: Vec::new(),
             next_generation: 0,
             completions: Vec::with_capacity(1024),
+            watched: None,
+            watch_armed: false,
+            watch_ready: false,
         })
     }
 
@@ -166,6 +176,18 @@ impl UringDriver {
         self.push(&sqe);
     }
 
+    fn arm_watch(&mut self) {
+        let Some(fd) = self.watched.filter(|_| !self.watch_armed) else {
+            return;
+        };
+        // A one-shot poll: no buffer of ours for the kernel to hold.
+        let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(WATCH_UD);
+        self.watch_armed = true;
+        self.push(&sqe);
+    }
+
     /// Records the completion of a dying socket's request; frees its
     /// buffers after the last one.
     fn retire(&mut self, slot: usize, generation: u16) {
@@ -217,6 +239,17 @@ impl Driver for UringDriver {
         Ok(())
     }
 
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        self.watched = Some(fd);
+        self.arm_watch();
+        self.ring.submit()?;
+        Ok(())
+    }
+
+    fn take_watched(&mut self) -> bool {
+        std::mem::take(&mut self.watch_ready)
+    }
+
     fn deregister(&mut self, slot: usize, _sock: &socket2::Socket) {
         let Some(s) = self.live.remove(&slot) else {
             return;
@@ -245,6 +278,7 @@ impl Driver for UringDriver {
         on: &mut super::OnDatagram<'_>,
     ) -> io::Result<()> {
         self.arm_waker();
+        self.arm_watch();
         let r = match timeout {
             Some(d) if d.is_zero() => self.ring.submit(),
             Some(d) => {
@@ -271,6 +305,10 @@ impl Driver for UringDriver {
             match ud {
                 WAKER_UD => self.waker_armed = false,
                 CANCEL_UD => {}
+                WATCH_UD => {
+                    self.watch_armed = false;
+                    self.watch_ready = true;
+                }
                 _ => {
                     let (slot, generation, idx) = split(ud);
                     let is_live = self
@@ -336,7 +374,7 @@ impl Drop for UringDriver {
             for ud in done {
                 match ud {
                     WAKER_UD => self.waker_armed = false,
-                    CANCEL_UD => {}
+                    CANCEL_UD | WATCH_UD => {}
                     _ => {
                         let (slot, generation, _) = split(ud);
                         self.retire(slot, generation);

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod dcep;
 pub mod demux;
 pub mod dtls;
+pub mod framing;
 pub mod rtcp;
 pub mod rtp;
 pub mod sctp;

@@ -11,6 +11,7 @@ mod congestion;
 pub mod consumer;
 mod consumers;
 pub mod data_channels;
+mod datagram_in;
 pub mod direct;
 mod forward;
 mod keyframe_requests;
@@ -59,7 +60,7 @@ use crate::bwe::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::bwe::twcc_sender::{PacketResult, TwccSender};
 use crate::bwe::{self, SendSideBwe, allocator, probe};
 use crate::error::{Error, ParamsError, Result};
-use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
+use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TcpConnId, TransportId};
 use crate::proto::codec::{VideoCodec, Vp8Descriptor, h264_sps_size};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;
@@ -69,8 +70,8 @@ use crate::proto::{stun, twcc};
 use crate::slab::IdSlab;
 use crate::stats::{Counters, DropReason};
 use crate::transport::{
-    CloseReason, Outbox, PipePacket, Received, SendOutcome, Transmit, Transport, TransportEvent,
-    TransportParams, TransportTimeouts, WebRtcTransport,
+    CloseReason, Outbox, Path, PipePacket, Received, SendOutcome, Transmit, Transport,
+    TransportEvent, TransportParams, TransportTimeouts, WebRtcTransport,
 };
 
 /// Capacity of a pooled send buffer, bytes: a 1500 B MTU datagram plus the
@@ -198,6 +199,11 @@ pub struct Router {
     config: RouterConfig,
     transports: IdSlab<TransportId, TransportEntry>,
     by_addr: HashMap<SocketAddr, TransportId>,
+    /// ICE-TCP connections bound to a transport: each by the first
+    /// connectivity check on it that the transport accepted.
+    by_tcp: HashMap<TcpConnId, TransportId>,
+    /// Connections whose transport went: for the worker to close.
+    tcp_to_close: Vec<TcpConnId>,
     by_ufrag: HashMap<Box<[u8]>, TransportId>,
     producers: IdSlab<ProducerId, Producer>,
     consumers: IdSlab<ConsumerId, Consumer>,
@@ -280,6 +286,8 @@ impl Router {
             config,
             transports: IdSlab::new(),
             by_addr: HashMap::new(),
+            by_tcp: HashMap::new(),
+            tcp_to_close: Vec::new(),
             by_ufrag: HashMap::new(),
             producers: IdSlab::new(),
             consumers: IdSlab::new(),
@@ -436,6 +444,14 @@ impl Router {
             self.by_ufrag.remove(t.local_ufrag().as_bytes());
         }
         self.by_addr.retain(|_, t| *t != id);
+        let gone = &mut self.tcp_to_close;
+        self.by_tcp.retain(|c, t| {
+            let keep = *t != id;
+            if !keep {
+                gone.push(*c);
+            }
+            keep
+        });
         for p in entry.producers {
             self.remove_producer(p);
         }
@@ -453,44 +469,6 @@ impl Router {
     /// The consumer, if it exists.
     pub fn consumer(&self, id: ConsumerId) -> Option<&Consumer> {
         self.consumers.get(id)
-    }
-
-    /// Handles one datagram received on the router's socket from `from`.
-    /// SRTP/SRTCP is decrypted in `data` itself (zero-copy receive), so its
-    /// contents are unspecified afterwards.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &mut [u8]) {
-        self.now = self.now.max(now);
-        self.counters.packets_in.add(1);
-        self.counters.bytes_in.add(data.len() as u64);
-        self.worker_counters.packets_in.add(1);
-        self.worker_counters.bytes_in.add(data.len() as u64);
-        let tid = match self.by_addr.get(&from) {
-            Some(t) => *t,
-            None => {
-                if classify(data) != PacketClass::Stun {
-                    self.count_drop(DropReason::UnknownAddress);
-                    return;
-                }
-                match stun::peek_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) {
-                    Some(t) => *t,
-                    None => {
-                        self.count_drop(DropReason::BadStun);
-                        return;
-                    }
-                }
-            }
-        };
-        let Some(t) = self.transports.get_mut(tid).map(|e| &mut e.transport) else {
-            return;
-        };
-        let res = t.handle_datagram(now, from, data);
-        self.after_transport(tid);
-        match res {
-            Err(r) => self.count_drop(r),
-            Ok(Received::Nothing) => {}
-            Ok(Received::Rtp(n)) => self.on_rtp(now, tid, &data[..n]),
-            Ok(Received::Rtcp(n)) => self.on_rtcp(now, tid, &data[..n]),
-        }
     }
 
     /// Next datagram to send on the router's socket.

@@ -55,10 +55,16 @@ impl Router {
         let mut connected = false;
         while let Some(ev) = entry.transport.poll_event() {
             match ev {
-                TransportEvent::Selected(addr) => {
-                    self.by_addr.retain(|_, t| *t != tid);
-                    self.by_addr.insert(addr, tid);
-                }
+                TransportEvent::Selected(path) => match path.tcp {
+                    None => {
+                        self.by_addr.retain(|_, t| *t != tid);
+                        self.by_addr.insert(path.addr, tid);
+                    }
+                    // Bound when its first check passed (Router::handle_on).
+                    Some(conn) => {
+                        self.by_tcp.insert(conn, tid);
+                    }
+                },
                 TransportEvent::Connected => {
                     connected = true;
                     self.events.push_back(RouterEvent::TransportConnected(tid))

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::relay::{RelayCounters, RelayPeer};
-use super::{CloseReason, Outbox, Received, Transmit, TransportEvent};
+use super::{CloseReason, Outbox, Path, Received, Transmit, TransportEvent};
 use crate::ids::{RouterId, TransportId};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::rtp::{Extension, ExtensionMap};
@@ -104,7 +104,8 @@ impl PipeTransport {
             return;
         }
         if let PipePeer::Node(r) = &peer {
-            self.events.push_back(TransportEvent::Selected(r.addr));
+            self.events
+                .push_back(TransportEvent::Selected(Path::udp(r.addr)));
         }
         if self.peer.is_none() {
             self.events.push_back(TransportEvent::Connected);
@@ -165,6 +166,7 @@ impl PipeTransport {
                 r.counters.bytes_out.add(len as u64);
                 out.transmits.push_back(Transmit {
                     dest: r.addr,
+                    tcp: None,
                     data: buf,
                 });
                 Some(len)
@@ -192,6 +194,7 @@ impl PipeTransport {
                 r.counters.bytes_out.add(data.len() as u64);
                 out.transmits.push_back(Transmit {
                     dest: r.addr,
+                    tcp: None,
                     data: data.to_vec(),
                 });
                 true
@@ -295,9 +298,9 @@ mod tests {
         let (mut b, b_counters) = relay_end("127.0.0.1:4001", false);
         assert_eq!(
             a.poll_event(),
-            Some(TransportEvent::Selected(
+            Some(TransportEvent::Selected(Path::udp(
                 "127.0.0.1:4002".parse().expect("addr")
-            ))
+            )))
         );
         assert_eq!(a.poll_event(), Some(TransportEvent::Connected));
         let rtp = [0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3];

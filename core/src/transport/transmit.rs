@@ -6,11 +6,42 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
+use crate::ids::TcpConnId;
+
+/// Where a peer's datagrams come from and go: a UDP address, or an ICE-TCP
+/// connection (RFC 6544) from that address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Path {
+    /// The peer's address (of its TCP connection, for TCP).
+    pub addr: SocketAddr,
+    /// The connection, for ICE-TCP.
+    pub tcp: Option<TcpConnId>,
+}
+
+impl Path {
+    /// A UDP path from and to `addr`.
+    pub fn udp(addr: SocketAddr) -> Self {
+        Self { addr, tcp: None }
+    }
+
+    /// A datagram on this path.
+    pub fn transmit(self, data: Vec<u8>) -> Transmit {
+        Transmit {
+            dest: self.addr,
+            tcp: self.tcp,
+            data,
+        }
+    }
+}
+
 /// A datagram to send.
 #[derive(Debug, Clone)]
 pub struct Transmit {
     /// Destination.
     pub dest: SocketAddr,
+    /// The ICE-TCP connection to send it on (RFC 4571 framed), or `None`
+    /// for the Router's UDP socket.
+    pub tcp: Option<TcpConnId>,
     /// UDP payload. A router gets these buffers back with
     /// [`crate::router::Router::recycle`] once sent.
     pub data: Vec<u8>,

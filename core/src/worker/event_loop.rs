@@ -49,6 +49,12 @@ use crate::stats::DropReason;
 use crate::transport::{PipePacket, Transmit};
 
 use super::pipes::{PIPE_BATCH, PipeLink};
+use crate::io::tcp::TcpServer;
+
+mod ice_tcp;
+mod rooms;
+
+use rooms::{flush, on_router, reap};
 
 /// Commands handled per iteration at most.
 pub(crate) const MAX_COMMANDS: usize = 64;
@@ -80,6 +86,10 @@ struct Io {
     counters: Arc<Counters>,
     /// Rings to the other workers, for the pipes of spread rooms.
     links: Vec<PipeLink>,
+    /// The ICE-TCP listener and connections (`--ice-tcp`), and the ICE
+    /// timeout their binding must beat.
+    tcp: Option<TcpServer>,
+    ice_timeout: Duration,
 }
 
 impl Io {
@@ -92,7 +102,11 @@ impl Io {
         let fed = std::mem::take(&mut room.fed);
         self.out.clear();
         while let Some(t) = room.router.poll_transmit() {
-            self.out.push(t);
+            match self.tcp.as_mut().filter(|_| t.tcp.is_some()) {
+                Some(tcp) => ice_tcp::send(tcp, &mut room.router, t),
+                None if t.tcp.is_some() => room.router.recycle(t.data),
+                None => self.out.push(t),
+            }
         }
         if !self.out.is_empty() {
             let r = self.send.send(room.sock.as_raw_fd(), &self.out, fed > 1);
@@ -146,6 +160,9 @@ impl Io {
     fn close(&mut self, slot: usize, mut room: Room) {
         room.router.close_all();
         self.after(slot, &mut room);
+        if let Some(tcp) = self.tcp.as_mut() {
+            tcp.close_room(slot);
+        }
         self.driver.deregister(slot, &room.sock);
         self.counters.routers.add(-1);
         tracing::debug!(worker = self.index, router = %room.id, "router closed");
@@ -153,19 +170,46 @@ impl Io {
 }
 
 /// Creates the worker's driver for `backend` (`Uring` or `Epoll`), woken by
-/// `waker`, before the thread starts, so a failure is the caller's error.
-pub(super) fn setup(backend: super::IoBackend, waker: &Arc<Waker>) -> Result<Box<dyn Driver>> {
-    Ok(match backend {
+/// `waker`, and its ICE-TCP listener on `ice_tcp` (watched by the driver),
+/// before the loop starts, so a failure is the caller's error.
+/// A restarted worker (`generation` > 0) whose listener cannot be bound
+/// (the stalled one it replaces may still hold it) goes on without ICE-TCP,
+/// and says so.
+pub(super) fn setup(
+    backend: super::IoBackend,
+    waker: &Arc<Waker>,
+    ice_tcp: Option<std::net::SocketAddr>,
+    generation: u32,
+) -> Result<(Box<dyn Driver>, Option<TcpServer>)> {
+    let mut driver: Box<dyn Driver> = match backend {
         super::IoBackend::Uring => Box::new(UringDriver::new(waker.clone())?),
         _ => Box::new(EpollDriver::new(waker.clone())?),
-    })
+    };
+    let tcp = match ice_tcp.map(|addr| (addr, TcpServer::bind(addr))) {
+        Some((_, Ok(t))) => {
+            driver.watch(t.raw_fd())?;
+            Some(t)
+        }
+        Some((addr, Err(e))) if generation > 0 => {
+            tracing::warn!(%addr, error = %e, "restarted worker cannot listen for ICE-TCP (the worker it replaces may hold the port): UDP only");
+            None
+        }
+        Some((addr, Err(source))) => return Err(Error::IceTcp { addr, source }),
+        None => None,
+    };
+    Ok((driver, tcp))
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's parts, made before it starts so set-up errors reach the caller"
+)]
 pub(super) fn run(
     index: usize,
     config: WorkerConfig,
     cert: Certificate,
     driver: Box<dyn Driver>,
+    tcp: Option<TcpServer>,
     rx: Receiver<Command>,
     events: Sender<Event>,
     counters: Arc<Counters>,
@@ -187,6 +231,8 @@ pub(super) fn run(
         events,
         counters,
         links: Vec::new(),
+        tcp,
+        ice_timeout: config.router.timeouts.ice,
     };
     tracing::debug!(
         worker = index,
@@ -471,7 +517,14 @@ pub(super) fn run(
         flush(&mut rooms, &mut io, &mut failed, &touched);
         reap(&mut rooms, &mut by_id, &mut io, &mut failed);
 
-        // 2. Timers that are due.
+        // 2. Timers that are due (and ICE-TCP connections past the ICE
+        // timeout unbound).
+        if io.tcp_deadline().is_some_and(|t| t <= now)
+            && let Some(tcp) = io.tcp.as_mut()
+        {
+            tcp.expire(now, io.ice_timeout);
+            ice_tcp::reap(tcp, &mut rooms, &io.counters);
+        }
         while let Some(&Reverse((at, slot))) = io.timers.peek() {
             if at > now {
                 break;
@@ -499,9 +552,11 @@ pub(super) fn run(
         let timeout = if more {
             Some(Duration::ZERO)
         } else {
-            io.timers
-                .peek()
-                .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
+            let next = io.timers.peek().map(|Reverse((t, _))| *t);
+            next.into_iter()
+                .chain(io.tcp_deadline())
+                .min()
+                .map(|t| t.saturating_duration_since(Instant::now()))
         };
         io.wake_peers();
         touched.clear();
@@ -530,7 +585,24 @@ pub(super) fn run(
             tracing::error!(worker = index, error = %e, "waiting for datagrams failed");
             std::thread::sleep(Duration::from_millis(10));
         }
+        if io.driver.take_watched()
+            && let Some(mut tcp) = io.tcp.take()
+        {
+            let now = Instant::now();
+            ice_tcp::poll(
+                now,
+                &mut tcp,
+                &mut rooms,
+                &mut failed,
+                &mut touched,
+                &io.counters,
+            );
+            io.tcp = Some(tcp);
+        }
         flush(&mut rooms, &mut io, &mut failed, &touched);
+        if let Some(tcp) = io.tcp.as_mut() {
+            ice_tcp::reap(tcp, &mut rooms, &io.counters);
+        }
         reap(&mut rooms, &mut by_id, &mut io, &mut failed);
         io.wake_peers();
     }
@@ -539,78 +611,5 @@ pub(super) fn run(
     for key in keys {
         let room = rooms.remove(key);
         io.close(key, room);
-    }
-}
-
-/// [`Io::after`] for each room in `touched` (those fed datagrams or piped
-/// packets in this step); a panic fails that room alone.
-fn flush(rooms: &mut Slab<Room>, io: &mut Io, failed: &mut Failed, touched: &[usize]) {
-    for &slot in touched {
-        if let Some(room) = rooms.get_mut(slot).filter(|r| !r.failed)
-            && let Err(msg) = caught(|| io.after(slot, room))
-        {
-            room.failed = true;
-            failed.push((slot, msg));
-        }
-    }
-}
-
-/// Runs `f` on router `id` and then [`Io::after`], or fails with
-/// [`Error::UnknownRouter`]. A panic in either is caught ([`caught`]): the
-/// room is marked failed and put in `failed` for [`reap`], and the request
-/// fails with [`Error::RouterFailed`].
-fn on_router<T>(
-    rooms: &mut Slab<Room>,
-    by_id: &HashMap<RouterId, usize>,
-    io: &mut Io,
-    failed: &mut Failed,
-    id: RouterId,
-    f: impl FnOnce(&mut Router) -> Result<T>,
-) -> Result<T> {
-    let slot = *by_id.get(&id).ok_or(Error::UnknownRouter(id))?;
-    let room = rooms.get_mut(slot).ok_or(Error::UnknownRouter(id))?;
-    if room.failed {
-        return Err(Error::RouterFailed(id));
-    }
-    match caught(|| {
-        let r = f(&mut room.router);
-        io.after(slot, room);
-        r
-    }) {
-        Ok(r) => r,
-        Err(msg) => {
-            room.failed = true;
-            failed.push((slot, msg));
-            Err(Error::RouterFailed(id))
-        }
-    }
-}
-
-/// Drops the rooms whose router panicked in this step, without calling
-/// into them again (their state may be inconsistent): the socket is
-/// deregistered and closed, and the control plane gets
-/// [`Event::RouterFailed`]. The worker's other rooms are not touched.
-fn reap(
-    rooms: &mut Slab<Room>,
-    by_id: &mut HashMap<RouterId, usize>,
-    io: &mut Io,
-    failed: &mut Failed,
-) {
-    for (slot, message) in failed.drain(..) {
-        let Some(room) = rooms.try_remove(slot) else {
-            continue;
-        };
-        let router = room.id;
-        by_id.remove(&router);
-        io.driver.deregister(slot, &room.sock);
-        io.counters.routers.add(-1);
-        // Dropped (its socket closed) before the event says so.
-        drop(room);
-        tracing::error!(worker = io.index, %router, panic = %message, "router panicked: its room is closed; the worker's other rooms go on");
-        send_event(
-            &io.events,
-            &io.counters,
-            Event::RouterFailed { router, message },
-        );
     }
 }

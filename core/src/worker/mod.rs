@@ -157,6 +157,9 @@ pub struct WorkerConfig {
     pub generation: u32,
     /// The run loop and IO.
     pub backend: IoBackend,
+    /// Where the worker's ICE-TCP listener binds (RFC 6544 passive
+    /// candidates), or `None` for UDP only.
+    pub ice_tcp: Option<std::net::SocketAddr>,
 }
 
 impl Default for WorkerConfig {
@@ -168,6 +171,7 @@ impl Default for WorkerConfig {
             command_queue: 4096,
             generation: 0,
             backend: IoBackend::default(),
+            ice_tcp: None,
         }
     }
 }
@@ -207,8 +211,11 @@ impl Worker {
                 let join = std::thread::Builder::new()
                     .name(format!("sfu-worker-{index}"))
                     .spawn(move || {
-                        let driver = match event_loop::setup(backend, &w) {
+                        let (driver, tcp) = match event_loop::setup(backend, &w, config.ice_tcp, generation) {
                             Ok(d) => {
+                                // Published before the worker is handed out.
+                                let port = d.1.as_ref().map_or(0, |t| t.local_addr().port());
+                                c.ice_tcp_port.set(u64::from(port));
                                 let _ = ready_tx.send(Ok(()));
                                 d
                             }
@@ -222,7 +229,7 @@ impl Worker {
                         // fails the worker: unwinding drops its rooms and
                         // releases their sockets.
                         let run = caught(|| {
-                            event_loop::run(index, config, cert, driver, rx, events.clone(), c.clone())
+                            event_loop::run(index, config, cert, driver, tcp, rx, events.clone(), c.clone())
                         });
                         if let Err(message) = run {
                             tracing::error!(worker = index, panic = %message, "worker failed: its rooms are closed");

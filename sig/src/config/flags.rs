@@ -151,6 +151,15 @@ pub struct Flags {
     /// comparison) [default: native].
     #[arg(long, env = "SFU_SRTP")]
     pub srtp: Option<String>,
+    /// ICE over TCP (RFC 6544): on answers every participant with a passive TCP host candidate
+    /// too (below UDP's priority, so UDP wins whenever it works), for networks that block
+    /// UDP [default: on].
+    #[arg(long, env = "SFU_ICE_TCP")]
+    pub ice_tcp: Option<String>,
+    /// The ICE-TCP port of worker 0; worker i listens on PORT+i (0: each on any free port)
+    /// [default: 7881].
+    #[arg(long, env = "SFU_RTC_TCP_PORT")]
+    pub rtc_tcp_port: Option<String>,
     /// UDP GSO (UDP_SEGMENT): on sends several equal-size datagrams to one participant as one
     /// kernel send when the kernel supports it, off sends each alone [default: on].
     #[arg(long, env = "SFU_UDP_GSO")]
@@ -289,5 +298,7 @@ pub(super) struct FileConfig {
     pub(super) io_backend: Option<String>,
     pub(super) srtp: Option<String>,
     pub(super) udp_gso: Option<bool>,
+    pub(super) ice_tcp: Option<bool>,
+    pub(super) rtc_tcp_port: Option<toml::Value>,
     pub(super) auth_secret: Option<String>,
 }

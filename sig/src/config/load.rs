@@ -95,8 +95,9 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 impl Config {
-    /// A one-worker server on loopback with room ports `rtc_ports` (`MIN-MAX`),
-    /// otherwise the defaults: for tests and tools that embed the server.
+    /// A one-worker server on loopback with room ports `rtc_ports` (`MIN-MAX`)
+    /// and its ICE-TCP listener on any free port, otherwise the defaults:
+    /// for tests and tools that embed the server (several may run at once).
     ///
     /// Errors: a [`ConfigError`] for a bad port range.
     pub fn loopback(rtc_ports: &str) -> Result<Self, ConfigError> {
@@ -104,6 +105,7 @@ impl Config {
             rtc_ports: Some(rtc_ports.into()),
             rtc_listen_ip: Some("127.0.0.1".into()),
             cores: Some("1".into()),
+            rtc_tcp_port: Some("0".into()),
             ..Flags::default()
         })
     }
@@ -356,6 +358,23 @@ impl Config {
                 return Err(err("udp_gso", format!("expected on or off, got {other:?}")));
             }
         };
+        let ice_tcp_on = match flags.ice_tcp.as_deref().map(str::trim) {
+            None => file.ice_tcp.unwrap_or(true),
+            Some("on" | "true" | "1") => true,
+            Some("off" | "false" | "0") => false,
+            Some(other) => {
+                return Err(err("ice_tcp", format!("expected on or off, got {other:?}")));
+            }
+        };
+        let tcp_port = number(
+            "rtc_tcp_port",
+            flags.rtc_tcp_port,
+            file.rtc_tcp_port.as_ref(),
+            7881,
+            0..=u64::from(u16::MAX) + 1 - cores,
+            "a TCP port (with one more per worker after it; 0: any free one each)",
+        )? as u16;
+        let ice_tcp = ice_tcp_on.then_some(tcp_port);
         let auth_secret = flags.auth_secret.or(file.auth_secret);
         if let Some(s) = &auth_secret
             && s.len() < 32
@@ -428,6 +447,7 @@ impl Config {
             io_backend,
             srtp,
             udp_gso,
+            ice_tcp,
             auth_secret,
         })
     }

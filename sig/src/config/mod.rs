@@ -146,6 +146,9 @@ pub struct Config {
     pub srtp: sfu_core::proto::srtp::SrtpBackend,
     /// Use UDP GSO when the kernel has it.
     pub udp_gso: bool,
+    /// ICE-TCP (RFC 6544): worker 0's listening port (worker i's is one
+    /// more per i), or `None` for UDP only.
+    pub ice_tcp: Option<u16>,
     /// HS256 secret for join tokens; `None`: rooms are open.
     pub auth_secret: Option<String>,
     /// This node's place in a cluster (`--redis`); `None`: it runs alone.

@@ -6,7 +6,7 @@
 //! `rooms="other"` (a label no room series has, so no room name can collide
 //! with it); `sfu_rooms_aggregated` says how many rooms that sum holds.
 
-mod data_channels;
+mod reach;
 
 use std::fmt::Write;
 
@@ -339,7 +339,8 @@ pub fn render(app: &AppState) -> String {
     if let Some(c) = &app.cluster {
         render_cluster(&mut out, c);
     }
-    data_channels::render(&mut out, &workers);
+    reach::render_data_channels(&mut out, &workers);
+    reach::render_ice_tcp(&mut out, &workers);
     render_sessions(&mut out, &app.sessions);
     render_ingest(&mut out, &app.ingest);
     app.recordings.render_metrics(&mut out);

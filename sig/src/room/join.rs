@@ -46,6 +46,11 @@ impl Room {
                 "the room's router vanished",
             )));
         };
+        // The worker's ICE-TCP port (RFC 6544), as it bound it, for a
+        // WebRTC peer.
+        let tcp_port = u16::try_from(worker.counters.ice_tcp_port.get())
+            .ok()
+            .filter(|p| *p != 0 && !via.is_direct());
         let (dtls_role, setup) = if offer.setup == "passive" {
             (DtlsRole::Client, "active")
         } else {
@@ -58,6 +63,7 @@ impl Room {
             fingerprint: cfg.fingerprint.clone(),
             ip: cfg.announced_ip,
             port,
+            tcp_port,
             session_id: rand::random::<u32>() as u64,
             session_version: 1,
             ice_lite: true,

@@ -307,6 +307,7 @@ fn test_local() -> LocalParams {
         fingerprint: sfu_core::proto::dtls::format_fingerprint(&[7; 32]),
         ip: "127.0.0.1".parse().expect("ip"),
         port: 40000,
+        tcp_port: None,
         session_id: 1,
         session_version: 2,
         ice_lite: true,
@@ -393,4 +394,53 @@ fn a_video_section_with_rtx_writes_the_fid_group_and_parses_back() {
     assert_eq!(m.rtx_for(96), Some(&rtx));
     assert_eq!(rtx_apt("apt=96; rtx-time=3000"), Some(96));
     assert_eq!(rtx_apt("rtx-time=3000"), None);
+}
+
+#[test]
+fn a_data_channel_section_and_a_passive_tcp_candidate_are_written_and_read_back() {
+    // A data section in the form browsers offer it (RFC 8841 §5, §6).
+    let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
+        a=ice-ufrag:wxyz\r\na=ice-pwd:0123456789012345678901\r\n\
+        a=fingerprint:sha-256 07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07:07\r\n\
+        a=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n";
+    let o = parse(offer).expect("parses");
+    assert_eq!(
+        o.media[0].sctp,
+        Some(SctpSection {
+            port: 5000,
+            max_message_size: 262144
+        })
+    );
+    assert!(validate_offer(&o).is_ok(), "data channels alone are enough");
+    let (m, _) = o.data_channels().expect("data channels");
+    assert_eq!(m.mid, "0");
+    // Absent a=max-message-size means 64 KiB (RFC 8841 §6.1).
+    let o2 = parse(&offer.replace("a=max-message-size:262144\r\n", "")).expect("parses");
+    assert_eq!(o2.media[0].sctp.map(|s| s.max_message_size), Some(65536));
+
+    let local = LocalParams {
+        tcp_port: Some(7881),
+        ..test_local()
+    };
+    let media = vec![LocalMedia {
+        rejected: false,
+        sctp_port: Some(5000),
+        ..LocalMedia::closed("0", None)
+    }];
+    let s = write(&local, "passive", &media);
+    assert!(
+        s.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"),
+        "{s}"
+    );
+    assert!(s.contains("a=sctp-port:5000\r\na=max-message-size:262144\r\n"));
+    assert!(s.contains("a=group:BUNDLE 0\r\n"));
+    assert!(!s.contains("a=rtcp-mux"), "no RTP attributes on it");
+    assert!(s.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"));
+    assert!(
+        s.contains("a=candidate:2 1 tcp 1520435199 127.0.0.1 7881 typ host tcptype passive\r\n"),
+        "{s}"
+    );
+    let back = parse(&s).expect("our SDP parses");
+    assert_eq!(back.media[0].sctp.map(|s| s.port), Some(5000));
 }

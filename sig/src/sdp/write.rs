@@ -23,6 +23,9 @@ pub struct LocalParams {
     pub ip: IpAddr,
     /// The room's UDP port.
     pub port: u16,
+    /// The ICE-TCP port of the room's worker (a passive TCP host candidate,
+    /// RFC 6544), if any.
+    pub tcp_port: Option<u16>,
     /// `o=` session id.
     pub session_id: u64,
     /// `o=` session version (increment on every new offer).
@@ -208,7 +211,7 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
                 "max-message-size",
                 sfu_core::proto::sctp::MAX_MESSAGE_SIZE.to_string(),
             );
-            md = candidate(md, &mut candidate_written, &ip, local.port);
+            md = candidate(md, &mut candidate_written, &ip, local);
             sd = sd.with_media(md);
             continue;
         }
@@ -256,20 +259,41 @@ pub fn write(local: &LocalParams, setup: &str, media: &[LocalMedia]) -> String {
                 md = a(md, "ssrc", format!("{rtx} msid:{stream} {track}"));
             }
         }
-        md = candidate(md, &mut candidate_written, &ip, local.port);
+        md = candidate(md, &mut candidate_written, &ip, local);
         sd = sd.with_media(md);
     }
     sd.marshal()
 }
 
-/// Our host candidate, on the first bundled m-section only.
-fn candidate(md: MediaDescription, written: &mut bool, ip: &str, port: u16) -> MediaDescription {
+/// Priority of our UDP host candidate (RFC 8445 §5.1.2.1: type
+/// preference 126, local preference 65535, component 1).
+const UDP_PRIORITY: u32 = (126 << 24) | (65535 << 8) | 255;
+/// Priority of our passive TCP host candidate (RFC 6544 §4.2: type
+/// preference 90, as libwebrtc gives host TCP; local preference with the
+/// passive direction's 4 << 13 and 8191 others): below UDP's, so UDP wins
+/// whenever it works.
+const TCP_PRIORITY: u32 = (90 << 24) | ((4 << 13 | 8191) << 8) | 255;
+
+/// Our host candidates (UDP, and passive TCP when the room's worker
+/// listens), on the first bundled m-section only.
+fn candidate(
+    md: MediaDescription,
+    written: &mut bool,
+    ip: &str,
+    local: &LocalParams,
+) -> MediaDescription {
     if std::mem::replace(written, true) {
         return md;
     }
-    md.with_value_attribute(
+    let mut md = md.with_value_attribute(
         "candidate".into(),
-        format!("1 1 udp 2130706431 {ip} {port} typ host"),
-    )
-    .with_property_attribute("end-of-candidates".into())
+        format!("1 1 udp {UDP_PRIORITY} {ip} {} typ host", local.port),
+    );
+    if let Some(tcp) = local.tcp_port {
+        md = md.with_value_attribute(
+            "candidate".into(),
+            format!("2 1 tcp {TCP_PRIORITY} {ip} {tcp} typ host tcptype passive"),
+        );
+    }
+    md.with_property_attribute("end-of-candidates".into())
 }

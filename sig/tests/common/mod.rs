@@ -465,6 +465,7 @@ pub(crate) fn answer_for(offer: &str, refuse: Option<&str>) -> String {
         fingerprint: sfu_core::proto::dtls::format_fingerprint(&[2; 32]),
         ip: "127.0.0.1".parse().expect("ip"),
         port: 9,
+        tcp_port: None,
         session_id: 7,
         session_version: 2,
         ice_lite: false,

@@ -12,6 +12,8 @@ pub(crate) fn server(flags: Flags) -> Background {
     let cfg = Config::load(Flags {
         rtc_listen_ip: Some("127.0.0.1".into()),
         cores: Some("1".into()),
+        // Tests run side by side: each ICE-TCP listener on a free port.
+        rtc_tcp_port: Some("0".into()),
         ..flags
     })
     .expect("config");
