@@ -31,6 +31,10 @@ const RTC_UDP = '45600-45699';
 // is not localhost, so Chromium is told to treat it as one.
 const BROWSER_ARGS = [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${TCP_BASE}`];
 
+// coturn (Debian's) for the TURN test, on loopback, with use-auth-secret.
+const TURN_PORT = 34780;
+const TURN_SECRET = 'reach-test-secret';
+
 const tests = runner();
 const test = tests.test;
 let browser;
@@ -88,7 +92,7 @@ const selectedPath = (p) => p.page.evaluate(async () => {
   if (!pair) return null;
   const l = st.get(pair.localCandidateId);
   const r = st.get(pair.remoteCandidateId);
-  return { local: l.protocol, remote: r.protocol, tcpType: l.tcpType || null, remoteType: r.candidateType, remotePort: r.port };
+  return { local: l.protocol, remote: r.protocol, tcpType: l.tcpType || null, localType: l.candidateType, remoteType: r.candidateType, remotePort: r.port };
 });
 
 function finish(code) {
@@ -151,7 +155,8 @@ function inOrder(texts, name, n, where) {
 async function main() {
   fs.mkdirSync(DIR, { recursive: true });
   const server = start(BIN, ['--http-listen', `127.0.0.1:${PORT}`, '--announced-ip', '127.0.0.1',
-    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '45500-45599', '--log', process.env.SFU_E2E_LOG || 'warn']);
+    '--rtc-listen-ip', '127.0.0.1', '--rtc-ports', '45500-45599', '--log', process.env.SFU_E2E_LOG || 'warn',
+    '--ice-servers', `[{urls = ["turn:127.0.0.1:${TURN_PORT}?transport=udp"], secret = "${TURN_SECRET}"}]`]);
   server.stdout.pipe(process.stdout);
   await until('server up', async () => (await get('/healthz')).status === 200, 15000);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: BROWSER_ARGS });
@@ -266,6 +271,37 @@ async function main() {
     const m = (await get('/metrics')).body;
     console.log(`  metrics: in ${metric(m, 'sfu_datachannel_messages_in_total')}, out ${metric(m, 'sfu_datachannel_messages_out_total')}, dropped ${metric(m, 'sfu_datachannel_dropped_total')}`);
     for (const p of [ann, bob, cat]) await p.context.close();
+  });
+
+  await test('TURN: Debian\'s coturn on loopback with use-auth-secret; a page with iceTransportPolicy "relay" gets credentials minted from the secret in its join reply, reaches the server through coturn and decodes the others', async () => {
+    const turnLog = [];
+    const turn = start('turnserver', ['-n', '--listening-ip=127.0.0.1', `--listening-port=${TURN_PORT}`, '--relay-ip=127.0.0.1',
+      '--min-port=49200', '--max-port=49299', '--use-auth-secret', `--static-auth-secret=${TURN_SECRET}`, '--realm=sfu.test',
+      // coturn refuses to relay to 127.0.0.1 unless told: test only.
+      '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli', '--fingerprint', '--log-file=stdout', '--simple-log', '-v'],
+    (line) => turnLog.push(line));
+    try {
+      await sleep(1000);
+      if (turn.exitCode !== null) throw new Error(`turnserver exited: ${turnLog.slice(-5).join(' | ')}`);
+      const pubs = [];
+      for (const n of ['ann', 'bob']) pubs.push(await page('turn', n));
+      const cat = await page('turn', 'cat', '&relay=1');
+      await until('cat connects through TURN', async () => (await cat.page.evaluate(() => window.sfu.connectionState())) === 'connected', 30000);
+      const sel = await until('a selected pair', () => selectedPath(cat), 10000);
+      console.log(`  relayed: selected pair ${JSON.stringify(sel)}`);
+      if (sel.localType !== 'relay') throw new Error(`not through TURN: ${JSON.stringify(sel)}`);
+      const fps = await until('cat decodes both at >= 15 fps through TURN', async () => {
+        const s = await fpsOver(cat, 4);
+        return Object.values(s).filter((e) => e.fps >= 15).length >= 2 ? s : null;
+      }, 30000, 500);
+      console.log(`  through TURN: ${JSON.stringify(fps)}`);
+      const allocated = turnLog.filter((l) => /ALLOCATE processed, success/.test(l)).length;
+      console.log(`  coturn: ${allocated} allocation(s) with the minted credentials`);
+      if (allocated < 1) throw new Error(`coturn logged no successful allocation: ${turnLog.slice(-5).join(' | ')}`);
+      for (const p of [...pubs, cat]) await p.context.close();
+    } finally {
+      turn.kill('SIGTERM');
+    }
   });
 
   await test('ICE-TCP: with nftables dropping all UDP between a Chromium page and the server\'s RTC ports, the page joins over TCP (a passive candidate) and decodes the others at >= 15 fps; without the block the same page uses UDP', async () => {

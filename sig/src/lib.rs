@@ -16,6 +16,7 @@ pub mod directory;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod ice_servers;
 pub mod ingest;
 pub mod metrics;
 pub mod negotiation;
@@ -152,6 +153,7 @@ pub async fn run(
             offer_timeout: cfg.offer_timeout,
             recordings: recordings.clone(),
             data_channels: cfg.data_channels,
+            ice_servers: cfg.ice_servers.clone(),
         },
         channels,
         registry.clone(),

@@ -238,6 +238,11 @@ pub enum ServerMsg {
         id: String,
         /// The room joined.
         room: String,
+        /// STUN/TURN servers for the client's `RTCPeerConnection`
+        /// (`setConfiguration` before `setLocalDescription` of its join
+        /// offer), TURN credentials its own; left out when none are set.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::ice_servers::IceServer>,
     },
     /// A new server offer: the tracks this participant receives changed.
     Update {

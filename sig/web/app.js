@@ -260,6 +260,9 @@ const CODEC = (new URLSearchParams(location.search).get('codec') || '').toLowerC
 const VIEWER = new URLSearchParams(location.search).get('role') === 'viewer';
 // Read once: the address bar is rewritten to the bare share link on join.
 const TOKEN = new URLSearchParams(location.search).get('token');
+// `?relay=1`: media only through the TURN servers the server names
+// (iceTransportPolicy "relay"), to hide this client's addresses or to test.
+const RELAY = new URLSearchParams(location.search).get('relay') === '1';
 const SIMULCAST = new URLSearchParams(location.search).get('simulcast') !== '0'
   && !['vp9', 'av1'].includes(CODEC);
 
@@ -342,15 +345,24 @@ async function getMedia() {
 
 async function handle(msg) {
   switch (msg.type) {
-    case 'answer':
+    case 'answer': {
       state.myId = msg.id;
-      await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      // The join offer is applied only now, with the STUN/TURN servers the
+      // reply names: ICE gathering starts here, relay candidates included.
+      const pc = state.pc;
+      pc.setConfiguration(Object.assign(pc.getConfiguration(), {
+        iceServers: msg.ice_servers || [],
+        iceTransportPolicy: RELAY ? 'relay' : 'all',
+      }));
+      await pc.setLocalDescription(state.offer);
+      await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
       if (state.reconnect.attempt > 0) {
         state.reconnect.attempt = 0;
         $('banner').hidden = true;
       }
       sendMediaState();
       break;
+    }
     case 'data-channel':
       Chat.named(msg.id, msg.from);
       break;
@@ -555,8 +567,8 @@ async function connect() {
     else if (s === 'disconnected') setStatus('connecting', 'Reconnecting…');
     else if (s === 'connecting' || s === 'new') setStatus('connecting', 'Connecting…');
   };
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
+  // Applied when the answer comes, with the ICE servers it names (above).
+  state.offer = await pc.createOffer();
   // Camera off: the sender stays, but sends nothing.
   if (state.videoOff && state.senders.video) await state.senders.video.replaceTrack(null);
 
@@ -571,7 +583,7 @@ async function connect() {
   state.queue = Promise.resolve();
   ws.onopen = () => {
     state.joinSentAt = performance.now();
-    send(Object.assign({ type: 'join', room, name, sdp: pc.localDescription.sdp },
+    send(Object.assign({ type: 'join', room, name, sdp: state.offer.sdp },
       TOKEN ? { token: TOKEN } : {}, VIEWER ? { role: 'viewer' } : {}));
   };
   ws.onmessage = (ev) => {

@@ -151,6 +151,12 @@ pub struct Flags {
     /// comparison) [default: native].
     #[arg(long, env = "SFU_SRTP")]
     pub srtp: Option<String>,
+    /// STUN/TURN servers handed to clients in the join reply, as an inline TOML array:
+    /// '[{urls = ["turn:turn.example.com:3478"], secret = "S"}]' (secret: coturn's
+    /// static-auth-secret, from which each member gets time-limited credentials; or username
+    /// and credential) [default: none].
+    #[arg(long, env = "SFU_ICE_SERVERS")]
+    pub ice_servers: Option<String>,
     /// ICE over TCP (RFC 6544): on answers every participant with a passive TCP host candidate
     /// too (below UDP's priority, so UDP wins whenever it works), for networks that block
     /// UDP [default: on].
@@ -299,6 +305,7 @@ pub(super) struct FileConfig {
     pub(super) srtp: Option<String>,
     pub(super) udp_gso: Option<bool>,
     pub(super) ice_tcp: Option<bool>,
+    pub(super) ice_servers: Option<Vec<crate::ice_servers::IceServerConfig>>,
     pub(super) rtc_tcp_port: Option<toml::Value>,
     pub(super) auth_secret: Option<String>,
 }

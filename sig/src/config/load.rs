@@ -375,6 +375,11 @@ impl Config {
             "a TCP port (with one more per worker after it; 0: any free one each)",
         )? as u16;
         let ice_tcp = ice_tcp_on.then_some(tcp_port);
+        let ice_servers = match flags.ice_servers.as_deref() {
+            Some(v) => crate::ice_servers::parse_flag(v).map_err(|e| err("ice_servers", e))?,
+            None => file.ice_servers.unwrap_or_default(),
+        };
+        crate::ice_servers::validate(&ice_servers).map_err(|e| err("ice_servers", e))?;
         let auth_secret = flags.auth_secret.or(file.auth_secret);
         if let Some(s) = &auth_secret
             && s.len() < 32
@@ -441,6 +446,7 @@ impl Config {
             limits,
             rate_limits,
             data_channels,
+            ice_servers,
             offer_timeout,
             ws_write_timeout,
             metrics_max_rooms,

@@ -134,6 +134,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Data-channel limits.
     pub data_channels: DataChannelLimits,
+    /// STUN/TURN servers for clients (in the join reply).
+    pub ice_servers: Vec<crate::ice_servers::IceServerConfig>,
     /// Time a client has to answer an `update`.
     pub offer_timeout: Duration,
     /// Longest one WebSocket write may take.
@@ -172,4 +174,6 @@ pub struct HubConfig {
     pub recordings: std::sync::Arc<crate::recording::Recordings>,
     /// Data-channel limits (for the error a sender over them gets).
     pub data_channels: DataChannelLimits,
+    /// STUN/TURN servers handed to each member in its join reply.
+    pub ice_servers: Vec<crate::ice_servers::IceServerConfig>,
 }

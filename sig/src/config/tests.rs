@@ -219,3 +219,65 @@ fn a_node_alone_has_no_cluster_and_a_clusters_settings_are_checked() {
         assert_eq!(field(flags), Some(want));
     }
 }
+
+#[test]
+fn reach_settings_load_from_the_file_and_flags_and_bad_ones_are_named() {
+    let dir = std::env::temp_dir().join(format!("sfu-config-reach-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("sfu.toml");
+    std::fs::write(
+        &path,
+        "cores = 1\nice_tcp = false\nrtc_tcp_port = 9000\ndatachannel_max_messages_per_second = 50\n\
+         [[ice_servers]]\nurls = [\"turn:t.example:3478\"]\nsecret = \"s\"\n",
+    )
+    .expect("write");
+    let c = Config::load(Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    })
+    .expect("load");
+    assert_eq!(c.ice_tcp, None, "off");
+    assert_eq!(c.data_channels.max_messages_per_sec, 50);
+    assert_eq!(c.ice_servers.len(), 1);
+    assert_eq!(c.ice_servers[0].secret.as_deref(), Some("s"));
+    let c = Config::load(Flags {
+        config: Some(path.clone()),
+        ice_tcp: Some("on".into()),
+        ice_servers: Some(r#"[{urls = ["stun:s.example"]}]"#.into()),
+        ..Flags::default()
+    })
+    .expect("load");
+    assert_eq!(c.ice_tcp, Some(9000));
+    assert_eq!(c.ice_servers[0].urls, vec!["stun:s.example".to_string()]);
+    for (flags, field) in [
+        (
+            Flags {
+                ice_tcp: Some("maybe".into()),
+                ..Flags::default()
+            },
+            "ice_tcp",
+        ),
+        (
+            Flags {
+                ice_servers: Some(r#"[{urls = ["turn:x"]}]"#.into()),
+                ..Flags::default()
+            },
+            "ice_servers",
+        ),
+        (
+            Flags {
+                datachannel_max_bytes_per_second: Some("0".into()),
+                ..Flags::default()
+            },
+            "datachannel_max_bytes_per_second",
+        ),
+    ] {
+        let e = Config::load(Flags {
+            cores: Some("1".into()),
+            ..flags
+        })
+        .expect_err(field);
+        assert!(e.to_string().contains(field), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -161,6 +161,11 @@ impl Room {
             sdp: answer,
             id: format!("p{pid}"),
             room: self.name.clone(),
+            ice_servers: crate::ice_servers::for_member(
+                &self.ctx.cfg.ice_servers,
+                &format!("p{pid}"),
+                std::time::SystemTime::now(),
+            ),
         });
         neg.set_own(own);
         self.participants.insert(Participant {

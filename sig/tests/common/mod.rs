@@ -201,6 +201,7 @@ pub(crate) fn hub_config(offer_timeout: Duration) -> HubConfig {
         offer_timeout,
         recordings: Default::default(),
         data_channels: Default::default(),
+        ice_servers: Vec::new(),
     }
 }
 
