@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use sfu_core::client::{ClientPeer, ClientReceived};
+use sfu_core::proto::dcep::{ChannelParams, PPID_STRING, Reliability};
 use sfu_core::proto::dtls::Certificate;
 use sfu_core::proto::rtcp::{self, RtcpIter};
 use sfu_core::proto::rtp::RtpHeader;
+use sfu_core::proto::sctp::DataEvent;
 
 use super::signal::SignalEvent;
 
@@ -55,6 +57,9 @@ pub struct MediaConfig {
     pub server_pids: Vec<u32>,
     /// Print a progress line a second (the first load process only).
     pub progress: bool,
+    /// Data-channel messages per second each publisher sends on a `chat`
+    /// channel of its own (0: none); with `video_kbps` 0, no video.
+    pub datachannel_rate: f64,
 }
 
 /// One client as the media loop sees it.
@@ -72,6 +77,8 @@ pub struct MediaClient {
     pub audio_ssrc: u32,
     /// Its socket (non-blocking).
     pub sock: UdpSocket,
+    /// Runs data channels (its offer had a data section).
+    pub data_channels: bool,
 }
 
 /// What one client measured.
@@ -99,6 +106,12 @@ pub struct ClientStats {
     pub sent_total: u64,
     /// RTP packets received since the start, for the progress line.
     pub recv_total: u64,
+    /// Data-channel messages sent in the window.
+    #[serde(default)]
+    pub dc_sent_window: u64,
+    /// Data-channel messages received in the window (the others' chat).
+    #[serde(default)]
+    pub dc_recv_window: u64,
 }
 
 struct State {
@@ -115,6 +128,11 @@ struct State {
     keyframe: bool,
     last_seq: HashMap<u32, u16>,
     verify_count: u32,
+    /// Our chat channel once open, when the next message is due, and its
+    /// sequence number.
+    dc_stream: Option<u16>,
+    next_dc: Instant,
+    dc_seq: u64,
 }
 
 pub(crate) fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -289,8 +307,13 @@ pub fn run(
             keyframe: true,
             last_seq: HashMap::new(),
             verify_count: 0,
+            dc_stream: None,
+            next_dc: now,
+            dc_seq: 0,
         })
         .collect();
+    let dc_interval =
+        (cfg.datachannel_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.datachannel_rate));
     let poller = match Poller::new(st.iter().map(|s| s.c.sock.as_raw_fd())) {
         Ok(p) => p,
         Err(e) => {
@@ -324,7 +347,12 @@ pub fn run(
                 SignalEvent::Ready { idx, params } => {
                     if let Some(s) = st.iter_mut().find(|s| s.c.idx == idx) {
                         s.server = Some(params.server);
-                        s.peer = Some(ClientPeer::new(params, cert, dtls_config.clone(), now));
+                        let peer = ClientPeer::new(params, cert, dtls_config.clone(), now);
+                        s.peer = Some(if s.c.data_channels {
+                            peer.with_data_channels()
+                        } else {
+                            peer
+                        });
                     }
                 }
                 SignalEvent::Failed { idx, reason } => {
@@ -343,9 +371,17 @@ pub fn run(
             if peer.poll_timeout() <= now {
                 peer.handle_timeout(now);
             }
-            if peer.is_connected() {
+            let connected = peer.is_connected();
+            if let Some(every) = dc_interval.filter(|_| connected && s.c.publisher) {
+                send_chat(s, now, every, in_window);
+                wake = wake.min(s.next_dc);
+            }
+            let Some(peer) = s.peer.as_mut() else {
+                continue;
+            };
+            if connected {
                 s.stats.connected = true;
-                if s.c.publisher {
+                if s.c.publisher && cfg.video_kbps > 0 {
                     while s.next_video <= now {
                         let first = s.packet_in_frame == 0;
                         let last = s.packet_in_frame + 1 == packets_per_frame;
@@ -383,29 +419,29 @@ pub fn run(
                         }
                     }
                     wake = wake.min(s.next_video);
-                    if cfg.audio {
-                        while s.next_audio <= now {
-                            pkt.clear();
-                            pkt.extend_from_slice(&[0x80, 111]);
-                            pkt.extend_from_slice(&s.aseq.to_be_bytes());
-                            pkt.extend_from_slice(&(s.aseq as u32 * 960).to_be_bytes());
-                            pkt.extend_from_slice(&s.c.audio_ssrc.to_be_bytes());
-                            synthetic_payload(&mut pkt, cfg.epoch, true, false, 12 + 100);
-                            if peer.send_rtp(&pkt) {
-                                s.stats.sent_total += 1;
-                                if in_window {
-                                    s.stats.sent_window += 1;
-                                }
-                            }
-                            total_sent += 1;
-                            s.aseq = s.aseq.wrapping_add(1);
-                            s.next_audio += audio_interval;
-                            if s.next_audio + Duration::from_millis(200) < now {
-                                s.next_audio = now;
+                }
+                if s.c.publisher && cfg.audio {
+                    while s.next_audio <= now {
+                        pkt.clear();
+                        pkt.extend_from_slice(&[0x80, 111]);
+                        pkt.extend_from_slice(&s.aseq.to_be_bytes());
+                        pkt.extend_from_slice(&(s.aseq as u32 * 960).to_be_bytes());
+                        pkt.extend_from_slice(&s.c.audio_ssrc.to_be_bytes());
+                        synthetic_payload(&mut pkt, cfg.epoch, true, false, 12 + 100);
+                        if peer.send_rtp(&pkt) {
+                            s.stats.sent_total += 1;
+                            if in_window {
+                                s.stats.sent_window += 1;
                             }
                         }
-                        wake = wake.min(s.next_audio);
+                        total_sent += 1;
+                        s.aseq = s.aseq.wrapping_add(1);
+                        s.next_audio += audio_interval;
+                        if s.next_audio + Duration::from_millis(200) < now {
+                            s.next_audio = now;
+                        }
                     }
+                    wake = wake.min(s.next_audio);
                 }
             }
             if let Some(server) = s.server {
@@ -446,6 +482,13 @@ pub fn run(
                 }
             }
             if let (Some(peer), Some(server)) = (s.peer.as_mut(), s.server) {
+                // Chat the others sent.
+                let in_window = Instant::now() >= cfg.window_start;
+                while let Some(ev) = peer.poll_data_event() {
+                    if matches!(ev, DataEvent::Message { .. }) && in_window {
+                        s.stats.dc_recv_window += 1;
+                    }
+                }
                 while let Some(d) = peer.poll_transmit() {
                     let _ = s.c.sock.send_to(&d, server);
                 }
@@ -513,6 +556,49 @@ pub fn run(
             s.stats
         })
         .collect()
+}
+
+/// Opens the client's `chat` channel once its association is up, then
+/// sends the messages due at one per `every`.
+fn send_chat(s: &mut State, now: Instant, every: Duration, in_window: bool) {
+    let Some(peer) = s.peer.as_mut() else {
+        return;
+    };
+    if !peer.data_connected() {
+        return;
+    }
+    let stream = match s.dc_stream {
+        Some(stream) => stream,
+        None => {
+            let chat = ChannelParams {
+                label: "chat".into(),
+                protocol: String::new(),
+                ordered: true,
+                reliability: Reliability::Reliable,
+                priority: 256,
+            };
+            let Ok(stream) = peer.open_data_channel(now, chat) else {
+                return;
+            };
+            s.next_dc = now;
+            *s.dc_stream.insert(stream)
+        }
+    };
+    while s.next_dc <= now {
+        let text = format!("{{\"text\":\"load {} {}\"}}", s.c.idx, s.dc_seq);
+        if peer
+            .send_data(now, stream, PPID_STRING, text.into_bytes())
+            .is_ok()
+            && in_window
+        {
+            s.stats.dc_sent_window += 1;
+        }
+        s.dc_seq += 1;
+        s.next_dc += every;
+        if s.next_dc + Duration::from_millis(200) < now {
+            s.next_dc = now; // fell far behind: do not burst
+        }
+    }
 }
 
 /// Handles one received datagram; returns 1 when it was an RTP packet.

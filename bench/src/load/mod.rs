@@ -72,6 +72,12 @@ pub struct Args {
     /// Also send Opus-sized audio (50 pkt/s) from each publisher.
     #[arg(long)]
     pub audio: bool,
+    /// Data-channel chat messages per second each publisher sends (it
+    /// joins with data channels and opens a `chat` channel; every other
+    /// publisher of the room receives each message); 0: none. With
+    /// --video-kbps 0 the publishers send no video: a chat-only room.
+    #[arg(long, default_value_t = 0.0)]
+    pub datachannel_rate: f64,
     /// Seconds to run after the ramp (the first 2 s are not measured).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -325,6 +331,7 @@ fn scenario(args: &Args) -> Scenario {
         video_kbps: args.video_kbps,
         packet_size: args.packet_size,
         audio: args.audio,
+        datachannel_rate: args.datachannel_rate,
         duration: args.duration,
         ramp: args.ramp,
         verify_every: args.verify_every,
@@ -427,6 +434,7 @@ fn spawn_shard(
         ("--subscribers", args.subscribers.to_string()),
         ("--role", args.role.clone()),
         ("--video-kbps", args.video_kbps.to_string()),
+        ("--datachannel-rate", args.datachannel_rate.to_string()),
         ("--packet-size", args.packet_size.to_string()),
         ("--duration", args.duration.to_string()),
         ("--ramp", args.ramp.to_string()),
@@ -629,7 +637,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             local,
             video_ssrc,
             audio_ssrc,
-            data_channels: false,
+            data_channels: publisher && args.datachannel_rate > 0.0,
         });
         clients.push(MediaClient {
             idx,
@@ -638,6 +646,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             video_ssrc,
             audio_ssrc,
             sock,
+            data_channels: publisher && args.datachannel_rate > 0.0,
         });
     }
 
@@ -721,6 +730,7 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         verify_every: args.verify_every.max(1),
         server_pids: server_pids(&args),
         progress: args.shard.is_none(),
+        datachannel_rate: args.datachannel_rate,
     };
     let mut cpu_at_window = None;
     let mut workers = None;
@@ -817,6 +827,18 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
         }
     }
     let forwarded: u64 = media.iter().map(|s| s.recv_window).sum();
+    // Chat: each message a publisher sent, once per other publisher of its room.
+    let mut dc_expected = 0u64;
+    for (i, s) in media.iter().enumerate() {
+        let room = i / per_room;
+        if i % per_room < args.publishers {
+            let receivers = (room * per_room..room * per_room + args.publishers)
+                .filter(|&j| j != i && media[j].connected)
+                .count();
+            dc_expected += s.dc_sent_window * receivers as u64;
+        }
+    }
+    let dc_received: u64 = media.iter().map(|s| s.dc_recv_window).sum();
     let mut lat: Vec<f64> = media
         .iter()
         .flat_map(|s| s.latencies_ms.iter().copied())
@@ -872,6 +894,10 @@ pub fn run(mut args: Args) -> Result<Summary, String> {
             (Some(a), Some(b)) if args.server.contains(',') => Some(b.saturating_sub(a)),
             _ => None,
         },
+        datachannel_messages_sent: media.iter().map(|s| s.dc_sent_window).sum(),
+        datachannel_messages_received: dc_received,
+        datachannel_messages_expected: dc_expected,
+        server_cpu_percent: cpu.map(|c| c * 100.0 / window.max(1e-9)),
         ..Summary::default()
     };
     let summary = floor_fields(summary);

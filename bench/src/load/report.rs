@@ -36,6 +36,8 @@ pub struct Summary {
     pub latency_p99_ms: f64,
     /// Server CPU time (user + system) in the window, seconds; `null` without a server PID.
     pub server_cpu_seconds: Option<f64>,
+    /// Server CPU over the window as a share of one core, percent.
+    pub server_cpu_percent: Option<f64>,
     /// Server CPU µs per forwarded packet.
     pub server_cpu_us_per_forwarded_packet: Option<f64>,
     /// Server resident set size at the end, bytes.
@@ -69,6 +71,12 @@ pub struct Summary {
     pub floor_cpu_us_per_forwarded_packet: Option<f64>,
     /// Server CPU per forwarded packet over the floor's, in the same run.
     pub server_to_floor_cpu_ratio: Option<f64>,
+    /// `--datachannel-rate`: chat messages the publishers sent in the window…
+    pub datachannel_messages_sent: u64,
+    /// …the messages the others received…
+    pub datachannel_messages_received: u64,
+    /// …and what they should have: each once per other publisher of its room.
+    pub datachannel_messages_expected: u64,
 }
 
 /// The scenario flags, echoed in the summary.
@@ -88,6 +96,8 @@ pub struct Scenario {
     pub packet_size: usize,
     /// Opus-sized audio at 50 pkt/s per publisher.
     pub audio: bool,
+    /// Data-channel chat messages per second per publisher.
+    pub datachannel_rate: f64,
     /// Seconds after the ramp.
     pub duration: f64,
     /// Seconds over which clients join.

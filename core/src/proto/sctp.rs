@@ -117,6 +117,31 @@ pub enum DataSendError {
     NoStream,
 }
 
+/// How a channel's messages go (RFC 8831 §6.6: ordered or not, with its
+/// retransmission limit).
+fn send_options(ordered: bool, reliability: Reliability) -> SendOptions {
+    SendOptions {
+        unordered: !ordered,
+        max_retransmissions: match reliability {
+            Reliability::MaxRetransmits(n) => Some(n.min(u32::from(u16::MAX)) as u16),
+            _ => None,
+        },
+        lifetime: match reliability {
+            Reliability::MaxLifetimeMs(ms) => Some(Duration::from_millis(u64::from(ms))),
+            _ => None,
+        },
+        lifecycle_id: None,
+    }
+}
+
+fn send_error(e: SendError) -> DataSendError {
+    match e {
+        SendError::MessageTooLarge { .. } | SendError::EmptyPayload => DataSendError::TooBig,
+        SendError::ResourceExhaustion => DataSendError::QueueFull,
+        SendError::ShuttingDown => DataSendError::NoChannel,
+    }
+}
+
 #[derive(Debug)]
 struct Channel {
     params: ChannelParams,
@@ -303,31 +328,66 @@ impl SctpAssociation {
         if data.len() > self.remote_max_message {
             return Err(DataSendError::TooBig);
         }
-        let options = SendOptions {
-            unordered: !ch.params.ordered,
-            max_retransmissions: match ch.params.reliability {
-                Reliability::MaxRetransmits(n) => Some(n.min(u32::from(u16::MAX)) as u16),
-                _ => None,
-            },
-            lifetime: match ch.params.reliability {
-                Reliability::MaxLifetimeMs(ms) => Some(Duration::from_millis(u64::from(ms))),
-                _ => None,
-            },
-            lifecycle_id: None,
-        };
+        let options = send_options(ch.params.ordered, ch.params.reliability);
         self.socket.advance_time(self.time(now));
         let r = self
             .socket
             .send(Message::new(StreamId(stream), PpId(ppid), data), &options);
         self.drain();
-        match r {
-            Ok(()) => Ok(()),
-            Err(SendError::MessageTooLarge { .. } | SendError::EmptyPayload) => {
-                Err(DataSendError::TooBig)
+        r.map_err(send_error)
+    }
+
+    /// Sends several messages `(stream, ppid, data)` at once: those of
+    /// channels with the same delivery go in as one batch, so several fit
+    /// one SCTP packet (RFC 9260 §6.10 bundling). Returns each message's
+    /// result, in order.
+    pub fn send_many(
+        &mut self,
+        now: Instant,
+        msgs: Vec<(u16, u32, Vec<u8>)>,
+    ) -> Vec<Result<(), DataSendError>> {
+        let mut results = vec![Ok(()); msgs.len()];
+        // (ordered, reliability) → (message indexes, messages).
+        type Group = ((bool, Reliability), Vec<usize>, Vec<Message>);
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, (stream, ppid, data)) in msgs.into_iter().enumerate() {
+            let Some(ch) = self
+                .channels
+                .get(&stream)
+                .filter(|c| !c.by_peer && self.connected && !self.failed)
+            else {
+                results[i] = Err(DataSendError::NoChannel);
+                continue;
+            };
+            if data.len() > self.remote_max_message || data.is_empty() {
+                results[i] = Err(DataSendError::TooBig);
+                continue;
             }
-            Err(SendError::ResourceExhaustion) => Err(DataSendError::QueueFull),
-            Err(SendError::ShuttingDown) => Err(DataSendError::NoChannel),
+            let key = (ch.params.ordered, ch.params.reliability);
+            let m = Message::new(StreamId(stream), PpId(ppid), data);
+            match groups.iter_mut().find(|g| g.0 == key) {
+                Some(g) => {
+                    g.1.push(i);
+                    g.2.push(m);
+                }
+                None => groups.push((key, vec![i], vec![m])),
+            }
         }
+        self.socket.advance_time(self.time(now));
+        for ((ordered, reliability), idx, messages) in groups {
+            if let Err(e) = self
+                .socket
+                .send_many(messages, &send_options(ordered, reliability))
+            {
+                for (k, err) in e.0 {
+                    if let Some(&i) = idx.get(k) {
+                        results[i] = Err(send_error(err));
+                    }
+                }
+            }
+        }
+        self.drain();
+        results
     }
 
     /// Closes channel `stream` (either side's): resets our outgoing stream

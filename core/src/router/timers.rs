@@ -25,6 +25,8 @@ pub(super) enum Timer {
     Remb,
     /// The dominant-speaker decision.
     ActiveSpeaker,
+    /// A transport's held data-channel messages go out (coalescing).
+    DataFlush(TransportId),
 }
 
 impl Router {
@@ -172,6 +174,7 @@ impl Router {
                 Timer::TwccFeedback => self.send_twcc_feedback(),
                 Timer::Remb => self.send_rembs(now, false),
                 Timer::ActiveSpeaker => self.decide_speaker(now),
+                Timer::DataFlush(tid) => self.flush_data(now, tid),
                 Timer::Layers => self.select_layers(now),
                 Timer::Probe(tid) => self.send_probe_padding(now, tid),
                 Timer::Nack(pid, enc) => {

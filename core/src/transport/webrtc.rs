@@ -377,6 +377,19 @@ impl WebRtcTransport {
         r
     }
 
+    /// Queues several messages `(stream, ppid, data)` on our channels to
+    /// the peer at once (bundled into as few SCTP packets as fit); returns
+    /// each one's result.
+    pub fn send_data_many(
+        &mut self,
+        now: Instant,
+        msgs: Vec<(u16, u32, Vec<u8>)>,
+    ) -> Vec<Result<(), DataSendError>> {
+        let r = self.sctp.send_many(now, msgs, &mut self.dtls);
+        self.flush_dtls();
+        r
+    }
+
     /// Closes data channel `stream` (the peer's or ours).
     pub fn close_data_channel(&mut self, now: Instant, stream: u16) {
         self.sctp.close(now, stream, &mut self.dtls);

@@ -122,6 +122,22 @@ impl DataChannels {
         r
     }
 
+    /// [`SctpAssociation::send_many`]; with no association, every message
+    /// fails with [`DataSendError::NoChannel`].
+    pub fn send_many(
+        &mut self,
+        now: Instant,
+        msgs: Vec<(u16, u32, Vec<u8>)>,
+        dtls: &mut DtlsEndpoint,
+    ) -> Vec<Result<(), DataSendError>> {
+        let r = match self.assoc.as_mut() {
+            Some(a) => a.send_many(now, msgs),
+            None => vec![Err(DataSendError::NoChannel); msgs.len()],
+        };
+        self.flush(dtls);
+        r
+    }
+
     /// [`SctpAssociation::close`].
     pub fn close(&mut self, now: Instant, stream: u16, dtls: &mut DtlsEndpoint) {
         if let Some(a) = self.assoc.as_mut() {

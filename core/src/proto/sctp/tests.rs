@@ -252,3 +252,62 @@ fn opening_every_stream_stops_at_the_limit() {
     assert_eq!(n, opened);
     assert!(p.server.channels.len() <= usize::from(MAX_STREAMS));
 }
+
+#[test]
+fn messages_sent_together_share_packets_and_keep_their_order_per_channel() {
+    let mut p = Pair::new(0);
+    let a = p.server.open(p.now, chat()).expect("opens");
+    let b = p.server.open(p.now, chat()).expect("opens");
+    p.run(Duration::from_millis(20));
+    p.client_events();
+    while p.server.poll_packet().is_some() {}
+    // 20 short messages on two channels of the same delivery, at once.
+    let msgs: Vec<(u16, u32, Vec<u8>)> = (0..20u8)
+        .map(|i| (if i % 2 == 0 { a } else { b }, 51, vec![i; 30]))
+        .collect();
+    let results = p.server.send_many(p.now, msgs);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let mut packets = 0;
+    while let Some(pkt) = p.server.poll_packet() {
+        packets += 1;
+        p.client.handle_packet(p.now, &pkt);
+    }
+    assert!(packets <= 2, "20 messages bundled into {packets} packets");
+    p.run(Duration::from_millis(20));
+    let got: Vec<(u16, Vec<u8>)> = p
+        .client_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            DataEvent::Message { stream, data, .. } => Some((stream, data)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 20);
+    for s in [a, b] {
+        let firsts: Vec<u8> = got
+            .iter()
+            .filter(|(x, _)| *x == s)
+            .map(|(_, d)| d[0])
+            .collect();
+        let mut sorted = firsts.clone();
+        sorted.sort_unstable();
+        assert_eq!(firsts, sorted, "in order on channel {s}");
+    }
+    // Errors are per message: a channel that is not ours, one too big.
+    let r = p.server.send_many(
+        p.now,
+        vec![
+            (a, 51, vec![1]),
+            (999, 51, vec![1]),
+            (b, 53, vec![0; MAX_MESSAGE_SIZE + 1]),
+        ],
+    );
+    assert_eq!(
+        r,
+        vec![
+            Ok(()),
+            Err(DataSendError::NoChannel),
+            Err(DataSendError::TooBig)
+        ]
+    );
+}
