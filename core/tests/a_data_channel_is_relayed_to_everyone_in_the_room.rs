@@ -140,12 +140,19 @@ fn a_channel_reaches_the_others_and_a_late_joiner_with_its_label_in_order() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].2, vec![0xab; 200 * 1024], "200 KiB intact");
 
-    // Ann closes her channel: the copies close.
+    // Ann sends a last message and closes her channel at once: the
+    // message arrives, then the copies close.
+    send(&mut net, ann, s, PPID_STRING, b"bye".to_vec());
     let now = net.now;
     net.peers[ann].client.close_data_channel(now, s);
     net.advance(Duration::from_millis(200));
     for who in [bob, cat] {
         let ev = events(&mut net, who);
+        assert_eq!(
+            messages(&ev).last().map(|m| m.2.clone()),
+            Some(b"bye".to_vec()),
+            "the last message before the close"
+        );
         assert!(
             ev.iter().any(|e| matches!(e, DataEvent::Closed { .. })),
             "{ev:?}"

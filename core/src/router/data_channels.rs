@@ -317,6 +317,8 @@ impl Router {
             return;
         };
         for (to, stream) in p.consumers {
+            // What the sender sent before closing still goes first.
+            self.flush_data(now, to);
             if let Some(e) = self.transports.get_mut(to) {
                 e.data.relayed.remove(&stream);
                 if let Some(t) = e.transport.as_webrtc_mut() {
