@@ -108,6 +108,12 @@ impl Io {
                 None => self.out.push(t),
             }
         }
+        // ICE-TCP connections whose transport went.
+        if let Some(tcp) = self.tcp.as_mut() {
+            while let Some(conn) = room.router.poll_tcp_close() {
+                tcp.close(conn);
+            }
+        }
         if !self.out.is_empty() {
             let r = self.send.send(room.sock.as_raw_fd(), &self.out, fed > 1);
             room.router.count_sent_batch(&r);

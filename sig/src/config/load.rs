@@ -350,22 +350,17 @@ impl Config {
                 ));
             }
         };
-        let udp_gso = match flags.udp_gso.as_deref().map(str::trim) {
-            None => file.udp_gso.unwrap_or(true),
-            Some("on" | "true" | "1") => true,
-            Some("off" | "false" | "0") => false,
-            Some(other) => {
-                return Err(err("udp_gso", format!("expected on or off, got {other:?}")));
-            }
+        let on_off = |field, flag: Option<String>, file: Option<bool>| match flag
+            .as_deref()
+            .map(str::trim)
+        {
+            None => Ok(file.unwrap_or(true)),
+            Some("on" | "true" | "1") => Ok(true),
+            Some("off" | "false" | "0") => Ok(false),
+            Some(other) => Err(err(field, format!("expected on or off, got {other:?}"))),
         };
-        let ice_tcp_on = match flags.ice_tcp.as_deref().map(str::trim) {
-            None => file.ice_tcp.unwrap_or(true),
-            Some("on" | "true" | "1") => true,
-            Some("off" | "false" | "0") => false,
-            Some(other) => {
-                return Err(err("ice_tcp", format!("expected on or off, got {other:?}")));
-            }
-        };
+        let udp_gso = on_off("udp_gso", flags.udp_gso, file.udp_gso)?;
+        let ice_tcp_on = on_off("ice_tcp", flags.ice_tcp, file.ice_tcp)?;
         let tcp_port = number(
             "rtc_tcp_port",
             flags.rtc_tcp_port,

@@ -91,15 +91,10 @@ pub(super) fn send(tcp: &mut TcpServer, router: &mut Router, t: Transmit) {
     router.recycle(t.data);
 }
 
-/// Closes the connections whose transports went, then tells each Router
-/// of its connections that closed (by the peer, stalled, idle, or now),
-/// and counts them.
+/// Tells each Router of its connections that closed (by the peer,
+/// stalled, idle, or because their transport went: [`Io::after`] closes
+/// those), and counts them.
 pub(super) fn reap(tcp: &mut TcpServer, rooms: &mut Slab<Room>, io_counters: &Counters) {
-    for (_, r) in rooms.iter_mut().filter(|(_, r)| !r.failed) {
-        while let Some(conn) = r.router.poll_tcp_close() {
-            tcp.close(conn);
-        }
-    }
     while let Some((conn, room, why)) = tcp.poll_closed() {
         match why {
             TcpClose::Idle => io_counters.tcp_closed_idle.add(1),
