@@ -25,6 +25,9 @@ use crate::proto::srtp::{SrtpBackend, SrtpSession};
 use crate::proto::stun;
 use crate::stats::DropReason;
 
+/// Nominated paths a transport remembers.
+const NOMINATED_MAX: usize = 4;
+
 /// One peer's ICE-lite + DTLS + SRTP.
 #[derive(Debug)]
 pub struct WebRtcTransport {
@@ -34,6 +37,12 @@ pub struct WebRtcTransport {
     srtp: Option<SrtpSession>,
     srtp_backend: SrtpBackend,
     selected: Option<Path>,
+    /// Paths the peer nominated (USE-CANDIDATE), the newest last, at most
+    /// [`NOMINATED_MAX`]: DTLS or media arriving on one of them makes it
+    /// the selected one, since the controlling agent sends on the pair it
+    /// chose (RFC 8445 §8.1.1), and a peer may nominate a UDP and a TCP pair
+    /// and use either.
+    nominated: Vec<Path>,
     created: Instant,
     selected_at: Option<Instant>,
     last_consent: Instant,
@@ -69,6 +78,7 @@ impl WebRtcTransport {
             srtp: None,
             srtp_backend: SrtpBackend::default(),
             selected: None,
+            nominated: Vec::new(),
             created: now,
             selected_at: None,
             last_consent: now,
@@ -167,7 +177,9 @@ impl WebRtcTransport {
         }
         match classify(data) {
             PacketClass::Stun => self.handle_stun(now, from, data).map(|_| Received::Nothing),
-            _ if Some(from) != self.selected => Err(DropReason::UnknownAddress),
+            _ if Some(from) != self.selected && !self.follow(from) => {
+                Err(DropReason::UnknownAddress)
+            }
             PacketClass::Dtls => {
                 self.dtls.handle_packet(now, data);
                 self.after_dtls(now);
@@ -203,11 +215,17 @@ impl WebRtcTransport {
         if Some(from) == self.selected || req.use_candidate {
             self.last_consent = now;
         }
-        if req.use_candidate && self.selected != Some(from) {
-            self.selected = Some(from);
-            self.selected_at.get_or_insert(now);
-            self.events.push_back(TransportEvent::Selected(from));
-            self.flush_dtls();
+        if req.use_candidate {
+            if !self.nominated.contains(&from) {
+                if self.nominated.len() == NOMINATED_MAX {
+                    self.nominated.remove(0);
+                }
+                self.nominated.push(from);
+            }
+            if self.selected != Some(from) {
+                self.selected_at.get_or_insert(now);
+                self.select(from);
+            }
         }
         let n = stun::encode_binding_success(
             req.transaction_id,
@@ -219,6 +237,23 @@ impl WebRtcTransport {
         self.transmits
             .push_back(from.transmit(self.stun_buf[..n].to_vec()));
         Ok(())
+    }
+
+    /// Makes `path` the one we send on.
+    fn select(&mut self, path: Path) {
+        self.selected = Some(path);
+        self.events.push_back(TransportEvent::Selected(path));
+        self.flush_dtls();
+    }
+
+    /// DTLS or media from `from`, not the selected path: the peer uses it,
+    /// so it becomes the selected path if the peer nominated it.
+    fn follow(&mut self, from: Path) -> bool {
+        if !self.nominated.contains(&from) {
+            return false;
+        }
+        self.select(from);
+        true
     }
 
     fn after_dtls(&mut self, now: Instant) {
