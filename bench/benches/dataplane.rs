@@ -5,6 +5,7 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sfu_core::proto::demux::classify;
@@ -12,7 +13,7 @@ use sfu_core::proto::rtp::{Rewrite, RtpHeader, write_forwarded};
 use sfu_core::proto::srtp::{SrtpBackend, SrtpProfile, SrtpSession};
 use sfu_core::proto::stun;
 use sfu_core::router::MediaKind;
-use sfu_core::testing::{Net, rtp};
+use sfu_core::testing::{MID_EXT_ID, Net, RID_EXT_ID, rtp, rtp_with_ext};
 use sfu_core::{Mid, Pt, Ssrc};
 
 const PWD: &str = "serverpassword-0123456789";
@@ -161,35 +162,109 @@ fn bench_fanout(c: &mut Criterion) {
             net.consume(*s, producer, 5000 + i as u32, (96, 96));
         }
         net.step();
-        let mut seq = 0u16;
-        let from = net.peers[publisher].addr;
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("1_to_{n}"), |b| {
-            b.iter_batched(
-                || {
-                    seq = seq.wrapping_add(1);
-                    let plain = rtp(96, seq, seq as u32 * 3000, 1111, &[0xab; 1188]);
-                    assert!(net.peers[publisher].client.send_rtp(&plain));
-                    // As the driver's receive buffer: decrypted in place.
-                    net.peers[publisher]
-                        .client
-                        .poll_transmit()
-                        .expect("srtp")
-                        .to_vec()
-                },
-                |mut pkt: Vec<u8>| {
-                    let now = net.now;
-                    net.router.handle_datagram(now, from, &mut pkt);
-                    let mut sent = 0;
-                    while net.router.poll_transmit().is_some() {
-                        sent += 1;
-                    }
-                    assert_eq!(sent, n);
-                },
-                BatchSize::SmallInput,
-            )
+            fan_out(b, &mut net, publisher, n, 0, |seq| {
+                rtp(96, seq, u32::from(seq) * 3000, 1111, &[0xab; 1188])
+            });
         });
     }
+    g.finish();
+}
+
+/// Times one packet from `publisher` through `net`'s Router: `packet`
+/// makes the plain RTP of each (by sequence number, from after `seq`), the
+/// publisher protects it outside the timing, and each of the `n`
+/// consumers must get a copy.
+fn fan_out(
+    b: &mut criterion::Bencher<'_>,
+    net: &mut Net,
+    publisher: usize,
+    n: usize,
+    mut seq: u16,
+    mut packet: impl FnMut(u16) -> Vec<u8>,
+) {
+    let from = net.peers[publisher].addr;
+    b.iter_batched(
+        || {
+            seq = seq.wrapping_add(1);
+            assert!(net.peers[publisher].client.send_rtp(&packet(seq)));
+            // As the driver's receive buffer: decrypted in place.
+            net.peers[publisher]
+                .client
+                .poll_transmit()
+                .expect("srtp")
+                .to_vec()
+        },
+        |mut pkt: Vec<u8>| {
+            let now = net.now;
+            net.router.handle_datagram(now, from, &mut pkt);
+            let mut sent = 0;
+            while net.router.poll_transmit().is_some() {
+                sent += 1;
+            }
+            assert_eq!(sent, n);
+        },
+        BatchSize::SmallInput,
+    )
+}
+
+/// A VP8 packet of a simulcast layer with temporal layers (L1T3, as the
+/// page sends it), each packet a frame of TID 0, 2, 1, 2 in turn: the
+/// descriptor with picture ID, TL0PICIDX and TID/Y, then 1,180 bytes.
+fn vp8_l1t3(seq: u16, ssrc: u32, tagged: bool) -> Vec<u8> {
+    let f = u32::from(seq);
+    let (tid, y) = [(0u8, 0u8), (2, 0x20), (1, 0x20), (2, 0)][(f % 4) as usize];
+    let [p0, p1] = ((seq & 0x7fff) | 0x8000).to_be_bytes();
+    let mut payload = vec![0x90, 0xe0, p0, p1, (f / 4) as u8, (tid << 6) | y];
+    // The frame tag: a keyframe (P clear) every 10 frames while the
+    // consumers start, deltas after.
+    payload.push(if seq <= 40 && seq % 10 == 1 {
+        0x10
+    } else {
+        0x11
+    });
+    payload.extend_from_slice(&[0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+    payload.resize(1188, 0xab);
+    let exts: Vec<(u8, &[u8])> = if tagged {
+        vec![(MID_EXT_ID, b"0"), (RID_EXT_ID, b"q")]
+    } else {
+        vec![]
+    };
+    rtp_with_ext(96, seq, f * 3000, ssrc, true, &exts, &payload)
+}
+
+/// The consumers' side of simulcast with temporal layers: 1 producer -> 10
+/// consumers as [`bench_fanout`], the packets VP8 L1T3 of a simulcast
+/// layer, so each is parsed for its layer switch and each copy passes the
+/// consumer's temporal-layer check and picture ID rewrite.
+fn bench_fanout_l1t3(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rtp");
+    g.sample_size(30);
+    let n = 10;
+    let mut net = Net::new();
+    let publisher = net.add_peer();
+    let subs: Vec<usize> = (0..n).map(|_| net.add_peer()).collect();
+    net.connect_all();
+    let producer = net.produce_simulcast(publisher, &["q", "f"], 97);
+    for (i, s) in subs.iter().enumerate() {
+        net.consume(*s, producer, 5000 + i as u32, (96, 96));
+    }
+    // Layer q only: the layer pass makes it every consumer's target, and
+    // its keyframes (one every 10 packets for a start) start them.
+    let mut seq = 0u16;
+    for _ in 0..40 {
+        seq = seq.wrapping_add(1);
+        let p = vp8_l1t3(seq, 4444, seq < 20);
+        assert!(net.peers[publisher].client.send_rtp(&p));
+        net.advance(Duration::from_millis(50));
+    }
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(format!("consumer_rewrite_vp8_l1t3_1_to_{n}"), |b| {
+        fan_out(b, &mut net, publisher, n, seq, |seq| {
+            vp8_l1t3(seq, 4444, false)
+        });
+    });
     g.finish();
 }
 
@@ -199,6 +274,7 @@ criterion_group!(
     bench_stun,
     bench_rtp,
     bench_srtp,
-    bench_fanout
+    bench_fanout,
+    bench_fanout_l1t3
 );
 criterion_main!(benches);

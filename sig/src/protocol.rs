@@ -323,6 +323,21 @@ pub enum ServerMsg {
         /// RID → someone can use it.
         active: std::collections::BTreeMap<String, bool>,
     },
+    /// The server stopped forwarding the video of msid stream `id` (`p7`,
+    /// `p7-screen`) to this client: its bandwidth has no room for it even
+    /// after every video was brought down to its lowest frame rate.
+    VideoPaused {
+        /// The msid stream.
+        id: String,
+        /// Why: `low-bandwidth`.
+        reason: &'static str,
+    },
+    /// The video of msid stream `id` paused by `video-paused` comes again
+    /// (from its next keyframe).
+    VideoResumed {
+        /// The msid stream.
+        id: String,
+    },
     /// Confirms `leave`.
     Left,
     /// Something went wrong; the connection stays usable unless said otherwise.

@@ -14,6 +14,7 @@ const state = {
   queue: Promise.resolve(),
   tiles: new Map(), // msid stream id (p7, p7-screen) -> { el, video, audio, stream, name }
   people: new Map(), // participant id -> { id, name, audio_muted, video_off, screen }
+  pausedVideo: new Map(), // msid stream id -> why the server paused its video (`video-paused`)
   viewers: 0, // viewers in the room (`participants`, `deltas`)
   recent: [], // participant ids, the latest dominant speaker first
   levels: {}, // participant id -> dBov, from `levels`
@@ -161,9 +162,12 @@ function ensureTile(id, name) {
     const level = document.createElement('span');
     level.className = 'level';
     cap.append(level, nm, badges);
-    el.append(ph, video, audio, cap);
+    const paused = document.createElement('div');
+    paused.className = 'paused-note';
+    paused.hidden = true;
+    el.append(ph, paused, video, audio, cap);
     $('grid').appendChild(el);
-    t = { el, video, audio, stream: null, name: name || '', nameEl: nm, ph, badgesEl: badges, levelEl: level };
+    t = { el, video, audio, stream: null, name: name || '', nameEl: nm, ph, badgesEl: badges, levelEl: level, pausedEl: paused };
     state.tiles.set(id, t);
   }
   if (name) {
@@ -182,6 +186,7 @@ function removeTile(id) {
   t.audio.srcObject = null;
   t.el.remove();
   state.tiles.delete(id);
+  state.pausedVideo.delete(id);
   updateEmptyHint();
 }
 
@@ -213,6 +218,22 @@ function showBadges(t, p) {
   t.badgesEl.textContent = badges.join(' · ');
   t.el.classList.toggle('video-off', !!p.video_off);
   t.el.classList.toggle('audio-muted', !!p.audio_muted);
+  showPaused(t);
+}
+
+// A video the server paused for this page's bandwidth (`video-paused`):
+// the name and why, in place of a frozen frame, until `video-resumed`.
+const PAUSED_TEXT = { 'low-bandwidth': 'video paused: low bandwidth' };
+function showPaused(t) {
+  const id = t.el.dataset.participant;
+  const reason = state.pausedVideo.get(id);
+  const text = reason ? (PAUSED_TEXT[reason] || 'video paused') : '';
+  t.el.classList.toggle('video-paused', !!reason);
+  t.pausedEl.textContent = reason && t.name ? `${t.name}\n${text}` : text;
+  t.pausedEl.hidden = !reason;
+  const other = t.badgesEl.textContent.split(' · ').filter((b) => b && !b.startsWith('video paused'));
+  if (reason) other.push(text);
+  t.badgesEl.textContent = other.join(' · ');
 }
 
 // The audio level meter of a tile: dBov (-127 silence … 0 loudest).
@@ -297,6 +318,26 @@ function simulcastLayers(track) {
   return null;
 }
 
+// VP8 simulcast layers each with three temporal layers (`L1T3`,
+// W3C webrtc-svc): a subscriber short of bandwidth gets a lower frame rate
+// before it loses a video. Without it (a browser that refuses the mode)
+// the same layers go without.
+const TEMPORAL = (!CODEC || CODEC === 'vp8')
+  && new URLSearchParams(location.search).get('temporal') !== '0';
+function addTransceiverLayered(pc, track, init) {
+  if (TEMPORAL && init.sendEncodings) {
+    try {
+      return pc.addTransceiver(track, {
+        ...init,
+        sendEncodings: init.sendEncodings.map((e) => ({ ...e, scalabilityMode: 'L1T3' })),
+      });
+    } catch (e) {
+      console.warn('no temporal layers:', e);
+    }
+  }
+  return pc.addTransceiver(track, init);
+}
+
 // The address that leads others into `room` (they choose their own name).
 function shareLink(room) {
   return location.origin + location.pathname + '?room=' + encodeURIComponent(room);
@@ -321,7 +362,9 @@ function send(msg) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
 }
 
-const VIDEO = { width: 640, height: 480 };
+// 30 frames/s where the camera can: with three temporal layers (L1T3) a
+// subscriber short of bandwidth still gets 15 or 7.5.
+const VIDEO = { width: 640, height: 480, frameRate: { ideal: 30 } };
 
 async function getMedia() {
   if (VIEWER) return new MediaStream();
@@ -403,6 +446,16 @@ async function handle(msg) {
         }
       }
       if (changed) await tr.sender.setParameters(params).catch((e) => console.warn('setParameters', e));
+      break;
+    }
+    case 'video-paused':
+      state.pausedVideo.set(msg.id, msg.reason);
+      showPaused(ensureTile(msg.id, null));
+      break;
+    case 'video-resumed': {
+      state.pausedVideo.delete(msg.id);
+      const t = state.tiles.get(msg.id);
+      if (t) showPaused(t);
       break;
     }
     case 'levels':
@@ -530,8 +583,11 @@ async function join(room, name) {
 // Run again, with the same media, to reconnect.
 async function connect() {
   const { room, name } = state;
-  // A new session hears `recording` again if the room is still recorded.
+  // A new session hears `recording` again if the room is still recorded,
+  // and of videos paused for it.
   state.recording = false;
+  state.pausedVideo.clear();
+  for (const t of state.tiles.values()) showPaused(t);
   $('recording').hidden = true;
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
   state.pc = pc;
@@ -542,7 +598,7 @@ async function connect() {
     // its bandwidth. `?simulcast=0` sends one stream.
     const layers = track.kind === 'video' && SIMULCAST ? simulcastLayers(track) : null;
     if (layers) init.sendEncodings = layers;
-    const tr = pc.addTransceiver(track, init);
+    const tr = addTransceiverLayered(pc, track, init);
     if (track.kind === 'video') preferCodec(tr);
     state.senders[track.kind] = tr.sender;
   }
@@ -895,8 +951,12 @@ window.sfu = {
   // 'grid' or 'speaker', and the tile shown large in speaker view.
   setView: (v) => { if (v !== state.view) $('toggle-view').click(); },
   mainTile: () => { const el = document.querySelector('.tile.remote.main'); return el ? el.dataset.participant : null; },
-  // The badges a remote tile shows ('muted', 'camera off').
+  // The badges a remote tile shows ('muted', 'camera off', 'video paused: low bandwidth').
   badges: (id) => { const t = state.tiles.get(id); return t ? t.badgesEl.textContent : null; },
+  // The tiles whose video the server paused, with the note each shows (visible only).
+  pausedTiles: () => Object.fromEntries([...state.tiles].filter(([, t]) => !t.pausedEl.hidden
+    && t.el.classList.contains('video-paused') && getComputedStyle(t.video).visibility === 'hidden')
+    .map(([id, t]) => [id, t.pausedEl.textContent])),
   // The camera's simulcast encodings: rid -> active (see source-layers).
   sendingLayers: () => {
     const s = state.senders.video;
@@ -926,7 +986,10 @@ window.sfu = {
     if (!state.pc) return out;
     const receivers = state.pc.getReceivers();
     for (const [id, t] of state.tiles) {
-      const entry = { name: t.name, framesDecoded: 0, audioSamples: 0, frameWidth: 0, freezeS: 0, codec: null };
+      const entry = {
+        name: t.name, framesDecoded: 0, audioSamples: 0, frameWidth: 0, freezeS: 0, codec: null,
+        videoLost: 0, videoPackets: 0, plis: 0, keyframes: 0, freezes: 0,
+      };
       for (const track of t.stream ? t.stream.getTracks() : []) {
         const r = receivers.find((x) => x.track === track);
         if (!r) continue;
@@ -939,6 +1002,11 @@ window.sfu = {
             entry.framesDecoded += s.framesDecoded || 0;
             entry.frameWidth = Math.max(entry.frameWidth, s.frameWidth || 0);
             entry.freezeS += s.totalFreezesDuration || 0;
+            entry.freezes += s.freezeCount || 0;
+            entry.videoLost += s.packetsLost || 0;
+            entry.videoPackets += s.packetsReceived || 0;
+            entry.plis += s.pliCount || 0;
+            entry.keyframes += s.keyFramesDecoded || 0;
           }
           if (s.kind === 'audio') entry.audioSamples += s.totalSamplesReceived || 0;
         });

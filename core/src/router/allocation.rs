@@ -1,8 +1,101 @@
 //! Layer allocation: every 500 ms each subscriber's budget is shared out
-//! over the simulcast layers it receives, and encodings nobody needs are
-//! paused at the source.
+//! over the simulcast and temporal layers it receives
+//! ([`allocator::allocate`]), and encodings nobody needs are paused at the
+//! source.
 
 use super::*;
+use crate::bwe::allocator::{Demand, LayerOption};
+
+/// Whether simulcast consumer `c` (`cid`) gets video in this layer pass,
+/// where `left` (bit/s; `None`: not limited) is what its subscriber's
+/// budget leaves after the least option of each consumer before it, `min`
+/// its own least option's rate, and `first` says it is the first in order
+/// (which always keeps video). Pauses and resumes it, with a
+/// [`RouterEvent::VideoPaused`] or [`RouterEvent::VideoResumed`]:
+/// - paused when `min` has not fit for [`NO_ROOM_HOLD`] on a `lossy` path
+///   (at once right after a resume from such a pause: the resume failed);
+///   a receiver starved of CPU also delays its feedback, and that alone
+///   must not take tiles away;
+/// - resumed once `min` has fit with the upgrade margin for as long as a
+///   probe's rise takes to be confirmed (a policer's bucket lets a chain
+///   of probes through for seconds), after its backoff (doubling, 10–60 s,
+///   for a pause that comes soon after a resume).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one consumer's inputs to the pause decision, each a number"
+)]
+fn keeps_video(
+    now: Instant,
+    c: &mut Consumer,
+    cid: ConsumerId,
+    first: bool,
+    left: Option<u64>,
+    min: u64,
+    lossy: bool,
+    events: &mut VecDeque<RouterEvent>,
+) -> bool {
+    let Some(s) = c.simulcast.as_deref_mut() else {
+        return false;
+    };
+    let room = left.is_none_or(|b| b as f64 >= min as f64 * allocator::UP_MARGIN);
+    if c.target_layer == NO_LAYER && room {
+        s.room_since.get_or_insert(now);
+    } else {
+        s.room_since = None;
+    }
+    let resting = c.target_layer == NO_LAYER
+        && (s.no_room_until.is_some_and(|t| now < t)
+            || s.room_since
+                .is_none_or(|t| now.saturating_duration_since(t) < probe::CONFIRM));
+    if lossy && left.is_some_and(|b| b < min) {
+        s.starved_since.get_or_insert(now);
+    } else {
+        s.starved_since = None;
+    }
+    let just_resumed = s.no_room_backoff.is_some_and(|(_, resumed)| {
+        now.saturating_duration_since(resumed) < allocator::FAILED_WITHIN
+    });
+    let hold = if just_resumed {
+        Duration::ZERO
+    } else {
+        NO_ROOM_HOLD
+    };
+    let starved = s
+        .starved_since
+        .is_some_and(|t| now.saturating_duration_since(t) >= hold);
+    if !first && (resting || starved) {
+        if c.target_layer != NO_LAYER {
+            // Paused again soon after a resume: wait longer.
+            let wait = match s.no_room_backoff {
+                Some((d, resumed)) if now.saturating_duration_since(resumed) < d => {
+                    (d * 2).min(allocator::BACKOFF_MAX)
+                }
+                _ => allocator::BACKOFF_MIN,
+            };
+            s.no_room_until = Some(now + wait);
+            s.no_room_backoff = Some((wait, now));
+            tracing::debug!(
+                target: "sfu::layers",
+                consumer = %cid,
+                left = ?left,
+                lowest = min,
+                "no room for the lowest layer: video paused"
+            );
+            s.last_layer = c.layer.or(s.last_layer);
+            c.layer = None;
+            c.target_layer = NO_LAYER;
+            events.push_back(RouterEvent::VideoPaused(cid, PauseReason::LowBandwidth));
+        }
+        return false;
+    }
+    if c.target_layer == NO_LAYER {
+        if let Some((d, _)) = s.no_room_backoff {
+            s.no_room_backoff = Some((d, now));
+        }
+        events.push_back(RouterEvent::VideoResumed(cid));
+    }
+    true
+}
 
 impl Router {
     /// What consumers can choose from of producer `p`'s encodings at `now`.
@@ -10,11 +103,12 @@ impl Router {
         p.encodings
             .iter()
             .map(|e| LayerInfo {
-                bps: e.rate.bps(),
+                bps: e.rate.bps() + e.overhead_rate.bps(),
                 width: e.size.map(|(w, _)| w),
                 active: e
                     .last_packet
                     .is_some_and(|t| now.saturating_duration_since(t) < ENCODING_INACTIVE_AFTER),
+                temporal_bps: e.temporal_rates.map(|r| r.bps()),
             })
             .collect()
     }
@@ -35,6 +129,12 @@ impl Router {
             any |= p.is_simulcast();
             for e in &mut p.encodings {
                 e.rate.sample(now, e.bytes, Duration::from_millis(900));
+                let overhead = e.packets * producer::PACKET_OVERHEAD_BYTES;
+                e.overhead_rate
+                    .sample(now, overhead, Duration::from_millis(900));
+                for (r, b) in e.temporal_rates.iter_mut().zip(e.temporal_bytes) {
+                    r.sample(now, b, Duration::from_millis(900));
+                }
             }
         }
         if !any {
@@ -73,12 +173,13 @@ impl Router {
             transports,
             producers,
             consumers,
+            events,
             ..
         } = self;
         let mut requests = Vec::new();
         let mut probes = Vec::new();
         let mut ours: Vec<(bool, ConsumerId)> = Vec::new();
-        for (tid, sub) in transports.iter() {
+        for (tid, sub) in transports.iter_mut() {
             // A pipe carries every encoding; the far end's consumers choose.
             if sub.transport.is_pipe() {
                 continue;
@@ -98,7 +199,10 @@ impl Router {
                 if p.is_simulcast() {
                     ours.push((Some(p.params.transport) != speaker, *cid));
                 } else {
-                    other += p.encodings.first().map_or(0, |e| e.rate.bps());
+                    other += p
+                        .encodings
+                        .first()
+                        .map_or(0, |e| e.rate.bps() + e.overhead_rate.bps());
                 }
             }
             if ours.is_empty() {
@@ -110,114 +214,115 @@ impl Router {
             let loss = sub.bwe.last_loss();
             let through = (loss > bwe::INCREASE_BELOW)
                 .then_some((sub.sending_rate.bps() as f64 * (1.0 - loss)) as u64);
-            let mut budget = sub
+            let budget = sub
                 .bwe
                 .cap()
                 .map(|cap| (cap.min(through.unwrap_or(u64::MAX)) * 95 / 100).saturating_sub(other));
+            // The most that got through in this run of losses.
+            if let Some(t) = through {
+                let held = sub.loss_ceiling.filter(|(_, at)| {
+                    now.saturating_duration_since(*at) < allocator::LOSS_CEILING_HOLD
+                });
+                sub.loss_ceiling = Some((held.map_or(t, |(c, _)| c.max(t)), now));
+            }
+            // What the layers may climb to: not above what got through
+            // when the path last lost packets, for a while.
+            let climb_budget = match sub.loss_ceiling {
+                Some((t, at))
+                    if now.saturating_duration_since(at) < allocator::LOSS_CEILING_HOLD =>
+                {
+                    let ceiling = (t * 95 / 100).saturating_sub(other);
+                    Some(budget.map_or(ceiling, |b| b.min(ceiling)))
+                }
+                _ => budget,
+            };
             let limited = budget.is_some();
             // Video is paused for want of room only on a path that loses
             // packets: a receiver starved of CPU also delays its feedback,
             // and that alone must not take tiles away.
             let lossy = loss > bwe::INCREASE_BELOW;
-            let mut reserve: u64 = ours
+            // Each one's options for its tile, least first.
+            let ladders: Vec<Vec<LayerOption>> = ours
                 .iter()
-                .filter_map(|(_, c)| infos.get(&consumers.get(*c)?.params.producer))
-                .map(|(_, lowest)| lowest)
-                .sum();
+                .map(|(_, cid)| {
+                    let c = consumers.get(*cid)?;
+                    let (offered, _) = infos.get(&c.params.producer)?;
+                    let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
+                    Some(allocator::ladder(offered, max_width))
+                })
+                .map(Option::unwrap_or_default)
+                .collect();
+            // Who gets video at all: each one's least option, in order.
+            let mut left = budget;
+            let mut active: Vec<usize> = Vec::with_capacity(ours.len());
             for (i, (_, cid)) in ours.iter().enumerate() {
+                let Some(min) = ladders[i].first().map(|o| o.bps) else {
+                    continue;
+                };
                 let Some(c) = consumers.get_mut(*cid) else {
                     continue;
                 };
-                let Some((offered, min)) = infos.get(&c.params.producer) else {
+                if !keeps_video(now, c, *cid, i == 0, left, min, lossy, events) {
+                    continue;
+                }
+                left = left.map(|b| b.saturating_sub(min));
+                active.push(i);
+            }
+            // What each of them gets: frame rate is given up before a
+            // video, resolution before frame rate (allocator::allocate).
+            let demands: Vec<Demand<'_>> = active
+                .iter()
+                .map(|&i| Demand {
+                    ladder: &ladders[i],
+                    speaker: !ours[i].0,
+                })
+                .collect();
+            let wanted = allocator::allocate(&demands, budget);
+            let up = allocator::allocate_up(&demands, climb_budget);
+            tracing::trace!(
+                target: "sfu::layers",
+                subscriber = %tid,
+                budget = ?budget,
+                climb_budget = ?climb_budget,
+                wanted = ?wanted,
+                up = ?up,
+                demands = ?demands
+                    .iter()
+                    .map(|d| (d.speaker, d.ladder.iter().map(|o| o.bps / 1000).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>(),
+                "layer pass"
+            );
+            for (k, &i) in active.iter().enumerate() {
+                let cid = ours[i].1;
+                let Some(c) = consumers.get_mut(cid) else {
                     continue;
                 };
-                let min = *min;
-                reserve = reserve.saturating_sub(min);
                 let Some(s) = c.simulcast.as_deref_mut() else {
                     continue;
                 };
-                // Not even the lowest layer fits what is left: this one
-                // gets no video rather than everyone too much (those before
-                // it in the order keep theirs; the first always has one).
-                // A paused one resumes once the lowest layer has fit with
-                // the upgrade margin for as long as a probe's rise takes to
-                // be confirmed (a policer's bucket lets a chain of probes
-                // through for seconds), after its backoff.
-                let room = budget.is_none_or(|b| b as f64 >= min as f64 * allocator::UP_MARGIN);
-                if c.target_layer == NO_LAYER && room {
-                    s.room_since.get_or_insert(now);
-                } else {
-                    s.room_since = None;
-                }
-                let resting = c.target_layer == NO_LAYER
-                    && (s.no_room_until.is_some_and(|t| now < t)
-                        || s.room_since
-                            .is_none_or(|t| now.saturating_duration_since(t) < probe::CONFIRM));
-                // Starved for NO_ROOM_HOLD on a lossy path: no room. Right
-                // after a resume from such a pause, at once: the resume
-                // failed, and waiting would congest the others.
-                if lossy && budget.is_some_and(|b| b < min) {
-                    s.starved_since.get_or_insert(now);
-                } else {
-                    s.starved_since = None;
-                }
-                let just_resumed = s.no_room_backoff.is_some_and(|(_, resumed)| {
-                    now.saturating_duration_since(resumed) < allocator::FAILED_WITHIN
-                });
-                let hold = if just_resumed {
-                    Duration::ZERO
-                } else {
-                    NO_ROOM_HOLD
-                };
-                let starved = s
-                    .starved_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= hold);
-                if i > 0 && (resting || starved) {
-                    if c.target_layer != NO_LAYER {
-                        // Paused again soon after a resume: wait longer.
-                        let wait = match s.no_room_backoff {
-                            Some((d, resumed)) if now.saturating_duration_since(resumed) < d => {
-                                (d * 2).min(allocator::BACKOFF_MAX)
-                            }
-                            _ => allocator::BACKOFF_MIN,
-                        };
-                        s.no_room_until = Some(now + wait);
-                        s.no_room_backoff = Some((wait, now));
-                        tracing::debug!(
-                            target: "sfu::layers",
-                            consumer = %cid,
-                            budget = ?budget,
-                            lowest = min,
-                            "no room for the lowest layer: video paused"
-                        );
-                        s.last_layer = c.layer.or(s.last_layer);
-                        c.layer = None;
-                        c.target_layer = NO_LAYER;
-                    }
-                    continue;
-                }
-                if c.target_layer == NO_LAYER
-                    && let Some((d, _)) = s.no_room_backoff
-                {
-                    s.no_room_backoff = Some((d, now));
-                }
-                let share = budget.map(|b| b.saturating_sub(reserve));
-                let Some(t) = s.selector.select(now, offered, share, s.max_width) else {
+                let (w, u) = (wanted[k].unwrap_or(0), up[k]);
+                let Some(t) = s.selector.select(now, &ladders[i], w, u, limited, lossy) else {
                     continue;
                 };
-                if c.target_layer != t as u8 {
+                let to = (t.spatial as u8, t.temporal);
+                if (c.target_layer, c.temporal.target()) != to {
                     tracing::debug!(
                         target: "sfu::layers",
                         consumer = %cid,
-                        from = c.target_layer,
-                        to = t,
-                        share = ?share,
-                        layer_bps = offered[t].bps,
+                        from = ?(c.target_layer, c.temporal.target()),
+                        to = ?to,
+                        budget = ?budget,
+                        bps = t.bps,
+                        order = i,
+                        speaker = !ours[i].0,
+                        wanted = w,
+                        up = u,
+                        ladder = ?ladders[i].iter().map(|o| o.bps / 1000).collect::<Vec<_>>(),
                         "new target layer"
                     );
                 }
-                c.target_layer = t as u8;
-                budget = budget.map(|b| b.saturating_sub(offered[t].bps));
+                c.target_layer = to.0;
+                c.temporal.set_target(to.1);
                 if c.layer != Some(c.target_layer) {
                     requests.push((c.params.producer, c.target_layer));
                 }
@@ -232,20 +337,19 @@ impl Router {
             {
                 let mut need = 0u64;
                 let mut via = None;
-                for (_, cid) in &ours {
-                    let Some(c) = consumers.get(*cid) else {
+                for ((_, cid), ladder) in ours.iter().zip(&ladders) {
+                    let (Some(c), Some(best)) = (consumers.get(*cid), ladder.last()) else {
                         continue;
                     };
-                    let Some((offered, _)) = infos.get(&c.params.producer) else {
-                        continue;
-                    };
-                    let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
-                    let Some(best) = allocator::best_for_size(offered, max_width) else {
-                        continue;
-                    };
-                    let current = offered.get(c.target_layer as usize).map_or(0, |l| l.bps);
-                    if offered[best].bps > current {
-                        need += (offered[best].bps as f64 * allocator::UP_MARGIN) as u64 - current;
+                    let current = ladder
+                        .iter()
+                        .find(|o| {
+                            o.spatial == usize::from(c.target_layer)
+                                && o.temporal == c.temporal.target()
+                        })
+                        .map_or(0, |o| o.bps);
+                    if best.bps > current {
+                        need += (best.bps as f64 * allocator::UP_MARGIN) as u64 - current;
                         if c.params.rtx.is_some() {
                             via = Some(*cid);
                         }

@@ -4,6 +4,7 @@ use crate::ids::{Mid, ProducerId, Pt, Ssrc, TransportId};
 use crate::proto::rtp::{Extension, ExtensionMap, Rewrite};
 use crate::router::seq_manager::SeqManager;
 use crate::router::simulcast_consumer::SimulcastConsumer;
+use crate::router::temporal::TemporalFilter;
 
 /// What the control plane tells the data plane about a subscription.
 #[derive(Debug, Clone)]
@@ -68,6 +69,8 @@ pub struct Consumer {
     /// The encoding it should forward; switched to at its next keyframe.
     /// [`NO_LAYER`] when its subscriber's bandwidth has no room for it.
     pub(crate) target_layer: u8,
+    /// The temporal layers it forwards (all unless its bandwidth is short).
+    pub(crate) temporal: TemporalFilter,
     /// Layer switching state, for a consumer of a simulcast producer.
     pub(crate) simulcast: Option<Box<SimulcastConsumer>>,
 }
@@ -149,6 +152,7 @@ impl Consumer {
         Self {
             layer: (!simulcast).then_some(0),
             target_layer: 0,
+            temporal: TemporalFilter::default(),
             simulcast: simulcast.then(Box::default),
             params,
             seq: SeqManager::new(initial_seq),
@@ -181,6 +185,13 @@ impl Consumer {
     /// The encoding it will switch to at that encoding's next keyframe.
     pub fn target_layer(&self) -> u8 {
         self.target_layer
+    }
+
+    /// The temporal layers it forwards now and should forward: highest
+    /// temporal layer ids, [`crate::router::temporal::ALL_TEMPORAL_LAYERS`]
+    /// for all.
+    pub fn temporal_layers(&self) -> (u8, u8) {
+        (self.temporal.current(), self.temporal.target())
     }
 
     /// Layer switches done so far.

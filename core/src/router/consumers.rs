@@ -57,9 +57,10 @@ impl Router {
             if let Some(t) = c
                 .simulcast
                 .as_mut()
-                .and_then(|s| s.selector.select(now, &layers, None, s.max_width))
+                .and_then(|s| s.selector.select_alone(now, &layers, None, s.max_width))
             {
-                c.target_layer = t as u8;
+                c.target_layer = t.spatial as u8;
+                c.temporal.set_target(t.temporal);
             } else {
                 c.target_layer = (p.encodings.len() - 1) as u8;
             }

@@ -77,6 +77,9 @@ impl Router {
             if codec == VideoCodec::Vp8 {
                 vp8 = Vp8Descriptor::parse(payload);
                 is_keyframe = vp8.is_some_and(|d| d.keyframe);
+                if let Some(t) = vp8.and_then(|d| d.tid) {
+                    e.temporal_bytes[usize::from(t & 3)] += pkt.len() as u64;
+                }
                 if let Some(size) = vp8.and_then(|d| d.size) {
                     e.size = Some(size);
                 }
@@ -140,6 +143,11 @@ impl Router {
                     counters.layer_switches.add(1);
                     worker_counters.layer_switches.add(1);
                 }
+            }
+            if let Some(d) = &vp8
+                && !c.temporal_pass(d, hdr.seq, is_keyframe)
+            {
+                continue;
             }
             let copy = Copy {
                 now,

@@ -28,6 +28,7 @@ mod rtp_in;
 pub mod rtp_listener;
 pub mod seq_manager;
 mod simulcast_consumer;
+pub mod temporal;
 mod timers;
 mod transport_state;
 
@@ -188,6 +189,31 @@ pub enum RouterEvent {
     /// messages/s or bytes/s limit, which were dropped; reported at most
     /// once per [`data_channels::RATE_NOTICE_INTERVAL`].
     DataRateLimited(TransportId),
+    /// This consumer's video stopped: its subscriber's bandwidth has no
+    /// room even for its least option (the lowest encoding's base temporal
+    /// layer) after every video got down to that ([`Router`]'s layer
+    /// pass). The control plane tells the subscriber, whose page shows why
+    /// instead of a frozen frame.
+    VideoPaused(ConsumerId, PauseReason),
+    /// A consumer paused so ([`RouterEvent::VideoPaused`]) forwards again
+    /// from its next keyframe.
+    VideoResumed(ConsumerId),
+}
+
+/// Why the Router stopped a consumer's video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// Its subscriber's estimated bandwidth has no room for it.
+    LowBandwidth,
+}
+
+impl PauseReason {
+    /// `low-bandwidth`: the reason as signaling names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LowBandwidth => "low-bandwidth",
+        }
+    }
 }
 
 /// One room's forwarding graph.
@@ -403,6 +429,7 @@ impl Router {
             last_remb: None,
             sent_bytes: 0,
             sending_rate: RateMeter::default(),
+            loss_ceiling: None,
             last_report: None,
             loss_window: (0, 0),
             remb_lifts_left: 0,

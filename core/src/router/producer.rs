@@ -136,6 +136,11 @@ impl ProducerParams {
     }
 }
 
+/// What a forwarded RTP packet carries on the wire beyond itself, bytes:
+/// the SRTP authentication tag (10, HMAC-SHA1-80, RFC 3711 §4.2), UDP (8)
+/// and IPv4 (20). A 20 ms Opus packet of ~100 bytes grows by over a third.
+pub const PACKET_OVERHEAD_BYTES: u64 = 38;
+
 /// Encodings a producer has at most.
 pub const MAX_ENCODINGS: usize = 4;
 
@@ -159,8 +164,17 @@ pub(crate) struct Encoding {
     pub(crate) stats: ReceiveStats,
     /// Bytes of RTP received (headers included).
     pub(crate) bytes: u64,
+    /// Packets received, and what their headers below RTP add on a
+    /// subscriber's path ([`PACKET_OVERHEAD_BYTES`] each), measured with
+    /// `rate`: the layer pass counts what a layer costs on the wire.
+    pub(crate) packets: u64,
+    pub(crate) overhead_rate: RateMeter,
     /// The received rate, measured by the router about once a second.
     pub(crate) rate: RateMeter,
+    /// Bytes of RTP received per temporal layer id (TID 0–3, VP8), and
+    /// their rates, measured with `rate`.
+    pub(crate) temporal_bytes: [u64; 4],
+    pub(crate) temporal_rates: [RateMeter; 4],
     /// When its last packet arrived.
     pub(crate) last_packet: Option<Instant>,
     /// Its picture size (width, height) from its last keyframe, when the
@@ -182,7 +196,11 @@ impl Encoding {
             nack_scheduled: None,
             stats: ReceiveStats::new(clock_rate),
             bytes: 0,
+            packets: 0,
+            overhead_rate: RateMeter::default(),
             rate: RateMeter::default(),
+            temporal_bytes: [0; 4],
+            temporal_rates: [RateMeter::default(); 4],
             last_packet: None,
             size: None,
         }

@@ -55,6 +55,7 @@ impl Router {
             };
             e.stats.on_packet(now, hdr.seq, hdr.timestamp);
             e.bytes += pkt.len() as u64;
+            e.packets += 1;
             e.last_packet = Some(now);
             self.forward(now, pid, enc, pkt, &hdr);
             return;

@@ -3,6 +3,9 @@
 //! A consumer's output sequence numbers must be gapless where the input is
 //! gapless, keep the input's gaps and order, and continue without a jump
 //! when the consumer switches to another input (producer switch, resume).
+//! A packet the consumer leaves out on purpose (a temporal layer it does
+//! not forward) leaves no gap either: later ones move down by one
+//! ([`SeqManager::leave_out`]), as mediasoup's `SeqManager::Drop` does.
 
 use crate::ids::SeqNo;
 
@@ -21,6 +24,83 @@ pub struct SeqManager {
     resync: bool,
     /// Output value of the very first packet.
     initial_out: u16,
+    /// The offsets before this epoch's drops, once it has any: for packets
+    /// that arrive late and for NACKs of what was sent before.
+    history: Option<Box<OffsetHistory>>,
+}
+
+/// The offsets (output − input) a stream of extended counters had, newest
+/// last: each from its first input on. A counter left out moves the ones
+/// after it down by one; what came before keeps its offset. Kept for the
+/// last [`OffsetHistory::LEN`] changes (consecutive drops make one).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OffsetHistory {
+    /// (first input, offset), inputs ascending.
+    regimes: std::collections::VecDeque<(u64, i64)>,
+}
+
+impl OffsetHistory {
+    /// Changes kept: at 30 frames/s with every other frame left out, about
+    /// two seconds, longer than a NACK is answered for.
+    pub(crate) const LEN: usize = 32;
+
+    /// Starts over: from `first` on, `offset`.
+    pub(crate) fn reset(&mut self, first: u64, offset: i64) {
+        self.regimes.clear();
+        self.regimes.push_back((first, offset));
+    }
+
+    /// The current offset (that of the newest input).
+    pub(crate) fn current(&self) -> i64 {
+        self.regimes.back().map_or(0, |r| r.1)
+    }
+
+    /// The offset input `ext` had (the oldest kept, for one older still).
+    pub(crate) fn offset_at(&self, ext: u64) -> i64 {
+        self.regimes
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= ext)
+            .or(self.regimes.front())
+            .map_or(0, |r| r.1)
+    }
+
+    /// The input that was sent as output `ext_out`.
+    pub(crate) fn input_of(&self, ext_out: u64) -> u64 {
+        let off = self
+            .regimes
+            .iter()
+            .rev()
+            .find(|(first, off)| (*first as i64 + off) as u64 <= ext_out)
+            .or(self.regimes.front())
+            .map_or(0, |r| r.1);
+        (ext_out as i64 - off) as u64
+    }
+
+    /// Input `ext` is left out: the inputs after it map one lower. One
+    /// before the newest change (late, or left out already) changes
+    /// nothing. Returns whether it changed the mapping.
+    pub(crate) fn leave_out(&mut self, ext: u64) -> bool {
+        let Some(&(first, off)) = self.regimes.back() else {
+            return false;
+        };
+        if ext < first {
+            return false;
+        }
+        if ext == first
+            && self.regimes.len() > 1
+            && let Some(last) = self.regimes.back_mut()
+        {
+            // Right after the last one left out: one change for both.
+            *last = (ext + 1, off - 1);
+        } else {
+            if self.regimes.len() == Self::LEN {
+                self.regimes.pop_front();
+            }
+            self.regimes.push_back((ext + 1, off - 1));
+        }
+        true
+    }
 }
 
 impl SeqManager {
@@ -33,6 +113,7 @@ impl SeqManager {
             highest_out: None,
             resync: true,
             initial_out,
+            history: None,
         }
     }
 
@@ -58,6 +139,7 @@ impl SeqManager {
             self.epoch_start = SeqNo(ext);
             self.highest_in = Some(SeqNo(ext));
             self.resync = false;
+            self.history = None;
             ext
         } else {
             let h = self.highest_in?.0;
@@ -67,6 +149,10 @@ impl SeqManager {
             }
             if ext > h {
                 self.highest_in = Some(SeqNo(ext));
+            } else if let Some(hist) = &self.history {
+                // Late: the offset it had before later drops.
+                let out = (ext as i64 + hist.offset_at(ext)) as u64;
+                return Some(out as u16);
             }
             ext
         };
@@ -77,10 +163,37 @@ impl SeqManager {
         Some(out as u16)
     }
 
+    /// Leaves input `seq` out: it gets no output number, and the inputs
+    /// after it continue without a gap. Only a packet newer than any seen
+    /// counts: one that arrives late, after later ones were sent, keeps
+    /// its gap (moving those would renumber what was sent).
+    pub fn leave_out(&mut self, seq: u16) {
+        let Some(h) = self.highest_in.filter(|_| !self.resync) else {
+            return;
+        };
+        let ext = h.unwrap(seq).0;
+        if ext <= h.0 {
+            return;
+        }
+        let (offset, start) = (self.offset, self.epoch_start.0);
+        let hist = self.history.get_or_insert_with(|| {
+            let mut hist = Box::<OffsetHistory>::default();
+            hist.reset(start, offset);
+            hist
+        });
+        if hist.leave_out(ext) {
+            self.offset = hist.current();
+            self.highest_in = Some(SeqNo(ext));
+        }
+    }
+
     /// Maps an output sequence number back to the input one of the current
     /// epoch (for relaying NACKs to the producer).
     pub fn output_to_input(&self, out: u16) -> u16 {
-        (out as i64 - self.offset) as u16
+        match (&self.history, self.highest_out) {
+            (Some(hist), Some(h)) => hist.input_of(h.unwrap(out).0) as u16,
+            _ => (out as i64 - self.offset) as u16,
+        }
     }
 
     /// Like [`SeqManager::output_to_input`], but `None` for an output sent
@@ -88,7 +201,12 @@ impl SeqManager {
     /// simulcast layer, whose packets this epoch's input cannot replace).
     pub fn output_to_input_in_epoch(&self, out: u16) -> Option<u16> {
         let h = self.highest_out?.0;
-        let first = (self.epoch_start.0 as i64 + self.offset) as u64;
+        let start = self.epoch_start.0;
+        let offset = self
+            .history
+            .as_ref()
+            .map_or(self.offset, |x| x.offset_at(start));
+        let first = (start as i64 + offset) as u64;
         let back = u64::from((h as u16).wrapping_sub(out));
         (back <= h.saturating_sub(first)).then(|| self.output_to_input(out))
     }
@@ -241,5 +359,36 @@ mod tests {
         assert_eq!(m.output_to_input_in_epoch(65535), None);
         assert_eq!(m.output_to_input_in_epoch(65534), None);
         assert_eq!(m.output_to_input_in_epoch(2), None, "not sent yet");
+    }
+
+    #[test]
+    fn packets_left_out_leave_no_gap_and_late_ones_keep_their_numbers() {
+        let mut m = SeqManager::new(65533);
+        assert_eq!(m.input(100), Some(65533));
+        // 101 and 102 left out (one frame), 104 lost for now.
+        m.leave_out(101);
+        m.leave_out(102);
+        assert_eq!(m.input(103), Some(65534));
+        m.leave_out(105);
+        assert_eq!(m.input(106), Some(0), "across the output wrap");
+        // 104 arrives late: the number it would have had then.
+        assert_eq!(m.input(104), Some(65535));
+        // A late packet left out, or one already passed: no change.
+        m.leave_out(102);
+        m.leave_out(104);
+        assert_eq!(m.input(107), Some(1));
+        // NACKs map back past the changes.
+        assert_eq!(m.output_to_input(65533), 100);
+        assert_eq!(m.output_to_input(65534), 103);
+        assert_eq!(m.output_to_input(65535), 104);
+        assert_eq!(m.output_to_input(0), 106);
+        assert_eq!(m.output_to_input(1), 107);
+        assert_eq!(m.output_to_input_in_epoch(65533), Some(100));
+        assert_eq!(m.output_to_input_in_epoch(1), Some(107));
+        // A new epoch forgets them.
+        m.sync();
+        assert_eq!(m.input(9000), Some(2));
+        assert_eq!(m.output_to_input(2), 9000);
+        assert_eq!(m.output_to_input_in_epoch(1), None);
     }
 }

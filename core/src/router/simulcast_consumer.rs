@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::bwe::allocator::LayerSelector;
+use crate::router::temporal::PictureIds;
 
 /// Clock ticks of 90 kHz video in one second.
 pub(super) const VIDEO_CLOCK: i64 = 90_000;
@@ -16,9 +17,10 @@ pub(crate) struct SimulcastConsumer {
     pub(crate) selector: LayerSelector,
     /// The largest width its subscriber shows it at, pixels.
     pub(crate) max_width: Option<u16>,
-    /// Output = input + offset (wrapping, to the descriptor's width), for
-    /// the VP8 picture ID and TL0PICIDX (RFC 7741 §4.2).
-    pub(crate) picture_id_offset: u16,
+    /// The VP8 picture IDs sent (RFC 7741 §4.2): continuous across layer
+    /// switches and pictures left out.
+    pub(crate) pictures: PictureIds,
+    /// Output = input + offset (wrapping), for the VP8 TL0PICIDX.
     pub(crate) tl0picidx_offset: u8,
     /// The last picture ID and TL0PICIDX sent (output values).
     pub(crate) last_picture_id: Option<u16>,
@@ -65,9 +67,7 @@ impl SimulcastConsumer {
         let Some(d) = vp8 else { return };
         let at = out.len() - payload_len;
         let m = d.picture_id_modulus();
-        let picture_id = d
-            .picture_id
-            .map(|p| p.wrapping_add(self.picture_id_offset) & (m - 1));
+        let picture_id = d.picture_id.map(|p| self.pictures.output(p, m));
         let tl0 = d.tl0picidx.map(|t| t.wrapping_add(self.tl0picidx_offset));
         d.rewrite(&mut out[at..], picture_id.unwrap_or(0), tl0.unwrap_or(0));
         if let Some(p) = picture_id
@@ -109,6 +109,7 @@ impl Consumer {
         let from = c.layer.or(s.last_layer);
         c.layer = Some(to);
         c.seq.sync();
+        c.temporal.on_keyframe();
         s.last_layer = Some(to);
         if from.is_some_and(|f| f != to) {
             s.switches += 1;
@@ -144,8 +145,8 @@ impl Consumer {
         }
         if let Some(d) = vp8 {
             if let (Some(p), Some(last)) = (d.picture_id, s.last_picture_id) {
-                s.picture_id_offset =
-                    last.wrapping_add(1).wrapping_sub(p) & (d.picture_id_modulus() - 1);
+                let m = d.picture_id_modulus();
+                s.pictures.restart(p, last.wrapping_add(1) & (m - 1), m);
             }
             if let (Some(t), Some(last)) = (d.tl0picidx, s.last_tl0picidx) {
                 s.tl0picidx_offset = last.wrapping_add(1).wrapping_sub(t);

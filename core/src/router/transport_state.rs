@@ -29,6 +29,10 @@ pub(super) struct TransportEntry {
     pub(super) sent_bytes: u64,
     /// The rate we send it at, measured once a second from `sent_bytes`.
     pub(super) sending_rate: RateMeter,
+    /// What got through the last time its path lost packets (bit/s), and
+    /// when: the layer pass climbs no higher than that for
+    /// `allocator::LOSS_CEILING_HOLD` after.
+    pub(super) loss_ceiling: Option<(u64, Instant)>,
     /// When its loss was last evaluated, and `sent_bytes` then.
     pub(super) last_report: Option<(Instant, u64)>,
     /// Packets expected and lost in its reports since then.

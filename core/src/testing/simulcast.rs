@@ -2,7 +2,11 @@
 //! 320 and 640 px wide) whose SSRCs the offer did not announce, with the MID
 //! and RID header extensions only on their first packets, a keyframe on each
 //! PLI, and a sender report a second per layer. The last payload byte of
-//! each packet is its layer, for the subscriber's side of a test.
+//! each packet is its layer, for the subscriber's side of a test. With
+//! [`SimulcastSource::l1t3`] each layer has three temporal layers as
+//! libwebrtc's VP8 encoder makes them (`L1T3`): TIDs 0, 2, 1, 2 in turn, the
+//! first T2 and the T1 after each T0 marked as layer syncs (Y), TL0PICIDX
+//! counting T0 frames, and 40 / 20 / 40 % of the bits.
 
 use std::time::Duration;
 
@@ -40,13 +44,28 @@ pub struct SimulcastSource {
     pub layers: Vec<Layer>,
     pub t: Duration,
     pub keyframes: u32,
+    /// The peer of the net that publishes.
+    pub peer: usize,
+    /// Three temporal layers per layer (L1T3).
+    pub temporal: bool,
+    /// Frames sent.
+    pub frames: u32,
 }
 
 impl SimulcastSource {
     pub fn new() -> Self {
+        Self::on_peer(0, 5000, false)
+    }
+
+    /// L1T3 layers from `peer`, SSRCs from `ssrc_base`.
+    pub fn l1t3(peer: usize, ssrc_base: u32) -> Self {
+        Self::on_peer(peer, ssrc_base, true)
+    }
+
+    fn on_peer(peer: usize, ssrc_base: u32, temporal: bool) -> Self {
         let layer = |i: u32, rid, width, kbps: u64| Layer {
             rid,
-            ssrc: 5000 + i,
+            ssrc: ssrc_base + i,
             width,
             bps: kbps * 1000,
             seq: 60_000 + 1_000 * i as u16,
@@ -66,6 +85,9 @@ impl SimulcastSource {
             ],
             t: Duration::ZERO,
             keyframes: 0,
+            peer,
+            temporal,
+            frames: 0,
         }
     }
 
@@ -74,7 +96,8 @@ impl SimulcastSource {
     /// One frame of each active layer from peer 0 of `net`, after the
     /// PLIs it got (a keyframe of that layer).
     pub fn tick(&mut self, net: &mut Net) {
-        for c in std::mem::take(&mut net.peers[0].rtcp) {
+        let peer = self.peer;
+        for c in std::mem::take(&mut net.peers[peer].rtcp) {
             for p in RtcpIter::new(&c) {
                 if p.pt == rtcp::PT_PSFB && p.count_or_fmt == 1 {
                     let ssrc = p.media_ssrc().expect("PLI names its SSRC").0;
@@ -85,6 +108,15 @@ impl SimulcastSource {
             }
         }
         let ms = self.t.as_millis() as u64;
+        // L1T3: TID 0, 2, 1, 2; the T2 and T1 right after a T0 are syncs.
+        let (tid, sync, share) = match self.frames % 4 {
+            _ if !self.temporal => (0, false, 10),
+            0 => (0u8, false, 16u64),
+            1 => (2, true, 8),
+            2 => (1, true, 8),
+            _ => (2, false, 8),
+        };
+        self.frames += 1;
         for (i, l) in self.layers.iter_mut().enumerate() {
             if !l.active {
                 continue;
@@ -100,17 +132,23 @@ impl SimulcastSource {
                     octets: l.octets,
                 }
                 .write(&mut sr);
-                assert!(net.peers[0].client.send_rtcp(&sr));
+                assert!(net.peers[peer].client.send_rtcp(&sr));
             }
-            let key = std::mem::take(&mut l.key_pending);
+            // A keyframe is a T0 frame: one asked for waits for the next.
+            let key = tid == 0 && std::mem::take(&mut l.key_pending);
             self.keyframes += u32::from(key);
-            let frame_bytes = (l.bps / 8 * FRAME.as_millis() as u64 / 1000) as usize;
+            let frame_bytes = (l.bps / 8 * FRAME.as_millis() as u64 / 1000 * share / 10) as usize;
             let packets = frame_bytes.div_ceil(MAX_PACKET).max(1);
             for k in 0..packets {
                 // VP8 descriptor: X, S on the first packet; I and L; 15-bit
                 // picture ID; TL0PICIDX.
                 let [p0, p1] = (l.picture_id | 0x8000).to_be_bytes();
-                let mut payload = vec![if k == 0 { 0x90 } else { 0x80 }, 0xc0, p0, p1, l.tl0];
+                let x = if self.temporal { 0xe0 } else { 0xc0 };
+                let mut payload = vec![if k == 0 { 0x90 } else { 0x80 }, x, p0, p1, l.tl0];
+                if self.temporal {
+                    // TID, Y, KEYIDX 0.
+                    payload.push((tid << 6) | if sync { 0x20 } else { 0 });
+                }
                 if k == 0 {
                     // Frame tag (P clear on a keyframe), start code, size.
                     payload.push(if key { 0x10 } else { 0x11 });
@@ -128,13 +166,16 @@ impl SimulcastSource {
                     vec![]
                 };
                 let pkt = rtp_with_ext(96, l.seq, ts, l.ssrc, k + 1 == packets, &exts, &payload);
-                assert!(net.peers[0].client.send_rtp(&pkt));
+                assert!(net.peers[peer].client.send_rtp(&pkt));
                 l.seq = l.seq.wrapping_add(1);
                 l.sent += 1;
                 l.octets += payload.len() as u32;
             }
             l.picture_id = (l.picture_id + 1) & 0x7fff;
-            l.tl0 = l.tl0.wrapping_add(1);
+            // TL0PICIDX counts T0 frames; the others carry their T0's.
+            if !self.temporal || self.frames.is_multiple_of(4) {
+                l.tl0 = l.tl0.wrapping_add(1);
+            }
         }
         self.t += FRAME;
     }

@@ -107,6 +107,17 @@ impl Room {
                     ));
                 }
             }
+            // A subscriber's video of someone stopped or comes again for
+            // its bandwidth: its page shows why instead of a frozen frame.
+            RouterEvent::VideoPaused(consumer, reason) => {
+                self.tell_video_state(router, consumer, |id| ServerMsg::VideoPaused {
+                    id,
+                    reason: reason.as_str(),
+                });
+            }
+            RouterEvent::VideoResumed(consumer) => {
+                self.tell_video_state(router, consumer, |id| ServerMsg::VideoResumed { id });
+            }
             RouterEvent::AudioLevels(levels) => {
                 let levels: std::collections::BTreeMap<String, i8> = levels
                     .iter()
@@ -147,6 +158,27 @@ impl Room {
                 self.remove_participant(pid, false).await;
             }
         }
+    }
+
+    /// Sends the subscriber of `consumer` (on `router`) `msg` of the msid
+    /// stream it forwards.
+    fn tell_video_state(
+        &self,
+        router: RouterId,
+        consumer: ConsumerId,
+        msg: impl FnOnce(String) -> ServerMsg,
+    ) {
+        let Some((p, t)) = self
+            .participants
+            .iter()
+            .filter(|p| p.router == router)
+            .find_map(|p| Some((p, p.neg.live_tracks().find(|t| t.consumer == consumer)?)))
+        else {
+            return;
+        };
+        let msg = msg(t.stream_id());
+        tracing::debug!(room = %self.name, participant = p.id, ?msg, "video state");
+        p.conn.send(&msg);
     }
 
     /// The router or its worker failed: everyone, and every join still

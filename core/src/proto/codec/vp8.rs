@@ -15,6 +15,11 @@ pub struct Vp8Descriptor {
     pub tl0picidx: Option<u8>,
     /// Byte offset of TL0PICIDX in the payload.
     tl0picidx_at: usize,
+    /// The temporal layer index (TID, 0–3), when the T bit is set.
+    pub tid: Option<u8>,
+    /// The Y bit: this frame depends only on base-layer (TID 0) frames, so
+    /// a receiver may start its layer here (a layer sync).
+    pub layer_sync: bool,
     /// Start of a VP8 partition (S bit) with partition index 0: the first
     /// packet of a frame.
     pub frame_start: bool,
@@ -33,6 +38,7 @@ impl Vp8Descriptor {
         let mut at = 1;
         let (mut picture_id, mut long_picture_id, mut picture_id_at) = (None, false, 0);
         let (mut tl0picidx, mut tl0picidx_at) = (None, 0);
+        let (mut tid, mut layer_sync) = (None, false);
         if b0 & 0x80 != 0 {
             let x = *payload.get(at)?;
             at += 1;
@@ -54,8 +60,13 @@ impl Vp8Descriptor {
                 tl0picidx_at = at;
                 at += 1;
             }
+            // TID(2) Y(1) KEYIDX(5), present with T or K.
             if x & 0x30 != 0 {
-                payload.get(at)?;
+                let t = *payload.get(at)?;
+                if x & 0x20 != 0 {
+                    tid = Some(t >> 6);
+                    layer_sync = t & 0x20 != 0;
+                }
                 at += 1;
             }
         }
@@ -77,6 +88,8 @@ impl Vp8Descriptor {
             picture_id_at,
             tl0picidx,
             tl0picidx_at,
+            tid,
+            layer_sync,
             frame_start,
             keyframe,
             size,

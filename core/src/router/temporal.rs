@@ -1,0 +1,356 @@
+//! Temporal layers: which frames of a stream a consumer forwards, by their
+//! temporal layer id, and the VP8 picture IDs that stay continuous when
+//! frames are left out.
+//!
+//! A temporal layer T*n* holds frames that depend only on frames of layers
+//! up to *n* (VP8: RFC 7741 §4.2, the TID and Y bits). Leaving out every
+//! frame above a layer halves or quarters the frame rate without breaking
+//! decoding. Going down can happen at any frame; going up only at a frame
+//! that depends on nothing of its own layer sent before (a layer sync, the
+//! Y bit), one layer at a time, or at a keyframe.
+//!
+//! The consumer renumbers what it forwards so that the decoder sees no
+//! gap: sequence numbers (`SeqManager::leave_out`) and the VP8 picture ID
+//! ([`PictureIds`]). TL0PICIDX counts base-layer frames, never left out,
+//! and needs nothing.
+
+use super::consumer::Consumer;
+use super::seq_manager::OffsetHistory;
+use crate::proto::codec::Vp8Descriptor;
+
+/// A temporal target or current layer meaning "every layer".
+pub const ALL_TEMPORAL_LAYERS: u8 = u8::MAX;
+
+/// Which temporal layers a consumer forwards: those up to `current`, which
+/// follows `target` at the frames where that is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemporalFilter {
+    current: u8,
+    target: u8,
+}
+
+impl Default for TemporalFilter {
+    fn default() -> Self {
+        Self {
+            current: ALL_TEMPORAL_LAYERS,
+            target: ALL_TEMPORAL_LAYERS,
+        }
+    }
+}
+
+impl TemporalFilter {
+    /// The highest temporal layer id forwarded now
+    /// ([`ALL_TEMPORAL_LAYERS`]: all).
+    pub fn current(&self) -> u8 {
+        self.current
+    }
+
+    /// The highest it should forward.
+    pub fn target(&self) -> u8 {
+        self.target
+    }
+
+    /// Sets the highest temporal layer id to forward
+    /// ([`ALL_TEMPORAL_LAYERS`]: all). Down happens at the next frame,
+    /// up at a layer sync or keyframe.
+    pub fn set_target(&mut self, target: u8) {
+        self.target = target;
+    }
+
+    /// A keyframe (or a switch to another encoding, which starts at one):
+    /// nothing before it is needed, so the target applies at once.
+    pub fn on_keyframe(&mut self) {
+        self.current = self.target;
+    }
+
+    /// Whether a packet of temporal layer `tid` is forwarded. At the first
+    /// packet of a frame (`frame_start`) the current layer moves towards
+    /// the target: down at once, up by one layer at a frame of that layer
+    /// marked `layer_sync` (VP8's Y bit). Every packet of a frame has the
+    /// same `tid`, so a frame is forwarded whole or not at all.
+    #[inline]
+    pub fn pass(&mut self, tid: u8, frame_start: bool, layer_sync: bool) -> bool {
+        if frame_start && self.current != self.target {
+            if self.target < self.current {
+                self.current = self.target;
+            } else if layer_sync && tid == self.current.wrapping_add(1) && tid <= self.target {
+                self.current = tid;
+            }
+        }
+        tid <= self.current
+    }
+}
+
+impl Consumer {
+    /// Whether this consumer forwards the VP8 packet with descriptor `d`
+    /// and sequence number `seq` (`keyframe`: it starts one) by its
+    /// temporal layers. One it does not is left out of its sequence
+    /// numbers and picture IDs, so what it sends has no gap. A packet
+    /// without a TID passes.
+    #[inline]
+    pub(crate) fn temporal_pass(&mut self, d: &Vp8Descriptor, seq: u16, keyframe: bool) -> bool {
+        let Some(tid) = d.tid else { return true };
+        if keyframe {
+            self.temporal.on_keyframe();
+        }
+        if self.temporal.pass(tid, d.frame_start, d.layer_sync) {
+            return true;
+        }
+        self.seq.leave_out(seq);
+        if let (Some(s), Some(p)) = (self.simulcast.as_deref_mut(), d.picture_id) {
+            s.pictures.leave_out(p, d.picture_id_modulus());
+        }
+        false
+    }
+}
+
+/// A consumer's VP8 picture IDs (RFC 7741 §4.2, 7 or 15 bits): output =
+/// input + an offset set at each layer switch (so the IDs continue by one)
+/// and lowered by one for each picture left out.
+#[derive(Debug, Clone, Default)]
+pub struct PictureIds {
+    /// The highest input picture ID seen, extended past its wraps.
+    highest: Option<u64>,
+    /// Offsets by input picture (extended).
+    history: OffsetHistory,
+    /// 2^7 or 2^15, as the publisher sends them.
+    modulus: u16,
+}
+
+impl PictureIds {
+    fn extend(&self, id: u16, modulus: u16) -> Option<u64> {
+        let h = self.highest?;
+        let m = i64::from(modulus);
+        let d = (i64::from(id) - (h % modulus as u64) as i64).rem_euclid(m);
+        let d = if d >= m / 2 { d - m } else { d };
+        Some((h as i64 + d) as u64)
+    }
+
+    /// Starts over at input picture `id` (a layer switch or the first
+    /// picture), sent as `out`.
+    pub fn restart(&mut self, id: u16, out: u16, modulus: u16) {
+        // Far from zero, so that late pictures still extend.
+        let ext = (1u64 << 32) + u64::from(id);
+        self.highest = Some(ext);
+        self.modulus = modulus;
+        let offset = i64::from(out.wrapping_sub(id) & (modulus - 1));
+        self.history.reset(ext, offset);
+    }
+
+    /// The output picture ID of input `id` (a packet being sent), kept to
+    /// `modulus`. The first call starts the mapping with no offset.
+    pub fn output(&mut self, id: u16, modulus: u16) -> u16 {
+        let ext = match self.extend(id, modulus).filter(|_| self.modulus == modulus) {
+            Some(e) => e,
+            None => {
+                self.restart(id, id, modulus);
+                return id;
+            }
+        };
+        if self.highest.is_some_and(|h| ext > h) {
+            self.highest = Some(ext);
+        }
+        let out = ext as i64 + self.history.offset_at(ext);
+        (out as u64 % u64::from(modulus)) as u16
+    }
+
+    /// Input picture `id` is left out: the pictures after it are sent one
+    /// lower. Only a picture newer than any seen counts, once.
+    pub fn leave_out(&mut self, id: u16, modulus: u16) {
+        let Some(ext) = self.extend(id, modulus).filter(|_| self.modulus == modulus) else {
+            return;
+        };
+        if self.highest.is_some_and(|h| ext > h) && self.history.leave_out(ext) {
+            self.highest = Some(ext);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_at_any_frame_up_one_layer_at_a_sync() {
+        let mut f = TemporalFilter::default();
+        // All layers by default.
+        assert!(f.pass(2, true, false));
+        f.set_target(0);
+        // Mid-frame: the frame that started goes on whole.
+        assert!(f.pass(2, false, false));
+        assert!(!f.pass(2, true, false), "down at the next frame");
+        assert!(!f.pass(1, true, true));
+        assert!(f.pass(0, true, false));
+        f.set_target(2);
+        assert!(!f.pass(2, true, true), "up one layer at a time");
+        assert!(!f.pass(1, true, false), "T1 without the Y bit");
+        assert!(f.pass(0, true, false));
+        assert!(f.pass(1, true, true), "T1 sync: up to T1");
+        assert!(f.pass(1, false, false));
+        assert!(!f.pass(2, true, false));
+        assert!(f.pass(2, true, true), "T2 sync: up to T2");
+        assert_eq!(f.current(), 2);
+        f.set_target(1);
+        assert!(f.pass(0, true, false));
+        assert!(!f.pass(2, true, true));
+        // A keyframe applies the target at once.
+        f.set_target(ALL_TEMPORAL_LAYERS);
+        f.on_keyframe();
+        assert!(f.pass(3, true, false));
+    }
+
+    #[test]
+    fn picture_ids_continue_across_pictures_left_out_and_wraps() {
+        let m = 1 << 15;
+        let mut p = PictureIds::default();
+        assert_eq!(p.output(32766, m), 32766);
+        p.leave_out(32767, m);
+        assert_eq!(p.output(0, m), 32767, "one left out: one lower");
+        p.leave_out(1, m);
+        p.leave_out(1, m); // its second packet: once only
+        p.leave_out(2, m);
+        assert_eq!(p.output(3, m), 0, "three left out, across the wrap");
+        assert_eq!(p.output(3, m), 0, "the next packet of it");
+        // A late packet of an earlier picture keeps the ID it was sent with.
+        assert_eq!(p.output(0, m), 32767);
+        assert_eq!(p.output(32766, m), 32766);
+        // A switch: continues by one from what was sent last.
+        p.restart(500, 1, m);
+        assert_eq!(p.output(500, m), 1);
+        assert_eq!(p.output(501, m), 2);
+        // 7-bit IDs.
+        let mut s = PictureIds::default();
+        assert_eq!(s.output(126, 128), 126);
+        s.leave_out(127, 128);
+        assert_eq!(s.output(0, 128), 127);
+        assert_eq!(s.output(1, 128), 0);
+    }
+
+    /// Chromium's VP8 L1T3 through a consumer whose temporal target goes
+    /// from all layers to T0 and back, as `Router::forward` sends each
+    /// packet: the temporal check, the sequence number, the rewritten copy
+    /// and its picture ID and TL0PICIDX.
+    #[test]
+    fn chromium_l1t3_through_a_temporal_switch_down_and_up_stays_continuous() {
+        use crate::ids::{ProducerId, Pt, Ssrc, TransportId};
+        use crate::proto::rtp::{ExtensionMap, RtpHeader, write_forwarded};
+        use crate::router::consumer::ConsumerParams;
+        use crate::slab::SlabId;
+        use std::time::Instant;
+
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/rtp/vp8-l1t3.sfurec"
+        );
+        let file =
+            std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e} (testdata/README.md)"));
+        let packets = sfurec_rtp(&file);
+        assert!(packets.len() > 60, "{} packets", packets.len());
+        let params = ConsumerParams {
+            transport: TransportId::from_raw(1),
+            producer: ProducerId::from_raw(1),
+            ssrc: Ssrc(9),
+            mid: None,
+            extensions: ExtensionMap::EMPTY,
+            pt_map: vec![],
+            paused: false,
+            rtx: None,
+        };
+        let mut c = Consumer::new(params, 1000, 0, 0, true);
+        c.layer = Some(0);
+        let now = Instant::now();
+        let third = packets.len() / 3;
+        // (TID, Y, frame start, seq, picture ID, TL0PICIDX) of what was sent.
+        let mut sent = Vec::new();
+        let mut source_tids = [0usize; 4];
+        let mut left_out_frames = 0;
+        let mut ups = 0;
+        let mut out = Vec::new();
+        for (i, pkt) in packets.iter().enumerate() {
+            c.temporal.set_target(if (third..2 * third).contains(&i) {
+                0
+            } else {
+                ALL_TEMPORAL_LAYERS
+            });
+            let h = RtpHeader::parse(pkt).expect("captured RTP parses");
+            let payload = &pkt[h.header_len..];
+            let d = Vp8Descriptor::parse(payload).expect("VP8 descriptor");
+            let tid = d.tid.expect("L1T3 packets carry a TID");
+            if d.frame_start {
+                source_tids[usize::from(tid)] += 1;
+            }
+            let before = c.temporal.current();
+            let passed = c.temporal_pass(&d, h.seq, d.keyframe);
+            let after = c.temporal.current();
+            if after > before && before != ALL_TEMPORAL_LAYERS && !d.keyframe {
+                // Up only at a layer sync, one layer at a time.
+                assert!(
+                    d.layer_sync && after == before + 1 && tid == after,
+                    "up from T{before} at {d:?}"
+                );
+                ups += 1;
+            }
+            if !passed {
+                left_out_frames += usize::from(d.frame_start);
+                continue;
+            }
+            let seq = c.seq.input(h.seq).expect("in the epoch");
+            let rw = c.rewrite(Pt(96), seq, h.timestamp, None, 0);
+            write_forwarded(pkt, &h, &rw, &mut out);
+            let s = c.simulcast.as_deref_mut().expect("simulcast consumer");
+            s.on_forwarded(&mut out, payload.len(), Some(&d), h.timestamp, now);
+            let o = RtpHeader::parse(&out).expect("copy parses");
+            let od = Vp8Descriptor::parse(&out[o.header_len..]).expect("copy's descriptor");
+            sent.push((
+                tid,
+                od.layer_sync,
+                od.frame_start,
+                o.seq,
+                od.picture_id,
+                od.tl0picidx,
+            ));
+        }
+        // A real L1T3 stream: all three layers, 1 : 1 : 2 frames.
+        assert!(
+            source_tids[0] >= 10 && source_tids[1] >= 10 && source_tids[2] >= 20,
+            "{source_tids:?}"
+        );
+        assert!(left_out_frames >= 10, "{left_out_frames} frames left out");
+        for w in sent.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            assert_eq!(b.3, a.3.wrapping_add(1), "no gap: {a:?} → {b:?}");
+            if b.2 {
+                let m = 1u16 << 15;
+                assert_eq!(
+                    b.4.map(|p| p % m),
+                    a.4.map(|p| (p + 1) % m),
+                    "picture ID +1: {a:?} → {b:?}"
+                );
+                let step = u8::from(b.0 == 0);
+                assert_eq!(
+                    b.5,
+                    a.5.map(|t| t.wrapping_add(step)),
+                    "TL0PICIDX: {a:?} → {b:?}"
+                );
+            }
+        }
+        assert_eq!(ups, 2, "back up to T2 in two steps");
+    }
+
+    /// The RTP packets of a recording file (sig's `recording::file`: magic,
+    /// header length, JSON header, then records of kind, µs, length, data).
+    fn sfurec_rtp(file: &[u8]) -> Vec<Vec<u8>> {
+        assert_eq!(&file[..8], b"SFUREC\x00\x01");
+        let hlen = u32::from_be_bytes([file[8], file[9], file[10], file[11]]) as usize;
+        let mut at = 12 + hlen;
+        let mut out = Vec::new();
+        while at + 11 <= file.len() {
+            let len = usize::from(u16::from_be_bytes([file[at + 9], file[at + 10]]));
+            if file[at] == 1 {
+                out.push(file[at + 11..at + 11 + len].to_vec());
+            }
+            at += 11 + len;
+        }
+        out
+    }
+}

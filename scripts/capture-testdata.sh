@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Captures the RTP in testdata/rtp/ from Chromium through our page
+# (scripts/e2e/capture.js), in a fresh network namespace when the machine
+# allows it. Not part of the test command: the captures are committed, and
+# the tests read them. Run it again to refresh them (a new Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SFU_RTC_TCP_PORT="${SFU_RTC_TCP_PORT:-0}"
+cargo build --release --locked -p sfu-sig
+BIN="$PWD/target/release/sfu"
+DIR=$(mktemp -d /tmp/sfu-capture.XXXXXX)
+trap 'rm -rf "$DIR"' EXIT
+capture() { # OUT QUERY
+  scripts/in-netns.sh capture timeout 180 node scripts/e2e/capture.js "$BIN" "$DIR" "$PWD/testdata/rtp/$1" "$2"
+}
+# VP8 simulcast, each layer L1T3 (the page's default): the top layer.
+capture vp8-l1t3.sfurec ""
