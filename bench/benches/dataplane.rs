@@ -162,10 +162,11 @@ fn bench_fanout(c: &mut Criterion) {
             net.consume(*s, producer, 5000 + i as u32, (96, 96));
         }
         net.step();
+        let mut count = 0u32;
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("1_to_{n}"), |b| {
-            fan_out(b, &mut net, publisher, n, 0, |seq| {
-                rtp(96, seq, u32::from(seq) * 3000, 1111, &[0xab; 1188])
+            fan_out(b, &mut net, publisher, n, &mut count, |seq, k| {
+                rtp(96, seq, k.wrapping_mul(3000), 1111, &[0xab; 1188])
             });
         });
     }
@@ -173,22 +174,24 @@ fn bench_fanout(c: &mut Criterion) {
 }
 
 /// Times one packet from `publisher` through `net`'s Router: `packet`
-/// makes the plain RTP of each (by sequence number, from after `seq`), the
-/// publisher protects it outside the timing, and each of the `n`
-/// consumers must get a copy.
+/// makes the plain RTP of each from a count that goes on across calls
+/// from `count` (its sequence number is the count's low 16 bits, its
+/// timestamp may go on past their wrap), the publisher protects it outside
+/// the timing, and each of the `n` consumers must get a copy.
 fn fan_out(
     b: &mut criterion::Bencher<'_>,
     net: &mut Net,
     publisher: usize,
     n: usize,
-    mut seq: u16,
-    mut packet: impl FnMut(u16) -> Vec<u8>,
+    count: &mut u32,
+    mut packet: impl FnMut(u16, u32) -> Vec<u8>,
 ) {
     let from = net.peers[publisher].addr;
     b.iter_batched(
         || {
-            seq = seq.wrapping_add(1);
-            assert!(net.peers[publisher].client.send_rtp(&packet(seq)));
+            *count = count.wrapping_add(1);
+            let p = packet(*count as u16, *count);
+            assert!(net.peers[publisher].client.send_rtp(&p));
             // As the driver's receive buffer: decrypted in place.
             net.peers[publisher]
                 .client
@@ -212,18 +215,13 @@ fn fan_out(
 /// A VP8 packet of a simulcast layer with temporal layers (L1T3, as the
 /// page sends it), each packet a frame of TID 0, 2, 1, 2 in turn: the
 /// descriptor with picture ID, TL0PICIDX and TID/Y, then 1,180 bytes.
-fn vp8_l1t3(seq: u16, ssrc: u32, tagged: bool) -> Vec<u8> {
-    let f = u32::from(seq);
+fn vp8_l1t3(seq: u16, f: u32, ssrc: u32, tagged: bool) -> Vec<u8> {
     let (tid, y) = [(0u8, 0u8), (2, 0x20), (1, 0x20), (2, 0)][(f % 4) as usize];
     let [p0, p1] = ((seq & 0x7fff) | 0x8000).to_be_bytes();
     let mut payload = vec![0x90, 0xe0, p0, p1, (f / 4) as u8, (tid << 6) | y];
     // The frame tag: a keyframe (P clear) every 10 frames while the
     // consumers start, deltas after.
-    payload.push(if seq <= 40 && seq % 10 == 1 {
-        0x10
-    } else {
-        0x11
-    });
+    payload.push(if f <= 40 && f % 10 == 1 { 0x10 } else { 0x11 });
     payload.extend_from_slice(&[0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
     payload.resize(1188, 0xab);
     let exts: Vec<(u8, &[u8])> = if tagged {
@@ -231,7 +229,7 @@ fn vp8_l1t3(seq: u16, ssrc: u32, tagged: bool) -> Vec<u8> {
     } else {
         vec![]
     };
-    rtp_with_ext(96, seq, f * 3000, ssrc, true, &exts, &payload)
+    rtp_with_ext(96, seq, f.wrapping_mul(3000), ssrc, true, &exts, &payload)
 }
 
 /// The consumers' side of simulcast with temporal layers: 1 producer -> 10
@@ -255,14 +253,17 @@ fn bench_fanout_l1t3(c: &mut Criterion) {
     let mut seq = 0u16;
     for _ in 0..40 {
         seq = seq.wrapping_add(1);
-        let p = vp8_l1t3(seq, 4444, seq < 20);
+        let p = vp8_l1t3(seq, u32::from(seq), 4444, seq < 20);
         assert!(net.peers[publisher].client.send_rtp(&p));
         net.advance(Duration::from_millis(50));
     }
+    // Nothing else in flight: each timed datagram is the packet.
+    net.step();
     g.throughput(Throughput::Elements(n as u64));
+    let mut count = u32::from(seq);
     g.bench_function(format!("consumer_rewrite_vp8_l1t3_1_to_{n}"), |b| {
-        fan_out(b, &mut net, publisher, n, seq, |seq| {
-            vp8_l1t3(seq, 4444, false)
+        fan_out(b, &mut net, publisher, n, &mut count, |seq, k| {
+            vp8_l1t3(seq, k, 4444, false)
         });
     });
     g.finish();

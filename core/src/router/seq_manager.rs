@@ -37,6 +37,9 @@ pub struct SeqManager {
 pub(crate) struct OffsetHistory {
     /// (first input, offset), inputs ascending.
     regimes: std::collections::VecDeque<(u64, i64)>,
+    /// The inputs left out right before each regime's first, as many as
+    /// `regimes` (0 for the first).
+    left_out: std::collections::VecDeque<u64>,
 }
 
 impl OffsetHistory {
@@ -48,6 +51,16 @@ impl OffsetHistory {
     pub(crate) fn reset(&mut self, first: u64, offset: i64) {
         self.regimes.clear();
         self.regimes.push_back((first, offset));
+        self.left_out.clear();
+        self.left_out.push_back(0);
+    }
+
+    /// Whether input `ext` was left out (so has no output of its own).
+    pub(crate) fn was_left_out(&self, ext: u64) -> bool {
+        self.regimes
+            .iter()
+            .zip(&self.left_out)
+            .any(|((first, _), n)| ext < *first && ext + n >= *first)
     }
 
     /// The current offset (that of the newest input).
@@ -89,15 +102,18 @@ impl OffsetHistory {
         }
         if ext == first
             && self.regimes.len() > 1
-            && let Some(last) = self.regimes.back_mut()
+            && let (Some(last), Some(n)) = (self.regimes.back_mut(), self.left_out.back_mut())
         {
             // Right after the last one left out: one change for both.
             *last = (ext + 1, off - 1);
+            *n += 1;
         } else {
             if self.regimes.len() == Self::LEN {
                 self.regimes.pop_front();
+                self.left_out.pop_front();
             }
             self.regimes.push_back((ext + 1, off - 1));
+            self.left_out.push_back(1);
         }
         true
     }
@@ -150,7 +166,11 @@ impl SeqManager {
             if ext > h {
                 self.highest_in = Some(SeqNo(ext));
             } else if let Some(hist) = &self.history {
-                // Late: the offset it had before later drops.
+                // Late: the offset it had before later drops; one left out
+                // has no number (later ones took its place).
+                if hist.was_left_out(ext) {
+                    return None;
+                }
                 let out = (ext as i64 + hist.offset_at(ext)) as u64;
                 return Some(out as u16);
             }
@@ -377,6 +397,12 @@ mod tests {
         m.leave_out(102);
         m.leave_out(104);
         assert_eq!(m.input(107), Some(1));
+        // A copy of one left out, arriving late, gets no number: 103 and
+        // 106 have those it would have had.
+        assert_eq!(m.input(101), None);
+        assert_eq!(m.input(102), None);
+        assert_eq!(m.input(105), None);
+        assert_eq!(m.input(103), Some(65534));
         // NACKs map back past the changes.
         assert_eq!(m.output_to_input(65533), 100);
         assert_eq!(m.output_to_input(65534), 103);

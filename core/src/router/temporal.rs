@@ -118,11 +118,13 @@ pub struct PictureIds {
 }
 
 impl PictureIds {
+    /// `id` extended to the picture nearest the highest seen (`modulus`
+    /// is a power of two: masks, not divisions, on the packet path).
     fn extend(&self, id: u16, modulus: u16) -> Option<u64> {
         let h = self.highest?;
-        let m = i64::from(modulus);
-        let d = (i64::from(id) - (h % modulus as u64) as i64).rem_euclid(m);
-        let d = if d >= m / 2 { d - m } else { d };
+        let mask = i64::from(modulus) - 1;
+        let d = (i64::from(id) - (h as i64 & mask)) & mask;
+        let d = if d > mask / 2 { d - mask - 1 } else { d };
         Some((h as i64 + d) as u64)
     }
 
@@ -151,7 +153,7 @@ impl PictureIds {
             self.highest = Some(ext);
         }
         let out = ext as i64 + self.history.offset_at(ext);
-        (out as u64 % u64::from(modulus)) as u16
+        (out as u64 & u64::from(modulus - 1)) as u16
     }
 
     /// Input picture `id` is left out: the pictures after it are sent one
