@@ -113,16 +113,21 @@ impl Router {
             .collect()
     }
 
-    /// Measures each encoding's rate, then chooses each simulcast
-    /// consumer's target layer ([`layers`]). A subscriber's estimate, when
+    /// Measures each encoding's rate (and its temporal layers' and packet
+    /// overhead), then chooses each simulcast consumer's target: an
+    /// encoding and a temporal layer. A subscriber's estimate, when
     /// congestion limits it, less 5 % and less what its other consumers
-    /// receive, is shared by its simulcast consumers in order, the dominant
-    /// speaker's first: each gets its lowest layer while the estimate has
-    /// room for it, and better ones in that order; one with no room left
-    /// gets no video ([`NO_LAYER`]), the first always its lowest. A consumer not
-    /// yet on its target asks for a keyframe of it (again, should the
-    /// request or the keyframe have been lost). Every [`LAYERS_INTERVAL`]
-    /// while a simulcast producer exists.
+    /// receive (at wire size), is shared by its simulcast consumers in
+    /// order, the dominant speaker's first ([`allocator::allocate`]): base
+    /// layers first, then frame rate, then better encodings. One whose
+    /// base layer has no room gets no video ([`NO_LAYER`], after
+    /// [`keeps_video`]'s hold), the first always keeps its own. Each
+    /// consumer's `LayerSelector` moves to its share with hysteresis; the
+    /// climb is bounded by what got through at the last loss for
+    /// [`allocator::LOSS_CEILING_HOLD`]. A consumer not yet on its target
+    /// encoding asks for a keyframe of it (again, should the request or
+    /// the keyframe have been lost). Every [`LAYERS_INTERVAL`] while a
+    /// simulcast producer exists.
     pub(super) fn select_layers(&mut self, now: Instant) {
         let mut any = false;
         for (_, p) in self.producers.iter_mut() {
@@ -152,22 +157,12 @@ impl Router {
             .current()
             .and_then(|p| self.producers.get(p))
             .map(|p| p.params.transport);
-        // Each simulcast producer's layers, and the rate of its lowest
-        // active one, once for every consumer.
-        let infos: HashMap<ProducerId, (Vec<LayerInfo>, u64)> = self
+        // Each simulcast producer's layers, once for every consumer.
+        let infos: HashMap<ProducerId, Vec<LayerInfo>> = self
             .producers
             .iter()
             .filter(|(_, p)| p.is_simulcast())
-            .map(|(id, p)| {
-                let layers = Self::layer_infos(p, now);
-                let lowest = layers
-                    .iter()
-                    .filter(|l| l.active)
-                    .map(|l| l.bps)
-                    .min()
-                    .unwrap_or(0);
-                (id, (layers, lowest))
-            })
+            .map(|(id, p)| (id, Self::layer_infos(p, now)))
             .collect();
         let Self {
             transports,
@@ -246,7 +241,7 @@ impl Router {
                 .iter()
                 .map(|(_, cid)| {
                     let c = consumers.get(*cid)?;
-                    let (offered, _) = infos.get(&c.params.producer)?;
+                    let offered = infos.get(&c.params.producer)?;
                     let max_width = c.simulcast.as_ref().and_then(|s| s.max_width);
                     Some(allocator::ladder(offered, max_width))
                 })
@@ -384,7 +379,7 @@ impl Router {
     pub(super) fn update_source_layers(
         &mut self,
         now: Instant,
-        infos: &HashMap<ProducerId, (Vec<LayerInfo>, u64)>,
+        infos: &HashMap<ProducerId, Vec<LayerInfo>>,
     ) {
         let Self {
             producers,
@@ -393,7 +388,7 @@ impl Router {
             ..
         } = self;
         for (pid, p) in producers.iter_mut() {
-            let Some((infos, _)) = infos.get(&pid) else {
+            let Some(infos) = infos.get(&pid) else {
                 continue;
             };
             let n = infos.len().min(8);
