@@ -1,6 +1,7 @@
 //! VP8 temporal layers (L1T3 in each simulcast layer, as the page sends
-//! them) through the in-memory network. A subscriber whose REMB leaves no
-//! room for the lowest layer at full frame rate gets it at a lower one,
+//! them) through the in-memory network. A second video whose subscriber's
+//! REMB leaves no room for its lowest layer at full frame rate gets it at
+//! a lower one (the first video, never paused, keeps its full rate),
 //! whole frames left out, and what it receives stays one stream a decoder
 //! takes without asking for a keyframe: sequence numbers without a gap,
 //! picture IDs up by one per frame, TL0PICIDX up by one per base-layer
@@ -139,35 +140,41 @@ fn setup(net: &mut Net, publishers: usize) -> (usize, Vec<ConsumerId>, Vec<Simul
 #[test]
 fn a_consumer_short_of_room_forwards_fewer_temporal_layers_and_its_stream_stays_continuous() {
     let mut net = Net::new();
-    let (sub, cons, mut srcs) = setup(&mut net, 1);
+    let (sub, cons, mut srcs) = setup(&mut net, 2);
     let mut got = Vec::new();
-    // 3 s with room for everything, 8 s with room for the lowest layer's
-    // base alone (q is 100 kbit/s, its T0 40), then room again.
+    let ssrcs = [1001, 1011];
+    // 3 s with room for everything, 8 s with room for the first video's
+    // lowest layer only (the first is never paused, so it keeps its full
+    // frame rate; q is ~108 kbit/s on the wire, its T0 40 %), then room
+    // again.
     for _ in 0..3 {
-        second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+        second(&mut net, &mut srcs, sub, &ssrcs, 3_000_000, &mut got);
     }
-    let full = fps(&got, 1001, 1.0, 3.0);
+    let full = fps(&got, 1011, 1.0, 3.0);
     for _ in 0..8 {
-        second(&mut net, &mut srcs, sub, &[1001], 50_000, &mut got);
+        second(&mut net, &mut srcs, sub, &ssrcs, 80_000, &mut got);
     }
-    let c = net.router.consumer(cons[0]).expect("consumer");
+    let c = net.router.consumer(cons[1]).expect("consumer");
     assert_eq!(c.layer(), Some(0), "the lowest layer");
     assert_eq!(c.temporal_layers(), (0, 0), "its base temporal layer");
-    let low = fps(&got, 1001, 8.0, 11.0);
+    let low = fps(&got, 1011, 8.0, 11.0);
+    let first = fps(&got, 1001, 8.0, 11.0);
     for _ in 0..20 {
-        second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+        second(&mut net, &mut srcs, sub, &ssrcs, 3_000_000, &mut got);
     }
-    let back = fps(&got, 1001, 28.0, 31.0);
-    eprintln!("fps: full {full}, short {low}, back {back}");
+    let back = fps(&got, 1011, 28.0, 31.0);
+    eprintln!("fps of the second: full {full}, short {low} (the first {first}), back {back}");
     assert!(full >= 19.0, "{full} fps with room");
     assert!((4.0..=6.0).contains(&low), "{low} fps on T0 alone");
+    assert!(first >= 19.0, "the first keeps its frame rate: {first}");
     assert!(back >= 19.0, "{back} fps with room again");
-    let tids = check_continuity(&got, 1001);
+    let tids = check_continuity(&got, 1011);
     // Both ways through every layer.
     for t in 0..3 {
         assert!(tids.contains(&t), "T{t} forwarded");
     }
-    let c = net.router.consumer(cons[0]).expect("consumer");
+    check_continuity(&got, 1001);
+    let c = net.router.consumer(cons[1]).expect("consumer");
     assert_eq!(c.layer(), Some(2), "back on the top layer");
 }
 

@@ -177,17 +177,20 @@ pub struct Demand<'a> {
 
 /// Shares `budget` (bit/s; `None`: not limited) over consumers in their
 /// order of importance. Returns per consumer the index of the best option
-/// it gets in its ladder, or `None` when even its first does not fit (the
-/// first consumer always gets its first). In rounds, each round in order
-/// of importance:
-/// 1. each its first option (the lowest encoding's base temporal layer);
+/// it gets in its ladder, or `None` when even its first does not fit. The
+/// first consumer always gets its lowest encoding at full frame rate: it
+/// is never paused, so it gives up no frame rate to spare a pause (as the
+/// lowest simulcast layer always was). In rounds, each round in order of
+/// importance:
+/// 1. each other its first option (the lowest encoding's base temporal
+///    layer);
 /// 2. the speaker the lowest encoding's full frame rate;
 /// 3. everyone the lowest encoding's full frame rate;
 /// 4. everyone better encodings, as far as the budget goes.
 ///
 /// So a shrinking budget takes, in turn: the better encodings (from the
-/// least important), the frame rate of the others, then of the speaker,
-/// and only then a whole video, the least important first.
+/// least important), the frame rate of the others (a speaker who is not
+/// first last), and only then a whole video, the least important first.
 pub fn allocate(demands: &[Demand<'_>], budget: Option<u64>) -> Vec<Option<usize>> {
     allocate_with(demands, budget, None)
 }
@@ -222,17 +225,6 @@ fn allocate_with(
         };
         (bps as f64 * m) as u64
     };
-    let mut left = budget;
-    let mut got: Vec<Option<usize>> = Vec::with_capacity(demands.len());
-    for i in 0..demands.len() {
-        let c = cost(i, None, 0);
-        if i == 0 || left.is_none_or(|l| l >= c) {
-            left = left.map(|l| l.saturating_sub(c));
-            got.push(Some(0));
-        } else {
-            got.push(None);
-        }
-    }
     // The last option at the lowest encoding's full frame rate.
     let base_top = |d: &Demand<'_>| {
         d.ladder
@@ -240,6 +232,25 @@ fn allocate_with(
             .position(|o| o.temporal == ALL_TEMPORAL)
             .unwrap_or(0)
     };
+    let mut left = budget;
+    let mut got: Vec<Option<usize>> = Vec::with_capacity(demands.len());
+    for i in 0..demands.len() {
+        if i == 0 {
+            // The first is never paused, so it has no need to give up
+            // frame rate either: its lowest encoding at full rate.
+            let top = base_top(&demands[0]);
+            left = left.map(|l| l.saturating_sub(cost(0, None, top)));
+            got.push(Some(top));
+            continue;
+        }
+        let c = cost(i, None, 0);
+        if left.is_none_or(|l| l >= c) {
+            left = left.map(|l| l.saturating_sub(c));
+            got.push(Some(0));
+        } else {
+            got.push(None);
+        }
+    }
     for round in 0..3 {
         for (i, d) in demands.iter().enumerate() {
             let Some(mut r) = got[i] else { continue };

@@ -331,14 +331,14 @@ fn a_shrinking_budget_takes_resolution_then_frame_rate_then_a_video() {
         // All at the lowest encoding's full rate, the rest in order.
         (500, vec![Some((1, ALL_TEMPORAL)), Some(low), Some(low)]),
         (300, vec![Some(low), Some(low), Some(low)]),
-        // Frame rate of the others, then of the speaker…
+        // Frame rate of the others (the first keeps its lowest encoding
+        // at full rate: it is never paused)…
         (260, vec![Some(low), Some(low), Some((0, 1))]),
         (180, vec![Some(low), Some((0, 0)), Some((0, 0))]),
-        (150, vec![Some((0, 1)), Some((0, 0)), Some((0, 0))]),
-        (120, vec![Some((0, 0)), Some((0, 0)), Some((0, 0))]),
         // …and only then a whole video, the least important first.
-        (80, vec![Some((0, 0)), Some((0, 0)), None]),
-        (10, vec![Some((0, 0)), None, None]),
+        (150, vec![Some(low), Some((0, 0)), None]),
+        (120, vec![Some(low), None, None]),
+        (10, vec![Some(low), None, None]),
     ];
     for (kbps, want) in cases {
         let got: Got = allocate(&demands, Some(kbps * 1000))
@@ -365,31 +365,35 @@ fn a_shrinking_budget_takes_resolution_then_frame_rate_then_a_video() {
 #[test]
 fn temporal_steps_up_with_a_smaller_margin_and_a_shorter_hold() {
     let t0 = Instant::now();
-    let ms = |m: u64| t0 + Duration::from_millis(m);
-    let layers = three_l1t3();
+    let l = ladder(&three_l1t3(), None);
     let mut s = LayerSelector::default();
-    let pick = |s: &mut LayerSelector, t: u64, kbps: u64| {
-        s.select_alone(ms(t), &layers, Some(kbps * 1000), None)
-            .map(|o| (o.spatial, o.temporal))
+    // (ms, wanted, up, limited, lossy) -> (spatial, temporal)
+    let mut pick = |t: u64, wanted: usize, up: usize, limited: bool, lossy: bool| {
+        s.select(
+            t0 + Duration::from_millis(t),
+            &l,
+            wanted,
+            up,
+            limited,
+            lossy,
+        )
+        .map(|o| (o.spatial, o.temporal))
     };
-    assert_eq!(pick(&mut s, 0, 50), Some((0, 0)));
-    // 80 kbit/s fits T1 (60) with the margin: after the hold.
-    assert_eq!(pick(&mut s, 500, 80), Some((0, 0)));
-    assert_eq!(
-        pick(&mut s, 500 + UP_HOLD.as_millis() as u64, 80),
-        Some((0, 1))
-    );
+    assert_eq!(pick(0, 0, 0, true, false), Some((0, 0)));
+    // T1 fits with the temporal margin: after its hold.
+    let hold = TEMPORAL_UP_HOLD.as_millis() as u64;
+    assert_eq!(pick(500, 1, 1, true, false), Some((0, 0)));
+    assert_eq!(pick(500 + hold - 100, 1, 1, true, false), Some((0, 0)));
+    assert_eq!(pick(500 + hold, 1, 1, true, false), Some((0, 1)));
     // Down to the base layer at once.
-    assert_eq!(pick(&mut s, 3000, 45), Some((0, 0)));
+    assert_eq!(pick(3000, 0, 0, true, false), Some((0, 0)));
     // Not limited: the top at once. Then short of room: the lowest
     // encoding at its full rate at once, then one temporal layer per
-    // decision.
-    let top = s.select_alone(ms(3500), &layers, None, None);
-    assert_eq!(
-        top.map(|o| (o.spatial, o.temporal)),
-        Some((2, ALL_TEMPORAL))
-    );
-    assert_eq!(pick(&mut s, 4000, 45), Some((0, ALL_TEMPORAL)));
-    assert_eq!(pick(&mut s, 4500, 45), Some((0, 1)));
-    assert_eq!(pick(&mut s, 5000, 45), Some((0, 0)));
+    // decision; on a lossy path all the way at once.
+    assert_eq!(pick(3500, 4, 4, false, false), Some((2, ALL_TEMPORAL)));
+    assert_eq!(pick(4000, 0, 0, true, false), Some((0, ALL_TEMPORAL)));
+    assert_eq!(pick(4500, 0, 0, true, false), Some((0, 1)));
+    assert_eq!(pick(5000, 0, 0, true, false), Some((0, 0)));
+    assert_eq!(pick(5500, 4, 4, false, false), Some((2, ALL_TEMPORAL)));
+    assert_eq!(pick(6000, 0, 0, true, true), Some((0, 0)));
 }
