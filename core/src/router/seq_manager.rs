@@ -35,11 +35,9 @@ pub struct SeqManager {
 /// last [`OffsetHistory::LEN`] changes (consecutive drops make one).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OffsetHistory {
-    /// (first input, offset), inputs ascending.
+    /// (first input, offset), inputs ascending. Each offset is one lower
+    /// than the one before it per input left out right before its first.
     regimes: std::collections::VecDeque<(u64, i64)>,
-    /// The inputs left out right before each regime's first, as many as
-    /// `regimes` (0 for the first).
-    left_out: std::collections::VecDeque<u64>,
 }
 
 impl OffsetHistory {
@@ -51,16 +49,17 @@ impl OffsetHistory {
     pub(crate) fn reset(&mut self, first: u64, offset: i64) {
         self.regimes.clear();
         self.regimes.push_back((first, offset));
-        self.left_out.clear();
-        self.left_out.push_back(0);
     }
 
     /// Whether input `ext` was left out (so has no output of its own).
     pub(crate) fn was_left_out(&self, ext: u64) -> bool {
-        self.regimes
-            .iter()
-            .zip(&self.left_out)
-            .any(|((first, _), n)| ext < *first && ext + n >= *first)
+        let r = &self.regimes;
+        r.iter()
+            .zip(r.iter().skip(1))
+            .any(|((_, before), (first, off))| {
+                let n = (before - off) as u64;
+                ext < *first && ext + n >= *first
+            })
     }
 
     /// The current offset (that of the newest input).
@@ -102,18 +101,15 @@ impl OffsetHistory {
         }
         if ext == first
             && self.regimes.len() > 1
-            && let (Some(last), Some(n)) = (self.regimes.back_mut(), self.left_out.back_mut())
+            && let Some(last) = self.regimes.back_mut()
         {
             // Right after the last one left out: one change for both.
             *last = (ext + 1, off - 1);
-            *n += 1;
         } else {
             if self.regimes.len() == Self::LEN {
                 self.regimes.pop_front();
-                self.left_out.pop_front();
             }
             self.regimes.push_back((ext + 1, off - 1));
-            self.left_out.push_back(1);
         }
         true
     }
