@@ -69,11 +69,15 @@ function runChild(cmd, args, deadlineMs) {
 // (H.264 without B-frames, 2 s GOP, AAC) for `seconds`, with `extra`
 // encoder arguments replacing the defaults named in them. Resolves
 // { code, stderr }.
+// Resolves to {code, stderr} when ffmpeg exits; the promise's `child` is
+// the process, for a stream the test ends itself.
 function ffmpeg(room, seconds, { video = ['-c:v', 'libx264', '-bf', '0', '-g', '60'], audio = ['-c:a', 'aac'], url } = {}) {
-  return new Promise((resolve) => {
+  let child;
+  const done = new Promise((resolve) => {
     const args = ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30',
       '-f', 'lavfi', '-i', 'sine=frequency=440', '-t', String(seconds), ...video, ...audio, '-f', 'flv', url || `${RTMP}/${room}`];
     const p = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = p;
     children.add(p);
     let stderr = '';
     p.stderr.on('data', (c) => { stderr += c; });
@@ -84,6 +88,8 @@ function ffmpeg(room, seconds, { video = ['-c:v', 'libx264', '-bf', '0', '-g', '
       resolve({ code, stderr });
     });
   });
+  done.child = child;
+  return done;
 }
 
 // The page's inbound audio energy (getStats totalAudioEnergy), summed.
@@ -183,7 +189,9 @@ async function main() {
 
   await test('RTMP: B-frames, HEVC, MP3 audio, a wrong key and a broken handshake each get their error, and a good stream in the same room goes on', async () => {
     const watcher = await page('rtmp-bad', 'watcher');
-    const good = ffmpeg('rtmp-bad', 16);
+    // Long enough for every bad case on a slow machine (CI took over 16 s
+    // once); ended below, once checked.
+    const good = ffmpeg('rtmp-bad', 90);
     await until('the good stream decodes', async () => {
       const s = await watcher.page.evaluate(() => window.sfu.remoteStats());
       return Object.values(s).some((e) => /^rtmp-/.test(e.name) && e.framesDecoded > 0);
@@ -214,6 +222,7 @@ async function main() {
     const still = Object.values(fps).find((e) => /^rtmp-/.test(e.name));
     console.log(`  the good stream meanwhile: ${JSON.stringify(still)}`);
     if (!still || still.fps < 20) throw new Error(`the good stream: ${JSON.stringify(still)}`);
+    good.child.kill('SIGINT');
     await good;
     await watcher.context.close();
   });
