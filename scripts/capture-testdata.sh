@@ -15,3 +15,7 @@ capture() { # OUT QUERY
 }
 # VP8 simulcast, each layer L1T3 (the page's default): the top layer.
 capture vp8-l1t3.sfurec ""
+# VP9 SVC at 960x540: L3T3_KEY (K-SVC; a top-layer consumer gets the keyframe,
+# then the top layer alone) and L3T3 (full SVC: every layer).
+capture vp9-l3t3-key.sfurec "&codec=vp9&svc=L3T3_KEY"
+capture vp9-l3t3.sfurec "&codec=vp9&svc=L3T3"

@@ -60,6 +60,23 @@ async function fpsOver(p, seconds) {
   return out;
 }
 
+// Each page's decoded frame rates over the same `seconds` window, as
+// {page name: fpsOver's result}, in up to `tries` windows, until one where
+// every video every page decodes is at >= `min` fps: the estimate starts
+// low after a join and the layers (frame rate first) climb with it, so a
+// steady rate is measured once they have. Prints each window; returns the
+// last.
+async function steadyFps(pages, min, seconds = 5, tries = 4) {
+  let seen = {};
+  for (let i = 0; i < tries; i++) {
+    const r = await Promise.all(pages.map((p) => fpsOver(p, seconds)));
+    seen = Object.fromEntries(pages.map((p, k) => [p.name, r[k]]));
+    console.log(`  fps over ${seconds} s: ${JSON.stringify(Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, Object.values(v).map((e) => `${e.name} ${e.fps} fps ${e.width} px`)])))}`);
+    if (Object.values(seen).every((v) => Object.values(v).every((e) => e.fps >= min))) break;
+  }
+  return seen;
+}
+
 // Counts tests and runs them: `test(name, fn)` prints ok or FAIL with the
 // time taken, and rethrows a failure (later scenarios build on earlier
 // ones). SFU_E2E_ONLY=text runs only the tests whose names contain it, or
@@ -103,4 +120,6 @@ async function openPage(browser, url, name) {
   return { name, page, context };
 }
 
-module.exports = { sleep, until, getFrom, metric, fpsOver, runner, CHROMIUM_ARGS, openPage };
+module.exports = {
+  sleep, until, getFrom, metric, fpsOver, steadyFps, runner, CHROMIUM_ARGS, openPage,
+};

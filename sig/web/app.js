@@ -274,7 +274,8 @@ const INSECURE_TEXT = 'Camera and microphone need a secure page: open this serve
   + '(start it with --tls-cert and --tls-key) or from localhost. You can still join to watch and listen.';
 
 // `?codec=vp9|av1|h264` puts that video codec first (setCodecPreferences);
-// the server forwards the client's first. VP9 and AV1 go as one stream.
+// the server forwards the client's first. VP9 and AV1 go as one stream
+// (with `&svc=`, a layered one).
 const CODEC = (new URLSearchParams(location.search).get('codec') || '').toLowerCase();
 // `?role=viewer`: watch mode. No camera or microphone is asked for; the
 // server lists this page in no roster, only in the viewer count.
@@ -324,7 +325,18 @@ function simulcastLayers(track) {
 // the same layers go without.
 const TEMPORAL = (!CODEC || CODEC === 'vp8')
   && new URLSearchParams(location.search).get('temporal') !== '0';
+// `&svc=L3T3_KEY` (a W3C webrtc-svc scalability mode) with `&codec=vp9`:
+// one stream with spatial and temporal layers; the server forwards each
+// subscriber the layers its tile and bandwidth take.
+const SVC = ['vp9', 'av1'].includes(CODEC) ? new URLSearchParams(location.search).get('svc') : null;
 function addTransceiverLayered(pc, track, init) {
+  if (SVC && track.kind === 'video') {
+    try {
+      return pc.addTransceiver(track, { ...init, sendEncodings: [{ scalabilityMode: SVC }] });
+    } catch (e) {
+      console.warn(`no ${SVC}:`, e);
+    }
+  }
   if (TEMPORAL && init.sendEncodings) {
     try {
       return pc.addTransceiver(track, {
@@ -363,8 +375,12 @@ function send(msg) {
 }
 
 // 30 frames/s where the camera can: with three temporal layers (L1T3) a
-// subscriber short of bandwidth still gets 15 or 7.5.
-const VIDEO = { width: 640, height: 480, frameRate: { ideal: 30 } };
+// subscriber short of bandwidth still gets 15 or 7.5. With `&svc=`,
+// 960×540: an encoder makes no spatial layer under 240 px on the long
+// side (libwebrtc), so three layers (240, 480, 960) need that much.
+const VIDEO = SVC
+  ? { width: 960, height: 540, frameRate: { ideal: 30 } }
+  : { width: 640, height: 480, frameRate: { ideal: 30 } };
 
 async function getMedia() {
   if (VIEWER) return new MediaStream();

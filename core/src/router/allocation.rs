@@ -98,8 +98,15 @@ fn keeps_video(
 }
 
 impl Router {
-    /// What consumers can choose from of producer `p`'s encodings at `now`.
+    /// What consumers can choose from of producer `p` at `now`: its
+    /// encodings, or the spatial layers of its one VP9 stream
+    /// ([`Producer::is_svc`]).
     pub(super) fn layer_infos(p: &Producer, now: Instant) -> Vec<LayerInfo> {
+        if p.is_svc()
+            && let Some(s) = p.encodings.first().and_then(|e| e.spatial.as_ref())
+        {
+            return s.infos(now, ENCODING_INACTIVE_AFTER);
+        }
         p.encodings
             .iter()
             .map(|e| LayerInfo {
@@ -131,8 +138,11 @@ impl Router {
     pub(super) fn select_layers(&mut self, now: Instant) {
         let mut any = false;
         for (_, p) in self.producers.iter_mut() {
-            any |= p.is_simulcast();
+            any |= p.is_layered();
             for e in &mut p.encodings {
+                if let Some(s) = &mut e.spatial {
+                    s.sample(now, Duration::from_millis(900));
+                }
                 e.rate.sample(now, e.bytes, Duration::from_millis(900));
                 let overhead = e.packets * producer::PACKET_OVERHEAD_BYTES;
                 e.overhead_rate
@@ -157,11 +167,11 @@ impl Router {
             .current()
             .and_then(|p| self.producers.get(p))
             .map(|p| p.params.transport);
-        // Each simulcast producer's layers, once for every consumer.
+        // Each layered producer's layers, once for every consumer.
         let infos: HashMap<ProducerId, Vec<LayerInfo>> = self
             .producers
             .iter()
-            .filter(|(_, p)| p.is_simulcast())
+            .filter(|(_, p)| p.is_layered())
             .map(|(id, p)| (id, Self::layer_infos(p, now)))
             .collect();
         let Self {
@@ -191,7 +201,7 @@ impl Router {
                 if c.paused {
                     continue;
                 }
-                if p.is_simulcast() {
+                if p.is_layered() {
                     ours.push((Some(p.params.transport) != speaker, *cid));
                 } else {
                     other += p
@@ -292,6 +302,16 @@ impl Router {
                 let Some(c) = consumers.get_mut(cid) else {
                     continue;
                 };
+                let Some(p) = producers.get(c.params.producer) else {
+                    continue;
+                };
+                let (svc, key_svc) = (
+                    p.is_svc(),
+                    p.encodings
+                        .first()
+                        .and_then(|e| e.spatial.as_ref())
+                        .is_some_and(|s| s.key_svc()),
+                );
                 let Some(s) = c.simulcast.as_deref_mut() else {
                     continue;
                 };
@@ -300,11 +320,11 @@ impl Router {
                     continue;
                 };
                 let to = (t.spatial as u8, t.temporal);
-                if (c.target_layer, c.temporal.target()) != to {
+                if c.layer_target(svc) != to {
                     tracing::debug!(
                         target: "sfu::layers",
                         consumer = %cid,
-                        from = ?(c.target_layer, c.temporal.target()),
+                        from = ?c.layer_target(svc),
                         to = ?to,
                         budget = ?budget,
                         bps = t.bps,
@@ -316,9 +336,14 @@ impl Router {
                         "new target layer"
                     );
                 }
-                c.target_layer = to.0;
-                c.temporal.set_target(to.1);
-                if c.layer != Some(c.target_layer) {
+                c.set_layer_target(svc, to.0, to.1);
+                // A consumer not yet on its encoding, or on its spatial
+                // layer where that needs a keyframe, asks for one.
+                let spatial_waits = svc
+                    && c.simulcast
+                        .as_ref()
+                        .is_some_and(|s| s.spatial.needs_keyframe(key_svc));
+                if c.layer != Some(c.target_layer) || spatial_waits {
                     requests.push((c.params.producer, c.target_layer));
                 }
             }
@@ -336,12 +361,11 @@ impl Router {
                     let (Some(c), Some(best)) = (consumers.get(*cid), ladder.last()) else {
                         continue;
                     };
+                    let svc = producers.get(c.params.producer).is_some_and(|p| p.is_svc());
+                    let (layer, temporal) = c.layer_target(svc);
                     let current = ladder
                         .iter()
-                        .find(|o| {
-                            o.spatial == usize::from(c.target_layer)
-                                && o.temporal == c.temporal.target()
-                        })
+                        .find(|o| o.spatial == usize::from(layer) && o.temporal == temporal)
                         .map_or(0, |o| o.bps);
                     if best.bps > current {
                         need += (best.bps as f64 * allocator::UP_MARGIN) as u64 - current;
@@ -388,6 +412,10 @@ impl Router {
             ..
         } = self;
         for (pid, p) in producers.iter_mut() {
+            // Only a simulcast publisher can be told to stop an encoding.
+            if !p.is_simulcast() {
+                continue;
+            }
             let Some(infos) = infos.get(&pid) else {
                 continue;
             };

@@ -194,12 +194,14 @@ impl Router {
             // it receives.
             publishers.clear();
             for x in &sub.consumers {
-                // A simulcast producer is not capped: the estimate picks
-                // its consumer's layer instead.
+                // A simulcast or spatially layered (VP9 SVC) producer is
+                // not capped: the estimate picks its consumer's layer
+                // instead.
                 if let Some(c) = self.consumers.get(*x)
                     && let Some(p) = self.producers.get(c.params.producer)
                     && p.params.kind == MediaKind::Video
                     && !p.is_simulcast()
+                    && !p.is_svc()
                     && !publishers.contains(&p.params.transport)
                 {
                     publishers.push(p.params.transport);

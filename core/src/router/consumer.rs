@@ -71,7 +71,8 @@ pub struct Consumer {
     pub(crate) target_layer: u8,
     /// The temporal layers it forwards (all unless its bandwidth is short).
     pub(crate) temporal: TemporalFilter,
-    /// Layer switching state, for a consumer of a simulcast producer.
+    /// Layer switching state, for a consumer of a layered producer
+    /// (simulcast or VP9).
     pub(crate) simulcast: Option<Box<SimulcastConsumer>>,
 }
 
@@ -137,6 +138,7 @@ impl Consumer {
                 .get(Extension::AbsSendTime)
                 .map(|id| (id, send_time)),
             dependency_descriptor: None,
+            marker: None,
             osn: None,
         }
     }
@@ -146,14 +148,14 @@ impl Consumer {
         initial_seq: u16,
         ts_offset: u32,
         rtx_seq: u16,
-        simulcast: bool,
+        layered: bool,
     ) -> Self {
         let paused = params.paused;
         Self {
-            layer: (!simulcast).then_some(0),
+            layer: (!layered).then_some(0),
             target_layer: 0,
             temporal: TemporalFilter::default(),
-            simulcast: simulcast.then(Box::default),
+            simulcast: layered.then(Box::default),
             params,
             seq: SeqManager::new(initial_seq),
             ts_offset,
@@ -194,6 +196,15 @@ impl Consumer {
         (self.temporal.current(), self.temporal.target())
     }
 
+    /// The spatial layers of a VP9 stream it forwards now and should
+    /// forward ([`crate::router::svc::ALL_SPATIAL_LAYERS`]: all); `None`
+    /// for a consumer that does not choose layers.
+    pub fn spatial_layers(&self) -> Option<(u8, u8)> {
+        self.simulcast
+            .as_ref()
+            .map(|s| (s.spatial.current(), s.spatial.target()))
+    }
+
     /// Layer switches done so far.
     pub fn layer_switches(&self) -> u32 {
         self.simulcast.as_ref().map_or(0, |s| s.switches)
@@ -202,6 +213,51 @@ impl Consumer {
     /// Whether forwarding is paused.
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// Sets what a layered consumer should forward: for a producer with
+    /// spatial layers in one stream (`svc`, [`crate::router::producer::Producer::is_svc`])
+    /// spatial layer `layer` of its encoding, else encoding `layer`; and
+    /// temporal layers up to `temporal`.
+    pub(crate) fn set_layer_target(&mut self, svc: bool, layer: u8, temporal: u8) {
+        match self.simulcast.as_deref_mut() {
+            Some(s) if svc => {
+                self.target_layer = 0;
+                s.spatial.set_target(layer);
+            }
+            _ => self.target_layer = layer,
+        }
+        self.temporal.set_target(temporal);
+    }
+
+    /// What [`Consumer::set_layer_target`] set: (spatial layer or
+    /// encoding, temporal layer).
+    pub(crate) fn layer_target(&self, svc: bool) -> (u8, u8) {
+        let layer = match self.simulcast.as_deref() {
+            Some(s) if svc && self.target_layer != NO_LAYER => s.spatial.target(),
+            _ => self.target_layer,
+        };
+        (layer, self.temporal.target())
+    }
+
+    /// A consumer with layer state on encoding 0 of a producer, for unit
+    /// tests that feed it packets.
+    #[cfg(test)]
+    pub(crate) fn layered_for_test() -> Self {
+        use crate::slab::SlabId;
+        let params = ConsumerParams {
+            transport: TransportId::from_raw(1),
+            producer: ProducerId::from_raw(1),
+            ssrc: Ssrc(9),
+            mid: None,
+            extensions: ExtensionMap::EMPTY,
+            pt_map: vec![],
+            paused: false,
+            rtx: None,
+        };
+        let mut c = Self::new(params, 1000, 0, 0, true);
+        c.layer = Some(0);
+        c
     }
 
     pub(crate) fn map_pt(&self, pt: Pt) -> Option<Pt> {

@@ -44,13 +44,13 @@ impl Router {
         }
         let pid = params.producer;
         let paused = params.paused;
-        let simulcast = self.producers[pid].is_simulcast();
+        let layered = self.producers[pid].is_layered();
         let (seq, ts, rtx_seq) = (self.rng.random(), self.rng.random(), self.rng.random());
-        let mut c = Consumer::new(params, seq, ts, rtx_seq, simulcast && pinned.is_none());
+        let mut c = Consumer::new(params, seq, ts, rtx_seq, layered && pinned.is_none());
         if let Some(enc) = pinned {
             c.layer = Some(enc);
             c.target_layer = enc;
-        } else if simulcast {
+        } else if layered {
             // Until the first selection: the best layer being received.
             let p = &self.producers[pid];
             let layers = Self::layer_infos(p, now);
@@ -59,8 +59,7 @@ impl Router {
                 .as_mut()
                 .and_then(|s| s.selector.select_alone(now, &layers, None, s.max_width))
             {
-                c.target_layer = t.spatial as u8;
-                c.temporal.set_target(t.temporal);
+                c.set_layer_target(p.is_svc(), t.spatial as u8, t.temporal);
             } else {
                 c.target_layer = (p.encodings.len() - 1) as u8;
             }

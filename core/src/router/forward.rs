@@ -70,11 +70,29 @@ impl Router {
         let Some(e) = producer.encodings.get_mut(enc as usize) else {
             return;
         };
-        // What a layer switch needs of the payload: only for simulcast.
-        let (mut vp8, mut is_keyframe) = (None, false);
-        if simulcast && let Some(codec) = codec {
+        // What a layer switch needs of the payload: for simulcast, and for
+        // VP9's layers within its one stream.
+        let (mut vp8, mut vp9, mut is_keyframe) = (None, None, false);
+        if let Some(codec) = codec
+            && (simulcast || codec == VideoCodec::Vp9)
+        {
             let payload = payload_of(pkt, hdr);
-            if codec == VideoCodec::Vp8 {
+            if codec == VideoCodec::Vp9 {
+                vp9 = Vp9Descriptor::parse(payload);
+                if let Some(d) = &vp9 {
+                    is_keyframe = d.keyframe();
+                    if let Some(t) = d.tid {
+                        e.temporal_bytes[usize::from(t & 3)] += pkt.len() as u64;
+                    }
+                    e.spatial
+                        .get_or_insert_with(Box::default)
+                        .on_packet(d, pkt.len(), now);
+                    // The stream's size: its highest spatial layer's.
+                    if let (Some(n), Some(sizes)) = (d.spatial_layers, d.sizes) {
+                        e.size = Some(sizes[usize::from(n).min(VP9_MAX_SPATIAL) - 1]);
+                    }
+                }
+            } else if codec == VideoCodec::Vp8 {
                 vp8 = Vp8Descriptor::parse(payload);
                 is_keyframe = vp8.is_some_and(|d| d.keyframe);
                 if let Some(t) = vp8.and_then(|d| d.tid) {
@@ -124,6 +142,11 @@ impl Router {
             .extensions
             .get(Extension::DependencyDescriptor)
             .and_then(|id| hdr.extension(pkt, id));
+        let key_svc = producer
+            .encodings
+            .get(enc as usize)
+            .and_then(|e| e.spatial.as_ref())
+            .is_some_and(|s| s.key_svc());
         for cid in &producer.consumers {
             let Some(c) = consumers.get_mut(*cid) else {
                 counters.count_drop(DropReason::StaleId);
@@ -149,12 +172,20 @@ impl Router {
             {
                 continue;
             }
+            let mut marker = None;
+            if let Some(d) = &vp9 {
+                let Some(m) = c.svc_pass(d, hdr.seq, key_svc) else {
+                    continue;
+                };
+                marker = m;
+            }
             let copy = Copy {
                 now,
                 send_time,
                 level,
                 dd,
                 vp8: vp8.as_ref(),
+                marker,
                 payload_len,
             };
             if copy_to(c, transports, scratch, pool, transmits, pkt, hdr, &copy) {
@@ -203,6 +234,7 @@ impl Router {
                 .get(Extension::DependencyDescriptor)
                 .and_then(|id| hdr.extension(pkt, id)),
             vp8: None,
+            marker: None,
             payload_len: (pkt.len() - hdr.header_len) as u32,
         };
         if copy_to(c, transports, scratch, pool, transmits, pkt, hdr, &copy) {
@@ -223,6 +255,9 @@ struct Copy<'a> {
     dd: Option<&'a [u8]>,
     /// The VP8 payload descriptor, for a simulcast consumer's picture ids.
     vp8: Option<&'a Vp8Descriptor>,
+    /// The marker bit to write (`None`: the publisher's): VP9's picture
+    /// ends at the highest spatial layer this consumer forwards.
+    marker: Option<bool>,
     /// Payload bytes (for the consumer's sender report).
     payload_len: u32,
 }
@@ -262,6 +297,7 @@ fn copy_to(
             .extensions
             .get(Extension::DependencyDescriptor)
             .zip(x.dd),
+        marker: x.marker,
         ..c.rewrite(pt, seq, timestamp, twcc_seq, x.send_time)
     };
     write_forwarded(pkt, hdr, &rw, scratch);

@@ -28,6 +28,7 @@ mod rtp_in;
 pub mod rtp_listener;
 pub mod seq_manager;
 mod simulcast_consumer;
+pub mod svc;
 pub mod temporal;
 mod timers;
 mod transport_state;
@@ -62,7 +63,9 @@ use crate::bwe::twcc_sender::{PacketResult, TwccSender};
 use crate::bwe::{self, SendSideBwe, allocator, probe};
 use crate::error::{Error, ParamsError, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TcpConnId, TransportId};
-use crate::proto::codec::{VideoCodec, Vp8Descriptor, h264_sps_size};
+use crate::proto::codec::{
+    VP9_MAX_SPATIAL, VideoCodec, Vp8Descriptor, Vp9Descriptor, h264_sps_size,
+};
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;
 use crate::proto::rtcp::{self, RtcpIter, SenderInfo};

@@ -11,6 +11,7 @@ use crate::router::nack::NackGenerator;
 use crate::router::rate_meter::RateMeter;
 use crate::router::receive_stats::ReceiveStats;
 use crate::router::retransmission::RetransmissionBuffer;
+use crate::router::svc::SpatialLayers;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,8 +179,11 @@ pub(crate) struct Encoding {
     /// When its last packet arrived.
     pub(crate) last_packet: Option<Instant>,
     /// Its picture size (width, height) from its last keyframe, when the
-    /// codec tells it (VP8).
+    /// codec tells it (VP8, H.264's SPS, VP9's scalability structure).
     pub(crate) size: Option<(u16, u16)>,
+    /// A VP9 stream's spatial layers, once a packet with a payload
+    /// descriptor arrived.
+    pub(crate) spatial: Option<Box<SpatialLayers>>,
 }
 
 impl Encoding {
@@ -203,6 +207,7 @@ impl Encoding {
             temporal_rates: [RateMeter::default(); 4],
             last_packet: None,
             size: None,
+            spatial: None,
         }
     }
 }
@@ -255,6 +260,23 @@ impl Producer {
     /// Whether it has more than one encoding (simulcast).
     pub fn is_simulcast(&self) -> bool {
         self.encodings.len() > 1
+    }
+
+    /// Whether its consumers choose layers: simulcast, or VP9, whose one
+    /// stream may carry spatial and temporal layers (SVC, RFC 9628).
+    pub fn is_layered(&self) -> bool {
+        self.is_simulcast() || self.params.video_codec == Some(VideoCodec::Vp9)
+    }
+
+    /// Whether its one stream has been seen to carry more than one spatial
+    /// layer: its consumers then choose among those.
+    pub fn is_svc(&self) -> bool {
+        !self.is_simulcast()
+            && self
+                .encodings
+                .first()
+                .and_then(|e| e.spatial.as_ref())
+                .is_some_and(|s| s.is_layered())
     }
 
     /// The SSRC encoding `i` arrives with, announced or bound, if known.

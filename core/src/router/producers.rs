@@ -50,7 +50,7 @@ impl Router {
                 e.nack = Some(NackGenerator::new(self.config.nack_reorder_delay));
             }
         }
-        let simulcast = producer.is_simulcast();
+        let layered = producer.is_layered();
         let id = self.producers.insert(producer);
         let entry = &mut self.transports[tid];
         entry.producers.push(id);
@@ -73,7 +73,7 @@ impl Router {
                 Timer::ActiveSpeaker,
             )));
         }
-        if simulcast && !self.layers_scheduled {
+        if layered && !self.layers_scheduled {
             self.layers_scheduled = true;
             self.timers
                 .push(Reverse((self.now + LAYERS_INTERVAL, Timer::Layers)));

@@ -106,8 +106,10 @@ impl Router {
         let Some(producer) = producers.get(c.params.producer) else {
             return;
         };
-        let simulcast = producer.is_simulcast();
-        let vp8 = producer.params.video_codec == Some(VideoCodec::Vp8);
+        // A consumer that switches layers (or pauses for want of room)
+        // starts an epoch of sequence numbers at each switch.
+        let switches = producer.is_simulcast() || c.simulcast.is_some();
+        let codec = producer.params.video_codec;
         let Some(buffer) = producer
             .encodings
             .get(layer as usize)
@@ -121,7 +123,7 @@ impl Router {
         for out_seq in rtcp::nack_seqs(p) {
             // After a layer switch, what was sent before it is not in this
             // layer's buffer under the same number.
-            let input = if simulcast {
+            let input = if switches {
                 c.seq.output_to_input_in_epoch(out_seq)
             } else {
                 Some(c.seq.output_to_input(out_seq))
@@ -156,6 +158,12 @@ impl Router {
                     .zip(dd),
                 ..c.rewrite(pt, out_seq, timestamp, twcc_seq, send_time)
             };
+            // VP9: the marker bit the original copy had.
+            if codec == Some(VideoCodec::Vp9)
+                && let Some(d) = Vp9Descriptor::parse(payload_of(pkt, &hdr))
+            {
+                rw.marker = c.svc_marker(&d);
+            }
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {
                 rw.ssrc = rtx_ssrc;
                 rw.pt = rtx_pt;
@@ -164,7 +172,9 @@ impl Router {
             }
             write_forwarded(pkt, &hdr, &rw, scratch);
             // The same picture ID and TL0PICIDX as the original copy had.
-            if vp8 && let Some(s) = c.simulcast.as_deref_mut() {
+            if codec == Some(VideoCodec::Vp8)
+                && let Some(s) = c.simulcast.as_deref_mut()
+            {
                 let payload = payload_of(pkt, &hdr);
                 if let Some(d) = Vp8Descriptor::parse(payload) {
                     let len = pkt.len() - hdr.header_len;

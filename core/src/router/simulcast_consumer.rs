@@ -1,20 +1,24 @@
-//! A consumer of a simulcast producer: what it keeps so its subscriber sees
-//! one continuous stream, and the layer switch at a keyframe, across which
-//! sequence numbers, timestamps and the VP8 picture ID and TL0PICIDX
-//! continue.
+//! A consumer of a simulcast (or VP9) producer: what it keeps so its
+//! subscriber sees one continuous stream, and the layer switch at a
+//! keyframe, across which sequence numbers, timestamps and the VP8 picture
+//! ID and TL0PICIDX continue.
 
 use super::*;
 use crate::bwe::allocator::LayerSelector;
+use crate::router::svc::SpatialFilter;
 use crate::router::temporal::PictureIds;
 
 /// Clock ticks of 90 kHz video in one second.
 pub(super) const VIDEO_CLOCK: i64 = 90_000;
 
-/// What a consumer of a simulcast producer keeps so that its subscriber
-/// sees one continuous stream across layer switches.
+/// What a consumer of a layered producer ([`Producer::is_layered`]: simulcast,
+/// or VP9 with spatial layers) keeps so that its subscriber sees one
+/// continuous stream across layer switches.
 #[derive(Debug, Default)]
 pub(crate) struct SimulcastConsumer {
     pub(crate) selector: LayerSelector,
+    /// The spatial layers of a VP9 stream it forwards ([`Producer::is_svc`]).
+    pub(crate) spatial: SpatialFilter,
     /// The largest width its subscriber shows it at, pixels.
     pub(crate) max_width: Option<u16>,
     /// The VP8 picture IDs sent (RFC 7741 §4.2): continuous across layer

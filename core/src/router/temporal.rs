@@ -21,15 +21,21 @@ use crate::proto::codec::Vp8Descriptor;
 /// A temporal target or current layer meaning "every layer".
 pub const ALL_TEMPORAL_LAYERS: u8 = u8::MAX;
 
-/// Which temporal layers a consumer forwards: those up to `current`, which
-/// follows `target` at the frames where that is safe.
+/// The highest layer id (temporal, or a VP9 stream's spatial) a consumer
+/// forwards now, `current`, and the one it should, `target`; `u8::MAX` is
+/// every layer. `current` follows `target` where the codec allows: for
+/// temporal layers ([`TemporalFilter`]) down at the next frame, up at a
+/// layer sync; for spatial ones, `crate::router::svc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TemporalFilter {
-    current: u8,
-    target: u8,
+pub struct LayerFilter {
+    pub(crate) current: u8,
+    pub(crate) target: u8,
 }
 
-impl Default for TemporalFilter {
+/// Which temporal layers a consumer forwards.
+pub type TemporalFilter = LayerFilter;
+
+impl Default for LayerFilter {
     fn default() -> Self {
         Self {
             current: ALL_TEMPORAL_LAYERS,
@@ -38,9 +44,8 @@ impl Default for TemporalFilter {
     }
 }
 
-impl TemporalFilter {
-    /// The highest temporal layer id forwarded now
-    /// ([`ALL_TEMPORAL_LAYERS`]: all).
+impl LayerFilter {
+    /// The highest layer id forwarded now (`u8::MAX`: all).
     pub fn current(&self) -> u8 {
         self.current
     }
@@ -50,9 +55,8 @@ impl TemporalFilter {
         self.target
     }
 
-    /// Sets the highest temporal layer id to forward
-    /// ([`ALL_TEMPORAL_LAYERS`]: all). Down happens at the next frame,
-    /// up at a layer sync or keyframe.
+    /// Sets the highest layer id to forward (`u8::MAX`: all), from where
+    /// the codec allows.
     pub fn set_target(&mut self, target: u8) {
         self.target = target;
     }
@@ -234,32 +238,13 @@ mod tests {
     /// and its picture ID and TL0PICIDX.
     #[test]
     fn chromium_l1t3_through_a_temporal_switch_down_and_up_stays_continuous() {
-        use crate::ids::{ProducerId, Pt, Ssrc, TransportId};
-        use crate::proto::rtp::{ExtensionMap, RtpHeader, write_forwarded};
-        use crate::router::consumer::ConsumerParams;
-        use crate::slab::SlabId;
+        use crate::ids::Pt;
+        use crate::proto::rtp::{RtpHeader, write_forwarded};
         use std::time::Instant;
 
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../testdata/rtp/vp8-l1t3.sfurec"
-        );
-        let file =
-            std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e} (testdata/README.md)"));
-        let packets = sfurec_rtp(&file);
+        let packets = crate::testing::testdata_rtp("vp8-l1t3.sfurec");
         assert!(packets.len() > 60, "{} packets", packets.len());
-        let params = ConsumerParams {
-            transport: TransportId::from_raw(1),
-            producer: ProducerId::from_raw(1),
-            ssrc: Ssrc(9),
-            mid: None,
-            extensions: ExtensionMap::EMPTY,
-            pt_map: vec![],
-            paused: false,
-            rtx: None,
-        };
-        let mut c = Consumer::new(params, 1000, 0, 0, true);
-        c.layer = Some(0);
+        let mut c = Consumer::layered_for_test();
         let now = Instant::now();
         let third = packets.len() / 3;
         // (TID, Y, frame start, seq, picture ID, TL0PICIDX) of what was sent.
@@ -337,22 +322,5 @@ mod tests {
             }
         }
         assert_eq!(ups, 2, "back up to T2 in two steps");
-    }
-
-    /// The RTP packets of a recording file (sig's `recording::file`: magic,
-    /// header length, JSON header, then records of kind, µs, length, data).
-    fn sfurec_rtp(file: &[u8]) -> Vec<Vec<u8>> {
-        assert_eq!(&file[..8], b"SFUREC\x00\x01");
-        let hlen = u32::from_be_bytes([file[8], file[9], file[10], file[11]]) as usize;
-        let mut at = 12 + hlen;
-        let mut out = Vec::new();
-        while at + 11 <= file.len() {
-            let len = usize::from(u16::from_be_bytes([file[at + 9], file[at + 10]]));
-            if file[at] == 1 {
-                out.push(file[at + 11..at + 11 + len].to_vec());
-            }
-            at += 11 + len;
-        }
-        out
     }
 }

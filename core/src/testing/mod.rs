@@ -26,9 +26,11 @@ use crate::transport::{Transmit, TransportParams};
 use crate::{ConsumerId, Mid, ProducerId, Pt, Rid, RouterId, Ssrc, TransportId};
 
 mod pipe;
+mod recordings;
 mod simulcast;
 
 pub use pipe::{PIPE_SSRC_BASE, PipedNets};
+pub use recordings::testdata_rtp;
 pub use simulcast::{FRAME, Layer, MAX_PACKET, SimulcastSource, TAGGED_PACKETS};
 
 pub const SERVER: &str = "127.0.0.1:40000";

@@ -1,7 +1,8 @@
 //! What an SFU reads and rewrites in a video payload without decoding it:
 //! whether a packet starts a keyframe, a VP8 keyframe's size or an H.264
-//! SPS's, and the VP8 picture ID and TL0PICIDX that must stay continuous
-//! when a consumer switches between simulcast layers.
+//! SPS's, the VP8 picture ID and TL0PICIDX that must stay continuous
+//! when a consumer switches between simulcast layers, and the VP9 spatial
+//! and temporal layers a consumer chooses from.
 //!
 //! Every function takes the RTP payload (after the header and extensions,
 //! before any padding) and returns "nothing found" on short or odd input;
@@ -10,10 +11,12 @@
 mod bits;
 mod h264;
 mod vp8;
+mod vp9;
 
 pub use bits::BitReader;
 pub use h264::h264_sps_size;
 pub use vp8::Vp8Descriptor;
+pub use vp9::{VP9_MAX_SPATIAL, Vp9Descriptor};
 
 /// A video codec we forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,38 +56,11 @@ impl VideoCodec {
     pub fn is_keyframe(self, payload: &[u8]) -> bool {
         match self {
             Self::Vp8 => Vp8Descriptor::parse(payload).is_some_and(|d| d.keyframe),
-            Self::Vp9 => vp9_is_keyframe(payload),
+            Self::Vp9 => Vp9Descriptor::parse(payload).is_some_and(|d| d.keyframe()),
             Self::H264 => h264::is_keyframe(payload),
             Self::Av1 => payload.first().is_some_and(|b| b & 0x08 != 0),
         }
     }
-}
-
-fn vp9_is_keyframe(payload: &[u8]) -> bool {
-    let Some(&b0) = payload.first() else {
-        return false;
-    };
-    let (i, p, l, b) = (
-        b0 & 0x80 != 0,
-        b0 & 0x40 != 0,
-        b0 & 0x20 != 0,
-        b0 & 0x08 != 0,
-    );
-    if p || !b {
-        return false;
-    }
-    if !l {
-        return true;
-    }
-    let mut at = 1;
-    if i {
-        let Some(&pid) = payload.get(at) else {
-            return false;
-        };
-        at += if pid & 0x80 != 0 { 2 } else { 1 };
-    }
-    // Layer indices: TID(3) U(1) SID(3) D(1); the keyframe is spatial layer 0.
-    payload.get(at).is_some_and(|li| (li >> 1) & 0x07 == 0)
 }
 
 #[cfg(test)]
@@ -94,7 +70,7 @@ mod tests {
     #[test]
     fn vp9_and_av1_keyframes() {
         let cases: &[(&str, VideoCodec, &[u8], bool)] = &[
-            ("VP9 key, no layers", VideoCodec::Vp9, &[0x88], true),
+            ("VP9 key, no layers", VideoCodec::Vp9, &[0x88, 0x01], true),
             ("VP9 inter", VideoCodec::Vp9, &[0xc8, 0x01], false),
             (
                 "VP9 key, not a frame start",

@@ -1,0 +1,360 @@
+use super::*;
+use crate::router::temporal::ALL_TEMPORAL_LAYERS;
+use std::time::Duration;
+
+/// One packet of a synthetic VP9 SVC stream: (sequence number, its
+/// descriptor).
+type Packet = (u16, Vp9Descriptor);
+
+/// `pictures` pictures of three spatial layers, two packets per frame,
+/// temporal layers 0, 2, 1, 2 (U set on each T1 and T2 frame), a keyframe
+/// every `key_every` pictures (from the first); upper layers' inter frames
+/// depend on the layer below only with `full_svc`.
+fn stream(pictures: u16, key_every: u16, full_svc: bool) -> Vec<Packet> {
+    let mut out = Vec::new();
+    let mut seq = 100u16;
+    for pic in 0..pictures {
+        let key = pic % key_every == 0;
+        let tid = [0, 2, 1, 2][usize::from(pic % 4)];
+        for sid in 0..3u8 {
+            for part in 0..2 {
+                let d = Vp9Descriptor {
+                    picture_id: Some(pic),
+                    inter_picture: !key,
+                    flexible: true,
+                    begin: part == 0,
+                    end: part == 1,
+                    sid,
+                    tid: Some(tid),
+                    switching_up: tid > 0,
+                    inter_layer: sid > 0 && (key || full_svc),
+                    tl0picidx: None,
+                    spatial_layers: (key && sid == 0 && part == 0).then_some(3),
+                    sizes: (key && sid == 0 && part == 0).then_some([
+                        (160, 120),
+                        (320, 240),
+                        (640, 480),
+                        (0, 0),
+                    ]),
+                };
+                out.push((seq, d));
+                seq = seq.wrapping_add(1);
+            }
+        }
+    }
+    out
+}
+
+fn consumer() -> Consumer {
+    Consumer::layered_for_test()
+}
+
+/// What `c` sends of `packets`: (picture, SID, TID, output sequence
+/// number, marker written).
+fn run(c: &mut Consumer, packets: &[Packet], key_svc: bool) -> Vec<(u16, u8, u8, u16, bool)> {
+    let mut sent = Vec::new();
+    for (seq, d) in packets {
+        let Some(marker) = c.svc_pass(d, *seq, key_svc) else {
+            continue;
+        };
+        let out = c.seq.input(*seq).expect("forwarded packets get a number");
+        // The publisher marks the end of the top layer's frame.
+        let marker = marker.unwrap_or(d.sid == 2 && d.end);
+        sent.push((d.picture_id.unwrap(), d.sid, d.tid.unwrap(), out, marker));
+    }
+    sent
+}
+
+fn assert_gapless(sent: &[(u16, u8, u8, u16, bool)]) {
+    for w in sent.windows(2) {
+        assert_eq!(
+            w[1].3,
+            w[0].3.wrapping_add(1),
+            "gap: {:?} → {:?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// Each picture sent ends with exactly one marker, on its last packet.
+fn assert_one_marker_per_picture(sent: &[(u16, u8, u8, u16, bool)]) {
+    for (i, p) in sent.iter().enumerate() {
+        let last_of_picture = sent.get(i + 1).is_none_or(|n| n.0 != p.0);
+        assert_eq!(p.4, last_of_picture, "marker at {p:?}");
+    }
+}
+
+#[test]
+fn k_svc_forwards_one_spatial_layer_between_keyframes_and_switches_at_one() {
+    let packets = stream(24, 12, false);
+    let mut c = consumer();
+    c.set_layer_target(true, 0, ALL_TEMPORAL_LAYERS);
+    // Pictures 0–7 at S0, then S2 asked for: it starts at the keyframe (12).
+    let (a, b) = packets.split_at(8 * 6);
+    let mut sent = run(&mut c, a, true);
+    c.set_layer_target(true, 2, ALL_TEMPORAL_LAYERS);
+    assert!(c.simulcast.as_ref().unwrap().spatial.needs_keyframe(true));
+    sent.extend(run(&mut c, b, true));
+    assert_gapless(&sent);
+    assert_one_marker_per_picture(&sent);
+    for p in &sent {
+        match p.0 {
+            0..12 => assert_eq!(p.1, 0, "S0 until the keyframe: {p:?}"),
+            12 => {}
+            _ => assert_eq!(p.1, 2, "S2 alone after it: {p:?}"),
+        }
+    }
+    let key: Vec<u8> = sent.iter().filter(|p| p.0 == 12).map(|p| p.1).collect();
+    assert_eq!(
+        key,
+        [0, 0, 1, 1, 2, 2],
+        "the keyframe with the layers below"
+    );
+    assert_eq!(c.spatial_layers(), Some((2, 2)));
+    assert!(!c.simulcast.as_ref().unwrap().spatial.needs_keyframe(true));
+
+    // Down again: in K-SVC that waits for a keyframe as well.
+    c.set_layer_target(true, 1, ALL_TEMPORAL_LAYERS);
+    // The same stream on (sequence numbers go on), its next keyframe at 36.
+    let more = stream(38, 36, false);
+    let sent = run(&mut c, &more[24 * 6..], true);
+    assert_gapless(&sent);
+    assert!(sent.iter().filter(|p| p.0 < 36).all(|p| p.1 == 2));
+    assert!(sent.iter().filter(|p| p.0 == 37).all(|p| p.1 == 1));
+    assert!(sent.iter().any(|p| p.0 == 37));
+}
+
+#[test]
+fn full_svc_goes_down_at_any_picture_and_up_at_a_keyframe() {
+    let packets = stream(24, 12, true);
+    let mut c = consumer();
+    c.set_layer_target(true, 1, ALL_TEMPORAL_LAYERS);
+    let mut sent = run(&mut c, &packets[..3 * 6 + 1], false);
+    // Down to S0 in the middle of picture 3: from picture 4 on.
+    c.set_layer_target(true, 0, ALL_TEMPORAL_LAYERS);
+    assert!(!c.simulcast.as_ref().unwrap().spatial.needs_keyframe(false));
+    sent.extend(run(&mut c, &packets[3 * 6 + 1..6 * 6], false));
+    c.set_layer_target(true, 2, ALL_TEMPORAL_LAYERS);
+    assert!(c.simulcast.as_ref().unwrap().spatial.needs_keyframe(false));
+    sent.extend(run(&mut c, &packets[6 * 6..], false));
+    assert_gapless(&sent);
+    assert_one_marker_per_picture(&sent);
+    let layers = |pic: u16| -> Vec<u8> {
+        let mut v: Vec<u8> = sent.iter().filter(|p| p.0 == pic).map(|p| p.1).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(layers(0), [0, 1], "full SVC: the layers below too");
+    assert_eq!(layers(3), [0, 1], "a picture begun goes on at its layers");
+    assert_eq!(layers(4), [0]);
+    assert_eq!(layers(11), [0], "up waits for the keyframe");
+    assert_eq!(layers(12), [0, 1, 2]);
+    assert_eq!(layers(23), [0, 1, 2]);
+}
+
+#[test]
+fn temporal_layers_of_an_svc_stream_go_whole_pictures_at_a_time() {
+    let packets = stream(24, 100, false);
+    let mut c = consumer();
+    c.set_layer_target(true, 1, 0);
+    let mut sent = run(&mut c, &packets[..12 * 6], true);
+    // Back to all temporal layers: up one layer per switching-up point.
+    c.set_layer_target(true, 1, ALL_TEMPORAL_LAYERS);
+    sent.extend(run(&mut c, &packets[12 * 6..], true));
+    assert_gapless(&sent);
+    assert_one_marker_per_picture(&sent);
+    let tids_of = |range: std::ops::Range<u16>| -> Vec<u8> {
+        let mut v: Vec<(u16, u8)> = sent
+            .iter()
+            .filter(|p| range.contains(&p.0))
+            .map(|p| (p.0, p.2))
+            .collect();
+        v.dedup();
+        v.into_iter().map(|(_, t)| t).collect()
+    };
+    // The keyframe (T0, S0 and S1), then T0 pictures only: 0, 4, 8.
+    assert_eq!(tids_of(0..12), [0, 0, 0]);
+    // Up at picture 13 (T2 above T0: not one step) no; at 14 (T1, U): T1;
+    // at 15 (T2, U): T2.
+    assert_eq!(tids_of(12..20), [0, 1, 2, 0, 2, 1, 2]);
+    // Every picture forwarded has its S1 frame (the consumer's layer).
+    for pic in sent.iter().map(|p| p.0) {
+        assert!(sent.iter().any(|p| p.0 == pic && p.1 == 1), "picture {pic}");
+    }
+}
+
+#[test]
+fn a_consumer_without_layer_state_forwards_the_stream_as_it_came() {
+    let packets = stream(8, 4, false);
+    let mut c = consumer();
+    c.simulcast = None;
+    for (seq, d) in &packets {
+        assert_eq!(c.svc_pass(d, *seq, true), Some(None));
+    }
+}
+
+#[test]
+fn spatial_layer_rates_are_each_layers_own_in_k_svc_and_cumulative_in_full_svc() {
+    let t0 = Instant::now();
+    for full_svc in [false, true] {
+        let mut layers = SpatialLayers::default();
+        layers.sample(t0, Duration::ZERO);
+        let packets = stream(40, 20, full_svc);
+        for (i, (_, d)) in packets.iter().enumerate() {
+            // S0 packets 100 bytes, S1 200, S2 400: 4 pictures per 100 ms.
+            let at = t0 + Duration::from_millis(25 * (i / 6) as u64);
+            layers.on_packet(d, 100 << d.sid, at);
+        }
+        let end = t0 + Duration::from_secs(1);
+        layers.sample(end, Duration::ZERO);
+        assert!(layers.is_layered());
+        assert_eq!(layers.key_svc(), !full_svc);
+        let infos = layers.infos(end, Duration::from_secs(2));
+        assert_eq!(infos.len(), 3);
+        let widths: Vec<_> = infos.iter().map(|l| l.width).collect();
+        assert_eq!(widths, [Some(160), Some(320), Some(640)]);
+        // 80 packets a layer in 1 s, plus 38 bytes of headers each.
+        let own = |sid: u64| 80 * 8 * ((100 << sid) + 38);
+        let want: Vec<u64> = if full_svc {
+            vec![own(0), own(0) + own(1), own(0) + own(1) + own(2)]
+        } else {
+            vec![own(0), own(1), own(2)]
+        };
+        let got: Vec<u64> = infos.iter().map(|l| l.bps).collect();
+        assert_eq!(got, want, "full SVC: {full_svc}");
+        // Temporal layers 0, 2, 1, 2: T2 is half of each layer's payload.
+        let s0 = infos[0].temporal_bps;
+        assert_eq!(s0[2], s0[0] + s0[1]);
+        assert!(infos.iter().all(|l| l.active));
+    }
+}
+
+/// The descriptors of a capture in `testdata/rtp/`, with each packet's
+/// sequence number and marker bit.
+fn captured(name: &str) -> Vec<(u16, bool, Vp9Descriptor)> {
+    use crate::proto::rtp::RtpHeader;
+    crate::testing::testdata_rtp(name)
+        .iter()
+        .map(|pkt| {
+            let h = RtpHeader::parse(pkt).expect("captured RTP parses");
+            let d = Vp9Descriptor::parse(&pkt[h.header_len..]).expect("VP9 descriptor");
+            (h.seq, h.marker, d)
+        })
+        .collect()
+}
+
+#[test]
+fn chromium_l3t3_key_descriptors_as_a_top_layer_consumer_got_them() {
+    // Chromium 156's L3T3_KEY at 960x540 (flexible mode), recorded: the
+    // keyframe with all three layers, then S2's frames alone (K-SVC).
+    let packets = captured("vp9-l3t3-key.sfurec");
+    assert!(packets.len() > 100, "{} packets", packets.len());
+    let (_, _, first) = packets[0];
+    assert!(first.keyframe() && first.flexible);
+    assert_eq!(first.spatial_layers, Some(3));
+    assert_eq!(
+        first.sizes.unwrap()[..3],
+        [(240, 135), (480, 270), (960, 540)]
+    );
+    let mut layers = SpatialLayers::default();
+    let t0 = Instant::now();
+    for (_, marker, d) in &packets {
+        layers.on_packet(d, 1000, t0);
+        // The picture ends at S2, the top layer.
+        assert_eq!(*marker, d.end && d.sid == 2, "{d:?}");
+        if d.inter_picture {
+            assert_eq!(d.sid, 2, "only S2 between keyframes: {d:?}");
+            assert!(!d.inter_layer, "K-SVC: no inter-layer prediction: {d:?}");
+        }
+    }
+    assert!(layers.key_svc());
+    // Temporal layers 0, 2, 1, 2 at 20 frames/s: T0 every fourth picture.
+    let t0_pictures = packets
+        .iter()
+        .filter(|(_, _, d)| d.begin && d.sid == 2 && d.tid == Some(0))
+        .count();
+    let pictures = packets
+        .iter()
+        .filter(|(_, _, d)| d.begin && d.sid == 2)
+        .count();
+    assert!(
+        pictures >= 20 && t0_pictures * 4 <= pictures + 4 && t0_pictures * 4 + 4 >= pictures,
+        "{t0_pictures} of {pictures}"
+    );
+}
+
+#[test]
+fn chromium_l3t3_through_spatial_and_temporal_switches_stays_decodable() {
+    // Chromium 156's L3T3 (full SVC) at 960x540, every layer: a consumer
+    // at S1, then S0 at T0, then S0 at all temporal layers.
+    let packets = captured("vp9-l3t3.sfurec");
+    assert!(packets.len() > 100, "{} packets", packets.len());
+    let mut layers = SpatialLayers::default();
+    let t0 = Instant::now();
+    for (_, _, d) in &packets {
+        layers.on_packet(d, 1000, t0);
+    }
+    assert!(
+        !layers.key_svc(),
+        "full SVC: upper layers predicted from below"
+    );
+    let mut c = consumer();
+    let n = packets.len();
+    // (phase, picture, SID, TID, output sequence number, marker)
+    let mut sent = Vec::new();
+    for (i, (seq, marker, d)) in packets.iter().enumerate() {
+        let phase = match i * 20 / n {
+            0..5 => 0,
+            5..14 => 1,
+            _ => 2,
+        };
+        let (s, t) = [(1, ALL_TEMPORAL_LAYERS), (0, 0), (0, ALL_TEMPORAL_LAYERS)][phase];
+        c.set_layer_target(true, s, t);
+        let Some(m) = c.svc_pass(d, *seq, false) else {
+            continue;
+        };
+        let out = c.seq.input(*seq).expect("forwarded packets get a number");
+        sent.push((
+            phase,
+            (
+                d.picture_id.unwrap(),
+                d.sid,
+                d.tid.unwrap(),
+                out,
+                m.unwrap_or(*marker),
+            ),
+        ));
+    }
+    let all: Vec<_> = sent.iter().map(|x| x.1).collect();
+    assert_gapless(&all);
+    assert_one_marker_per_picture(&all);
+    // Pictures (picture ID, SIDs, TID) sent in each phase.
+    let pictures = |phase: usize| {
+        let mut v: Vec<(u16, Vec<u8>, u8)> = Vec::new();
+        for (_, p) in sent.iter().filter(|x| x.0 == phase) {
+            match v.last_mut() {
+                Some(l) if l.0 == p.0 => {
+                    if !l.1.contains(&p.1) {
+                        l.1.push(p.1);
+                    }
+                }
+                _ => v.push((p.0, vec![p.1], p.2)),
+            }
+        }
+        v
+    };
+    let (a, b, c3) = (pictures(0), pictures(1), pictures(2));
+    // S1 with S0 below it (full SVC), never S2.
+    assert!(a.len() >= 2 && a.iter().all(|p| p.1 == [0, 1]), "{a:?}");
+    // S0 alone from the next picture on, T0 only.
+    assert!(b.len() >= 2, "{b:?}");
+    assert!(b[1..].iter().all(|p| p.1 == [0] && p.2 == 0), "{b:?}");
+    // Up one temporal layer per switching-up point (Chromium sets U on
+    // every frame): T1 before any T2.
+    let tids: Vec<u8> = c3.iter().map(|p| p.2).collect();
+    let first_up = tids.iter().position(|t| *t != 0).expect("back up");
+    assert_eq!(tids[first_up], 1, "T1 first: {tids:?}");
+    assert!(tids[first_up..].contains(&2), "then T2: {tids:?}");
+    assert!(c3.iter().all(|p| p.1 == [0]), "{c3:?}");
+}

@@ -1,0 +1,107 @@
+// End-to-end tests of VP9 SVC through the page (called by run.js): one
+// stream with spatial and temporal layers, of which each subscriber gets
+// what its tile and its bandwidth take.
+'use strict';
+
+const { sleep, until, steadyFps } = require('./lib');
+
+// Sets the width of participant `id`'s video tile on page `p` (a CSS
+// length); the page tells the server its new width (`video-size`).
+const tileWidth = (p, id, w) => p.page.evaluate(([i, px]) => {
+  document.querySelector(`[data-participant="${i}"] video`).style.width = px;
+  window.dispatchEvent(new Event('resize'));
+}, [id, w]);
+
+// `ctx`: run.js's helpers (test, openParticipant, stats, expectReceiving,
+// mediaPort, capDownlink, get).
+async function svcTests(ctx) {
+  const { test, openParticipant, stats, expectReceiving, mediaPort, capDownlink, get } = ctx;
+
+  await test('VP9 SVC (L3T3_KEY, 960x540): a small tile gets the lowest spatial layer (<= 1/4 width), a subscriber capped at 300 kbit/s a lower frame rate on one video and none paused, and an uncapped one with large tiles every layer', async () => {
+    if (process.env.SFU_IN_NETNS !== '1') {
+      // nftables must only ever shape a namespace made for the run.
+      console.log('  not run: needs the network namespace scripts/e2e.sh makes (root)');
+      return;
+    }
+    const q = '&codec=vp9&svc=L3T3_KEY';
+    const vic = await openParticipant('e2e-svc', 'vic', q);
+    const val = await openParticipant('e2e-svc', 'val', q);
+    const viewers = [];
+    for (const n of ['sam', 'cap', 'ful']) viewers.push(await openParticipant('e2e-svc', n, '&role=viewer'));
+    const [sam, cap, ful] = viewers;
+    for (const p of viewers) await expectReceiving(p, ['val', 'vic']);
+    // The publishers send what was asked: VP9 in three spatial layers.
+    for (const p of [vic, val]) {
+      const out = await p.page.evaluate(async () => {
+        const r = [];
+        (await window.sfu.pc().getStats()).forEach((s) => {
+          if (s.type === 'outbound-rtp' && s.kind === 'video') r.push({ mode: s.scalabilityMode, width: s.frameWidth });
+        });
+        return r;
+      });
+      console.log(`  ${p.name} sends ${JSON.stringify(out)}`);
+      if (out.length !== 1 || out[0].mode !== 'L3T3_KEY') throw new Error(`${p.name} sends ${JSON.stringify(out)}`);
+    }
+    const ids = {
+      vic: await vic.page.evaluate(() => window.sfu.id()),
+      val: await val.page.evaluate(() => window.sfu.id()),
+    };
+    const byName = (s) => Object.fromEntries(Object.values(s).map((e) => [e.name, e]));
+    // Large tiles on ful, a small one for vic on sam.
+    for (const id of Object.values(ids)) await tileWidth(ful, id, '1000px');
+    await tileWidth(sam, ids.vic, '120px');
+    await until('ful decodes both at 960 px', async () => {
+      const s = byName(await stats(ful));
+      return s.vic && s.val && s.vic.frameWidth === 960 && s.val.frameWidth === 960;
+    }, 30000, 500);
+    await until('sam decodes vic at its lowest layer (240 px)', async () => {
+      const s = byName(await stats(sam));
+      return s.vic && s.vic.frameWidth > 0 && s.vic.frameWidth <= 240;
+    }, 30000, 500);
+    const full = await steadyFps([ful, sam], 15);
+    console.log(`  ful: ${JSON.stringify(full.ful)}; sam: ${JSON.stringify(full.sam)}`);
+    for (const [who, v] of Object.entries(full)) {
+      for (const e of Object.values(v)) {
+        if (e.fps < 15) throw new Error(`${who} decodes ${e.name} at ${e.fps} fps`);
+      }
+    }
+    const small = Object.values(full.sam).find((e) => e.name === 'vic');
+    if (!small || small.width > 240) throw new Error(`sam decodes vic at ${JSON.stringify(small)}, want <= 240 px (1/4 of 960)`);
+
+    // cap: 300 kbit/s for two videos and two Opus streams. The server
+    // keeps one video at its lowest spatial layer's full rate and gives
+    // the other a lower temporal layer before it would pause one.
+    const port = await mediaPort(cap);
+    if (!port) throw new Error('no local port for cap');
+    const lift = capDownlink('svc', port, 37500);
+    try {
+      await sleep(15000);
+      const a = byName(await stats(cap));
+      const f0 = byName(await stats(ful));
+      await sleep(10000);
+      const b = byName(await stats(cap));
+      const f1 = byName(await stats(ful));
+      const paused = await cap.page.evaluate(() => window.sfu.pausedTiles());
+      const fig = (x, y) => ({ fps: +((y.framesDecoded - x.framesDecoded) / 10).toFixed(1), width: y.frameWidth, frozen: +(y.freezeS - x.freezeS).toFixed(2) });
+      const seen = { 'cap<-vic': fig(a.vic, b.vic), 'cap<-val': fig(a.val, b.val), 'ful<-vic': fig(f0.vic, f1.vic), 'ful<-val': fig(f0.val, f1.val) };
+      console.log(`  capped 10 s window: ${JSON.stringify(seen)}; paused on cap's page: ${JSON.stringify(paused)}`);
+      for (const k of ['cap<-vic', 'cap<-val']) {
+        if (seen[k].fps < 3) throw new Error(`${k}: ${JSON.stringify(seen[k])} (paused: ${JSON.stringify(paused)})`);
+        if (seen[k].width > 240) throw new Error(`${k}: ${JSON.stringify(seen[k])}, want the lowest spatial layer`);
+      }
+      if (Object.keys(paused).length) throw new Error(`paused: ${JSON.stringify(paused)}`);
+      // A lower temporal layer: 5 or 10 of the camera's 20 frames/s.
+      const slowest = Math.min(seen['cap<-vic'].fps, seen['cap<-val'].fps);
+      if (slowest > 13) throw new Error(`no video at a lower frame rate: ${JSON.stringify(seen)}`);
+      for (const k of ['ful<-vic', 'ful<-val']) {
+        if (seen[k].fps < 15 || seen[k].width !== 960) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
+      }
+    } finally {
+      lift();
+    }
+    for (const p of [vic, val, ...viewers]) await p.context.close();
+    await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
+  });
+}
+
+module.exports = { svcTests };
