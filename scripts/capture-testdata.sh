@@ -19,3 +19,6 @@ capture vp8-l1t3.sfurec ""
 # then the top layer alone) and L3T3 (full SVC: every layer).
 capture vp9-l3t3-key.sfurec "&codec=vp9&svc=L3T3_KEY"
 capture vp9-l3t3.sfurec "&codec=vp9&svc=L3T3"
+# AV1 SVC, L3T3 (libaom): the recording keeps each packet's dependency
+# descriptor (extension id 12).
+capture av1-l3t3.sfurec "&codec=av1&svc=L3T3"

@@ -112,11 +112,23 @@ fn the_av1_dependency_descriptor_is_copied_under_the_subscribers_id() {
     let producer = net.produce(alice, MediaKind::Video, 88, 45);
     net.consume(bob, producer, 3333, (45, 35));
     net.step();
-    // A keyframe's descriptor carries the template structure: long.
-    let long: Vec<u8> = (0..37).collect();
-    let short = [0x40, 0x00, 0x01];
-    assert!(net.peers[alice].client.send_rtp(&av1(1, &long)));
-    assert!(net.peers[alice].client.send_rtp(&av1(2, &short)));
+    // Chromium's AV1 L3T3 (testdata/rtp): a keyframe's first descriptor
+    // carries the template structure (95 bytes), the next names a template
+    // of it (3 bytes).
+    let captured: Vec<Vec<u8>> = sfu_core::testing::testdata_rtp("av1-l3t3.sfurec")
+        .iter()
+        .take(2)
+        .map(|pkt| {
+            let h = RtpHeader::parse(pkt).expect("captured RTP");
+            h.extension(pkt, 12)
+                .expect("a dependency descriptor")
+                .to_vec()
+        })
+        .collect();
+    let (long, short) = (&captured[0], &captured[1]);
+    assert_eq!((long.len(), short.len()), (95, 3));
+    assert!(net.peers[alice].client.send_rtp(&av1(1, long)));
+    assert!(net.peers[alice].client.send_rtp(&av1(2, short)));
     net.advance(Duration::from_millis(20));
     let got = std::mem::take(&mut net.peers[bob].rtp);
     assert_eq!(got.len(), 2);

@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
         ssrc: 1,
         fmtp: String::new(),
         started_unix_ms: 0,
+        dependency_descriptor_id: (codec == "AV1").then_some(12),
     };
     let mut file = Vec::new();
     write_header(&header, &mut file);

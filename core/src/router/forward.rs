@@ -38,7 +38,15 @@ impl Router {
             producer.loudest_level = producer.loudest_level.min(l & 0x7f);
         }
         let simulcast = producer.is_simulcast();
+        let layered_codec = producer.is_layered();
         let codec = producer.params.video_codec;
+        // AV1's dependency descriptor: the frame's layers, and copied to
+        // each subscriber.
+        let dd = producer
+            .params
+            .extensions
+            .get(Extension::DependencyDescriptor)
+            .and_then(|id| hdr.extension(pkt, id));
         let Some(e) = producer.encodings.get_mut(enc as usize) else {
             self.counters.count_drop(DropReason::StaleId);
             self.worker_counters.count_drop(DropReason::StaleId);
@@ -71,27 +79,38 @@ impl Router {
             return;
         };
         // What a layer switch needs of the payload: for simulcast, and for
-        // VP9's layers within its one stream.
-        let (mut vp8, mut vp9, mut is_keyframe) = (None, None, false);
+        // the layers within a VP9 or AV1 stream.
+        let (mut vp8, mut layered, mut is_keyframe) = (None, None, false);
         if let Some(codec) = codec
-            && (simulcast || codec == VideoCodec::Vp9)
+            && (simulcast || layered_codec)
         {
             let payload = payload_of(pkt, hdr);
-            if codec == VideoCodec::Vp9 {
-                vp9 = Vp9Descriptor::parse(payload);
-                if let Some(d) = &vp9 {
-                    is_keyframe = d.keyframe();
-                    if let Some(t) = d.tid {
+            if codec == VideoCodec::Vp9 || codec == VideoCodec::Av1 {
+                let spatial = e.spatial.get_or_insert_with(Box::default);
+                let frame = match codec {
+                    VideoCodec::Vp9 => Vp9Descriptor::parse(payload).map(|d| {
+                        if let (Some(n), Some(sizes)) = (d.spatial_layers, d.sizes) {
+                            let n = usize::from(n).min(VP9_MAX_SPATIAL);
+                            spatial.set_sizes(&sizes[..n]);
+                        }
+                        d.frame()
+                    }),
+                    _ => dd.and_then(|v| spatial.av1_packet(v)),
+                };
+                // The stream's size: its highest spatial layer's.
+                if let Some(size) = spatial.top_size() {
+                    e.size = Some(size);
+                }
+                if let Some(f) = &frame {
+                    is_keyframe = f.keyframe();
+                    if let Some(t) = f.tid {
                         e.temporal_bytes[usize::from(t & 3)] += pkt.len() as u64;
                     }
-                    e.spatial
-                        .get_or_insert_with(Box::default)
-                        .on_packet(d, pkt.len(), now);
-                    // The stream's size: its highest spatial layer's.
-                    if let (Some(n), Some(sizes)) = (d.spatial_layers, d.sizes) {
-                        e.size = Some(sizes[usize::from(n).min(VP9_MAX_SPATIAL) - 1]);
-                    }
+                    spatial.on_packet(f, pkt.len(), now);
+                } else if codec == VideoCodec::Av1 {
+                    is_keyframe = codec.is_keyframe(payload);
                 }
+                layered = frame;
             } else if codec == VideoCodec::Vp8 {
                 vp8 = Vp8Descriptor::parse(payload);
                 is_keyframe = vp8.is_some_and(|d| d.keyframe);
@@ -137,11 +156,6 @@ impl Router {
         let payload_len = (pkt.len() - hdr.header_len) as u32;
         // Our send time as abs-send-time.
         let send_time = abs_send_time(now.saturating_duration_since(*epoch));
-        let dd = producer
-            .params
-            .extensions
-            .get(Extension::DependencyDescriptor)
-            .and_then(|id| hdr.extension(pkt, id));
         let key_svc = producer
             .encodings
             .get(enc as usize)
@@ -173,7 +187,7 @@ impl Router {
                 continue;
             }
             let mut marker = None;
-            if let Some(d) = &vp9 {
+            if let Some(d) = &layered {
                 let Some(m) = c.svc_pass(d, hdr.seq, key_svc) else {
                     continue;
                 };

@@ -64,7 +64,7 @@ use crate::bwe::{self, SendSideBwe, allocator, probe};
 use crate::error::{Error, ParamsError, Result};
 use crate::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TcpConnId, TransportId};
 use crate::proto::codec::{
-    VP9_MAX_SPATIAL, VideoCodec, Vp8Descriptor, Vp9Descriptor, h264_sps_size,
+    DependencyDescriptor, VP9_MAX_SPATIAL, VideoCodec, Vp8Descriptor, Vp9Descriptor, h264_sps_size,
 };
 use crate::proto::demux::{PacketClass, classify};
 use crate::proto::dtls::Certificate;

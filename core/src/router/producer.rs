@@ -179,10 +179,11 @@ pub(crate) struct Encoding {
     /// When its last packet arrived.
     pub(crate) last_packet: Option<Instant>,
     /// Its picture size (width, height) from its last keyframe, when the
-    /// codec tells it (VP8, H.264's SPS, VP9's scalability structure).
+    /// codec tells it (VP8, H.264's SPS, VP9's scalability structure, AV1's
+    /// template structure).
     pub(crate) size: Option<(u16, u16)>,
-    /// A VP9 stream's spatial layers, once a packet with a payload
-    /// descriptor arrived.
+    /// A VP9 or AV1 stream's spatial layers, once a packet that says its
+    /// layers arrived.
     pub(crate) spatial: Option<Box<SpatialLayers>>,
 }
 
@@ -262,10 +263,18 @@ impl Producer {
         self.encodings.len() > 1
     }
 
-    /// Whether its consumers choose layers: simulcast, or VP9, whose one
-    /// stream may carry spatial and temporal layers (SVC, RFC 9628).
+    /// Whether its consumers choose layers: simulcast, or VP9 or AV1 (with
+    /// the dependency descriptor), whose one stream may carry spatial and
+    /// temporal layers (SVC).
     pub fn is_layered(&self) -> bool {
-        self.is_simulcast() || self.params.video_codec == Some(VideoCodec::Vp9)
+        self.is_simulcast()
+            || match self.params.video_codec {
+                Some(VideoCodec::Vp9) => true,
+                Some(VideoCodec::Av1) => {
+                    self.params.extensions.has(Extension::DependencyDescriptor)
+                }
+                _ => false,
+            }
     }
 
     /// Whether its one stream has been seen to carry more than one spatial

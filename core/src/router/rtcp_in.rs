@@ -117,6 +117,11 @@ impl Router {
         else {
             return;
         };
+        let av1_structure = producer
+            .encodings
+            .get(layer as usize)
+            .and_then(|e| e.spatial.as_ref())
+            .and_then(|s| s.av1_structure.as_deref());
         let Some(t) = transports.get_mut(c.params.transport) else {
             return;
         };
@@ -158,11 +163,18 @@ impl Router {
                     .zip(dd),
                 ..c.rewrite(pt, out_seq, timestamp, twcc_seq, send_time)
             };
-            // VP9: the marker bit the original copy had.
-            if codec == Some(VideoCodec::Vp9)
-                && let Some(d) = Vp9Descriptor::parse(payload_of(pkt, &hdr))
-            {
-                rw.marker = c.svc_marker(&d);
+            // VP9 and AV1: the marker bit the original copy had.
+            let frame = match codec {
+                Some(VideoCodec::Vp9) => {
+                    Vp9Descriptor::parse(payload_of(pkt, &hdr)).map(|d| d.frame())
+                }
+                Some(VideoCodec::Av1) => dd
+                    .and_then(|v| DependencyDescriptor::parse(v, av1_structure))
+                    .map(|d| d.frame(false)),
+                _ => None,
+            };
+            if let Some(f) = frame {
+                rw.marker = c.svc_marker(&f);
             }
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {
                 rw.ssrc = rtx_ssrc;

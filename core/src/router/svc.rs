@@ -1,8 +1,11 @@
-//! Spatial layers of one VP9 stream (SVC, RFC 9628): what a producer
+//! Spatial layers of one VP9 or AV1 stream (SVC): what a producer
 //! measures of each, and which of them a consumer forwards.
 //!
-//! A VP9 SVC picture is one frame per spatial layer, lowest first, all
-//! under one RTP timestamp; the marker bit ends the picture (§4.1). How an
+//! An SVC picture is one frame per spatial layer, lowest first, all under
+//! one RTP timestamp; the marker bit ends the picture (VP9: RFC 9628 §4.1;
+//! AV1: its temporal unit). VP9 says each frame's layers in its payload
+//! descriptor, AV1 in the dependency descriptor's template
+//! (`crate::proto::codec::DependencyDescriptor`). How an
 //! upper layer depends on the one below decides what a consumer needs:
 //! - full SVC (`L3T3`): every upper frame is predicted from the layer below
 //!   (D bit), so a consumer of layer *s* gets layers 0..=*s* and may drop
@@ -23,52 +26,107 @@ use super::consumer::Consumer;
 use super::rate_meter::RateMeter;
 use super::temporal::LayerFilter;
 use crate::bwe::allocator::LayerInfo;
-use crate::proto::codec::{VP9_MAX_SPATIAL, Vp9Descriptor};
+use crate::proto::codec::{DdStructure, DependencyDescriptor, LayeredFrame, VP9_MAX_SPATIAL};
 
 /// A spatial target or current layer meaning "every layer".
 pub const ALL_SPATIAL_LAYERS: u8 = u8::MAX;
 
-/// What a producer measures of the spatial layers of its VP9 stream.
+/// Spatial layers a [`SpatialLayers`] measures (VP9 and AV1 encoders send
+/// up to 3).
+pub const MAX_SPATIAL: usize = VP9_MAX_SPATIAL;
+
+/// What a producer measures of the spatial layers of its VP9 or AV1
+/// stream.
 #[derive(Debug, Clone, Default)]
 pub struct SpatialLayers {
     /// Bytes of RTP received per (spatial, temporal) layer, and their rates.
-    bytes: [[u64; 4]; VP9_MAX_SPATIAL],
-    rates: [[RateMeter; 4]; VP9_MAX_SPATIAL],
+    bytes: [[u64; 4]; MAX_SPATIAL],
+    rates: [[RateMeter; 4]; MAX_SPATIAL],
     /// Packets per spatial layer, as wire overhead
     /// ([`super::producer::PACKET_OVERHEAD_BYTES`] each), and its rate.
-    overhead: [u64; VP9_MAX_SPATIAL],
-    overhead_rates: [RateMeter; VP9_MAX_SPATIAL],
+    overhead: [u64; MAX_SPATIAL],
+    overhead_rates: [RateMeter; MAX_SPATIAL],
     /// When a packet of each spatial layer last arrived.
-    last_packet: [Option<Instant>; VP9_MAX_SPATIAL],
+    last_packet: [Option<Instant>; MAX_SPATIAL],
     /// Each layer's size (width, height), from the last scalability
     /// structure.
-    sizes: [Option<(u16, u16)>; VP9_MAX_SPATIAL],
+    sizes: [Option<(u16, u16)>; MAX_SPATIAL],
     /// Upper layers' inter frames seen, and whether the last one was
     /// predicted from the layer below (full SVC) or not (K-SVC).
     inter_layer: Option<bool>,
+    /// AV1: the dependency descriptor's template structure in force (the
+    /// last keyframe's), which each packet's template id refers to.
+    pub(crate) av1_structure: Option<Box<DdStructure>>,
+    /// AV1: the recent frames' (frame number, temporal id), by frame
+    /// number modulo the length, to follow each frame's references.
+    recent: [Option<(u16, u8)>; RECENT_FRAMES],
 }
 
+/// AV1 frames whose temporal id [`SpatialLayers`] keeps (a second of three
+/// spatial layers at 10 frames/s).
+const RECENT_FRAMES: usize = 32;
+
 impl SpatialLayers {
-    /// Counts a packet of `len` bytes with descriptor `d` received at `now`.
-    pub fn on_packet(&mut self, d: &Vp9Descriptor, len: usize, now: Instant) {
-        let s = usize::from(d.sid).min(VP9_MAX_SPATIAL - 1);
-        let t = usize::from(d.tid.unwrap_or(0) & 3);
+    /// Counts a packet of `len` bytes of frame `f` received at `now`.
+    pub fn on_packet(&mut self, f: &LayeredFrame, len: usize, now: Instant) {
+        let s = usize::from(f.sid).min(MAX_SPATIAL - 1);
+        let t = usize::from(f.tid.unwrap_or(0) & 3);
         self.bytes[s][t] += len as u64;
         self.overhead[s] += super::producer::PACKET_OVERHEAD_BYTES;
         self.last_packet[s] = Some(now);
-        if d.sid > 0 && d.inter_picture && d.begin {
-            self.inter_layer = Some(d.inter_layer);
+        if f.sid > 0 && f.inter_picture && f.begin {
+            self.inter_layer = Some(f.inter_layer);
         }
-        if let (Some(n), Some(sizes)) = (d.spatial_layers, d.sizes) {
-            for (k, slot) in self.sizes.iter_mut().enumerate() {
-                *slot = (k < usize::from(n)).then_some(sizes[k]);
+    }
+
+    /// AV1: the frame of a packet whose dependency descriptor is `value`,
+    /// decoded against the structure in force, or `None` when it does not
+    /// decode. A structure it carries (a keyframe's) becomes the one in
+    /// force, with its spatial layers' sizes.
+    pub fn av1_packet(&mut self, value: &[u8]) -> Option<LayeredFrame> {
+        let d = DependencyDescriptor::parse(value, self.av1_structure.as_deref())?;
+        if let Some(st) = d.structure.clone() {
+            if let Some(r) = &st.resolutions {
+                self.set_sizes(r);
             }
+            self.av1_structure = Some(st);
+        }
+        Some(self.av1_frame(&d))
+    }
+
+    /// The largest spatial layer's size (width, height), when known.
+    pub fn top_size(&self) -> Option<(u16, u16)> {
+        self.sizes.iter().rev().find_map(|s| *s)
+    }
+
+    /// AV1: the frame of a packet with dependency descriptor `d`, following
+    /// its references: a consumer may start taking its temporal layer here
+    /// when every frame it references in earlier temporal units is of a
+    /// lower temporal layer (which a consumer below this layer has), as a
+    /// T1 frame that references only T0 frames. A reference to a frame not
+    /// seen (lost, or too long ago) makes it no such point.
+    fn av1_frame(&mut self, d: &DependencyDescriptor) -> LayeredFrame {
+        let up = d.references().all(|r| {
+            d.frame_number.wrapping_sub(r) <= u16::from(d.spatial)
+                || self.recent[usize::from(r) % RECENT_FRAMES]
+                    .is_some_and(|(n, t)| n == r && t < d.temporal)
+        });
+        self.recent[usize::from(d.frame_number) % RECENT_FRAMES] =
+            Some((d.frame_number, d.temporal));
+        d.frame(up)
+    }
+
+    /// Sets the spatial layers' sizes (width, height), lowest first, from
+    /// a VP9 scalability structure or an AV1 template structure.
+    pub fn set_sizes(&mut self, sizes: &[(u16, u16)]) {
+        for (k, slot) in self.sizes.iter_mut().enumerate() {
+            *slot = sizes.get(k).copied();
         }
     }
 
     /// Measures the rates (about once a second).
     pub fn sample(&mut self, now: Instant, min_span: std::time::Duration) {
-        for s in 0..VP9_MAX_SPATIAL {
+        for s in 0..MAX_SPATIAL {
             for t in 0..4 {
                 self.rates[s][t].sample(now, self.bytes[s][t], min_span);
             }
@@ -136,9 +194,9 @@ impl LayerFilter {
         self.current != self.target && (key_svc || self.target > self.current)
     }
 
-    /// Whether a packet with descriptor `d` is forwarded, moving `current`
-    /// to the target where that is safe.
-    fn pass_spatial(&mut self, d: &Vp9Descriptor, key_svc: bool) -> bool {
+    /// Whether a packet of frame `d` is forwarded, moving `current` to the
+    /// target where that is safe.
+    fn pass_spatial(&mut self, d: &LayeredFrame, key_svc: bool) -> bool {
         if d.keyframe() || (!key_svc && d.picture_start() && self.target < self.current) {
             self.current = self.target;
         }
@@ -151,8 +209,8 @@ impl LayerFilter {
 }
 
 impl Consumer {
-    /// Whether this consumer forwards the VP9 packet with descriptor `d` and
-    /// sequence number `seq` by its spatial and temporal layers, given
+    /// Whether this consumer forwards the packet of frame `d` (VP9 or AV1)
+    /// with sequence number `seq` by its spatial and temporal layers, given
     /// whether the stream is K-SVC ([`SpatialLayers::key_svc`]). Returns
     /// `None` for a packet left out (out of its sequence numbers too, so
     /// what it sends has no gap), else the marker bit to write: set on the
@@ -162,7 +220,7 @@ impl Consumer {
     #[inline]
     pub(crate) fn svc_pass(
         &mut self,
-        d: &Vp9Descriptor,
+        d: &LayeredFrame,
         seq: u16,
         key_svc: bool,
     ) -> Option<Option<bool>> {
@@ -182,11 +240,12 @@ impl Consumer {
         Some(self.svc_marker(d))
     }
 
-    /// The marker bit this consumer writes on a VP9 packet with descriptor
-    /// `d` it forwards (or resends): set on the last packet of the highest
-    /// spatial layer it forwards, clear below it; `None` (the publisher's)
-    /// when it forwards all layers.
-    pub(crate) fn svc_marker(&self, d: &Vp9Descriptor) -> Option<bool> {
+    /// The marker bit this consumer writes on a packet of frame `d` it
+    /// forwards (or resends): set on the last packet of the highest spatial
+    /// layer it forwards, clear below it; `None` (the publisher's) when it
+    /// forwards all layers. (VP9 ends a picture with it, RFC 9628 §4.1;
+    /// AV1 a temporal unit, AV1 RTP specification §7.1.)
+    pub(crate) fn svc_marker(&self, d: &LayeredFrame) -> Option<bool> {
         let top = self
             .simulcast
             .as_ref()

@@ -219,16 +219,27 @@ impl Negotiation {
         for c in offer.media.iter().flat_map(|m| &m.codecs) {
             pts.claim(c);
         }
+        let mut ext: ExtensionMap = Extension::ALL
+            .into_iter()
+            .filter_map(|e| {
+                let id = offer.media.iter().find_map(|m| m.extensions.get(e))?;
+                Some((e, id))
+            })
+            .collect();
+        // AV1's dependency descriptor for the tracks it receives, even when
+        // its join offer did not name it (a viewer's offers only audio):
+        // under an id that offer left free. Without it, AV1 with spatial
+        // layers cannot be decoded.
+        if !ext.has(Extension::DependencyDescriptor) {
+            let used = offer.media.iter().fold(0u16, |u, m| u | m.ext_ids)
+                | ext.iter().fold(0u16, |u, (_, id)| u | 1 << id);
+            let free = (1..=14u8).find(|id| used & (1 << id) == 0);
+            ext.set(Extension::DependencyDescriptor, free);
+        }
         Self {
             own,
             client_media: offer.media.clone(),
-            ext: Extension::ALL
-                .into_iter()
-                .filter_map(|e| {
-                    let id = offer.media.iter().find_map(|m| m.extensions.get(e))?;
-                    Some((e, id))
-                })
-                .collect(),
+            ext,
             slots: Vec::new(),
             next_mid: 1,
             in_flight: None,

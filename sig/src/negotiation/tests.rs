@@ -67,6 +67,7 @@ fn answer(offer: &[LocalMedia], refuse: &[&str]) -> Vec<MediaSection> {
                 ssrc: None,
                 rtx_ssrc: None,
                 extensions: m.extensions.without(Extension::DependencyDescriptor),
+                ext_ids: 0,
                 send_rids: vec![],
                 sctp: None,
             }
@@ -387,6 +388,7 @@ fn screen_section(mid: &str) -> MediaSection {
         ssrc: Some(4242),
         rtx_ssrc: None,
         extensions: ExtensionMap::EMPTY.with(Extension::Mid, Some(4)),
+        ext_ids: 1 << 4,
         send_rids: vec![],
         sctp: None,
     }

@@ -61,7 +61,17 @@ pub struct TrackHeader {
     pub fmtp: String,
     /// Wall-clock time at `at` = 0, ms since the Unix epoch.
     pub started_unix_ms: u64,
+    /// The RTP header extension id its packets carry AV1's dependency
+    /// descriptor under (AV1 RTP specification appendix A), when they do
+    /// ([`AV1_DD_EXT_ID`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_descriptor_id: Option<u8>,
 }
+
+/// The header extension id an AV1 track's recorded packets carry the
+/// publisher's dependency descriptor under: its layers and frame
+/// dependencies, which a player or a test reads back.
+pub const AV1_DD_EXT_ID: u8 = 12;
 
 /// What a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +229,7 @@ pub(crate) mod tests {
             ssrc: 0x1234,
             fmtp: String::new(),
             started_unix_ms: 1,
+            dependency_descriptor_id: None,
         }
     }
 

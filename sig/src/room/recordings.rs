@@ -342,12 +342,18 @@ impl Room {
                     ssrc,
                     fmtp: t.codec.fmtp.clone().unwrap_or_default(),
                     started_unix_ms: lock(&a.entry.info).started_unix_ms,
+                    dependency_descriptor_id: t
+                        .codec
+                        .name
+                        .eq_ignore_ascii_case("AV1")
+                        .then_some(crate::recording::file::AV1_DD_EXT_ID),
                 };
                 let row = {
                     let mut info = lock(&a.entry.info);
                     info.tracks.push(TrackSummary::of(&file, &header));
                     info.tracks.len() - 1
                 };
+                let dd_id = header.dependency_descriptor_id;
                 // Before the consumer exists: its first packet finds the file.
                 let track = Control::Track {
                     row,
@@ -363,7 +369,8 @@ impl Room {
                     producer: t.producer,
                     ssrc: Ssrc(ssrc),
                     mid: None,
-                    extensions: ExtensionMap::default(),
+                    extensions: ExtensionMap::default()
+                        .with(Extension::DependencyDescriptor, dd_id),
                     pt_map: vec![(Pt(t.codec.pt), Pt(t.codec.pt))],
                     // Running: the publisher is asked for a keyframe now.
                     paused: false,

@@ -65,6 +65,9 @@ pub struct MediaSection {
     /// The header extensions the writer declares (`a=extmap`, RFC 8285 §5)
     /// that we know, with ids 1–14; the first line of a URI counts.
     pub extensions: ExtensionMap,
+    /// Every one-byte extension id (1–14) it declares, known to us or not
+    /// (bit i: id i): ids an extension we add must not take (RFC 8285 §6).
+    pub ext_ids: u16,
     /// The simulcast layers the writer sends (RFC 8853 `a=simulcast:send`,
     /// each declared by `a=rid:<id> send`, RFC 8851), in the order of
     /// `a=simulcast`; the first of a layer's alternatives. Empty without

@@ -114,6 +114,11 @@ fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, S
             valid_ext_id(id).then_some((e, id))
         })
         .collect();
+    let ext_ids = extmaps
+        .iter()
+        .filter_map(|v| v.split(['/', ' ']).next()?.parse::<u8>().ok())
+        .filter(|id| valid_ext_id(*id))
+        .fold(0u16, |m, id| m | 1 << id);
     // RFC 8853 §5.1: `a=simulcast:send 1;2,~3` — layers by `;`, a layer's
     // alternatives by `,`, `~` marks one paused; each RID must be declared
     // with `a=rid:<id> send` (RFC 8851 §4).
@@ -179,6 +184,7 @@ fn parse_media(md: &MediaDescription, bundle: &[&str]) -> Result<MediaSection, S
         ssrc,
         rtx_ssrc,
         extensions,
+        ext_ids,
         send_rids,
         sctp,
     })

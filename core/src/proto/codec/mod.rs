@@ -1,22 +1,60 @@
 //! What an SFU reads and rewrites in a video payload without decoding it:
 //! whether a packet starts a keyframe, a VP8 keyframe's size or an H.264
 //! SPS's, the VP8 picture ID and TL0PICIDX that must stay continuous
-//! when a consumer switches between simulcast layers, and the VP9 spatial
-//! and temporal layers a consumer chooses from.
+//! when a consumer switches between simulcast layers, and the VP9 and AV1
+//! spatial and temporal layers a consumer chooses from.
 //!
 //! Every function takes the RTP payload (after the header and extensions,
 //! before any padding) and returns "nothing found" on short or odd input;
 //! none panics.
 
+mod av1_dd;
 mod bits;
 mod h264;
 mod vp8;
 mod vp9;
 
+pub use av1_dd::{DTI_SWITCH, DdStructure, DdTemplate, DependencyDescriptor, MAX_REFERENCES};
 pub use bits::BitReader;
 pub use h264::h264_sps_size;
 pub use vp8::Vp8Descriptor;
 pub use vp9::{VP9_MAX_SPATIAL, Vp9Descriptor};
+
+/// One packet's frame in a stream with spatial and temporal layers (VP9's
+/// payload descriptor, or AV1's dependency descriptor): what choosing
+/// layers per consumer needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayeredFrame {
+    /// The spatial layer id.
+    pub sid: u8,
+    /// The temporal layer id, when the stream has them.
+    pub tid: Option<u8>,
+    /// The first packet of the frame (of one spatial layer).
+    pub begin: bool,
+    /// The last packet of the frame.
+    pub end: bool,
+    /// The frame is predicted from earlier pictures (temporal units).
+    pub inter_picture: bool,
+    /// The frame is predicted from the spatial layer below in its picture.
+    pub inter_layer: bool,
+    /// Frames of its temporal layer from here on depend on none of that
+    /// layer before it: a receiver may start taking the layer here.
+    pub switching_up: bool,
+}
+
+impl LayeredFrame {
+    /// Whether this packet starts a keyframe: the first packet of the
+    /// lowest spatial layer of a picture predicted from no earlier one.
+    pub fn keyframe(&self) -> bool {
+        self.begin && !self.inter_picture && self.sid == 0
+    }
+
+    /// Whether this packet starts a picture (the first packet of its
+    /// lowest spatial layer), where a subscriber's layers may change.
+    pub fn picture_start(&self) -> bool {
+        self.begin && self.sid == 0
+    }
+}
 
 /// A video codec we forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

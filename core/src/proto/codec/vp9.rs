@@ -2,6 +2,8 @@
 //! layer of each packet, the frame and picture boundaries, and the sizes
 //! of the spatial layers from the scalability structure (§4.2.1).
 
+use super::LayeredFrame;
+
 /// Spatial layers whose size a [`Vp9Descriptor`] keeps from the
 /// scalability structure (the descriptor allows 8; encoders send up to 3).
 pub const VP9_MAX_SPATIAL: usize = 4;
@@ -136,16 +138,27 @@ impl Vp9Descriptor {
         })
     }
 
-    /// Whether this packet starts a keyframe: the first packet of the
-    /// lowest spatial layer of a picture predicted from no earlier one.
-    pub fn keyframe(&self) -> bool {
-        self.begin && !self.inter_picture && self.sid == 0
+    /// The frame as the layer selection sees it.
+    pub fn frame(&self) -> LayeredFrame {
+        LayeredFrame {
+            sid: self.sid,
+            tid: self.tid,
+            begin: self.begin,
+            end: self.end,
+            inter_picture: self.inter_picture,
+            inter_layer: self.inter_layer,
+            switching_up: self.switching_up,
+        }
     }
 
-    /// Whether this packet starts a picture (the first packet of its
-    /// lowest spatial layer), where a subscriber's layers may change.
+    /// Whether this packet starts a keyframe ([`LayeredFrame::keyframe`]).
+    pub fn keyframe(&self) -> bool {
+        self.frame().keyframe()
+    }
+
+    /// Whether this packet starts a picture ([`LayeredFrame::picture_start`]).
     pub fn picture_start(&self) -> bool {
-        self.begin && self.sid == 0
+        self.frame().picture_start()
     }
 }
 

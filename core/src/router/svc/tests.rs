@@ -1,4 +1,6 @@
 use super::*;
+use crate::proto::codec::Vp9Descriptor;
+use crate::proto::rtp::RtpHeader;
 use crate::router::temporal::ALL_TEMPORAL_LAYERS;
 use std::time::Duration;
 
@@ -49,23 +51,32 @@ fn consumer() -> Consumer {
     Consumer::layered_for_test()
 }
 
-/// What `c` sends of `packets`: (picture, SID, TID, output sequence
-/// number, marker written).
-fn run(c: &mut Consumer, packets: &[Packet], key_svc: bool) -> Vec<(u16, u8, u8, u16, bool)> {
+/// What a consumer sent of one packet: (its picture (ID or RTP
+/// timestamp), SID, TID, output sequence number, marker written).
+type Sent = (u32, u8, u8, u16, bool);
+
+/// What `c` sends of `packets`.
+fn run(c: &mut Consumer, packets: &[Packet], key_svc: bool) -> Vec<Sent> {
     let mut sent = Vec::new();
     for (seq, d) in packets {
-        let Some(marker) = c.svc_pass(d, *seq, key_svc) else {
+        let Some(marker) = c.svc_pass(&d.frame(), *seq, key_svc) else {
             continue;
         };
         let out = c.seq.input(*seq).expect("forwarded packets get a number");
         // The publisher marks the end of the top layer's frame.
         let marker = marker.unwrap_or(d.sid == 2 && d.end);
-        sent.push((d.picture_id.unwrap(), d.sid, d.tid.unwrap(), out, marker));
+        sent.push((
+            u32::from(d.picture_id.unwrap()),
+            d.sid,
+            d.tid.unwrap(),
+            out,
+            marker,
+        ));
     }
     sent
 }
 
-fn assert_gapless(sent: &[(u16, u8, u8, u16, bool)]) {
+fn assert_gapless(sent: &[Sent]) {
     for w in sent.windows(2) {
         assert_eq!(
             w[1].3,
@@ -78,7 +89,7 @@ fn assert_gapless(sent: &[(u16, u8, u8, u16, bool)]) {
 }
 
 /// Each picture sent ends with exactly one marker, on its last packet.
-fn assert_one_marker_per_picture(sent: &[(u16, u8, u8, u16, bool)]) {
+fn assert_one_marker_per_picture(sent: &[Sent]) {
     for (i, p) in sent.iter().enumerate() {
         let last_of_picture = sent.get(i + 1).is_none_or(|n| n.0 != p.0);
         assert_eq!(p.4, last_of_picture, "marker at {p:?}");
@@ -140,7 +151,7 @@ fn full_svc_goes_down_at_any_picture_and_up_at_a_keyframe() {
     sent.extend(run(&mut c, &packets[6 * 6..], false));
     assert_gapless(&sent);
     assert_one_marker_per_picture(&sent);
-    let layers = |pic: u16| -> Vec<u8> {
+    let layers = |pic: u32| -> Vec<u8> {
         let mut v: Vec<u8> = sent.iter().filter(|p| p.0 == pic).map(|p| p.1).collect();
         v.dedup();
         v
@@ -164,8 +175,8 @@ fn temporal_layers_of_an_svc_stream_go_whole_pictures_at_a_time() {
     sent.extend(run(&mut c, &packets[12 * 6..], true));
     assert_gapless(&sent);
     assert_one_marker_per_picture(&sent);
-    let tids_of = |range: std::ops::Range<u16>| -> Vec<u8> {
-        let mut v: Vec<(u16, u8)> = sent
+    let tids_of = |range: std::ops::Range<u32>| -> Vec<u8> {
+        let mut v: Vec<(u32, u8)> = sent
             .iter()
             .filter(|p| range.contains(&p.0))
             .map(|p| (p.0, p.2))
@@ -190,7 +201,7 @@ fn a_consumer_without_layer_state_forwards_the_stream_as_it_came() {
     let mut c = consumer();
     c.simulcast = None;
     for (seq, d) in &packets {
-        assert_eq!(c.svc_pass(d, *seq, true), Some(None));
+        assert_eq!(c.svc_pass(&d.frame(), *seq, true), Some(None));
     }
 }
 
@@ -204,7 +215,10 @@ fn spatial_layer_rates_are_each_layers_own_in_k_svc_and_cumulative_in_full_svc()
         for (i, (_, d)) in packets.iter().enumerate() {
             // S0 packets 100 bytes, S1 200, S2 400: 4 pictures per 100 ms.
             let at = t0 + Duration::from_millis(25 * (i / 6) as u64);
-            layers.on_packet(d, 100 << d.sid, at);
+            layers.on_packet(&d.frame(), 100 << d.sid, at);
+            if let (Some(n), Some(sizes)) = (d.spatial_layers, d.sizes) {
+                layers.set_sizes(&sizes[..usize::from(n)]);
+            }
         }
         let end = t0 + Duration::from_secs(1);
         layers.sample(end, Duration::ZERO);
@@ -230,16 +244,39 @@ fn spatial_layer_rates_are_each_layers_own_in_k_svc_and_cumulative_in_full_svc()
     }
 }
 
-/// The descriptors of a capture in `testdata/rtp/`, with each packet's
-/// sequence number and marker bit.
+/// The VP9 descriptors of a capture in `testdata/rtp/`, with each
+/// packet's sequence number and marker bit.
 fn captured(name: &str) -> Vec<(u16, bool, Vp9Descriptor)> {
-    use crate::proto::rtp::RtpHeader;
     crate::testing::testdata_rtp(name)
         .iter()
         .map(|pkt| {
             let h = RtpHeader::parse(pkt).expect("captured RTP parses");
             let d = Vp9Descriptor::parse(&pkt[h.header_len..]).expect("VP9 descriptor");
             (h.seq, h.marker, d)
+        })
+        .collect()
+}
+
+/// A captured packet: sequence number, marker bit, RTP timestamp, its
+/// frame's layers.
+type Frame = (u16, bool, u32, LayeredFrame);
+
+/// The frames of a capture: VP9 by its payload descriptor, AV1 by the
+/// dependency descriptor its recording keeps (extension id 12, sig's
+/// `recording::file::AV1_DD_EXT_ID`), followed through `layers`.
+fn captured_frames(name: &str, layers: &mut SpatialLayers) -> Vec<Frame> {
+    crate::testing::testdata_rtp(name)
+        .iter()
+        .map(|pkt| {
+            let h = RtpHeader::parse(pkt).expect("captured RTP parses");
+            let f = match h.extension(pkt, 12) {
+                Some(v) => layers.av1_packet(v).expect("dependency descriptor"),
+                None => Vp9Descriptor::parse(&pkt[h.header_len..])
+                    .expect("VP9 descriptor")
+                    .frame(),
+            };
+            layers.on_packet(&f, pkt.len(), Instant::now());
+            (h.seq, h.marker, h.timestamp, f)
         })
         .collect()
 }
@@ -260,7 +297,7 @@ fn chromium_l3t3_key_descriptors_as_a_top_layer_consumer_got_them() {
     let mut layers = SpatialLayers::default();
     let t0 = Instant::now();
     for (_, marker, d) in &packets {
-        layers.on_packet(d, 1000, t0);
+        layers.on_packet(&d.frame(), 1000, t0);
         // The picture ends at S2, the top layer.
         assert_eq!(*marker, d.end && d.sid == 2, "{d:?}");
         if d.inter_picture {
@@ -284,26 +321,18 @@ fn chromium_l3t3_key_descriptors_as_a_top_layer_consumer_got_them() {
     );
 }
 
-#[test]
-fn chromium_l3t3_through_spatial_and_temporal_switches_stays_decodable() {
-    // Chromium 156's L3T3 (full SVC) at 960x540, every layer: a consumer
-    // at S1, then S0 at T0, then S0 at all temporal layers.
-    let packets = captured("vp9-l3t3.sfurec");
-    assert!(packets.len() > 100, "{} packets", packets.len());
-    let mut layers = SpatialLayers::default();
-    let t0 = Instant::now();
-    for (_, _, d) in &packets {
-        layers.on_packet(d, 1000, t0);
-    }
-    assert!(
-        !layers.key_svc(),
-        "full SVC: upper layers predicted from below"
-    );
+/// A full-SVC capture (three spatial layers, temporal layers 0, 2, 1, 2)
+/// through a consumer at S1, then S0 at T0, then S0 at all temporal
+/// layers: what it sends is gapless, each picture ends with the marker,
+/// the spatial layer goes down at the next picture, and the temporal
+/// layers come back one at a time.
+fn through_switches(frames: &[Frame]) {
+    assert!(frames.len() > 100, "{} packets", frames.len());
     let mut c = consumer();
-    let n = packets.len();
-    // (phase, picture, SID, TID, output sequence number, marker)
-    let mut sent = Vec::new();
-    for (i, (seq, marker, d)) in packets.iter().enumerate() {
+    let n = frames.len();
+    // (phase, what was sent)
+    let mut sent: Vec<(usize, Sent)> = Vec::new();
+    for (i, (seq, marker, ts, f)) in frames.iter().enumerate() {
         let phase = match i * 20 / n {
             0..5 => 0,
             5..14 => 1,
@@ -311,27 +340,21 @@ fn chromium_l3t3_through_spatial_and_temporal_switches_stays_decodable() {
         };
         let (s, t) = [(1, ALL_TEMPORAL_LAYERS), (0, 0), (0, ALL_TEMPORAL_LAYERS)][phase];
         c.set_layer_target(true, s, t);
-        let Some(m) = c.svc_pass(d, *seq, false) else {
+        let Some(m) = c.svc_pass(f, *seq, false) else {
             continue;
         };
         let out = c.seq.input(*seq).expect("forwarded packets get a number");
         sent.push((
             phase,
-            (
-                d.picture_id.unwrap(),
-                d.sid,
-                d.tid.unwrap(),
-                out,
-                m.unwrap_or(*marker),
-            ),
+            (*ts, f.sid, f.tid.unwrap(), out, m.unwrap_or(*marker)),
         ));
     }
-    let all: Vec<_> = sent.iter().map(|x| x.1).collect();
+    let all: Vec<Sent> = sent.iter().map(|x| x.1).collect();
     assert_gapless(&all);
     assert_one_marker_per_picture(&all);
-    // Pictures (picture ID, SIDs, TID) sent in each phase.
+    // Pictures (timestamp, SIDs, TID) sent in each phase.
     let pictures = |phase: usize| {
-        let mut v: Vec<(u16, Vec<u8>, u8)> = Vec::new();
+        let mut v: Vec<(u32, Vec<u8>, u8)> = Vec::new();
         for (_, p) in sent.iter().filter(|x| x.0 == phase) {
             match v.last_mut() {
                 Some(l) if l.0 == p.0 => {
@@ -350,11 +373,38 @@ fn chromium_l3t3_through_spatial_and_temporal_switches_stays_decodable() {
     // S0 alone from the next picture on, T0 only.
     assert!(b.len() >= 2, "{b:?}");
     assert!(b[1..].iter().all(|p| p.1 == [0] && p.2 == 0), "{b:?}");
-    // Up one temporal layer per switching-up point (Chromium sets U on
-    // every frame): T1 before any T2.
+    // Up one temporal layer per switching-up point: T1 before any T2.
     let tids: Vec<u8> = c3.iter().map(|p| p.2).collect();
     let first_up = tids.iter().position(|t| *t != 0).expect("back up");
     assert_eq!(tids[first_up], 1, "T1 first: {tids:?}");
     assert!(tids[first_up..].contains(&2), "then T2: {tids:?}");
     assert!(c3.iter().all(|p| p.1 == [0]), "{c3:?}");
+}
+
+#[test]
+fn chromium_vp9_l3t3_through_spatial_and_temporal_switches_stays_decodable() {
+    // Chromium 156's VP9 L3T3 at 960x540 (flexible mode; U on every frame).
+    let mut layers = SpatialLayers::default();
+    let frames = captured_frames("vp9-l3t3.sfurec", &mut layers);
+    assert!(
+        !layers.key_svc(),
+        "full SVC: upper layers predicted from below"
+    );
+    through_switches(&frames);
+}
+
+#[test]
+fn chromium_av1_l3t3_through_spatial_and_temporal_switches_stays_decodable() {
+    // Chromium 156's AV1 L3T3 at 960x540: layers from the dependency
+    // descriptor's templates, switching-up points from its references.
+    let mut layers = SpatialLayers::default();
+    let frames = captured_frames("av1-l3t3.sfurec", &mut layers);
+    assert!(
+        !layers.key_svc(),
+        "full SVC: upper layers predicted from below"
+    );
+    let infos = layers.infos(Instant::now(), std::time::Duration::from_secs(5));
+    let widths: Vec<_> = infos.iter().map(|l| l.width).collect();
+    assert_eq!(widths, [Some(240), Some(480), Some(960)]);
+    through_switches(&frames);
 }
