@@ -90,7 +90,6 @@ fn bench_rtp(c: &mut Criterion) {
         audio_level: None,
         abs_send_time: None,
         dependency_descriptor: None,
-        marker: None,
         osn: None,
     };
     let mut out = Vec::with_capacity(1500);

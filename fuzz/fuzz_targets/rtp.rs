@@ -21,7 +21,6 @@ fuzz_target!(|data: &[u8]| {
         abs_send_time: Some((3, 0x00ab_cdef)),
         // Up to 20 bytes of the input: over 16 makes the block two-byte.
         dependency_descriptor: Some((12, &data[..data.len().min(20)])),
-        marker: None,
         osn: None,
     };
     let mut out = Vec::new();

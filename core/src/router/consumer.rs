@@ -138,7 +138,6 @@ impl Consumer {
                 .get(Extension::AbsSendTime)
                 .map(|id| (id, send_time)),
             dependency_descriptor: None,
-            marker: None,
             osn: None,
         }
     }

@@ -3,7 +3,7 @@
 //! SRTP-protected and queued on the subscriber's transport.
 
 use super::*;
-use crate::proto::rtp::Extension;
+use crate::proto::rtp::{Extension, set_marker};
 
 impl Router {
     /// Handles one media packet of producer `pid`'s encoding `enc`
@@ -311,10 +311,12 @@ fn copy_to(
             .extensions
             .get(Extension::DependencyDescriptor)
             .zip(x.dd),
-        marker: x.marker,
         ..c.rewrite(pt, seq, timestamp, twcc_seq, x.send_time)
     };
     write_forwarded(pkt, hdr, &rw, scratch);
+    if let Some(m) = x.marker {
+        set_marker(scratch, m);
+    }
     if let Some(s) = c.simulcast.as_deref_mut() {
         s.on_forwarded(scratch, x.payload_len as usize, x.vp8, timestamp, x.now);
     }

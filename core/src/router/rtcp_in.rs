@@ -173,9 +173,7 @@ impl Router {
                     .map(|d| d.frame(false)),
                 _ => None,
             };
-            if let Some(f) = frame {
-                rw.marker = c.svc_marker(&f);
-            }
+            let marker = frame.and_then(|f| c.svc_marker(&f));
             if let Some((rtx_ssrc, rtx_pt)) = c.params.rtx {
                 rw.ssrc = rtx_ssrc;
                 rw.pt = rtx_pt;
@@ -183,6 +181,9 @@ impl Router {
                 rw.osn = Some(out_seq);
             }
             write_forwarded(pkt, &hdr, &rw, scratch);
+            if let Some(m) = marker {
+                crate::proto::rtp::set_marker(scratch, m);
+            }
             // The same picture ID and TL0PICIDX as the original copy had.
             if codec == Some(VideoCodec::Vp8)
                 && let Some(s) = c.simulcast.as_deref_mut()

@@ -6,7 +6,7 @@ mod extension_map;
 mod rewrite;
 
 pub use extension_map::{Extension, ExtensionMap, ExtensionMapError, valid_ext_id};
-pub use rewrite::{Rewrite, unwrap_rtx, write_forwarded};
+pub use rewrite::{Rewrite, set_marker, unwrap_rtx, write_forwarded};
 
 use crate::ids::{Pt, Ssrc};
 

@@ -31,8 +31,6 @@ pub struct Rewrite<'a> {
     /// publisher's value, 1–255 bytes). One over 16 bytes makes the block
     /// two-byte (RFC 8285 §4.3).
     pub dependency_descriptor: Option<(u8, &'a [u8])>,
-    /// The marker bit (RFC 3550 §5.1) to write; `None` keeps the packet's.
-    pub marker: Option<bool>,
     /// For an RTX packet (RFC 4588 §4): the original sequence number (the
     /// consumer's), written in front of the payload. `ssrc`, `pt` and `seq`
     /// are then the RTX stream's.
@@ -65,8 +63,7 @@ pub fn write_forwarded(pkt: &[u8], hdr: &RtpHeader, rw: &Rewrite<'_>, out: &mut 
         b0 |= 0x10;
     }
     out.push(b0);
-    let marker = rw.marker.map_or(pkt[1] & 0x80, |m| u8::from(m) << 7);
-    out.push(marker | (rw.pt.0 & 0x7f));
+    out.push((pkt[1] & 0x80) | (rw.pt.0 & 0x7f));
     out.extend_from_slice(&rw.seq.to_be_bytes());
     out.extend_from_slice(&rw.timestamp.to_be_bytes());
     out.extend_from_slice(&rw.ssrc.0.to_be_bytes());
@@ -157,6 +154,16 @@ fn write_two_byte_extensions(
     out.resize(out.len() + words * 4 - ext_len, 0);
 }
 
+/// Sets or clears the marker bit (RFC 3550 §5.1) of the RTP packet in
+/// `pkt` (a forwarded copy: a consumer of some of a picture's spatial
+/// layers ends the picture at the last it forwards). Nothing for a packet
+/// shorter than two bytes.
+pub fn set_marker(pkt: &mut [u8], marker: bool) {
+    if let Some(b) = pkt.get_mut(1) {
+        *b = (*b & 0x7f) | (u8::from(marker) << 7);
+    }
+}
+
 /// `out` (cleared first): the same header with `media_ssrc`, payload type
 /// `apt` and the original sequence number from the payload's first two
 /// bytes, then the rest of the payload and the padding.
@@ -204,7 +211,6 @@ mod tests {
             audio_level: None,
             abs_send_time: None,
             dependency_descriptor: None,
-            marker: None,
             osn: None,
         };
         let mut out = Vec::new();
@@ -217,11 +223,11 @@ mod tests {
         assert_eq!(o.extension(&out, 9), Some(&b"m12"[..]));
         assert_eq!(o.extension(&out, 1), None);
         assert_eq!(&out[o.header_len..], b"payload");
-        // The marker bit kept, cleared or set (VP9: the picture's end).
-        for (m, want) in [(Some(false), false), (Some(true), true)] {
-            write_forwarded(&p, &h, &Rewrite { marker: m, ..rw }, &mut out);
+        // The marker bit cleared and set again (VP9: the picture's end).
+        for m in [false, true] {
+            set_marker(&mut out, m);
             let o = RtpHeader::parse(&out).expect("valid");
-            assert_eq!((o.marker, o.pt), (want, Pt(109)), "{m:?}");
+            assert_eq!((o.marker, o.pt), (m, Pt(109)), "{m}");
         }
 
         // With the transport-wide sequence number beside the MID, and alone.
@@ -306,7 +312,6 @@ mod tests {
             audio_level: None,
             abs_send_time: None,
             dependency_descriptor: None,
-            marker: None,
             osn: Some(0x4242),
         };
         let mut rtx = Vec::new();
