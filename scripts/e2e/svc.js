@@ -23,7 +23,7 @@ async function svcTests(ctx) {
 async function svcTest(ctx, codec, mode) {
   const { test, openParticipant, stats, expectReceiving, mediaPort, capDownlink, get } = ctx;
   const room = `e2e-svc-${codec}`;
-  await test(`${codec.toUpperCase()} SVC (${mode}, 960x540): a small tile gets the lowest spatial layer (<= 1/4 width), a subscriber capped at 300 kbit/s both videos at the lowest spatial layer and one at a lower frame rate, and an uncapped one with large tiles every layer`, async () => {
+  await test(`${codec.toUpperCase()} SVC (${mode}, 960x540): a small tile gets the lowest spatial layer (<= 1/4 width), a subscriber capped at 330 kbit/s both videos at the lowest spatial layer and one at a lower frame rate, and an uncapped one with large tiles every layer`, async () => {
     if (process.env.SFU_IN_NETNS !== '1') {
       // nftables must only ever shape a namespace made for the run.
       console.log('  not run: needs the network namespace scripts/e2e.sh makes (root)');
@@ -85,12 +85,15 @@ async function svcTest(ctx, codec, mode) {
     const small = Object.values(full.sam).find((e) => e.name === 'vic');
     if (!small || small.width > 240) throw new Error(`sam decodes vic at ${JSON.stringify(small)}, want <= 240 px (1/4 of 960)`);
 
-    // cap: 300 kbit/s for two videos and two Opus streams. The server
-    // keeps one video at its lowest spatial layer's full rate and gives
-    // the other a lower temporal layer before it would pause one.
+    // cap: 330 kbit/s for two videos and two Opus streams (~100 kbit/s
+    // with headers). Each video's lowest spatial layer takes ~110 kbit/s
+    // at its full rate, ~56 at T0 and ~78 at T1 (240x135, 20 fps): the
+    // server keeps one at full rate and gives the other a lower temporal
+    // layer. (At 300 kbit/s the second sat at T0 and the estimate's
+    // overshoot under the policer paused it now and then.)
     const port = await mediaPort(cap);
     if (!port) throw new Error('no local port for cap');
-    const lift = capDownlink(`svc${codec}`, port, 37500);
+    const lift = capDownlink(`svc${codec}`, port, 41250);
     try {
       await sleep(15000);
       const a = byName(await stats(cap));
@@ -110,9 +113,10 @@ async function svcTest(ctx, codec, mode) {
       // token bucket the estimate overshoots and loses bursts (issue 25's
       // notes), which can pause the second video for a while; both kept
       // coming over the window (above).
-      // A lower temporal layer: 5 or 10 of the camera's 20 frames/s.
+      // A lower temporal layer: 5 or 10 of the camera's 20 frames/s for
+      // most of the window (a full-rate video reads 19.5-20.3).
       const slowest = Math.min(seen['cap<-vic'].fps, seen['cap<-val'].fps);
-      if (slowest > 13) throw new Error(`no video at a lower frame rate: ${JSON.stringify(seen)}`);
+      if (slowest > 15) throw new Error(`no video at a lower frame rate: ${JSON.stringify(seen)}`);
       for (const k of ['ful<-vic', 'ful<-val']) {
         if (seen[k].fps < 15 || seen[k].width !== 960) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
       }
