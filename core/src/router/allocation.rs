@@ -99,13 +99,16 @@ fn keeps_video(
 
 impl Router {
     /// What consumers can choose from of producer `p` at `now`: its
-    /// encodings, or the spatial layers of its one VP9 stream
-    /// ([`Producer::is_svc`]).
+    /// encodings, or the spatial layers (one or more) of its one VP9 or
+    /// AV1 stream, once its packets said their layers.
     pub(super) fn layer_infos(p: &Producer, now: Instant) -> Vec<LayerInfo> {
-        if p.is_svc()
+        if !p.is_simulcast()
             && let Some(s) = p.encodings.first().and_then(|e| e.spatial.as_ref())
         {
-            return s.infos(now, ENCODING_INACTIVE_AFTER);
+            let infos = s.infos(now, ENCODING_INACTIVE_AFTER);
+            if !infos.is_empty() {
+                return infos;
+            }
         }
         p.encodings
             .iter()

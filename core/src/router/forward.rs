@@ -103,9 +103,6 @@ impl Router {
                 }
                 if let Some(f) = &frame {
                     is_keyframe = f.keyframe();
-                    if let Some(t) = f.tid {
-                        e.temporal_bytes[usize::from(t & 3)] += pkt.len() as u64;
-                    }
                     spatial.on_packet(f, pkt.len(), now);
                 } else if codec == VideoCodec::Av1 {
                     is_keyframe = codec.is_keyframe(payload);
@@ -269,8 +266,8 @@ struct Copy<'a> {
     dd: Option<&'a [u8]>,
     /// The VP8 payload descriptor, for a simulcast consumer's picture ids.
     vp8: Option<&'a Vp8Descriptor>,
-    /// The marker bit to write (`None`: the publisher's): VP9's picture
-    /// ends at the highest spatial layer this consumer forwards.
+    /// The marker bit to write (`None`: the publisher's): a VP9 or AV1
+    /// picture ends at the highest spatial layer this consumer forwards.
     marker: Option<bool>,
     /// Payload bytes (for the consumer's sender report).
     payload_len: u32,

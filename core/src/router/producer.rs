@@ -172,7 +172,8 @@ pub(crate) struct Encoding {
     pub(crate) overhead_rate: RateMeter,
     /// The received rate, measured by the router about once a second.
     pub(crate) rate: RateMeter,
-    /// Bytes of RTP received per temporal layer id (TID 0–3, VP8), and
+    /// Bytes of RTP received per temporal layer id (TID 0–3, VP8; a VP9 or
+    /// AV1 stream counts them per spatial layer in `spatial`), and
     /// their rates, measured with `rate`.
     pub(crate) temporal_bytes: [u64; 4],
     pub(crate) temporal_rates: [RateMeter; 4],

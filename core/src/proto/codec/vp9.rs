@@ -155,11 +155,6 @@ impl Vp9Descriptor {
     pub fn keyframe(&self) -> bool {
         self.frame().keyframe()
     }
-
-    /// Whether this packet starts a picture ([`LayeredFrame::picture_start`]).
-    pub fn picture_start(&self) -> bool {
-        self.frame().picture_start()
-    }
 }
 
 #[cfg(test)]
@@ -215,8 +210,8 @@ mod tests {
     #[test]
     fn keyframe_and_picture_start() {
         let d = Vp9Descriptor::parse(&[0x88, 0x01]).unwrap();
-        assert!(d.keyframe() && d.picture_start() && d.tid.is_none());
+        assert!(d.keyframe() && d.frame().picture_start() && d.tid.is_none());
         let d = Vp9Descriptor::parse(&[0xc8, 0x01]).unwrap();
-        assert!(!d.keyframe() && d.picture_start());
+        assert!(!d.keyframe() && d.frame().picture_start());
     }
 }
