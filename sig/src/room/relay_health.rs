@@ -1,11 +1,16 @@
 //! A room's relays over time: one that falls silent is dropped and its
 //! node avoided for a while, one whose node left the directory too, a
 //! room that lost its parent attaches again, and a room with nobody left
-//! here leaves the cluster (`relays.rs` opens them).
+//! here leaves the cluster (`relays.rs` opens them). A dropped relay's
+//! tracks that another relay announced too are mirrored from that one
+//! ([`Announced`]).
+
+use std::collections::BTreeMap;
 
 use super::relays::{REATTACH_DELAY, RELAY_CHECK, RELAY_SILENCE, SUSPECT_FOR};
 use super::*;
 use crate::cluster::NodeMsg;
+use crate::cluster::wire::{WirePublisher, WireTrack};
 
 impl Room {
     /// Drops relays from which nothing arrived for [`RELAY_SILENCE`]; their
@@ -125,5 +130,212 @@ impl Room {
                 tracing::warn!(room = %name, error = %e, "directory: room not left (it expires)");
             }
         });
+    }
+
+    /// Drops relay `relay_id` with every publisher that came through it
+    /// (the others are told); a lost parent means attaching again.
+    pub(super) async fn drop_relay(&mut self, relay_id: &str) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(i) = c.relays.iter().position(|r| r.relay_id == relay_id) else {
+            return;
+        };
+        let r = c.relays.remove(i);
+        c.cluster.remove_relay(&self.name, &r.node);
+        c.viewers_sent.remove(relay_id);
+        let viewers_gone = c.viewers_via.remove(relay_id).is_some();
+        // The far end drops it too, should it still be there.
+        c.send(
+            &r.node,
+            NodeMsg::RelayClose {
+                room: self.name.clone(),
+                from: c.me().to_owned(),
+                relay_id: r.relay_id.clone(),
+            },
+        );
+        if r.parent {
+            c.attached = false;
+            c.cluster.release(&self.name);
+            c.reattach_at = Some(Instant::now() + REATTACH_DELAY);
+        }
+        let lost: Vec<(u64, String)> = c
+            .remote
+            .values()
+            .filter(|p| p.via == relay_id)
+            .map(|p| (p.pid, p.id.clone()))
+            .collect();
+        if let Some(home) = self.home() {
+            self.command(
+                home,
+                Command::CloseTransport {
+                    router: home,
+                    transport: r.transport,
+                },
+            );
+        }
+        tracing::info!(room = %self.name, node = %r.node, publishers = lost.len(), "relay closed");
+        if viewers_gone {
+            self.viewers_changed(Instant::now());
+        }
+        for (pid, _) in &lost {
+            self.remove_remote(*pid).await;
+        }
+        self.relay_gone(
+            None,
+            Vec::new(),
+            lost.into_iter().map(|(_, id)| id).collect(),
+        );
+        self.take_over_announced().await;
+    }
+
+    /// Mirrors, from the relay that announced it, every track announced
+    /// but not known here: one that came through a relay since dropped,
+    /// while another relay announced it too (a node that attached again
+    /// before this one saw its old path die). Passes them on.
+    async fn take_over_announced(&mut self) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let known = |id: &str| {
+            c.remote
+                .values()
+                .any(|r| r.tracks.iter().any(|(t, _)| t == id))
+        };
+        let sources: Vec<(String, TransportId, Vec<WireTrack>)> = c
+            .relays
+            .iter()
+            .filter(|r| r.ready)
+            .map(|r| (r.relay_id.clone(), r.transport, r.announced.unknown(known)))
+            .collect();
+        for (relay_id, transport, tracks) in sources {
+            let mut passed = Vec::new();
+            for w in tracks {
+                if let Some(t) = self.mirror_remote(&relay_id, transport, &w).await {
+                    passed.push((w, t));
+                }
+            }
+            if !passed.is_empty() {
+                tracing::info!(room = %self.name, relay = %relay_id, tracks = passed.len(), "tracks taken over from another relay");
+            }
+            self.relay_to_all(Some(&relay_id), passed).await;
+        }
+    }
+}
+
+/// What a far node announced through one relay and has not taken back:
+/// its tracks by id in the cluster, each publisher's state kept current. A
+/// track known already through another relay is not mirrored from this
+/// one; should that relay drop, the track is mirrored from here
+/// ([`Room::take_over_announced`]).
+#[derive(Debug, Default)]
+pub(super) struct Announced(BTreeMap<String, WireTrack>);
+
+impl Announced {
+    /// Takes one `tracks` message: `added` tracks, `removed` track ids and
+    /// the tracks of the `left` publishers (ids in the cluster).
+    pub(super) fn apply(&mut self, added: &[WireTrack], removed: &[String], left: &[String]) {
+        for w in added {
+            self.0.insert(w.id.clone(), w.clone());
+        }
+        for id in removed {
+            self.0.remove(id);
+        }
+        self.0.retain(|_, w| !left.contains(&w.publisher.id));
+    }
+
+    /// Takes publisher `who`'s new state.
+    pub(super) fn publisher_state(&mut self, who: &WirePublisher) {
+        for w in self.0.values_mut().filter(|w| w.publisher.id == who.id) {
+            w.publisher = who.clone();
+        }
+    }
+
+    /// The tracks announced for which `known` (by track id) is false.
+    pub(super) fn unknown(&self, known: impl Fn(&str) -> bool) -> Vec<WireTrack> {
+        self.0.values().filter(|w| !known(&w.id)).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::wire::WireKind;
+
+    fn track(id: &str, publisher: &str) -> WireTrack {
+        WireTrack {
+            id: id.into(),
+            publisher: WirePublisher {
+                id: publisher.into(),
+                name: "cat".into(),
+                audio_muted: false,
+                video_off: false,
+            },
+            kind: WireKind::Video,
+            codec: crate::sdp::Codec {
+                pt: 96,
+                name: "VP8".into(),
+                clock_rate: 90_000,
+                channels: None,
+                fmtp: None,
+            },
+            screen: false,
+            rids: Vec::new(),
+            ssrcs: vec![1],
+            keep_gop: false,
+        }
+    }
+
+    fn ids(v: Vec<WireTrack>) -> Vec<String> {
+        v.into_iter().map(|w| w.id).collect()
+    }
+
+    #[test]
+    fn a_track_known_through_another_relay_is_taken_over_once_that_one_drops() {
+        // C attached to A again before A saw B (C's old path) die: C's
+        // tracks are announced through the new relay while known via B.
+        let mut via_c = Announced::default();
+        via_c.apply(&[track("c/1", "c/p22"), track("c/2", "c/p22")], &[], &[]);
+        let mut known_via_b = vec!["c/1".to_owned(), "c/2".to_owned()];
+        assert!(
+            via_c
+                .unknown(|id| known_via_b.iter().any(|k| k == id))
+                .is_empty()
+        );
+        // B dropped with what came through it: both are C's to give now.
+        known_via_b.clear();
+        assert_eq!(ids(via_c.unknown(|_| false)), ["c/1", "c/2"]);
+        // The state as it changed since the announcement.
+        via_c.publisher_state(&WirePublisher {
+            id: "c/p22".into(),
+            name: "cat".into(),
+            audio_muted: true,
+            video_off: false,
+        });
+        assert!(
+            via_c
+                .unknown(|_| false)
+                .iter()
+                .all(|w| w.publisher.audio_muted)
+        );
+    }
+
+    #[test]
+    fn what_a_relay_took_back_is_not_taken_over() {
+        let mut a = Announced::default();
+        a.apply(
+            &[
+                track("c/1", "c/p22"),
+                track("c/2", "c/p22"),
+                track("c/3", "c/p23"),
+            ],
+            &[],
+            &[],
+        );
+        a.apply(&[], &["c/1".to_owned()], &[]);
+        assert_eq!(ids(a.unknown(|_| false)), ["c/2", "c/3"]);
+        a.apply(&[], &[], &["c/p22".to_owned()]);
+        assert_eq!(ids(a.unknown(|_| false)), ["c/3"]);
+        assert!(a.unknown(|id| id == "c/3").is_empty());
     }
 }

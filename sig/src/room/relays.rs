@@ -16,14 +16,17 @@
 //!   producer of each and offers it to its members as a publisher of the
 //!   room (a [`RemotePublisher`], with an id of this node). What leaves
 //!   (a track, a publisher) is announced the same way.
-//! - **Failure.** A relay whose node leaves the directory is dropped with
-//!   what came through it; a room that lost its parent attaches again
-//!   (taking the origin if the origin is gone).
+//! - **Failure.** A relay whose node leaves the directory (or that falls
+//!   silent) is dropped with what came through it; a room that lost its
+//!   parent attaches again (taking the origin if the origin is gone). A
+//!   track that another relay announced too (its node attached again
+//!   first) is then mirrored from that relay.
 
 use std::collections::BTreeMap;
 
 use sfu_core::transport::RelayCounters;
 
+use super::relay_health::Announced;
 use super::*;
 use crate::cluster::wire::WirePublisher;
 use crate::cluster::{Cluster, NodeMsg, RelayView};
@@ -87,6 +90,8 @@ pub(super) struct Relay {
     pub(super) last_in: (u64, Instant),
     /// The node that feeds this one (it was opened to attach).
     pub(super) parent: bool,
+    /// What the far node announced through it (see [`Announced`]).
+    pub(super) announced: Announced,
 }
 
 /// The room's part in a cluster.
@@ -302,6 +307,7 @@ impl Room {
             ready: false,
             last_in: (0, Instant::now()),
             parent: true,
+            announced: Announced::default(),
         });
         c.send(
             node,
@@ -455,6 +461,7 @@ impl Room {
             ready: false,
             last_in: (0, Instant::now()),
             parent: false,
+            announced: Announced::default(),
         });
         c.send(
             &from,
@@ -527,61 +534,5 @@ impl Room {
         }
         self.relay_connected(relay_id, "relay to the parent connected")
             .await;
-    }
-
-    /// Drops relay `relay_id` with every publisher that came through it
-    /// (the others are told); a lost parent means attaching again.
-    pub(super) async fn drop_relay(&mut self, relay_id: &str) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        let Some(i) = c.relays.iter().position(|r| r.relay_id == relay_id) else {
-            return;
-        };
-        let r = c.relays.remove(i);
-        c.cluster.remove_relay(&self.name, &r.node);
-        c.viewers_sent.remove(relay_id);
-        let viewers_gone = c.viewers_via.remove(relay_id).is_some();
-        // The far end drops it too, should it still be there.
-        c.send(
-            &r.node,
-            NodeMsg::RelayClose {
-                room: self.name.clone(),
-                from: c.me().to_owned(),
-                relay_id: r.relay_id.clone(),
-            },
-        );
-        if r.parent {
-            c.attached = false;
-            c.cluster.release(&self.name);
-            c.reattach_at = Some(Instant::now() + REATTACH_DELAY);
-        }
-        let lost: Vec<(u64, String)> = c
-            .remote
-            .values()
-            .filter(|p| p.via == relay_id)
-            .map(|p| (p.pid, p.id.clone()))
-            .collect();
-        if let Some(home) = self.home() {
-            self.command(
-                home,
-                Command::CloseTransport {
-                    router: home,
-                    transport: r.transport,
-                },
-            );
-        }
-        tracing::info!(room = %self.name, node = %r.node, publishers = lost.len(), "relay closed");
-        if viewers_gone {
-            self.viewers_changed(Instant::now());
-        }
-        for (pid, _) in &lost {
-            self.remove_remote(*pid).await;
-        }
-        self.relay_gone(
-            None,
-            Vec::new(),
-            lost.into_iter().map(|(_, id)| id).collect(),
-        );
     }
 }

@@ -147,6 +147,9 @@ impl Room {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
+        for r in c.relays.iter_mut().filter(|r| r.relay_id == relay_id) {
+            r.announced.publisher_state(&who);
+        }
         let Some(r) = c
             .remote
             .values_mut()
@@ -270,11 +273,13 @@ impl Room {
         removed: Vec<String>,
         left: Vec<String>,
     ) {
-        let Some(transport) = self.cluster.as_ref().and_then(|c| {
-            c.relays
-                .iter()
-                .find(|r| r.relay_id == relay_id && r.ready)
-                .map(|r| r.transport)
+        let Some(transport) = self.cluster.as_mut().and_then(|c| {
+            let r = c
+                .relays
+                .iter_mut()
+                .find(|r| r.relay_id == relay_id && r.ready)?;
+            r.announced.apply(&added, &removed, &left);
+            Some(r.transport)
         }) else {
             return;
         };
@@ -286,17 +291,20 @@ impl Room {
         }
         self.relay_to_all(Some(relay_id), passed).await;
         let mut gone_tracks = Vec::new();
+        // What came through another relay is that relay's to take back.
         for id in removed {
-            if self.remove_remote_track(&id).await {
+            if self.remove_remote_track(relay_id, &id).await {
                 gone_tracks.push(id);
             }
         }
         let mut gone = Vec::new();
         for id in left {
-            let pid = self
-                .cluster
-                .as_ref()
-                .and_then(|c| c.remote.values().find(|r| r.id == id).map(|r| r.pid));
+            let pid = self.cluster.as_ref().and_then(|c| {
+                c.remote
+                    .values()
+                    .find(|r| r.id == id && r.via == relay_id)
+                    .map(|r| r.pid)
+            });
             if let Some(pid) = pid {
                 self.remove_remote(pid).await;
                 gone.push(id);
@@ -437,9 +445,10 @@ impl Room {
         })
     }
 
-    /// Closes a remote track (by id in the cluster) and takes it from
-    /// every member. Returns whether it was known.
-    pub(super) async fn remove_remote_track(&mut self, id: &str) -> bool {
+    /// Closes a remote track (by id in the cluster) that came through
+    /// relay `via` and takes it from every member. Returns whether it was
+    /// known.
+    pub(super) async fn remove_remote_track(&mut self, via: &str, id: &str) -> bool {
         let Some(home) = self.home() else {
             return false;
         };
@@ -447,6 +456,9 @@ impl Room {
             return false;
         };
         let Some((pid, track)) = c.remote.values_mut().find_map(|r| {
+            if r.via != via {
+                return None;
+            }
             let i = r.tracks.iter().position(|(t, _)| t == id)?;
             Some((r.pid, r.tracks.remove(i).1))
         }) else {
