@@ -103,13 +103,21 @@ async function svcTest(ctx, codec, mode, capBps) {
       await sleep(15000);
       const a = byName(await stats(cap));
       const f0 = byName(await stats(ful));
-      await sleep(10000);
+      // Each second's frame rate on cap, for the lower temporal layer.
+      const perSecond = { vic: [], val: [] };
+      let prev = a;
+      for (let i = 0; i < 10; i++) {
+        await sleep(1000);
+        const now = byName(await stats(cap));
+        for (const n of ['vic', 'val']) perSecond[n].push(now[n].framesDecoded - prev[n].framesDecoded);
+        prev = now;
+      }
       const b = byName(await stats(cap));
       const f1 = byName(await stats(ful));
       const paused = await cap.page.evaluate(() => window.sfu.pausedTiles());
       const fig = (x, y) => ({ fps: +((y.framesDecoded - x.framesDecoded) / 10).toFixed(1), width: y.frameWidth, frozen: +(y.freezeS - x.freezeS).toFixed(2) });
       const seen = { 'cap<-vic': fig(a.vic, b.vic), 'cap<-val': fig(a.val, b.val), 'ful<-vic': fig(f0.vic, f1.vic), 'ful<-val': fig(f0.val, f1.val) };
-      console.log(`  capped 10 s window: ${JSON.stringify(seen)}; paused on cap's page: ${JSON.stringify(paused)}`);
+      console.log(`  capped 10 s window: ${JSON.stringify(seen)}; frames each second: ${JSON.stringify(perSecond)}; paused on cap's page: ${JSON.stringify(paused)}`);
       for (const k of ['cap<-vic', 'cap<-val']) {
         if (seen[k].fps < 3) throw new Error(`${k}: ${JSON.stringify(seen[k])} (paused: ${JSON.stringify(paused)})`);
         if (seen[k].width > 240) throw new Error(`${k}: ${JSON.stringify(seen[k])}, want the lowest spatial layer`);
@@ -118,10 +126,13 @@ async function svcTest(ctx, codec, mode, capBps) {
       // token bucket the estimate overshoots and loses bursts (issue 25's
       // notes), which can pause the second video for a while; both kept
       // coming over the window (above).
-      // A lower temporal layer: 5 or 10 of the camera's 20 frames/s for
-      // most of the window (a full-rate video reads 19.5-20.3).
-      const slowest = Math.min(seen['cap<-vic'].fps, seen['cap<-val'].fps);
-      if (slowest > 15) throw new Error(`no video at a lower frame rate: ${JSON.stringify(seen)}`);
+      // A lower temporal layer: one video at 5 or 10 of the camera's 20
+      // frames/s (<= 12 in a second; a full-rate one reads 17-23) for at
+      // least 3 of the 10 seconds. Not over the whole window: the
+      // estimate's overshoot under the policer gives both full rate for
+      // seconds at a time (one run read 19.7 and 15.7 fps on average).
+      const lowSeconds = perSecond.vic.filter((n, i) => Math.min(n, perSecond.val[i]) <= 12).length;
+      if (lowSeconds < 3) throw new Error(`a lower frame rate in ${lowSeconds} of 10 s: ${JSON.stringify(seen)}; ${JSON.stringify(perSecond)}`);
       for (const k of ['ful<-vic', 'ful<-val']) {
         if (seen[k].fps < 15 || seen[k].width !== 960) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
       }
