@@ -1004,7 +1004,7 @@ window.sfu = {
     for (const [id, t] of state.tiles) {
       const entry = {
         name: t.name, framesDecoded: 0, audioSamples: 0, frameWidth: 0, freezeS: 0, codec: null,
-        videoLost: 0, videoPackets: 0, plis: 0, keyframes: 0, freezes: 0,
+        videoLost: 0, videoPackets: 0, plis: 0, keyframes: 0, freezes: 0, nacks: 0, retransmitted: 0,
       };
       for (const track of t.stream ? t.stream.getTracks() : []) {
         const r = receivers.find((x) => x.track === track);
@@ -1023,6 +1023,8 @@ window.sfu = {
             entry.videoPackets += s.packetsReceived || 0;
             entry.plis += s.pliCount || 0;
             entry.keyframes += s.keyFramesDecoded || 0;
+            entry.nacks += s.nackCount || 0;
+            entry.retransmitted += s.retransmittedPacketsReceived || 0;
           }
           if (s.kind === 'audio') entry.audioSamples += s.totalSamplesReceived || 0;
         });
