@@ -197,16 +197,17 @@ impl Room {
         let Some(c) = self.cluster.as_ref() else {
             return;
         };
-        let known = |id: &str| {
-            c.remote
-                .values()
-                .any(|r| r.tracks.iter().any(|(t, _)| t == id))
-        };
         let sources: Vec<(String, TransportId, Vec<WireTrack>)> = c
             .relays
             .iter()
             .filter(|r| r.ready)
-            .map(|r| (r.relay_id.clone(), r.transport, r.announced.unknown(known)))
+            .map(|r| {
+                (
+                    r.relay_id.clone(),
+                    r.transport,
+                    r.announced.unknown(|id| c.knows_track(id)),
+                )
+            })
             .collect();
         for (relay_id, transport, tracks) in sources {
             let mut passed = Vec::new();

@@ -152,6 +152,13 @@ impl ClusterRoom {
         self.cluster.node_id()
     }
 
+    /// Whether track `id` (in the cluster) is mirrored here from a relay.
+    pub(super) fn knows_track(&self, id: &str) -> bool {
+        self.remote
+            .values()
+            .any(|r| r.tracks.iter().any(|(t, _)| t == id))
+    }
+
     pub(super) fn send(&self, node: &str, msg: NodeMsg) {
         let _ = self.outbox.send((node.to_owned(), msg));
     }

@@ -325,12 +325,7 @@ impl Room {
         let c = self.cluster.as_ref()?;
         // Known already, or this node's own (it never comes back in a tree).
         let own = format!("{}/", c.me());
-        if w.id.starts_with(&own)
-            || w.publisher.id.starts_with(&own)
-            || c.remote
-                .values()
-                .any(|r| r.tracks.iter().any(|(id, _)| *id == w.id))
-        {
+        if w.id.starts_with(&own) || w.publisher.id.starts_with(&own) || c.knows_track(&w.id) {
             return None;
         }
         let home = self.shards.first()?;
