@@ -194,6 +194,9 @@ pub struct Counters {
     pub nacks_sent: Counter,
     /// Packets retransmitted to subscribers (RTX, or resent on the media SSRC).
     pub retransmissions_sent: Counter,
+    /// NACKed packets not resent: over the subscriber's retransmission
+    /// budget (`router::rtx_budget`).
+    pub retransmissions_over_budget: Counter,
     /// Missing packets recovered from publishers (RTX or late arrivals).
     pub packets_recovered: Counter,
     /// Missing packets given up on (never recovered within 1 s or 10 NACKs).
@@ -298,7 +301,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 32] {
+    fn counter_fields(&self) -> [&Counter; 33] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -309,6 +312,7 @@ impl Counters {
             &self.nacks_received,
             &self.nacks_sent,
             &self.retransmissions_sent,
+            &self.retransmissions_over_budget,
             &self.packets_recovered,
             &self.packets_lost,
             &self.rembs_received,

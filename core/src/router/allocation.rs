@@ -218,10 +218,15 @@ impl Router {
             }
             ours.sort();
             // Loss the estimate holds through (2–10 %, gcc-02 §6) means the
-            // path is full: what got through is the bound then.
+            // path is full: what got through is the bound then, as the
+            // subscriber acknowledged it (what we sent includes probes and
+            // retransmissions; the receive-report fallback has no better).
             let loss = sub.bwe.last_loss();
-            let through = (loss > bwe::INCREASE_BELOW)
-                .then_some((sub.sending_rate.bps() as f64 * (1.0 - loss)) as u64);
+            let through = (loss > bwe::INCREASE_BELOW).then(|| {
+                sub.bwe
+                    .acked_bps()
+                    .unwrap_or((sub.sending_rate.bps() as f64 * (1.0 - loss)) as u64)
+            });
             let budget = sub
                 .bwe
                 .cap()

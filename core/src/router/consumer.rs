@@ -57,9 +57,6 @@ pub struct Consumer {
     pub(crate) octets_sent: u32,
     /// Next RTX sequence number.
     pub(crate) rtx_seq: u16,
-    /// Retransmission budget, in packets: half a token per forwarded packet
-    /// (at most [`RTX_BURST`]), one per retransmission.
-    pub(crate) rtx_tokens: f32,
     /// State for NACKs and reports, kept apart so the fields the forwarding
     /// loop reads for every copy stay on few cache lines.
     pub(crate) feedback: Box<ConsumerFeedback>,
@@ -95,9 +92,6 @@ pub(crate) struct ConsumerFeedback {
 /// A simulcast consumer's target when its subscriber's bandwidth has no
 /// room even for the lowest layer: nothing is forwarded.
 pub const NO_LAYER: u8 = u8::MAX;
-
-/// Retransmissions a consumer may send in a burst.
-pub const RTX_BURST: f32 = 64.0;
 
 impl Consumer {
     /// The header rewrite of a packet this consumer sends now: its SSRC,
@@ -162,7 +156,6 @@ impl Consumer {
             packets_sent: 0,
             octets_sent: 0,
             rtx_seq,
-            rtx_tokens: RTX_BURST,
             feedback: Box::new(ConsumerFeedback {
                 resent: [(0, 0); 64],
                 sr_sent: [(0, 0); 4],

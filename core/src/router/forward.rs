@@ -322,7 +322,6 @@ fn copy_to(
     }
     c.packets_sent = c.packets_sent.wrapping_add(1);
     c.octets_sent = c.octets_sent.wrapping_add(x.payload_len);
-    c.rtx_tokens = (c.rtx_tokens + 0.5).min(RTX_BURST);
     true
 }
 
@@ -391,9 +390,11 @@ pub(super) fn send_rtp(
         pool.pop().unwrap_or_else(|| Vec::with_capacity(SEND_BUF))
     };
     let len = t.transport.send_rtp(now, plain, buf, transmits)?;
-    t.sent_bytes += len as u64;
+    // Counted as the path carries it, as the layers' rates are.
+    let wire = len + producer::UDP_IP_OVERHEAD_BYTES;
+    t.sent_bytes += wire as u64;
     if twcc && let Some(s) = &mut t.twcc_send {
-        s.on_sent(now, len);
+        s.on_sent(now, wire);
     }
     Some(len)
 }

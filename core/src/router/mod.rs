@@ -26,6 +26,7 @@ pub mod retransmission;
 mod rtcp_in;
 mod rtp_in;
 pub mod rtp_listener;
+pub mod rtx_budget;
 pub mod seq_manager;
 mod simulcast_consumer;
 pub mod svc;
@@ -45,12 +46,13 @@ pub use pipe::PipeConsumerParams;
 pub use producer::{EncodingParams, MediaKind, Producer, ProducerParams};
 
 use self::active_speaker::SpeakerDetector;
-use self::consumer::{NO_LAYER, RTX_BURST};
+use self::consumer::NO_LAYER;
 use self::forward::{payload_of, send_rtcp, send_rtp};
 use self::nack::{Arrival, NackGenerator};
 use self::rate_meter::RateMeter;
 use self::retransmission::{RetransmissionBuffer, Stored};
 use self::rtp_listener::{Bound, RtpListener};
+use self::rtx_budget::RtxBudget;
 use self::timers::Timer;
 use self::transport_state::{ActiveProbe, TransportEntry};
 use rand::rngs::StdRng;
@@ -433,6 +435,7 @@ impl Router {
             sent_bytes: 0,
             sending_rate: RateMeter::default(),
             loss_ceiling: None,
+            rtx_budget: RtxBudget::default(),
             last_report: None,
             loss_window: (0, 0),
             remb_lifts_left: 0,

@@ -142,6 +142,13 @@ impl ProducerParams {
 /// and IPv4 (20). A 20 ms Opus packet of ~100 bytes grows by over a third.
 pub const PACKET_OVERHEAD_BYTES: u64 = 38;
 
+/// What a datagram carries on the wire beyond its UDP payload, bytes: UDP
+/// (8) and IPv4 (20). What we send a subscriber, and the sizes its
+/// transport-wide feedback acknowledges, count it, as libwebrtc's
+/// estimator counts transport overhead, so that an estimate and a layer's
+/// rate ([`PACKET_OVERHEAD_BYTES`]) are in the same bytes.
+pub const UDP_IP_OVERHEAD_BYTES: usize = 28;
+
 /// Encodings a producer has at most.
 pub const MAX_ENCODINGS: usize = 4;
 

@@ -76,8 +76,9 @@ impl Router {
     /// retransmission buffer: each packet still there is sent again, as RTX
     /// on the consumer's RTX SSRC with the original sequence number in front
     /// (RFC 4588 §4) when the subscriber negotiated RTX, else as it was.
-    /// A packet is resent at most once per RTT, and within the consumer's
-    /// retransmission budget.
+    /// A packet is resent at most once per RTT, and within the subscriber's
+    /// retransmission budget ([`super::rtx_budget`]); what is over it is
+    /// counted (`retransmissions_over_budget`) and not sent.
     pub(super) fn on_nack(&mut self, now: Instant, tid: TransportId, p: &rtcp::RtcpPacket<'_>) {
         let Some(ssrc) = p.media_ssrc() else { return };
         let Some(cid) = self.find_consumer(tid, ssrc) else {
@@ -125,7 +126,9 @@ impl Router {
         let Some(t) = transports.get_mut(c.params.transport) else {
             return;
         };
-        for out_seq in rtcp::nack_seqs(p) {
+        let rtx_base = RtxBudget::base_bps(t.bwe.bps(), t.sending_rate.bps());
+        let mut seqs = rtcp::nack_seqs(p);
+        while let Some(out_seq) = seqs.next() {
             // After a layer switch, what was sent before it is not in this
             // layer's buffer under the same number.
             let input = if switches {
@@ -144,7 +147,10 @@ impl Router {
             if last_seq == out_seq && last_ms != 0 && now_ms.wrapping_sub(last_ms) < rtt_ms {
                 continue;
             }
-            if c.rtx_tokens < 1.0 {
+            if !t.rtx_budget.try_take(now, rtx_base, pkt.len()) {
+                let over = 1 + seqs.count() as u64;
+                counters.retransmissions_over_budget.add(over);
+                worker_counters.retransmissions_over_budget.add(over);
                 break;
             }
             let Some(pt) = c.map_pt(hdr.pt) else { continue };
@@ -199,7 +205,6 @@ impl Router {
                     c.rtx_seq = c.rtx_seq.wrapping_add(1);
                 }
                 c.feedback.resent[si] = (out_seq, now_ms);
-                c.rtx_tokens -= 1.0;
                 counters.retransmissions_sent.add(1);
                 worker_counters.retransmissions_sent.add(1);
             }

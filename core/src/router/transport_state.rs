@@ -33,6 +33,8 @@ pub(super) struct TransportEntry {
     /// when: the layer pass climbs no higher than that for
     /// `allocator::LOSS_CEILING_HOLD` after.
     pub(super) loss_ceiling: Option<(u64, Instant)>,
+    /// What may be resent to it in answer to its NACKs ([`rtx_budget`]).
+    pub(super) rtx_budget: RtxBudget,
     /// When its loss was last evaluated, and `sent_bytes` then.
     pub(super) last_report: Option<(Instant, u64)>,
     /// Packets expected and lost in its reports since then.

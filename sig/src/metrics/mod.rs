@@ -112,7 +112,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 25] = [
+        let defs: [Def; 26] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -149,6 +149,11 @@ pub fn render(app: &AppState) -> String {
                 "retransmissions_sent_total",
                 "Packets retransmitted to subscribers (RTX, or on the media SSRC).",
                 |c| c.retransmissions_sent.get(),
+            ),
+            (
+                "retransmissions_over_budget_total",
+                "NACKed packets not resent: over the subscriber's retransmission budget (a quarter of its rate, 250 ms burst).",
+                |c| c.retransmissions_over_budget.get(),
             ),
             (
                 "packets_recovered_total",
