@@ -34,11 +34,6 @@ pub const UP_HOLD: Duration = Duration::from_secs(2);
 pub const TEMPORAL_UP_MARGIN: f64 = 1.05;
 /// …for this long: undoing it costs no keyframe, only the next frames.
 pub const TEMPORAL_UP_HOLD: Duration = Duration::from_secs(1);
-/// After its path lost packets, a subscriber's layers climb no higher than
-/// what got through then for this long. A policer's token bucket lets an
-/// estimate run past the rate for seconds before it drops anything; this
-/// keeps the next climb from running into the same wall at once.
-pub const LOSS_CEILING_HOLD: Duration = Duration::from_secs(8);
 /// Going back down this soon after an upgrade means the upgrade failed.
 pub const FAILED_WITHIN: Duration = Duration::from_secs(5);
 /// A failed layer is not tried again for this long at first…

@@ -7,6 +7,7 @@
 
 pub mod allocator;
 pub mod delay_based;
+pub mod loss_ceiling;
 pub mod probe;
 pub mod send_side;
 pub mod twcc_receiver;

@@ -133,8 +133,8 @@ impl Router {
     /// base layer has no room gets no video ([`NO_LAYER`], after
     /// [`keeps_video`]'s hold), the first always keeps its own. Each
     /// consumer's `LayerSelector` moves to its share with hysteresis; the
-    /// climb is bounded by what got through at the last loss for
-    /// [`allocator::LOSS_CEILING_HOLD`]. A consumer not yet on its target
+    /// climb is bounded by what got through while the path lost packets
+    /// ([`crate::bwe::loss_ceiling`]). A consumer not yet on its target
     /// encoding asks for a keyframe of it (again, should the request or
     /// the keyframe have been lost). Every [`LAYERS_INTERVAL`] while a
     /// simulcast producer exists.
@@ -231,23 +231,17 @@ impl Router {
                 .bwe
                 .cap()
                 .map(|cap| (cap.min(through.unwrap_or(u64::MAX)) * 95 / 100).saturating_sub(other));
-            // The most that got through in this run of losses.
             if let Some(t) = through {
-                let held = sub.loss_ceiling.filter(|(_, at)| {
-                    now.saturating_duration_since(*at) < allocator::LOSS_CEILING_HOLD
-                });
-                sub.loss_ceiling = Some((held.map_or(t, |(c, _)| c.max(t)), now));
+                sub.loss_ceiling.on_lossy(now, t);
             }
             // What the layers may climb to: not above what got through
             // when the path last lost packets, for a while.
-            let climb_budget = match sub.loss_ceiling {
-                Some((t, at))
-                    if now.saturating_duration_since(at) < allocator::LOSS_CEILING_HOLD =>
-                {
+            let climb_budget = match sub.loss_ceiling.ceiling(now) {
+                Some(t) => {
                     let ceiling = (t * 95 / 100).saturating_sub(other);
                     Some(budget.map_or(ceiling, |b| b.min(ceiling)))
                 }
-                _ => budget,
+                None => budget,
             };
             let limited = budget.is_some();
             // Video is paused for want of room only on a path that loses

@@ -59,6 +59,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::bwe::allocator::LayerInfo;
+use crate::bwe::loss_ceiling::LossCeiling;
 use crate::bwe::probe::{ProbeCluster, ProbeController, ProbeOutcome};
 use crate::bwe::twcc_receiver::{FEEDBACK_INTERVAL, TwccReceiver};
 use crate::bwe::twcc_sender::{PacketResult, TwccSender};
@@ -434,7 +435,7 @@ impl Router {
             last_remb: None,
             sent_bytes: 0,
             sending_rate: RateMeter::default(),
-            loss_ceiling: None,
+            loss_ceiling: LossCeiling::default(),
             rtx_budget: RtxBudget::default(),
             last_report: None,
             loss_window: (0, 0),

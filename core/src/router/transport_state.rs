@@ -31,8 +31,8 @@ pub(super) struct TransportEntry {
     pub(super) sending_rate: RateMeter,
     /// What got through the last time its path lost packets (bit/s), and
     /// when: the layer pass climbs no higher than that for
-    /// `allocator::LOSS_CEILING_HOLD` after.
-    pub(super) loss_ceiling: Option<(u64, Instant)>,
+    /// a while after ([`crate::bwe::loss_ceiling`]).
+    pub(super) loss_ceiling: LossCeiling,
     /// What may be resent to it in answer to its NACKs ([`rtx_budget`]).
     pub(super) rtx_budget: RtxBudget,
     /// When its loss was last evaluated, and `sent_bytes` then.
