@@ -147,7 +147,9 @@ impl Router {
             if last_seq == out_seq && last_ms != 0 && now_ms.wrapping_sub(last_ms) < rtt_ms {
                 continue;
             }
-            if !t.rtx_budget.try_take(now, rtx_base, pkt.len()) {
+            // As the path carries it: SRTP's tag, UDP and IP.
+            let wire = pkt.len() + producer::PACKET_OVERHEAD_BYTES as usize;
+            if !t.rtx_budget.try_take(now, rtx_base, wire) {
                 let over = 1 + seqs.count() as u64;
                 counters.retransmissions_over_budget.add(over);
                 worker_counters.retransmissions_over_budget.add(over);
