@@ -262,8 +262,8 @@ fn without_loss_nothing_is_retransmitted() {
 /// A subscriber that NACKs the same 50 packets every 10 ms for 2 s (as a
 /// receiver re-NACKs every ~20 ms on a 1 ms path whose retransmissions a
 /// full link keeps dropping) is resent its budget, not 50 packets per RTT:
-/// a quarter of what it is sent (~850 kbit/s here, once measured) after a
-/// 250 ms burst.
+/// a quarter of what it is sent (~850 kbit/s here, taken as 2 Mbit/s, the
+/// least) after a 250 ms burst: ~60 packets, then ~60 a second.
 #[test]
 fn a_subscriber_nacking_again_and_again_gets_its_retransmission_budget_only() {
     let (mut net, publisher, subscriber, _) = room(Some((SUB_RTX, SUB_RTX_PT)));
@@ -299,8 +299,7 @@ fn a_subscriber_nacking_again_and_again_gets_its_retransmission_budget_only() {
         "NACKs {}, resent {sent}, over budget {refused}",
         c.nacks_received.get()
     );
-    // 250 ms of ~850 kbit/s (~25 packets) at once, ~25 a second after.
-    // Unbounded, it would be ~50 per NACK.
-    assert!((20..=120).contains(&sent), "resent {sent}");
+    // Unbounded, it would be ~50 per NACK: ~10,000.
+    assert!((60..=300).contains(&sent), "resent {sent}");
     assert!(refused > 5_000, "over budget {refused}");
 }

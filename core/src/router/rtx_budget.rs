@@ -19,9 +19,12 @@ pub const SHARE: f64 = 0.25;
 /// How much of the base rate's time the bucket holds: a loss burst this
 /// long is repaired at once, at up to [`SHARE`] after.
 pub const BURST: Duration = Duration::from_millis(250);
-/// The least base rate, bit/s: a subscriber we have sent little to yet, or
-/// whose estimate fell to its floor, can still be repaired.
-pub const MIN_BASE_BPS: u64 = 200_000;
+/// What the rate we send a subscriber counts as at least, bit/s: that rate
+/// is measured once a second, and a subscriber that just joined gets a
+/// stream's keyframe and the frames since (an ingest's GOP cache) in one
+/// burst, whose losses must be repaired at once. Its estimate, once one
+/// limits it, still bounds the budget.
+pub const MIN_BASE_BPS: u64 = 2_000_000;
 
 /// A subscriber's retransmission bucket.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,11 +38,11 @@ pub struct RtxBudget {
 impl RtxBudget {
     /// The base rate (bit/s) the budget follows for a subscriber whose
     /// estimate is `estimate_bps` and that we send `sending_bps` to: the
-    /// lower of the two (an estimate nobody has limited yet is no rate),
-    /// at least [`MIN_BASE_BPS`].
+    /// lower of the estimate (an estimate nobody has limited yet is no
+    /// rate) and the sending rate taken as at least [`MIN_BASE_BPS`].
     #[must_use]
     pub fn base_bps(estimate_bps: u64, sending_bps: u64) -> u64 {
-        estimate_bps.min(sending_bps).max(MIN_BASE_BPS)
+        estimate_bps.min(sending_bps.max(MIN_BASE_BPS))
     }
 
     /// Fills the bucket for the time since the last call at [`SHARE`] of
@@ -88,9 +91,12 @@ mod tests {
     }
 
     #[test]
-    fn the_base_is_the_lower_of_estimate_and_sending_with_a_floor() {
-        assert_eq!(RtxBudget::base_bps(100_000_000, 2_000_000), 2_000_000);
+    fn the_base_is_the_estimate_bounding_the_sending_rate_or_its_floor() {
+        assert_eq!(RtxBudget::base_bps(100_000_000, 3_000_000), 3_000_000);
         assert_eq!(RtxBudget::base_bps(300_000, 1_000_000), 300_000);
-        assert_eq!(RtxBudget::base_bps(50_000, 0), MIN_BASE_BPS);
+        // Just joined: nothing measured yet, no estimate.
+        assert_eq!(RtxBudget::base_bps(100_000_000, 0), MIN_BASE_BPS);
+        // A capped path's estimate bounds it even then.
+        assert_eq!(RtxBudget::base_bps(250_000, 0), 250_000);
     }
 }
