@@ -89,7 +89,9 @@ impl ProbeCluster {
     }
 
     /// Takes one feedback's results; returns the outcome once a result sent
-    /// after the cluster shows that the cluster's have all been reported.
+    /// after the cluster shows that the cluster's have all been reported,
+    /// or [`ProbeOutcome::Failed`] as soon as more than [`MAX_LOSS`] of
+    /// those reported so far (and at least [`MIN_PACKETS`]) were lost.
     pub fn on_results(&mut self, results: &[PacketResult]) -> Option<ProbeOutcome> {
         let mut after = false;
         for r in results {
@@ -120,7 +122,15 @@ impl ProbeCluster {
                 }
             }
         }
-        after.then(|| self.outcome())
+        if after {
+            return Some(self.outcome());
+        }
+        // Losing already: a policer's bucket ran dry. Every further probe
+        // packet would only take the place of media, so the cluster ends
+        // here rather than at its time.
+        let lost_enough =
+            self.lost >= MIN_PACKETS && f64::from(self.lost) > MAX_LOSS * f64::from(self.packets);
+        lost_enough.then_some(ProbeOutcome::Failed)
     }
 
     /// The lower of the send and receive rates (each over its own span,
@@ -317,6 +327,20 @@ mod tests {
         let mut r = results(3, 300, 2_000, 2_000, 0);
         r.push(after());
         assert_eq!(few.on_results(&r), Some(ProbeOutcome::Failed));
+    }
+
+    #[test]
+    fn a_cluster_losing_early_fails_before_its_end() {
+        let mut c = ProbeCluster::new(1_000_000, 1_200_000);
+        // The first 50 ms: all through.
+        assert_eq!(c.on_results(&results(25, 300, 2_000, 2_000, 0)), None);
+        // The next: a third lost, the cluster not over yet.
+        let mut r = results(50, 300, 2_000, 2_000, 3);
+        r.drain(..25);
+        assert_eq!(c.on_results(&r), Some(ProbeOutcome::Failed));
+        // A few lost alone end nothing.
+        let mut c = ProbeCluster::new(1_000_000, 1_200_000);
+        assert_eq!(c.on_results(&results(20, 300, 2_000, 2_000, 5)), None);
     }
 
     #[test]
