@@ -53,6 +53,10 @@ pub struct LayerInfo {
     /// The received rate of each of its temporal layers alone (TID 0–3),
     /// bit/s; all 0 when the stream has none or they are not known.
     pub temporal_bps: [u64; 4],
+    /// The part of each `temporal_bps` in layer-sync frames (VP8's Y bit,
+    /// RFC 7741 §4.2: frames that depend on no earlier frame of their own
+    /// layer), bit/s; all 0 when not known.
+    pub sync_bps: [u64; 4],
 }
 
 /// The active layers ranked by rate (lowest first), and how many of them
@@ -98,6 +102,12 @@ pub fn needed_for_size(layers: &[LayerInfo], max_width: Option<u16>) -> u8 {
 /// A temporal layer id meaning "all of them".
 pub const ALL_TEMPORAL: u8 = u8::MAX;
 
+/// Added to a temporal layer id *t* (below [`ALL_TEMPORAL`]): layers up to
+/// *t* and the layer-sync frames of *t* + 1, which depend on nothing of
+/// their own layer and so decode without its other frames. Chromium's VP8
+/// L1T3 marks every other T1 frame so: T0 at 5 fps, this at 7.5, T1 at 10.
+pub const WITH_NEXT_SYNC: u8 = 0x80;
+
 /// One thing a consumer can forward: an encoding (a simulcast layer or
 /// spatial layer, by index) up to a temporal layer, and its rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +120,16 @@ pub struct LayerOption {
     pub bps: u64,
 }
 
+/// A temporal layer id's layer (`0x7f` for [`ALL_TEMPORAL`]) and whether
+/// it adds the next layer's sync frames ([`WITH_NEXT_SYNC`]).
+fn temporal_parts(t: u8) -> (u8, bool) {
+    if t == ALL_TEMPORAL {
+        (!WITH_NEXT_SYNC, false)
+    } else {
+        (t & !WITH_NEXT_SYNC, t & WITH_NEXT_SYNC != 0)
+    }
+}
+
 impl LayerOption {
     fn same(&self, o: &LayerOption) -> bool {
         self.spatial == o.spatial && self.temporal == o.temporal
@@ -118,14 +138,16 @@ impl LayerOption {
 
 /// A consumer's options from least to most, for its tile width
 /// `max_width` (`None`: any): the lowest encoding at each of its temporal
-/// layers (its base layer alone first), then each better encoding not
-/// wider than needed at its full frame rate. Frame rate is what is given
+/// layers (its base layer alone first), each followed, where only some of
+/// the next layer's frames are layer-sync frames, by it with those
+/// ([`WITH_NEXT_SYNC`]); then each better encoding not wider than needed
+/// at its full frame rate. Frame rate is what is given
 /// up first, but only on the lowest encoding: above it, resolution goes
 /// before frame rate. An encoding whose temporal layers are unknown (no
 /// rates per layer) is one option. Empty while no layer is active.
 pub fn ladder(layers: &[LayerInfo], max_width: Option<u16>) -> Vec<LayerOption> {
     let (ranked, n) = ranked(layers, max_width);
-    let mut out = Vec::with_capacity(n + 3);
+    let mut out = Vec::with_capacity(n + 6);
     for (k, &i) in ranked[..n].iter().enumerate() {
         let l = &layers[i];
         let total: u64 = l.temporal_bps.iter().sum();
@@ -135,14 +157,25 @@ pub fn ladder(layers: &[LayerInfo], max_width: Option<u16>) -> Vec<LayerOption> 
             .rposition(|b| *b > 0)
             .map_or(0, |t| t + 1);
         if k == 0 && layers_seen > 1 && total > 0 {
+            // A part of the layers' sum, scaled to the encoding's rate
+            // (which also counts packet overhead).
+            let scaled = |part: u64| (l.bps as u128 * u128::from(part) / u128::from(total)) as u64;
             let mut cum = 0;
             for t in 0..layers_seen - 1 {
                 cum += l.temporal_bps[t];
                 out.push(LayerOption {
                     spatial: i,
                     temporal: t as u8,
-                    bps: (l.bps as u128 * u128::from(cum) / u128::from(total)) as u64,
+                    bps: scaled(cum),
                 });
+                let sync = l.sync_bps[t + 1];
+                if sync > 0 && sync < l.temporal_bps[t + 1] {
+                    out.push(LayerOption {
+                        spatial: i,
+                        temporal: t as u8 | WITH_NEXT_SYNC,
+                        bps: scaled(cum + sync),
+                    });
+                }
             }
         }
         out.push(LayerOption {
@@ -348,7 +381,16 @@ impl LayerSelector {
             let to = if lossy {
                 wanted
             } else if ladder[wanted].spatial == ladder[current].spatial {
-                wanted.max(current - 1)
+                // One layer down: T1 from all, T0 with T1's sync frames
+                // from T1 with T2's (the rate at least halved, not more).
+                let (layer, sync) = temporal_parts(ladder[current].temporal);
+                (wanted..current)
+                    .rev()
+                    .find(|r| {
+                        let (l, s) = temporal_parts(ladder[*r].temporal);
+                        l < layer && s == sync
+                    })
+                    .unwrap_or(wanted)
             } else {
                 (wanted..current)
                     .rev()

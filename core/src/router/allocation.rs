@@ -119,6 +119,7 @@ impl Router {
                     .last_packet
                     .is_some_and(|t| now.saturating_duration_since(t) < ENCODING_INACTIVE_AFTER),
                 temporal_bps: e.temporal_rates.map(|r| r.bps()),
+                sync_bps: e.sync_rates.map(|r| r.bps()),
             })
             .collect()
     }
@@ -151,6 +152,9 @@ impl Router {
                 e.overhead_rate
                     .sample(now, overhead, Duration::from_millis(900));
                 for (r, b) in e.temporal_rates.iter_mut().zip(e.temporal_bytes) {
+                    r.sample(now, b, Duration::from_millis(900));
+                }
+                for (r, b) in e.sync_rates.iter_mut().zip(e.sync_bytes) {
                     r.sample(now, b, Duration::from_millis(900));
                 }
             }

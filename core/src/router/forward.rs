@@ -111,8 +111,13 @@ impl Router {
             } else if codec == VideoCodec::Vp8 {
                 vp8 = Vp8Descriptor::parse(payload);
                 is_keyframe = vp8.is_some_and(|d| d.keyframe);
-                if let Some(t) = vp8.and_then(|d| d.tid) {
+                if let Some(d) = vp8
+                    && let Some(t) = d.tid
+                {
                     e.temporal_bytes[usize::from(t & 3)] += pkt.len() as u64;
+                    if d.layer_sync {
+                        e.sync_bytes[usize::from(t & 3)] += pkt.len() as u64;
+                    }
                 }
                 if let Some(size) = vp8.and_then(|d| d.size) {
                     e.size = Some(size);

@@ -184,6 +184,10 @@ pub(crate) struct Encoding {
     /// their rates, measured with `rate`.
     pub(crate) temporal_bytes: [u64; 4],
     pub(crate) temporal_rates: [RateMeter; 4],
+    /// The part of `temporal_bytes` in layer-sync frames (VP8's Y bit),
+    /// and their rates.
+    pub(crate) sync_bytes: [u64; 4],
+    pub(crate) sync_rates: [RateMeter; 4],
     /// When its last packet arrived.
     pub(crate) last_packet: Option<Instant>,
     /// Its picture size (width, height) from its last keyframe, when the
@@ -214,6 +218,8 @@ impl Encoding {
             rate: RateMeter::default(),
             temporal_bytes: [0; 4],
             temporal_rates: [RateMeter::default(); 4],
+            sync_bytes: [0; 4],
+            sync_rates: [RateMeter::default(); 4],
             last_packet: None,
             size: None,
             spatial: None,

@@ -152,7 +152,7 @@ impl SpatialLayers {
     /// highest received) receives: its rate with what it needs below it
     /// (full SVC), or its own (K-SVC), per temporal layer, with packet
     /// overhead; its width; whether it was received in the last
-    /// `inactive_after`.
+    /// `inactive_after`. No sync-frame rates: only VP8 marks those.
     pub fn infos(&self, now: Instant, inactive_after: std::time::Duration) -> Vec<LayerInfo> {
         let n = self
             .last_packet
@@ -177,6 +177,10 @@ impl SpatialLayers {
                     active: self.last_packet[s]
                         .is_some_and(|t| now.saturating_duration_since(t) < inactive_after),
                     temporal_bps,
+                    // Not measured: VP9's and AV1's switching points say
+                    // when to go up, not that a frame needs no other of
+                    // its layer.
+                    sync_bps: [0; 4],
                 }
             })
             .collect()

@@ -16,6 +16,7 @@
 
 use super::consumer::Consumer;
 use super::seq_manager::OffsetHistory;
+pub use crate::bwe::allocator::WITH_NEXT_SYNC;
 use crate::proto::codec::Vp8Descriptor;
 
 /// A temporal target or current layer meaning "every layer".
@@ -23,7 +24,7 @@ pub const ALL_TEMPORAL_LAYERS: u8 = u8::MAX;
 
 /// The highest layer id (temporal, or a VP9 stream's spatial) a consumer
 /// forwards now, `current`, and the one it should, `target`; `u8::MAX` is
-/// every layer. `current` follows `target` where the codec allows: for
+/// every layer; a temporal one may add [`WITH_NEXT_SYNC`]. `current` follows `target` where the codec allows: for
 /// temporal layers ([`TemporalFilter`]) down at the next frame, up at a
 /// layer sync; for spatial ones, `crate::router::svc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,18 +71,39 @@ impl LayerFilter {
     /// Whether a packet of temporal layer `tid` is forwarded. At the first
     /// packet of a frame (`frame_start`) the current layer moves towards
     /// the target: down at once, up by one layer at a frame of that layer
-    /// marked `layer_sync` (VP8's Y bit). Every packet of a frame has the
-    /// same `tid`, so a frame is forwarded whole or not at all.
+    /// marked `layer_sync` (VP8's Y bit). The next layer's sync frames
+    /// ([`WITH_NEXT_SYNC`]) depend only on layers forwarded already, so
+    /// they are added at once. Every packet of a frame has the same `tid`
+    /// and `layer_sync`, so a frame is forwarded whole or not at all.
     #[inline]
     pub fn pass(&mut self, tid: u8, frame_start: bool, layer_sync: bool) -> bool {
         if frame_start && self.current != self.target {
-            if self.target < self.current {
+            let target = rank(self.target);
+            if target < rank(self.current) {
                 self.current = self.target;
-            } else if layer_sync && tid == self.current.wrapping_add(1) && tid <= self.target {
-                self.current = tid;
+            } else {
+                let layer = self.current & !WITH_NEXT_SYNC;
+                if layer_sync && tid == layer.wrapping_add(1) && rank(tid) <= target {
+                    self.current = tid;
+                }
+                if rank(self.current) < target {
+                    self.current |= WITH_NEXT_SYNC;
+                }
             }
         }
-        tid <= self.current
+        let layer = self.current & !WITH_NEXT_SYNC;
+        tid <= layer
+            || (layer_sync && self.current & WITH_NEXT_SYNC != 0 && tid == layer.wrapping_add(1))
+    }
+}
+
+/// A temporal target's place in order: T0, T0 with T1's sync frames, T1,
+/// …, all.
+fn rank(t: u8) -> u16 {
+    if t == ALL_TEMPORAL_LAYERS {
+        u16::MAX
+    } else {
+        2 * u16::from(t & !WITH_NEXT_SYNC) + u16::from(t & WITH_NEXT_SYNC != 0)
     }
 }
 
@@ -206,6 +228,32 @@ mod tests {
     }
 
     #[test]
+    fn with_the_next_layers_sync_frames_at_once_in_both_directions() {
+        let mut f = TemporalFilter::default();
+        f.set_target(1);
+        assert!(f.pass(0, true, false));
+        // From T1 down to T0 with T1's sync frames: at the next frame.
+        f.set_target(WITH_NEXT_SYNC);
+        assert!(!f.pass(1, true, false), "a T1 frame that is no sync");
+        assert!(f.pass(1, true, true), "a T1 sync frame");
+        assert!(!f.pass(2, true, true), "nothing of T2");
+        assert!(f.pass(0, true, false));
+        // From T0 up: the sync frames at once, without waiting for one.
+        f.set_target(0);
+        assert!(!f.pass(1, true, true));
+        f.set_target(WITH_NEXT_SYNC);
+        assert!(f.pass(1, true, true));
+        assert_eq!(f.current(), WITH_NEXT_SYNC);
+        // Up to T1 at its next sync frame, then T2's sync frames too.
+        f.set_target(1 | WITH_NEXT_SYNC);
+        assert!(!f.pass(1, true, false), "T1 without the Y bit");
+        assert!(f.pass(1, true, true));
+        assert!(f.pass(1, true, false), "now all of T1");
+        assert!(f.pass(2, true, true) && !f.pass(2, true, false));
+        assert_eq!(f.current(), 1 | WITH_NEXT_SYNC);
+    }
+
+    #[test]
     fn picture_ids_continue_across_pictures_left_out_and_wraps() {
         let m = 1 << 15;
         let mut p = PictureIds::default();
@@ -232,12 +280,27 @@ mod tests {
         assert_eq!(s.output(1, 128), 0);
     }
 
+    /// A packet sent: (TID, Y, frame start, seq, picture ID, TL0PICIDX).
+    type Sent = (u8, bool, bool, u16, Option<u16>, Option<u8>);
+
+    /// What [`through_a_switch`] saw: what was sent as (TID, Y, frame
+    /// start, seq, picture ID, TL0PICIDX), frames of each TID in the
+    /// source, frames left out, steps up and (TID, Y) of the frames sent
+    /// while the target was lower.
+    struct Switch {
+        sent: Vec<Sent>,
+        source_tids: [usize; 4],
+        left_out_frames: usize,
+        ups: usize,
+        lowered: Vec<(u8, bool)>,
+    }
+
     /// Chromium's VP8 L1T3 through a consumer whose temporal target goes
-    /// from all layers to T0 and back, as `Router::forward` sends each
-    /// packet: the temporal check, the sequence number, the rewritten copy
-    /// and its picture ID and TL0PICIDX.
-    #[test]
-    fn chromium_l1t3_through_a_temporal_switch_down_and_up_stays_continuous() {
+    /// from all layers to `lower` for the middle third and back, as
+    /// `Router::forward` sends each packet: the temporal check, the
+    /// sequence number, the rewritten copy and its picture ID and
+    /// TL0PICIDX. Asserts that what is sent has no gap in any of them.
+    fn through_a_switch(lower: u8) -> Switch {
         use crate::ids::Pt;
         use crate::proto::rtp::{RtpHeader, write_forwarded};
         use std::time::Instant;
@@ -247,39 +310,49 @@ mod tests {
         let mut c = Consumer::layered_for_test();
         let now = Instant::now();
         let third = packets.len() / 3;
-        // (TID, Y, frame start, seq, picture ID, TL0PICIDX) of what was sent.
-        let mut sent = Vec::new();
-        let mut source_tids = [0usize; 4];
-        let mut left_out_frames = 0;
-        let mut ups = 0;
+        let layer = |t: u8| {
+            if t == ALL_TEMPORAL_LAYERS {
+                t
+            } else {
+                t & !WITH_NEXT_SYNC
+            }
+        };
+        let mut r = Switch {
+            sent: Vec::new(),
+            source_tids: [0; 4],
+            left_out_frames: 0,
+            ups: 0,
+            lowered: Vec::new(),
+        };
         let mut out = Vec::new();
         for (i, pkt) in packets.iter().enumerate() {
-            c.temporal.set_target(if (third..2 * third).contains(&i) {
-                0
-            } else {
-                ALL_TEMPORAL_LAYERS
-            });
+            let middle = (third..2 * third).contains(&i);
+            c.temporal
+                .set_target(if middle { lower } else { ALL_TEMPORAL_LAYERS });
             let h = RtpHeader::parse(pkt).expect("captured RTP parses");
             let payload = &pkt[h.header_len..];
             let d = Vp8Descriptor::parse(payload).expect("VP8 descriptor");
             let tid = d.tid.expect("L1T3 packets carry a TID");
             if d.frame_start {
-                source_tids[usize::from(tid)] += 1;
+                r.source_tids[usize::from(tid)] += 1;
             }
-            let before = c.temporal.current();
+            let before = layer(c.temporal.current());
             let passed = c.temporal_pass(&d, h.seq, d.keyframe);
-            let after = c.temporal.current();
+            let after = layer(c.temporal.current());
             if after > before && before != ALL_TEMPORAL_LAYERS && !d.keyframe {
                 // Up only at a layer sync, one layer at a time.
                 assert!(
                     d.layer_sync && after == before + 1 && tid == after,
                     "up from T{before} at {d:?}"
                 );
-                ups += 1;
+                r.ups += 1;
             }
             if !passed {
-                left_out_frames += usize::from(d.frame_start);
+                r.left_out_frames += usize::from(d.frame_start);
                 continue;
+            }
+            if middle && d.frame_start {
+                r.lowered.push((tid, d.layer_sync));
             }
             let seq = c.seq.input(h.seq).expect("in the epoch");
             let rw = c.rewrite(Pt(96), seq, h.timestamp, None, 0);
@@ -288,7 +361,7 @@ mod tests {
             s.on_forwarded(&mut out, payload.len(), Some(&d), h.timestamp, now);
             let o = RtpHeader::parse(&out).expect("copy parses");
             let od = Vp8Descriptor::parse(&out[o.header_len..]).expect("copy's descriptor");
-            sent.push((
+            r.sent.push((
                 tid,
                 od.layer_sync,
                 od.frame_start,
@@ -298,12 +371,9 @@ mod tests {
             ));
         }
         // A real L1T3 stream: all three layers, 1 : 1 : 2 frames.
-        assert!(
-            source_tids[0] >= 10 && source_tids[1] >= 10 && source_tids[2] >= 20,
-            "{source_tids:?}"
-        );
-        assert!(left_out_frames >= 10, "{left_out_frames} frames left out");
-        for w in sent.windows(2) {
+        let t = r.source_tids;
+        assert!(t[0] >= 10 && t[1] >= 10 && t[2] >= 20, "{t:?}");
+        for w in r.sent.windows(2) {
             let (a, b) = (w[0], w[1]);
             assert_eq!(b.3, a.3.wrapping_add(1), "no gap: {a:?} → {b:?}");
             if b.2 {
@@ -321,6 +391,33 @@ mod tests {
                 );
             }
         }
-        assert_eq!(ups, 2, "back up to T2 in two steps");
+        r
+    }
+
+    #[test]
+    fn chromium_l1t3_through_a_temporal_switch_down_and_up_stays_continuous() {
+        let r = through_a_switch(0);
+        assert!(
+            r.left_out_frames >= 10,
+            "{} frames left out",
+            r.left_out_frames
+        );
+        assert!(r.lowered.iter().all(|(t, _)| *t == 0), "{:?}", r.lowered);
+        assert_eq!(r.ups, 2, "back up to T2 in two steps");
+    }
+
+    /// T0 with T1's sync frames: every other T1 frame, none of T2, and
+    /// still no gap in what is sent.
+    #[test]
+    fn chromium_l1t3_t0_with_the_t1_sync_frames_stays_continuous() {
+        let r = through_a_switch(WITH_NEXT_SYNC);
+        let count = |f: fn(&(u8, bool)) -> bool| r.lowered.iter().filter(|x| f(x)).count();
+        let (t0, t1) = (count(|x| x.0 == 0), count(|x| x.0 == 1));
+        assert!(t0 >= 3 && t1 >= 2, "{:?}", r.lowered);
+        assert_eq!(count(|x| x.0 == 1 && x.1), t1, "T1 sync frames only");
+        assert_eq!(count(|x| x.0 == 2), 0, "no T2: {:?}", r.lowered);
+        // 3 frames in Chromium's 8-frame pattern of 0 2 1 2 0 2 1 2.
+        assert!(t1 * 3 >= t0 && t1 <= t0, "{t0} T0, {t1} T1");
+        assert_eq!(r.ups, 2, "back up to T2 in two steps");
     }
 }

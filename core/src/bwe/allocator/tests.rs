@@ -7,6 +7,7 @@ fn layer(kbps: u64, width: u16) -> LayerInfo {
         width: Some(width),
         active: true,
         temporal_bps: [0; 4],
+        sync_bps: [0; 4],
     }
 }
 
@@ -280,15 +281,17 @@ fn three_l1t3() -> Vec<LayerInfo> {
         .collect()
 }
 
+/// A ladder as (encoding, temporal layer, kbit/s).
+fn options(l: &[LayerOption]) -> Vec<(usize, u8, u64)> {
+    l.iter()
+        .map(|o| (o.spatial, o.temporal, o.bps / 1000))
+        .collect()
+}
+
 #[test]
 fn the_ladder_gives_up_frame_rate_only_on_the_lowest_encoding() {
-    let l = ladder(&three_l1t3(), None);
-    let got: Vec<(usize, u8, u64)> = l
-        .iter()
-        .map(|o| (o.spatial, o.temporal, o.bps / 1000))
-        .collect();
     assert_eq!(
-        got,
+        options(&ladder(&three_l1t3(), None)),
         vec![
             (0, 0, 40),
             (0, 1, 60),
@@ -301,6 +304,68 @@ fn the_ladder_gives_up_frame_rate_only_on_the_lowest_encoding() {
     assert_eq!(ladder(&three_l1t3(), Some(300)).len(), 4);
     // No temporal layers known: one option per encoding, as simulcast.
     assert_eq!(ladder(&three(), None).len(), 3);
+}
+
+/// [`three_l1t3`] with Chromium's sync frames: every other T1 frame and
+/// one T2 frame in four.
+fn three_l1t3_sync() -> Vec<LayerInfo> {
+    three_l1t3()
+        .into_iter()
+        .map(|l| LayerInfo {
+            sync_bps: [0, l.temporal_bps[1] / 2, l.temporal_bps[2] / 4, 0],
+            ..l
+        })
+        .collect()
+}
+
+#[test]
+fn the_next_layers_sync_frames_are_a_step_between_two_layers() {
+    let l = ladder(&three_l1t3_sync(), None);
+    assert_eq!(
+        options(&l),
+        vec![
+            (0, 0, 40),
+            (0, WITH_NEXT_SYNC, 50),
+            (0, 1, 60),
+            (0, 1 | WITH_NEXT_SYNC, 70),
+            (0, ALL_TEMPORAL, 100),
+            (1, ALL_TEMPORAL, 300),
+            (2, ALL_TEMPORAL, 900),
+        ]
+    );
+    // Where every frame of a layer is a sync frame, no step.
+    let all_sync: Vec<LayerInfo> = three_l1t3()
+        .into_iter()
+        .map(|l| LayerInfo {
+            sync_bps: l.temporal_bps,
+            ..l
+        })
+        .collect();
+    assert_eq!(ladder(&all_sync, None).len(), 5);
+    // Down one layer per decision (the rate at least halved, no more):
+    // all → T1 → T0; from T1 with T2's sync frames to T0 with T1's.
+    let t0 = Instant::now();
+    let mut s = LayerSelector::default();
+    let mut pick = |ms: u64, wanted: usize, limited: bool| {
+        s.select(
+            t0 + Duration::from_millis(ms),
+            &l,
+            wanted,
+            wanted,
+            limited,
+            false,
+        )
+        .map(|o| o.temporal)
+    };
+    assert_eq!(pick(0, 4, false), Some(ALL_TEMPORAL));
+    assert_eq!(pick(500, 0, true), Some(1));
+    assert_eq!(pick(1000, 0, true), Some(0));
+    assert_eq!(pick(1500, 3, false), Some(1 | WITH_NEXT_SYNC));
+    assert_eq!(pick(2000, 0, true), Some(WITH_NEXT_SYNC));
+    assert_eq!(pick(2500, 0, true), Some(0));
+    // Not below what is wanted.
+    assert_eq!(pick(3000, 4, false), Some(ALL_TEMPORAL));
+    assert_eq!(pick(3500, 3, true), Some(1 | WITH_NEXT_SYNC));
 }
 
 #[test]
