@@ -107,19 +107,20 @@ async function layerTests({
       for (const k of ['bob<-ann', 'bob<-cat']) {
         if (seen[k].fps < 18 || seen[k].frozen > 2 || seen[k].width < 640) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
       }
-      // Issue 25 asks for >= 7 fps each, one >= 15, <= 2 s frozen: met in
-      // some runs, not reliably. The second video's T1 with the first's T2
-      // and two Opus streams fill ~98 % of the cap, so it mostly sits on T0
-      // (5 fps, little frozen: 0-1.6 s in the last runs), and each probe
-      // that finds the cap still there drops frames. This holds what does
-      // hold: both videos keep coming (a paused one shows ~0 fps), and
-      // neither is paused for more than 5 of the 20 s. (Not "none paused
-      // at the end": a probe's loss burst pauses the second video now and
-      // then.)
-      if (pausedSeconds > 5) throw new Error(`a video paused on cat's page in ${pausedSeconds} of 20 s (now: ${JSON.stringify(paused)})`);
+      // Issue 25 asks for >= 7 fps each, one >= 15, <= 2 s frozen. The
+      // first video's T2 (~110 kbit/s), the second's T0 with T1's sync
+      // frames (7.5 fps, ~55) and two Opus streams (~100) fill ~90 % of the
+      // cap. 5 of 6 runs met it (second video 7.1-9.0 fps; the sixth froze
+      // 2.1 s); in 18 runs while tuning, the second video sat on T0 (5 fps)
+      // in some, when the publisher's layer rates left no room for more.
+      // This holds what held in all 18: one video at >= 15 fps, both >= 4.5
+      // fps and <= 3 s frozen, and no video paused for more than 2 of the
+      // 20 s.
+      if (pausedSeconds > 2) throw new Error(`a video paused on cat's page in ${pausedSeconds} of 20 s (now: ${JSON.stringify(paused)})`);
       for (const k of ['cat<-ann', 'cat<-bob']) {
-        if (seen[k].fps < 3) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
+        if (seen[k].fps < 4.5 || seen[k].frozen > 3) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
       }
+      if (Math.max(seen['cat<-ann'].fps, seen['cat<-bob'].fps) < 15) throw new Error(`neither video at >= 15 fps: ${JSON.stringify(seen)}`);
       // A lower layer, but for a try of a higher one now and then.
       const full = widths.filter((w) => w >= 640).length;
       if (full > 4) throw new Error(`cat decodes ann at >= 640 px in ${full} of 20 s despite the cap`);
@@ -135,7 +136,8 @@ async function layerTests({
       last = now;
       return ok;
     }, 20000, 0);
-    // Measured 8.1 s for both (2-12.7 s for one video before); probes a
+    // Measured 6.0-14.1 s for both in 17 runs (issue 25 asks for 15 s; the
+    // poll is every 2 s, hence the 20 s bound); probes a
     // policer's bucket lets through can leave a failed try's backoff in
     // the way (module docs of router/probe.rs).
     console.log(`  cat back at >= 640 px and >= 18 fps ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap was lifted`);

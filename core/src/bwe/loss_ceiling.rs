@@ -22,6 +22,10 @@ pub const HOLD: Duration = Duration::from_secs(30);
 pub const LIFT: u64 = 3;
 /// Lossy samples the median is taken over.
 pub const SAMPLES: usize = 5;
+/// Loss this soon after a probe that failed while the ceiling held is the
+/// probe's doing: it emptied the policer's bucket, which refills once the
+/// probe stops. It says nothing new of the path.
+pub const PROBE_FALLOUT: Duration = Duration::from_secs(1);
 
 /// A subscriber's loss ceiling.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +34,8 @@ pub struct LossCeiling {
     samples: Vec<u64>,
     /// When the last was taken.
     at: Option<Instant>,
+    /// When a probe last failed while the ceiling held.
+    failed_probe: Option<Instant>,
 }
 
 impl LossCeiling {
@@ -58,6 +64,24 @@ impl LossCeiling {
         let mut s = self.samples.clone();
         s.sort_unstable();
         Some(s[(s.len() - 1) / 2])
+    }
+
+    /// A probe failed at `now` (it lost packets): while the ceiling holds,
+    /// the loss of the next [`PROBE_FALLOUT`] is its doing.
+    pub fn on_probe_failed(&mut self, now: Instant) {
+        if self.ceiling(now).is_some() {
+            self.failed_probe = Some(now);
+        }
+    }
+
+    /// Whether loss at `now` is a failed probe's fallout (see
+    /// [`LossCeiling::on_probe_failed`]): it lowers neither the ceiling nor
+    /// the layers.
+    #[must_use]
+    pub fn probe_fallout(&self, now: Instant) -> bool {
+        self.failed_probe
+            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_FALLOUT)
+            && self.ceiling(now).is_some()
     }
 
     /// A probe carried `bps`: at [`LIFT`] times the ceiling or more, the
@@ -115,5 +139,20 @@ mod tests {
         assert_eq!(c.ceiling(t1), Some(500_000));
         assert!(c.on_probe(t1, 1_500_000));
         assert_eq!(c.ceiling(t1), None);
+    }
+
+    #[test]
+    fn loss_right_after_a_probe_failed_under_the_ceiling_is_the_probes() {
+        let t0 = Instant::now();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut c = LossCeiling::default();
+        // No ceiling: a failed probe is news of the path.
+        c.on_probe_failed(t0);
+        assert!(!c.probe_fallout(t0));
+        c.on_lossy(ms(100), 300_000);
+        c.on_probe_failed(ms(5_000));
+        assert!(c.probe_fallout(ms(5_000)));
+        assert!(c.probe_fallout(ms(5_999)));
+        assert!(!c.probe_fallout(ms(6_000)));
     }
 }

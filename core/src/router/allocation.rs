@@ -225,7 +225,11 @@ impl Router {
             // path is full: what got through is the bound then, as the
             // subscriber acknowledged it (what we sent includes probes and
             // retransmissions; the receive-report fallback has no better).
-            let loss = sub.bwe.last_loss();
+            // Loss a failed probe caused (it emptied a policer's bucket)
+            // neither lowers the ceiling nor the layers: it ends as soon as
+            // the bucket refills.
+            let fallout = sub.loss_ceiling.probe_fallout(now);
+            let loss = if fallout { 0.0 } else { sub.bwe.last_loss() };
             let through = (loss > bwe::INCREASE_BELOW).then(|| {
                 sub.bwe
                     .acked_bps()
@@ -239,10 +243,11 @@ impl Router {
                 sub.loss_ceiling.on_lossy(now, t);
             }
             // What the layers may climb to: not above what got through
-            // when the path last lost packets, for a while.
+            // when the path last lost packets, for a while, less 3 % (the
+            // ceiling is a median of what did get through already).
             let climb_budget = match sub.loss_ceiling.ceiling(now) {
                 Some(t) => {
-                    let ceiling = (t * 95 / 100).saturating_sub(other);
+                    let ceiling = (t * 97 / 100).saturating_sub(other);
                     Some(budget.map_or(ceiling, |b| b.min(ceiling)))
                 }
                 None => budget,

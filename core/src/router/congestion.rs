@@ -63,8 +63,11 @@ impl Router {
             let target = e.probe.take().map_or(0, |p| p.cluster.target_bps);
             let before = e.bwe.bps();
             let wait = e.probing.on_outcome(now, target, outcome, &mut e.bwe);
-            if let ProbeOutcome::Rate(r) = outcome {
-                e.loss_ceiling.on_probe(now, r);
+            match outcome {
+                ProbeOutcome::Rate(r) => {
+                    e.loss_ceiling.on_probe(now, r);
+                }
+                ProbeOutcome::Failed => e.loss_ceiling.on_probe_failed(now),
             }
             tracing::debug!(
                 target: "sfu::bwe",
