@@ -30,8 +30,9 @@ pub const PROBE_FALLOUT: Duration = Duration::from_secs(1);
 /// A subscriber's loss ceiling.
 #[derive(Debug, Clone, Default)]
 pub struct LossCeiling {
-    /// The last samples, bit/s, oldest first.
-    samples: Vec<u64>,
+    /// The last `len` samples, bit/s, oldest first.
+    samples: [u64; SAMPLES],
+    len: usize,
     /// When the last was taken.
     at: Option<Instant>,
     /// When a probe last failed while the ceiling held.
@@ -43,12 +44,14 @@ impl LossCeiling {
     /// lost packets. Samples older than [`HOLD`] are forgotten first.
     pub fn on_lossy(&mut self, now: Instant, bps: u64) {
         if self.ceiling(now).is_none() {
-            self.samples.clear();
+            self.len = 0;
         }
-        if self.samples.len() == SAMPLES {
-            self.samples.remove(0);
+        if self.len == SAMPLES {
+            self.samples.rotate_left(1);
+            self.len -= 1;
         }
-        self.samples.push(bps);
+        self.samples[self.len] = bps;
+        self.len += 1;
         self.at = Some(now);
     }
 
@@ -58,10 +61,11 @@ impl LossCeiling {
     #[must_use]
     pub fn ceiling(&self, now: Instant) -> Option<u64> {
         let at = self.at?;
-        if now.saturating_duration_since(at) >= HOLD || self.samples.is_empty() {
+        if now.saturating_duration_since(at) >= HOLD || self.len == 0 {
             return None;
         }
-        let mut s = self.samples.clone();
+        let mut s = self.samples;
+        let s = &mut s[..self.len];
         s.sort_unstable();
         Some(s[(s.len() - 1) / 2])
     }
@@ -91,7 +95,7 @@ impl LossCeiling {
             .ceiling(now)
             .is_some_and(|c| bps >= c.saturating_mul(LIFT));
         if lifted {
-            self.samples.clear();
+            self.len = 0;
             self.at = None;
         }
         lifted

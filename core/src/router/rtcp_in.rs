@@ -147,6 +147,7 @@ impl Router {
             if last_seq == out_seq && last_ms != 0 && now_ms.wrapping_sub(last_ms) < rtt_ms {
                 continue;
             }
+            let Some(pt) = c.map_pt(hdr.pt) else { continue };
             // As the path carries it: SRTP's tag, UDP and IP.
             let wire = pkt.len() + producer::PACKET_OVERHEAD_BYTES as usize;
             if !t.rtx_budget.try_take(now, rtx_base, wire) {
@@ -155,7 +156,6 @@ impl Router {
                 worker_counters.retransmissions_over_budget.add(over);
                 break;
             }
-            let Some(pt) = c.map_pt(hdr.pt) else { continue };
             let dd = producer
                 .params
                 .extensions
@@ -209,6 +209,8 @@ impl Router {
                 c.feedback.resent[si] = (out_seq, now_ms);
                 counters.retransmissions_sent.add(1);
                 worker_counters.retransmissions_sent.add(1);
+            } else {
+                t.rtx_budget.give_back(wire);
             }
         }
     }

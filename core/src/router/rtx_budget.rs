@@ -65,6 +65,11 @@ impl RtxBudget {
         self.tokens -= bytes as f64;
         true
     }
+
+    /// Returns `bytes` taken for a packet that was not sent after all.
+    pub fn give_back(&mut self, bytes: usize) {
+        self.tokens += bytes as f64;
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +87,10 @@ mod tests {
         assert_eq!(sent, 10);
         // 100 ms later: 1,000 B more.
         let t1 = t0 + Duration::from_millis(100);
+        assert!(b.try_take(t1, base, 1_000));
+        assert!(!b.try_take(t1, base, 1_000));
+        // A packet that could not be sent gives its bytes back.
+        b.give_back(1_000);
         assert!(b.try_take(t1, base, 1_000));
         assert!(!b.try_take(t1, base, 1_000));
         // Long idle: full again, not more.
