@@ -152,7 +152,7 @@ pub fn render(app: &AppState) -> String {
             ),
             (
                 "retransmissions_over_budget_total",
-                "NACKed packets not resent: over the subscriber's retransmission budget (a quarter of the lower of its estimate and what it is sent, the latter taken as at least 2 Mbit/s; 250 ms burst).",
+                "NACKed packets not resent: over the subscriber's retransmission budget (a quarter of the lower of its estimate or loss ceiling and what it is sent, the latter taken as at least 2 Mbit/s; 250 ms burst).",
                 |c| c.retransmissions_over_budget.get(),
             ),
             (
