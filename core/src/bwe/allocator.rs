@@ -382,7 +382,8 @@ impl LayerSelector {
                 wanted
             } else if ladder[wanted].spatial == ladder[current].spatial {
                 // One layer down: T1 from all, T0 with T1's sync frames
-                // from T1 with T2's (the rate at least halved, not more).
+                // from T1 with T2's (the frame rate falls to no less than
+                // half).
                 let (layer, sync) = temporal_parts(ladder[current].temporal);
                 (wanted..current)
                     .rev()

@@ -9,7 +9,9 @@
 //! seconds. The ceiling is the median of the last [`SAMPLES`] rates the
 //! subscriber acknowledged while losing (transport-wide feedback over
 //! 500 ms): one taken as a probe or a burst of resends passed the bucket
-//! reads far above the policed rate and must not set it.
+//! reads far above the policed rate and must not set it. The loss of the
+//! [`PROBE_FALLOUT`] after a probe that failed while the ceiling held is
+//! the probe's own (it emptied the bucket) and counts for nothing.
 //! Sans-IO: fed the time and the rates.
 
 use std::time::{Duration, Instant};

@@ -24,9 +24,10 @@ pub const ALL_TEMPORAL_LAYERS: u8 = u8::MAX;
 
 /// The highest layer id (temporal, or a VP9 stream's spatial) a consumer
 /// forwards now, `current`, and the one it should, `target`; `u8::MAX` is
-/// every layer; a temporal one may add [`WITH_NEXT_SYNC`]. `current` follows `target` where the codec allows: for
-/// temporal layers ([`TemporalFilter`]) down at the next frame, up at a
-/// layer sync; for spatial ones, `crate::router::svc`.
+/// every layer; a temporal one may add [`WITH_NEXT_SYNC`]. `current`
+/// follows `target` where the codec allows: for temporal layers
+/// ([`TemporalFilter`]) down at the next frame, up at a layer sync; for
+/// spatial ones, `crate::router::svc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerFilter {
     pub(crate) current: u8,
