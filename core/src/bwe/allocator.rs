@@ -120,9 +120,10 @@ pub struct LayerOption {
     pub bps: u64,
 }
 
-/// A temporal layer id's layer (`0x7f` for [`ALL_TEMPORAL`]) and whether
-/// it adds the next layer's sync frames ([`WITH_NEXT_SYNC`]).
-fn temporal_parts(t: u8) -> (u8, bool) {
+/// A temporal layer id's layer (`0x7f`, above any other, for
+/// [`ALL_TEMPORAL`]) and whether it adds the next layer's sync frames
+/// ([`WITH_NEXT_SYNC`]).
+pub(crate) fn temporal_parts(t: u8) -> (u8, bool) {
     if t == ALL_TEMPORAL {
         (!WITH_NEXT_SYNC, false)
     } else {

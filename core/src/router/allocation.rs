@@ -118,8 +118,8 @@ impl Router {
                 active: e
                     .last_packet
                     .is_some_and(|t| now.saturating_duration_since(t) < ENCODING_INACTIVE_AFTER),
-                temporal_bps: e.temporal_rates.map(|r| r.bps()),
-                sync_bps: e.sync_rates.map(|r| r.bps()),
+                temporal_bps: e.temporal.map(|t| t.rate.bps()),
+                sync_bps: e.temporal.map(|t| t.sync_rate.bps()),
             })
             .collect()
     }
@@ -151,11 +151,8 @@ impl Router {
                 let overhead = e.packets * producer::PACKET_OVERHEAD_BYTES;
                 e.overhead_rate
                     .sample(now, overhead, Duration::from_millis(900));
-                for (r, b) in e.temporal_rates.iter_mut().zip(e.temporal_bytes) {
-                    r.sample(now, b, Duration::from_millis(900));
-                }
-                for (r, b) in e.sync_rates.iter_mut().zip(e.sync_bytes) {
-                    r.sample(now, b, Duration::from_millis(900));
+                for t in &mut e.temporal {
+                    t.sample(now, Duration::from_millis(900));
                 }
             }
         }

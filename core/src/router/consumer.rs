@@ -182,7 +182,7 @@ impl Consumer {
     }
 
     /// The temporal layers it forwards now and should forward: highest
-    /// temporal layer ids, [`crate::router::temporal::ALL_TEMPORAL_LAYERS`]
+    /// temporal layer ids, [`crate::router::temporal::ALL_TEMPORAL`]
     /// for all; with [`crate::router::temporal::WITH_NEXT_SYNC`] added, the
     /// next layer's sync frames too.
     pub fn temporal_layers(&self) -> (u8, u8) {

@@ -114,10 +114,7 @@ impl Router {
                 if let Some(d) = vp8
                     && let Some(t) = d.tid
                 {
-                    e.temporal_bytes[usize::from(t & 3)] += pkt.len() as u64;
-                    if d.layer_sync {
-                        e.sync_bytes[usize::from(t & 3)] += pkt.len() as u64;
-                    }
+                    e.temporal[usize::from(t & 3)].on_packet(pkt.len(), d.layer_sync);
                 }
                 if let Some(size) = vp8.and_then(|d| d.size) {
                     e.size = Some(size);

@@ -1,6 +1,6 @@
 //! Producer: an incoming track of a WebRtcTransport.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::ParamsError;
 use crate::ids::{ConsumerId, Mid, Pt, Rid, Ssrc, TransportId};
@@ -152,6 +152,33 @@ pub const UDP_IP_OVERHEAD_BYTES: usize = 28;
 /// Encodings a producer has at most.
 pub const MAX_ENCODINGS: usize = 4;
 
+/// What one temporal layer of an encoding carries: its bytes of RTP, the
+/// part in layer-sync frames (VP8's Y bit), and their rates.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TemporalMeter {
+    pub(crate) bytes: u64,
+    pub(crate) sync_bytes: u64,
+    pub(crate) rate: RateMeter,
+    pub(crate) sync_rate: RateMeter,
+}
+
+impl TemporalMeter {
+    /// Counts a packet of `len` bytes (`sync`: of a layer-sync frame).
+    #[inline]
+    pub(crate) fn on_packet(&mut self, len: usize, sync: bool) {
+        self.bytes += len as u64;
+        if sync {
+            self.sync_bytes += len as u64;
+        }
+    }
+
+    /// Samples both rates at `now` (see [`RateMeter::sample`]).
+    pub(crate) fn sample(&mut self, now: Instant, min_span: Duration) {
+        self.rate.sample(now, self.bytes, min_span);
+        self.sync_rate.sample(now, self.sync_bytes, min_span);
+    }
+}
+
 /// The receive side of one encoding: what is known of its stream, its
 /// retransmission buffer, its loss tracking and its measured rate.
 #[derive(Debug)]
@@ -179,15 +206,10 @@ pub(crate) struct Encoding {
     pub(crate) overhead_rate: RateMeter,
     /// The received rate, measured by the router about once a second.
     pub(crate) rate: RateMeter,
-    /// Bytes of RTP received per temporal layer id (TID 0–3, VP8; a VP9 or
-    /// AV1 stream counts them per spatial layer in `spatial`), and
-    /// their rates, measured with `rate`.
-    pub(crate) temporal_bytes: [u64; 4],
-    pub(crate) temporal_rates: [RateMeter; 4],
-    /// The part of `temporal_bytes` in layer-sync frames (VP8's Y bit),
-    /// and their rates.
-    pub(crate) sync_bytes: [u64; 4],
-    pub(crate) sync_rates: [RateMeter; 4],
+    /// What each temporal layer id carries (TID 0–3, VP8; a VP9 or AV1
+    /// stream counts its layers per spatial layer in `spatial`), measured
+    /// with `rate`.
+    pub(crate) temporal: [TemporalMeter; 4],
     /// When its last packet arrived.
     pub(crate) last_packet: Option<Instant>,
     /// Its picture size (width, height) from its last keyframe, when the
@@ -216,10 +238,7 @@ impl Encoding {
             packets: 0,
             overhead_rate: RateMeter::default(),
             rate: RateMeter::default(),
-            temporal_bytes: [0; 4],
-            temporal_rates: [RateMeter::default(); 4],
-            sync_bytes: [0; 4],
-            sync_rates: [RateMeter::default(); 4],
+            temporal: [TemporalMeter::default(); 4],
             last_packet: None,
             size: None,
             spatial: None,

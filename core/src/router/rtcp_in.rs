@@ -126,13 +126,11 @@ impl Router {
         let Some(t) = transports.get_mut(c.params.transport) else {
             return;
         };
-        // A loss ceiling, where one holds, is a truer rate than the
-        // estimate (which floats above a policer's rate while it holds).
-        let estimate = t
-            .loss_ceiling
-            .ceiling(now)
-            .map_or(t.bwe.bps(), |c| c.min(t.bwe.bps()));
-        let rtx_base = RtxBudget::base_bps(estimate, t.sending_rate.bps());
+        let rtx_base = RtxBudget::base_bps(
+            t.bwe.bps(),
+            t.loss_ceiling.ceiling(now),
+            t.sending_rate.bps(),
+        );
         let mut seqs = rtcp::nack_seqs(p);
         while let Some(out_seq) = seqs.next() {
             // After a layer switch, what was sent before it is not in this

@@ -37,12 +37,17 @@ pub struct RtxBudget {
 
 impl RtxBudget {
     /// The base rate (bit/s) the budget follows for a subscriber whose
-    /// estimate is `estimate_bps` and that we send `sending_bps` to: the
-    /// lower of the estimate (an estimate nobody has limited yet is no
-    /// rate) and the sending rate taken as at least [`MIN_BASE_BPS`].
+    /// estimate is `estimate_bps`, whose loss ceiling (where one holds,
+    /// [`crate::bwe::loss_ceiling`]) is `ceiling_bps`, and that we send
+    /// `sending_bps` to: the lowest of the estimate (an estimate nobody has
+    /// limited yet is no rate), the ceiling (the truer rate of a policed
+    /// path, which the estimate floats above meanwhile) and the sending
+    /// rate taken as at least [`MIN_BASE_BPS`].
     #[must_use]
-    pub fn base_bps(estimate_bps: u64, sending_bps: u64) -> u64 {
-        estimate_bps.min(sending_bps.max(MIN_BASE_BPS))
+    pub fn base_bps(estimate_bps: u64, ceiling_bps: Option<u64>, sending_bps: u64) -> u64 {
+        estimate_bps
+            .min(ceiling_bps.unwrap_or(u64::MAX))
+            .min(sending_bps.max(MIN_BASE_BPS))
     }
 
     /// Fills the bucket for the time since the last call at [`SHARE`] of
@@ -100,12 +105,16 @@ mod tests {
     }
 
     #[test]
-    fn the_base_is_the_estimate_bounding_the_sending_rate_or_its_floor() {
-        assert_eq!(RtxBudget::base_bps(100_000_000, 3_000_000), 3_000_000);
-        assert_eq!(RtxBudget::base_bps(300_000, 1_000_000), 300_000);
+    fn the_base_is_the_estimate_or_ceiling_bounding_the_sending_rate_or_its_floor() {
+        assert_eq!(RtxBudget::base_bps(100_000_000, None, 3_000_000), 3_000_000);
+        assert_eq!(RtxBudget::base_bps(300_000, None, 1_000_000), 300_000);
         // Just joined: nothing measured yet, no estimate.
-        assert_eq!(RtxBudget::base_bps(100_000_000, 0), MIN_BASE_BPS);
+        assert_eq!(RtxBudget::base_bps(100_000_000, None, 0), MIN_BASE_BPS);
         // A capped path's estimate bounds it even then.
-        assert_eq!(RtxBudget::base_bps(250_000, 0), 250_000);
+        assert_eq!(RtxBudget::base_bps(250_000, None, 0), 250_000);
+        // Under a loss ceiling the estimate floats above the policed rate.
+        let ceiling = Some(300_000);
+        assert_eq!(RtxBudget::base_bps(450_000, ceiling, 1_000_000), 300_000);
+        assert_eq!(RtxBudget::base_bps(250_000, ceiling, 1_000_000), 250_000);
     }
 }

@@ -16,11 +16,9 @@
 
 use super::consumer::Consumer;
 use super::seq_manager::OffsetHistory;
-pub use crate::bwe::allocator::WITH_NEXT_SYNC;
+use crate::bwe::allocator::temporal_parts;
+pub use crate::bwe::allocator::{ALL_TEMPORAL, WITH_NEXT_SYNC};
 use crate::proto::codec::Vp8Descriptor;
-
-/// A temporal target or current layer meaning "every layer".
-pub const ALL_TEMPORAL_LAYERS: u8 = u8::MAX;
 
 /// The highest layer id (temporal, or a VP9 stream's spatial) a consumer
 /// forwards now, `current`, and the one it should, `target`; `u8::MAX` is
@@ -40,8 +38,8 @@ pub type TemporalFilter = LayerFilter;
 impl Default for LayerFilter {
     fn default() -> Self {
         Self {
-            current: ALL_TEMPORAL_LAYERS,
-            target: ALL_TEMPORAL_LAYERS,
+            current: ALL_TEMPORAL,
+            target: ALL_TEMPORAL,
         }
     }
 }
@@ -101,11 +99,8 @@ impl LayerFilter {
 /// A temporal target's place in order: T0, T0 with T1's sync frames, T1,
 /// …, all.
 fn rank(t: u8) -> u16 {
-    if t == ALL_TEMPORAL_LAYERS {
-        u16::MAX
-    } else {
-        2 * u16::from(t & !WITH_NEXT_SYNC) + u16::from(t & WITH_NEXT_SYNC != 0)
-    }
+    let (layer, sync) = temporal_parts(t);
+    2 * u16::from(layer) + u16::from(sync)
 }
 
 impl Consumer {
@@ -223,7 +218,7 @@ mod tests {
         assert!(f.pass(0, true, false));
         assert!(!f.pass(2, true, true));
         // A keyframe applies the target at once.
-        f.set_target(ALL_TEMPORAL_LAYERS);
+        f.set_target(ALL_TEMPORAL);
         f.on_keyframe();
         assert!(f.pass(3, true, false));
     }
@@ -312,7 +307,7 @@ mod tests {
         let now = Instant::now();
         let third = packets.len() / 3;
         let layer = |t: u8| {
-            if t == ALL_TEMPORAL_LAYERS {
+            if t == ALL_TEMPORAL {
                 t
             } else {
                 t & !WITH_NEXT_SYNC
@@ -329,7 +324,7 @@ mod tests {
         for (i, pkt) in packets.iter().enumerate() {
             let middle = (third..2 * third).contains(&i);
             c.temporal
-                .set_target(if middle { lower } else { ALL_TEMPORAL_LAYERS });
+                .set_target(if middle { lower } else { ALL_TEMPORAL });
             let h = RtpHeader::parse(pkt).expect("captured RTP parses");
             let payload = &pkt[h.header_len..];
             let d = Vp8Descriptor::parse(payload).expect("VP8 descriptor");
@@ -340,7 +335,7 @@ mod tests {
             let before = layer(c.temporal.current());
             let passed = c.temporal_pass(&d, h.seq, d.keyframe);
             let after = layer(c.temporal.current());
-            if after > before && before != ALL_TEMPORAL_LAYERS && !d.keyframe {
+            if after > before && before != ALL_TEMPORAL && !d.keyframe {
                 // Up only at a layer sync, one layer at a time.
                 assert!(
                     d.layer_sync && after == before + 1 && tid == after,

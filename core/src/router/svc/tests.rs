@@ -1,7 +1,7 @@
 use super::*;
 use crate::proto::codec::Vp9Descriptor;
 use crate::proto::rtp::RtpHeader;
-use crate::router::temporal::ALL_TEMPORAL_LAYERS;
+use crate::router::temporal::ALL_TEMPORAL;
 use std::time::Duration;
 
 /// One packet of a synthetic VP9 SVC stream: (sequence number, its
@@ -100,11 +100,11 @@ fn assert_one_marker_per_picture(sent: &[Sent]) {
 fn k_svc_forwards_one_spatial_layer_between_keyframes_and_switches_at_one() {
     let packets = stream(24, 12, false);
     let mut c = consumer();
-    c.set_layer_target(true, 0, ALL_TEMPORAL_LAYERS);
+    c.set_layer_target(true, 0, ALL_TEMPORAL);
     // Pictures 0–7 at S0, then S2 asked for: it starts at the keyframe (12).
     let (a, b) = packets.split_at(8 * 6);
     let mut sent = run(&mut c, a, true);
-    c.set_layer_target(true, 2, ALL_TEMPORAL_LAYERS);
+    c.set_layer_target(true, 2, ALL_TEMPORAL);
     assert!(c.simulcast.as_ref().unwrap().spatial.needs_keyframe(true));
     sent.extend(run(&mut c, b, true));
     assert_gapless(&sent);
@@ -126,7 +126,7 @@ fn k_svc_forwards_one_spatial_layer_between_keyframes_and_switches_at_one() {
     assert!(!c.simulcast.as_ref().unwrap().spatial.needs_keyframe(true));
 
     // Down again: in K-SVC that waits for a keyframe as well.
-    c.set_layer_target(true, 1, ALL_TEMPORAL_LAYERS);
+    c.set_layer_target(true, 1, ALL_TEMPORAL);
     // The same stream on (sequence numbers go on), its next keyframe at 36.
     let more = stream(38, 36, false);
     let sent = run(&mut c, &more[24 * 6..], true);
@@ -140,13 +140,13 @@ fn k_svc_forwards_one_spatial_layer_between_keyframes_and_switches_at_one() {
 fn full_svc_goes_down_at_any_picture_and_up_at_a_keyframe() {
     let packets = stream(24, 12, true);
     let mut c = consumer();
-    c.set_layer_target(true, 1, ALL_TEMPORAL_LAYERS);
+    c.set_layer_target(true, 1, ALL_TEMPORAL);
     let mut sent = run(&mut c, &packets[..3 * 6 + 1], false);
     // Down to S0 in the middle of picture 3: from picture 4 on.
-    c.set_layer_target(true, 0, ALL_TEMPORAL_LAYERS);
+    c.set_layer_target(true, 0, ALL_TEMPORAL);
     assert!(!c.simulcast.as_ref().unwrap().spatial.needs_keyframe(false));
     sent.extend(run(&mut c, &packets[3 * 6 + 1..6 * 6], false));
-    c.set_layer_target(true, 2, ALL_TEMPORAL_LAYERS);
+    c.set_layer_target(true, 2, ALL_TEMPORAL);
     assert!(c.simulcast.as_ref().unwrap().spatial.needs_keyframe(false));
     sent.extend(run(&mut c, &packets[6 * 6..], false));
     assert_gapless(&sent);
@@ -171,7 +171,7 @@ fn temporal_layers_of_an_svc_stream_go_whole_pictures_at_a_time() {
     c.set_layer_target(true, 1, 0);
     let mut sent = run(&mut c, &packets[..12 * 6], true);
     // Back to all temporal layers: up one layer per switching-up point.
-    c.set_layer_target(true, 1, ALL_TEMPORAL_LAYERS);
+    c.set_layer_target(true, 1, ALL_TEMPORAL);
     sent.extend(run(&mut c, &packets[12 * 6..], true));
     assert_gapless(&sent);
     assert_one_marker_per_picture(&sent);
@@ -338,7 +338,7 @@ fn through_switches(frames: &[Frame]) {
             5..14 => 1,
             _ => 2,
         };
-        let (s, t) = [(1, ALL_TEMPORAL_LAYERS), (0, 0), (0, ALL_TEMPORAL_LAYERS)][phase];
+        let (s, t) = [(1, ALL_TEMPORAL), (0, 0), (0, ALL_TEMPORAL)][phase];
         c.set_layer_target(true, s, t);
         let Some(m) = c.svc_pass(f, *seq, false) else {
             continue;
