@@ -102,7 +102,7 @@ impl LayerFilter {
 /// `temporal_bps`, bit/s per TID), with its sync frames. Chromium's L1T3
 /// sends T2 frames as non-reference (VP8's N bit), so nothing else
 /// depends on what is left out: 20 fps become 12.5 (T0, T1 and T2's
-/// layer-sync frames) and about 30 % of the stream's bytes are freed.
+/// layer-sync frames) and about a third of the stream's bytes are freed.
 /// Any other target, or a stream of one layer, is kept.
 pub(crate) fn relieved(target: u8, temporal_bps: &[u64; 4]) -> u8 {
     let top = temporal_bps.iter().rposition(|&b| b > 0).unwrap_or(0) as u8;
