@@ -12,15 +12,6 @@
 //! reads far above the policed rate and must not set it. The loss of the
 //! [`PROBE_FALLOUT`] after a probe that failed while the ceiling held is
 //! the probe's own (it emptied the bucket) and counts for nothing.
-//!
-//! What got through while losing is what was sent less what was lost. A
-//! policer that drops the tails of bursts while the average stays below
-//! its rate (its bucket near empty) leaves that below the policed rate,
-//! and a ceiling of it would hold the layers below what the path takes
-//! for all of [`HOLD`]. So while the path loses next to nothing (no more
-//! than the estimate increases through, 2 %, gcc-02 §6) the ceiling rises,
-//! [`RAISE_PCT`] each [`RAISE_EVERY`] up to [`MAX_RAISE_PCT`], and the
-//! next loss sets it afresh.
 //! Sans-IO: fed the time and the rates.
 
 use std::time::{Duration, Instant};
@@ -38,14 +29,6 @@ pub const SAMPLES: usize = 5;
 /// probe stops. It says nothing new of the path.
 pub const PROBE_FALLOUT: Duration = Duration::from_secs(1);
 
-/// How much the ceiling rises (percent of the median) for each
-/// [`RAISE_EVERY`] the path loses next to nothing…
-pub const RAISE_PCT: u64 = 2;
-/// …(layer passes are 500 ms apart)…
-pub const RAISE_EVERY: Duration = Duration::from_secs(1);
-/// …up to this much.
-pub const MAX_RAISE_PCT: u64 = 10;
-
 /// A subscriber's loss ceiling.
 #[derive(Debug, Clone, Default)]
 pub struct LossCeiling {
@@ -56,9 +39,6 @@ pub struct LossCeiling {
     at: Option<Instant>,
     /// When a probe last failed while the ceiling held.
     failed_probe: Option<Instant>,
-    /// Since when the path has lost next to nothing (since the last
-    /// sample).
-    clean_since: Option<Instant>,
 }
 
 impl LossCeiling {
@@ -75,22 +55,11 @@ impl LossCeiling {
         self.samples[self.len] = bps;
         self.len += 1;
         self.at = Some(now);
-        self.clean_since = None;
-    }
-
-    /// A layer pass at `now` saw the path lose next to nothing: while that
-    /// lasts, the ceiling rises (see the module docs).
-    pub fn on_clean(&mut self, now: Instant) {
-        if self.len > 0 {
-            self.clean_since.get_or_insert(now);
-        }
     }
 
     /// The ceiling at `now`, bit/s: the median of the samples (the lower
-    /// middle one of an even count), raised by [`RAISE_PCT`] for each
-    /// [`RAISE_EVERY`] since the path last lost packets (at most
-    /// [`MAX_RAISE_PCT`]), or `None` once [`HOLD`] has passed since the
-    /// last sample.
+    /// middle one of an even count), or `None` once [`HOLD`] has passed
+    /// since the last.
     #[must_use]
     pub fn ceiling(&self, now: Instant) -> Option<u64> {
         let at = self.at?;
@@ -100,11 +69,7 @@ impl LossCeiling {
         let mut s = self.samples;
         let s = &mut s[..self.len];
         s.sort_unstable();
-        let steps = self.clean_since.map_or(0, |t| {
-            (now.saturating_duration_since(t).as_millis() / RAISE_EVERY.as_millis()) as u64
-        });
-        let raise = (steps * RAISE_PCT).min(MAX_RAISE_PCT);
-        Some(s[(s.len() - 1) / 2] * (100 + raise) / 100)
+        Some(s[(s.len() - 1) / 2])
     }
 
     /// A probe failed at `now` (it lost packets): while the ceiling holds,
@@ -134,7 +99,6 @@ impl LossCeiling {
         if lifted {
             self.len = 0;
             self.at = None;
-            self.clean_since = None;
         }
         lifted
     }
@@ -181,30 +145,6 @@ mod tests {
         assert_eq!(c.ceiling(t1), Some(500_000));
         assert!(c.on_probe(t1, 1_500_000));
         assert_eq!(c.ceiling(t1), None);
-    }
-
-    #[test]
-    fn it_rises_while_the_path_loses_nothing_and_the_next_loss_sets_it_afresh() {
-        let t0 = Instant::now();
-        let ms = |m: u64| t0 + Duration::from_millis(m);
-        let mut c = LossCeiling::default();
-        // Nothing to raise before a loss.
-        c.on_clean(t0);
-        assert_eq!(c.ceiling(ms(5_000)), None);
-        c.on_lossy(ms(100), 250_000);
-        c.on_clean(ms(600));
-        assert_eq!(c.ceiling(ms(1_599)), Some(250_000));
-        assert_eq!(c.ceiling(ms(1_600)), Some(255_000));
-        assert_eq!(c.ceiling(ms(3_600)), Some(265_000));
-        // Passes that lose nothing go on: the start stays.
-        c.on_clean(ms(3_600));
-        assert_eq!(c.ceiling(ms(5_600)), Some(275_000));
-        assert_eq!(c.ceiling(ms(20_000)), Some(275_000), "at most 10 %");
-        // A loss: the median of the samples again, then rising anew.
-        c.on_lossy(ms(20_000), 260_000);
-        assert_eq!(c.ceiling(ms(20_000)), Some(250_000));
-        c.on_clean(ms(20_500));
-        assert_eq!(c.ceiling(ms(21_500)), Some(255_000));
     }
 
     #[test]

@@ -5,28 +5,6 @@
 
 use super::*;
 use crate::bwe::allocator::{Demand, LayerOption};
-use crate::router::temporal::relieved;
-
-/// How long after a NACK, on a path under a loss ceiling, the consumers at
-/// full frame rate leave out most of their top temporal layer
-/// ([`temporal::relieved`]): resends must get through a policer's bucket
-/// that the loss emptied, and the media alone fills ~90 % of its rate. Else
-/// each resend takes the place of media, a receiver gives a packet up
-/// after ten NACKs (libwebrtc's `kMaxNackRetries`, 20 ms apart) and the
-/// video freezes until the keyframe it then asks for. libwebrtc's pacer
-/// sends resends before new media for the same reason. The layer pass
-/// meanwhile takes the path's loss as a failed probe's fallout: what got
-/// through says nothing of the path while we hold media back. A relief
-/// starts no sooner than [`RELIEF_GAP`] after the last ended, so that loss
-/// that goes on is seen.
-pub(super) const REPAIR_RELIEF: Duration = Duration::from_secs(1);
-/// See [`REPAIR_RELIEF`].
-pub(super) const RELIEF_GAP: Duration = Duration::from_secs(2);
-
-/// Whether a relief that began at `start` holds at `now`.
-fn relief_holds(start: Option<Instant>, now: Instant) -> bool {
-    start.is_some_and(|t| now.saturating_duration_since(t) < REPAIR_RELIEF)
-}
 
 /// Whether simulcast consumer `c` (`cid`) gets video in this layer pass,
 /// where `left` (bit/s; `None`: not limited) is what its subscriber's
@@ -120,41 +98,6 @@ fn keeps_video(
 }
 
 impl Router {
-    /// A NACK came from subscriber transport `tid` at `now`: under a loss
-    /// ceiling, its VP8 consumers at full frame rate leave out most of
-    /// their top temporal layer from their next frame on, for
-    /// [`REPAIR_RELIEF`] (the layer pass keeps them there meanwhile), unless
-    /// a relief began less than [`REPAIR_RELIEF`] + [`RELIEF_GAP`] ago.
-    pub(super) fn relieve_for_repair(&mut self, now: Instant, tid: TransportId) {
-        let Some(t) = self.transports.get_mut(tid) else {
-            return;
-        };
-        let recent = t
-            .relief
-            .is_some_and(|s| now.saturating_duration_since(s) < REPAIR_RELIEF + RELIEF_GAP);
-        if recent || t.loss_ceiling.ceiling(now).is_none() {
-            return;
-        }
-        t.relief = Some(now);
-        for cid in &t.consumers {
-            let Some(c) = self.consumers.get_mut(*cid) else {
-                continue;
-            };
-            let Some(p) = self.producers.get(c.params.producer) else {
-                continue;
-            };
-            if p.is_svc() || c.simulcast.is_none() {
-                continue;
-            }
-            let Some(e) = c.layer.and_then(|l| p.encodings.get(usize::from(l))) else {
-                continue;
-            };
-            let rates = e.temporal.map(|x| x.rate.bps());
-            let (layer, temporal) = c.layer_target(false);
-            c.set_layer_target(false, layer, relieved(temporal, &rates));
-        }
-    }
-
     /// What consumers can choose from of producer `p` at `now`: its
     /// encodings, or the spatial layers (one or more) of its one VP9 or
     /// AV1 stream, once its packets said their layers.
@@ -282,8 +225,7 @@ impl Router {
             // Loss a failed probe caused (it emptied a policer's bucket)
             // neither lowers the ceiling nor the layers: it ends as soon as
             // the bucket refills.
-            let relief = relief_holds(sub.relief, now);
-            let fallout = sub.loss_ceiling.probe_fallout(now) || relief;
+            let fallout = sub.loss_ceiling.probe_fallout(now);
             let loss = if fallout { 0.0 } else { sub.bwe.last_loss() };
             let through = (loss > bwe::INCREASE_BELOW).then(|| {
                 sub.bwe
@@ -294,10 +236,8 @@ impl Router {
                 .bwe
                 .cap()
                 .map(|cap| (cap.min(through.unwrap_or(u64::MAX)) * 95 / 100).saturating_sub(other));
-            match through {
-                Some(t) => sub.loss_ceiling.on_lossy(now, t),
-                None if !fallout => sub.loss_ceiling.on_clean(now),
-                None => {}
+            if let Some(t) = through {
+                sub.loss_ceiling.on_lossy(now, t);
             }
             // What the layers may climb to: not above what got through
             // when the path last lost packets, for a while, less 3 % (the
@@ -387,14 +327,7 @@ impl Router {
                 let Some(t) = s.selector.select(now, &ladders[i], w, u, limited, lossy) else {
                     continue;
                 };
-                // Resends after a loss need room (REPAIR_RELIEF).
-                let temporal = match infos.get(&c.params.producer) {
-                    Some(l) if relief && !svc => l
-                        .get(t.spatial)
-                        .map_or(t.temporal, |l| relieved(t.temporal, &l.temporal_bps)),
-                    _ => t.temporal,
-                };
-                let to = (t.spatial as u8, temporal);
+                let to = (t.spatial as u8, t.temporal);
                 if c.layer_target(svc) != to {
                     tracing::debug!(
                         target: "sfu::layers",
@@ -423,10 +356,8 @@ impl Router {
                 }
             }
             // Consumers held below what their tiles want by the estimate
-            // alone: probe whether the path takes enough for that (not
-            // while resends are repairing a loss).
+            // alone: probe whether the path takes enough for that.
             if limited
-                && !relief
                 && sub.probe.is_none()
                 && sub.twcc_send.is_some()
                 && sub.bwe.has_feedback()

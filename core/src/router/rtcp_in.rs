@@ -86,7 +86,6 @@ impl Router {
         };
         self.counters.nacks_received.add(1);
         self.worker_counters.nacks_received.add(1);
-        self.relieve_for_repair(now, tid);
         let rtt_ms = self.rtt(tid).as_millis() as u32;
         let now_ms = self.ms_since_epoch(now);
         let send_time = abs_send_time(now.saturating_duration_since(self.epoch));
