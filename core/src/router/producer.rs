@@ -156,8 +156,8 @@ pub const MAX_ENCODINGS: usize = 4;
 /// part in layer-sync frames (VP8's Y bit), and their rates.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TemporalMeter {
-    pub(crate) bytes: u64,
-    pub(crate) sync_bytes: u64,
+    bytes: u64,
+    sync_bytes: u64,
     pub(crate) rate: RateMeter,
     pub(crate) sync_rate: RateMeter,
 }
