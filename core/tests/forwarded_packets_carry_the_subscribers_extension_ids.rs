@@ -1,8 +1,8 @@
 //! Header extensions are mapped per subscriber (RFC 8285): a publisher's
-//! audio level arrives under the id the subscriber negotiated, abs-send-time
-//! and the transport-wide sequence number are ours (per subscriber
-//! transport), the MID is the subscriber's m-section's, and extensions the
-//! subscriber did not negotiate are dropped.
+//! audio level arrives under the id the subscriber negotiated, the
+//! transport-wide sequence number (or, without it, abs-send-time) is ours
+//! (per subscriber transport), the MID is the subscriber's m-section's, and
+//! extensions the subscriber did not negotiate are dropped.
 
 mod common;
 
@@ -32,10 +32,11 @@ fn audio(seq: u16, level: u8) -> Vec<u8> {
     p
 }
 
-#[test]
-fn audio_level_mid_abs_send_time_and_transport_seq_arrive_under_the_subscribers_ids() {
+/// What `bob` receives of ten 20 ms audio packets from `alice`, with the
+/// transport-wide sequence number under `twcc` (or not negotiated).
+fn forwarded_audio(twcc: Option<u8>) -> Vec<bytes::Bytes> {
     let mut net = Net::new();
-    net.subscriber_twcc_ext_id = Some(5);
+    net.subscriber_twcc_ext_id = twcc;
     let (alice, bob) = (net.add_peer(), net.add_peer());
     net.connect_all();
     let producer = net.produce(alice, MediaKind::Audio, 77, 111);
@@ -47,7 +48,6 @@ fn audio_level_mid_abs_send_time_and_transport_seq_arrive_under_the_subscribers_
     }
     let got = std::mem::take(&mut net.peers[bob].rtp);
     assert_eq!(got.len(), 10);
-    let mut prev: Option<(u16, u32)> = None;
     for (k, pkt) in got.iter().enumerate() {
         let h = RtpHeader::parse(pkt).expect("valid rtp");
         assert_eq!(&pkt[h.header_len..], b"opus");
@@ -57,23 +57,51 @@ fn audio_level_mid_abs_send_time_and_transport_seq_arrive_under_the_subscribers_
             Some(&[0x80 | k as u8][..]),
             "the publisher's level, under the subscriber's id"
         );
-        let twcc = h.extension(pkt, 5).expect("our transport-wide seq");
+        for id in [1, 2, 3, 7] {
+            assert_eq!(h.extension(pkt, id), None, "publisher's id {id} dropped");
+        }
+    }
+    got
+}
+
+#[test]
+fn audio_level_mid_and_transport_seq_arrive_under_the_subscribers_ids() {
+    let mut prev: Option<u16> = None;
+    for pkt in forwarded_audio(Some(5)) {
+        let h = RtpHeader::parse(&pkt).expect("valid rtp");
+        let twcc = h.extension(&pkt, 5).expect("our transport-wide seq");
+        let twcc = u16::from_be_bytes([twcc[0], twcc[1]]);
+        if let Some(s) = prev {
+            assert_eq!(twcc, s.wrapping_add(1), "numbered per transport");
+        }
+        prev = Some(twcc);
+        // A receiver estimates from abs-send-time only the packets without
+        // a transport-wide seq: it would be 4 bytes of nothing here.
+        assert_eq!(
+            h.extension(&pkt, SUBSCRIBER_ABS_SEND_TIME_EXT_ID),
+            None,
+            "no abs-send-time next to transport-cc"
+        );
+    }
+}
+
+#[test]
+fn without_transport_cc_our_abs_send_time_advances_with_the_clock() {
+    let mut prev: Option<u32> = None;
+    for pkt in forwarded_audio(None) {
+        let h = RtpHeader::parse(&pkt).expect("valid rtp");
         let abs = h
-            .extension(pkt, SUBSCRIBER_ABS_SEND_TIME_EXT_ID)
+            .extension(&pkt, SUBSCRIBER_ABS_SEND_TIME_EXT_ID)
             .expect("our abs-send-time");
         assert_eq!(abs.len(), 3);
         let abs = u32::from_be_bytes([0, abs[0], abs[1], abs[2]]);
-        let twcc = u16::from_be_bytes([twcc[0], twcc[1]]);
-        if let Some((s, t)) = prev {
-            assert_eq!(twcc, s.wrapping_add(1), "numbered per transport");
+        if let Some(t) = prev {
             // 20 ms in 6.18 fixed-point seconds is 5,243 (1 ms of slack).
             let d = abs.wrapping_sub(t) & 0x00ff_ffff;
             assert!((4980..=5510).contains(&d), "{d}");
         }
-        prev = Some((twcc, abs));
-        for id in [1, 2, 3, 7] {
-            assert_eq!(h.extension(pkt, id), None, "publisher's id {id} dropped");
-        }
+        prev = Some(abs);
+        assert_eq!(h.extension(&pkt, 5), None, "no transport-wide seq");
     }
 }
 

@@ -97,10 +97,14 @@ impl Consumer {
     /// The header rewrite of a packet this consumer sends now: its SSRC,
     /// payload type `pt`, sequence number `seq` and `timestamp`, and the
     /// extensions it negotiated: its MID, the transport-wide sequence number
-    /// `twcc_seq` its transport gives the packet, abs-send-time `send_time`
-    /// (6.18 fixed point). The caller adds what only some packets carry (the
-    /// audio level, the dependency descriptor, RTX's original sequence
-    /// number, RFC 4588 §4).
+    /// `twcc_seq` its transport gives the packet, and abs-send-time
+    /// `send_time` (6.18 fixed point) only on a packet that carries no
+    /// transport-wide sequence number. A receiver estimates from
+    /// abs-send-time only the packets without one (libwebrtc's
+    /// `ReceiveSideCongestionController::OnReceivedPacket`), so on the rest
+    /// it would be 4 bytes a packet on the wire for nothing. The caller adds
+    /// what only some packets carry (the audio level, the dependency
+    /// descriptor, RTX's original sequence number, RFC 4588 §4).
     #[inline]
     pub(crate) fn rewrite<'a>(
         &self,
@@ -110,6 +114,11 @@ impl Consumer {
         twcc_seq: Option<u16>,
         send_time: u32,
     ) -> Rewrite<'a> {
+        let twcc = self
+            .params
+            .extensions
+            .get(Extension::TransportWideCc)
+            .zip(twcc_seq);
         Rewrite {
             ssrc: self.params.ssrc,
             pt,
@@ -120,16 +129,13 @@ impl Consumer {
                 .extensions
                 .get(Extension::Mid)
                 .zip(self.params.mid),
-            twcc: self
-                .params
-                .extensions
-                .get(Extension::TransportWideCc)
-                .zip(twcc_seq),
+            twcc,
             audio_level: None,
             abs_send_time: self
                 .params
                 .extensions
                 .get(Extension::AbsSendTime)
+                .filter(|_| twcc.is_none())
                 .map(|id| (id, send_time)),
             dependency_descriptor: None,
             osn: None,
