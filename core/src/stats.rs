@@ -205,6 +205,10 @@ pub struct Counters {
     pub rembs_received: Counter,
     /// Probe clusters sent to subscribers (padding to measure their path).
     pub probes: Counter,
+    /// Reliefs: a subscriber under a loss ceiling lost packets (a NACK or
+    /// a failed probe), and its consumers at full frame rate left out most
+    /// of their top temporal layer for a second (`router::allocation`).
+    pub reliefs: Counter,
     /// Simulcast layer switches made by consumers.
     pub layer_switches: Counter,
     /// `sendmmsg` system calls made.
@@ -301,7 +305,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 33] {
+    fn counter_fields(&self) -> [&Counter; 34] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -317,6 +321,7 @@ impl Counters {
             &self.packets_lost,
             &self.rembs_received,
             &self.probes,
+            &self.reliefs,
             &self.layer_switches,
             &self.send_calls,
             &self.gso_messages,

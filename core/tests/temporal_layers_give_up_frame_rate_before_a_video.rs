@@ -7,7 +7,8 @@
 //! picture IDs up by one per frame, TL0PICIDX up by one per base-layer
 //! frame, and a climb back up only at layer-sync frames. With two videos
 //! and room for one at full rate, the second loses frame rate, not its
-//! video.
+//! video. A NACK on a path under a loss ceiling leaves out most of the top
+//! layer for a second (room for the resends), continuously too.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -36,8 +37,11 @@ struct Got {
 fn received(net: &mut Net, sub: usize, at: f64, out: &mut Vec<Got>) {
     for b in std::mem::take(&mut net.peers[sub].rtp) {
         let h = RtpHeader::parse(&b).expect("forwarded RTP parses");
+        if h.ssrc.0 % 10 == 2 {
+            continue; // the RTX streams (1002, 1012): resends, probe padding
+        }
         let Some(d) = Vp8Descriptor::parse(&b[h.header_len..]) else {
-            continue; // probe padding
+            continue;
         };
         out.push(Got {
             ssrc: h.ssrc.0,
@@ -89,11 +93,15 @@ fn fps(got: &[Got], ssrc: u32, from: f64, to: f64) -> f64 {
     n as f64 / (to - from)
 }
 
-/// One consumer's stream is continuous as a decoder needs it; returns the
-/// TIDs of the frames, in order.
-fn check_continuity(got: &[Got], ssrc: u32) -> Vec<u8> {
-    let s: Vec<&Got> = got.iter().filter(|g| g.ssrc == ssrc).collect();
-    assert!(s[0].keyframe, "starts at a keyframe");
+/// One consumer's stream is continuous as a decoder needs it (from `from`
+/// seconds on; from its start, it starts at a keyframe); returns the TIDs
+/// of the frames, in order.
+fn check_continuity(got: &[Got], ssrc: u32, from: f64) -> Vec<u8> {
+    let s: Vec<&Got> = got
+        .iter()
+        .filter(|g| g.ssrc == ssrc && g.at >= from)
+        .collect();
+    assert!(from > 0.0 || s[0].keyframe, "starts at a keyframe");
     // (TID, layer sync) of each frame.
     let mut frames = vec![(s[0].tid, s[0].sync)];
     for w in s.windows(2) {
@@ -109,8 +117,10 @@ fn check_continuity(got: &[Got], ssrc: u32) -> Vec<u8> {
         frames.push((b.tid, b.sync));
     }
     // The one frame of the pattern that is no layer sync (the second T2,
-    // which refers to the T1 and T2 before it) comes only after them.
-    for (i, f) in frames.iter().enumerate() {
+    // which refers to the T1 and T2 before it) comes only after them (the
+    // first two frames from `from` on have theirs before it).
+    let known = if from > 0.0 { 2 } else { 0 };
+    for (i, f) in frames.iter().enumerate().skip(known) {
         if f.0 > 0 && !f.1 {
             assert!(
                 i >= 2 && frames[i - 1].0 == 1 && frames[i - 2].0 == 2,
@@ -168,12 +178,12 @@ fn a_consumer_short_of_room_forwards_fewer_temporal_layers_and_its_stream_stays_
     assert!((4.0..=6.0).contains(&low), "{low} fps on T0 alone");
     assert!(first >= 19.0, "the first keeps its frame rate: {first}");
     assert!(back >= 19.0, "{back} fps with room again");
-    let tids = check_continuity(&got, 1011);
+    let tids = check_continuity(&got, 1011, 0.0);
     // Both ways through every layer.
     for t in 0..3 {
         assert!(tids.contains(&t), "T{t} forwarded");
     }
-    check_continuity(&got, 1001);
+    check_continuity(&got, 1001, 0.0);
     let c = net.router.consumer(cons[1]).expect("consumer");
     assert_eq!(c.layer(), Some(2), "back on the top layer");
 }
@@ -196,6 +206,75 @@ fn with_room_for_one_video_at_full_rate_the_second_loses_frame_rate_not_its_vide
     for (c, ssrc) in cons.iter().zip([1001, 1011]) {
         let c = net.router.consumer(*c).expect("consumer");
         assert_eq!(c.layer(), Some(0), "{ssrc}: the lowest layer");
-        check_continuity(&got, ssrc);
+        check_continuity(&got, ssrc, 0.0);
     }
+}
+
+/// Frames of `ssrc` within [from, to) seconds that are in the top layer
+/// (T2) and no layer sync.
+fn top_non_sync(got: &[Got], ssrc: u32, from: f64, to: f64) -> usize {
+    got.iter()
+        .filter(|g| g.ssrc == ssrc && g.frame_start && g.at >= from && g.at < to)
+        .filter(|g| g.tid == 2 && !g.sync)
+        .count()
+}
+
+fn nack(net: &mut Net, sub: usize, ssrc: u32, seq: u16) {
+    let mut b = Vec::new();
+    rtcp::write_empty_rr(Ssrc(77), &mut b);
+    rtcp::write_nack(Ssrc(77), Ssrc(ssrc), &[(seq, 0)], &mut b);
+    assert!(net.peers[sub].client.send_rtcp(&b));
+}
+
+#[test]
+fn a_nack_under_a_loss_ceiling_leaves_out_most_of_the_top_layer_for_a_second() {
+    let mut net = Net::new();
+    net.subscriber_twcc_ext_id = Some(5);
+    let (sub, _, mut srcs) = setup(&mut net, 1);
+    net.send_twcc_feedback(sub, 5);
+    let mut got = Vec::new();
+    let last_seq = |got: &[Got]| got.iter().rev().find(|g| g.ssrc == 1001).map(|g| g.seq);
+    for _ in 0..3 {
+        second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+    }
+    // A path that lost nothing: a NACK is only a resend.
+    nack(&mut net, sub, 1001, last_seq(&got).expect("media"));
+    second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+    let clean = top_non_sync(&got, 1001, 3.0, 4.0);
+    assert_eq!(net.counters().reliefs.get(), 0, "no ceiling, no relief");
+    // 2 s losing 8 % on the way: a loss ceiling holds for a while after.
+    net.peers[sub].down.loss = 0.08;
+    for _ in 0..2 {
+        second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+    }
+    net.peers[sub].down.loss = 0.0;
+    for _ in 0..5 {
+        second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+    }
+    let before = top_non_sync(&got, 1001, 10.0, 11.0);
+    nack(&mut net, sub, 1001, last_seq(&got).expect("media"));
+    second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+    let relief = (
+        top_non_sync(&got, 1001, 11.1, 12.0),
+        fps(&got, 1001, 11.1, 12.0),
+    );
+    for _ in 0..3 {
+        second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
+    }
+    let after = top_non_sync(&got, 1001, 13.5, 15.0);
+    eprintln!(
+        "T2 non-sync frames: clean {clean}, before {before}, relief {relief:?}, after {after}"
+    );
+    // The source's L1T3 at 20 fps (T0 T2 T1 T2, the T2 after a T0 a
+    // sync): 5 of them a second.
+    assert!(clean >= 4 && before >= 4, "at full rate: {clean}, {before}");
+    assert_eq!(relief.0, 0, "left out after the NACK");
+    assert_eq!(net.counters().reliefs.get(), 1, "one relief, counted");
+    assert!(
+        (13.0..=16.5).contains(&relief.1),
+        "T0, T1 and T2's syncs: {} fps",
+        relief.1
+    );
+    assert!(after >= 6, "back once the relief ended: {after} in 1.5 s");
+    check_continuity(&got, 1001, 9.0);
 }

@@ -1,6 +1,6 @@
 //! What a subscriber's path carried while it lost packets: the rate its
-//! layers climb no higher than for [`HOLD`] after (or until a probe carries
-//! [`LIFT`] times it).
+//! layers climb no higher than for [`HOLD`] after (or until a chain of
+//! probes carries [`LIFT_EXCESS`] of it beyond it).
 //!
 //! A policer's token bucket lets an estimate run past the policed rate for
 //! seconds before it drops anything (a bucket of one second's rate takes
@@ -9,25 +9,39 @@
 //! seconds. The ceiling is the median of the last [`SAMPLES`] rates the
 //! subscriber acknowledged while losing (transport-wide feedback over
 //! 500 ms): one taken as a probe or a burst of resends passed the bucket
-//! reads far above the policed rate and must not set it. The loss of the
-//! [`PROBE_FALLOUT`] after a probe that failed while the ceiling held is
-//! the probe's own (it emptied the bucket) and counts for nothing.
-//! Sans-IO: fed the time and the rates.
+//! reads far above the policed rate and must not set it. A probe above
+//! the ceiling spends the bucket, which then refills only as fast as the
+//! media leaves room: the loss of the [`PROBE_FALLOUT`] after such a probe
+//! is the probe's own and counts for nothing. Sans-IO: fed the time and
+//! the rates.
 
 use std::time::{Duration, Instant};
 
+use super::probe::CLUSTER;
+
 /// How long the ceiling holds after the last lossy sample.
 pub const HOLD: Duration = Duration::from_secs(30);
-/// A probe that carries this many times the ceiling ends it: no bucket of
-/// a second's rate passes the chain of probes it takes to get there (1.5×
-/// each, 250 ms, 1 s apart).
-pub const LIFT: u64 = 3;
+/// A chain of probes ends the ceiling once what its clusters carried above
+/// it adds up to this long at the ceiling's rate: more than a policer's
+/// bucket holds (nftables' `limit rate` holds one second's rate when no
+/// burst is given) and refills between probes. By its rate alone a probe
+/// says nothing: an estimate already above a policed rate reaches three
+/// times it in two 1.5× probes, which a full bucket passes.
+pub const LIFT_EXCESS: Duration = Duration::from_millis(1_500);
+/// Probes farther apart than this are not one chain: the bucket has had
+/// time to refill between them. After one that passed, the next starts
+/// 0.5–1 s on (`probe::CHAIN_INTERVAL`, then the next layer pass), and each
+/// is measured ~½ s after it starts.
+pub const CHAIN_GAP: Duration = Duration::from_millis(2_500);
 /// Lossy samples the median is taken over.
 pub const SAMPLES: usize = 5;
-/// Loss this soon after a probe that failed while the ceiling held is the
-/// probe's doing: it emptied the policer's bucket, which refills once the
-/// probe stops. It says nothing new of the path.
-pub const PROBE_FALLOUT: Duration = Duration::from_secs(1);
+/// Loss this soon after a probe above the ceiling (one that failed, or
+/// passed without ending it) is the probe's doing: it emptied the
+/// policer's bucket, which refills once the probe stops, at the rate the
+/// media leaves free (~10 % of the policed rate in a full path, more while
+/// the consumers make room, `router::allocation::RELIEF`). It says nothing
+/// new of the path.
+pub const PROBE_FALLOUT: Duration = Duration::from_secs(2);
 
 /// A subscriber's loss ceiling.
 #[derive(Debug, Clone, Default)]
@@ -37,8 +51,10 @@ pub struct LossCeiling {
     len: usize,
     /// When the last was taken.
     at: Option<Instant>,
-    /// When a probe last failed while the ceiling held.
-    failed_probe: Option<Instant>,
+    /// When a probe above the ceiling last ended while it held.
+    probed: Option<Instant>,
+    /// Bits the current chain of passed probes carried above the ceiling.
+    chain_excess: u64,
 }
 
 impl LossCeiling {
@@ -73,32 +89,52 @@ impl LossCeiling {
     }
 
     /// A probe failed at `now` (it lost packets): while the ceiling holds,
-    /// the loss of the next [`PROBE_FALLOUT`] is its doing.
+    /// the loss of the next [`PROBE_FALLOUT`] is its doing, and the chain
+    /// of probes it ended starts afresh.
     pub fn on_probe_failed(&mut self, now: Instant) {
+        self.chain_excess = 0;
         if self.ceiling(now).is_some() {
-            self.failed_probe = Some(now);
+            self.probed = Some(now);
         }
     }
 
-    /// Whether loss at `now` is a failed probe's fallout (see
-    /// [`LossCeiling::on_probe_failed`]): it lowers neither the ceiling nor
-    /// the layers.
+    /// Whether loss at `now` is a probe's fallout (see
+    /// [`LossCeiling::on_probe_failed`], [`LossCeiling::on_probe`]): it
+    /// lowers neither the ceiling nor the layers.
     #[must_use]
     pub fn probe_fallout(&self, now: Instant) -> bool {
-        self.failed_probe
+        self.probed
             .is_some_and(|t| now.saturating_duration_since(t) < PROBE_FALLOUT)
             && self.ceiling(now).is_some()
     }
 
-    /// A probe carried `bps`: at [`LIFT`] times the ceiling or more, the
-    /// ceiling ends. Returns whether it did.
+    /// A probe of [`CLUSTER`] passed at `now`, carrying `bps`. Above the
+    /// ceiling it spent that much of a policer's bucket: its loss
+    /// afterwards is fallout, and it adds to its chain's excess (a chain
+    /// is probes less than [`CHAIN_GAP`] apart). Once the chain's excess
+    /// reaches [`LIFT_EXCESS`] at the ceiling's rate, no bucket explains it
+    /// and the ceiling ends. Returns whether it did.
     pub fn on_probe(&mut self, now: Instant, bps: u64) -> bool {
-        let lifted = self
-            .ceiling(now)
-            .is_some_and(|c| bps >= c.saturating_mul(LIFT));
+        let Some(c) = self.ceiling(now) else {
+            return false;
+        };
+        if bps <= c {
+            return false;
+        }
+        if self
+            .probed
+            .is_none_or(|t| now.saturating_duration_since(t) >= CHAIN_GAP)
+        {
+            self.chain_excess = 0;
+        }
+        self.probed = Some(now);
+        self.chain_excess += ((bps - c) as f64 * CLUSTER.as_secs_f64()) as u64;
+        let lifted = self.chain_excess as f64 >= c as f64 * LIFT_EXCESS.as_secs_f64();
         if lifted {
             self.len = 0;
             self.at = None;
+            self.probed = None;
+            self.chain_excess = 0;
         }
         lifted
     }
@@ -128,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn it_holds_for_its_time_and_a_probe_of_three_times_it_ends_it() {
+    fn it_holds_for_its_time_and_a_chain_of_probes_past_any_bucket_ends_it() {
         let t0 = Instant::now();
         let mut c = LossCeiling::default();
         c.on_lossy(t0, 300_000);
@@ -138,17 +174,37 @@ mod tests {
         );
         assert_eq!(c.ceiling(t0 + HOLD), None);
         // A new run of losses starts afresh.
-        c.on_lossy(t0 + HOLD, 500_000);
-        assert_eq!(c.ceiling(t0 + HOLD), Some(500_000));
-        let t1 = t0 + HOLD + Duration::from_secs(1);
-        assert!(!c.on_probe(t1, 1_400_000), "2.8x: a bucket may pass it");
-        assert_eq!(c.ceiling(t1), Some(500_000));
-        assert!(c.on_probe(t1, 1_500_000));
-        assert_eq!(c.ceiling(t1), None);
+        c.on_lossy(t0 + HOLD, 300_000);
+        assert_eq!(c.ceiling(t0 + HOLD), Some(300_000));
+        let s = |n: u64| t0 + HOLD + Duration::from_secs(n);
+        // An estimate at 420 kbit/s probes 1.5x: 630k, 945k. Three times
+        // the ceiling, but 0.8 s of it over, all told: a bucket of a
+        // second's rate passed them.
+        assert!(!c.on_probe(s(1), 630_000));
+        assert!(!c.on_probe(s(2), 945_000));
+        assert_eq!(c.ceiling(s(2)), Some(300_000));
+        // A third that is not of the chain starts a new one.
+        assert!(!c.on_probe(s(6), 1_420_000));
+        assert_eq!(c.ceiling(s(6)), Some(300_000));
+        // The next, 1 s on, brings the chain past 1.5 s of it: no bucket.
+        assert!(c.on_probe(s(7), 2_130_000));
+        assert_eq!(c.ceiling(s(7)), None);
     }
 
     #[test]
-    fn loss_right_after_a_probe_failed_under_the_ceiling_is_the_probes() {
+    fn a_failed_probe_ends_its_chain() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut c = LossCeiling::default();
+        c.on_lossy(t0, 300_000);
+        assert!(!c.on_probe(s(1), 1_400_000));
+        c.on_probe_failed(s(2));
+        assert!(!c.on_probe(s(3), 1_400_000), "0.92 s of it over");
+        assert!(c.on_probe(s(4), 1_400_000), "1.83 s");
+    }
+
+    #[test]
+    fn loss_right_after_a_probe_above_the_ceiling_is_the_probes() {
         let t0 = Instant::now();
         let ms = |m: u64| t0 + Duration::from_millis(m);
         let mut c = LossCeiling::default();
@@ -158,7 +214,13 @@ mod tests {
         c.on_lossy(ms(100), 300_000);
         c.on_probe_failed(ms(5_000));
         assert!(c.probe_fallout(ms(5_000)));
-        assert!(c.probe_fallout(ms(5_999)));
-        assert!(!c.probe_fallout(ms(6_000)));
+        assert!(c.probe_fallout(ms(6_999)));
+        assert!(!c.probe_fallout(ms(7_000)));
+        // One that passed, above it, spent the bucket as well; one below
+        // it did not.
+        assert!(!c.on_probe(ms(10_000), 290_000));
+        assert!(!c.probe_fallout(ms(10_000)));
+        assert!(!c.on_probe(ms(10_000), 450_000));
+        assert!(c.probe_fallout(ms(11_999)));
     }
 }

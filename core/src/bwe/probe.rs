@@ -21,7 +21,13 @@ pub const CLUSTER: Duration = Duration::from_millis(250);
 /// Padding bytes in one probe packet: the most an RTP padding count (one
 /// byte) can say.
 pub const PADDING: usize = 255;
-/// Probes of the same subscriber are at least this far apart…
+/// After a probe the path took whole, the next (while still needed) may
+/// start this soon: a chain of probes climbs 1.5× a step, and a path whose
+/// cap was lifted is found a step sooner (libwebrtc's `ProbeController`
+/// sends its next exponential probe as soon as a result says the path took
+/// the last).
+pub const CHAIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Other probes of the same subscriber are at least this far apart…
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// …and, after probes that found nothing more (or whose rise congestion
 /// undid), up to this far: a path whose cap is lifted is found within it.
@@ -165,8 +171,9 @@ impl ProbeCluster {
 /// outcome does to its estimate. A probe that finds nothing more, or whose
 /// rise congestion soon undoes (a policer's bucket letting a burst
 /// through), doubles the wait up to [`MAX_INTERVAL`]; a probe the path took
-/// whole, or a rise that held for [`CONFIRM`], brings it back to
-/// [`MIN_INTERVAL`]. Sans-IO: fed the time and the estimator.
+/// whole may be followed after [`CHAIN_INTERVAL`], and a rise that held for
+/// [`CONFIRM`] brings the wait back to [`MIN_INTERVAL`]. Sans-IO: fed the
+/// time and the estimator.
 #[derive(Debug)]
 pub struct ProbeController {
     /// No new probe before then.
@@ -230,7 +237,7 @@ impl ProbeController {
             bwe.undo_probe(was);
         }
         let wait = if took_all {
-            MIN_INTERVAL
+            CHAIN_INTERVAL
         } else {
             self.back_off()
         };
@@ -361,10 +368,10 @@ mod tests {
             assert!(c.may_probe(now));
         }
         assert_eq!(bwe.bps(), 1_000_000, "nothing measured, nothing raised");
-        // A probe the path takes whole raises the estimate; the next may
-        // follow after the least wait.
+        // A probe the path takes whole raises the estimate; the next of
+        // its chain may follow soon.
         let wait = c.on_outcome(now, 2_000_000, ProbeOutcome::Rate(1_950_000), &mut bwe);
-        assert_eq!((wait, bwe.bps()), (MIN_INTERVAL, 1_950_000));
+        assert_eq!((wait, bwe.bps()), (CHAIN_INTERVAL, 1_950_000));
         // The next, higher, probe gets less through within CONFIRM: the
         // rise was a bucket's burst and is undone, and it backs off.
         now += wait;

@@ -5,6 +5,29 @@
 
 use super::*;
 use crate::bwe::allocator::{Demand, LayerOption};
+use crate::router::temporal::relieved;
+
+/// How long, on a path under a loss ceiling, the consumers at full frame
+/// rate leave out most of their top temporal layer
+/// ([`temporal::relieved`]) after a NACK or a failed probe: the loss emptied
+/// a policer's bucket, which then refills only as fast as the media leaves
+/// room (~10 % of its rate in a full path). Until it does, frame bursts
+/// lose their tails and each resend takes the place of media; a receiver
+/// gives a packet up after ten NACKs (libwebrtc's `kMaxNackRetries`, 20 ms
+/// apart) and the video freezes until the keyframe it then asks for.
+/// libwebrtc's pacer sends resends before new media for the same reason.
+/// The layer pass meanwhile takes the path's loss as a probe's fallout:
+/// what got through says nothing of the path while we hold media back. A
+/// relief starts no sooner than [`RELIEF_GAP`] after the last ended, so
+/// that loss that goes on is seen.
+pub(super) const RELIEF: Duration = Duration::from_secs(1);
+/// See [`RELIEF`].
+pub(super) const RELIEF_GAP: Duration = Duration::from_secs(2);
+
+/// Whether a relief that began at `start` holds at `now`.
+fn relief_holds(start: Option<Instant>, now: Instant) -> bool {
+    start.is_some_and(|t| now.saturating_duration_since(t) < RELIEF)
+}
 
 /// Whether simulcast consumer `c` (`cid`) gets video in this layer pass,
 /// where `left` (bit/s; `None`: not limited) is what its subscriber's
@@ -98,6 +121,49 @@ fn keeps_video(
 }
 
 impl Router {
+    /// Subscriber transport `tid` sent a NACK, or a probe to it failed, at
+    /// `now`: under a loss ceiling, its VP8 consumers at full frame rate
+    /// leave out most of their top temporal layer from their next frame on,
+    /// for [`RELIEF`] (the layer pass keeps them there meanwhile), unless a
+    /// relief began less than [`RELIEF`] + [`RELIEF_GAP`] ago.
+    pub(super) fn relieve(&mut self, now: Instant, tid: TransportId) {
+        let Some(t) = self.transports.get_mut(tid) else {
+            return;
+        };
+        let recent = t
+            .relief
+            .is_some_and(|s| now.saturating_duration_since(s) < RELIEF + RELIEF_GAP);
+        if recent || t.loss_ceiling.ceiling(now).is_none() {
+            return;
+        }
+        t.relief = Some(now);
+        let mut relieved_any = false;
+        for cid in &t.consumers {
+            let Some(c) = self.consumers.get_mut(*cid) else {
+                continue;
+            };
+            let Some(p) = self.producers.get(c.params.producer) else {
+                continue;
+            };
+            if p.is_svc() || c.simulcast.is_none() {
+                continue;
+            }
+            let Some(e) = c.layer.and_then(|l| p.encodings.get(usize::from(l))) else {
+                continue;
+            };
+            let rates = e.temporal.map(|x| x.rate.bps());
+            let (layer, temporal) = c.layer_target(false);
+            let to = relieved(temporal, &rates);
+            relieved_any |= to != temporal;
+            c.set_layer_target(false, layer, to);
+        }
+        if relieved_any {
+            self.counters.reliefs.add(1);
+            self.worker_counters.reliefs.add(1);
+            tracing::debug!(target: "sfu::layers", transport = %tid, "relief: room for resends");
+        }
+    }
+
     /// What consumers can choose from of producer `p` at `now`: its
     /// encodings, or the spatial layers (one or more) of its one VP9 or
     /// AV1 stream, once its packets said their layers.
@@ -225,7 +291,8 @@ impl Router {
             // Loss a failed probe caused (it emptied a policer's bucket)
             // neither lowers the ceiling nor the layers: it ends as soon as
             // the bucket refills.
-            let fallout = sub.loss_ceiling.probe_fallout(now);
+            let relief = relief_holds(sub.relief, now);
+            let fallout = sub.loss_ceiling.probe_fallout(now) || relief;
             let loss = if fallout { 0.0 } else { sub.bwe.last_loss() };
             let through = (loss > bwe::INCREASE_BELOW).then(|| {
                 sub.bwe
@@ -327,7 +394,14 @@ impl Router {
                 let Some(t) = s.selector.select(now, &ladders[i], w, u, limited, lossy) else {
                     continue;
                 };
-                let to = (t.spatial as u8, t.temporal);
+                // Resends after a loss need room, and the bucket refill (RELIEF).
+                let temporal = match infos.get(&c.params.producer) {
+                    Some(l) if relief && !svc => l
+                        .get(t.spatial)
+                        .map_or(t.temporal, |l| relieved(t.temporal, &l.temporal_bps)),
+                    _ => t.temporal,
+                };
+                let to = (t.spatial as u8, temporal);
                 if c.layer_target(svc) != to {
                     tracing::debug!(
                         target: "sfu::layers",
@@ -356,8 +430,10 @@ impl Router {
                 }
             }
             // Consumers held below what their tiles want by the estimate
-            // alone: probe whether the path takes enough for that.
+            // alone: probe whether the path takes enough for that (not
+            // during a relief: the bucket is refilling).
             if limited
+                && !relief
                 && sub.probe.is_none()
                 && sub.twcc_send.is_some()
                 && sub.bwe.has_feedback()
@@ -382,9 +458,13 @@ impl Router {
                         }
                     }
                 }
+                // At most twice the estimate, as libwebrtc's further
+                // exponential probes: a chain that finds a lifted cap ends a
+                // loss ceiling in fewer steps (what it carries above it is
+                // what counts, `loss_ceiling::LIFT_EXCESS`).
                 if let Some(cid) = via {
                     let est = sub.bwe.bps();
-                    let target = (est + need * 100 / 95).clamp(est * 12 / 10, est * 3 / 2);
+                    let target = (est + need * 100 / 95).clamp(est * 12 / 10, est * 2);
                     probes.push((tid, cid, target));
                 }
             }

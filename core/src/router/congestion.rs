@@ -63,12 +63,16 @@ impl Router {
             let target = e.probe.take().map_or(0, |p| p.cluster.target_bps);
             let before = e.bwe.bps();
             let wait = e.probing.on_outcome(now, target, outcome, &mut e.bwe);
-            match outcome {
+            let failed = match outcome {
                 ProbeOutcome::Rate(r) => {
                     e.loss_ceiling.on_probe(now, r);
+                    false
                 }
-                ProbeOutcome::Failed => e.loss_ceiling.on_probe_failed(now),
-            }
+                ProbeOutcome::Failed => {
+                    e.loss_ceiling.on_probe_failed(now);
+                    true
+                }
+            };
             tracing::debug!(
                 target: "sfu::bwe",
                 transport = %tid,
@@ -79,6 +83,9 @@ impl Router {
                 next_in_ms = wait.as_millis() as u64,
                 "probe measured"
             );
+            if failed {
+                self.relieve(now, tid);
+            }
         }
         if lowered {
             self.schedule_rembs(now);

@@ -436,6 +436,7 @@ impl Router {
             sent_bytes: 0,
             sending_rate: RateMeter::default(),
             loss_ceiling: LossCeiling::default(),
+            relief: None,
             rtx_budget: RtxBudget::default(),
             last_report: None,
             loss_window: (0, 0),

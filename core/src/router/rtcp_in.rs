@@ -86,6 +86,7 @@ impl Router {
         };
         self.counters.nacks_received.add(1);
         self.worker_counters.nacks_received.add(1);
+        self.relieve(now, tid);
         let rtt_ms = self.rtt(tid).as_millis() as u32;
         let now_ms = self.ms_since_epoch(now);
         let send_time = abs_send_time(now.saturating_duration_since(self.epoch));

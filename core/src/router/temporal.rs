@@ -96,6 +96,24 @@ impl LayerFilter {
     }
 }
 
+/// `target` while resends and a policer's refill need room (a consumer
+/// under its subscriber's loss ceiling, for `RELIEF` after a NACK or a
+/// failed probe): all layers
+/// become all but the top one (the highest TID with a rate in
+/// `temporal_bps`, bit/s per TID), with its sync frames. Chromium's L1T3
+/// sends T2 frames as non-reference (VP8's N bit), so nothing else
+/// depends on what is left out: 20 fps become 12.5 (T0, T1 and T2's
+/// layer-sync frames) and about a third of the stream's bytes are freed.
+/// Any other target, or a stream of one layer, is kept.
+pub(crate) fn relieved(target: u8, temporal_bps: &[u64; 4]) -> u8 {
+    let top = temporal_bps.iter().rposition(|&b| b > 0).unwrap_or(0) as u8;
+    if target == ALL_TEMPORAL && top > 0 {
+        (top - 1) | WITH_NEXT_SYNC
+    } else {
+        target
+    }
+}
+
 /// A temporal target's place in order: T0, T0 with T1's sync frames, T1,
 /// …, all.
 fn rank(t: u8) -> u16 {
@@ -193,6 +211,21 @@ impl PictureIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relief_leaves_out_the_top_layer_but_its_sync_frames_and_only_at_full_rate() {
+        let l1t3 = [40_000, 15_000, 45_000, 0];
+        assert_eq!(relieved(ALL_TEMPORAL, &l1t3), 1 | WITH_NEXT_SYNC);
+        assert_eq!(relieved(1, &l1t3), 1);
+        assert_eq!(relieved(WITH_NEXT_SYNC, &l1t3), WITH_NEXT_SYNC);
+        assert_eq!(
+            relieved(ALL_TEMPORAL, &[40_000, 20_000, 0, 0]),
+            WITH_NEXT_SYNC
+        );
+        // One layer, or none known: nothing to leave out.
+        assert_eq!(relieved(ALL_TEMPORAL, &[90_000, 0, 0, 0]), ALL_TEMPORAL);
+        assert_eq!(relieved(ALL_TEMPORAL, &[0; 4]), ALL_TEMPORAL);
+    }
 
     #[test]
     fn down_at_any_frame_up_one_layer_at_a_sync() {

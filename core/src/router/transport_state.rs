@@ -35,6 +35,10 @@ pub(super) struct TransportEntry {
     pub(super) loss_ceiling: LossCeiling,
     /// What may be resent to it in answer to its NACKs ([`rtx_budget`]).
     pub(super) rtx_budget: RtxBudget,
+    /// When its consumers at full frame rate last began to leave out most
+    /// of their top temporal layer for [`super::allocation::RELIEF`], to
+    /// make room for resends and a policer's refill under its loss ceiling.
+    pub(super) relief: Option<Instant>,
     /// When its loss was last evaluated, and `sent_bytes` then.
     pub(super) last_report: Option<(Instant, u64)>,
     /// Packets expected and lost in its reports since then.

@@ -112,7 +112,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 26] = [
+        let defs: [Def; 27] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -174,6 +174,11 @@ pub fn render(app: &AppState) -> String {
                 "probes_total",
                 "Probe clusters sent to subscribers: padding that measures whether their path takes a higher simulcast layer.",
                 |c| c.probes.get(),
+            ),
+            (
+                "reliefs_total",
+                "Reliefs: a subscriber under a loss ceiling lost packets, and its videos at full frame rate left out most of their top temporal layer for 1 s to let resends through.",
+                |c| c.reliefs.get(),
             ),
             (
                 "layer_switches_total",
