@@ -13,17 +13,34 @@ use common::{Net, rtp};
 use sfu_core::proto::codec::VideoCodec;
 use sfu_core::proto::rtp::{ExtensionMap, RtpHeader};
 use sfu_core::router::{EncodingParams, MediaKind, ProducerParams};
-use sfu_core::{Pt, Ssrc};
+use sfu_core::{ProducerId, Pt, Ssrc, TransportId};
 
 const SPS_PPS_STAP_A: [u8; 13] = [
     24, 0, 4, 0x67, 0x42, 0xc0, 0x1f, 0, 4, 0x68, 0xce, 0x3c, 0x80,
 ];
 
-#[test]
-fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
-    let mut net = Net::new();
-    let bob = net.add_peer();
-    net.connect_all();
+/// The headers of what `peer` received.
+fn headers(net: &Net, peer: usize) -> Vec<RtpHeader> {
+    net.peers[peer]
+        .rtp
+        .iter()
+        .map(|p| RtpHeader::parse(p).expect("rtp"))
+        .collect()
+}
+
+/// A GOP of three packets: a keyframe (SPS and PPS, an IDR), a P-frame;
+/// (sequence number, timestamp, payload).
+fn short_gop() -> [(u16, u32, Vec<u8>); 3] {
+    [
+        (1, 3000, SPS_PPS_STAP_A.to_vec()),
+        (2, 3000, vec![0x65, 1]),
+        (3, 6000, vec![0x41, 2]),
+    ]
+}
+
+/// An ingest's direct transport and its H.264 video producer (SSRC 5555,
+/// payload type 102), which keeps its GOP as every direct producer does.
+fn h264_ingest(net: &mut Net) -> (TransportId, ProducerId) {
     let ingest = net.router.create_direct_transport(None);
     let producer = net
         .router
@@ -39,6 +56,15 @@ fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
             keep_gop: false,
         })
         .expect("producer");
+    (ingest, producer)
+}
+
+#[test]
+fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
+    let mut net = Net::new();
+    let bob = net.add_peer();
+    net.connect_all();
+    let (ingest, producer) = h264_ingest(&mut net);
     let now = net.now;
     // A P-frame before any keyframe is not kept; then a keyframe (STAP-A
     // of SPS and PPS, an IDR in two FU-A fragments) and three P-frames.
@@ -61,11 +87,7 @@ fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
 
     net.consume(bob, producer, 2222, (102, 102));
     net.step();
-    let got: Vec<RtpHeader> = net.peers[bob]
-        .rtp
-        .iter()
-        .map(|p| RtpHeader::parse(p).expect("rtp"))
-        .collect();
+    let got = headers(&net, bob);
     assert_eq!(
         got.len(),
         6,
@@ -124,6 +146,41 @@ fn a_subscriber_gets_the_gop_at_once_then_the_live_packets() {
     );
 }
 
+/// A viewer's consumer may start while its WebRtcTransport is still
+/// connecting (signaling outruns ICE and DTLS): the replay then goes
+/// nowhere, and is made again once the transport connects.
+#[test]
+fn a_subscriber_that_starts_before_it_connects_gets_the_gop_once_connected() {
+    let mut net = Net::new();
+    let bob = net.add_peer();
+    let (ingest, producer) = h264_ingest(&mut net);
+    let now = net.now;
+    for (seq, ts, payload) in short_gop() {
+        net.router
+            .handle_direct(now, ingest, &rtp(102, seq, ts, 5555, &payload));
+    }
+    assert!(!net.peers[bob].client.is_connected());
+    net.consume(bob, producer, 2222, (102, 102));
+    assert_eq!(net.counters().gop_replays.get(), 1, "replayed to nowhere");
+    net.connect_all();
+    net.step();
+    let got = headers(&net, bob);
+    assert_eq!(got.len(), 3, "the GOP, once connected");
+    assert_eq!(
+        &net.peers[bob].rtp[0][got[0].header_len..],
+        &SPS_PPS_STAP_A[..]
+    );
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "gapless");
+    }
+    assert_eq!(
+        net.counters().gop_replays.get(),
+        2,
+        "at the start, and again"
+    );
+    assert_eq!(net.counters().keyframe_requests.get(), 0);
+}
+
 #[test]
 fn the_mirror_of_an_ingest_track_keeps_its_own_gop() {
     let mut net = Net::new();
@@ -143,11 +200,7 @@ fn the_mirror_of_an_ingest_track_keeps_its_own_gop() {
     };
     let mirror = net.router.create_producer(params).expect("mirror");
     let now = net.now;
-    for (seq, ts, payload) in [
-        (1u16, 3000u32, SPS_PPS_STAP_A.to_vec()),
-        (2, 3000, vec![0x65, 1]),
-        (3, 6000, vec![0x41, 2]),
-    ] {
+    for (seq, ts, payload) in short_gop() {
         net.router
             .handle_piped(now, pipe, &rtp(102, seq, ts, 7000, &payload));
     }

@@ -100,6 +100,7 @@ impl Router {
             for (p, e) in pending {
                 self.request_keyframe(self.now, p, e);
             }
+            self.start_unsent_consumers(tid);
         }
         if let Some(reason) = closed {
             if matches!(reason, CloseReason::DtlsFailed(_)) {
@@ -108,6 +109,38 @@ impl Router {
             self.remove_transport(tid);
             self.events
                 .push_back(RouterEvent::TransportClosed(tid, reason));
+        }
+    }
+
+    /// Starts again the video consumers of subscriber transport `tid`
+    /// (just connected) that have sent nothing: they started while it was
+    /// still connecting, when no RTP goes out (before ICE and DTLS
+    /// complete), so what their start sent was lost. An ingest's kept GOP
+    /// is replayed (its encoder cannot be asked for a keyframe, and the
+    /// viewer would wait for the next one, up to a GOP's length), or a
+    /// keyframe is asked for.
+    fn start_unsent_consumers(&mut self, tid: TransportId) {
+        let Some(e) = self.transports.get(tid) else {
+            return;
+        };
+        let unsent: Vec<(ConsumerId, ProducerId, u8)> = e
+            .consumers
+            .iter()
+            .filter_map(|cid| {
+                let c = self.consumers.get(*cid)?;
+                let video = self
+                    .producers
+                    .get(c.params.producer)
+                    .is_some_and(|p| p.params.kind == MediaKind::Video);
+                (video && !c.paused && c.packets_sent == 0).then_some((
+                    *cid,
+                    c.params.producer,
+                    c.target_layer,
+                ))
+            })
+            .collect();
+        for (cid, pid, layer) in unsent {
+            self.start_consumer(self.now, cid, pid, layer);
         }
     }
 
