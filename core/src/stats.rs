@@ -205,9 +205,10 @@ pub struct Counters {
     pub rembs_received: Counter,
     /// Probe clusters sent to subscribers (padding to measure their path).
     pub probes: Counter,
-    /// Reliefs: a subscriber under a loss ceiling lost packets (a NACK or
-    /// a failed probe), and its consumers at full frame rate left out most
-    /// of their top temporal layer for a second (`router::allocation`).
+    /// Reliefs: a probe above a subscriber's loss ceiling spent a
+    /// policer's bucket (it failed, or a NACK came in its fallout), and its
+    /// consumers at full frame rate left out most of their top temporal
+    /// layer for a second (`router::allocation`).
     pub reliefs: Counter,
     /// Simulcast layer switches made by consumers.
     pub layer_switches: Counter,

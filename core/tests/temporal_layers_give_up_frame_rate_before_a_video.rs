@@ -7,8 +7,8 @@
 //! picture IDs up by one per frame, TL0PICIDX up by one per base-layer
 //! frame, and a climb back up only at layer-sync frames. With two videos
 //! and room for one at full rate, the second loses frame rate, not its
-//! video. A NACK on a path under a loss ceiling leaves out most of the top
-//! layer for a second (room for the resends), continuously too.
+//! video. Random loss under a loss ceiling leaves every layer in: a NACK
+//! is only a resend (a relief is for a bucket a probe spent).
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -227,7 +227,7 @@ fn nack(net: &mut Net, sub: usize, ssrc: u32, seq: u16) {
 }
 
 #[test]
-fn a_nack_under_a_loss_ceiling_leaves_out_most_of_the_top_layer_for_a_second() {
+fn under_a_ceiling_from_random_loss_a_nack_is_only_a_resend_and_every_layer_stays() {
     let mut net = Net::new();
     net.subscriber_twcc_ext_id = Some(5);
     let (sub, _, mut srcs) = setup(&mut net, 1);
@@ -254,27 +254,20 @@ fn a_nack_under_a_loss_ceiling_leaves_out_most_of_the_top_layer_for_a_second() {
     let before = top_non_sync(&got, 1001, 10.0, 11.0);
     nack(&mut net, sub, 1001, last_seq(&got).expect("media"));
     second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
-    let relief = (
+    let next = (
         top_non_sync(&got, 1001, 11.1, 12.0),
         fps(&got, 1001, 11.1, 12.0),
     );
-    for _ in 0..3 {
-        second(&mut net, &mut srcs, sub, &[1001], 3_000_000, &mut got);
-    }
-    let after = top_non_sync(&got, 1001, 13.5, 15.0);
-    eprintln!(
-        "T2 non-sync frames: clean {clean}, before {before}, relief {relief:?}, after {after}"
-    );
+    eprintln!("T2 non-sync frames: clean {clean}, before {before}, after the NACK {next:?}");
     // The source's L1T3 at 20 fps (T0 T2 T1 T2, the T2 after a T0 a
     // sync): 5 of them a second.
     assert!(clean >= 4 && before >= 4, "at full rate: {clean}, {before}");
-    assert_eq!(relief.0, 0, "left out after the NACK");
-    assert_eq!(net.counters().reliefs.get(), 1, "one relief, counted");
-    assert!(
-        (13.0..=16.5).contains(&relief.1),
-        "T0, T1 and T2's syncs: {} fps",
-        relief.1
-    );
-    assert!(after >= 6, "back once the relief ended: {after} in 1.5 s");
+    // No probe spent a bucket (none ran: the estimate leaves room for
+    // the top layer), so the loss was the path's own: giving up frame
+    // rate would free nothing for the resends (scripts/quality.sh's
+    // loss5 fell to 16 fps when it did).
+    assert!(next.0 >= 4, "T2 kept after the NACK: {}", next.0);
+    assert!(next.1 >= 19.0, "full frame rate: {}", next.1);
+    assert_eq!(net.counters().reliefs.get(), 0, "no relief");
     check_continuity(&got, 1001, 9.0);
 }

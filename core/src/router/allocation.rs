@@ -7,19 +7,19 @@ use super::*;
 use crate::bwe::allocator::{Demand, LayerOption};
 use crate::router::temporal::relieved;
 
-/// How long, on a path under a loss ceiling, the consumers at full frame
-/// rate leave out most of their top temporal layer
-/// ([`temporal::relieved`]) after a NACK or a failed probe: the loss emptied
-/// a policer's bucket, which then refills only as fast as the media leaves
-/// room (~10 % of its rate in a full path). Until it does, frame bursts
-/// lose their tails and each resend takes the place of media; a receiver
-/// gives a packet up after ten NACKs (libwebrtc's `kMaxNackRetries`, 20 ms
-/// apart) and the video freezes until the keyframe it then asks for.
-/// libwebrtc's pacer sends resends before new media for the same reason.
-/// The layer pass meanwhile takes the path's loss as a probe's fallout:
-/// what got through says nothing of the path while we hold media back. A
-/// relief starts no sooner than [`RELIEF_GAP`] after the last ended, so
-/// that loss that goes on is seen.
+/// How long, after a probe above a subscriber's loss ceiling spent a
+/// policer's bucket (it failed, or a NACK came in its fallout), the
+/// consumers at full frame rate leave out most of their top temporal layer
+/// ([`temporal::relieved`]): the bucket refills only as fast as the media
+/// leaves room (~10 % of its rate in a full path). Until it does, frame
+/// bursts lose their tails and each resend takes the place of media; a
+/// receiver gives a packet up after ten NACKs (libwebrtc's
+/// `kMaxNackRetries`, 20 ms apart) and the video freezes until the keyframe
+/// it then asks for. libwebrtc's pacer sends resends before new media for
+/// the same reason. Loss of another cause (a lossy radio: random loss
+/// under a ceiling) gets no relief: frame rate would be given up for
+/// nothing. The layer pass meanwhile takes the path's loss as fallout. A
+/// relief starts no sooner than [`RELIEF_GAP`] after the last ended.
 pub(super) const RELIEF: Duration = Duration::from_secs(1);
 /// See [`RELIEF`].
 pub(super) const RELIEF_GAP: Duration = Duration::from_secs(2);
@@ -122,10 +122,12 @@ fn keeps_video(
 
 impl Router {
     /// Subscriber transport `tid` sent a NACK, or a probe to it failed, at
-    /// `now`: under a loss ceiling, its VP8 consumers at full frame rate
-    /// leave out most of their top temporal layer from their next frame on,
-    /// for [`RELIEF`] (the layer pass keeps them there meanwhile), unless a
-    /// relief began less than [`RELIEF`] + [`RELIEF_GAP`] ago.
+    /// `now`: within a probe's fallout under its loss ceiling
+    /// ([`crate::bwe::loss_ceiling::LossCeiling::probe_fallout`]), its VP8
+    /// consumers at full frame rate leave out most of their top temporal
+    /// layer from their next frame on, for [`RELIEF`] (the layer pass keeps
+    /// them there meanwhile), unless a relief began less than [`RELIEF`] +
+    /// [`RELIEF_GAP`] ago.
     pub(super) fn relieve(&mut self, now: Instant, tid: TransportId) {
         let Some(t) = self.transports.get_mut(tid) else {
             return;
@@ -133,7 +135,7 @@ impl Router {
         let recent = t
             .relief
             .is_some_and(|s| now.saturating_duration_since(s) < RELIEF + RELIEF_GAP);
-        if recent || t.loss_ceiling.ceiling(now).is_none() {
+        if recent || !t.loss_ceiling.probe_fallout(now) {
             return;
         }
         t.relief = Some(now);

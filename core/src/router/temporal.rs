@@ -96,9 +96,9 @@ impl LayerFilter {
     }
 }
 
-/// `target` while resends and a policer's refill need room (a consumer
-/// under its subscriber's loss ceiling, for `RELIEF` after a NACK or a
-/// failed probe): all layers
+/// `target` while resends and a policer's refill need room (for `RELIEF`
+/// after a probe above its subscriber's loss ceiling spent the bucket):
+/// all layers
 /// become all but the top one (the highest TID with a rate in
 /// `temporal_bps`, bit/s per TID), with its sync frames. Chromium's L1T3
 /// sends T2 frames as non-reference (VP8's N bit), so nothing else

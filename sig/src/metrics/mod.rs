@@ -177,7 +177,7 @@ pub fn render(app: &AppState) -> String {
             ),
             (
                 "reliefs_total",
-                "Reliefs: a subscriber under a loss ceiling lost packets, and its videos at full frame rate left out most of their top temporal layer for 1 s to let resends through.",
+                "Reliefs: a probe above a subscriber's loss ceiling spent its policer's bucket (the probe failed, or a NACK came in its fallout), and its videos at full frame rate left out most of their top temporal layer for 1 s to let resends through.",
                 |c| c.reliefs.get(),
             ),
             (
