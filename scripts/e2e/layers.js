@@ -111,9 +111,9 @@ async function layerTests({
       // first video's T2 (~110 kbit/s), the second's T0 with T1's sync
       // frames (7.5 fps, ~55) or T1 (10 fps, ~65) and two Opus streams
       // (~100) fill ~90 % of the cap. With probes that end a loss ceiling
-      // only past any bucket and a relief after a failed probe or a NACK
-      // (router/allocation.rs RELIEF), 15 of 16 runs of this test alone
-      // and 2 of 2 in scripts/test.sh met it; the miss had the second
+      // only past any bucket and a relief after a probe spent the bucket
+      // (router/allocation.rs RELIEF), 18 of 19 runs of this test alone
+      // and 4 of 4 in scripts/test.sh met it; the miss had the second
       // video on T0 (5 fps) all window, its ceiling set low by the loss
       // before the window. This holds what held in every run: one video
       // at >= 15 fps, both >= 4.5 fps and <= 3 s frozen, and no video
