@@ -290,9 +290,9 @@ impl Router {
             // path is full: what got through is the bound then, as the
             // subscriber acknowledged it (what we sent includes probes and
             // retransmissions; the receive-report fallback has no better).
-            // Loss a failed probe caused (it emptied a policer's bucket)
-            // neither lowers the ceiling nor the layers: it ends as soon as
-            // the bucket refills.
+            // Loss a probe above the ceiling caused (it emptied a policer's
+            // bucket), or that falls in a relief, neither lowers the ceiling
+            // nor the layers: it ends as soon as the bucket refills.
             let relief = relief_holds(sub.relief, now);
             let fallout = sub.loss_ceiling.probe_fallout(now) || relief;
             let loss = if fallout { 0.0 } else { sub.bwe.last_loss() };

@@ -63,16 +63,12 @@ impl Router {
             let target = e.probe.take().map_or(0, |p| p.cluster.target_bps);
             let before = e.bwe.bps();
             let wait = e.probing.on_outcome(now, target, outcome, &mut e.bwe);
-            let failed = match outcome {
+            match outcome {
                 ProbeOutcome::Rate(r) => {
                     e.loss_ceiling.on_probe(now, r);
-                    false
                 }
-                ProbeOutcome::Failed => {
-                    e.loss_ceiling.on_probe_failed(now);
-                    true
-                }
-            };
+                ProbeOutcome::Failed => e.loss_ceiling.on_probe_failed(now),
+            }
             tracing::debug!(
                 target: "sfu::bwe",
                 transport = %tid,
@@ -83,7 +79,7 @@ impl Router {
                 next_in_ms = wait.as_millis() as u64,
                 "probe measured"
             );
-            if failed {
+            if outcome == ProbeOutcome::Failed {
                 self.relieve(now, tid);
             }
         }
