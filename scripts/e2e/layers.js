@@ -55,7 +55,7 @@ async function layerTests({
     await until('sfu_rooms 0', async () => /^sfu_rooms 0$/m.test((await get('/metrics')).body), 40000);
   });
 
-  await test('simulcast and temporal layers: with cat\'s downlink capped at 300 kbit/s and nobody muted, cat keeps decoding both others, neither paused more than 5 of 20 s, bob is unaffected; lifted, cat is back at full size and rate within 20 s, and a small tile gets the small layer', async () => {
+  await test('simulcast and temporal layers: with cat\'s downlink capped at 300 kbit/s and nobody muted, cat decodes both others at >= 7 fps with <= 2 s frozen, one at >= 15 fps, and bob is unaffected; lifted, cat is back at full size and rate within 15 s, and a small tile gets the small layer', async () => {
     if (process.env.SFU_IN_NETNS !== '1') {
       // nftables must only ever shape a namespace made for the run.
       console.log('  not run: needs the network namespace scripts/e2e.sh makes (root)');
@@ -107,20 +107,16 @@ async function layerTests({
       for (const k of ['bob<-ann', 'bob<-cat']) {
         if (seen[k].fps < 18 || seen[k].frozen > 2 || seen[k].width < 640) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
       }
-      // Issue 25 asks for >= 7 fps each, one >= 15, <= 2 s frozen. The
-      // first video's T2 (~110 kbit/s), the second's T0 with T1's sync
-      // frames (7.5 fps, ~55) or T1 (10 fps, ~65) and two Opus streams
-      // (~100) fill ~90 % of the cap. With probes that end a loss ceiling
-      // only past any bucket and a relief after a probe spent the bucket
-      // (router/allocation.rs RELIEF), 18 of 19 runs of this test alone
-      // and 4 of 4 in scripts/test.sh met it; the miss had the second
-      // video on T0 (5 fps) all window, its ceiling set low by the loss
-      // before the window. This holds what held in every run: one video
-      // at >= 15 fps, both >= 4.5 fps and <= 3 s frozen, and no video
-      // paused for more than 2 of the 20 s.
+      // Issue 25's figures. The first video's T2 (~110 kbit/s), the
+      // second's T1 (10 fps, ~65) and two Opus streams (~100) fill ~95 % of
+      // what gets through the cap (the loss ceiling, bwe/loss_ceiling.rs):
+      // the second video is on T1, or on T1 with T2's sync frames and back
+      // after a try of T2 ran into the cap. A probe above the ceiling
+      // empties the policer's bucket; a relief (router/allocation.rs
+      // RELIEF) makes room for the resends meanwhile.
       if (pausedSeconds > 2) throw new Error(`a video paused on cat's page in ${pausedSeconds} of 20 s (now: ${JSON.stringify(paused)})`);
       for (const k of ['cat<-ann', 'cat<-bob']) {
-        if (seen[k].fps < 4.5 || seen[k].frozen > 3) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
+        if (seen[k].fps < 7 || seen[k].frozen > 2) throw new Error(`${k}: ${JSON.stringify(seen[k])}`);
       }
       if (Math.max(seen['cat<-ann'].fps, seen['cat<-bob'].fps) < 15) throw new Error(`neither video at >= 15 fps: ${JSON.stringify(seen)}`);
       // A lower layer, but for a try of a higher one now and then.
@@ -130,18 +126,20 @@ async function layerTests({
       lift();
     }
     const lifted = Date.now();
-    let last = byName(await stats(cat));
+    // cat's stats every 500 ms; back once the last 2 s show both at
+    // >= 640 px and >= 18 fps. Issue 25 asks for 15 s. Measured 5.1-13.2 s:
+    // the next probe (failed probes back off up to 8 s, bwe/probe.rs), a
+    // chain of 2x probes that carries 1.5 s of the loss ceiling's rate
+    // beyond it (bwe/loss_ceiling.rs), the 2 s an encoding is held before
+    // a consumer steps up to it, and the 2 s this measures over.
+    const history = [{ t: Date.now(), s: byName(await stats(cat)) }];
     await until('cat decodes both at >= 640 px and >= 18 fps again', async () => {
-      await sleep(2000);
-      const now = byName(await stats(cat));
-      const ok = ['ann', 'bob'].every((n) => now[n] && now[n].frameWidth >= 640 && fig(last[n], now[n], 2).fps >= 18);
-      last = now;
-      return ok;
-    }, 20000, 0);
-    // Measured 6.0-14.1 s for both in 10 runs (issue 25 asks for 15 s; the
-    // poll is every 2 s, hence the 20 s bound): a failed probe's backoff
-    // (up to 8 s, bwe/probe.rs), then a chain of 2x probes that carries
-    // 1.5 s of the loss ceiling's rate beyond it (bwe/loss_ceiling.rs).
+      const now = { t: Date.now(), s: byName(await stats(cat)) };
+      history.push(now);
+      const then = history.filter((h) => now.t - h.t >= 2000).pop();
+      return then && ['ann', 'bob'].every((n) => now.s[n] && then.s[n] && now.s[n].frameWidth >= 640
+        && fig(then.s[n], now.s[n], (now.t - then.t) / 1000).fps >= 18);
+    }, 15000, 500);
     console.log(`  cat back at >= 640 px and >= 18 fps ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap was lifted`);
     // cat shows ann small (150 px): video-size gets it the 320 px layer.
     await cat.page.evaluate((id) => {

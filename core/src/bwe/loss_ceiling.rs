@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 
 use super::probe::CLUSTER;
 
-/// How long the ceiling holds after the last lossy sample.
-pub const HOLD: Duration = Duration::from_secs(30);
+/// How long the ceiling holds after the last lossy sample. Under a cap
+/// that stays, its end is a try of the layers above it, which costs each
+/// video a freeze of up to a second while the policer's bucket is empty
+/// and the resends wait: once a minute, not twice. A cap that is lifted
+/// ends it sooner, by probes ([`LIFT_EXCESS`]).
+pub const HOLD: Duration = Duration::from_secs(60);
 /// A chain of probes ends the ceiling once what its clusters carried above
 /// it adds up to this long at the ceiling's rate: more than a policer's
 /// bucket holds (nftables' `limit rate` holds one second's rate when no
@@ -73,9 +77,12 @@ impl LossCeiling {
         self.at = Some(now);
     }
 
-    /// The ceiling at `now`, bit/s: the median of the samples (the lower
-    /// middle one of an even count), or `None` once [`HOLD`] has passed
-    /// since the last.
+    /// The ceiling at `now`, bit/s: the median of the samples (the mean of
+    /// the middle two of an even count), or `None` once [`HOLD`] has passed
+    /// since the last. A sample taken in a 500 ms window reads ±10 % about
+    /// a policed rate (the bucket lets a burst through, or has just been
+    /// emptied): the lower of two would hold the layers one such error
+    /// below the path for the whole hold.
     #[must_use]
     pub fn ceiling(&self, now: Instant) -> Option<u64> {
         let at = self.at?;
@@ -85,7 +92,12 @@ impl LossCeiling {
         let mut s = self.samples;
         let s = &mut s[..self.len];
         s.sort_unstable();
-        Some(s[(s.len() - 1) / 2])
+        let n = s.len();
+        Some(if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            s[n / 2 - 1] / 2 + s[n / 2] / 2
+        })
     }
 
     /// A probe failed at `now` (it lost packets): while the ceiling holds,
@@ -161,6 +173,15 @@ mod tests {
         // Only the last five count.
         c.on_lossy(ms(3_000), 200_000);
         assert_eq!(c.ceiling(ms(3_000)), Some(290_000));
+    }
+
+    #[test]
+    fn of_two_samples_the_ceiling_is_their_mean() {
+        let t0 = Instant::now();
+        let mut c = LossCeiling::default();
+        c.on_lossy(t0, 297_000);
+        c.on_lossy(t0 + Duration::from_secs(5), 262_000);
+        assert_eq!(c.ceiling(t0 + Duration::from_secs(5)), Some(279_500));
     }
 
     #[test]
