@@ -303,6 +303,19 @@ fn allocate_with(
     got
 }
 
+/// Whether an upgrade must wait out [`UP_HOLD`] ([`TEMPORAL_UP_HOLD`])
+/// before a [`LayerSelector`] takes it: only while `budget` (bit/s;
+/// `None`: not limited) is short of the best option of every one of
+/// `ladders` with [`UP_MARGIN`]. With room for all of them (a chain of
+/// probes has just found a cap lifted), no noise in the estimate can
+/// take an upgrade back, and each consumer moves to what it wants at once.
+pub fn upgrades_wait(ladders: &[Vec<LayerOption>], budget: Option<u64>) -> bool {
+    budget.is_some_and(|b| {
+        let best: u64 = ladders.iter().filter_map(|l| l.last()).map(|o| o.bps).sum();
+        (b as f64) < best as f64 * UP_MARGIN
+    })
+}
+
 /// One consumer's layer choice.
 #[derive(Debug, Clone, Default)]
 pub struct LayerSelector {

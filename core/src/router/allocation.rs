@@ -346,6 +346,9 @@ impl Router {
                 })
                 .map(Option::unwrap_or_default)
                 .collect();
+            // An upgrade waits out its hold only while the estimate is
+            // near what the layers need.
+            let held = allocator::upgrades_wait(&ladders, climb_budget);
             // Who gets video at all: each one's least option, in order.
             let mut left = budget;
             let mut active: Vec<usize> = Vec::with_capacity(ours.len());
@@ -405,7 +408,7 @@ impl Router {
                     continue;
                 };
                 let (w, u) = (wanted[k].unwrap_or(0), up[k]);
-                let Some(t) = s.selector.select(now, &ladders[i], w, u, limited, lossy) else {
+                let Some(t) = s.selector.select(now, &ladders[i], w, u, held, lossy) else {
                     continue;
                 };
                 // Resends after a loss need room, and the bucket refill (RELIEF).

@@ -271,6 +271,57 @@ fn nothing_active_keeps_the_target() {
 
 /// Three layers as [`three`], each with three temporal layers at
 /// libwebrtc's 40/20/40 % split (its VP8 L1T3 rate allocation).
+#[test]
+fn with_room_for_every_best_option_an_upgrade_is_taken_at_once() {
+    let two = vec![ladder(&three(), None), ladder(&three(), None)];
+    // 2 x 900 kbit/s, with the 20 % margin: 2.16 Mbit/s.
+    assert!(upgrades_wait(&two, Some(2_100_000)));
+    assert!(!upgrades_wait(&two, Some(2_200_000)));
+    assert!(!upgrades_wait(&two, None));
+    // One consumer on the lowest layer; a chain of probes finds 1.1
+    // Mbit/s, room for its best (900 kbit/s) with the margin: it moves
+    // there at the next decision, not UP_HOLD later.
+    let t0 = Instant::now();
+    let one = vec![ladder(&three(), None)];
+    let l = &one[0];
+    let mut s = LayerSelector::default();
+    let share = Some(150_000);
+    assert_eq!(
+        s.select(t0, l, 0, 0, upgrades_wait(&one, share), false)
+            .map(|o| o.spatial),
+        Some(0)
+    );
+    let share = Some(1_100_000);
+    assert!(!upgrades_wait(&one, share));
+    assert_eq!(
+        s.select(
+            t0 + Duration::from_millis(500),
+            l,
+            2,
+            2,
+            upgrades_wait(&one, share),
+            false
+        )
+        .map(|o| o.spatial),
+        Some(2)
+    );
+    // Where the estimate is short of that, the same step waits.
+    let mut s = LayerSelector::default();
+    s.select(t0, l, 0, 0, true, false);
+    assert_eq!(
+        s.select(
+            t0 + Duration::from_millis(500),
+            l,
+            2,
+            2,
+            upgrades_wait(&one, Some(1_000_000)),
+            false
+        )
+        .map(|o| o.spatial),
+        Some(0)
+    );
+}
+
 fn three_l1t3() -> Vec<LayerInfo> {
     three()
         .into_iter()
