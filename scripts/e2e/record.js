@@ -82,13 +82,21 @@ async function probe(file) {
 
 // Frames the page's camera sent so far: the outbound video encoding with
 // the largest width (the layer a recording takes).
+// Frames each video encoding (by SSRC) sent so far.
 const framesSent = (p) => p.page.evaluate(async () => {
-  let best = { w: -1, n: 0 };
+  const sent = {};
   (await window.sfu.pc().getStats()).forEach((s) => {
-    if (s.type === 'outbound-rtp' && s.kind === 'video' && (s.frameWidth || 0) > best.w) best = { w: s.frameWidth || 0, n: s.framesSent || 0 };
+    if (s.type === 'outbound-rtp' && s.kind === 'video') sent[s.ssrc] = s.framesSent || 0;
   });
-  return best.n;
+  return sent;
 });
+
+// The frames the camera gave between two framesSent: the most any one
+// encoding sent. The recorder takes the widest encoding there is, and the
+// publisher may stop or thin its widest one for a while (Chromium's CPU
+// adaptation under load), which then leaves the recording on a narrower
+// one that sent more.
+const framesBetween = (from, to) => Math.max(0, ...Object.entries(to).map(([ssrc, n]) => n - (from[ssrc] || 0)));
 
 // Chromium plays `file` in a <video>: it shows a picture, time advances,
 // and a seek to the middle lands there and plays on.
@@ -168,7 +176,7 @@ async function main() {
       const v = info.streams.find((s) => s.codec_type === 'video');
       const a = info.streams.find((s) => s.codec_type === 'audio');
       const dur = Number(info.format.duration);
-      const sent = sent1[i] - sent0[i];
+      const sent = framesBetween(sent0[i], sent1[i]);
       const frames = Number(v && v.nb_read_frames);
       console.log(`  ${p.name}: ${out.file} ${v && v.codec_name} ${v && v.width}x${v && v.height} + ${a && a.codec_name}, ${dur.toFixed(2)} s, ${frames} frames (sent ${sent})`);
       if (!v || v.codec_name !== 'vp8' || !a || a.codec_name !== 'opus') throw new Error(`codecs: ${JSON.stringify(info.streams)}`);
