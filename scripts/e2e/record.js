@@ -326,14 +326,17 @@ async function main() {
     const r = await run(BIN, ['play', rel, '--room', 'replay', '--loop', '--name', `${out.name} (recorded)`, '--url', BASE]);
     if (r.code !== 0) throw new Error(`sfu play: ${r.stderr}`);
     const pb = JSON.parse(r.stdout);
-    const tile = await until('the viewer decodes the playback', async () => Object.values(await viewer.page.evaluate(() => window.sfu.remoteStats()))
-      .find((e) => e.framesDecoded > 0 && e.audioSamples > 0), 15000);
-    const fps = Object.values(await fpsOver(viewer, 5)).find((e) => e.name === tile.name);
-    console.log(`  ${rel} (${rate.toFixed(1)} fps in the file) as ${tile.name}: the viewer decodes ${JSON.stringify(fps)}`);
+    // By the tile's id: its media can come before its name does.
+    const [tileId] = await until('the viewer decodes the playback', async () => Object.entries(await viewer.page.evaluate(() => window.sfu.remoteStats()))
+      .find(([, e]) => e.framesDecoded > 0 && e.audioSamples > 0), 15000);
+    const fps = (await fpsOver(viewer, 5))[tileId];
+    console.log(`  ${rel} (${rate.toFixed(1)} fps in the file) as ${fps && fps.name}: the viewer decodes ${JSON.stringify(fps)}`);
     if (!fps || fps.fps < Math.min(25, rate) * 0.9) throw new Error(`the viewer decodes ${JSON.stringify(fps)}; the file has ${rate.toFixed(1)} fps`);
-    const a0 = Object.values(await viewer.page.evaluate(() => window.sfu.remoteStats())).find((e) => e.name === tile.name).audioSamples;
+    if (fps.name !== `${out.name} (recorded)`) throw new Error(`the playback's tile is named ${JSON.stringify(fps.name)}, not "${out.name} (recorded)"`);
+    const audio = async () => (await viewer.page.evaluate(() => window.sfu.remoteStats()))[tileId].audioSamples;
+    const a0 = await audio();
     await sleep(1000);
-    const a1 = Object.values(await viewer.page.evaluate(() => window.sfu.remoteStats())).find((e) => e.name === tile.name).audioSamples;
+    const a1 = await audio();
     if (a1 - a0 < 24000) throw new Error(`audio: ${a1 - a0} samples in 1 s`);
     const late = await page('replay', 'late');
     const t0 = Date.now();
@@ -343,8 +346,8 @@ async function main() {
     const stop = await run(BIN, ['play', '--room', 'replay', '--stop', pb.id, '--url', BASE]);
     if (stop.code !== 0) throw new Error(`sfu play --stop: ${stop.stderr}`);
     await until('the playback leaves the room', async () => {
-      const names = await viewer.page.evaluate(() => window.sfu.tiles().map((t) => t.name));
-      return !names.includes(tile.name);
+      const ids = await viewer.page.evaluate(() => window.sfu.tiles().map((t) => t.id));
+      return !ids.includes(tileId);
     }, 10000);
     const list = JSON.parse((await run(BIN, ['play', '--room', 'replay', '--url', BASE])).stdout);
     console.log(`  playback: ${JSON.stringify(list.playbacks[0])}`);
