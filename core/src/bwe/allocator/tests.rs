@@ -269,8 +269,6 @@ fn nothing_active_keeps_the_target() {
     );
 }
 
-/// Three layers as [`three`], each with three temporal layers at
-/// libwebrtc's 40/20/40 % split (its VP8 L1T3 rate allocation).
 #[test]
 fn with_room_for_every_best_option_an_upgrade_is_taken_at_once() {
     let two = vec![ladder(&three(), None), ladder(&three(), None)];
@@ -322,6 +320,8 @@ fn with_room_for_every_best_option_an_upgrade_is_taken_at_once() {
     );
 }
 
+/// Three layers as [`three`], each with three temporal layers at
+/// libwebrtc's 40/20/40 % split (its VP8 L1T3 rate allocation).
 fn three_l1t3() -> Vec<LayerInfo> {
     three()
         .into_iter()
