@@ -212,6 +212,11 @@ pub struct Counters {
     pub reliefs: Counter,
     /// Simulcast layer switches made by consumers.
     pub layer_switches: Counter,
+    /// AV1 chains broken by a publisher's frame given up
+    /// (`router::svc::Chains`): until the next keyframe, consumers of the
+    /// spatial layers they protect step down to a layer still whole, or
+    /// leave those layers out.
+    pub chain_breaks: Counter,
     /// `sendmmsg` system calls made.
     pub send_calls: Counter,
     /// UDP GSO messages sent (each two datagrams or more to one destination).
@@ -306,7 +311,7 @@ impl Counters {
 
     /// Every [`Counter`] field (a new field must be listed here: a test
     /// checks the count against the struct's size).
-    fn counter_fields(&self) -> [&Counter; 34] {
+    fn counter_fields(&self) -> [&Counter; 35] {
         [
             &self.packets_in,
             &self.bytes_in,
@@ -324,6 +329,7 @@ impl Counters {
             &self.probes,
             &self.reliefs,
             &self.layer_switches,
+            &self.chain_breaks,
             &self.send_calls,
             &self.gso_messages,
             &self.keyframe_requests,

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{FRAME, PipedNets, SimulcastSource, rtp};
-use sfu_core::proto::rtcp::{self, RtcpIter};
+use sfu_core::proto::rtcp;
 use sfu_core::proto::rtp::RtpHeader;
 use sfu_core::router::MediaKind;
 use sfu_core::stats::DropReason;
@@ -40,13 +40,7 @@ fn spread(mut s: PipedNets) -> (PipedNets, ProducerId) {
 
 /// PLIs the publisher received since the last call.
 fn plis_at_publisher(s: &mut PipedNets) -> usize {
-    std::mem::take(&mut s.a.peers[0].rtcp)
-        .iter()
-        .flat_map(|c| RtcpIter::new(c).collect::<Vec<_>>())
-        .filter(|p| {
-            (p.pt, p.count_or_fmt) == (rtcp::PT_PSFB, 1) && p.media_ssrc() == Some(Ssrc(PUB_SSRC))
-        })
-        .count()
+    common::take_plis(&mut s.a.peers[0].rtcp, Ssrc(PUB_SSRC))
 }
 
 #[test]

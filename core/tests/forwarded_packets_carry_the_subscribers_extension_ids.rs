@@ -105,30 +105,10 @@ fn without_transport_cc_our_abs_send_time_advances_with_the_clock() {
     }
 }
 
-/// An AV1 packet whose dependency descriptor (id 12) is `dd`, in a
-/// two-byte extension block (RFC 8285 §4.3) when it is over 16 bytes.
+/// An AV1 packet (SSRC 88, payload type 45) whose dependency descriptor
+/// (id 12) is `dd`.
 fn av1(seq: u16, dd: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x90, 45];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
-    p.extend_from_slice(&88u32.to_be_bytes());
-    let mut block = Vec::new();
-    if dd.len() > 16 {
-        block.extend_from_slice(&[12, dd.len() as u8]);
-    } else {
-        block.push((12 << 4) | (dd.len() as u8 - 1));
-    }
-    block.extend_from_slice(dd);
-    block.resize(block.len().div_ceil(4) * 4, 0);
-    p.extend_from_slice(if dd.len() > 16 {
-        &[0x10, 0x00]
-    } else {
-        &[0xBE, 0xDE]
-    });
-    p.extend_from_slice(&((block.len() / 4) as u16).to_be_bytes());
-    p.extend_from_slice(&block);
-    p.extend_from_slice(b"av1-obu");
-    p
+    common::av1_rtp(seq, u32::from(seq) * 3000, false, (88, 45), dd, b"av1-obu")
 }
 
 #[test]

@@ -21,6 +21,9 @@ impl Router {
     ) {
         let mut keyframe_needed = false;
         let mut missing = false;
+        // AV1 chains this packet broke (its loss reset, or its frame
+        // pointing at one given up).
+        let mut chain_breaks = 0;
         let Some(producer) = self.producers.get_mut(pid) else {
             self.count_drop(DropReason::StaleId);
             return;
@@ -61,7 +64,14 @@ impl Router {
                     self.counters.packets_recovered.add(1);
                     self.worker_counters.packets_recovered.add(1);
                 }
-                Arrival::Reset => keyframe_needed = true,
+                Arrival::Reset => {
+                    keyframe_needed = true;
+                    if let Some(s) = &mut e.spatial {
+                        chain_breaks = s.chains.breaks();
+                        s.chains.on_reset();
+                        chain_breaks = s.chains.breaks() - chain_breaks;
+                    }
+                }
             }
         }
         if let Some(b) = &mut e.buffer
@@ -95,7 +105,12 @@ impl Router {
                         }
                         d.frame()
                     }),
-                    _ => dd.and_then(|v| spatial.av1_packet(v)),
+                    _ => {
+                        let before = spatial.chains.breaks();
+                        let f = dd.and_then(|v| spatial.av1_packet(v, hdr.seq));
+                        chain_breaks += spatial.chains.breaks() - before;
+                        f
+                    }
                 };
                 // The stream's size: its highest spatial layer's.
                 if let Some(size) = spatial.top_size() {
@@ -134,6 +149,10 @@ impl Router {
         if missing {
             self.schedule_nack(pid, enc);
         }
+        if chain_breaks > 0 {
+            self.counters.chain_breaks.add(chain_breaks);
+            self.worker_counters.chain_breaks.add(chain_breaks);
+        }
         if keyframe_needed {
             self.request_keyframe(now, pid, enc);
         }
@@ -155,11 +174,13 @@ impl Router {
         let payload_len = (pkt.len() - hdr.header_len) as u32;
         // Our send time as abs-send-time.
         let send_time = abs_send_time(now.saturating_duration_since(*epoch));
-        let key_svc = producer
+        // K-SVC, and the spatial layers an AV1 chain broken upstream
+        // leaves undecodable (bit per layer).
+        let (key_svc, broken) = producer
             .encodings
             .get(enc as usize)
             .and_then(|e| e.spatial.as_ref())
-            .is_some_and(|s| s.key_svc());
+            .map_or((false, 0), |s| (s.key_svc(), s.chains.broken_layers()));
         for cid in &producer.consumers {
             let Some(c) = consumers.get_mut(*cid) else {
                 counters.count_drop(DropReason::StaleId);
@@ -187,7 +208,7 @@ impl Router {
             }
             let mut marker = None;
             if let Some(d) = &layered {
-                let Some(m) = c.svc_pass(d, hdr.seq, key_svc) else {
+                let Some(m) = c.svc_pass(d, hdr.seq, key_svc, broken) else {
                     continue;
                 };
                 marker = m;

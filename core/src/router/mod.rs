@@ -266,6 +266,8 @@ pub struct Router {
     padding_src: Vec<u8>,
     /// Sequence numbers of one NACK (reused).
     nack_seqs: Vec<u16>,
+    /// Sequence numbers a NACK poll gave up (reused).
+    lost_seqs: Vec<u16>,
     /// When the router was created: the zero of its millisecond stamps.
     epoch: Instant,
     /// The receiver-report timer is in the heap.
@@ -342,6 +344,7 @@ impl Router {
                 p
             },
             nack_seqs: Vec::with_capacity(64),
+            lost_seqs: Vec::new(),
             epoch: now,
             reports_scheduled: false,
             twcc_scheduled: false,

@@ -104,12 +104,24 @@ impl NackGenerator {
     }
 
     /// Appends to `out` the sequence numbers to NACK now (with `rtt`
-    /// between retries), and returns how many packets were given up.
-    pub fn poll(&mut self, now: Instant, rtt: Duration, out: &mut Vec<u16>) -> usize {
+    /// between retries) and to `given_up` those it stops asking for, and
+    /// returns how many packets were given up.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        rtt: Duration,
+        out: &mut Vec<u16>,
+        given_up: &mut Vec<u16>,
+    ) -> usize {
         let retry = rtt.max(MIN_RETRY_INTERVAL);
         let before = self.missing.len();
-        self.missing
-            .retain(|m| m.sent < MAX_RETRIES && now.saturating_duration_since(m.since) < MAX_AGE);
+        self.missing.retain(|m| {
+            let keep = m.sent < MAX_RETRIES && now.saturating_duration_since(m.since) < MAX_AGE;
+            if !keep {
+                given_up.push(m.seq as u16);
+            }
+            keep
+        });
         let gave_up = before - self.missing.len();
         for m in &mut self.missing {
             let due = match m.last_sent {
@@ -151,23 +163,23 @@ mod tests {
     fn a_gap_is_nacked_after_the_reorder_delay_then_once_per_rtt() {
         let t0 = Instant::now();
         let mut g = NackGenerator::new(Duration::from_millis(5));
-        let mut out = Vec::new();
+        let (mut out, mut lost) = (Vec::new(), Vec::new());
         assert_eq!(g.on_packet(t0, 10), Arrival::New);
         assert_eq!(g.on_packet(t0, 13), Arrival::New);
         assert_eq!(g.missing(), 2);
-        assert_eq!(g.poll(t0, RTT, &mut out), 0);
+        assert_eq!(g.poll(t0, RTT, &mut out, &mut lost), 0);
         assert!(out.is_empty(), "inside the reorder tolerance");
         assert_eq!(g.next_deadline(RTT), Some(t0 + Duration::from_millis(5)));
-        g.poll(t0 + Duration::from_millis(5), RTT, &mut out);
+        g.poll(t0 + Duration::from_millis(5), RTT, &mut out, &mut lost);
         assert_eq!(out, [11, 12]);
         out.clear();
-        g.poll(t0 + Duration::from_millis(50), RTT, &mut out);
+        g.poll(t0 + Duration::from_millis(50), RTT, &mut out, &mut lost);
         assert!(out.is_empty(), "not again within the RTT");
         assert_eq!(
             g.on_packet(t0 + Duration::from_millis(60), 11),
             Arrival::Recovered
         );
-        g.poll(t0 + Duration::from_millis(105), RTT, &mut out);
+        g.poll(t0 + Duration::from_millis(105), RTT, &mut out, &mut lost);
         assert_eq!(out, [12], "only what is still missing");
         assert_eq!(g.on_packet(t0, 11), Arrival::Old, "a duplicate");
     }
@@ -182,8 +194,8 @@ mod tests {
             g.on_packet(t0 + Duration::from_millis(1), 2),
             Arrival::Recovered
         );
-        let mut out = Vec::new();
-        g.poll(t0 + Duration::from_millis(10), RTT, &mut out);
+        let (mut out, mut lost) = (Vec::new(), Vec::new());
+        g.poll(t0 + Duration::from_millis(10), RTT, &mut out, &mut lost);
         assert!(out.is_empty());
         assert_eq!(g.next_deadline(RTT), None);
     }
@@ -194,24 +206,27 @@ mod tests {
         let mut g = NackGenerator::new(Duration::ZERO);
         g.on_packet(t0, 65534);
         g.on_packet(t0, 1); // 65535 and 0 missing, across the wrap
-        let mut out = Vec::new();
+        let (mut out, mut lost) = (Vec::new(), Vec::new());
         let mut t = t0;
         let mut gave_up = 0;
         for _ in 0..20 {
-            gave_up += g.poll(t, Duration::from_millis(20), &mut out);
+            gave_up += g.poll(t, Duration::from_millis(20), &mut out, &mut lost);
             t += Duration::from_millis(20);
         }
         assert_eq!(gave_up, 2);
         assert_eq!(out.len(), 2 * MAX_RETRIES as usize);
         assert!(out.iter().all(|s| *s == 65535 || *s == 0));
+        assert_eq!(lost, [65535, 0], "the packets given up");
+        lost.clear();
         let mut g = NackGenerator::new(Duration::ZERO);
         g.on_packet(t0, 1);
         g.on_packet(t0, 3);
         assert_eq!(
-            g.poll(t0 + MAX_AGE, Duration::from_secs(10), &mut out),
+            g.poll(t0 + MAX_AGE, Duration::from_secs(10), &mut out, &mut lost),
             1,
             "too old"
         );
+        assert_eq!(lost, [2]);
     }
 
     #[test]

@@ -147,10 +147,22 @@ impl Router {
         let Some(media) = e.ssrc else { return };
         let Some(g) = &mut e.nack else { return };
         self.nack_seqs.clear();
-        let gave_up = g.poll(now, rtt, &mut self.nack_seqs);
+        self.lost_seqs.clear();
+        let gave_up = g.poll(now, rtt, &mut self.nack_seqs, &mut self.lost_seqs);
         if gave_up > 0 {
             self.counters.packets_lost.add(gave_up as u64);
             self.worker_counters.packets_lost.add(gave_up as u64);
+            // AV1: the frames those packets were in are lost, and the
+            // chains through them broken.
+            if let Some(s) = &mut e.spatial {
+                let before = s.chains.breaks();
+                for seq in &self.lost_seqs {
+                    s.chains.on_lost(*seq);
+                }
+                let breaks = s.chains.breaks() - before;
+                self.counters.chain_breaks.add(breaks);
+                self.worker_counters.chain_breaks.add(breaks);
+            }
         }
         if !self.nack_seqs.is_empty() {
             let items = rtcp::nack_items(&self.nack_seqs);

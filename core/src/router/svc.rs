@@ -22,6 +22,10 @@
 
 use std::time::Instant;
 
+mod chains;
+
+pub use chains::Chains;
+
 use super::consumer::Consumer;
 use super::rate_meter::RateMeter;
 use super::temporal::LayerFilter;
@@ -60,6 +64,8 @@ pub struct SpatialLayers {
     /// AV1: the recent frames' (frame number, temporal id), by frame
     /// number modulo the length, to follow each frame's references.
     recent: [Option<(u16, u8)>; RECENT_FRAMES],
+    /// AV1: the chains, and which of them a loss has broken.
+    pub(crate) chains: Chains,
 }
 
 /// AV1 frames whose temporal id [`SpatialLayers`] keeps (a second of three
@@ -79,18 +85,21 @@ impl SpatialLayers {
         }
     }
 
-    /// AV1: the frame of a packet whose dependency descriptor is `value`,
-    /// decoded against the structure in force, or `None` when it does not
-    /// decode. A structure it carries (a keyframe's) becomes the one in
-    /// force, with its spatial layers' sizes.
-    pub fn av1_packet(&mut self, value: &[u8]) -> Option<LayeredFrame> {
+    /// AV1: the frame of packet `seq` whose dependency descriptor is
+    /// `value`, decoded against the structure in force, or `None` when it
+    /// does not decode. A structure it carries (a keyframe's) becomes the
+    /// one in force, with its spatial layers' sizes and chains; the
+    /// frame's chain differences go to [`Chains::on_packet`].
+    pub fn av1_packet(&mut self, value: &[u8], seq: u16) -> Option<LayeredFrame> {
         let d = DependencyDescriptor::parse(value, self.av1_structure.as_deref())?;
         if let Some(st) = d.structure.clone() {
             if let Some(r) = &st.resolutions {
                 self.set_sizes(r);
             }
+            self.chains.set_structure(&st);
             self.av1_structure = Some(st);
         }
+        self.chains.on_packet(&d, seq);
         Some(self.av1_frame(&d))
     }
 
@@ -199,10 +208,25 @@ impl LayerFilter {
     }
 
     /// Whether a packet of frame `d` is forwarded, moving `current` to the
-    /// target where that is safe.
-    fn pass_spatial(&mut self, d: &LayeredFrame, key_svc: bool) -> bool {
+    /// target where that is safe. `broken` (bit per spatial layer, AV1's
+    /// [`Chains::broken_layers`]): layers that cannot decode until the
+    /// next keyframe. Their frames are left out; in full SVC, where each
+    /// layer's chain holds the ones below it, a consumer above them steps
+    /// down at the next picture to the highest layer still whole, and
+    /// back up at the keyframe (which the allocator asks for, as the
+    /// current layer is then below the target).
+    fn pass_spatial(&mut self, d: &LayeredFrame, key_svc: bool, broken: u8) -> bool {
         if d.keyframe() || (!key_svc && d.picture_start() && self.target < self.current) {
             self.current = self.target;
+        }
+        if broken != 0 {
+            let whole = broken.trailing_zeros() as u8;
+            if !key_svc && d.picture_start() && whole > 0 && self.current >= whole {
+                self.current = whole - 1;
+            }
+            if broken & (1 << d.sid.min(7)) != 0 {
+                return false;
+            }
         }
         if self.current == ALL_SPATIAL_LAYERS {
             return true;
@@ -215,7 +239,9 @@ impl LayerFilter {
 impl Consumer {
     /// Whether this consumer forwards the packet of frame `d` (VP9 or AV1)
     /// with sequence number `seq` by its spatial and temporal layers, given
-    /// whether the stream is K-SVC ([`SpatialLayers::key_svc`]). Returns
+    /// whether the stream is K-SVC ([`SpatialLayers::key_svc`]) and the
+    /// spatial layers a broken AV1 chain leaves undecodable (`broken`, bit
+    /// per layer, [`Chains::broken_layers`]; 0 for VP9). Returns
     /// `None` for a packet left out (out of its sequence numbers too, so
     /// what it sends has no gap), else the marker bit to write: set on the
     /// last packet of the highest spatial layer it forwards, clear below
@@ -227,6 +253,7 @@ impl Consumer {
         d: &LayeredFrame,
         seq: u16,
         key_svc: bool,
+        broken: u8,
     ) -> Option<Option<bool>> {
         let Some(s) = self.simulcast.as_deref_mut() else {
             return Some(None);
@@ -237,7 +264,7 @@ impl Consumer {
         let temporal = d
             .tid
             .is_none_or(|t| self.temporal.pass(t, d.picture_start(), d.switching_up));
-        if !(s.spatial.pass_spatial(d, key_svc) && temporal) {
+        if !(s.spatial.pass_spatial(d, key_svc, broken) && temporal) {
             self.seq.leave_out(seq);
             return None;
         }

@@ -21,3 +21,44 @@ pub fn testdata_rtp(name: &str) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// The dependency descriptors' extension id in the captures (sig's
+/// `recording::file::AV1_DD_EXT_ID`).
+pub const AV1_DD_EXT_ID: u8 = 12;
+
+/// Chromium's AV1 L3T3 capture (`av1-l3t3.sfurec`: one keyframe, then 17
+/// pictures of three spatial layers, to its last marker) played `times`
+/// times, each play's
+/// frame numbers and sequence numbers continuing where the last ended, so
+/// that each play starts with a keyframe of its own. Each packet's
+/// (sequence number, marker bit, dependency descriptor bytes).
+pub fn av1_l3t3_replayed(times: u16) -> Vec<(u16, bool, Vec<u8>)> {
+    use crate::proto::rtp::RtpHeader;
+    let once: Vec<(u16, bool, Vec<u8>)> = testdata_rtp("av1-l3t3.sfurec")
+        .iter()
+        .map(|pkt| {
+            let h = RtpHeader::parse(pkt).expect("captured RTP parses");
+            let v = h
+                .extension(pkt, AV1_DD_EXT_ID)
+                .expect("a dependency descriptor");
+            (h.seq, h.marker, v.to_vec())
+        })
+        .collect();
+    // Whole pictures: the capture ends inside one.
+    let mut once = once;
+    let ended = once.iter().rposition(|p| p.1).expect("a marker");
+    once.truncate(ended + 1);
+    let frame = |v: &[u8]| u16::from_be_bytes([v[1], v[2]]);
+    let frames = frame(&once[once.len() - 1].2).wrapping_sub(frame(&once[0].2)) + 1;
+    let packets = once.len() as u16;
+    let mut out = Vec::new();
+    for k in 0..times {
+        for (seq, marker, v) in &once {
+            let mut v = v.clone();
+            let n = frame(&v).wrapping_add(k * frames).to_be_bytes();
+            v[1..3].copy_from_slice(&n);
+            out.push((seq.wrapping_add(k * packets), *marker, v));
+        }
+    }
+    out
+}

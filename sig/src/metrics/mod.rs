@@ -112,7 +112,7 @@ pub fn render(app: &AppState) -> String {
         parts.push(("rooms=\"other\"".into(), *n));
     }
     for (prefix, items) in [("sfu_worker", &workers), ("sfu_room", &room_items)] {
-        let defs: [Def; 27] = [
+        let defs: [Def; 28] = [
             ("packets_in_total", "UDP datagrams received.", |c| {
                 c.packets_in.get()
             }),
@@ -184,6 +184,11 @@ pub fn render(app: &AppState) -> String {
                 "layer_switches_total",
                 "Simulcast layer switches made by consumers (each at a keyframe).",
                 |c| c.layer_switches.get(),
+            ),
+            (
+                "chain_breaks_total",
+                "AV1 chains broken by a publisher's frame given up: until the next keyframe, consumers of the spatial layers a broken chain protects step down to one still whole (full SVC) or leave them out.",
+                |c| c.chain_breaks.get(),
             ),
             (
                 "send_calls_total",

@@ -20,6 +20,11 @@ pub const DTI_SWITCH: u8 = 3;
 /// References of one frame kept (AV1 frames have up to 7).
 pub const MAX_REFERENCES: usize = 8;
 
+/// Chains of one frame kept (a structure may have up to 32, one per decode
+/// target; encoders use one per spatial layer, up to 4). A decode target
+/// protected by a chain past these is not followed.
+pub const MAX_CHAINS: usize = 8;
+
 /// A frame dependency template (§A.8.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DdTemplate {
@@ -97,6 +102,11 @@ pub struct DependencyDescriptor {
     /// template's, or its own), up to [`MAX_REFERENCES`].
     fdiffs: [u16; MAX_REFERENCES],
     fdiff_count: u8,
+    /// Its chain differences (its template's, or its own), one per chain
+    /// up to [`MAX_CHAINS`]: `frame_number - d` is the previous frame of
+    /// that chain, and 0 says there is none (the chain starts here).
+    chain_fdiffs: [u8; MAX_CHAINS],
+    chain_count: u8,
     /// It depends on an earlier frame of its own temporal unit (the
     /// spatial layer below: inter-layer prediction).
     pub inter_layer: bool,
@@ -172,9 +182,18 @@ impl DependencyDescriptor {
                 note(u32::from(*f));
             }
         }
+        let mut chain_fdiffs = [0u8; MAX_CHAINS];
+        let chain_count = usize::from(s.chains).min(MAX_CHAINS);
         if custom_chains {
-            for _ in 0..s.chains {
-                r.bits(8)?;
+            for c in 0..usize::from(s.chains) {
+                let d = r.bits(8)? as u8;
+                if let Some(slot) = chain_fdiffs.get_mut(c) {
+                    *slot = d;
+                }
+            }
+        } else {
+            for (slot, d) in chain_fdiffs.iter_mut().zip(&t.chain_fdiffs) {
+                *slot = *d;
             }
         }
         // Which of its references fall in its own temporal unit (within
@@ -197,6 +216,8 @@ impl DependencyDescriptor {
             own_dti: own,
             fdiffs,
             fdiff_count,
+            chain_fdiffs,
+            chain_count: chain_count as u8,
             inter_layer,
             inter_picture,
             structure,
@@ -209,6 +230,13 @@ impl DependencyDescriptor {
         self.fdiffs[..usize::from(self.fdiff_count)]
             .iter()
             .map(|f| self.frame_number.wrapping_sub(*f))
+    }
+
+    /// Its chain differences, one per chain (at most [`MAX_CHAINS`]):
+    /// `frame_number - d` is the previous frame of the chain, 0 none
+    /// (§A.8.2 `frame_chain_fdiff`).
+    pub fn chain_fdiffs(&self) -> &[u8] {
+        &self.chain_fdiffs[..usize::from(self.chain_count)]
     }
 
     /// The frame as the layer selection sees it. `switching_up`: whether a

@@ -14,7 +14,9 @@ mod h264;
 mod vp8;
 mod vp9;
 
-pub use av1_dd::{DTI_SWITCH, DdStructure, DdTemplate, DependencyDescriptor, MAX_REFERENCES};
+pub use av1_dd::{
+    DTI_SWITCH, DdStructure, DdTemplate, DependencyDescriptor, MAX_CHAINS, MAX_REFERENCES,
+};
 pub use bits::BitReader;
 pub use h264::h264_sps_size;
 pub use vp8::Vp8Descriptor;

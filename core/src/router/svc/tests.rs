@@ -59,7 +59,7 @@ type Sent = (u32, u8, u8, u16, bool);
 fn run(c: &mut Consumer, packets: &[Packet], key_svc: bool) -> Vec<Sent> {
     let mut sent = Vec::new();
     for (seq, d) in packets {
-        let Some(marker) = c.svc_pass(&d.frame(), *seq, key_svc) else {
+        let Some(marker) = c.svc_pass(&d.frame(), *seq, key_svc, 0) else {
             continue;
         };
         let out = c.seq.input(*seq).expect("forwarded packets get a number");
@@ -201,7 +201,7 @@ fn a_consumer_without_layer_state_forwards_the_stream_as_it_came() {
     let mut c = consumer();
     c.simulcast = None;
     for (seq, d) in &packets {
-        assert_eq!(c.svc_pass(&d.frame(), *seq, true), Some(None));
+        assert_eq!(c.svc_pass(&d.frame(), *seq, true, 0), Some(None));
     }
 }
 
@@ -262,15 +262,15 @@ fn captured(name: &str) -> Vec<(u16, bool, Vp9Descriptor)> {
 type Frame = (u16, bool, u32, LayeredFrame);
 
 /// The frames of a capture: VP9 by its payload descriptor, AV1 by the
-/// dependency descriptor its recording keeps (extension id 12, sig's
-/// `recording::file::AV1_DD_EXT_ID`), followed through `layers`.
+/// dependency descriptor its recording keeps (`testing::AV1_DD_EXT_ID`),
+/// followed through `layers`.
 fn captured_frames(name: &str, layers: &mut SpatialLayers) -> Vec<Frame> {
     crate::testing::testdata_rtp(name)
         .iter()
         .map(|pkt| {
             let h = RtpHeader::parse(pkt).expect("captured RTP parses");
-            let f = match h.extension(pkt, 12) {
-                Some(v) => layers.av1_packet(v).expect("dependency descriptor"),
+            let f = match h.extension(pkt, crate::testing::AV1_DD_EXT_ID) {
+                Some(v) => layers.av1_packet(v, h.seq).expect("dependency descriptor"),
                 None => Vp9Descriptor::parse(&pkt[h.header_len..])
                     .expect("VP9 descriptor")
                     .frame(),
@@ -340,7 +340,7 @@ fn through_switches(frames: &[Frame]) {
         };
         let (s, t) = [(1, ALL_TEMPORAL), (0, 0), (0, ALL_TEMPORAL)][phase];
         c.set_layer_target(true, s, t);
-        let Some(m) = c.svc_pass(f, *seq, false) else {
+        let Some(m) = c.svc_pass(f, *seq, false, 0) else {
             continue;
         };
         let out = c.seq.input(*seq).expect("forwarded packets get a number");
@@ -407,4 +407,101 @@ fn chromium_av1_l3t3_through_spatial_and_temporal_switches_stays_decodable() {
     let widths: Vec<_> = infos.iter().map(|l| l.width).collect();
     assert_eq!(widths, [Some(240), Some(480), Some(960)]);
     through_switches(&frames);
+}
+
+#[test]
+fn av1_consumer_steps_down_to_the_layers_a_lost_frame_leaves_whole() {
+    // Chromium's AV1 L3T3 played twice (a keyframe at each start). S2's
+    // second T0 inter frame is lost upstream, and its packets are given up
+    // six frames later: S2's chain is broken until the second keyframe.
+    let packets = crate::testing::av1_l3t3_replayed(2);
+    let frame_number = |v: &[u8]| u16::from_be_bytes([v[1], v[2]]);
+    let mut layers = SpatialLayers::default();
+    let mut probe = SpatialLayers::default();
+    let lost = packets
+        .iter()
+        .map(|(seq, _, v)| (frame_number(v), probe.av1_packet(v, *seq).unwrap()))
+        .filter(|(_, f)| f.begin && f.inter_picture && f.sid == 2 && f.tid == Some(0))
+        .nth(1)
+        .expect("a second S2 T0 inter frame")
+        .0;
+    let mut c = consumer();
+    c.set_layer_target(true, ALL_SPATIAL_LAYERS, ALL_TEMPORAL);
+    let (mut lost_seqs, mut sent) = (Vec::new(), Vec::new());
+    let (mut pic, mut lost_in, mut given_up_at, mut key_at) = (0u32, 0, None, None);
+    for (seq, marker, v) in &packets {
+        let n = frame_number(v);
+        if n == lost {
+            lost_seqs.push(*seq);
+            lost_in = pic;
+            continue;
+        }
+        let f = layers.av1_packet(v, *seq).expect("decodes");
+        if f.picture_start() {
+            pic += 1;
+            if f.keyframe() && given_up_at.is_some() {
+                key_at = Some(pic);
+            }
+        }
+        if given_up_at.is_none() && n == lost.wrapping_add(6) {
+            for s in &lost_seqs {
+                layers.chains.on_lost(*s);
+            }
+            given_up_at = Some(pic);
+        }
+        let broken = layers.chains.broken_layers();
+        let pass = c.svc_pass(&f, *seq, false, broken);
+        if let (Some(g), None) = (given_up_at, key_at)
+            && pic > g
+        {
+            assert_eq!(broken, 0b100, "S2's chain, picture {pic}");
+            let spatial = c.simulcast.as_ref().unwrap().spatial;
+            assert_eq!(spatial.current(), 1, "picture {pic}");
+            assert!(spatial.needs_keyframe(false), "to climb back");
+        }
+        let Some(m) = pass else {
+            continue;
+        };
+        let out = c.seq.input(*seq).expect("forwarded packets get a number");
+        sent.push((pic, f.sid, f.tid.unwrap(), out, m.unwrap_or(*marker)));
+    }
+    let (g, k) = (given_up_at.expect("given up"), key_at.expect("a keyframe"));
+    // No gap but the lost frame's: what is left out is renumbered.
+    let gaps: Vec<u16> = sent
+        .windows(2)
+        .map(|w| w[1].3.wrapping_sub(w[0].3))
+        .filter(|d| *d != 1)
+        .collect();
+    assert_eq!(gaps, [1 + lost_seqs.len() as u16], "only the lost frame's");
+    // The picture of the lost frame, and the one the loss became known in,
+    // end without a marker (its S1 frame had gone out before S2's was left
+    // out); every other picture ends with one.
+    let before: Vec<Sent> = sent
+        .iter()
+        .copied()
+        .filter(|p| p.0 < g && p.0 != lost_in)
+        .collect();
+    let after: Vec<Sent> = sent.iter().copied().filter(|p| p.0 > g).collect();
+    assert_one_marker_per_picture(&before);
+    assert_one_marker_per_picture(&after);
+    let sids = |from: u32, to: u32| -> Vec<u8> {
+        let mut v: Vec<u8> = sent
+            .iter()
+            .filter(|p| (from..to).contains(&p.0))
+            .map(|p| p.1)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    assert_eq!(sids(1, g), [0, 1, 2], "every layer before");
+    assert_eq!(sids(g, k), [0, 1], "S0 and S1 until the keyframe");
+    assert_eq!(sids(k, pic + 1), [0, 1, 2], "every layer from it");
+    // S0 and S1 kept every temporal layer meanwhile.
+    let tids: Vec<u8> = sent
+        .iter()
+        .filter(|p| (g + 1..k).contains(&p.0))
+        .map(|p| p.2)
+        .collect();
+    assert!([0, 1, 2].iter().all(|t| tids.contains(t)), "{tids:?}");
 }

@@ -1,9 +1,6 @@
 use super::*;
 use crate::proto::rtp::RtpHeader;
-
-/// The recorded dependency descriptors' extension id
-/// (sig's `recording::file::AV1_DD_EXT_ID`).
-const DD_ID: u8 = 12;
+use crate::testing::AV1_DD_EXT_ID as DD_ID;
 
 /// (marker, descriptor bytes) of each packet of a capture.
 fn captured(name: &str) -> Vec<(bool, Vec<u8>)> {
