@@ -13,7 +13,9 @@ use sfu_core::proto::rtp::{Rewrite, RtpHeader, write_forwarded};
 use sfu_core::proto::srtp::{SrtpBackend, SrtpProfile, SrtpSession};
 use sfu_core::proto::stun;
 use sfu_core::router::MediaKind;
-use sfu_core::testing::{MID_EXT_ID, Net, RID_EXT_ID, rtp, rtp_with_ext};
+use sfu_core::testing::{
+    AV1_DD_EXT_ID, MID_EXT_ID, Net, RID_EXT_ID, av1_l3t3_replayed, av1_rtp, rtp, rtp_with_ext,
+};
 use sfu_core::{Mid, Pt, Ssrc};
 
 const PWD: &str = "serverpassword-0123456789";
@@ -269,6 +271,62 @@ fn bench_fanout_l1t3(c: &mut Criterion) {
     g.finish();
 }
 
+/// The consumers' side of AV1 SVC: 1 producer -> 10 consumers as
+/// [`bench_fanout`], the packets Chromium's AV1 L3T3 (`testdata/rtp`: its
+/// dependency descriptors played over and over, frame numbers going on)
+/// with 200 bytes of payload, so each is decoded against the template
+/// structure and followed through the chains, and each copy passes the
+/// consumer's spatial and temporal check.
+fn bench_fanout_av1_l3t3(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rtp");
+    g.sample_size(30);
+    let n = 10;
+    let mut net = Net::new();
+    net.dependency_descriptor_ext_ids = Some((AV1_DD_EXT_ID, 9));
+    let publisher = net.add_peer();
+    let subs: Vec<usize> = (0..n).map(|_| net.add_peer()).collect();
+    net.connect_all();
+    let producer = net.produce(publisher, MediaKind::Video, 4444, 45);
+    for (i, s) in subs.iter().enumerate() {
+        net.consume(*s, producer, 5000 + i as u32, (45, 45));
+    }
+    let play = av1_l3t3_replayed(1);
+    let frame = |v: &[u8]| u16::from_be_bytes([v[1], v[2]]);
+    let frames = frame(&play[play.len() - 1].2).wrapping_sub(frame(&play[0].2)) + 1;
+    // Each packet's picture in the play (a marker ends one).
+    let mut pictures = Vec::with_capacity(play.len());
+    let mut pic = 0u32;
+    for (_, marker, _) in &play {
+        pictures.push(pic);
+        pic += u32::from(*marker);
+    }
+    let warm_up = 2 * pictures.len() as u32;
+    // Packet k of the endless play.
+    let packet = move |k: u32| {
+        let (round, i) = (k / play.len() as u32, k as usize % play.len());
+        let (_, marker, dd) = &play[i];
+        let mut dd = dd.clone();
+        let f = frame(&dd).wrapping_add((round as u16).wrapping_mul(frames));
+        dd[1..3].copy_from_slice(&f.to_be_bytes());
+        let ts = (round * pic + pictures[i]).wrapping_mul(4500);
+        av1_rtp(k as u16, ts, *marker, (4444, 45), &dd, &[0; 200])
+    };
+    // Two plays at about 20 pictures/s: the layer passes give every
+    // consumer every layer.
+    let mut count = 0u32;
+    for _ in 0..warm_up {
+        count += 1;
+        assert!(net.peers[publisher].client.send_rtp(&packet(count)));
+        net.advance(Duration::from_millis(7));
+    }
+    net.step();
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(format!("consumer_rewrite_av1_l3t3_1_to_{n}"), |b| {
+        fan_out(b, &mut net, publisher, n, &mut count, |_, k| packet(k));
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_demux,
@@ -276,6 +334,7 @@ criterion_group!(
     bench_rtp,
     bench_srtp,
     bench_fanout,
-    bench_fanout_l1t3
+    bench_fanout_l1t3,
+    bench_fanout_av1_l3t3
 );
 criterion_main!(benches);
