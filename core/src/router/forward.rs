@@ -21,8 +21,8 @@ impl Router {
     ) {
         let mut keyframe_needed = false;
         let mut missing = false;
-        // AV1 chains this packet broke (its loss reset, or its frame
-        // pointing at one given up).
+        // AV1 chains this packet broke (a reset of its loss tracking, or
+        // its frame pointing at one given up).
         let mut chain_breaks = 0;
         let Some(producer) = self.producers.get_mut(pid) else {
             self.count_drop(DropReason::StaleId);
@@ -67,9 +67,7 @@ impl Router {
                 Arrival::Reset => {
                     keyframe_needed = true;
                     if let Some(s) = &mut e.spatial {
-                        chain_breaks = s.chains.breaks();
                         s.chains.on_reset();
-                        chain_breaks = s.chains.breaks() - chain_breaks;
                     }
                 }
             }
@@ -105,13 +103,9 @@ impl Router {
                         }
                         d.frame()
                     }),
-                    _ => {
-                        let before = spatial.chains.breaks();
-                        let f = dd.and_then(|v| spatial.av1_packet(v, hdr.seq));
-                        chain_breaks += spatial.chains.breaks() - before;
-                        f
-                    }
+                    _ => dd.and_then(|v| spatial.av1_packet(v, hdr.seq)),
                 };
+                chain_breaks = spatial.chains.take_breaks();
                 // The stream's size: its highest spatial layer's.
                 if let Some(size) = spatial.top_size() {
                     e.size = Some(size);

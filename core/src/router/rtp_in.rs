@@ -155,11 +155,10 @@ impl Router {
             // AV1: the frames those packets were in are lost, and the
             // chains through them broken.
             if let Some(s) = &mut e.spatial {
-                let before = s.chains.breaks();
                 for seq in &self.lost_seqs {
                     s.chains.on_lost(*seq);
                 }
-                let breaks = s.chains.breaks() - before;
+                let breaks = s.chains.take_breaks();
                 self.counters.chain_breaks.add(breaks);
                 self.worker_counters.chain_breaks.add(breaks);
             }

@@ -70,7 +70,7 @@ pub struct Chains {
     count: u8,
     /// The chain protecting each spatial layer's highest decode target.
     layer_chain: [Option<u8>; MAX_SPATIAL],
-    /// Times a chain went from whole to broken.
+    /// Times a chain went from whole to broken since [`Self::take_breaks`].
     breaks: u64,
 }
 
@@ -81,12 +81,13 @@ fn newer(a: u16, b: u16) -> bool {
 
 impl Chains {
     /// Takes the chains of a structure that came into force (a
-    /// keyframe's): which chain protects each spatial layer's highest
-    /// decode target. Nothing is broken under a new structure until a
-    /// frame of it is lost.
+    /// keyframe's): how many there are, and which protects each spatial
+    /// layer's highest decode target. The keyframe itself starts them
+    /// again (chain differences 0), so nothing is mended here: a resent
+    /// old keyframe packet carries the structure too.
     pub fn set_structure(&mut self, s: &DdStructure) {
         self.count = s.chains.min(MAX_CHAINS as u8);
-        self.broken = 0;
+        self.broken &= self.all();
         self.layer_chain = [None; MAX_SPATIAL];
         for (spatial, slot) in self.layer_chain.iter_mut().enumerate() {
             let top = s
@@ -236,12 +237,16 @@ impl Chains {
     /// Packets were lost beyond what the NACK generator follows (its
     /// reset): every chain is broken until it starts again.
     pub fn on_reset(&mut self) {
-        let all = if self.count >= 8 {
+        self.break_chains(self.all());
+    }
+
+    /// A bit for each chain of the structure in force.
+    fn all(&self) -> u8 {
+        if usize::from(self.count) >= MAX_CHAINS {
             u8::MAX
         } else {
             (1u8 << self.count) - 1
-        };
-        self.break_chains(all);
+        }
     }
 
     /// Bit *s*: spatial layer *s*'s highest decode target is protected by a
@@ -260,9 +265,10 @@ impl Chains {
         out
     }
 
-    /// Times a chain broke.
-    pub fn breaks(&self) -> u64 {
-        self.breaks
+    /// Times a chain went from whole to broken since the last call (for
+    /// the Router's counter).
+    pub fn take_breaks(&mut self) -> u64 {
+        std::mem::take(&mut self.breaks)
     }
 }
 

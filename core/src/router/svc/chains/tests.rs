@@ -72,7 +72,7 @@ fn chromium_l3t3_arriving_whole_breaks_no_chain() {
     // those below (the keyframe starts all three).
     assert_eq!(c.layer_chain, [Some(0), Some(1), Some(2), None]);
     assert_eq!(packets[0].1.chain_fdiffs(), [0, 0, 0]);
-    assert_eq!(c.breaks(), 0);
+    assert_eq!(c.take_breaks(), 0);
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn a_lost_s2_frame_breaks_s2_alone_until_the_next_keyframe() {
         assert_eq!(c.broken_layers(), want, "frame {}", d.frame_number);
     }
     assert_eq!(keyframes, 2);
-    assert_eq!(c.breaks(), 1);
+    assert_eq!(c.take_breaks(), 1);
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn a_lost_s0_frame_breaks_every_chain() {
     }
     assert!(given_up);
     assert_eq!(c.broken_layers(), 0b111, "until a keyframe");
-    assert_eq!(c.breaks(), 3);
+    assert_eq!(c.take_breaks(), 3);
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn a_frame_resent_in_time_or_out_of_every_chain_breaks_nothing() {
         c.on_lost(s);
     }
     assert_eq!(c.broken_layers(), 0);
-    assert_eq!(c.breaks(), 0);
+    assert_eq!(c.take_breaks(), 0);
 }
 
 #[test]
@@ -239,5 +239,5 @@ fn a_frame_given_up_after_the_next_keyframe_breaks_nothing() {
         }
         assert_eq!(c.broken_layers(), 0, "packet {i}");
     }
-    assert_eq!(c.breaks(), 0);
+    assert_eq!(c.take_breaks(), 0);
 }
