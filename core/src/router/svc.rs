@@ -18,7 +18,10 @@
 //!
 //! Either way the last frame it forwards of a picture gets the marker bit,
 //! and temporal layers are left out as for VP8 ([`super::temporal`]), with
-//! the U bit as the layer sync.
+//! the U bit as the layer sync. An AV1 stream's chains ([`Chains`]) say
+//! which spatial layers a frame given up upstream left undecodable: those
+//! are left out until the next keyframe, and a full-SVC consumer above
+//! them steps down to the highest layer still whole.
 
 use std::time::Instant;
 
