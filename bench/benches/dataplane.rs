@@ -14,7 +14,7 @@ use sfu_core::proto::srtp::{SrtpBackend, SrtpProfile, SrtpSession};
 use sfu_core::proto::stun;
 use sfu_core::router::MediaKind;
 use sfu_core::testing::{
-    AV1_DD_EXT_ID, MID_EXT_ID, Net, RID_EXT_ID, av1_l3t3_replayed, av1_rtp, rtp, rtp_with_ext,
+    AV1_DD_EXT_ID, Av1L3t3Play, MID_EXT_ID, Net, RID_EXT_ID, av1_rtp, rtp, rtp_with_ext,
 };
 use sfu_core::{Mid, Pt, Ssrc};
 
@@ -290,26 +290,19 @@ fn bench_fanout_av1_l3t3(c: &mut Criterion) {
     for (i, s) in subs.iter().enumerate() {
         net.consume(*s, producer, 5000 + i as u32, (45, 45));
     }
-    let play = av1_l3t3_replayed(1);
-    let frame = |v: &[u8]| u16::from_be_bytes([v[1], v[2]]);
-    let frames = frame(&play[play.len() - 1].2).wrapping_sub(frame(&play[0].2)) + 1;
-    // Each packet's picture in the play (a marker ends one).
-    let mut pictures = Vec::with_capacity(play.len());
-    let mut pic = 0u32;
-    for (_, marker, _) in &play {
-        pictures.push(pic);
-        pic += u32::from(*marker);
-    }
-    let warm_up = 2 * pictures.len() as u32;
+    let play = Av1L3t3Play::load();
+    let warm_up = 2 * play.round_len() as u32;
     // Packet k of the endless play.
     let packet = move |k: u32| {
-        let (round, i) = (k / play.len() as u32, k as usize % play.len());
-        let (_, marker, dd) = &play[i];
-        let mut dd = dd.clone();
-        let f = frame(&dd).wrapping_add((round as u16).wrapping_mul(frames));
-        dd[1..3].copy_from_slice(&f.to_be_bytes());
-        let ts = (round * pic + pictures[i]).wrapping_mul(4500);
-        av1_rtp(k as u16, ts, *marker, (4444, 45), &dd, &[0; 200])
+        let (_, picture, marker, dd) = play.packet(k as usize);
+        av1_rtp(
+            k as u16,
+            picture.wrapping_mul(4500),
+            marker,
+            (4444, 45),
+            &dd,
+            &[0; 200],
+        )
     };
     // Two plays at about 20 pictures/s: the layer passes give every
     // consumer every layer.

@@ -32,7 +32,7 @@ mod simulcast;
 
 pub use packets::{av1_rtp, take_plis};
 pub use pipe::{PIPE_SSRC_BASE, PipedNets};
-pub use recordings::{AV1_DD_EXT_ID, av1_l3t3_replayed, testdata_rtp};
+pub use recordings::{AV1_DD_EXT_ID, Av1L3t3Play, av1_l3t3_replayed, testdata_rtp};
 pub use simulcast::{FRAME, Layer, MAX_PACKET, SimulcastSource, TAGGED_PACKETS};
 
 pub const SERVER: &str = "127.0.0.1:40000";

@@ -27,38 +27,77 @@ pub fn testdata_rtp(name: &str) -> Vec<Vec<u8>> {
 pub const AV1_DD_EXT_ID: u8 = 12;
 
 /// Chromium's AV1 L3T3 capture (`av1-l3t3.sfurec`: one keyframe, then 17
-/// pictures of three spatial layers, to its last marker) played `times`
-/// times, each play's
-/// frame numbers and sequence numbers continuing where the last ended, so
-/// that each play starts with a keyframe of its own. Each packet's
-/// (sequence number, marker bit, dependency descriptor bytes).
-pub fn av1_l3t3_replayed(times: u16) -> Vec<(u16, bool, Vec<u8>)> {
-    use crate::proto::rtp::RtpHeader;
-    let once: Vec<(u16, bool, Vec<u8>)> = testdata_rtp("av1-l3t3.sfurec")
-        .iter()
-        .map(|pkt| {
-            let h = RtpHeader::parse(pkt).expect("captured RTP parses");
+/// pictures of three spatial layers, to its last marker) as an endless
+/// play: each time round, its frame numbers, sequence numbers and pictures
+/// continue where the last ended, so that each round starts with a
+/// keyframe of its own.
+#[derive(Debug, Clone)]
+pub struct Av1L3t3Play {
+    /// One round: each packet's (sequence number, picture from 0, marker
+    /// bit, dependency descriptor bytes).
+    once: Vec<(u16, u32, bool, Vec<u8>)>,
+    /// Frames and pictures in a round.
+    frames: u16,
+    pictures: u32,
+}
+
+impl Av1L3t3Play {
+    pub fn load() -> Self {
+        use crate::proto::rtp::RtpHeader;
+        let mut once = Vec::new();
+        let mut picture = 0u32;
+        for pkt in testdata_rtp("av1-l3t3.sfurec") {
+            let h = RtpHeader::parse(&pkt).expect("captured RTP parses");
             let v = h
-                .extension(pkt, AV1_DD_EXT_ID)
+                .extension(&pkt, AV1_DD_EXT_ID)
                 .expect("a dependency descriptor");
-            (h.seq, h.marker, v.to_vec())
-        })
-        .collect();
-    // Whole pictures: the capture ends inside one.
-    let mut once = once;
-    let ended = once.iter().rposition(|p| p.1).expect("a marker");
-    once.truncate(ended + 1);
-    let frame = |v: &[u8]| u16::from_be_bytes([v[1], v[2]]);
-    let frames = frame(&once[once.len() - 1].2).wrapping_sub(frame(&once[0].2)) + 1;
-    let packets = once.len() as u16;
-    let mut out = Vec::new();
-    for k in 0..times {
-        for (seq, marker, v) in &once {
-            let mut v = v.clone();
-            let n = frame(&v).wrapping_add(k * frames).to_be_bytes();
-            v[1..3].copy_from_slice(&n);
-            out.push((seq.wrapping_add(k * packets), *marker, v));
+            once.push((h.seq, picture, h.marker, v.to_vec()));
+            picture += u32::from(h.marker);
+        }
+        // Whole pictures: the capture ends inside one.
+        let ended = once.iter().rposition(|p| p.2).expect("a marker");
+        once.truncate(ended + 1);
+        let frames = frame_number(&once[ended].3).wrapping_sub(frame_number(&once[0].3)) + 1;
+        let pictures = once[ended].1 + 1;
+        Self {
+            once,
+            frames,
+            pictures,
         }
     }
-    out
+
+    /// Packets in a round (never 0).
+    pub fn round_len(&self) -> usize {
+        self.once.len()
+    }
+
+    /// Packet `k` of the play (from 0): (sequence number, picture, marker
+    /// bit, dependency descriptor bytes).
+    pub fn packet(&self, k: usize) -> (u16, u32, bool, Vec<u8>) {
+        let (round, i) = (k / self.once.len(), k % self.once.len());
+        let (seq, picture, marker, v) = &self.once[i];
+        let mut v = v.clone();
+        let n = frame_number(&v).wrapping_add((round as u16).wrapping_mul(self.frames));
+        v[1..3].copy_from_slice(&n.to_be_bytes());
+        let seq = seq.wrapping_add((round * self.once.len()) as u16);
+        (seq, round as u32 * self.pictures + picture, *marker, v)
+    }
+}
+
+/// The frame number of dependency descriptor `v` (bytes 1–2, AV1 RTP
+/// specification §A.8.2).
+fn frame_number(v: &[u8]) -> u16 {
+    u16::from_be_bytes([v[1], v[2]])
+}
+
+/// [`Av1L3t3Play`]'s first `times` rounds: each packet's (sequence number,
+/// marker bit, dependency descriptor bytes).
+pub fn av1_l3t3_replayed(times: u16) -> Vec<(u16, bool, Vec<u8>)> {
+    let play = Av1L3t3Play::load();
+    (0..usize::from(times) * play.round_len())
+        .map(|k| {
+            let (seq, _, marker, v) = play.packet(k);
+            (seq, marker, v)
+        })
+        .collect()
 }
